@@ -1,0 +1,321 @@
+//! `chronon-build explain TARGET`: one target's key document and every
+//! difference from the recorded build.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{Format, Global, Workspace, default_until, parse_day, print_json};
+use crate::error::{Error, exit};
+use crate::graph::{Node, Step};
+use crate::hash::{Hash, KEY_VERSION};
+use crate::partition::Day;
+use crate::plan::{
+    self, Context, Evaluation, Explainer, FieldChange, InputDigest, KeyDoc, PlanOptions,
+    StaleReason, Status,
+};
+use crate::probe;
+use crate::store::day_column;
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// STEP:CONFIG[#PART][@YYYY-MM-DD], e.g. group-by-backfill:team.features.v1@2025-09-12.
+    /// Without a day, the latest wanted partition.
+    pub target: String,
+    /// Plan as of this day [default: yesterday, UTC].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub until: Option<Day>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+struct TargetSpec {
+    step: Step,
+    config: String,
+    part: Option<String>,
+    day: Option<Day>,
+}
+
+fn parse_target(text: &str) -> Result<TargetSpec, Error> {
+    let usage = |why: &str| {
+        Error::Usage(format!(
+            "target {text:?}: {why}; expected STEP:CONFIG[#PART][@YYYY-MM-DD]"
+        ))
+    };
+    let (step, rest) = text.split_once(':').ok_or_else(|| usage("no step"))?;
+    let step = Step::parse(step).ok_or_else(|| usage(&format!("unknown step {step:?}")))?;
+    let (rest, day) = match rest.rsplit_once('@') {
+        Some((rest, day)) => (
+            rest,
+            Some(Day::parse(day).ok_or_else(|| usage(&format!("bad day {day:?}")))?),
+        ),
+        None => (rest, None),
+    };
+    let (config, part) = match rest.split_once('#') {
+        Some((config, part)) => (config.to_string(), Some(part.to_string())),
+        None => (rest.to_string(), None),
+    };
+    Ok(TargetSpec {
+        step,
+        config,
+        part,
+        day,
+    })
+}
+
+#[derive(Serialize)]
+struct Explanation<'a> {
+    target: String,
+    file: &'a str,
+    #[serde(flatten)]
+    status: &'a Status,
+    key: Option<Hash>,
+    recorded_key: Option<Hash>,
+    key_document: Option<serde_json::Value>,
+    slice: &'a serde_json::Value,
+    inputs: Vec<InputRead<'a>>,
+    differences: Vec<Difference>,
+}
+
+#[derive(Serialize)]
+struct InputRead<'a> {
+    table: &'a str,
+    origin: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range: Option<InputDigest>,
+    partitions: Vec<(Day, Hash)>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Difference {
+    Field(FieldChange),
+    Reason(StaleReason),
+}
+
+pub fn run(global: &Global, args: &ExplainArgs) -> Result<i32, Error> {
+    let spec = parse_target(&args.target)?;
+    let until = args.until.unwrap_or_else(default_until);
+    let ws = Workspace::load(global)?;
+    let node = ws
+        .graph
+        .find(spec.step, &spec.config, spec.part.as_deref())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no target {:?} in the graph; `chronon-build graph --format json` lists them",
+                args.target
+            ))
+        })?;
+    let mut selected = vec![false; ws.graph.nodes.len()];
+    selected[node.id] = true;
+    let store = ws.open_state_read()?;
+    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let ctx = Context {
+        repo: &ws.repo,
+        settings: &ws.settings,
+        graph: &ws.graph,
+        probe: probe.as_ref(),
+        store: store.as_ref(),
+    };
+    let plan = plan::compute(
+        &ctx,
+        &PlanOptions {
+            until,
+            from: None,
+            selected,
+        },
+    )?;
+    let targets = &plan.nodes[node.id].targets;
+    let target = match spec.day {
+        Some(day) => targets.iter().find(|t| t.day == Some(day)),
+        None => targets.last(),
+    }
+    .ok_or_else(|| {
+        let wanted = match (
+            targets.first().and_then(|t| t.day),
+            targets.last().and_then(|t| t.day),
+        ) {
+            (Some(a), Some(b)) => format!("wanted up to {until}: {a}..{b}"),
+            _ => format!("no partition is wanted up to {until}"),
+        };
+        Error::Usage(format!(
+            "{} is not a wanted partition of {} ({wanted})",
+            args.target,
+            node.label()
+        ))
+    })?;
+
+    let columns = plan.input_columns(&ws.graph, node);
+    let at = target.day.unwrap_or(until);
+    let evaluation = plan::evaluate(node, target.day, at, &columns);
+    let key_document = match &evaluation {
+        Evaluation::Ready { inputs, .. } => Some(
+            serde_json::to_value(KeyDoc {
+                key_version: KEY_VERSION,
+                step: node.step,
+                slice: node.slice_hash,
+                partition: target.day,
+                inputs,
+            })
+            .expect("key document serializes"),
+        ),
+        Evaluation::Pending(_) => None,
+    };
+    let digests: &[InputDigest] = match &evaluation {
+        Evaluation::Ready { inputs, .. } => inputs,
+        Evaluation::Pending(_) => &[],
+    };
+    let inputs = node
+        .inputs
+        .iter()
+        .zip(&columns)
+        .filter(|(input, _)| !input.ordering_only)
+        .map(|(input, column)| {
+            let range = column.map(|c| input.range(at, c.first_present()));
+            InputRead {
+                table: &input.table,
+                origin: &input.origin,
+                producer: input.producer.map(|p| ws.graph.nodes[p].label()),
+                range: digests
+                    .iter()
+                    .find(|d| {
+                        d.table == input.table
+                            && range.is_some_and(|r| r.from == d.from && r.to == d.to)
+                    })
+                    .cloned(),
+                partitions: match (column, range) {
+                    (Some(c), Some(r)) if !r.is_empty() => c.present_in(r),
+                    _ => Vec::new(),
+                },
+            }
+        })
+        .collect();
+
+    let recorded = match &store {
+        Some(store) => store
+            .load()?
+            .remove(&plan::node_key(node))
+            .and_then(|s| s.built.get(&day_column(target.day)).copied()),
+        None => None,
+    };
+    let mut differences = Vec::new();
+    if let Some(recorded) = &recorded {
+        let mut explainer = Explainer::new(&ctx);
+        if recorded.slice != node.slice_hash {
+            differences.extend(
+                explainer
+                    .config_changes(node, &recorded.slice)?
+                    .into_iter()
+                    .map(Difference::Field),
+            );
+        }
+        differences.extend(
+            explainer
+                .input_changes(node, at, target.day, recorded, &columns, false)?
+                .into_iter()
+                .map(Difference::Reason),
+        );
+    }
+    if let Status::Stale(reason) = &target.status
+        && matches!(
+            **reason,
+            StaleReason::OutputMissing { .. } | StaleReason::OutputModified { .. }
+        )
+    {
+        differences.push(Difference::Reason((**reason).clone()));
+    }
+
+    let explanation = Explanation {
+        target: target_label(node, target.day),
+        file: &ws.repo.configs[node.config].path,
+        status: &target.status,
+        key: target.key,
+        recorded_key: recorded.map(|r| r.key),
+        key_document,
+        slice: &node.slice,
+        inputs,
+        differences,
+    };
+    match args.format {
+        Format::Json => print_json(&explanation),
+        Format::Text => print!("{}", to_text(&explanation)),
+    }
+    Ok(exit::OK)
+}
+
+fn target_label(node: &Node, day: Option<Day>) -> String {
+    match day {
+        Some(day) => format!("{}@{day}", node.label()),
+        None => node.label(),
+    }
+}
+
+fn to_text(e: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let hex = |h: &Option<Hash>| h.map_or("(none)".to_string(), |h| h.hex());
+    let _ = writeln!(out, "target        {}", e.target);
+    let _ = writeln!(out, "file          {}", e.file);
+    let _ = writeln!(out, "status        {}", e.status);
+    let _ = writeln!(out, "key           {}", hex(&e.key));
+    let _ = writeln!(out, "recorded key  {}", hex(&e.recorded_key));
+    let _ = writeln!(out, "\ninputs:");
+    for input in &e.inputs {
+        let producer = input
+            .producer
+            .as_deref()
+            .map(|p| format!(" (written by {p})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {}{producer}  from {}", input.table, input.origin);
+        if let Some(range) = &input.range {
+            let _ = writeln!(
+                out,
+                "    {}..{}: {} present, digest {}",
+                range.from,
+                range.to,
+                range.present,
+                range.digest.short()
+            );
+        }
+        for (day, fp) in &input.partitions {
+            let _ = writeln!(out, "    {day}  {}", fp.short());
+        }
+    }
+    let _ = writeln!(out, "\ndifferences from the recorded build:");
+    if e.recorded_key.is_none() {
+        let _ = writeln!(out, "  (never built)");
+    } else if e.differences.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for difference in &e.differences {
+        match difference {
+            Difference::Field(change) => {
+                let _ = writeln!(out, "  config-changed {change}");
+            }
+            Difference::Reason(reason) => {
+                let _ = writeln!(out, "  {reason}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\nkey document:");
+    match &e.key_document {
+        Some(doc) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(doc).expect("serializes")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  (not computable yet: {})", e.status);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nslice:\n{}",
+        serde_json::to_string_pretty(e.slice).expect("serializes")
+    );
+    out
+}

@@ -1,0 +1,177 @@
+//! Command-line parsing in two stages: clap structs, then validated options
+//! in each subcommand's module. Command functions stay thin.
+
+mod explain;
+mod graph;
+mod plan;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Repo;
+use crate::error::{Error, exit};
+use crate::graph::Graph;
+use crate::partition::Day;
+use crate::settings::Settings;
+use crate::store::StateStore;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chronon-build",
+    version,
+    about = "make for Chronon feature data: plan and run only the stale partitions",
+    long_about = "make for Chronon feature data.\n\nEvery (step, config, partition) is a build target whose key hashes the \
+                  config's semantic content and the fingerprints of its inputs. A SQLite state remembers what was built; \
+                  `plan` shows what is stale and why.",
+    after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs, \
+                  4 stale (with --exit-code)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The config repository: a folder with production/ (Chronon) or compiled/ (Zipline).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub repo: PathBuf,
+    /// The state file [default: from chronon-build.toml, else <repo>/.chronon-build/state.db].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// The hive-dir warehouse root [default: from chronon-build.toml, else <repo>/warehouse].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub warehouse: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load every config and report every problem with file, JSON path and what was expected.
+    Validate(validate::ValidateArgs),
+    /// Print the target graph: one node per (step, config[, join part]) with its inputs.
+    Graph(graph::GraphArgs),
+    /// Show which partitions are stale and why, without running anything.
+    Plan(plan::PlanArgs),
+    /// Print one target's key document and every difference from the recorded build.
+    Explain(explain::ExplainArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(&cli.global, args),
+        Command::Graph(args) => graph::run(&cli.global, args),
+        Command::Plan(args) => plan::run(&cli.global, args),
+        Command::Explain(args) => explain::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// What every command that looks at configs starts from.
+pub struct Workspace {
+    pub repo: Repo,
+    pub settings: Settings,
+    pub graph: Graph,
+}
+
+impl Workspace {
+    pub fn load(global: &Global) -> Result<Workspace, Error> {
+        let repo = Repo::load(&global.repo).map_err(Error::Config)?;
+        let mut settings = Settings::load(&global.repo)?;
+        if let Some(state) = &global.state {
+            settings.state.path = absolute(state);
+        }
+        if let Some(warehouse) = &global.warehouse {
+            settings.warehouse.root = absolute(warehouse);
+        }
+        let graph = Graph::build(&repo, &settings).map_err(Error::Config)?;
+        Ok(Workspace {
+            repo,
+            settings,
+            graph,
+        })
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.settings
+            .resolve(&self.repo.root, &self.settings.state.path)
+    }
+
+    pub fn open_state_read(&self) -> Result<Option<StateStore>, Error> {
+        Ok(StateStore::open_read(&self.state_path())?)
+    }
+
+    /// Nodes whose config name matches the glob (all when none is given).
+    pub fn select(&self, glob: Option<&str>) -> Result<Vec<bool>, Error> {
+        let Some(pattern) = glob else {
+            return Ok(vec![true; self.graph.nodes.len()]);
+        };
+        let matcher = globset::Glob::new(pattern)
+            .map_err(|e| Error::Usage(format!("--select {pattern:?}: {e}")))?
+            .compile_matcher();
+        let selected: Vec<bool> = self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| matcher.is_match(&n.name))
+            .collect();
+        if !selected.iter().any(|s| *s) {
+            return Err(Error::Usage(format!(
+                "--select {pattern:?}: matches no config"
+            )));
+        }
+        Ok(selected)
+    }
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `--until` defaults to yesterday: today's partition is not complete.
+pub fn parse_day(text: &str) -> Result<Day, String> {
+    Day::parse(text).ok_or_else(|| format!("expected a yyyy-MM-dd date, got {text:?}"))
+}
+
+pub fn default_until() -> Day {
+    Day::today().minus(1)
+}
+
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
+}

@@ -1,0 +1,387 @@
+//! Loading a repository of compiled Chronon configs.
+//!
+//! Two layouts exist and both load:
+//! - Chronon (airbnb): `production/{group_bys,joins,staging_queries}/<team>/<file>`
+//!   with `teams.json` at the root;
+//! - Zipline: `compiled/{group_bys,joins,staging_queries}/<team>/<file>` with
+//!   `compiled/teams_metadata/<team>/<file>`. Other folders (`models/`,
+//!   `model_transforms/`) are skipped with a note.
+//!
+//! Every problem is collected with its file and JSON path, so `validate` can
+//! list them all at once.
+
+pub mod decode;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+pub use model::*;
+
+use decode::Decoder;
+
+/// One thing wrong with the input: which file, where in it, what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub file: String,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.file.is_empty(), self.path.is_empty()) {
+            (true, _) => write!(f, "{}", self.message),
+            (false, true) => write!(f, "{}: {}", self.file, self.message),
+            (false, false) => write!(f, "{}: {}: {}", self.file, self.path, self.message),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfigKind {
+    GroupBy,
+    Join,
+    StagingQuery,
+}
+
+impl ConfigKind {
+    pub const ALL: [ConfigKind; 3] = [
+        ConfigKind::StagingQuery,
+        ConfigKind::GroupBy,
+        ConfigKind::Join,
+    ];
+
+    pub fn folder(self) -> &'static str {
+        match self {
+            ConfigKind::GroupBy => "group_bys",
+            ConfigKind::Join => "joins",
+            ConfigKind::StagingQuery => "staging_queries",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConfigKind::GroupBy => "group-by",
+            ConfigKind::Join => "join",
+            ConfigKind::StagingQuery => "staging-query",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Body {
+    GroupBy(GroupBy),
+    Join(Join),
+    StagingQuery(StagingQuery),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub kind: ConfigKind,
+    pub name: String,
+    /// Path relative to the repository root, with `/` separators; this is
+    /// what `zipline run --conf` takes.
+    pub path: String,
+    pub raw: Value,
+    pub body: Body,
+}
+
+impl Config {
+    pub fn meta(&self) -> &MetaData {
+        match &self.body {
+            Body::GroupBy(g) => &g.meta,
+            Body::Join(j) => &j.meta,
+            Body::StagingQuery(s) => &s.meta,
+        }
+    }
+
+    pub fn team(&self) -> &str {
+        &self.meta().team
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `production/` plus `teams.json`.
+    Chronon,
+    /// `compiled/` plus `compiled/teams_metadata/`.
+    Zipline,
+}
+
+impl Layout {
+    pub fn folder(self) -> &'static str {
+        match self {
+            Layout::Chronon => "production",
+            Layout::Zipline => "compiled",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Repo {
+    pub root: PathBuf,
+    pub layout: Layout,
+    pub configs: Vec<Config>,
+    /// Team name to its raw settings (from `teams.json` or `teams_metadata`).
+    pub teams: BTreeMap<String, Value>,
+    /// Things skipped on purpose, worth telling the user once.
+    pub notes: Vec<String>,
+}
+
+/// Everything wrong with a repository, sorted by file then path.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Repo {
+    pub fn load(root: &Path) -> Result<Repo, ConfigErrors> {
+        let fail = |message: String| {
+            ConfigErrors(vec![Problem {
+                file: String::new(),
+                path: String::new(),
+                message,
+            }])
+        };
+        if !root.is_dir() {
+            return Err(fail(format!("{}: not a directory", root.display())));
+        }
+        let layout = if root.join("compiled").is_dir() {
+            Layout::Zipline
+        } else if root.join("production").is_dir() {
+            Layout::Chronon
+        } else {
+            return Err(fail(format!(
+                "{}: no compiled configs found: expected a production/ folder (Chronon) or a compiled/ folder (Zipline)",
+                root.display()
+            )));
+        };
+
+        let mut notes = Vec::new();
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        let base = root.join(layout.folder());
+        for entry in sorted_dir(&base) {
+            let name = entry
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if name.starts_with('.') || !entry.is_dir() {
+                continue;
+            }
+            match ConfigKind::ALL.iter().find(|k| k.folder() == name) {
+                Some(kind) => collect_files(&entry, *kind, &mut files),
+                None if name == "teams_metadata" => {}
+                None => notes.push(format!(
+                    "skipped {}/{name}/: not a config kind chronon-build schedules",
+                    layout.folder()
+                )),
+            }
+        }
+
+        let parsed: Vec<(Option<Config>, Vec<Problem>)> = files
+            .par_iter()
+            .map(|(kind, path)| {
+                let rel = relative(root, path);
+                let mut found = Vec::new();
+                let config = parse_file(*kind, path, &rel, &mut found);
+                (config, found)
+            })
+            .collect();
+        let mut configs = Vec::with_capacity(parsed.len());
+        for (config, found) in parsed {
+            problems.extend(found);
+            configs.extend(config);
+        }
+
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for config in &configs {
+            if let Some(first) = seen.insert(&config.name, &config.path) {
+                problems.push(Problem {
+                    file: config.path.clone(),
+                    path: "metaData.name".into(),
+                    message: format!("duplicate config name {} (also in {first})", config.name),
+                });
+                seen.insert(&config.name, first);
+            }
+        }
+
+        let teams = match layout {
+            Layout::Chronon => load_teams_json(root, &mut problems),
+            Layout::Zipline => load_teams_metadata(root, &mut problems),
+        };
+
+        if !problems.is_empty() {
+            problems.sort();
+            return Err(ConfigErrors(problems));
+        }
+        configs.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(Repo {
+            root: root.to_path_buf(),
+            layout,
+            configs,
+            teams,
+            notes,
+        })
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Config> {
+        self.configs.iter().find(|c| c.name == name)
+    }
+}
+
+fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+fn collect_files(dir: &Path, kind: ConfigKind, out: &mut Vec<(ConfigKind, PathBuf)>) {
+    for entry in sorted_dir(dir) {
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if entry.is_dir() {
+            collect_files(&entry, kind, out);
+        } else {
+            out.push((kind, entry));
+        }
+    }
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn read_json(path: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Value> {
+    let problem = |message: String| Problem {
+        file: rel.to_string(),
+        path: String::new(),
+        message,
+    };
+    let text = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            problems.push(problem(format!("cannot read: {e}")));
+            return None;
+        }
+    };
+    match serde_json::from_slice(&text) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            problems.push(problem(format!("malformed JSON: {e}")));
+            None
+        }
+    }
+}
+
+/// Parses one compiled config file; problems go to `problems`.
+pub fn parse_file(
+    kind: ConfigKind,
+    path: &Path,
+    rel: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
+    let raw = read_json(path, rel, problems)?;
+    parse_value(kind, raw, rel, problems)
+}
+
+pub fn parse_value(
+    kind: ConfigKind,
+    raw: Value,
+    rel: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
+    let before = problems.len();
+    let mut d = Decoder::new(rel, problems);
+    let obj = d.root(&raw)?;
+    let body = match kind {
+        ConfigKind::GroupBy => model::read_group_by(&mut d, &obj).map(Body::GroupBy),
+        ConfigKind::Join => model::read_join(&mut d, &obj).map(Body::Join),
+        ConfigKind::StagingQuery => model::read_staging_query(&mut d, &obj).map(Body::StagingQuery),
+    };
+    if problems.len() > before {
+        return None;
+    }
+    let body = body?;
+    let name = match &body {
+        Body::GroupBy(g) => g.meta.name.clone(),
+        Body::Join(j) => j.meta.name.clone(),
+        Body::StagingQuery(s) => s.meta.name.clone(),
+    };
+    Some(Config {
+        kind,
+        name,
+        path: rel.to_string(),
+        raw,
+        body,
+    })
+}
+
+fn load_teams_json(root: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, Value> {
+    let path = root.join("teams.json");
+    if !path.exists() {
+        return BTreeMap::new();
+    }
+    match read_json(&path, "teams.json", problems) {
+        Some(Value::Object(map)) => map.into_iter().collect(),
+        Some(other) => {
+            problems.push(Problem {
+                file: "teams.json".into(),
+                path: String::new(),
+                message: format!(
+                    "expected an object of teams, got {}",
+                    decode::describe(&other)
+                ),
+            });
+            BTreeMap::new()
+        }
+        None => BTreeMap::new(),
+    }
+}
+
+fn load_teams_metadata(root: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, Value> {
+    let mut teams = BTreeMap::new();
+    let dir = root.join("compiled").join("teams_metadata");
+    let mut files = Vec::new();
+    collect_files(&dir, ConfigKind::GroupBy, &mut files);
+    for (_, path) in files {
+        let rel = relative(root, &path);
+        let team = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(value) = read_json(&path, &rel, problems) {
+            teams.insert(team, value);
+        }
+    }
+    teams
+}

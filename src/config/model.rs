@@ -1,0 +1,714 @@
+//! The typed subset of Chronon's Thrift model that scheduling needs, and the
+//! readers that build it from compiled JSON.
+//!
+//! Only what decides steps, inputs, outputs and partitions is typed here. The
+//! semantic content that decides *keys* is hashed from the raw JSON (see
+//! `crate::hash`), so a field this model does not know still invalidates
+//! correctly.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::decode::{Decoder, Obj, ThriftEnum, describe, index_path, join_path};
+use crate::partition::Day;
+
+macro_rules! thrift_enum {
+    ($name:ident, $what:literal, { $($variant:ident = $code:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl ThriftEnum for $name {
+            const WHAT: &'static str = $what;
+            fn from_i64(value: i64) -> Option<Self> {
+                match value { $($code => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+thrift_enum!(Operation, "operation", {
+    Min = 0, Max = 1, First = 2, Last = 3, UniqueCount = 4, ApproxUniqueCount = 5,
+    Count = 6, Sum = 7, Average = 8, Variance = 9, Skew = 10, Kurtosis = 11,
+    ApproxPercentile = 12, LastK = 13, FirstK = 14, TopK = 15, BottomK = 16,
+    Histogram = 17, ApproxHistogramK = 18, BoundedUniqueCount = 19,
+});
+
+thrift_enum!(TimeUnit, "time unit", { Hours = 0, Days = 1 });
+
+thrift_enum!(Accuracy, "accuracy", { Temporal = 0, Snapshot = 1 });
+
+/// A table reference; Chronon allows a fixed sub-partition after the table
+/// name, as in `ns.t/hr=00:00`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableRef {
+    pub table: String,
+    pub sub_partition: Option<String>,
+}
+
+impl TableRef {
+    pub fn parse(text: &str) -> TableRef {
+        match text.split_once('/') {
+            Some((table, rest)) if !rest.is_empty() => TableRef {
+                table: table.to_string(),
+                sub_partition: Some(rest.to_string()),
+            },
+            Some((table, _)) => TableRef {
+                table: table.to_string(),
+                sub_partition: None,
+            },
+            None => TableRef {
+                table: text.to_string(),
+                sub_partition: None,
+            },
+        }
+    }
+
+    /// The identity used for probing and in keys: the table, with its
+    /// sub-partition when it has one.
+    pub fn key(&self) -> String {
+        match &self.sub_partition {
+            Some(sub) => format!("{}/{}", self.table, sub),
+            None => self.table.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub selects: BTreeMap<String, String>,
+    pub wheres: Vec<String>,
+    pub start_partition: Option<Day>,
+    pub end_partition: Option<Day>,
+    pub time_column: Option<String>,
+    pub partition_column: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    Events {
+        table: TableRef,
+        topic: Option<String>,
+        is_cumulative: bool,
+        query: Query,
+    },
+    Entities {
+        snapshot_table: TableRef,
+        mutation_table: Option<TableRef>,
+        mutation_topic: Option<String>,
+        query: Query,
+    },
+    JoinSource {
+        join: Box<Join>,
+        query: Query,
+    },
+}
+
+impl Source {
+    pub fn query(&self) -> &Query {
+        match self {
+            Source::Events { query, .. }
+            | Source::Entities { query, .. }
+            | Source::JoinSource { query, .. } => query,
+        }
+    }
+
+    pub fn has_topic(&self) -> bool {
+        match self {
+            Source::Events { topic, .. } => topic.is_some(),
+            Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
+            Source::JoinSource { join, .. } => join.left.has_topic(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub length: i64,
+    pub unit: TimeUnit,
+}
+
+impl Window {
+    /// Whole days a window reaches back; hour windows round up.
+    pub fn days(&self) -> i64 {
+        match self.unit {
+            TimeUnit::Days => self.length,
+            TimeUnit::Hours => (self.length + 23) / 24,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Aggregation {
+    pub input_column: String,
+    pub operation: Operation,
+    pub arg_map: BTreeMap<String, String>,
+    pub windows: Vec<Window>,
+    pub buckets: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Derivation {
+    pub name: String,
+    pub expression: String,
+}
+
+/// A `metaData.dependencies` entry: a JSON string `{name, spec, start, end}`
+/// or a bare spec such as `ns.table/ds={{ ds }}`.
+#[derive(Clone, Debug)]
+pub struct Dependency {
+    pub table: TableRef,
+    pub start: Option<Day>,
+    pub end: Option<Day>,
+}
+
+/// Zipline's `executionInfo.tableDependencies` entry.
+#[derive(Clone, Debug)]
+pub struct TableDependency {
+    pub table: TableRef,
+    pub start_offset_days: i64,
+    pub end_offset_days: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionInfo {
+    pub step_days: Option<i64>,
+    pub table_dependencies: Vec<TableDependency>,
+    pub env: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MetaData {
+    pub name: String,
+    pub team: String,
+    pub online: bool,
+    pub production: bool,
+    pub output_namespace: Option<String>,
+    pub dependencies: Vec<Dependency>,
+    pub offline_schedule: Option<String>,
+    pub lag: i64,
+    pub check_consistency: bool,
+    pub custom_json: Option<Value>,
+    pub sample_percent: f64,
+    pub consistency_sample_percent: f64,
+    pub execution_info: ExecutionInfo,
+    pub mode_to_env_map: Option<Value>,
+}
+
+impl MetaData {
+    /// `{outputNamespace}.{sanitize(name)}`, as Chronon names output tables.
+    pub fn output_table(&self) -> String {
+        format!(
+            "{}.{}",
+            self.output_namespace.as_deref().unwrap_or("default"),
+            sanitize(&self.name)
+        )
+    }
+}
+
+/// Chronon's `sanitize`: every character outside `[A-Za-z0-9_]` becomes `_`.
+pub fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupBy {
+    pub meta: MetaData,
+    pub sources: Vec<Source>,
+    pub key_columns: Vec<String>,
+    pub aggregations: Vec<Aggregation>,
+    pub accuracy: Option<Accuracy>,
+    pub backfill_start_date: Option<Day>,
+    pub derivations: Vec<Derivation>,
+}
+
+impl GroupBy {
+    /// Accuracy as Chronon resolves it when unset: TEMPORAL when any source
+    /// has a topic, else SNAPSHOT.
+    pub fn effective_accuracy(&self) -> Accuracy {
+        self.accuracy
+            .unwrap_or(if self.sources.iter().any(Source::has_topic) {
+                Accuracy::Temporal
+            } else {
+                Accuracy::Snapshot
+            })
+    }
+
+    /// The longest window in days, `None` when any aggregation is unwindowed
+    /// (it reads all history), `Some(0)` when there are no aggregations.
+    pub fn lookback_days(&self) -> Option<i64> {
+        let mut longest = 0;
+        for agg in &self.aggregations {
+            if agg.windows.is_empty() {
+                return None;
+            }
+            longest = agg.windows.iter().map(Window::days).fold(longest, i64::max);
+        }
+        Some(longest)
+    }
+
+    pub fn has_streaming_source(&self) -> bool {
+        self.sources.iter().any(|s| match s {
+            Source::Events { topic, .. } => topic.is_some(),
+            Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
+            Source::JoinSource { .. } => false,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct JoinPart {
+    pub group_by: GroupBy,
+    pub key_mapping: BTreeMap<String, String>,
+    pub prefix: Option<String>,
+}
+
+impl JoinPart {
+    /// `{prefix_}{sanitize(groupBy name)}`: the part's column prefix and the
+    /// suffix of its table.
+    pub fn label(&self) -> String {
+        match &self.prefix {
+            Some(prefix) if !prefix.is_empty() => {
+                format!("{prefix}_{}", sanitize(&self.group_by.meta.name))
+            }
+            _ => sanitize(&self.group_by.meta.name),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BootstrapPart {
+    pub table: TableRef,
+    pub query: Query,
+}
+
+#[derive(Clone, Debug)]
+pub struct Join {
+    pub meta: MetaData,
+    pub left: Source,
+    pub join_parts: Vec<JoinPart>,
+    pub bootstrap_parts: Vec<BootstrapPart>,
+    pub derivations: Vec<Derivation>,
+}
+
+impl Join {
+    pub fn scheduled(&self) -> bool {
+        self.meta.offline_schedule.as_deref() != Some("@never")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StagingQuery {
+    pub meta: MetaData,
+    pub query: String,
+    pub start_partition: Option<Day>,
+}
+
+// ---------------------------------------------------------------------------
+// Readers. Each returns `None` only when the object cannot be used at all;
+// every problem found on the way is recorded in the decoder.
+
+pub fn read_group_by(d: &mut Decoder, obj: &Obj) -> Option<GroupBy> {
+    let meta = read_meta(d, obj);
+    let sources = read_sources(d, obj, "sources");
+    let key_columns = d.str_list(obj, "keyColumns");
+    let aggregations = d
+        .obj_list(obj, "aggregations")
+        .iter()
+        .filter_map(|a| read_aggregation(d, a))
+        .collect();
+    let accuracy = d.opt_enum(obj, "accuracy");
+    let backfill_start_date = d.opt_day(obj, "backfillStartDate");
+    let derivations = read_derivations(d, obj);
+    if sources.is_empty() && !obj.map.contains_key("sources") {
+        d.problem(
+            &join_path(&obj.path, "sources"),
+            "missing required array of sources",
+        );
+    }
+    Some(GroupBy {
+        meta: meta?,
+        sources,
+        key_columns,
+        aggregations,
+        accuracy,
+        backfill_start_date,
+        derivations,
+    })
+}
+
+pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
+    let meta = read_meta(d, obj);
+    let left = d.req_obj(obj, "left").and_then(|l| read_source(d, &l));
+    let mut join_parts = Vec::new();
+    for part in d.obj_list(obj, "joinParts") {
+        let group_by = d
+            .req_obj(&part, "groupBy")
+            .and_then(|g| read_group_by(d, &g));
+        let key_mapping = d.str_map(&part, "keyMapping");
+        let prefix = d.opt_str(&part, "prefix");
+        if let Some(group_by) = group_by {
+            join_parts.push(JoinPart {
+                group_by,
+                key_mapping,
+                prefix,
+            });
+        }
+    }
+    let bootstrap_parts = d
+        .obj_list(obj, "bootstrapParts")
+        .iter()
+        .filter_map(|b| {
+            let table = d.req_str(b, "table").map(|t| TableRef::parse(&t));
+            let query = d
+                .opt_obj(b, "query")
+                .map(|q| read_query(d, &q))
+                .unwrap_or_default();
+            Some(BootstrapPart {
+                table: table?,
+                query,
+            })
+        })
+        .collect();
+    let derivations = read_derivations(d, obj);
+    Some(Join {
+        meta: meta?,
+        left: left?,
+        join_parts,
+        bootstrap_parts,
+        derivations,
+    })
+}
+
+pub fn read_staging_query(d: &mut Decoder, obj: &Obj) -> Option<StagingQuery> {
+    let meta = read_meta(d, obj);
+    let query = d.req_str(obj, "query");
+    let start_partition = d.opt_day(obj, "startPartition");
+    Some(StagingQuery {
+        meta: meta?,
+        query: query?,
+        start_partition,
+    })
+}
+
+fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
+    let obj = d.req_obj(parent, "metaData")?;
+    let name = d.req_str(&obj, "name");
+    let team = d.opt_str(&obj, "team");
+    let online = d.opt_bool(&obj, "online");
+    let production = d.opt_bool(&obj, "production");
+    let output_namespace = d.opt_str(&obj, "outputNamespace");
+    let offline_schedule = d.opt_str(&obj, "offlineSchedule");
+    let sample_percent = d.opt_f64(&obj, "samplePercent").unwrap_or(0.0);
+    let consistency_sample_percent = d.opt_f64(&obj, "consistencySamplePercent").unwrap_or(0.0);
+    let mode_to_env_map = obj.map.get("modeToEnvMap").cloned();
+    let dependencies = read_dependencies(d, &obj);
+    let execution_info = d
+        .opt_obj(&obj, "executionInfo")
+        .map(|e| read_execution_info(d, &e))
+        .unwrap_or_default();
+
+    let mut lag = 0;
+    let mut check_consistency = d.opt_bool(&obj, "consistencyCheck");
+    let custom_json = d.opt_str(&obj, "customJson").and_then(|text| {
+        let path = join_path(&obj.path, "customJson");
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => {
+                let value = Value::Object(map);
+                if let Some(lag_value) = value.get("lag").filter(|v| !v.is_null()) {
+                    match lag_value.as_i64() {
+                        Some(l) if l >= 0 => lag = l,
+                        _ => d.problem(
+                            &format!("{path}.lag"),
+                            format!(
+                                "expected a non-negative integer, got {}",
+                                describe(lag_value)
+                            ),
+                        ),
+                    }
+                }
+                check_consistency |=
+                    matches!(value.get("check_consistency"), Some(Value::Bool(true)))
+                        || value.get("check_consistency").and_then(Value::as_i64) == Some(1);
+                Some(value)
+            }
+            Ok(other) => {
+                d.problem(
+                    &path,
+                    format!(
+                        "expected a JSON object in a string, got {}",
+                        describe(&other)
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                d.problem(&path, format!("expected a JSON object in a string: {e}"));
+                None
+            }
+        }
+    });
+
+    Some(MetaData {
+        name: name?,
+        team: team.unwrap_or_default(),
+        online,
+        production,
+        output_namespace,
+        dependencies,
+        offline_schedule,
+        lag,
+        check_consistency,
+        custom_json,
+        sample_percent,
+        consistency_sample_percent,
+        execution_info,
+        mode_to_env_map,
+    })
+}
+
+fn read_dependencies(d: &mut Decoder, meta: &Obj) -> Vec<Dependency> {
+    let path = join_path(&meta.path, "dependencies");
+    let mut out = Vec::new();
+    for (i, text) in d.str_list(meta, "dependencies").into_iter().enumerate() {
+        let item_path = index_path(&path, i);
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with('{') {
+            out.push(Dependency {
+                table: spec_table(&text),
+                start: None,
+                end: None,
+            });
+            continue;
+        }
+        let value: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                d.problem(
+                    &item_path,
+                    format!("expected a JSON object in a string: {e}"),
+                );
+                continue;
+            }
+        };
+        let Some(obj) = d.as_obj(&value, item_path) else {
+            continue;
+        };
+        let spec = d.req_str(&obj, "spec");
+        let start = d.opt_day(&obj, "start");
+        let end = d.opt_day(&obj, "end");
+        if let Some(spec) = spec {
+            out.push(Dependency {
+                table: spec_table(&spec),
+                start,
+                end,
+            });
+        }
+    }
+    out
+}
+
+/// The table of a dependency spec such as `ns.t/ds={{ ds }}/hr=00:00`: the
+/// part before the first `/`, with any fixed sub-partition after the date.
+fn spec_table(spec: &str) -> TableRef {
+    let mut parts = spec.split('/');
+    let table = parts.next().unwrap_or_default().to_string();
+    let rest: Vec<&str> = parts.filter(|p| !p.contains("{{")).collect();
+    TableRef {
+        table,
+        sub_partition: if rest.is_empty() {
+            None
+        } else {
+            Some(rest.join("/"))
+        },
+    }
+}
+
+fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
+    let step_days = d.opt_i64(obj, "stepDays");
+    if let Some(days) = step_days.filter(|days| *days < 1) {
+        d.problem(
+            &join_path(&obj.path, "stepDays"),
+            format!("expected a positive number of days, got {days}"),
+        );
+    }
+    let env = obj.map.get("env").cloned();
+    let mut table_dependencies = Vec::new();
+    for dep in d.obj_list(obj, "tableDependencies") {
+        let info = d.req_obj(&dep, "tableInfo");
+        let table = info.and_then(|i| d.req_str(&i, "table"));
+        let start = d
+            .opt_obj(&dep, "startOffset")
+            .and_then(|w| read_window(d, &w))
+            .map(|w| w.days())
+            .unwrap_or(0);
+        let end = d
+            .opt_obj(&dep, "endOffset")
+            .and_then(|w| read_window(d, &w))
+            .map(|w| w.days())
+            .unwrap_or(0);
+        if let Some(table) = table {
+            table_dependencies.push(TableDependency {
+                table: TableRef::parse(&table),
+                start_offset_days: start,
+                end_offset_days: end,
+            });
+        }
+    }
+    ExecutionInfo {
+        step_days: step_days.filter(|d| *d >= 1),
+        table_dependencies,
+        env,
+    }
+}
+
+fn read_sources(d: &mut Decoder, parent: &Obj, key: &str) -> Vec<Source> {
+    d.obj_list(parent, key)
+        .iter()
+        .filter_map(|s| read_source(d, s))
+        .collect()
+}
+
+const SOURCE_KINDS: [&str; 3] = ["events", "entities", "joinSource"];
+
+fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
+    let present: Vec<&str> = SOURCE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| obj.map.get(*k).is_some_and(|v| !v.is_null()))
+        .collect();
+    let kind = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            d.problem(
+                &obj.path,
+                "expected exactly one of events, entities, joinSource; found none",
+            );
+            return None;
+        }
+        many => {
+            d.problem(
+                &obj.path,
+                format!(
+                    "expected exactly one of events, entities, joinSource; found {}",
+                    many.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    let inner = d.opt_obj(obj, kind)?;
+    let query = d
+        .opt_obj(&inner, "query")
+        .map(|q| read_query(d, &q))
+        .unwrap_or_else(default_query);
+    match kind {
+        "events" => {
+            let table = d.req_str(&inner, "table")?;
+            Some(Source::Events {
+                table: TableRef::parse(&table),
+                topic: d.opt_str(&inner, "topic"),
+                is_cumulative: d.opt_bool(&inner, "isCumulative"),
+                query,
+            })
+        }
+        "entities" => {
+            let snapshot = d.req_str(&inner, "snapshotTable")?;
+            Some(Source::Entities {
+                snapshot_table: TableRef::parse(&snapshot),
+                mutation_table: d
+                    .opt_str(&inner, "mutationTable")
+                    .map(|t| TableRef::parse(&t)),
+                mutation_topic: d.opt_str(&inner, "mutationTopic"),
+                query,
+            })
+        }
+        _ => {
+            let join = d.req_obj(&inner, "join").and_then(|j| read_join(d, &j))?;
+            Some(Source::JoinSource {
+                join: Box::new(join),
+                query,
+            })
+        }
+    }
+}
+
+fn default_query() -> Query {
+    Query {
+        partition_column: "ds".into(),
+        ..Query::default()
+    }
+}
+
+fn read_query(d: &mut Decoder, obj: &Obj) -> Query {
+    Query {
+        selects: d.str_map(obj, "selects"),
+        wheres: d.str_list(obj, "wheres"),
+        start_partition: d.opt_day(obj, "startPartition"),
+        end_partition: d.opt_day(obj, "endPartition"),
+        time_column: d.opt_str(obj, "timeColumn"),
+        partition_column: d
+            .opt_str(obj, "partitionColumn")
+            .unwrap_or_else(|| "ds".into()),
+    }
+}
+
+fn read_window(d: &mut Decoder, obj: &Obj) -> Option<Window> {
+    let length = d.opt_i64(obj, "length");
+    let unit = d.req_enum(obj, "timeUnit");
+    if length.is_none() {
+        d.problem(
+            &join_path(&obj.path, "length"),
+            "missing required window length",
+        );
+    }
+    match (length?, unit?) {
+        (length, _) if length < 0 => {
+            d.problem(
+                &join_path(&obj.path, "length"),
+                format!("expected a non-negative window length, got {length}"),
+            );
+            None
+        }
+        (length, unit) => Some(Window { length, unit }),
+    }
+}
+
+fn read_aggregation(d: &mut Decoder, obj: &Obj) -> Option<Aggregation> {
+    let input_column = d.req_str(obj, "inputColumn");
+    let operation = d.req_enum(obj, "operation");
+    let arg_map = d.str_map(obj, "argMap");
+    let windows = d
+        .obj_list(obj, "windows")
+        .iter()
+        .filter_map(|w| read_window(d, w))
+        .collect();
+    let buckets = d.str_list(obj, "buckets");
+    Some(Aggregation {
+        input_column: input_column?,
+        operation: operation?,
+        arg_map,
+        windows,
+        buckets,
+    })
+}
+
+fn read_derivations(d: &mut Decoder, obj: &Obj) -> Vec<Derivation> {
+    d.obj_list(obj, "derivations")
+        .iter()
+        .filter_map(|o| {
+            Some(Derivation {
+                name: d.req_str(o, "name")?,
+                expression: d.req_str(o, "expression")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,41 @@
+//! `chronon-build`: make for Chronon feature data.
+//!
+//! The pipeline: compiled Chronon configs are loaded into a typed model
+//! (`config`); each config becomes graph nodes, one per step (`graph`), whose
+//! targets are partitions with inputs and lookback; each target gets a key,
+//! a content hash of the config's semantic slice for the step and of the
+//! fingerprints of what it reads (`hash`), where fingerprints come from the
+//! warehouse (`probe`) or, for tables another node writes, from that node's
+//! recorded output, so keys chain. The planner (`plan`) compares keys with
+//! the SQLite state (`store`) and says, per target, fresh, stale (with a
+//! reason), blocked on a missing input, or waiting on an upstream target.
+//!
+//! Module map:
+//! - `cli`: argument parsing and one module per subcommand;
+//! - `config`: repository layouts, the typed model, validation;
+//! - `graph`: steps, nodes, inputs and lookback, order, DOT/JSON output;
+//! - `hash`: canonical JSON, the field classification table, slices, digests;
+//! - `partition`: days and day ranges;
+//! - `probe`: warehouse probes (hive-dir, command);
+//! - `store`: the SQLite state;
+//! - `plan`: statuses, stale reasons, the planner and its output;
+//! - `settings`: `chronon-build.toml`;
+//! - `error`: error types and exit codes.
+//!
+//! Files on disk:
+//! - `<repo>/chronon-build.toml`: settings (optional);
+//! - `<repo>/.chronon-build/state.db` (and its `-wal`, `-shm`): the state,
+//!   unless `state.path` or `--state` says otherwise.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod hash;
+pub mod partition;
+pub mod plan;
+pub mod probe;
+pub mod settings;
+pub mod store;
+
+pub use cli::run;

@@ -1,0 +1,209 @@
+//! Partitions are days. A `Day` is a count of days since 1970-01-01, so
+//! lookback windows, ranges and chunking are integer arithmetic; it prints and
+//! parses as Chronon's default partition format, `yyyy-MM-dd`.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub i32);
+
+impl Day {
+    /// Parses `yyyy-MM-dd`; `None` for anything else, including impossible
+    /// dates such as `2024-02-30`.
+    pub fn parse(text: &str) -> Option<Day> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+            return None;
+        }
+        let digits = |range: std::ops::Range<usize>| -> Option<i32> {
+            let part = &text[range];
+            if !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        Some(Day(days_from_civil(year, month, day)))
+    }
+
+    /// Today in UTC.
+    pub fn today() -> Day {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Day((secs / 86_400) as i32)
+    }
+
+    pub fn plus(self, days: i32) -> Day {
+        Day(self.0 + days)
+    }
+
+    pub fn minus(self, days: i32) -> Day {
+        Day(self.0 - days)
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = civil_from_days(self.0);
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+impl Serialize for Day {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
+        let text = String::deserialize(d)?;
+        Day::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a yyyy-MM-dd date, got {text:?}"))
+        })
+    }
+}
+
+fn is_leap(year: i32) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i32, month: i32) -> i32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+// Howard Hinnant's civil-calendar algorithms (public domain), exact over the
+// whole proleptic Gregorian range we care about.
+fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i32) -> (i32, i32, i32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i32::from(m <= 2);
+    (y, m, d)
+}
+
+/// An inclusive range of days; empty when `from > to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DayRange {
+    pub from: Day,
+    pub to: Day,
+}
+
+impl DayRange {
+    pub fn new(from: Day, to: Day) -> DayRange {
+        DayRange { from, to }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.from > self.to
+    }
+
+    pub fn len(&self) -> usize {
+        if self.is_empty() {
+            0
+        } else {
+            (self.to.0 - self.from.0 + 1) as usize
+        }
+    }
+
+    pub fn contains(&self, day: Day) -> bool {
+        self.from <= day && day <= self.to
+    }
+
+    pub fn intersect(&self, other: DayRange) -> DayRange {
+        DayRange::new(self.from.max(other.from), self.to.min(other.to))
+    }
+
+    pub fn days(&self) -> impl Iterator<Item = Day> + use<> {
+        (self.from.0..=self.to.0).map(Day)
+    }
+}
+
+impl fmt::Display for DayRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.from == self.to {
+            write!(f, "{}", self.from)
+        } else {
+            write!(f, "{}..{}", self.from, self.to)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_dates_across_leap_years_and_centuries() {
+        for text in [
+            "1970-01-01",
+            "2000-02-29",
+            "2024-02-29",
+            "2025-09-30",
+            "1900-03-01",
+            "2100-12-31",
+        ] {
+            let day = Day::parse(text).unwrap();
+            assert_eq!(day.to_string(), text);
+        }
+        assert_eq!(Day::parse("1970-01-01"), Some(Day(0)));
+        assert_eq!(
+            Day::parse("2024-03-01").unwrap().minus(1).to_string(),
+            "2024-02-29"
+        );
+    }
+
+    #[test]
+    fn rejects_impossible_or_malformed_dates() {
+        for text in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-1-01",
+            "20240101",
+            "2024-01-1x",
+            "",
+        ] {
+            assert_eq!(Day::parse(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn ranges_intersect_and_count() {
+        let a = DayRange::new(Day(10), Day(20));
+        assert_eq!(a.len(), 11);
+        assert_eq!(
+            a.intersect(DayRange::new(Day(15), Day(30))),
+            DayRange::new(Day(15), Day(20))
+        );
+        assert!(a.intersect(DayRange::new(Day(21), Day(30))).is_empty());
+        assert_eq!(DayRange::new(Day(5), Day(4)).len(), 0);
+    }
+}

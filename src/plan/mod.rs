@@ -1,0 +1,799 @@
+//! The planner: for every wanted target, `fresh`, `stale(reason)`,
+//! `blocked(input)` or `waiting(upstream)`. It decides; it never runs.
+//!
+//! Nodes are planned producers first. Each input table becomes a `Column`:
+//! per day, the partition's fingerprint (external tables, from the probe) or
+//! the producer's recorded output fingerprint when that target is fresh
+//! (internal tables), else a pending mark. Prefix sums over the column make
+//! any input range's digest one subtraction. A target's key hashes its
+//! node's slice hash, its partition and its input digests (`KeyDoc`); when it
+//! matches the recorded key and the output is still there as recorded, the
+//! target is fresh.
+//!
+//! Reasons are found cheaply first (hash comparisons), and only for targets
+//! that differ are the stored slice and input versions read to name the
+//! changed field or partition.
+
+pub mod reason;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Repo;
+use crate::error::Error;
+use crate::graph::{Graph, Input, Node, NodeId, Schedule, Start, Step};
+use crate::hash::{self, Hash, KEY_VERSION, Lanes};
+use crate::partition::{Day, DayRange};
+use crate::probe::{Partitions, Probe};
+use crate::settings::Settings;
+use crate::store::{NodeKey, NodeState, Recorded, StateStore, day_column};
+
+pub use reason::{FieldChange, Missing, StaleReason, Status, StatusKind};
+
+/// The document a key hashes. Stored beside nothing: every part of it can be
+/// rebuilt from the config, the probe and the state, which `explain` does.
+#[derive(Serialize)]
+pub struct KeyDoc<'a> {
+    pub key_version: u32,
+    pub step: Step,
+    pub slice: Hash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Day>,
+    pub inputs: &'a [InputDigest],
+}
+
+/// What a target reads of one table: the range, how many partitions are
+/// present in it, and the digest of their fingerprints.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct InputDigest {
+    pub table: String,
+    pub from: Day,
+    pub to: Day,
+    pub present: u32,
+    pub digest: Hash,
+}
+
+/// A day of a column.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Absent,
+    Present(Hash),
+    /// The producer's target is not fresh: the reader must wait, or is
+    /// blocked with it.
+    Pending(Status),
+}
+
+/// One table's partitions by day, with prefix sums for range digests.
+pub struct Column {
+    pub table: String,
+    first: Day,
+    entries: Vec<Entry>,
+    sums: Vec<Lanes>,
+    present: Vec<u32>,
+    pending: Vec<u32>,
+}
+
+impl Column {
+    pub fn new(table: &str, first: Day, entries: Vec<Entry>) -> Column {
+        let mut sums = Vec::with_capacity(entries.len() + 1);
+        let mut present = Vec::with_capacity(entries.len() + 1);
+        let mut pending = Vec::with_capacity(entries.len() + 1);
+        let (mut s, mut p, mut w) = (Lanes::default(), 0u32, 0u32);
+        sums.push(s);
+        present.push(p);
+        pending.push(w);
+        for (i, entry) in entries.iter().enumerate() {
+            match entry {
+                Entry::Present(fp) => {
+                    s = s.add(Lanes::of(&hash::partition_hash(
+                        table,
+                        first.plus(i as i32),
+                        fp,
+                    )));
+                    p += 1;
+                }
+                Entry::Pending(_) => w += 1,
+                Entry::Absent => {}
+            }
+            sums.push(s);
+            present.push(p);
+            pending.push(w);
+        }
+        Column {
+            table: table.to_string(),
+            first,
+            entries,
+            sums,
+            present,
+            pending,
+        }
+    }
+
+    pub fn from_partitions(table: &str, partitions: &Partitions) -> Column {
+        let (Some(first), Some(last)) = (partitions.keys().next(), partitions.keys().next_back())
+        else {
+            return Column::new(table, Day(0), Vec::new());
+        };
+        let mut entries = vec![Entry::Absent; (last.0 - first.0 + 1) as usize];
+        for (day, fp) in partitions {
+            entries[(day.0 - first.0) as usize] = Entry::Present(*fp);
+        }
+        Column::new(table, *first, entries)
+    }
+
+    pub fn get(&self, day: Day) -> &Entry {
+        let i = day.0 - self.first.0;
+        if i < 0 {
+            &Entry::Absent
+        } else {
+            self.entries.get(i as usize).unwrap_or(&Entry::Absent)
+        }
+    }
+
+    pub fn first_present(&self) -> Option<Day> {
+        self.entries
+            .iter()
+            .position(|e| matches!(e, Entry::Present(_)))
+            .map(|i| self.first.plus(i as i32))
+    }
+
+    /// Index bounds of `range` within the column, as `lo..hi`.
+    fn span(&self, range: DayRange) -> (usize, usize) {
+        let len = self.entries.len() as i32;
+        let lo = (range.from.0 - self.first.0).clamp(0, len);
+        let hi = (range.to.0 - self.first.0 + 1).clamp(0, len);
+        (lo as usize, hi.max(lo) as usize)
+    }
+
+    pub fn digest(&self, range: DayRange) -> (u32, Hash) {
+        let (lo, hi) = self.span(range);
+        let present = self.present[hi] - self.present[lo];
+        (present, self.sums[hi].sub(self.sums[lo]).digest(present))
+    }
+
+    /// The first pending entry in range, if any.
+    pub fn first_pending(&self, range: DayRange) -> Option<&Status> {
+        let (lo, hi) = self.span(range);
+        if self.pending[hi] == self.pending[lo] {
+            return None;
+        }
+        self.entries[lo..hi].iter().find_map(|e| match e {
+            Entry::Pending(status) => Some(status),
+            _ => None,
+        })
+    }
+
+    /// Present partitions in range with their fingerprints.
+    pub fn present_in(&self, range: DayRange) -> Vec<(Day, Hash)> {
+        let (lo, hi) = self.span(range);
+        (lo..hi)
+            .filter_map(|i| match &self.entries[i] {
+                Entry::Present(fp) => Some((self.first.plus(i as i32), *fp)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The outcome of looking at a target's inputs.
+pub enum Evaluation {
+    /// Cannot be keyed yet: blocked on a missing input or waiting on an
+    /// upstream target.
+    Pending(Status),
+    Ready {
+        inputs: Vec<InputDigest>,
+        inputs_hash: Hash,
+        key: Hash,
+    },
+}
+
+/// Looks at one target's inputs. `columns[i]` is the column of
+/// `node.inputs[i]`; ordering-only inputs have none.
+pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Column>]) -> Evaluation {
+    let mut waiting: Option<&Status> = None;
+    let mut inputs = Vec::with_capacity(node.inputs.len());
+    for (input, column) in node.inputs.iter().zip(columns) {
+        let Some(column) = column else { continue };
+        if let Some(anchor) = input.anchor(at) {
+            match column.get(anchor) {
+                Entry::Absent if input.producer.is_none() => {
+                    return Evaluation::Pending(Status::Blocked {
+                        input: Arc::new(Missing {
+                            table: input.table.clone(),
+                            partition: anchor,
+                        }),
+                    });
+                }
+                Entry::Pending(status @ Status::Blocked { .. }) => {
+                    return Evaluation::Pending(status.clone());
+                }
+                _ => {}
+            }
+        }
+        let range = input.range(at, column.first_present());
+        if range.is_empty() {
+            continue;
+        }
+        if let Some(status) = column.first_pending(range) {
+            if matches!(status, Status::Blocked { .. }) {
+                return Evaluation::Pending(status.clone());
+            }
+            waiting = waiting.or(Some(status));
+            continue;
+        }
+        let (present, digest) = column.digest(range);
+        inputs.push(InputDigest {
+            table: input.table.clone(),
+            from: range.from,
+            to: range.to,
+            present,
+            digest,
+        });
+    }
+    if let Some(status) = waiting {
+        return Evaluation::Pending(status.clone());
+    }
+    inputs.sort();
+    let inputs_hash = Hash::of_json(&inputs);
+    let key = Hash::of_json(&KeyDoc {
+        key_version: KEY_VERSION,
+        step: node.step,
+        slice: node.slice_hash,
+        partition: day,
+        inputs: &inputs,
+    });
+    Evaluation::Ready {
+        inputs,
+        inputs_hash,
+        key,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TargetPlan {
+    pub day: Option<Day>,
+    pub status: Status,
+    /// The current key, when every input is known.
+    pub key: Option<Hash>,
+}
+
+#[derive(Debug, Default)]
+pub struct NodePlan {
+    pub targets: Vec<TargetPlan>,
+}
+
+pub struct Plan {
+    pub until: Day,
+    /// Indexed by node id; nodes outside the selection and its upstream are
+    /// empty.
+    pub nodes: Vec<NodePlan>,
+    /// Nodes the user asked about.
+    pub shown: Vec<bool>,
+    pub notes: Vec<String>,
+    /// Every input column the plan used, probed and internal.
+    pub columns: HashMap<String, Column>,
+}
+
+impl Plan {
+    /// The columns of a node's inputs, as `evaluate` takes them.
+    pub fn input_columns<'p>(&'p self, graph: &Graph, node: &Node) -> Vec<Option<&'p Column>> {
+        node.inputs
+            .iter()
+            .map(|i| {
+                if i.ordering_only {
+                    None
+                } else {
+                    self.columns.get(&internal_or_external(graph, i))
+                }
+            })
+            .collect()
+    }
+}
+
+pub struct PlanOptions {
+    pub until: Day,
+    pub from: Option<Day>,
+    /// Which nodes to plan and show; their upstream is planned too.
+    pub selected: Vec<bool>,
+}
+
+/// Everything planning reads.
+pub struct Context<'a> {
+    pub repo: &'a Repo,
+    pub settings: &'a Settings,
+    pub graph: &'a Graph,
+    pub probe: &'a dyn Probe,
+    pub store: Option<&'a StateStore>,
+}
+
+pub fn node_key(node: &Node) -> NodeKey {
+    NodeKey::new(node.step, &node.name, node.part.as_deref())
+}
+
+/// Columns for every table the planned nodes read or write that is not
+/// written by another node: probed once each, in parallel.
+fn probe_tables(
+    ctx: &Context,
+    planned: &[bool],
+    state: &HashMap<NodeKey, NodeState>,
+) -> Result<HashMap<String, Partitions>, Error> {
+    let mut tables = BTreeSet::new();
+    for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
+        for input in node
+            .inputs
+            .iter()
+            .filter(|i| i.producer.is_none() && !i.ordering_only)
+        {
+            tables.insert(input.table.clone());
+        }
+        if let Schedule::Daily {
+            start: Start::FirstPartitionOf(table),
+        } = &node.schedule
+        {
+            tables.insert(table.clone());
+        }
+        let built = state
+            .get(&node_key(node))
+            .is_some_and(|s| !s.built.is_empty());
+        if let Some(output) = node
+            .output
+            .as_ref()
+            .filter(|_| built && node.step.has_table_output())
+        {
+            tables.insert(output.clone());
+        }
+    }
+    let tables: Vec<String> = tables.into_iter().collect();
+    let listed: Result<Vec<(String, Partitions)>, _> = tables
+        .into_par_iter()
+        .map(|t| ctx.probe.list(&t).map(|p| (t, p)))
+        .collect();
+    Ok(listed?.into_iter().collect())
+}
+
+/// The partitions of a node wanted up to `until`.
+pub fn wanted_days(
+    node: &Node,
+    until: Day,
+    from: Option<Day>,
+    settings: &Settings,
+    probed: &HashMap<String, Partitions>,
+) -> Vec<Option<Day>> {
+    match &node.schedule {
+        Schedule::Unpartitioned => vec![None],
+        Schedule::Latest => vec![Some(until)],
+        Schedule::Daily { start } => {
+            let start = match start {
+                Start::Day(day) => Some(*day),
+                Start::FirstPartitionOf(table) => {
+                    probed.get(table).and_then(|p| p.keys().next().copied())
+                }
+                Start::Unknown => None,
+            };
+            let bound = [settings.start, from].into_iter().flatten().max();
+            let Some(start) = [start, bound].into_iter().flatten().max() else {
+                return Vec::new();
+            };
+            DayRange::new(start, until).days().map(Some).collect()
+        }
+    }
+}
+
+pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
+    let graph = ctx.graph;
+    let roots: Vec<NodeId> = (0..graph.nodes.len())
+        .filter(|id| opts.selected[*id])
+        .collect();
+    let planned = graph.with_upstream(&roots);
+    let state = match ctx.store {
+        Some(store) => store.load()?,
+        None => HashMap::new(),
+    };
+    let probed = probe_tables(ctx, &planned, &state)?;
+    let mut columns: HashMap<String, Column> = probed
+        .iter()
+        .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
+        .collect();
+    let empty_state = NodeState::default();
+
+    let mut nodes: Vec<NodePlan> = (0..graph.nodes.len())
+        .map(|_| NodePlan::default())
+        .collect();
+    let mut to_explain: Vec<(NodeId, usize)> = Vec::new();
+    for &id in &graph.order {
+        if !planned[id] {
+            continue;
+        }
+        let node = &graph.nodes[id];
+        let state = state.get(&node_key(node)).unwrap_or(&empty_state);
+        let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed);
+        let output_column = node.output.as_ref().and_then(|t| columns.get(t));
+        let input_columns: Vec<Option<&Column>> = node
+            .inputs
+            .iter()
+            .map(|i| {
+                if i.ordering_only {
+                    None
+                } else {
+                    columns.get(&internal_or_external(graph, i))
+                }
+            })
+            .collect();
+        let decided: Vec<(TargetPlan, bool)> = days
+            .par_iter()
+            .map(|day| {
+                let at = day.unwrap_or(opts.until);
+                let recorded = state.built.get(&day_column(*day));
+                let evaluation = evaluate(node, *day, at, &input_columns);
+                decide(node, *day, evaluation, recorded, state, output_column)
+            })
+            .collect();
+        let mut targets = Vec::with_capacity(decided.len());
+        for (i, (target, needs_reason)) in decided.into_iter().enumerate() {
+            if needs_reason {
+                to_explain.push((id, i));
+            }
+            targets.push(target);
+        }
+        nodes[id].targets = targets;
+
+        if let Some(output) = &node.output
+            && graph.dependents[id].iter().any(|d| planned[*d])
+        {
+            let column = internal_column(node, output, &nodes[id], state);
+            columns.insert(internal_key(output), column);
+        }
+    }
+
+    let mut explainer = Explainer::new(ctx);
+    for (id, i) in to_explain {
+        let node = &graph.nodes[id];
+        let target = &nodes[id].targets[i];
+        let recorded = state
+            .get(&node_key(node))
+            .and_then(|s| s.built.get(&day_column(target.day)))
+            .copied();
+        let Some(recorded) = recorded else { continue };
+        let input_columns: Vec<Option<&Column>> = node
+            .inputs
+            .iter()
+            .map(|inp| {
+                if inp.ordering_only {
+                    None
+                } else {
+                    columns.get(&internal_or_external(graph, inp))
+                }
+            })
+            .collect();
+        let reason = explainer.reason(
+            node,
+            target.day.unwrap_or(opts.until),
+            target.day,
+            &recorded,
+            &input_columns,
+        )?;
+        nodes[id].targets[i].status = Status::Stale(reason);
+    }
+
+    let mut notes = ctx.repo.notes.clone();
+    notes.extend(graph.notes.iter().cloned());
+    for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
+        if let Schedule::Daily {
+            start: Start::Unknown,
+        } = node.schedule
+            && nodes[node.id].targets.is_empty()
+        {
+            notes.push(format!("{}: no start partition in the config; pass --from or set `start` in chronon-build.toml", node.label()));
+        }
+    }
+    Ok(Plan {
+        until: opts.until,
+        nodes,
+        shown: opts.selected.clone(),
+        notes,
+        columns,
+    })
+}
+
+/// Internal tables are keyed apart from probed ones, so a producer's output
+/// column (recorded fingerprints) never mixes with the same table as probed.
+fn internal_key(table: &str) -> String {
+    format!("internal:{table}")
+}
+
+fn internal_or_external(graph: &Graph, input: &Input) -> String {
+    match input.producer {
+        Some(p) => internal_key(graph.nodes[p].output.as_deref().unwrap_or_default()),
+        None => input.table.clone(),
+    }
+}
+
+/// What dependents see of a node's output: recorded output fingerprints of
+/// fresh targets, and pending marks for the rest.
+fn internal_column(node: &Node, output: &str, plan: &NodePlan, state: &NodeState) -> Column {
+    let days: Vec<Day> = plan.targets.iter().filter_map(|t| t.day).collect();
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Column::new(output, Day(0), Vec::new());
+    };
+    let mut entries = vec![Entry::Absent; (last.0 - first.0 + 1) as usize];
+    for target in &plan.targets {
+        let Some(day) = target.day else { continue };
+        entries[(day.0 - first.0) as usize] = match &target.status {
+            Status::Fresh => match state.built.get(&day_column(Some(day))) {
+                Some(recorded) => Entry::Present(recorded.output),
+                None => Entry::Absent,
+            },
+            Status::Blocked { input } => Entry::Pending(Status::Blocked {
+                input: input.clone(),
+            }),
+            _ => Entry::Pending(Status::Waiting {
+                upstream: format!("{}@{day}", node.label()).into(),
+            }),
+        };
+    }
+    Column::new(output, *first, entries)
+}
+
+static NEVER_BUILT: std::sync::LazyLock<Arc<StaleReason>> =
+    std::sync::LazyLock::new(|| Arc::new(StaleReason::NeverBuilt));
+static FORCED: std::sync::LazyLock<Arc<StaleReason>> =
+    std::sync::LazyLock::new(|| Arc::new(StaleReason::Forced));
+
+/// The status of one target from hashes alone. The flag asks for a reason to
+/// be looked up in the state (config or input differences).
+fn decide(
+    node: &Node,
+    day: Option<Day>,
+    evaluation: Evaluation,
+    recorded: Option<&Recorded>,
+    state: &NodeState,
+    output: Option<&Column>,
+) -> (TargetPlan, bool) {
+    let column = day_column(day);
+    let key = match &evaluation {
+        Evaluation::Ready { key, .. } => Some(*key),
+        Evaluation::Pending(_) => None,
+    };
+    let plan = |status: Status| TargetPlan { day, status, key };
+    if let Evaluation::Pending(status @ Status::Blocked { .. }) = &evaluation {
+        return (plan(status.clone()), false);
+    }
+    if state.forced.contains(&column) {
+        return (plan(Status::Stale(FORCED.clone())), false);
+    }
+    if let Some(run) = state.failed.get(&column) {
+        return (
+            plan(Status::Stale(Arc::new(StaleReason::PreviousRunFailed {
+                run: *run,
+            }))),
+            false,
+        );
+    }
+    let Some(recorded) = recorded else {
+        return (plan(Status::Stale(NEVER_BUILT.clone())), false);
+    };
+    if recorded.slice != node.slice_hash {
+        return (plan(Status::Stale(NEVER_BUILT.clone())), true);
+    }
+    let (inputs_hash, key) = match evaluation {
+        Evaluation::Pending(status) => return (plan(status), false),
+        Evaluation::Ready {
+            inputs_hash, key, ..
+        } => (inputs_hash, key),
+    };
+    if key != recorded.key {
+        if inputs_hash == recorded.inputs {
+            return (
+                plan(Status::Stale(Arc::new(StaleReason::KeyVersionChanged))),
+                false,
+            );
+        }
+        return (plan(Status::Stale(NEVER_BUILT.clone())), true);
+    }
+    if let (Some(table), Some(day), Some(output)) = (node.output.as_ref(), day, output)
+        && node.step.has_table_output()
+    {
+        match output.get(day) {
+            Entry::Present(fp) if *fp == recorded.output => {}
+            Entry::Present(fp) => {
+                let reason = StaleReason::OutputModified {
+                    table: table.clone(),
+                    partition: day,
+                    old: recorded.output,
+                    new: *fp,
+                };
+                return (plan(Status::Stale(Arc::new(reason))), false);
+            }
+            _ => {
+                return (
+                    plan(Status::Stale(Arc::new(StaleReason::OutputMissing {
+                        table: table.clone(),
+                        partition: day,
+                    }))),
+                    false,
+                );
+            }
+        }
+    }
+    (plan(Status::Fresh), false)
+}
+
+/// Names what changed for targets whose hashes differ from the recorded
+/// ones, reading stored slices and input versions with caching.
+pub struct Explainer<'c, 'a> {
+    ctx: &'c Context<'a>,
+    cache: HashMap<(String, i64), HashMap<Day, Hash>>,
+    slices: HashMap<(NodeId, Hash), Arc<StaleReason>>,
+}
+
+impl<'c, 'a> Explainer<'c, 'a> {
+    pub fn new(ctx: &'c Context<'a>) -> Self {
+        Explainer {
+            ctx,
+            cache: HashMap::new(),
+            slices: HashMap::new(),
+        }
+    }
+
+    fn reason(
+        &mut self,
+        node: &Node,
+        at: Day,
+        day: Option<Day>,
+        recorded: &Recorded,
+        columns: &[Option<&Column>],
+    ) -> Result<Arc<StaleReason>, Error> {
+        if recorded.slice != node.slice_hash {
+            if let Some(reason) = self.slices.get(&(node.id, recorded.slice)) {
+                return Ok(reason.clone());
+            }
+            let fields = self.config_changes(node, &recorded.slice)?;
+            let reason = Arc::new(StaleReason::ConfigChanged { fields });
+            self.slices
+                .insert((node.id, recorded.slice), reason.clone());
+            return Ok(reason);
+        }
+        let changes = self.input_changes(node, at, day, recorded, columns, true)?;
+        Ok(Arc::new(
+            changes
+                .into_iter()
+                .next()
+                .unwrap_or(StaleReason::KeyVersionChanged),
+        ))
+    }
+
+    /// Field paths of the node's slice that differ from the recorded slice.
+    pub fn config_changes(&self, node: &Node, old: &Hash) -> Result<Vec<FieldChange>, Error> {
+        let Some(store) = self.ctx.store else {
+            return Ok(Vec::new());
+        };
+        let Some(text) = store.slice_json(old)? else {
+            return Ok(vec![FieldChange {
+                path: "(recorded slice not in the state)".into(),
+                old: None,
+                new: None,
+            }]);
+        };
+        let old: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let part_index = self.part_index(node);
+        Ok(hash::diff(&old, &node.slice)
+            .into_iter()
+            .map(|(path, old, new)| {
+                let path = match (path.strip_prefix("joinPart"), part_index) {
+                    (Some(rest), Some(i)) => format!("joinParts[{i}]{rest}"),
+                    _ => path,
+                };
+                FieldChange { path, old, new }
+            })
+            .collect())
+    }
+
+    fn part_index(&self, node: &Node) -> Option<usize> {
+        let part = node.part.as_deref()?;
+        match &self.ctx.repo.configs[node.config].body {
+            crate::config::Body::Join(join) => {
+                join.join_parts.iter().position(|p| p.label() == part)
+            }
+            _ => None,
+        }
+    }
+
+    /// Every input partition that differs from what the recorded build
+    /// read, in table and day order; with `first_only`, stops at the first.
+    pub fn input_changes(
+        &mut self,
+        node: &Node,
+        at: Day,
+        day: Option<Day>,
+        recorded: &Recorded,
+        columns: &[Option<&Column>],
+        first_only: bool,
+    ) -> Result<Vec<StaleReason>, Error> {
+        let Some(store) = self.ctx.store else {
+            return Ok(Vec::new());
+        };
+        let old_ranges = store.ranges_read(&node_key(node), day)?;
+        let mut tables: BTreeMap<&str, (Option<&Column>, Vec<DayRange>, Vec<DayRange>)> =
+            BTreeMap::new();
+        for (input, column) in node.inputs.iter().zip(columns) {
+            let Some(column) = column else { continue };
+            let range = input.range(at, column.first_present());
+            let entry = tables.entry(input.table.as_str()).or_insert((
+                Some(column),
+                Vec::new(),
+                Vec::new(),
+            ));
+            if !range.is_empty() {
+                entry.2.push(range);
+            }
+        }
+        for (table, from, to) in &old_ranges {
+            if let Some(entry) = tables.get_mut(table.as_str()) {
+                entry.1.push(DayRange::new(*from, *to));
+            }
+        }
+        let mut out = Vec::new();
+        for (table, (column, old, new)) in tables {
+            let Some(column) = column else { continue };
+            let seen = self.seen(store, table, recorded.seq)?;
+            let mut days: BTreeSet<Day> = BTreeSet::new();
+            for range in old.iter().chain(&new) {
+                days.extend(range.days());
+            }
+            for d in days {
+                let before = old
+                    .iter()
+                    .any(|r| r.contains(d))
+                    .then(|| seen.get(&d).copied())
+                    .flatten();
+                let now = match (new.iter().any(|r| r.contains(d)), column.get(d)) {
+                    (true, Entry::Present(fp)) => Some(*fp),
+                    _ => None,
+                };
+                let change = match (before, now) {
+                    (Some(old), Some(new)) if old != new => Some(StaleReason::InputChanged {
+                        table: table.to_string(),
+                        partition: d,
+                        old,
+                        new,
+                    }),
+                    (None, Some(_)) => Some(StaleReason::InputAdded {
+                        table: table.to_string(),
+                        partition: d,
+                    }),
+                    (Some(_), None) => Some(StaleReason::InputRemoved {
+                        table: table.to_string(),
+                        partition: d,
+                    }),
+                    _ => None,
+                };
+                if let Some(change) = change {
+                    out.push(change);
+                    if first_only {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn seen(
+        &mut self,
+        store: &StateStore,
+        table: &str,
+        seq: i64,
+    ) -> Result<&HashMap<Day, Hash>, Error> {
+        let key = (table.to_string(), seq);
+        if !self.cache.contains_key(&key) {
+            let seen = store.seen_at(table, Day(i32::MIN / 2), Day(i32::MAX / 2), seq)?;
+            self.cache.insert(key.clone(), seen);
+        }
+        Ok(&self.cache[&key])
+    }
+}

@@ -1,0 +1,182 @@
+//! Statuses and stale reasons: each explains itself in one line.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::hash::Hash;
+use crate::partition::Day;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+}
+
+impl fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<Value>| v.as_ref().map_or("(unset)".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "{}: {} -> {}",
+            self.path,
+            show(&self.old),
+            show(&self.new)
+        )
+    }
+}
+
+/// Why a target must run. Rendered one per line, like cargo's dirty reasons.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum StaleReason {
+    NeverBuilt,
+    ConfigChanged {
+        fields: Vec<FieldChange>,
+    },
+    InputChanged {
+        table: String,
+        partition: Day,
+        old: Hash,
+        new: Hash,
+    },
+    InputAdded {
+        table: String,
+        partition: Day,
+    },
+    InputRemoved {
+        table: String,
+        partition: Day,
+    },
+    OutputMissing {
+        table: String,
+        partition: Day,
+    },
+    OutputModified {
+        table: String,
+        partition: Day,
+        old: Hash,
+        new: Hash,
+    },
+    PreviousRunFailed {
+        run: i64,
+    },
+    Forced,
+    /// Same config and inputs, but the key format (`KEY_VERSION`) changed.
+    KeyVersionChanged,
+}
+
+impl fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaleReason::NeverBuilt => write!(f, "never-built"),
+            StaleReason::ConfigChanged { fields } => {
+                write!(f, "config-changed")?;
+                for (i, field) in fields.iter().enumerate() {
+                    write!(f, "{}{field}", if i == 0 { " " } else { ", " })?;
+                }
+                Ok(())
+            }
+            StaleReason::InputChanged {
+                table,
+                partition,
+                old,
+                new,
+            } => {
+                write!(f, "input-changed {table} ds={partition} ({old} -> {new})")
+            }
+            StaleReason::InputAdded { table, partition } => {
+                write!(f, "input-added {table} ds={partition}")
+            }
+            StaleReason::InputRemoved { table, partition } => {
+                write!(f, "input-removed {table} ds={partition}")
+            }
+            StaleReason::OutputMissing { table, partition } => {
+                write!(f, "output-missing {table} ds={partition}")
+            }
+            StaleReason::OutputModified {
+                table,
+                partition,
+                old,
+                new,
+            } => {
+                write!(f, "output-modified {table} ds={partition} ({old} -> {new})")
+            }
+            StaleReason::PreviousRunFailed { run } => write!(f, "previous-run-failed (run {run})"),
+            StaleReason::Forced => write!(f, "forced"),
+            StaleReason::KeyVersionChanged => write!(f, "key-version-changed"),
+        }
+    }
+}
+
+/// A partition that must exist before a target can run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub table: String,
+    pub partition: Day,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Status {
+    Fresh,
+    Stale(Arc<StaleReason>),
+    Blocked { input: Arc<Missing> },
+    Waiting { upstream: Arc<str> },
+}
+
+impl Status {
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            Status::Fresh => StatusKind::Fresh,
+            Status::Stale(_) => StatusKind::Stale,
+            Status::Blocked { .. } => StatusKind::Blocked,
+            Status::Waiting { .. } => StatusKind::Waiting,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Fresh => write!(f, "fresh"),
+            Status::Stale(reason) => write!(f, "stale: {reason}"),
+            Status::Blocked { input } => {
+                write!(f, "blocked: missing {} ds={}", input.table, input.partition)
+            }
+            Status::Waiting { upstream } => write!(f, "waiting: {upstream}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusKind {
+    Fresh,
+    Stale,
+    Blocked,
+    Waiting,
+}
+
+impl StatusKind {
+    pub const ALL: [StatusKind; 4] = [
+        StatusKind::Fresh,
+        StatusKind::Stale,
+        StatusKind::Blocked,
+        StatusKind::Waiting,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StatusKind::Fresh => "fresh",
+            StatusKind::Stale => "stale",
+            StatusKind::Blocked => "blocked",
+            StatusKind::Waiting => "waiting",
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Plan output. Contiguous partitions of one node with the same status are
+//! grouped into one range with a count; totals per status close the output.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{Plan, Status, StatusKind};
+use crate::graph::{Graph, Step};
+use crate::partition::Day;
+
+/// A run of contiguous partitions of one node sharing a status.
+#[derive(Serialize)]
+pub struct Group<'p> {
+    pub target: String,
+    pub step: Step,
+    pub config: &'p str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<&'p str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Day>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Day>,
+    pub count: usize,
+    #[serde(flatten)]
+    pub status: &'p Status,
+    /// For blocked and waiting runs: the last target's status, whose missing
+    /// partition or upstream day closes the range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<&'p Status>,
+}
+
+/// Statuses that read as one run: equal, or blocked on the same table, or
+/// waiting on the same upstream node (the days differ along the run).
+fn same_run(a: &Status, b: &Status) -> bool {
+    match (a, b) {
+        (Status::Blocked { input: x }, Status::Blocked { input: y }) => x.table == y.table,
+        (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => {
+            x.split('@').next() == y.split('@').next()
+        }
+        _ => a == b,
+    }
+}
+
+impl Group<'_> {
+    fn status_text(&self) -> String {
+        match (self.status, self.last) {
+            (Status::Blocked { input: first }, Some(Status::Blocked { input: last }))
+                if first.partition != last.partition =>
+            {
+                format!(
+                    "blocked: missing {} ds={}..{}",
+                    first.table, first.partition, last.partition
+                )
+            }
+            (Status::Waiting { upstream: first }, Some(Status::Waiting { upstream: last }))
+                if first != last =>
+            {
+                let day = last.rsplit('@').next().unwrap_or_default();
+                format!("waiting: {first}..{day}")
+            }
+            (status, _) => status.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PlanJson<'p> {
+    pub until: Day,
+    pub groups: Vec<Group<'p>>,
+    pub totals: BTreeMap<&'static str, usize>,
+    pub notes: &'p [String],
+}
+
+pub struct Filter {
+    pub step: Option<Step>,
+    pub show_fresh: bool,
+}
+
+pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Group<'p>> {
+    let mut out = Vec::new();
+    for &id in &graph.order {
+        let node = &graph.nodes[id];
+        if !plan.shown[id] || filter.step.is_some_and(|s| s != node.step) {
+            continue;
+        }
+        let targets = &plan.nodes[id].targets;
+        let mut i = 0;
+        while i < targets.len() {
+            let mut j = i + 1;
+            while j < targets.len()
+                && same_run(&targets[i].status, &targets[j].status)
+                && matches!((targets[j - 1].day, targets[j].day), (Some(a), Some(b)) if b.0 == a.0 + 1)
+            {
+                j += 1;
+            }
+            let status = &targets[i].status;
+            if filter.show_fresh || status.kind() != StatusKind::Fresh {
+                out.push(Group {
+                    target: node.label(),
+                    step: node.step,
+                    config: &node.name,
+                    part: node.part.as_deref(),
+                    from: targets[i].day,
+                    to: targets[j - 1].day,
+                    count: j - i,
+                    status,
+                    last: (j - i > 1
+                        && matches!(status, Status::Blocked { .. } | Status::Waiting { .. }))
+                    .then_some(&targets[j - 1].status),
+                });
+            }
+            i = j;
+        }
+    }
+    out
+}
+
+pub fn totals(plan: &Plan, graph: &Graph, step: Option<Step>) -> BTreeMap<&'static str, usize> {
+    let mut totals: BTreeMap<&'static str, usize> =
+        StatusKind::ALL.iter().map(|k| (k.name(), 0)).collect();
+    for node in &graph.nodes {
+        if !plan.shown[node.id] || step.is_some_and(|s| s != node.step) {
+            continue;
+        }
+        for target in &plan.nodes[node.id].targets {
+            *totals.entry(target.status.kind().name()).or_default() += 1;
+        }
+    }
+    totals
+}
+
+pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
+    let groups = groups(plan, graph, filter);
+    let step_width = groups
+        .iter()
+        .map(|g| g.step.name().len())
+        .max()
+        .unwrap_or(0);
+    let name_width = groups
+        .iter()
+        .map(|g| g.config.len() + g.part.map_or(0, |p| p.len() + 1))
+        .max()
+        .unwrap_or(0);
+    let range_width = groups
+        .iter()
+        .map(|g| range_text(g).len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for group in &groups {
+        let name = match group.part {
+            Some(part) => format!("{}#{part}", group.config),
+            None => group.config.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:step_width$}  {:name_width$}  {:range_width$}  {}",
+            group.step.name(),
+            name,
+            range_text(group),
+            group.status_text()
+        );
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let totals = totals(plan, graph, filter.step);
+    let all: usize = totals.values().sum();
+    let parts: Vec<String> = StatusKind::ALL
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {}",
+                totals.get(k.name()).copied().unwrap_or(0),
+                k.name()
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "{all} targets up to {}: {}",
+        plan.until,
+        parts.join(", ")
+    );
+    out
+}
+
+fn range_text(group: &Group) -> String {
+    match (group.from, group.to) {
+        (Some(from), Some(to)) if from == to => format!("{from} (1)"),
+        (Some(from), Some(to)) => format!("{from}..{to} ({})", group.count),
+        _ => "-".to_string(),
+    }
+}
+
+pub fn to_json<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> PlanJson<'p> {
+    PlanJson {
+        until: plan.until,
+        groups: groups(plan, graph, filter),
+        totals: totals(plan, graph, filter.step),
+        notes: &plan.notes,
+    }
+}

@@ -1,0 +1,203 @@
+//! Warehouse probes: list a table's partitions with fingerprints, in one
+//! call per table (never one per partition).
+//!
+//! - `hive-dir`: `ROOT/<ns>.db/<table>/<col>=YYYY-MM-DD/...`. A sub-partitioned
+//!   reference such as `ns.t/hr=00:00` finds a day present when
+//!   `<col>=D/hr=00:00` exists; the fingerprint covers the whole day, since
+//!   the job reads it all.
+//! - `command`: a user program given the table that prints
+//!   `partition<TAB>fingerprint` lines (GCS, BigQuery, a Hive metastore).
+//!
+//! The embedded SQLite warehouse probe comes with the local engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::ProbeError;
+use crate::hash::Hash;
+use crate::partition::Day;
+use crate::settings::{FingerprintMode, Settings, WarehouseKind};
+
+/// A table's partitions and their fingerprints.
+pub type Partitions = BTreeMap<Day, Hash>;
+
+pub trait Probe: Sync {
+    /// Lists `table` (as in configs: `ns.t`, `t`, or `ns.t/hr=00:00`). A table
+    /// that does not exist has no partitions; that is not an error.
+    fn list(&self, table: &str) -> Result<Partitions, ProbeError>;
+}
+
+pub fn from_settings(settings: &Settings, repo_root: &Path) -> Box<dyn Probe> {
+    let warehouse = &settings.warehouse;
+    match warehouse.kind {
+        WarehouseKind::HiveDir => Box::new(HiveDir {
+            root: settings.resolve(repo_root, &warehouse.root),
+            partition_column: warehouse.partition_column.clone(),
+            mode: warehouse.fingerprint,
+        }),
+        WarehouseKind::Command => Box::new(CommandProbe {
+            argv: warehouse.command.clone(),
+        }),
+    }
+}
+
+pub struct HiveDir {
+    pub root: PathBuf,
+    pub partition_column: String,
+    pub mode: FingerprintMode,
+}
+
+impl HiveDir {
+    /// `ns.t` lives in `ROOT/ns.db/t`; a table with no namespace is in `default`.
+    pub fn table_dir(&self, table: &str) -> PathBuf {
+        let (ns, name) = table.split_once('.').unwrap_or(("default", table));
+        self.root.join(format!("{ns}.db")).join(name)
+    }
+}
+
+impl Probe for HiveDir {
+    fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+        let (base, sub) = match table.split_once('/') {
+            Some((base, sub)) => (base, Some(sub)),
+            None => (table, None),
+        };
+        let dir = self.table_dir(base);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Partitions::new()),
+            Err(e) => return Err(listing_error(table, &dir, e)),
+        };
+        let prefix = format!("{}=", self.partition_column);
+        let mut out = Partitions::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| listing_error(table, &dir, e))?;
+            let name = entry.file_name();
+            let Some(day) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(Day::parse)
+            else {
+                continue;
+            };
+            let path = entry.path();
+            if !path.is_dir() || sub.is_some_and(|s| !path.join(s).is_dir()) {
+                continue;
+            }
+            out.insert(
+                day,
+                fingerprint_dir(&path, self.mode).map_err(|e| listing_error(table, &path, e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
+    ProbeError::Listing {
+        table: table.to_string(),
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Fingerprint of a partition folder: the sorted (relative path, size,
+/// modification time) of its files, or their contents. Hidden files (`.crc`
+/// and the like) are left out.
+pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Hash> {
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    let mut hasher = blake3::Hasher::new();
+    for (rel, path) in files {
+        hasher.update(rel.as_bytes());
+        hasher.update(&[0]);
+        match mode {
+            FingerprintMode::Listing => {
+                let meta = std::fs::metadata(&path)?;
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .unwrap_or_default();
+                hasher.update(&meta.len().to_le_bytes());
+                hasher.update(&mtime.as_nanos().to_le_bytes());
+            }
+            FingerprintMode::Content => {
+                let mut file = std::fs::File::open(&path)?;
+                std::io::copy(&mut file, &mut hasher)?;
+            }
+        }
+    }
+    Ok(Hash(*hasher.finalize().as_bytes()))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            out.push((rel, path));
+        }
+    }
+    Ok(())
+}
+
+pub struct CommandProbe {
+    pub argv: Vec<String>,
+}
+
+impl Probe for CommandProbe {
+    fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+        let argv: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| a.replace("{table}", table))
+            .collect();
+        let fail = |message: String| ProbeError::Command {
+            table: table.to_string(),
+            argv: argv.clone(),
+            message,
+        };
+        let output = Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(fail(format!("{}: {}", output.status, stderr.trim())));
+        }
+        let stdout =
+            String::from_utf8(output.stdout).map_err(|_| fail("output is not UTF-8".into()))?;
+        let mut out = Partitions::new();
+        for (i, line) in stdout.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: &str| ProbeError::BadLine {
+                table: table.to_string(),
+                argv: argv.clone(),
+                line: i + 1,
+                message: message.to_string(),
+            };
+            let (partition, fingerprint) = line
+                .split_once('\t')
+                .ok_or_else(|| bad("expected partition<TAB>fingerprint"))?;
+            let day = Day::parse(partition.trim())
+                .ok_or_else(|| bad("expected a yyyy-MM-dd partition"))?;
+            out.insert(day, Hash::of(fingerprint.trim().as_bytes()));
+        }
+        Ok(out)
+    }
+}
