@@ -408,12 +408,12 @@ pub fn slice(value: &Value, path: &str, scope: SliceScope) -> Option<Value> {
                 } else {
                     format!("{path}.{k}")
                 };
-                let keep = match (scope, classify(&child)) {
-                    (SliceScope::Everything, _) => true,
-                    (_, FieldClass::Semantic) => true,
-                    (SliceScope::Serving, FieldClass::ServingOnly) => true,
-                    _ => false,
-                };
+                let keep = matches!(
+                    (scope, classify(&child)),
+                    (SliceScope::Everything, _)
+                        | (_, FieldClass::Semantic)
+                        | (SliceScope::Serving, FieldClass::ServingOnly)
+                );
                 if keep && let Some(v) = slice(v, &child, scope) {
                     out.insert(k.clone(), v);
                 }
@@ -486,7 +486,7 @@ impl Lanes {
         Lanes(lanes)
     }
 
-    pub fn add(self, other: Lanes) -> Lanes {
+    pub fn plus(self, other: Lanes) -> Lanes {
         let mut out = self.0;
         for (o, x) in out.iter_mut().zip(other.0) {
             *o = o.wrapping_add(x);
@@ -494,7 +494,7 @@ impl Lanes {
         Lanes(out)
     }
 
-    pub fn sub(self, other: Lanes) -> Lanes {
+    pub fn minus(self, other: Lanes) -> Lanes {
         let mut out = self.0;
         for (o, x) in out.iter_mut().zip(other.0) {
             *o = o.wrapping_sub(x);
@@ -559,12 +559,12 @@ mod tests {
         let mut prefix = vec![Lanes::default()];
         for h in &hashes {
             let last = *prefix.last().unwrap();
-            prefix.push(last.add(Lanes::of(h)));
+            prefix.push(last.plus(Lanes::of(h)));
         }
         let direct = hashes[3..7]
             .iter()
-            .fold(Lanes::default(), |acc, h| acc.add(Lanes::of(h)));
-        assert_eq!(prefix[7].sub(prefix[3]), direct);
+            .fold(Lanes::default(), |acc, h| acc.plus(Lanes::of(h)));
+        assert_eq!(prefix[7].minus(prefix[3]), direct);
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Column {
         for (i, entry) in entries.iter().enumerate() {
             match entry {
                 Entry::Present(fp) => {
-                    s = s.add(Lanes::of(&hash::partition_hash(
+                    s = s.plus(Lanes::of(&hash::partition_hash(
                         table,
                         first.plus(i as i32),
                         fp,
@@ -153,7 +153,7 @@ impl Column {
     pub fn digest(&self, range: DayRange) -> (u32, Hash) {
         let (lo, hi) = self.span(range);
         let present = self.present[hi] - self.present[lo];
-        (present, self.sums[hi].sub(self.sums[lo]).digest(present))
+        (present, self.sums[hi].minus(self.sums[lo]).digest(present))
     }
 
     /// The first pending entry in range, if any.
@@ -718,8 +718,9 @@ impl<'c, 'a> Explainer<'c, 'a> {
             return Ok(Vec::new());
         };
         let old_ranges = store.ranges_read(&node_key(node), day)?;
-        let mut tables: BTreeMap<&str, (Option<&Column>, Vec<DayRange>, Vec<DayRange>)> =
-            BTreeMap::new();
+        // Per table: its column, the ranges read then, the ranges read now.
+        type Reads<'c> = (Option<&'c Column>, Vec<DayRange>, Vec<DayRange>);
+        let mut tables: BTreeMap<&str, Reads> = BTreeMap::new();
         for (input, column) in node.inputs.iter().zip(columns) {
             let Some(column) = column else { continue };
             let range = input.range(at, column.first_present());
@@ -795,5 +796,82 @@ impl<'c, 'a> Explainer<'c, 'a> {
             self.cache.insert(key.clone(), seen);
         }
         Ok(&self.cache[&key])
+    }
+}
+
+/// What recording one target as built writes, apart from its output
+/// fingerprint (probed after the job, by the caller).
+pub struct BuildRecord {
+    pub node: NodeKey,
+    pub day: Option<Day>,
+    pub key: Hash,
+    pub slice: Hash,
+    pub slice_json: String,
+    pub inputs_hash: Hash,
+    pub ranges: Vec<(String, Day, Day)>,
+    pub read: Vec<(String, Day, Hash)>,
+}
+
+impl BuildRecord {
+    /// For a target whose inputs are all known; `None` while it is blocked
+    /// or waiting.
+    pub fn for_target(
+        plan: &Plan,
+        graph: &Graph,
+        node: &Node,
+        day: Option<Day>,
+    ) -> Option<BuildRecord> {
+        let columns = plan.input_columns(graph, node);
+        let at = day.unwrap_or(plan.until);
+        let Evaluation::Ready {
+            inputs,
+            inputs_hash,
+            key,
+        } = evaluate(node, day, at, &columns)
+        else {
+            return None;
+        };
+        let mut ranges = Vec::with_capacity(inputs.len());
+        let mut read = Vec::new();
+        for (input, column) in node.inputs.iter().zip(&columns) {
+            let Some(column) = column else { continue };
+            let range = input.range(at, column.first_present());
+            if range.is_empty() {
+                continue;
+            }
+            ranges.push((input.table.clone(), range.from, range.to));
+            read.extend(
+                column
+                    .present_in(range)
+                    .into_iter()
+                    .map(|(d, fp)| (input.table.clone(), d, fp)),
+            );
+        }
+        Some(BuildRecord {
+            node: node_key(node),
+            day,
+            key,
+            slice: node.slice_hash,
+            slice_json: serde_json::to_string(&node.slice).expect("slice serializes"),
+            inputs_hash,
+            ranges,
+            read,
+        })
+    }
+
+    /// The store's view, with the probed output fingerprint (or the key, for
+    /// steps whose output cannot be probed).
+    pub fn built(&self, output: Hash) -> crate::store::Built<'_> {
+        crate::store::Built {
+            node: &self.node,
+            day: self.day,
+            key: self.key,
+            slice: self.slice,
+            slice_json: &self.slice_json,
+            inputs: self.inputs_hash,
+            output,
+            ranges: &self.ranges,
+            read: &self.read,
+        }
     }
 }

@@ -1,0 +1,224 @@
+//! One integration binary: drives the real `chronon-build` binary on scenario
+//! folders copied to temporary directories.
+
+mod bad_input;
+mod corpus;
+mod keys;
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chronon_build::cli::{Global, Workspace};
+use chronon_build::plan::{self, BuildRecord, Context, PlanOptions, Status};
+use chronon_build::probe::{self, fingerprint_dir};
+use chronon_build::settings::FingerprintMode;
+use chronon_build::store::StateStore;
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A temporary copy of a testdata folder, with a hive-dir warehouse at
+/// `<repo>/warehouse` (the default root).
+pub struct Scenario {
+    _dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl Scenario {
+    pub fn copy(name: &str) -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        copy_dir(&testdata(name), &repo);
+        Scenario { _dir: dir, repo }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        chronon_build(&self.repo, args)
+    }
+
+    pub fn partition_dir(&self, table: &str, day: &str) -> PathBuf {
+        let (base, sub) = match table.split_once('/') {
+            Some((b, s)) => (b, Some(s)),
+            None => (table, None),
+        };
+        let (ns, name) = base.split_once('.').unwrap_or(("default", base));
+        let mut dir = self
+            .repo
+            .join("warehouse")
+            .join(format!("{ns}.db"))
+            .join(name)
+            .join(format!("ds={day}"));
+        if let Some(sub) = sub {
+            dir = dir.join(sub);
+        }
+        dir
+    }
+
+    /// Writes one data file into a partition.
+    pub fn write_partition(&self, table: &str, day: &str, content: &str) {
+        let dir = self.partition_dir(table, day);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-00000.csv"), content).unwrap();
+    }
+
+    pub fn edit(&self, rel: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.repo.join(rel);
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut value);
+        std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+    }
+
+    /// Plays the runner: until nothing stale can run, records every stale
+    /// target whose inputs are known as built, writing its output partition
+    /// first. Returns how many targets were recorded.
+    pub fn build_all(&self, until: &str) -> usize {
+        let global = Global {
+            repo: self.repo.clone(),
+            state: None,
+            warehouse: None,
+        };
+        let ws = Workspace::load(&global).unwrap();
+        let until = chronon_build::partition::Day::parse(until).unwrap();
+        let mut store = StateStore::open(&ws.state_path()).unwrap();
+        let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+        let mut recorded = 0;
+        loop {
+            let ctx = Context {
+                repo: &ws.repo,
+                settings: &ws.settings,
+                graph: &ws.graph,
+                probe: probe.as_ref(),
+                store: Some(&store),
+            };
+            let plan = plan::compute(
+                &ctx,
+                &PlanOptions {
+                    until,
+                    from: None,
+                    selected: vec![true; ws.graph.nodes.len()],
+                },
+            )
+            .unwrap();
+            let mut records = Vec::new();
+            for node in &ws.graph.nodes {
+                for target in &plan.nodes[node.id].targets {
+                    if !matches!(target.status, Status::Stale(_)) {
+                        continue;
+                    }
+                    let Some(record) = BuildRecord::for_target(&plan, &ws.graph, node, target.day)
+                    else {
+                        continue;
+                    };
+                    let output = match (&node.output, target.day) {
+                        (Some(table), Some(day)) if node.step.has_table_output() => {
+                            let day = day.to_string();
+                            self.write_partition(
+                                table,
+                                &day,
+                                &format!("built by {}", record.key.hex()),
+                            );
+                            fingerprint_dir(
+                                &self.partition_dir(table, &day),
+                                FingerprintMode::Listing,
+                            )
+                            .unwrap()
+                        }
+                        _ => record.key,
+                    };
+                    records.push((record, output));
+                }
+            }
+            if records.is_empty() {
+                return recorded;
+            }
+            recorded += records.len();
+            let built: Vec<_> = records.iter().map(|(r, o)| r.built(*o)).collect();
+            store.record_built(&built).unwrap();
+        }
+    }
+}
+
+/// Plan JSON groups as (target, from, to, count, status line).
+pub fn plan_groups(out: &Output) -> Vec<serde_json::Value> {
+    assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
+    let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    value["groups"].as_array().unwrap().clone()
+}
+
+/// Non-fresh groups as `target from..to status` lines, for exact comparison.
+pub fn not_fresh(out: &Output) -> Vec<String> {
+    plan_groups(out)
+        .iter()
+        .filter(|g| g["status"] != "fresh")
+        .map(|g| {
+            let range = match (g["from"].as_str(), g["to"].as_str()) {
+                (Some(a), Some(b)) => format!("{a}..{b}"),
+                _ => "-".into(),
+            };
+            let why = match g["status"].as_str().unwrap() {
+                "stale" => format!("stale {}", g["reason"].as_str().unwrap()),
+                other => other.to_string(),
+            };
+            format!("{} {range} {why}", g["target"].as_str().unwrap())
+        })
+        .collect()
+}
+
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn assert_valid(validator: &jsonschema::Validator, value: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its schema:\n{}",
+        errors.join("\n")
+    );
+}

@@ -1,0 +1,363 @@
+//! The hand-made scenario: every step kind's inputs, written out by hand.
+
+use crate::{Scenario, chronon_build, testdata};
+
+/// (node, [(table, lookback, shift, cutoff_from, required, producer)]).
+type Expected = (
+    &'static str,
+    Vec<(
+        &'static str,
+        &'static str,
+        u64,
+        Option<&'static str>,
+        bool,
+        Option<&'static str>,
+    )>,
+);
+
+fn expected() -> Vec<Expected> {
+    let purchases = ("raw.purchases", "4", 0, Some("2025-01-01"), true, None);
+    let checkout_left = (
+        "risk_db.risk_checkout_v1_left",
+        "0",
+        0,
+        None,
+        true,
+        Some("join-left:risk.checkout.v1"),
+    );
+    let merchants = (
+        "risk_db.risk_merchants_v1",
+        "0",
+        0,
+        None,
+        true,
+        Some("staging-query:risk.merchants.v1"),
+    );
+    let mutations = ("raw.merchant_mutations/hr=00:00", "0", 0, None, true, None);
+    vec![
+        (
+            "staging-query:risk.merchants.v1",
+            vec![("raw.merchants", "0", 0, None, true, None)],
+        ),
+        // Windows 3d and 12h: the longest, 3 days, plus the hop-tail day.
+        ("group-by-backfill:risk.purchases.v1", vec![purchases]),
+        ("group-by-upload:risk.purchases.v1", vec![purchases]),
+        (
+            "upload-to-kv:risk.purchases.v1",
+            vec![(
+                "risk_db.risk_purchases_v1_upload",
+                "0",
+                0,
+                None,
+                true,
+                Some("group-by-upload:risk.purchases.v1"),
+            )],
+        ),
+        (
+            "group-by-streaming:risk.purchases.v1",
+            vec![(
+                "upload-to-kv:risk.purchases.v1",
+                "0",
+                0,
+                None,
+                true,
+                Some("upload-to-kv:risk.purchases.v1"),
+            )],
+        ),
+        ("metadata-upload:risk.purchases.v1", vec![]),
+        // Unwindowed with lag 1: all history from the cutoff, shifted a day.
+        (
+            "group-by-backfill:risk.returns.v1",
+            vec![("raw.returns", "all", 1, Some("2025-01-02"), true, None)],
+        ),
+        // TEMPORAL entities: the snapshot (written by the staging query) and the mutations.
+        (
+            "group-by-backfill:risk.merchant_profile.v1",
+            vec![merchants, mutations],
+        ),
+        (
+            "join-left:risk.checkout.v1",
+            vec![("raw.checkouts", "0", 0, Some("2025-01-03"), true, None)],
+        ),
+        (
+            "join-part:risk.checkout.v1#risk_purchases_v1",
+            vec![checkout_left, purchases],
+        ),
+        (
+            "join-part:risk.checkout.v1#m_risk_merchant_profile_v1",
+            vec![checkout_left, merchants, mutations],
+        ),
+        (
+            "join-final:risk.checkout.v1",
+            vec![
+                checkout_left,
+                (
+                    "risk_db.risk_checkout_v1_risk_purchases_v1",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("join-part:risk.checkout.v1#risk_purchases_v1"),
+                ),
+                (
+                    "risk_db.risk_checkout_v1_m_risk_merchant_profile_v1",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("join-part:risk.checkout.v1#m_risk_merchant_profile_v1"),
+                ),
+                ("risk_db.checkout_labels", "0", 0, None, false, None),
+            ],
+        ),
+        ("metadata-upload:risk.checkout.v1", vec![]),
+        (
+            "log-flattener:risk.checkout.v1",
+            vec![("default.chronon_log_table", "0", 0, None, true, None)],
+        ),
+        (
+            "build-comparison-table:risk.checkout.v1",
+            vec![
+                (
+                    "risk_db.risk_checkout_v1_logged",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("log-flattener:risk.checkout.v1"),
+                ),
+                ("raw.checkouts", "0", 0, Some("2025-01-03"), true, None),
+                purchases,
+                merchants,
+                mutations,
+            ],
+        ),
+        (
+            "consistency-metrics-compute:risk.checkout.v1",
+            vec![(
+                "risk_db.risk_checkout_v1_comparison",
+                "0",
+                0,
+                None,
+                true,
+                Some("build-comparison-table:risk.checkout.v1"),
+            )],
+        ),
+        (
+            "join-left:risk.returns_join.v1",
+            vec![("raw.checkouts", "0", 0, Some("2025-01-03"), true, None)],
+        ),
+        (
+            "join-part:risk.returns_join.v1#risk_purchases_v1",
+            vec![
+                (
+                    "risk_db.risk_returns_join_v1_left",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("join-left:risk.returns_join.v1"),
+                ),
+                purchases,
+            ],
+        ),
+        (
+            "join-final:risk.returns_join.v1",
+            vec![
+                (
+                    "risk_db.risk_returns_join_v1_left",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("join-left:risk.returns_join.v1"),
+                ),
+                (
+                    "risk_db.risk_returns_join_v1_risk_purchases_v1",
+                    "0",
+                    0,
+                    None,
+                    true,
+                    Some("join-part:risk.returns_join.v1#risk_purchases_v1"),
+                ),
+            ],
+        ),
+        // A joinSource: the join's output, with the 2-day window plus the hop tail.
+        (
+            "group-by-backfill:risk.checkout_chain.v1",
+            vec![(
+                "risk_db.risk_checkout_v1",
+                "3",
+                0,
+                None,
+                true,
+                Some("join-final:risk.checkout.v1"),
+            )],
+        ),
+    ]
+}
+
+#[test]
+fn every_step_kind_has_the_inputs_written_out_by_hand() {
+    let out = chronon_build(&testdata("scenario"), &["graph", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let graph: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    crate::assert_valid(
+        &crate::schema("graph.schema.json"),
+        &graph,
+        "graph --format json",
+    );
+    let mut actual: Vec<(String, Vec<String>)> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let inputs = n["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let lookback = match &i["lookback"] {
+                        serde_json::Value::String(s) if s == "all-history" => "all".to_string(),
+                        other => other["days"].to_string(),
+                    };
+                    format!(
+                        "{} back={} shift={} from={} required={} producer={}",
+                        i["table"].as_str().unwrap(),
+                        lookback,
+                        i["shift"],
+                        i["cutoff_from"].as_str().unwrap_or("-"),
+                        i["required"],
+                        i["producer"].as_str().unwrap_or("-")
+                    )
+                })
+                .collect();
+            (n["id"].as_str().unwrap().to_string(), inputs)
+        })
+        .collect();
+    let mut wanted: Vec<(String, Vec<String>)> = expected()
+        .into_iter()
+        .map(|(id, inputs)| {
+            let inputs = inputs
+                .into_iter()
+                .map(|(table, back, shift, from, required, producer)| {
+                    format!(
+                        "{table} back={back} shift={shift} from={} required={required} producer={}",
+                        from.unwrap_or("-"),
+                        producer.unwrap_or("-")
+                    )
+                })
+                .collect();
+            (id.to_string(), inputs)
+        })
+        .collect();
+    actual.sort();
+    wanted.sort();
+    assert_eq!(actual, wanted);
+}
+
+#[test]
+fn models_folder_is_skipped_with_a_note() {
+    let out = chronon_build(&testdata("scenario"), &["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "note: skipped compiled/models/: not a config kind chronon-build schedules\nok: 7 configs, 20 graph nodes\n"
+    );
+}
+
+#[test]
+fn graph_dot_names_nodes_and_external_tables() {
+    let out = chronon_build(
+        &testdata("scenario"),
+        &["graph", "--select", "risk.returns*"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("digraph chronon {"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\"raw.returns\" [shape=cylinder];"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("\"raw.returns\" -> \"group-by-backfill:risk.returns.v1\";"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\"join-left:risk.returns_join.v1\" -> \"join-part:risk.returns_join.v1#risk_purchases_v1\";"));
+    assert!(
+        !out.stdout.contains("risk.checkout.v1"),
+        "selection leaks: {}",
+        out.stdout
+    );
+}
+
+/// Source partitions 2025-01-01..=last for every external table of the scenario.
+pub fn seed_sources(s: &Scenario, last: u32) {
+    for day in 1..=last {
+        let day = format!("2025-01-{day:02}");
+        for table in [
+            "raw.purchases",
+            "raw.checkouts",
+            "raw.merchants",
+            "raw.returns",
+            "default.chronon_log_table",
+            "risk_db.checkout_labels",
+        ] {
+            s.write_partition(table, &day, &format!("{table} {day}"));
+        }
+        s.write_partition("raw.merchant_mutations/hr=00:00", &day, "mutations");
+    }
+}
+
+#[test]
+fn a_fresh_scenario_plans_everything_as_never_built_or_blocked() {
+    let s = Scenario::copy("scenario");
+    seed_sources(&s, 10);
+    let out = s.run(&[
+        "plan",
+        "--until",
+        "2025-01-10",
+        "--select",
+        "risk.purchases.v1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "\
+group-by-backfill   risk.purchases.v1  2025-01-05..2025-01-10 (6)  stale: never-built
+group-by-upload     risk.purchases.v1  2025-01-10 (1)              stale: never-built
+upload-to-kv        risk.purchases.v1  2025-01-10 (1)              stale: never-built
+group-by-streaming  risk.purchases.v1  -                           stale: never-built
+metadata-upload     risk.purchases.v1  -                           stale: never-built
+note: skipped compiled/models/: not a config kind chronon-build schedules
+10 targets up to 2025-01-10: 0 fresh, 10 stale, 0 blocked, 0 waiting
+"
+    );
+    // One missing source partition blocks exactly the targets that need it.
+    std::fs::remove_dir_all(s.partition_dir("raw.purchases", "2025-01-08")).unwrap();
+    let out = s.run(&[
+        "plan",
+        "--until",
+        "2025-01-10",
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "group-by-backfill",
+    ]);
+    assert_eq!(
+        out.stdout,
+        "\
+group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-07 (3)  stale: never-built
+group-by-backfill  risk.purchases.v1  2025-01-08 (1)              blocked: missing raw.purchases ds=2025-01-08
+group-by-backfill  risk.purchases.v1  2025-01-09..2025-01-10 (2)  stale: never-built
+note: skipped compiled/models/: not a config kind chronon-build schedules
+6 targets up to 2025-01-10: 0 fresh, 5 stale, 1 blocked, 0 waiting
+"
+    );
+}
