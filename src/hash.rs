@@ -397,7 +397,10 @@ pub enum SliceScope {
 }
 
 /// Keeps the fields of a canonical value that the scope counts. `path` is the
-/// JSON path of `value` within the config.
+/// JSON path of `value` within the config. Only leaves are classified, since
+/// a rule may name a field deep inside an object whose other fields differ
+/// (`metaData.name` is semantic, the rest of `metaData` is not); containers
+/// left empty are dropped.
 pub fn slice(value: &Value, path: &str, scope: SliceScope) -> Option<Value> {
     match value {
         Value::Object(map) => {
@@ -408,13 +411,7 @@ pub fn slice(value: &Value, path: &str, scope: SliceScope) -> Option<Value> {
                 } else {
                     format!("{path}.{k}")
                 };
-                let keep = matches!(
-                    (scope, classify(&child)),
-                    (SliceScope::Everything, _)
-                        | (_, FieldClass::Semantic)
-                        | (SliceScope::Serving, FieldClass::ServingOnly)
-                );
-                if keep && let Some(v) = slice(v, &child, scope) {
+                if let Some(v) = slice(v, &child, scope) {
                     out.insert(k.clone(), v);
                 }
             }
@@ -426,9 +423,17 @@ pub fn slice(value: &Value, path: &str, scope: SliceScope) -> Option<Value> {
                 .enumerate()
                 .filter_map(|(i, v)| slice(v, &format!("{path}[{i}]"), scope))
                 .collect();
-            Some(Value::Array(out))
+            (!out.is_empty()).then_some(Value::Array(out))
         }
-        other => Some(other.clone()),
+        leaf => {
+            let keep = matches!(
+                (scope, classify(path)),
+                (SliceScope::Everything, _)
+                    | (_, FieldClass::Semantic)
+                    | (SliceScope::Serving, FieldClass::ServingOnly)
+            );
+            keep.then(|| leaf.clone())
+        }
     }
 }
 
@@ -565,6 +570,81 @@ mod tests {
             .iter()
             .fold(Lanes::default(), |acc, h| acc.plus(Lanes::of(h)));
         assert_eq!(prefix[7].minus(prefix[3]), direct);
+    }
+
+    /// Builds `{a: {b: [ {c: value} ]}}`-style JSON for a dotted path.
+    fn nest(path: &str, value: Value) -> Value {
+        path.rsplit('.')
+            .fold(value, |inner, segment| match segment.strip_suffix("[0]") {
+                Some(key) => json!({ key: [inner] }),
+                None => json!({ segment: inner }),
+            })
+    }
+
+    /// Every row of `FIELD_RULES`, at the top level and inside an inlined
+    /// group-by of a join part: the class is as written, and slices keep or
+    /// drop the field as the class says for batch, serving and metadata steps.
+    #[test]
+    fn every_classification_row_decides_what_each_step_hashes() {
+        for rule in FIELD_RULES {
+            let concrete = rule.pattern.trim_start_matches("**.");
+            let mut paths = vec![concrete.to_string()];
+            if rule.pattern.starts_with("**.") {
+                paths.push(format!("joinParts[0].groupBy.{concrete}"));
+            }
+            for path in paths {
+                assert_eq!(
+                    classify(&path),
+                    rule.class,
+                    "row {} at {path}",
+                    rule.pattern
+                );
+                let config = canonical(&nest(&path, json!("value")));
+                let kept = |scope| slice(&config, "", scope) == Some(config.clone());
+                let (batch, serving) = match rule.class {
+                    FieldClass::Semantic => (true, true),
+                    FieldClass::ServingOnly => (false, true),
+                    FieldClass::Cutoff | FieldClass::NonSemantic => (false, false),
+                };
+                assert_eq!(
+                    kept(SliceScope::Batch),
+                    batch,
+                    "row {} at {path}: batch steps",
+                    rule.pattern
+                );
+                assert_eq!(
+                    kept(SliceScope::Serving),
+                    serving,
+                    "row {} at {path}: streaming",
+                    rule.pattern
+                );
+                assert!(
+                    kept(SliceScope::Everything),
+                    "row {} at {path}: metadata upload hashes everything",
+                    rule.pattern
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unnamed_fields_are_semantic_outside_metadata_and_not_inside() {
+        assert_eq!(
+            classify("aggregations[1].windows[0].length"),
+            FieldClass::Semantic
+        );
+        assert_eq!(
+            classify("joinParts[2].groupBy.keyColumns[0]"),
+            FieldClass::Semantic
+        );
+        assert_eq!(
+            classify("metaData.someNewCompilerField"),
+            FieldClass::NonSemantic
+        );
+        assert_eq!(
+            classify("joinParts[0].groupBy.metaData.owner"),
+            FieldClass::NonSemantic
+        );
     }
 
     #[test]

@@ -503,6 +503,9 @@ impl Builder<'_> {
                 None,
                 "metaData.online".into(),
             );
+            // The KV upload copies the upload table: its data depends on that
+            // input and on the dataset name, not on the aggregations.
+            let identity = pick(canonical, &["metaData"]);
             let kv = self.node(
                 index,
                 config,
@@ -511,7 +514,7 @@ impl Builder<'_> {
                 None,
                 Schedule::Latest,
                 vec![kv_input],
-                canonical,
+                &identity,
             );
             if gb.has_streaming_source() {
                 let mut after_kv = Input::new(
@@ -643,6 +646,9 @@ impl Builder<'_> {
         }
 
         if join.meta.online && join.meta.sample_percent > 0.0 {
+            // Flattening and metrics read only their input tables; the join's
+            // features enter through the comparison table.
+            let identity = pick(canonical, &["metaData"]);
             let log_table = self.settings.consistency.log_table.clone();
             let logged = format!("{table}_logged");
             let schedule = || Schedule::Daily {
@@ -663,7 +669,7 @@ impl Builder<'_> {
                 Some(logged.clone()),
                 schedule(),
                 vec![log_input],
-                canonical,
+                &identity,
             );
             if join.meta.check_consistency {
                 let comparison = format!("{table}_comparison");
@@ -708,7 +714,7 @@ impl Builder<'_> {
                     Some(format!("{table}_consistency")),
                     schedule(),
                     vec![metrics_input],
-                    canonical,
+                    &identity,
                 );
             }
         }
