@@ -48,15 +48,35 @@ impl Hash {
         Hash(*blake3::hash(bytes).as_bytes())
     }
 
+    /// The hash of a value's JSON. Serializes into a reused per-thread
+    /// buffer and hashes once: serde writes many tiny pieces, and feeding
+    /// them to the hasher one by one costs more than the hashing.
     pub fn of_json<T: Serialize>(value: &T) -> Hash {
-        let mut hasher = blake3::Hasher::new();
-        serde_json::to_writer(HashWriter(&mut hasher), value)
-            .expect("serializing to a hasher cannot fail");
-        Hash(*hasher.finalize().as_bytes())
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, value).expect("serializing to memory cannot fail");
+            Hash::of(&buffer)
+        })
     }
 
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        self.hex_bytes().iter().map(|b| *b as char).collect()
+    }
+
+    /// Lowercase hex in a stack buffer: keys serialize several hashes each,
+    /// a million times per plan.
+    fn hex_bytes(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, byte) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[(byte >> 4) as usize];
+            out[2 * i + 1] = DIGITS[(byte & 0xf) as usize];
+        }
+        out
     }
 
     pub fn short(&self) -> String {
@@ -93,7 +113,8 @@ impl fmt::Display for Hash {
 
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
+        let hex = self.hex_bytes();
+        s.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
@@ -101,19 +122,6 @@ impl<'de> Deserialize<'de> for Hash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let text = String::deserialize(d)?;
         Hash::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
-    }
-}
-
-struct HashWriter<'a>(&'a mut blake3::Hasher);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

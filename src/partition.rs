@@ -56,9 +56,32 @@ impl fmt::Display for Day {
     }
 }
 
+impl Day {
+    /// `yyyy-MM-dd` in a stack buffer, for years 0..=9999.
+    fn text(self) -> [u8; 10] {
+        let (y, m, d) = civil_from_days(self.0);
+        let y = y.clamp(0, 9999) as u32;
+        let (m, d) = (m as u32, d as u32);
+        let digit = |n: u32| b'0' + n as u8;
+        [
+            digit(y / 1000),
+            digit(y / 100 % 10),
+            digit(y / 10 % 10),
+            digit(y % 10),
+            b'-',
+            digit(m / 10),
+            digit(m % 10),
+            b'-',
+            digit(d / 10),
+            digit(d % 10),
+        ]
+    }
+}
+
 impl Serialize for Day {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let text = self.text();
+        s.serialize_str(std::str::from_utf8(&text).expect("digits are ASCII"))
     }
 }
 
@@ -178,6 +201,14 @@ mod tests {
             Day::parse("2024-03-01").unwrap().minus(1).to_string(),
             "2024-02-29"
         );
+    }
+
+    #[test]
+    fn serializes_as_its_display_text() {
+        for text in ["0001-01-01", "1999-12-31", "2024-02-29", "9999-12-31"] {
+            let day = Day::parse(text).unwrap();
+            assert_eq!(serde_json::to_string(&day).unwrap(), format!("\"{text}\""));
+        }
     }
 
     #[test]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The plan benchmark (run by hand, not in CI): wall time and peak memory of
+# `chronon-build plan` on synthetic repos, beside `ninja -n` on an equivalent
+# build.ninja, measured in the same run.
+#
+#   bench/plan.sh            # 200 group-bys x 365 days x 30-day windows (73,000 targets)
+#   bench/plan.sh 2740       # 2,740 group-bys x 365 days (about 1,000,000 targets)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+group_bys=${1:-200}
+days=${DAYS:-365}
+window=${WINDOW:-30}
+out=bench/out/gb${group_bys}_d${days}_w${window}
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need ninja ninja-build
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+
+cargo build --release --quiet --bin chronon-build --example gen_repo
+# The equivalent build.ninja grows with targets x window (about 2 GB at 1M
+# targets); compare with ninja at the 73,000-target size only.
+ninja_flag=""
+with_ninja=1
+if [ "$group_bys" -gt 500 ]; then ninja_flag="--no-ninja"; with_ninja=0; fi
+./target/release/examples/gen_repo --group-bys "$group_bys" --days "$days" --window "$window" --out "$out" $ninja_flag
+
+measure() { # label, then the command
+    local label=$1; shift
+    /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" >/dev/null
+    read -r secs kb < "$out/time.txt"
+    printf '%-34s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)"
+}
+
+bin=./target/release/chronon-build
+# Warm the page cache for both tools alike.
+$bin plan --repo "$out/repo" --until 2025-12-31 >/dev/null
+[ "$with_ninja" = 1 ] && ninja -C "$out" -n >/dev/null
+for i in 1 2 3; do
+    measure "chronon-build plan (run $i)" $bin plan --repo "$out/repo" --until 2025-12-31 --format json
+    [ "$with_ninja" = 1 ] && measure "ninja -n (run $i)" ninja -C "$out" -n
+done
+echo "targets planned: $($bin plan --repo "$out/repo" --until 2025-12-31 | tail -1)"
