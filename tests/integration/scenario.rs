@@ -361,3 +361,60 @@ note: skipped compiled/models/: not a config kind chronon-build schedules
 "
     );
 }
+
+#[test]
+fn the_command_probe_lists_each_table_with_one_call() {
+    let s = Scenario::copy("scenario");
+    let calls = s.repo.join("calls.log");
+    let script = s.repo.join("probe.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"$1\" >> '{}'\ncase \"$1\" in raw.purchases) for d in 01 02 03 04 05 06; do printf '2025-01-%s\\tetag-%s\\n' $d $d; done;; esac\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        s.repo.join("chronon-build.toml"),
+        format!(
+            "[warehouse]\nkind = \"command\"\ncommand = [\"bash\", \"{}\", \"{{table}}\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = s.run(&[
+        "plan",
+        "--until",
+        "2025-01-07",
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "group-by-backfill",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-06 (2)  stale: never-built\n\
+             group-by-backfill  risk.purchases.v1  2025-01-07 (1)              blocked: missing raw.purchases ds=2025-01-07\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| *l == "raw.purchases").count(),
+        1,
+        "{calls}"
+    );
+
+    std::fs::write(&script, "echo 'not a partition line'\n").unwrap();
+    let out = s.run(&["plan", "--until", "2025-01-07"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("printed a bad line 1: expected partition<TAB>fingerprint"),
+        "{}",
+        out.stderr
+    );
+}
