@@ -282,17 +282,24 @@ pub struct Plan {
 impl Plan {
     /// The columns of a node's inputs, as `evaluate` takes them.
     pub fn input_columns<'p>(&'p self, graph: &Graph, node: &Node) -> Vec<Option<&'p Column>> {
-        node.inputs
-            .iter()
-            .map(|i| {
-                if i.ordering_only {
-                    None
-                } else {
-                    self.columns.get(&internal_or_external(graph, i))
-                }
-            })
-            .collect()
+        input_columns(&self.columns, graph, node)
     }
+}
+
+/// The column of each input of a node; ordering-only inputs have none.
+fn input_columns<'c>(
+    columns: &'c HashMap<String, Column>,
+    graph: &Graph,
+    node: &Node,
+) -> Vec<Option<&'c Column>> {
+    let column = |i: &Input| {
+        if i.ordering_only {
+            None
+        } else {
+            columns.get(&internal_or_external(graph, i))
+        }
+    };
+    node.inputs.iter().map(column).collect()
 }
 
 pub struct PlanOptions {
@@ -413,23 +420,13 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let state = state.get(&node_key(node)).unwrap_or(&empty_state);
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed);
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
-        let input_columns: Vec<Option<&Column>> = node
-            .inputs
-            .iter()
-            .map(|i| {
-                if i.ordering_only {
-                    None
-                } else {
-                    columns.get(&internal_or_external(graph, i))
-                }
-            })
-            .collect();
+        let inputs = input_columns(&columns, graph, node);
         let decided: Vec<(TargetPlan, bool)> = days
             .par_iter()
             .map(|day| {
                 let at = day.unwrap_or(opts.until);
                 let recorded = state.built.get(&day_column(*day));
-                let evaluation = evaluate(node, *day, at, &input_columns);
+                let evaluation = evaluate(node, *day, at, &inputs);
                 decide(node, *day, evaluation, recorded, state, output_column)
             })
             .collect();
@@ -459,23 +456,13 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             .and_then(|s| s.built.get(&day_column(target.day)))
             .copied();
         let Some(recorded) = recorded else { continue };
-        let input_columns: Vec<Option<&Column>> = node
-            .inputs
-            .iter()
-            .map(|inp| {
-                if inp.ordering_only {
-                    None
-                } else {
-                    columns.get(&internal_or_external(graph, inp))
-                }
-            })
-            .collect();
+        let inputs = input_columns(&columns, graph, node);
         let reason = explainer.reason(
             node,
             target.day.unwrap_or(opts.until),
             target.day,
             &recorded,
-            &input_columns,
+            &inputs,
         )?;
         nodes[id].targets[i].status = Status::Stale(reason);
     }
