@@ -51,19 +51,27 @@ impl Day {
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        f.write_str(self.as_text().as_str())
+    }
+}
+
+/// A day's `yyyy-MM-dd` text, held on the stack: plans format millions.
+struct DayText([u8; 10]);
+
+impl DayText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits and dashes are ASCII")
     }
 }
 
 impl Day {
-    /// `yyyy-MM-dd` in a stack buffer, for years 0..=9999.
-    fn text(self) -> [u8; 10] {
+    /// `yyyy-MM-dd`, for years 0..=9999 (the only years `parse` accepts).
+    fn as_text(self) -> DayText {
         let (y, m, d) = civil_from_days(self.0);
         let y = y.clamp(0, 9999) as u32;
         let (m, d) = (m as u32, d as u32);
         let digit = |n: u32| b'0' + n as u8;
-        [
+        DayText([
             digit(y / 1000),
             digit(y / 100 % 10),
             digit(y / 10 % 10),
@@ -74,14 +82,13 @@ impl Day {
             b'-',
             digit(d / 10),
             digit(d % 10),
-        ]
+        ])
     }
 }
 
 impl Serialize for Day {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = self.text();
-        s.serialize_str(std::str::from_utf8(&text).expect("digits are ASCII"))
+        s.serialize_str(self.as_text().as_str())
     }
 }
 
