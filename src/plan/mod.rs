@@ -411,7 +411,8 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
     let mut nodes: Vec<NodePlan> = (0..graph.nodes.len())
         .map(|_| NodePlan::default())
         .collect();
-    let mut to_explain: Vec<(NodeId, usize)> = Vec::new();
+    // Per node, the targets whose hashes differ from the recorded build.
+    let mut to_explain: Vec<(NodeId, Vec<usize>)> = Vec::new();
     for &id in &graph.order {
         if !planned[id] {
             continue;
@@ -431,13 +432,17 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             })
             .collect();
         let mut targets = Vec::with_capacity(decided.len());
+        let mut differ = Vec::new();
         for (i, (target, needs_reason)) in decided.into_iter().enumerate() {
             if needs_reason {
-                to_explain.push((id, i));
+                differ.push(i);
             }
             targets.push(target);
         }
         nodes[id].targets = targets;
+        if !differ.is_empty() {
+            to_explain.push((id, differ));
+        }
 
         if let Some(output) = &node.output
             && graph.dependents[id].iter().any(|d| planned[*d])
@@ -448,23 +453,21 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
     }
 
     let mut explainer = Explainer::new(ctx);
-    for (id, i) in to_explain {
+    for (id, differ) in to_explain {
         let node = &graph.nodes[id];
-        let target = &nodes[id].targets[i];
-        let recorded = state
-            .get(&node_key(node))
-            .and_then(|s| s.built.get(&day_column(target.day)))
-            .copied();
-        let Some(recorded) = recorded else { continue };
+        let Some(built) = state.get(&node_key(node)).map(|s| &s.built) else {
+            continue;
+        };
         let inputs = input_columns(&columns, graph, node);
-        let reason = explainer.reason(
-            node,
-            target.day.unwrap_or(opts.until),
-            target.day,
-            &recorded,
-            &inputs,
-        )?;
-        nodes[id].targets[i].status = Status::Stale(reason);
+        for i in differ {
+            let day = nodes[id].targets[i].day;
+            let Some(recorded) = built.get(&day_column(day)) else {
+                continue;
+            };
+            let reason =
+                explainer.reason(node, day.unwrap_or(opts.until), day, recorded, &inputs)?;
+            nodes[id].targets[i].status = Status::Stale(reason);
+        }
     }
 
     let mut notes = ctx.repo.notes.clone();
