@@ -35,6 +35,21 @@ pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// The command refused its input: exit 2, with `message` in what it said.
+pub fn assert_error(out: &Output, message: &str) {
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains(message),
+        "expected {message:?} in:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
 pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")

@@ -34,6 +34,14 @@ fn expected() -> Vec<Expected> {
         Some("staging-query:risk.merchants.v1"),
     );
     let mutations = ("raw.merchant_mutations/hr=00:00", "0", 0, None, true, None);
+    let returns_left = (
+        "risk_db.risk_returns_join_v1_left",
+        "0",
+        0,
+        None,
+        true,
+        Some("join-left:risk.returns_join.v1"),
+    );
     vec![
         (
             "staging-query:risk.merchants.v1",
@@ -149,29 +157,12 @@ fn expected() -> Vec<Expected> {
         ),
         (
             "join-part:risk.returns_join.v1#risk_purchases_v1",
-            vec![
-                (
-                    "risk_db.risk_returns_join_v1_left",
-                    "0",
-                    0,
-                    None,
-                    true,
-                    Some("join-left:risk.returns_join.v1"),
-                ),
-                purchases,
-            ],
+            vec![returns_left, purchases],
         ),
         (
             "join-final:risk.returns_join.v1",
             vec![
-                (
-                    "risk_db.risk_returns_join_v1_left",
-                    "0",
-                    0,
-                    None,
-                    true,
-                    Some("join-left:risk.returns_join.v1"),
-                ),
+                returns_left,
                 (
                     "risk_db.risk_returns_join_v1_risk_purchases_v1",
                     "0",
@@ -410,11 +401,8 @@ fn the_command_probe_lists_each_table_with_one_call() {
 
     std::fs::write(&script, "echo 'not a partition line'\n").unwrap();
     let out = s.run(&["plan", "--until", "2025-01-07"]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr
-            .contains("printed a bad line 1: expected partition<TAB>fingerprint"),
-        "{}",
-        out.stderr
+    crate::assert_error(
+        &out,
+        "printed a bad line 1: expected partition<TAB>fingerprint",
     );
 }
