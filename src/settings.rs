@@ -22,6 +22,194 @@ pub struct Settings {
     pub warehouse: WarehouseSettings,
     #[serde(default)]
     pub consistency: ConsistencySettings,
+    #[serde(default)]
+    pub executor: ExecutorSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub retry: RetrySettings,
+    #[serde(default)]
+    pub streaming: StreamingSettings,
+}
+
+/// How jobs are run: the `zipline` CLI's argv, built from templates.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    /// The program and the arguments before the mode, e.g. `["zipline", "run"]`.
+    #[serde(default = "default_program")]
+    pub program: Vec<String>,
+    /// `--artifact-prefix P` on every command, when set.
+    pub artifact_prefix: Option<String>,
+    /// `--version V` on every command, when set.
+    pub version: Option<String>,
+    /// Appended to every command.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Per step, the arguments after the program, replacing the built-in
+    /// template. Placeholders: `{conf}`, `{config}`, `{start_ds}`,
+    /// `{end_ds}`, `{ds}`, `{part}`, `{output}`, `{log_table}`,
+    /// `{schema_table}`.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, Vec<String>>,
+    /// `modular`: `backfill-left`, one `backfill --selected-join-parts` per
+    /// part, `backfill-final`. `whole`: one `backfill` per join.
+    #[serde(default)]
+    pub joins: JoinMode,
+    /// The longest range one backfill job covers, unless the config's
+    /// `executionInfo.stepDays` says otherwise.
+    #[serde(default = "default_step_days")]
+    pub step_days: u32,
+    /// Kill a job that runs longer, e.g. `"6h"`.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub timeout: Option<std::time::Duration>,
+    /// `--uploader` for `upload-to-kv`.
+    #[serde(default = "default_uploader")]
+    pub uploader: String,
+    /// Extra environment for every job.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        ExecutorSettings {
+            program: default_program(),
+            artifact_prefix: None,
+            version: None,
+            extra_args: Vec::new(),
+            templates: Default::default(),
+            joins: JoinMode::default(),
+            step_days: default_step_days(),
+            timeout: None,
+            uploader: default_uploader(),
+            env: Default::default(),
+        }
+    }
+}
+
+fn default_program() -> Vec<String> {
+    vec!["zipline".into(), "run".into()]
+}
+
+fn default_step_days() -> u32 {
+    30
+}
+
+fn default_uploader() -> String {
+    "spark".into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum JoinMode {
+    #[default]
+    Modular,
+    Whole,
+}
+
+/// How many jobs run at once: overall, per step kind and per team.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Overall; `-j` overrides it. Default: the number of CPUs.
+    pub jobs: Option<usize>,
+    /// Step name to limit, e.g. `group-by-backfill = 300`.
+    #[serde(default)]
+    pub steps: std::collections::BTreeMap<String, usize>,
+    /// Team name to limit.
+    #[serde(default)]
+    pub teams: std::collections::BTreeMap<String, usize>,
+}
+
+/// Retries of a failed job, with exponential backoff.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Retries after the first attempt.
+    #[serde(default)]
+    pub retries: u32,
+    /// The delay before the first retry; each next one doubles it.
+    #[serde(default = "default_backoff", deserialize_with = "duration::required")]
+    pub backoff: std::time::Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            retries: 0,
+            backoff: default_backoff(),
+        }
+    }
+}
+
+fn default_backoff() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+/// Streaming keep-alive.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingSettings {
+    /// Argv with `{config}`; prints `running HASH` when the group-by's job
+    /// runs with that config hash, anything else (or nothing) when not.
+    #[serde(default)]
+    pub status_command: Vec<String>,
+    /// `--kafka-bootstrap` for deploys, when set.
+    pub kafka_bootstrap: Option<String>,
+    /// `--flink-state-uri` for deploys, when set.
+    pub flink_state_uri: Option<String>,
+}
+
+/// Durations such as `90s`, `5m`, `2h`, `1h30m` or `1d`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let expected = || format!("expected a duration such as 90s, 5m, 2h or 1h30m, got {text:?}");
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(expected());
+        }
+        let mut total = 0u64;
+        let mut number = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => return Err(expected()),
+            };
+            let n: u64 = number.parse().map_err(|_| expected())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(expected)?;
+            number.clear();
+        }
+        if !number.is_empty() {
+            return Err(expected());
+        }
+        Ok(Duration::from_secs(total))
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -154,7 +342,42 @@ impl Settings {
                 path.display()
             )));
         }
+        settings.check().map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
         Ok(settings)
+    }
+
+    /// What serde cannot check: names of steps, empty argv.
+    fn check(&self) -> Result<(), String> {
+        use crate::graph::Step;
+        if self.executor.program.is_empty() {
+            return Err("executor.program: expected a non-empty argv array such as [\"zipline\", \"run\"]".into());
+        }
+        for name in self.executor.templates.keys() {
+            if Step::parse(name).is_none() && name != "join-backfill" {
+                return Err(format!("executor.templates.{name}: expected a step name ({}) or join-backfill", step_names()));
+            }
+        }
+        for name in self.limits.steps.keys() {
+            if Step::parse(name).is_none() {
+                return Err(format!("limits.steps.{name}: expected a step name ({})", step_names()));
+            }
+        }
+        if self.executor.step_days == 0 {
+            return Err("executor.step_days: expected at least 1".into());
+        }
+        if self.limits.jobs == Some(0) {
+            return Err("limits.jobs: expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The folder of the state file: logs and the lock live beside it.
+    pub fn state_dir(&self, repo_root: &Path) -> PathBuf {
+        let state = self.resolve(repo_root, &self.state.path);
+        state
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     pub fn resolve(&self, repo_root: &Path, path: &Path) -> PathBuf {
@@ -164,4 +387,12 @@ impl Settings {
             repo_root.join(path)
         }
     }
+}
+
+fn step_names() -> String {
+    crate::graph::Step::ALL
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -148,8 +148,6 @@ pub struct Built<'a> {
     pub output: Hash,
     /// Every input range the target read: (table, from, to).
     pub ranges: &'a [(String, Day, Day)],
-    /// Every input partition the target read: (table, day, fingerprint).
-    pub read: &'a [(String, Day, Hash)],
 }
 
 pub fn day_column(day: Option<Day>) -> i64 {
@@ -159,6 +157,11 @@ pub fn day_column(day: Option<Day>) -> i64 {
 pub struct StateStore {
     conn: Connection,
     path: PathBuf,
+    /// Per table, the newest fingerprint recorded per day, loaded on first
+    /// use, so recording writes only versions that changed.
+    latest_seen: HashMap<String, HashMap<Day, Hash>>,
+    /// Slices known to be stored.
+    slices_stored: std::collections::HashSet<Hash>,
 }
 
 impl StateStore {
@@ -174,6 +177,8 @@ impl StateStore {
         let mut store = StateStore {
             conn,
             path: path.to_path_buf(),
+            latest_seen: HashMap::new(),
+            slices_stored: Default::default(),
         };
         store
             .conn
@@ -205,6 +210,8 @@ impl StateStore {
         let store = StateStore {
             conn,
             path: path.to_path_buf(),
+            latest_seen: HashMap::new(),
+            slices_stored: Default::default(),
         };
         let version = store.version()?;
         if version > SCHEMA_VERSION {
@@ -422,9 +429,45 @@ impl StateStore {
         )
     }
 
-    /// Records targets as built, in one transaction: keys, slices, what they
-    /// read, and clears their failures and forced marks.
-    pub fn record_built(&mut self, built: &[Built]) -> Result<(), StoreError> {
+    /// Loads the newest fingerprint per day of the tables not cached yet.
+    fn load_latest_seen<'t>(
+        &mut self,
+        tables: impl Iterator<Item = &'t str>,
+    ) -> Result<(), StoreError> {
+        for table in tables {
+            if self.latest_seen.contains_key(table) {
+                continue;
+            }
+            let mut latest = HashMap::new();
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq")
+                .map_err(|e| sqlite(&self.path, e))?;
+            let rows = stmt
+                .query_map([table], |row| Ok((row.get::<_, i32>(0)?, row.get::<_, Vec<u8>>(1)?)))
+                .map_err(|e| sqlite(&self.path, e))?;
+            for row in rows {
+                let (day, fp) = row.map_err(|e| sqlite(&self.path, e))?;
+                latest.insert(Day(day), Hash::from_slice(&fp).unwrap_or_default());
+            }
+            drop(stmt);
+            self.latest_seen.insert(table.to_string(), latest);
+        }
+        Ok(())
+    }
+
+    /// Records targets as built, in one transaction: keys, slices, the
+    /// ranges they read, the input partitions they read (`read`: table, day,
+    /// fingerprint, once each), and clears their failures and forced marks.
+    /// Returns the sequence number of the write.
+    pub fn record_built(
+        &mut self,
+        built: &[Built],
+        read: &[(String, Day, Hash)],
+    ) -> Result<i64, StoreError> {
+        let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
+        tables.dedup();
+        self.load_latest_seen(tables.into_iter())?;
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -442,11 +485,18 @@ impl StateStore {
         )
         .map_err(err)?;
         let now = unix_now();
+        let mut new_seen: Vec<(&str, Day, Hash)> = Vec::new();
+        let mut new_slices = Vec::new();
         {
-            let mut latest = tx
-                .prepare_cached("SELECT fingerprint FROM inputs_seen WHERE tbl = ?1 AND day = ?2 ORDER BY seq DESC LIMIT 1")
-                .map_err(err)?;
             let mut seen = tx.prepare_cached("INSERT OR REPLACE INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
+            for (table, day, fp) in read {
+                let latest = self.latest_seen.get(table.as_str()).and_then(|m| m.get(day));
+                if latest != Some(fp) {
+                    seen.execute(params![table, day.0, seq, &fp.0[..]])
+                        .map_err(err)?;
+                    new_seen.push((table, *day, *fp));
+                }
+            }
             let mut slice = tx
                 .prepare_cached("INSERT OR IGNORE INTO slices (hash, json) VALUES (?1, ?2)")
                 .map_err(err)?;
@@ -477,19 +527,12 @@ impl StateStore {
                         id
                     }
                 };
-                for (table, day, fp) in b.read {
-                    let previous: Option<Vec<u8>> = latest
-                        .query_row(params![table, day.0], |row| row.get(0))
-                        .optional()
+                if !self.slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
+                    slice
+                        .execute(params![&b.slice.0[..], b.slice_json])
                         .map_err(err)?;
-                    if previous.as_deref() != Some(&fp.0[..]) {
-                        seen.execute(params![table, day.0, seq, &fp.0[..]])
-                            .map_err(err)?;
-                    }
+                    new_slices.push(b.slice);
                 }
-                slice
-                    .execute(params![&b.slice.0[..], b.slice_json])
-                    .map_err(err)?;
                 let day = day_column(b.day);
                 target
                     .execute(params![
@@ -514,7 +557,15 @@ impl StateStore {
                 clear_forced.execute(params![node, day]).map_err(err)?;
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        for (table, day, fp) in new_seen {
+            self.latest_seen
+                .entry(table.to_string())
+                .or_default()
+                .insert(day, fp);
+        }
+        self.slices_stored.extend(new_slices);
+        Ok(seq)
     }
 
     /// Marks targets as failed in a run (cleared when they are next built).
@@ -592,7 +643,7 @@ mod tests {
         assert!(StateStore::open_read(&path).is_err());
     }
 
-    fn built<'a>(node: &'a NodeKey, key: &[u8], read: &'a [(String, Day, Hash)]) -> Built<'a> {
+    fn built<'a>(node: &'a NodeKey, key: &[u8]) -> Built<'a> {
         Built {
             node,
             day: Some(Day(10)),
@@ -602,7 +653,6 @@ mod tests {
             inputs: Hash::of(b"in"),
             output: Hash::of(b"out"),
             ranges: &[],
-            read,
         }
     }
 
@@ -613,8 +663,8 @@ mod tests {
         let node = NodeKey::new(Step::GroupByBackfill, "t.g", None);
         let read1 = vec![("ns.src".to_string(), Day(10), Hash::of(b"a"))];
         let read2 = vec![("ns.src".to_string(), Day(10), Hash::of(b"b"))];
-        store.record_built(&[built(&node, b"k1", &read1)]).unwrap();
-        store.record_built(&[built(&node, b"k2", &read2)]).unwrap();
+        store.record_built(&[built(&node, b"k1")], &read1).unwrap();
+        store.record_built(&[built(&node, b"k2")], &read2).unwrap();
         let state = store.load().unwrap();
         let recorded = state[&node].built[&10];
         assert_eq!(recorded.key, Hash::of(b"k2"));

@@ -126,6 +126,33 @@ impl Column {
         Column::new(table, *first, entries)
     }
 
+    /// Replaces the entry of a day inside the column's span, keeping the
+    /// prefix sums right: O(days after it), with one hash for the new entry.
+    pub fn set(&mut self, day: Day, entry: Entry) {
+        let i = day.0 - self.first.0;
+        if i < 0 || i as usize >= self.entries.len() {
+            return;
+        }
+        let i = i as usize;
+        let weigh = |e: &Entry| match e {
+            Entry::Present(fp) => (
+                Lanes::of(&hash::partition_hash(&self.table, day, fp)),
+                1u32,
+                0u32,
+            ),
+            Entry::Pending(_) => (Lanes::default(), 0, 1),
+            Entry::Absent => (Lanes::default(), 0, 0),
+        };
+        let (old_lanes, old_present, old_pending) = weigh(&self.entries[i]);
+        let (new_lanes, new_present, new_pending) = weigh(&entry);
+        self.entries[i] = entry;
+        for k in i + 1..self.sums.len() {
+            self.sums[k] = self.sums[k].minus(old_lanes).plus(new_lanes);
+            self.present[k] = self.present[k] - old_present + new_present;
+            self.pending[k] = self.pending[k] - old_pending + new_pending;
+        }
+    }
+
     pub fn get(&self, day: Day) -> &Entry {
         let i = day.0 - self.first.0;
         if i < 0 {
@@ -277,6 +304,12 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Every input column the plan used, probed and internal.
     pub columns: HashMap<String, Column>,
+    /// Nodes planned: the selection and its upstream.
+    pub planned: Vec<bool>,
+    /// What the state recorded, by node id.
+    pub state: Vec<NodeState>,
+    /// Every probed table's partitions.
+    pub probed: HashMap<String, Partitions>,
 }
 
 impl Plan {
@@ -397,7 +430,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         .filter(|id| opts.selected[*id])
         .collect();
     let planned = graph.with_upstream(&roots);
-    let state = match ctx.store {
+    let mut state = match ctx.store {
         Some(store) => store.load()?,
         None => HashMap::new(),
     };
@@ -481,18 +514,26 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             notes.push(format!("{}: no start partition in the config; pass --from or set `start` in chronon-build.toml", node.label()));
         }
     }
+    let state = graph
+        .nodes
+        .iter()
+        .map(|n| state.remove(&node_key(n)).unwrap_or_default())
+        .collect();
     Ok(Plan {
         until: opts.until,
         nodes,
         shown: opts.selected.clone(),
         notes,
         columns,
+        planned,
+        state,
+        probed,
     })
 }
 
 /// Internal tables are keyed apart from probed ones, so a producer's output
 /// column (recorded fingerprints) never mixes with the same table as probed.
-fn internal_key(table: &str) -> String {
+pub fn internal_key(table: &str) -> String {
     format!("internal:{table}")
 }
 
@@ -505,7 +546,7 @@ fn internal_or_external(graph: &Graph, input: &Input) -> String {
 
 /// What dependents see of a node's output: recorded output fingerprints of
 /// fresh targets, and pending marks for the rest.
-fn internal_column(node: &Node, output: &str, plan: &NodePlan, state: &NodeState) -> Column {
+pub fn internal_column(node: &Node, output: &str, plan: &NodePlan, state: &NodeState) -> Column {
     let days: Vec<Day> = plan.targets.iter().filter_map(|t| t.day).collect();
     let (Some(first), Some(last)) = (days.first(), days.last()) else {
         return Column::new(output, Day(0), Vec::new());
@@ -513,20 +554,28 @@ fn internal_column(node: &Node, output: &str, plan: &NodePlan, state: &NodeState
     let mut entries = vec![Entry::Absent; (last.0 - first.0 + 1) as usize];
     for target in &plan.targets {
         let Some(day) = target.day else { continue };
-        entries[(day.0 - first.0) as usize] = match &target.status {
-            Status::Fresh => match state.built.get(&day_column(Some(day))) {
-                Some(recorded) => Entry::Present(recorded.output),
-                None => Entry::Absent,
-            },
-            Status::Blocked { input } => Entry::Pending(Status::Blocked {
-                input: input.clone(),
-            }),
-            _ => Entry::Pending(Status::Waiting {
-                upstream: format!("{}@{day}", node.label()).into(),
-            }),
-        };
+        entries[(day.0 - first.0) as usize] = internal_entry(node, target, state);
     }
     Column::new(output, *first, entries)
+}
+
+/// What dependents see of one target of a node.
+pub fn internal_entry(node: &Node, target: &TargetPlan, state: &NodeState) -> Entry {
+    match &target.status {
+        Status::Fresh => match state.built.get(&day_column(target.day)) {
+            Some(recorded) => Entry::Present(recorded.output),
+            None => Entry::Absent,
+        },
+        Status::Blocked { input } => Entry::Pending(Status::Blocked {
+            input: input.clone(),
+        }),
+        _ => Entry::Pending(Status::Waiting {
+            upstream: match target.day {
+                Some(day) => format!("{}@{day}", node.label()).into(),
+                None => node.label().into(),
+            },
+        }),
+    }
 }
 
 static NEVER_BUILT: std::sync::LazyLock<Arc<StaleReason>> =
@@ -536,7 +585,7 @@ static FORCED: std::sync::LazyLock<Arc<StaleReason>> =
 
 /// The status of one target from hashes alone. The flag asks for a reason to
 /// be looked up in the state (config or input differences).
-fn decide(
+pub fn decide(
     node: &Node,
     day: Option<Day>,
     evaluation: Evaluation,
@@ -796,20 +845,21 @@ pub struct BuildRecord {
     pub day: Option<Day>,
     pub key: Hash,
     pub slice: Hash,
-    pub slice_json: String,
+    pub slice_json: Arc<str>,
     pub inputs_hash: Hash,
     pub ranges: Vec<(String, Day, Day)>,
-    pub read: Vec<(String, Day, Hash)>,
 }
 
 impl BuildRecord {
     /// For a target whose inputs are all known; `None` while it is blocked
-    /// or waiting.
+    /// or waiting. `slice_json` is the node's slice as JSON, shared by all
+    /// its targets.
     pub fn for_target(
         plan: &Plan,
         graph: &Graph,
         node: &Node,
         day: Option<Day>,
+        slice_json: &Arc<str>,
     ) -> Option<BuildRecord> {
         let columns = plan.input_columns(graph, node);
         let at = day.unwrap_or(plan.until);
@@ -821,31 +871,17 @@ impl BuildRecord {
         else {
             return None;
         };
-        let mut ranges = Vec::with_capacity(inputs.len());
-        let mut read = Vec::new();
-        for (input, column) in node.inputs.iter().zip(&columns) {
-            let Some(column) = column else { continue };
-            let range = input.range(at, column.first_present());
-            if range.is_empty() {
-                continue;
-            }
-            ranges.push((input.table.clone(), range.from, range.to));
-            read.extend(
-                column
-                    .present_in(range)
-                    .into_iter()
-                    .map(|(d, fp)| (input.table.clone(), d, fp)),
-            );
-        }
         Some(BuildRecord {
             node: node_key(node),
             day,
             key,
             slice: node.slice_hash,
-            slice_json: serde_json::to_string(&node.slice).expect("slice serializes"),
+            slice_json: slice_json.clone(),
             inputs_hash,
-            ranges,
-            read,
+            ranges: inputs
+                .into_iter()
+                .map(|i| (i.table, i.from, i.to))
+                .collect(),
         })
     }
 
@@ -861,7 +897,49 @@ impl BuildRecord {
             inputs: self.inputs_hash,
             output,
             ranges: &self.ranges,
-            read: &self.read,
         }
     }
+}
+
+/// The node's slice as stored: canonical JSON.
+pub fn slice_json(node: &Node) -> Arc<str> {
+    serde_json::to_string(&node.slice)
+        .expect("slice serializes")
+        .into()
+}
+
+/// Every input partition that targets of `node` at `days` read, once each:
+/// per input, the union of the targets' ranges.
+pub fn reads(
+    node: &Node,
+    columns: &[Option<&Column>],
+    days: &[Option<Day>],
+    until: Day,
+) -> Vec<(String, Day, Hash)> {
+    let mut out: BTreeMap<(&str, Day), Hash> = BTreeMap::new();
+    for (input, column) in node.inputs.iter().zip(columns) {
+        let Some(column) = column else { continue };
+        let first = column.first_present();
+        let mut ranges: Vec<DayRange> = days
+            .iter()
+            .map(|d| input.range(d.unwrap_or(until), first))
+            .filter(|r| !r.is_empty())
+            .collect();
+        ranges.sort_by_key(|r| (r.from, r.to));
+        let mut merged: Vec<DayRange> = Vec::new();
+        for range in ranges {
+            match merged.last_mut() {
+                Some(last) if range.from.0 <= last.to.0 + 1 => last.to = last.to.max(range.to),
+                _ => merged.push(range),
+            }
+        }
+        for range in merged {
+            for (day, fp) in column.present_in(range) {
+                out.insert((input.table.as_str(), day), fp);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|((t, d), fp)| (t.to_string(), d, fp))
+        .collect()
 }

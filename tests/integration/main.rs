@@ -153,15 +153,19 @@ impl Scenario {
             )
             .unwrap();
             let mut records = Vec::new();
+            let mut read = Vec::new();
             for node in &ws.graph.nodes {
+                let slice_json = plan::slice_json(node);
                 for target in &plan.nodes[node.id].targets {
                     if !matches!(target.status, Status::Stale(_)) {
                         continue;
                     }
-                    let Some(record) = BuildRecord::for_target(&plan, &ws.graph, node, target.day)
+                    let Some(record) = BuildRecord::for_target(&plan, &ws.graph, node, target.day, &slice_json)
                     else {
                         continue;
                     };
+                    let columns = plan.input_columns(&ws.graph, node);
+                    read.extend(plan::reads(node, &columns, &[target.day], until));
                     let output = match (&node.output, target.day) {
                         (Some(table), Some(day)) if node.step.has_table_output() => {
                             let day = day.to_string();
@@ -186,7 +190,9 @@ impl Scenario {
             }
             recorded += records.len();
             let built: Vec<_> = records.iter().map(|(r, o)| r.built(*o)).collect();
-            store.record_built(&built).unwrap();
+            read.sort();
+            read.dedup();
+            store.record_built(&built, &read).unwrap();
         }
     }
 }
