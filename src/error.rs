@@ -30,6 +30,8 @@ pub enum Error {
     Probe(#[from] ProbeError),
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Locked(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -30,11 +30,13 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod graph;
 pub mod hash;
 pub mod partition;
 pub mod plan;
 pub mod probe;
+pub mod run;
 pub mod settings;
 pub mod store;
 

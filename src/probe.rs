@@ -26,6 +26,14 @@ pub trait Probe: Sync {
     /// Lists `table` (as in configs: `ns.t`, `t`, or `ns.t/hr=00:00`). A table
     /// that does not exist has no partitions; that is not an error.
     fn list(&self, table: &str) -> Result<Partitions, ProbeError>;
+
+    /// The given days of `table` that exist, with fingerprints: what a job
+    /// just wrote. Probes that can look at one partition override this.
+    fn list_days(&self, table: &str, days: &[Day]) -> Result<Partitions, ProbeError> {
+        let mut all = self.list(table)?;
+        all.retain(|d, _| days.contains(d));
+        Ok(all)
+    }
 }
 
 pub fn from_settings(settings: &Settings, repo_root: &Path) -> Box<dyn Probe> {
@@ -57,6 +65,26 @@ impl HiveDir {
 }
 
 impl Probe for HiveDir {
+    fn list_days(&self, table: &str, days: &[Day]) -> Result<Partitions, ProbeError> {
+        let (base, sub) = match table.split_once('/') {
+            Some((base, sub)) => (base, Some(sub)),
+            None => (table, None),
+        };
+        let dir = self.table_dir(base);
+        let mut out = Partitions::new();
+        for day in days {
+            let path = dir.join(format!("{}={day}", self.partition_column));
+            if !path.is_dir() || sub.is_some_and(|s| !path.join(s).is_dir()) {
+                continue;
+            }
+            out.insert(
+                *day,
+                fingerprint_dir(&path, self.mode).map_err(|e| listing_error(table, &path, e))?,
+            );
+        }
+        Ok(out)
+    }
+
     fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
         let (base, sub) = match table.split_once('/') {
             Some((base, sub)) => (base, Some(sub)),

@@ -150,6 +150,17 @@ pub struct Built<'a> {
     pub ranges: &'a [(String, Day, Day)],
 }
 
+/// One attempt of a job, as recorded when it starts.
+pub struct Attempt<'a> {
+    pub run: i64,
+    pub node: &'a NodeKey,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
+    pub attempt: u32,
+    pub argv: &'a [String],
+    pub log_path: &'a str,
+}
+
 pub fn day_column(day: Option<Day>) -> i64 {
     day.map_or(NO_PARTITION, |d| i64::from(d.0))
 }
@@ -566,6 +577,69 @@ impl StateStore {
         }
         self.slices_stored.extend(new_slices);
         Ok(seq)
+    }
+
+    /// Starts a run in the history; returns its id.
+    pub fn begin_run(&mut self, args: &[String]) -> Result<i64, StoreError> {
+        let args = serde_json::to_string(args).expect("args serialize");
+        self.conn
+            .execute(
+                "INSERT INTO runs (args, started_at) VALUES (?1, ?2)",
+                params![args, unix_now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn end_run(&mut self, run: i64, result: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_at = ?2, result = ?3 WHERE id = ?1",
+                params![run, unix_now(), result],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records an attempt as started; a crash leaves its exit code empty.
+    pub fn begin_attempt(&mut self, attempt: &Attempt) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let node = Self::node_id(&tx, attempt.node).map_err(err)?;
+        tx.execute(
+            "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, log_path, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                attempt.run,
+                node,
+                day_column(attempt.from),
+                day_column(attempt.to),
+                attempt.attempt,
+                serde_json::to_string(attempt.argv).expect("argv serializes"),
+                attempt.log_path,
+                unix_now()
+            ],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    pub fn end_attempt(
+        &mut self,
+        id: i64,
+        exit_code: Option<i32>,
+        duration: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET exit_code = ?2, duration_ms = ?3 WHERE id = ?1",
+                params![id, exit_code, duration.as_millis() as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Marks targets as failed in a run (cleared when they are next built).

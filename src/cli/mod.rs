@@ -4,6 +4,7 @@
 mod explain;
 mod graph;
 mod plan;
+mod run;
 mod validate;
 
 use std::path::PathBuf;
@@ -58,6 +59,12 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Print one target's key document and every difference from the recorded build.
     Explain(explain::ExplainArgs),
+    /// Run the stale targets in dependency order, in parallel, and record them.
+    Run(run::RunArgs),
+    /// Record as built the targets whose outputs already exist in the warehouse.
+    Adopt(run::AdoptArgs),
+    /// Force targets stale until they are next built (a restatement).
+    Invalidate(run::InvalidateArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -89,6 +96,9 @@ where
         Command::Graph(args) => graph::run(&cli.global, args),
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Explain(args) => explain::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Adopt(args) => run::adopt(&cli.global, args),
+        Command::Invalidate(args) => run::invalidate(&cli.global, args),
     };
     match result {
         Ok(code) => code,

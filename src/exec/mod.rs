@@ -23,6 +23,8 @@ pub struct CommandLine {
     pub argv: Vec<String>,
     /// Added to the runner's own environment.
     pub env: BTreeMap<String, String>,
+    /// The repository root: `--conf` paths are relative to it.
+    pub dir: std::path::PathBuf,
 }
 
 /// Whether a step takes a `--start-ds/--end-ds` range or one `--ds`.
@@ -181,7 +183,11 @@ pub fn command(
     if let Some(key) = key {
         set("KEY", key.to_string());
     }
-    CommandLine { argv, env }
+    CommandLine {
+        argv,
+        env,
+        dir: repo.root.clone(),
+    }
 }
 
 /// The job's environment from the team's and the config's settings for the

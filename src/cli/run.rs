@@ -1,0 +1,276 @@
+//! `chronon-build run`, `adopt` and `invalidate`: the commands that write
+//! the state. Each holds the state's lock while it works.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Format, Global, Workspace, default_until, parse_day, print_json};
+use crate::error::{Error, exit};
+use crate::graph::Step;
+use crate::partition::Day;
+use crate::plan::{self, PlanOptions};
+use crate::probe;
+use crate::run::{self, Action, ProgressMode, RunOptions, Runner, lock};
+use crate::settings::duration;
+use crate::store::StateStore;
+
+/// What to build: shared by `run` and `adopt`.
+#[derive(Args, Debug)]
+pub struct Scope {
+    /// Build partitions up to this day [default: yesterday, UTC].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub until: Option<Day>,
+    /// No partition before this day.
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub from: Option<Day>,
+    /// Only configs whose name matches this glob (and what they need upstream).
+    #[arg(long, value_name = "GLOB")]
+    pub select: Option<String>,
+    /// Only targets of this step (and what they need upstream).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub step: Option<Step>,
+    /// Wait for the state's lock instead of failing when another run holds it.
+    #[arg(long)]
+    pub wait_lock: bool,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub scope: Scope,
+    /// Jobs at once [default: limits.jobs in chronon-build.toml, else the number of CPUs].
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print the commands in order; run and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Retries of a failed job [default: retry.retries, else 0].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Delay before the first retry, doubling after each [default: retry.backoff, else 30s].
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    pub backoff: Option<Duration>,
+    /// Kill a job running longer than this, e.g. 6h [default: executor.timeout, else none].
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Keep probing missing inputs this long and run what they unblock, e.g. 2h.
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    pub wait: Option<Duration>,
+    /// How often to probe missing inputs with --wait.
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION", default_value = "5m")]
+    pub poll: Duration,
+    /// Progress display on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub scope: Scope,
+}
+
+#[derive(Args, Debug)]
+pub struct InvalidateArgs {
+    /// Which targets: a config glob, optionally with its step and join part:
+    /// `[STEP:]GLOB[#PART]`, e.g. 'risk.*' or 'join-part:risk.checkout.v1#m_*'.
+    #[arg(value_name = "SELECTOR")]
+    pub selector: String,
+    /// First partition to force [default: the first wanted].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub from: Option<Day>,
+    /// Last partition to force [default: yesterday, UTC].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub to: Option<Day>,
+    /// Wait for the state's lock instead of failing when another run holds it.
+    #[arg(long)]
+    pub wait_lock: bool,
+}
+
+pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
+    let action = if args.dry_run {
+        Action::DryRun
+    } else {
+        Action::Run
+    };
+    execute(global, &args.scope, action, |ws| {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let jobs = args.jobs.or(ws.settings.limits.jobs).unwrap_or(cpus);
+        if jobs == 0 {
+            return Err(Error::Usage("-j: expected at least 1".into()));
+        }
+        Ok(RunOptions {
+            action,
+            jobs,
+            retries: args.retries.unwrap_or(ws.settings.retry.retries),
+            backoff: args.backoff.unwrap_or(ws.settings.retry.backoff),
+            timeout: args.timeout.or(ws.settings.executor.timeout),
+            wait: args.wait,
+            poll: args.poll.max(Duration::from_millis(100)),
+            progress: args.progress,
+            args: std::env::args().collect(),
+        })
+    })
+}
+
+pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<i32, Error> {
+    execute(global, &args.scope, Action::Adopt, |_| {
+        Ok(RunOptions {
+            action: Action::Adopt,
+            jobs: 1,
+            retries: 0,
+            backoff: Duration::ZERO,
+            timeout: None,
+            wait: None,
+            poll: Duration::from_secs(1),
+            progress: ProgressMode::Quiet,
+            args: std::env::args().collect(),
+        })
+    })
+}
+
+fn execute(
+    global: &Global,
+    scope: &Scope,
+    action: Action,
+    options: impl FnOnce(&Workspace) -> Result<RunOptions, Error>,
+) -> Result<i32, Error> {
+    let until = scope.until.unwrap_or_else(default_until);
+    if let Some(from) = scope.from.filter(|from| *from > until) {
+        return Err(Error::Usage(format!(
+            "--from {from} is after --until {until}"
+        )));
+    }
+    let ws = Workspace::load(global)?;
+    let mut selected = ws.select(scope.select.as_deref())?;
+    if let Some(step) = scope.step {
+        for (s, node) in selected.iter_mut().zip(&ws.graph.nodes) {
+            *s &= node.step == step;
+        }
+        if !selected.iter().any(|s| *s) {
+            return Err(Error::Usage(format!(
+                "--step {step}: no such target in the selection"
+            )));
+        }
+    }
+    let opts = options(&ws)?;
+    let state_path = ws.state_path();
+    let (_lock, mut store) = if action == Action::DryRun {
+        (None, ws.open_state_read()?)
+    } else {
+        let lock = lock::acquire(&state_path, scope.wait_lock)?;
+        (Some(lock), Some(StateStore::open(&state_path)?))
+    };
+    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let plan = plan::compute(
+        &plan::Context {
+            repo: &ws.repo,
+            settings: &ws.settings,
+            graph: &ws.graph,
+            probe: probe.as_ref(),
+            store: store.as_ref(),
+        },
+        &PlanOptions {
+            until,
+            from: scope.from,
+            selected,
+        },
+    )?;
+    for note in &plan.notes {
+        eprintln!("note: {note}");
+    }
+    let mut ctx = run::Context {
+        repo: &ws.repo,
+        settings: &ws.settings,
+        graph: &ws.graph,
+        probe: probe.as_ref(),
+        store: if action == Action::DryRun {
+            None
+        } else {
+            store.as_mut()
+        },
+        log_dir: ws.settings.state_dir(&ws.repo.root).join("logs"),
+    };
+    let mut summary = Runner::new(&mut ctx, opts, plan).run()?;
+    match scope.format {
+        Format::Text => print!("{}", summary.text()),
+        Format::Json => print_json(&summary.to_json()),
+    }
+    Ok(summary.exit_code())
+}
+
+pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> {
+    let ws = Workspace::load(global)?;
+    let (step, rest) = match args.selector.split_once(':') {
+        Some((step, rest)) => {
+            let step = Step::parse(step).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{:?}: {step:?} is not a step; expected [STEP:]GLOB[#PART]",
+                    args.selector
+                ))
+            })?;
+            (Some(step), rest)
+        }
+        None => (None, args.selector.as_str()),
+    };
+    let (glob, part) = match rest.split_once('#') {
+        Some((glob, part)) => (glob, Some(part)),
+        None => (rest, None),
+    };
+    let matcher = |pattern: &str| {
+        globset::Glob::new(pattern)
+            .map(|g| g.compile_matcher())
+            .map_err(|e| Error::Usage(format!("{:?}: {e}", args.selector)))
+    };
+    let name = matcher(glob)?;
+    let part = part.map(matcher).transpose()?;
+    let selected: Vec<bool> = ws
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            name.is_match(&n.name)
+                && step.is_none_or(|s| s == n.step)
+                && match (&part, &n.part) {
+                    (Some(m), Some(p)) => m.is_match(p),
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                }
+        })
+        .collect();
+    if !selected.iter().any(|s| *s) {
+        return Err(Error::Usage(format!(
+            "{:?}: matches no target",
+            args.selector
+        )));
+    }
+    let to = args.to.unwrap_or_else(default_until);
+    if let Some(from) = args.from.filter(|f| *f > to) {
+        return Err(Error::Usage(format!("--from {from} is after --to {to}")));
+    }
+    let state_path = ws.state_path();
+    let _lock = lock::acquire(&state_path, args.wait_lock)?;
+    let mut store = StateStore::open(&state_path)?;
+    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let mut probed = std::collections::HashMap::new();
+    let mut forced = 0;
+    for node in ws.graph.nodes.iter().filter(|n| selected[n.id]) {
+        if let crate::graph::Schedule::Daily {
+            start: crate::graph::Start::FirstPartitionOf(table),
+        } = &node.schedule
+            && !probed.contains_key(table)
+        {
+            probed.insert(table.clone(), probe.list(table)?);
+        }
+        let days = plan::wanted_days(node, to, args.from, &ws.settings, &probed);
+        store.force(&plan::node_key(node), &days)?;
+        forced += days.len();
+        println!("forced {} ({} partition(s))", node.label(), days.len());
+    }
+    println!("{forced} target(s) will rebuild on the next run");
+    Ok(exit::OK)
+}

@@ -1,0 +1,1120 @@
+//! The runner: it runs only stale targets, in dependency order, in parallel.
+//! The planner decides; the runner only runs.
+//!
+//! It starts from a plan and keeps it current as jobs end. A target is
+//! dispatched when it is stale and every input is known, which means every
+//! upstream target it reads is fresh. When a job ends well, its outputs are
+//! probed and recorded in one transaction; the node's output column is
+//! updated and the dependents' waiting targets are evaluated again. A
+//! dependent whose key now matches its recorded one is fresh (early cutoff:
+//! an upstream rerun that wrote the same data changes nothing downstream).
+//!
+//! Contiguous ready partitions of one node are batched into range jobs of at
+//! most `step_days`. Jobs are limited overall, per step and per team; each
+//! has its own log file, an optional timeout, and retries with exponential
+//! backoff. A failure marks the targets reading it `upstream-failed`;
+//! independent work goes on.
+//!
+//! The same machinery serves `run --dry-run` (each job "succeeds" with an
+//! unknown output, nothing is written) and `adopt` (a job "succeeds" when its
+//! output partitions already exist in the warehouse).
+
+pub mod lock;
+mod process;
+pub mod progress;
+mod summary;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
+
+use crate::config::Repo;
+use crate::error::Error;
+use crate::exec::{self, CommandLine};
+use crate::graph::{Graph, Node, NodeId, Step};
+use crate::hash::Hash;
+use crate::partition::{Day, DayRange};
+use crate::plan::{
+    self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan,
+};
+use crate::probe::Probe;
+use crate::settings::Settings;
+use crate::store::{Attempt, NodeKey, Recorded, StateStore, day_column};
+
+pub use progress::ProgressMode;
+pub use summary::{Outcome, Summary};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    /// Print the commands in order; run and write nothing.
+    DryRun,
+    /// Record targets whose outputs already exist as built.
+    Adopt,
+}
+
+pub struct RunOptions {
+    pub action: Action,
+    pub jobs: usize,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub timeout: Option<Duration>,
+    /// Keep probing inputs of blocked targets this long.
+    pub wait: Option<Duration>,
+    pub poll: Duration,
+    pub progress: ProgressMode,
+    /// The command line, for the run history.
+    pub args: Vec<String>,
+}
+
+/// Everything a run reads and writes.
+pub struct Context<'a> {
+    pub repo: &'a Repo,
+    pub settings: &'a Settings,
+    pub graph: &'a Graph,
+    pub probe: &'a dyn Probe,
+    /// `None` for a dry run: nothing is written.
+    pub store: Option<&'a mut StateStore>,
+    /// Where job logs go: `<state folder>/logs`.
+    pub log_dir: PathBuf,
+}
+
+/// Where a target is in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not dispatched: fresh, or waiting, or blocked.
+    Idle,
+    Queued,
+    Running,
+    /// Its job ended well and it was recorded.
+    Built,
+    Failed,
+    UpstreamFailed,
+    /// `adopt`: its output is not in the warehouse.
+    NotAdopted,
+}
+
+struct Job {
+    node: NodeId,
+    /// Indices into the node's planned targets, in day order.
+    targets: Vec<usize>,
+    range: Option<DayRange>,
+    records: Vec<BuildRecord>,
+    command: CommandLine,
+    attempt: u32,
+}
+
+struct Running {
+    pid: u32,
+    started: Instant,
+    deadline: Option<Instant>,
+    /// When the job was sent SIGTERM (timeout); SIGKILL follows.
+    terminated: Option<Instant>,
+    attempt_id: i64,
+    log: PathBuf,
+}
+
+enum Event {
+    Exited { job: usize, code: Option<i32> },
+    Interrupt,
+}
+
+/// How long a job killed for its timeout gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Runner<'c, 'a> {
+    ctx: &'c mut Context<'a>,
+    opts: RunOptions,
+    plan: Plan,
+    phases: Vec<Vec<Phase>>,
+    /// Per target that failed or could not run: what to say about it.
+    notes: Vec<HashMap<usize, Arc<str>>>,
+    slices: HashMap<NodeId, Arc<str>>,
+    jobs: Vec<Job>,
+    queue: VecDeque<usize>,
+    delayed: Vec<(Instant, usize)>,
+    running: HashMap<usize, Running>,
+    by_step: HashMap<Step, usize>,
+    by_team: HashMap<String, usize>,
+    run_id: i64,
+    events: (Sender<Event>, Receiver<Event>),
+    progress: progress::Progress,
+    summary: Summary,
+    interrupts: u32,
+    wait_deadline: Option<Instant>,
+    next_poll: Option<Instant>,
+    /// Node labels, once each.
+    labels: Vec<String>,
+}
+
+impl<'c, 'a> Runner<'c, 'a> {
+    pub fn new(ctx: &'c mut Context<'a>, opts: RunOptions, plan: Plan) -> Runner<'c, 'a> {
+        let phases = plan
+            .nodes
+            .iter()
+            .map(|n| vec![Phase::Idle; n.targets.len()])
+            .collect();
+        let notes = plan.nodes.iter().map(|_| HashMap::new()).collect();
+        let labels = ctx.graph.nodes.iter().map(Node::label).collect();
+        let progress = progress::Progress::new(if opts.action == Action::DryRun {
+            ProgressMode::Quiet
+        } else {
+            opts.progress
+        });
+        let wait_deadline = opts.wait.map(|w| Instant::now() + w);
+        Runner {
+            ctx,
+            opts,
+            plan,
+            phases,
+            notes,
+            slices: HashMap::new(),
+            jobs: Vec::new(),
+            queue: VecDeque::new(),
+            delayed: Vec::new(),
+            running: HashMap::new(),
+            by_step: HashMap::new(),
+            by_team: HashMap::new(),
+            run_id: 0,
+            events: channel(),
+            progress,
+            summary: Summary::default(),
+            interrupts: 0,
+            wait_deadline,
+            next_poll: None,
+            labels,
+        }
+    }
+
+    /// Runs to the end and says what happened.
+    pub fn run(mut self) -> Result<Summary, Error> {
+        let started = Instant::now();
+        if self.opts.action == Action::Run
+            && let Some(store) = self.ctx.store.as_deref_mut()
+        {
+            self.run_id = store.begin_run(&self.opts.args)?;
+        }
+        self.summary.run_id = self.run_id;
+        self.summary.action = self.opts.action;
+        for &id in &self.ctx.graph.order.clone() {
+            if !self.plan.planned[id] {
+                continue;
+            }
+            let ready: Vec<usize> = (0..self.plan.nodes[id].targets.len())
+                .filter(|&i| is_ready(&self.plan.nodes[id].targets[i]))
+                .collect();
+            self.enqueue(id, ready);
+        }
+        let result = match self.opts.action {
+            Action::Run => self.event_loop(),
+            Action::DryRun | Action::Adopt => self.inline_loop(),
+        };
+        self.progress.finish();
+        result?;
+        self.summarize(started.elapsed());
+        if self.opts.action == Action::Run
+            && let Some(store) = self.ctx.store.as_deref_mut()
+        {
+            store.end_run(self.run_id, self.summary.outcome().name())?;
+        }
+        Ok(self.summary)
+    }
+
+    fn slice_json(&mut self, node: NodeId) -> Arc<str> {
+        let graph = self.ctx.graph;
+        self.slices
+            .entry(node)
+            .or_insert_with(|| plan::slice_json(&graph.nodes[node]))
+            .clone()
+    }
+
+    fn step_days(&self, node: &Node) -> usize {
+        if self.opts.action == Action::Adopt {
+            return usize::MAX;
+        }
+        if !exec::takes_range(node.step) {
+            return 1;
+        }
+        let config = &self.ctx.repo.configs[node.config];
+        config
+            .meta()
+            .execution_info
+            .step_days
+            .filter(|d| *d > 0)
+            .map(|d| d as usize)
+            .unwrap_or(self.ctx.settings.executor.step_days as usize)
+    }
+
+    /// Turns ready targets of a node into jobs: contiguous days, at most
+    /// `step_days` each.
+    fn enqueue(&mut self, id: NodeId, mut ready: Vec<usize>) {
+        if ready.is_empty() || self.ordering_busy(id) {
+            return;
+        }
+        let node = &self.ctx.graph.nodes[id];
+        let step_days = self.step_days(node);
+        ready.sort_by_key(|&i| self.plan.nodes[id].targets[i].day);
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        for i in ready {
+            let day = self.plan.nodes[id].targets[i].day;
+            let joins = chunks.last().is_some_and(|chunk| {
+                let last = self.plan.nodes[id].targets[*chunk.last().expect("non-empty")].day;
+                chunk.len() < step_days
+                    && matches!((last, day), (Some(a), Some(b)) if b.0 == a.0 + 1)
+            });
+            if joins {
+                chunks.last_mut().expect("non-empty").push(i);
+            } else {
+                chunks.push(vec![i]);
+            }
+        }
+        let slice_json = self.slice_json(id);
+        for targets in chunks {
+            let days: Vec<Option<Day>> = targets
+                .iter()
+                .map(|&i| self.plan.nodes[id].targets[i].day)
+                .collect();
+            let range = match (days.first().copied().flatten(), days.last().copied().flatten()) {
+                (Some(from), Some(to)) => Some(DayRange::new(from, to)),
+                _ => None,
+            };
+            let records: Vec<BuildRecord> = days
+                .iter()
+                .filter_map(|day| {
+                    BuildRecord::for_target(&self.plan, self.ctx.graph, node, *day, &slice_json)
+                })
+                .collect();
+            let key = (records.len() == 1).then(|| records[0].key);
+            let command = exec::command(
+                self.ctx.repo,
+                self.ctx.settings,
+                node,
+                range,
+                false,
+                key,
+            );
+            for &i in &targets {
+                self.phases[id][i] = Phase::Queued;
+            }
+            self.jobs.push(Job {
+                node: id,
+                targets,
+                range,
+                records,
+                command,
+                attempt: 0,
+            });
+            self.queue.push_back(self.jobs.len() - 1);
+            self.progress.queued(1);
+        }
+    }
+
+    /// Whether a node must wait for work on its ordering-only inputs (a
+    /// streaming deploy after the KV upload).
+    fn ordering_busy(&self, id: NodeId) -> bool {
+        self.ctx.graph.nodes[id]
+            .inputs
+            .iter()
+            .filter(|i| i.ordering_only)
+            .filter_map(|i| i.producer)
+            .filter(|p| self.plan.planned[*p])
+            .any(|p| {
+                self.phases[p]
+                    .iter()
+                    .zip(&self.plan.nodes[p].targets)
+                    .any(|(phase, t)| match phase {
+                        Phase::Queued | Phase::Running => true,
+                        Phase::Idle => matches!(t.status, Status::Stale(_) | Status::Waiting { .. }),
+                        _ => false,
+                    })
+            })
+    }
+
+    /// After work on a node ended: queue what was held behind it.
+    fn release_ordering(&mut self, from: NodeId) {
+        for dep in self.ctx.graph.dependents[from].clone() {
+            let ordered = self.ctx.graph.nodes[dep]
+                .inputs
+                .iter()
+                .any(|i| i.ordering_only && i.producer == Some(from));
+            if !ordered || !self.plan.planned[dep] {
+                continue;
+            }
+            let held: Vec<usize> = (0..self.plan.nodes[dep].targets.len())
+                .filter(|&i| {
+                    self.phases[dep][i] == Phase::Idle && is_ready(&self.plan.nodes[dep].targets[i])
+                })
+                .collect();
+            self.enqueue(dep, held);
+        }
+    }
+
+    fn describe(&self, job: usize) -> String {
+        let job = &self.jobs[job];
+        let label = &self.labels[job.node];
+        match job.range {
+            Some(r) if r.from == r.to => format!("{label}@{}", r.from),
+            Some(r) => format!("{label}@{}..{}", r.from, r.to),
+            None => label.clone(),
+        }
+    }
+
+    /// Dry runs and adoption: no processes, one job after another.
+    fn inline_loop(&mut self) -> Result<(), Error> {
+        while let Some(job) = self.queue.pop_front() {
+            let node = self.jobs[job].node;
+            for &i in &self.jobs[job].targets {
+                self.phases[node][i] = Phase::Running;
+            }
+            match self.opts.action {
+                Action::DryRun => {
+                    self.summary
+                        .commands
+                        .push(summary::PlannedCommand::new(&self.jobs[job], &self.ctx.graph.nodes[node]));
+                    // Nothing is known of the output: assume it changed.
+                    let outputs = self.jobs[job]
+                        .records
+                        .iter()
+                        .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
+                        .collect();
+                    self.succeeded(job, outputs)?;
+                }
+                _ => {
+                    let outputs = self.probe_outputs(job)?;
+                    self.succeeded(job, outputs)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn event_loop(&mut self) -> Result<(), Error> {
+        let signals = process::forward_interrupts(self.events.0.clone(), || Event::Interrupt);
+        let result = self.event_loop_inner();
+        if let Some(handle) = signals {
+            handle.close();
+        }
+        result
+    }
+
+    fn event_loop_inner(&mut self) -> Result<(), Error> {
+        loop {
+            if self.interrupts == 0 {
+                self.dispatch()?;
+            }
+            let idle = self.running.is_empty() && self.queue.is_empty() && self.delayed.is_empty();
+            if idle || (self.interrupts > 0 && self.running.is_empty()) {
+                if self.interrupts > 0 || !self.should_poll() {
+                    break;
+                }
+            }
+            let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
+            match self.events.1.recv_timeout(timeout) {
+                Ok(Event::Exited { job, code }) => self.exited(job, code)?,
+                Ok(Event::Interrupt) => self.interrupted(),
+                Err(RecvTimeoutError::Timeout) => self.tick()?,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// With `--wait`, whether blocked targets are worth probing for again.
+    fn should_poll(&mut self) -> bool {
+        let Some(deadline) = self.wait_deadline else {
+            return false;
+        };
+        if Instant::now() >= deadline || self.blocked_tables().is_empty() {
+            return false;
+        }
+        if self.next_poll.is_none() {
+            self.next_poll = Some(Instant::now() + self.opts.poll);
+        }
+        true
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let deadlines = self.running.values().filter_map(|r| match r.terminated {
+            Some(t) => Some(t + KILL_GRACE),
+            None => r.deadline,
+        });
+        let retries = self.delayed.iter().map(|(at, _)| *at);
+        deadlines
+            .chain(retries)
+            .chain(self.next_poll)
+            .chain(self.wait_deadline)
+            .min()
+            .unwrap_or(far)
+            .min(far)
+    }
+
+    fn interrupted(&mut self) {
+        self.interrupts += 1;
+        self.summary.interrupted = true;
+        if self.interrupts == 1 {
+            self.delayed.clear();
+            self.progress.note(&format!(
+                "interrupted: no new jobs; waiting for {} running job(s) (Ctrl-C again to kill them)",
+                self.running.len()
+            ));
+        } else {
+            self.progress
+                .note("interrupted again: killing running jobs");
+            for running in self.running.values() {
+                process::kill_group(running.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Timeouts, retries that are due, and sensor polls.
+    fn tick(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        for (job, running) in self.running.iter_mut() {
+            match running.terminated {
+                None if running.deadline.is_some_and(|d| now >= d) => {
+                    process::kill_group(running.pid, libc::SIGTERM);
+                    running.terminated = Some(now);
+                    let _ = job;
+                }
+                Some(t) if now >= t + KILL_GRACE => {
+                    process::kill_group(running.pid, libc::SIGKILL);
+                }
+                _ => {}
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(at, _)| *at <= now);
+        self.delayed = later;
+        for (_, job) in due {
+            self.queue.push_back(job);
+        }
+        if self.next_poll.is_some_and(|p| now >= p) {
+            self.next_poll = None;
+            self.poll_inputs()?;
+        }
+        Ok(())
+    }
+
+    fn fits(&self, job: &Job) -> bool {
+        let node = &self.ctx.graph.nodes[job.node];
+        let limits = &self.ctx.settings.limits;
+        let step_ok = limits
+            .steps
+            .get(node.step.name())
+            .is_none_or(|max| self.by_step.get(&node.step).copied().unwrap_or(0) < *max);
+        let team_ok = limits
+            .teams
+            .get(&node.team)
+            .is_none_or(|max| self.by_team.get(&node.team).copied().unwrap_or(0) < *max);
+        step_ok && team_ok
+    }
+
+    fn dispatch(&mut self) -> Result<(), Error> {
+        while self.running.len() < self.opts.jobs {
+            let Some(pos) = self.queue.iter().position(|&j| self.fits(&self.jobs[j])) else {
+                break;
+            };
+            let job = self.queue.remove(pos).expect("position is in the queue");
+            self.start(job)?;
+        }
+        Ok(())
+    }
+
+    fn log_path(&self, job: usize) -> PathBuf {
+        let j = &self.jobs[job];
+        let node = &self.ctx.graph.nodes[j.node];
+        let mut name = safe_name(&node.name);
+        if let Some(part) = &node.part {
+            name.push_str("__");
+            name.push_str(&safe_name(part));
+        }
+        let range = match j.range {
+            Some(r) => format!("{}_{}", r.from, r.to),
+            None => "all".into(),
+        };
+        self.ctx
+            .log_dir
+            .join(format!("run-{}", self.run_id))
+            .join(node.step.name())
+            .join(name)
+            .join(format!("{range}.attempt{}.log", j.attempt))
+    }
+
+    fn start(&mut self, job: usize) -> Result<(), Error> {
+        self.jobs[job].attempt += 1;
+        let node_id = self.jobs[job].node;
+        let node = &self.ctx.graph.nodes[node_id];
+        let log = self.log_path(job);
+        let attempt_id = match self.ctx.store.as_deref_mut() {
+            Some(store) => store.begin_attempt(&Attempt {
+                run: self.run_id,
+                node: &plan::node_key(node),
+                from: self.jobs[job].range.map(|r| r.from),
+                to: self.jobs[job].range.map(|r| r.to),
+                attempt: self.jobs[job].attempt,
+                argv: &self.jobs[job].command.argv,
+                log_path: &log.to_string_lossy(),
+            })?,
+            None => 0,
+        };
+        for &i in &self.jobs[job].targets {
+            self.phases[node_id][i] = Phase::Running;
+        }
+        *self.by_step.entry(node.step).or_default() += 1;
+        *self.by_team.entry(node.team.clone()).or_default() += 1;
+        let what = format!(
+            "{} (attempt {})",
+            self.describe(job),
+            self.jobs[job].attempt
+        );
+        self.progress.started(job, &what);
+        let started = Instant::now();
+        let tx = self.events.0.clone();
+        let spawned = process::spawn(&self.jobs[job].command, &log, move |code| {
+            let _ = tx.send(Event::Exited { job, code });
+        });
+        let pid = match spawned {
+            Ok(pid) => pid,
+            Err(message) => {
+                // The command could not start: an attempt that failed.
+                process::append_log(&log, &message);
+                let _ = self.events.0.send(Event::Exited { job, code: None });
+                0
+            }
+        };
+        self.running.insert(
+            job,
+            Running {
+                pid,
+                started,
+                deadline: self.opts.timeout.map(|t| started + t),
+                terminated: None,
+                attempt_id,
+                log,
+            },
+        );
+        Ok(())
+    }
+
+    fn exited(&mut self, job: usize, code: Option<i32>) -> Result<(), Error> {
+        let Some(running) = self.running.remove(&job) else {
+            return Ok(());
+        };
+        let node_id = self.jobs[job].node;
+        let node = &self.ctx.graph.nodes[node_id];
+        *self.by_step.entry(node.step).or_default() -= 1;
+        *self.by_team.entry(node.team.clone()).or_default() -= 1;
+        let elapsed = running.started.elapsed();
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.end_attempt(running.attempt_id, code, elapsed)?;
+        }
+        let what = self.describe(job);
+        let attempt = self.jobs[job].attempt;
+        self.summary.attempts.push(summary::AttemptReport {
+            step: node.step,
+            duration: elapsed,
+            retry: attempt > 1,
+        });
+        if code == Some(0) {
+            let outputs = self.probe_outputs(job)?;
+            let missing = outputs.iter().filter(|o| o.is_none()).count();
+            self.progress.ended(
+                job,
+                &format!("done {what} in {}", summary::seconds(elapsed)),
+                true,
+            );
+            self.summary.ran.push(summary::JobReport {
+                target: what,
+                attempts: attempt,
+                duration: elapsed,
+                log: running.log.clone(),
+            });
+            if missing > 0 {
+                self.progress.note(&format!(
+                    "{}: the job exited 0 but {missing} output partition(s) are missing",
+                    self.describe(job)
+                ));
+            }
+            return self.succeeded(job, outputs);
+        }
+        let how = match (code, running.terminated) {
+            (_, Some(_)) => format!(
+                "timed out after {}",
+                summary::seconds(self.opts.timeout.unwrap_or_default())
+            ),
+            (Some(c), None) => format!("exit code {c}"),
+            (None, None) => "killed by a signal or could not start".to_string(),
+        };
+        let retry = attempt <= self.opts.retries && self.interrupts == 0;
+        if retry {
+            let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
+            self.progress.ended(
+                job,
+                &format!(
+                    "failed {what} ({how}); retry {attempt}/{} in {}",
+                    self.opts.retries,
+                    summary::seconds(delay)
+                ),
+                false,
+            );
+            for &i in &self.jobs[job].targets {
+                self.phases[node_id][i] = Phase::Queued;
+            }
+            self.delayed.push((Instant::now() + delay, job));
+            return Ok(());
+        }
+        self.progress
+            .ended(job, &format!("FAILED {what} ({how})"), true);
+        self.summary.failed.push(summary::FailureReport {
+            target: what,
+            how,
+            exit_code: code,
+            attempts: attempt,
+            log: running.log.clone(),
+            tail: summary::tail(&running.log, 10),
+        });
+        let targets = self.jobs[job].targets.clone();
+        self.fail(node_id, &targets, code.unwrap_or(-1))
+    }
+
+    /// Probes a job's output partitions: per record, its fingerprint, or
+    /// `None` when the partition is missing. Steps whose output cannot be
+    /// probed record their key.
+    fn probe_outputs(&self, job: usize) -> Result<Vec<Option<Hash>>, Error> {
+        let job = &self.jobs[job];
+        let node = &self.ctx.graph.nodes[job.node];
+        let table = match &node.output {
+            Some(table) if node.step.has_table_output() => table,
+            _ => return Ok(job.records.iter().map(|r| Some(r.key)).collect()),
+        };
+        let days: Vec<Day> = job.records.iter().filter_map(|r| r.day).collect();
+        let listed = self.ctx.probe.list_days(table, &days)?;
+        Ok(job
+            .records
+            .iter()
+            .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
+            .collect())
+    }
+
+    /// Records a job's targets whose outputs are there, and evaluates what
+    /// waited on them.
+    fn succeeded(&mut self, job: usize, outputs: Vec<Option<Hash>>) -> Result<(), Error> {
+        let node_id = self.jobs[job].node;
+        let node = &self.ctx.graph.nodes[node_id];
+        let records = std::mem::take(&mut self.jobs[job].records);
+        let mut built = Vec::new();
+        let mut days = Vec::new();
+        for (record, output) in records.iter().zip(&outputs) {
+            if let Some(output) = output {
+                built.push(record.built(*output));
+                days.push(record.day);
+            }
+        }
+        let seq = match self.ctx.store.as_deref_mut() {
+            Some(store) if !built.is_empty() && self.opts.action != Action::DryRun => {
+                let columns = self.plan.input_columns(self.ctx.graph, node);
+                let read = plan::reads(node, &columns, &days, self.plan.until);
+                store.record_built(&built, &read)?
+            }
+            _ => 0,
+        };
+        let by_day: HashMap<i64, usize> = self.jobs[job]
+            .targets
+            .iter()
+            .map(|&i| (day_column(self.plan.nodes[node_id].targets[i].day), i))
+            .collect();
+        let mut changed = Vec::new();
+        let mut missing = Vec::new();
+        for (record, output) in records.iter().zip(&outputs) {
+            let Some(&i) = by_day.get(&day_column(record.day)) else {
+                continue;
+            };
+            match output {
+                Some(output) => {
+                    self.plan.state[node_id].built.insert(
+                        day_column(record.day),
+                        Recorded {
+                            key: record.key,
+                            slice: record.slice,
+                            inputs: record.inputs_hash,
+                            output: *output,
+                            seq,
+                        },
+                    );
+                    self.plan.nodes[node_id].targets[i].status = Status::Fresh;
+                    self.phases[node_id][i] = Phase::Built;
+                    changed.push(i);
+                }
+                None => missing.push(i),
+            }
+        }
+        // Targets the job was given but whose key was unknown stay as they are.
+        for &i in &self.jobs[job].targets {
+            if self.phases[node_id][i] == Phase::Running && !missing.contains(&i) {
+                self.phases[node_id][i] = Phase::Idle;
+            }
+        }
+        self.summary.built += changed.len();
+        self.changed(node_id, &changed);
+        if !missing.is_empty() {
+            if self.opts.action == Action::Adopt {
+                for &i in &missing {
+                    self.phases[node_id][i] = Phase::NotAdopted;
+                }
+                self.summary.not_adopted += missing.len();
+                self.upstream_failed(node_id, &missing, "not adopted");
+            } else {
+                let table = node.output.clone().unwrap_or_default();
+                for &i in &missing {
+                    let day = self.plan.nodes[node_id].targets[i].day;
+                    self.notes[node_id].insert(
+                        i,
+                        format!(
+                            "exited 0 but {table} ds={} is missing",
+                            day.map(|d| d.to_string()).unwrap_or_default()
+                        )
+                        .into(),
+                    );
+                }
+                self.fail(node_id, &missing, 0)?;
+            }
+        }
+        self.release_ordering(node_id);
+        Ok(())
+    }
+
+    /// Marks targets failed (recorded, so the next plan says so) and what
+    /// reads them `upstream-failed`.
+    fn fail(&mut self, node_id: NodeId, targets: &[usize], exit_code: i32) -> Result<(), Error> {
+        let days: Vec<Option<Day>> = targets
+            .iter()
+            .map(|&i| self.plan.nodes[node_id].targets[i].day)
+            .collect();
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            let node = &self.ctx.graph.nodes[node_id];
+            store.record_failed(&plan::node_key(node), &days, self.run_id, exit_code)?;
+        }
+        for &i in targets {
+            self.phases[node_id][i] = Phase::Failed;
+            self.plan.nodes[node_id].targets[i].status =
+                Status::Stale(Arc::new(StaleReason::PreviousRunFailed { run: self.run_id }));
+        }
+        let label = self.labels[node_id].clone();
+        self.upstream_failed(node_id, targets, &format!("{label} failed"));
+        self.release_ordering(node_id);
+        Ok(())
+    }
+
+    /// Marks every not-yet-run target downstream of these as unable to run.
+    fn upstream_failed(&mut self, node_id: NodeId, targets: &[usize], why: &str) {
+        let mut work: Vec<(NodeId, Vec<Option<Day>>)> = vec![(
+            node_id,
+            targets
+                .iter()
+                .map(|&i| self.plan.nodes[node_id].targets[i].day)
+                .collect(),
+        )];
+        let why: Arc<str> = why.into();
+        while let Some((from, days)) = work.pop() {
+            let range = span(&days);
+            for &dep in &self.ctx.graph.dependents[from] {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let node = &self.ctx.graph.nodes[dep];
+                let mut hit = Vec::new();
+                for (i, target) in self.plan.nodes[dep].targets.iter().enumerate() {
+                    if self.phases[dep][i] != Phase::Idle || target.key.is_some() {
+                        continue;
+                    }
+                    if reads_from(node, from, target.day.unwrap_or(self.plan.until), range, &self.plan) {
+                        hit.push(i);
+                    }
+                }
+                for &i in &hit {
+                    self.phases[dep][i] = Phase::UpstreamFailed;
+                    self.notes[dep].insert(i, why.clone());
+                }
+                if !hit.is_empty() {
+                    self.release_ordering(dep);
+                    let days = hit
+                        .iter()
+                        .map(|&i| self.plan.nodes[dep].targets[i].day)
+                        .collect();
+                    work.push((dep, days));
+                }
+            }
+        }
+    }
+
+    /// After targets of a node became fresh: update its output column and
+    /// evaluate what waited on them, transitively.
+    fn changed(&mut self, node_id: NodeId, targets: &[usize]) {
+        let mut work: Vec<(NodeId, Vec<usize>)> = vec![(node_id, targets.to_vec())];
+        while let Some((from, targets)) = work.pop() {
+            if targets.is_empty() {
+                continue;
+            }
+            self.update_column(from, &targets);
+            let days: Vec<Option<Day>> = targets
+                .iter()
+                .map(|&i| self.plan.nodes[from].targets[i].day)
+                .collect();
+            let range = span(&days);
+            for dep in self.ctx.graph.dependents[from].clone() {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let fresh = self.reevaluate(dep, |node, target, plan| {
+                    reads_from(node, from, target.day.unwrap_or(plan.until), range, plan)
+                });
+                work.push((dep, fresh));
+            }
+        }
+    }
+
+    fn update_column(&mut self, id: NodeId, targets: &[usize]) {
+        let node = &self.ctx.graph.nodes[id];
+        let Some(output) = &node.output else { return };
+        let key = plan::internal_key(output);
+        let Some(column) = self.plan.columns.get_mut(&key) else {
+            return;
+        };
+        for &i in targets {
+            let target = &self.plan.nodes[id].targets[i];
+            if let Some(day) = target.day {
+                column.set(day, plan::internal_entry(node, target, &self.plan.state[id]));
+            }
+        }
+    }
+
+    /// Evaluates a node's undecided targets that `touched` selects: the ready
+    /// ones are queued, and those that became fresh are returned.
+    fn reevaluate(
+        &mut self,
+        id: NodeId,
+        touched: impl Fn(&Node, &TargetPlan, &Plan) -> bool,
+    ) -> Vec<usize> {
+        let node = &self.ctx.graph.nodes[id];
+        let columns = self.plan.input_columns(self.ctx.graph, node);
+        let output = node
+            .output
+            .as_ref()
+            .and_then(|t| self.plan.columns.get(t));
+        let state = &self.plan.state[id];
+        let mut decided = Vec::new();
+        for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
+            if self.phases[id][i] != Phase::Idle || target.key.is_some() {
+                continue;
+            }
+            if !touched(node, target, &self.plan) {
+                continue;
+            }
+            let at = target.day.unwrap_or(self.plan.until);
+            let evaluation = plan::evaluate(node, target.day, at, &columns);
+            let recorded = state.built.get(&day_column(target.day));
+            let (mut new, _) = plan::decide(node, target.day, evaluation, recorded, state, output);
+            if let (Status::Stale(reason), Status::Stale(old)) = (&new.status, &target.status)
+                && matches!(**reason, StaleReason::NeverBuilt)
+            {
+                // Keep the more telling reason found by the planner.
+                new.status = Status::Stale(old.clone());
+            }
+            decided.push((i, new));
+        }
+        let mut ready = Vec::new();
+        let mut fresh = Vec::new();
+        for (i, new) in decided {
+            if matches!(new.status, Status::Fresh) {
+                fresh.push(i);
+                self.summary.cutoff += 1;
+            } else if is_ready(&new) {
+                ready.push(i);
+            }
+            self.plan.nodes[id].targets[i] = new;
+        }
+        self.enqueue(id, ready);
+        fresh
+    }
+
+    /// Tables whose missing partitions block targets now.
+    fn blocked_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = Vec::new();
+        for (id, node_plan) in self.plan.nodes.iter().enumerate() {
+            for (i, target) in node_plan.targets.iter().enumerate() {
+                if self.phases[id][i] != Phase::Idle {
+                    continue;
+                }
+                if let Status::Blocked { input } = &target.status
+                    && self.plan.probed.contains_key(&input.table)
+                    && !tables.contains(&input.table)
+                {
+                    tables.push(input.table.clone());
+                }
+            }
+        }
+        tables
+    }
+
+    /// Sensors: probes the tables blocking targets again, and evaluates the
+    /// targets reading them.
+    fn poll_inputs(&mut self) -> Result<(), Error> {
+        let tables = self.blocked_tables();
+        let mut landed = Vec::new();
+        for table in &tables {
+            let partitions = self.ctx.probe.list(table)?;
+            if self.plan.probed.get(table) != Some(&partitions) {
+                self.plan
+                    .columns
+                    .insert(table.clone(), Column::from_partitions(table, &partitions));
+                self.plan.probed.insert(table.clone(), partitions);
+                landed.push(table.clone());
+            }
+        }
+        for table in &landed {
+            self.progress.note(&format!("input landed: {table}"));
+        }
+        for id in 0..self.ctx.graph.nodes.len() {
+            let reads = self.ctx.graph.nodes[id]
+                .inputs
+                .iter()
+                .any(|i| landed.contains(&i.table));
+            if !self.plan.planned[id] || !reads {
+                continue;
+            }
+            let fresh = self.reevaluate(id, |_, t, _| matches!(t.status, Status::Blocked { .. }));
+            self.changed(id, &fresh);
+            // Targets of downstream nodes blocked through this one.
+            self.unblock_downstream(id);
+        }
+        Ok(())
+    }
+
+    /// Dependents whose targets were blocked through a node see its new
+    /// statuses: waiting rather than blocked, once its inputs landed.
+    fn unblock_downstream(&mut self, id: NodeId) {
+        let all: Vec<usize> = (0..self.plan.nodes[id].targets.len()).collect();
+        self.update_column(id, &all);
+        let mut stack = vec![id];
+        while let Some(from) = stack.pop() {
+            for dep in self.ctx.graph.dependents[from].clone() {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let fresh =
+                    self.reevaluate(dep, |_, t, _| matches!(t.status, Status::Blocked { .. }));
+                self.changed(dep, &fresh);
+                let all: Vec<usize> = (0..self.plan.nodes[dep].targets.len()).collect();
+                self.update_column(dep, &all);
+                stack.push(dep);
+            }
+        }
+    }
+
+    /// Fills the summary from where every target ended up.
+    fn summarize(&mut self, wall: Duration) {
+        self.summary.wall = wall;
+        for (id, node_plan) in self.plan.nodes.iter().enumerate() {
+            if !self.plan.planned[id] {
+                continue;
+            }
+            let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
+            for (i, target) in node_plan.targets.iter().enumerate() {
+                let (outcome, note): (Outcome, Arc<str>) = match (self.phases[id][i], &target.status) {
+                    (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
+                    (Phase::UpstreamFailed, _) => (
+                        Outcome::UpstreamFailed,
+                        self.notes[id].get(&i).cloned().unwrap_or_else(|| "".into()),
+                    ),
+                    (_, Status::Fresh) => {
+                        self.summary.fresh += 1;
+                        continue;
+                    }
+                    (_, Status::Blocked { input }) => (
+                        Outcome::Blocked,
+                        format!("missing {} ds={}", input.table, input.partition).into(),
+                    ),
+                    (_, status) => (Outcome::NotRun, status.to_string().into()),
+                };
+                match groups.last_mut() {
+                    Some((o, n, days))
+                        if *o == outcome
+                            && (*n == note || outcome != Outcome::Blocked)
+                            && contiguous(days.last().copied().flatten(), target.day) =>
+                    {
+                        days.push(target.day);
+                    }
+                    _ => groups.push((outcome, note, vec![target.day])),
+                }
+            }
+            for (outcome, note, days) in groups {
+                self.summary.left.push(summary::LeftReport {
+                    outcome,
+                    target: self.labels[id].clone(),
+                    from: days.first().copied().flatten(),
+                    to: days.last().copied().flatten(),
+                    count: days.len(),
+                    note: note.to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn contiguous(last: Option<Day>, next: Option<Day>) -> bool {
+    matches!((last, next), (Some(a), Some(b)) if b.0 == a.0 + 1)
+}
+
+/// Stale with every input known: can run now.
+fn is_ready(target: &TargetPlan) -> bool {
+    matches!(target.status, Status::Stale(_)) && target.key.is_some()
+}
+
+/// The days spanned, as a range (unpartitioned counts as everything).
+fn span(days: &[Option<Day>]) -> DayRange {
+    let known: Vec<Day> = days.iter().filter_map(|d| *d).collect();
+    match (known.iter().min(), known.iter().max()) {
+        (Some(a), Some(b)) if known.len() == days.len() => DayRange::new(*a, *b),
+        _ => DayRange::new(Day(i32::MIN / 2), Day(i32::MAX / 2)),
+    }
+}
+
+/// Whether a target of `node` at `at` reads days of `producer` in `range`.
+fn reads_from(node: &Node, producer: NodeId, at: Day, range: DayRange, plan: &Plan) -> bool {
+    node.inputs
+        .iter()
+        .filter(|i| i.producer == Some(producer) && !i.ordering_only)
+        .any(|input| {
+            let first = plan
+                .columns
+                .get(&plan::internal_key(input.base_table()))
+                .and_then(Column::first_present);
+            !input.range(at, first.or(Some(range.from))).intersect(range).is_empty()
+        })
+}
+
+/// A config name as a file name: anything outside `[A-Za-z0-9._-]` becomes
+/// `_`, and a short hash keeps distinct names apart.
+fn safe_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == name && !name.starts_with('.') {
+        clean
+    } else {
+        format!("{clean}-{}", &Hash::of(name.as_bytes()).hex()[..8])
+    }
+}
+
+pub fn node_key_of(graph: &Graph, id: NodeId) -> NodeKey {
+    plan::node_key(&graph.nodes[id])
+}

@@ -1,0 +1,317 @@
+//! What a run did, for people (text) and machines (JSON).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Action, Job};
+use crate::error::exit;
+use crate::exec;
+use crate::graph::{Node, Step};
+use crate::partition::Day;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    UpstreamFailed,
+    Blocked,
+    /// Not run: interrupted, or still waiting at the end.
+    NotRun,
+}
+
+impl Outcome {
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::UpstreamFailed => "upstream-failed",
+            Outcome::Blocked => "blocked",
+            Outcome::NotRun => "not run",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobReport {
+    pub target: String,
+    pub attempts: u32,
+    #[serde(serialize_with = "as_seconds")]
+    pub duration: Duration,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureReport {
+    pub target: String,
+    pub how: String,
+    pub exit_code: Option<i32>,
+    pub attempts: u32,
+    pub log: PathBuf,
+    /// The last lines of the log.
+    pub tail: Vec<String>,
+}
+
+/// Targets that did not run, grouped into ranges.
+#[derive(Debug, Serialize)]
+pub struct LeftReport {
+    pub outcome: Outcome,
+    pub target: String,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
+    pub count: usize,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptReport {
+    pub step: Step,
+    #[serde(serialize_with = "as_seconds")]
+    pub duration: Duration,
+    pub retry: bool,
+}
+
+/// A command a dry run would run.
+#[derive(Debug, Serialize)]
+pub struct PlannedCommand {
+    pub step: Step,
+    pub config: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
+    pub start_ds: Option<Day>,
+    pub end_ds: Option<Day>,
+    pub argv: Vec<String>,
+}
+
+impl PlannedCommand {
+    pub(super) fn new(job: &Job, node: &Node) -> PlannedCommand {
+        PlannedCommand {
+            step: node.step,
+            config: node.name.clone(),
+            part: node.part.clone(),
+            start_ds: job.range.map(|r| r.from),
+            end_ds: job.range.map(|r| r.to),
+            argv: job.command.argv.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    #[serde(skip)]
+    pub action: Action,
+    pub run_id: i64,
+    pub outcome: &'static str,
+    /// Targets recorded as built (or adopted).
+    pub built: usize,
+    /// Targets fresh without running, including those an upstream rerun
+    /// left unchanged (`cutoff`).
+    pub fresh: usize,
+    pub cutoff: usize,
+    pub not_adopted: usize,
+    pub interrupted: bool,
+    #[serde(serialize_with = "as_seconds")]
+    pub wall: Duration,
+    pub ran: Vec<JobReport>,
+    pub failed: Vec<FailureReport>,
+    pub left: Vec<LeftReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<PlannedCommand>,
+    #[serde(skip)]
+    pub attempts: Vec<AttemptReport>,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            action: Action::Run,
+            run_id: 0,
+            outcome: "",
+            built: 0,
+            fresh: 0,
+            cutoff: 0,
+            not_adopted: 0,
+            interrupted: false,
+            wall: Duration::ZERO,
+            ran: Vec::new(),
+            failed: Vec::new(),
+            left: Vec::new(),
+            commands: Vec::new(),
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// The overall result, which decides the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunResult {
+    Ok,
+    Failed,
+    Interrupted,
+    Blocked,
+}
+
+impl RunResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Failed => "failed",
+            RunResult::Interrupted => "interrupted",
+            RunResult::Blocked => "blocked",
+        }
+    }
+}
+
+/// 128 + SIGINT, as shells report an interrupted command.
+pub const INTERRUPTED: i32 = 130;
+
+impl Summary {
+    pub fn outcome(&self) -> RunResult {
+        let upstream_failed = self
+            .left
+            .iter()
+            .any(|l| l.outcome == Outcome::UpstreamFailed && self.action != Action::Adopt);
+        if !self.failed.is_empty() || upstream_failed {
+            RunResult::Failed
+        } else if self.interrupted {
+            RunResult::Interrupted
+        } else if self
+            .left
+            .iter()
+            .any(|l| matches!(l.outcome, Outcome::Blocked | Outcome::NotRun))
+            && self.action == Action::Run
+        {
+            RunResult::Blocked
+        } else {
+            RunResult::Ok
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome() {
+            RunResult::Ok => exit::OK,
+            RunResult::Failed => exit::FAILED,
+            RunResult::Interrupted => INTERRUPTED,
+            RunResult::Blocked => exit::BLOCKED,
+        }
+    }
+
+    pub fn to_json(&mut self) -> serde_json::Value {
+        self.outcome = self.outcome().name();
+        serde_json::to_value(&*self).expect("summary serializes")
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if self.action == Action::DryRun {
+            for c in &self.commands {
+                let _ = writeln!(out, "{}", exec::display(&c.argv));
+            }
+            let _ = writeln!(
+                out,
+                "dry run: {} command(s), nothing was run",
+                self.commands.len()
+            );
+            return out;
+        }
+        for job in &self.ran {
+            let retries = if job.attempts > 1 {
+                format!(" after {} attempts", job.attempts)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "ran     {} in {}{retries}",
+                job.target,
+                seconds(job.duration)
+            );
+        }
+        for f in &self.failed {
+            let _ = writeln!(
+                out,
+                "FAILED  {} ({}, {} attempt(s))\n        log: {}",
+                f.target,
+                f.how,
+                f.attempts,
+                f.log.display()
+            );
+            for line in &f.tail {
+                let _ = writeln!(out, "        | {line}");
+            }
+        }
+        for left in &self.left {
+            let range = match (left.from, left.to) {
+                (Some(a), Some(b)) if a == b => format!("@{a}"),
+                (Some(a), Some(b)) => format!("@{a}..{b}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<7} {}{range} ({} partition(s)): {}",
+                left.outcome.name(),
+                left.target,
+                left.count,
+                left.note
+            );
+        }
+        let count = |o: Outcome| {
+            self.left
+                .iter()
+                .filter(|l| l.outcome == o)
+                .map(|l| l.count)
+                .sum::<usize>()
+        };
+        let built = if self.action == Action::Adopt {
+            format!("{} adopted", self.built)
+        } else {
+            format!("{} built in {} job(s)", self.built, self.ran.len())
+        };
+        let _ = write!(
+            out,
+            "{}: {built}, {} fresh ({} by early cutoff), {} failed job(s), {} upstream-failed, {} blocked",
+            self.outcome().name(),
+            self.fresh,
+            self.cutoff,
+            self.failed.len(),
+            count(Outcome::UpstreamFailed),
+            count(Outcome::Blocked),
+        );
+        if self.action == Action::Adopt {
+            let _ = write!(out, ", {} not in the warehouse", self.not_adopted);
+        }
+        let not_run = count(Outcome::NotRun);
+        if not_run > 0 {
+            let _ = write!(out, ", {not_run} not run");
+        }
+        let _ = writeln!(out, "; wall time {}", seconds(self.wall));
+        out
+    }
+}
+
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{}h{:02}m", d.as_secs() / 3600, d.as_secs() / 60 % 60)
+    }
+}
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// The last `n` lines of a log.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
