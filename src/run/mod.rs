@@ -254,6 +254,13 @@ impl<'c, 'a> Runner<'c, 'a> {
             return;
         }
         let node = &self.ctx.graph.nodes[id];
+        if self.opts.action == Action::Adopt && !node.step.has_table_output() {
+            let why: Arc<str> = "its result cannot be seen in the warehouse; the next run runs it".into();
+            for i in ready {
+                self.notes[id].insert(i, why.clone());
+            }
+            return;
+        }
         let step_days = self.step_days(node);
         ready.sort_by_key(|&i| self.plan.nodes[id].targets[i].day);
         let mut chunks: Vec<Vec<usize>> = Vec::new();
@@ -872,6 +879,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 });
                 work.push((dep, fresh));
             }
+            self.release_ordering(from);
         }
     }
 
@@ -1036,7 +1044,13 @@ impl<'c, 'a> Runner<'c, 'a> {
                         Outcome::Blocked,
                         format!("missing {} ds={}", input.table, input.partition).into(),
                     ),
-                    (_, status) => (Outcome::NotRun, status.to_string().into()),
+                    (_, status) => (
+                        Outcome::NotRun,
+                        self.notes[id]
+                            .get(&i)
+                            .cloned()
+                            .unwrap_or_else(|| status.to_string().into()),
+                    ),
                 };
                 match groups.last_mut() {
                     Some((o, n, days))

@@ -4,6 +4,7 @@
 mod bad_input;
 mod corpus;
 mod keys;
+mod run;
 mod scenario;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,701 @@
+//! `run`, `adopt` and `invalidate` through the real binary, with a fixture
+//! standing in for `zipline` (tests/fixtures/fake-zipline): it records its
+//! argv and writes the output partitions into the hive-dir warehouse.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::scenario::seed_sources;
+use crate::{Output, Scenario};
+
+const UNTIL: &str = "2025-01-10";
+
+/// The scenario with the fake zipline as its executor.
+pub struct Pipeline {
+    pub s: Scenario,
+    pub env: BTreeMap<String, String>,
+}
+
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-zipline")
+}
+
+impl Pipeline {
+    pub fn new(settings: &str) -> Pipeline {
+        let s = Scenario::copy("scenario");
+        seed_sources(&s, 10);
+        std::fs::write(
+            s.repo.join("chronon-build.toml"),
+            format!(
+                "[executor]\nprogram = [{:?}]\n{settings}\n[warehouse]\nfingerprint = \"content\"\n",
+                fixture().display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut env = BTreeMap::new();
+        env.insert(
+            "FAKE_ZIPLINE_LOG".into(),
+            s.repo.join("calls").display().to_string(),
+        );
+        env.insert(
+            "FAKE_ZIPLINE_WAREHOUSE".into(),
+            s.repo.join("warehouse").display().to_string(),
+        );
+        Pipeline { s, env }
+    }
+
+    pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+        cmd.arg("--repo").arg(&self.s.repo).args(args).envs(&self.env);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let out = self.command(args, extra).output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// `run --until UNTIL` and more arguments; asserts the exit code.
+    pub fn build(&self, more: &[&str], code: i32) -> Output {
+        let mut args = vec!["run", "--until", UNTIL, "--progress", "plain"];
+        args.extend(more);
+        let out = self.run(&args);
+        assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        out
+    }
+
+    /// Every argv the fake zipline got, in order (program name left out).
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(self.s.repo.join("calls")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                l.split('\u{1f}')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.s.repo.join("calls"));
+    }
+
+    /// Calls as `mode conf-file [selected part] start..end`, sorted.
+    pub fn call_summary(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .calls()
+            .iter()
+            .map(|argv| {
+                let get = |flag: &str| {
+                    argv.iter()
+                        .position(|a| a == flag)
+                        .and_then(|i| argv.get(i + 1))
+                        .cloned()
+                };
+                let conf = get("--conf").unwrap_or_default();
+                let conf = conf.rsplit('/').next().unwrap_or_default().to_string();
+                let mut line = format!("{} {conf}", get("--mode").unwrap_or_default());
+                if let Some(part) = get("--selected-join-parts") {
+                    line.push_str(&format!(" #{part}"));
+                }
+                match (get("--start-ds"), get("--end-ds"), get("--ds")) {
+                    (Some(a), Some(b), _) => line.push_str(&format!(" {a}..{b}")),
+                    (_, _, Some(d)) => line.push_str(&format!(" {d}")),
+                    _ => {}
+                }
+                line
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Plan JSON: ranges not fresh, as `target from..to why`.
+    pub fn not_fresh(&self) -> Vec<String> {
+        let out = self.run(&["plan", "--until", UNTIL, "--format", "json"]);
+        crate::not_fresh(&out)
+    }
+
+    /// How many targets are not fresh.
+    pub fn not_fresh_count(&self) -> u64 {
+        let out = self.run(&["plan", "--until", UNTIL, "--format", "json"]);
+        crate::plan_groups(&out)
+            .iter()
+            .filter(|g| g["status"] != "fresh")
+            .map(|g| g["count"].as_u64().unwrap())
+            .sum()
+    }
+
+    pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Child {
+        self.command(args, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn wait_for_calls(&self, n: usize) {
+        let start = Instant::now();
+        while self.calls().len() < n {
+            assert!(start.elapsed() < Duration::from_secs(30), "no calls came");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn only_stale_targets_run_and_a_second_run_runs_nothing() {
+    let p = Pipeline::new("");
+    let out = p.build(&["-j", "2"], 0);
+    assert!(
+        out.stdout.contains("ok: 124 built in 53 job(s), 0 fresh"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(p.calls().len(), 53);
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+
+    p.clear_calls();
+    let out = p.build(&[], 0);
+    assert!(
+        out.stdout.contains("ok: 0 built in 0 job(s), 124 fresh"),
+        "{}",
+        out.stdout
+    );
+    assert!(p.calls().is_empty());
+}
+
+#[test]
+fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
+    let p = Pipeline::new("");
+    let out = p.build(&["--dry-run"], 0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 54, "{}", out.stdout);
+    assert!(lines[53].starts_with("dry run: 53 command(s)"));
+    let first = lines
+        .iter()
+        .position(|l| l.contains("--mode backfill-left --conf compiled/joins/risk/risk.checkout.v1"))
+        .unwrap();
+    let part = lines
+        .iter()
+        .position(|l| l.contains("--selected-join-parts risk_purchases_v1"))
+        .unwrap();
+    let last = lines
+        .iter()
+        .position(|l| l.contains("--mode backfill-final --conf compiled/joins/risk/risk.checkout.v1"))
+        .unwrap();
+    assert!(first < part && part < last, "{}", out.stdout);
+    assert!(p.calls().is_empty());
+    assert_eq!(p.not_fresh_count(), 124);
+}
+
+#[test]
+fn argv_for_each_mode_follows_the_zipline_cli() {
+    let p = Pipeline::new(
+        "artifact_prefix = \"gs://zipline-artifacts\"\nversion = \"0.1.4\"\nextra_args = [\"--online-jar-fetch\", \"x\"]\n\
+         [streaming]\nkafka_bootstrap = \"kafka:9092\"\nflink_state_uri = \"gs://state\"\n",
+    );
+    p.build(&[], 0);
+    let calls = p.calls();
+    let find = |needle: &[&str]| -> Vec<String> {
+        calls
+            .iter()
+            .find(|argv| needle.iter().all(|n| argv.iter().any(|a| a == n)))
+            .unwrap_or_else(|| panic!("no call with {needle:?} in {calls:#?}"))
+            .clone()
+    };
+    let tail = ["--artifact-prefix", "gs://zipline-artifacts", "--version", "0.1.4", "--online-jar-fetch", "x"];
+    let expect = |needle: &[&str], args: &[&str]| {
+        let mut want: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        want.extend(tail.iter().map(|a| a.to_string()));
+        assert_eq!(find(needle), want);
+    };
+    let gb = "compiled/group_bys/risk/risk.purchases.v1";
+    let join = "compiled/joins/risk/risk.checkout.v1";
+    expect(
+        &["backfill", gb, "2025-01-05"],
+        &["--mode", "backfill", "--conf", gb, "--start-ds", "2025-01-05", "--end-ds", "2025-01-09"],
+    );
+    expect(&["upload", gb], &["--mode", "upload", "--conf", gb, "--ds", UNTIL]);
+    expect(
+        &["upload-to-kv", gb],
+        &["--mode", "upload-to-kv", "--conf", gb, "--ds", UNTIL, "--uploader", "spark"],
+    );
+    expect(&["metadata-upload", gb], &["--mode", "metadata-upload", "--conf", gb]);
+    expect(
+        &["streaming", gb],
+        &[
+            "--mode", "streaming", "--conf", gb, "--streaming-mode", "deploy",
+            "--kafka-bootstrap", "kafka:9092", "--flink-state-uri", "gs://state",
+        ],
+    );
+    expect(
+        &["log-flattener", "2025-01-02"],
+        &[
+            "--mode", "log-flattener", "--conf", join, "--log-table", "default.chronon_log_table",
+            "--schema-table", "default.chronon_schema_table", "--ds", "2025-01-02",
+        ],
+    );
+    expect(
+        &["build-comparison-table", "2025-01-02"],
+        &["--mode", "build-comparison-table", "--conf", join, "--ds", "2025-01-02"],
+    );
+    expect(
+        &["consistency-metrics-compute", "2025-01-02"],
+        &["--mode", "consistency-metrics-compute", "--conf", join, "--ds", "2025-01-02"],
+    );
+    expect(
+        &["backfill-left", join],
+        &["--mode", "backfill-left", "--conf", join, "--start-ds", "2025-01-03", "--end-ds", UNTIL],
+    );
+    expect(
+        &["risk_purchases_v1", join],
+        &[
+            "--mode", "backfill", "--conf", join, "--selected-join-parts", "risk_purchases_v1",
+            "--use-cached-left", "--start-ds", "2025-01-03", "--end-ds", UNTIL,
+        ],
+    );
+    expect(
+        &["backfill-final", join, "2025-01-08"],
+        &["--mode", "backfill-final", "--conf", join, "--start-ds", "2025-01-08", "--end-ds", UNTIL],
+    );
+    let sq = "compiled/staging_queries/risk/risk.merchants.v1";
+    expect(
+        &["backfill", sq, "2025-01-01"],
+        &["--mode", "backfill", "--conf", sq, "--start-ds", "2025-01-01", "--end-ds", "2025-01-07"],
+    );
+}
+
+#[test]
+fn whole_join_runs_are_one_backfill_per_join_range() {
+    let p = Pipeline::new("joins = \"whole\"\n");
+    let out = p.build(&["--select", "risk.returns_join.v1"], 0);
+    let joins: Vec<String> = p
+        .call_summary()
+        .into_iter()
+        .filter(|c| c.contains("risk.returns_join.v1"))
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            "backfill risk.returns_join.v1 2025-01-03..2025-01-10",
+            "metadata-upload risk.returns_join.v1",
+        ],
+        "{}",
+        out.stdout
+    );
+    assert!(!p.not_fresh().iter().any(|t| t.contains("returns_join")));
+}
+
+/// Edits `risk.purchases.v1`'s first aggregation in its config and in the
+/// joins that inline it, as a recompile would.
+fn edit_purchases_aggregation(s: &Scenario) {
+    let edit = |v: &mut serde_json::Value| {
+        v["aggregations"][0]["operation"] = serde_json::json!(6);
+    };
+    s.edit("compiled/group_bys/risk/risk.purchases.v1", edit);
+    for join in ["risk.checkout.v1", "risk.returns_join.v1"] {
+        s.edit(&format!("compiled/joins/risk/{join}"), |j| {
+            for part in j["joinParts"].as_array_mut().unwrap() {
+                if part["groupBy"]["metaData"]["name"] == "risk.purchases.v1" {
+                    edit(&mut part["groupBy"]);
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn an_aggregation_change_reruns_exactly_its_group_by_and_the_join_parts_that_embed_it() {
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    p.clear_calls();
+    edit_purchases_aggregation(&p.s);
+    // The jobs write different data now.
+    let out = p.run_with(&["run", "--until", UNTIL], &[("FAKE_ZIPLINE_SALT", "v2")]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let mut expected = vec![
+        "backfill risk.checkout.v1 #risk_purchases_v1 2025-01-03..2025-01-10".to_string(),
+        // Chained on the join's output, which changed.
+        "backfill risk.checkout_chain.v1 2025-01-06..2025-01-10".into(),
+        "backfill risk.purchases.v1 2025-01-05..2025-01-09".into(),
+        "backfill risk.purchases.v1 2025-01-10..2025-01-10".into(),
+        "backfill risk.returns_join.v1 #risk_purchases_v1 2025-01-03..2025-01-10".into(),
+        "backfill-final risk.checkout.v1 2025-01-03..2025-01-10".into(),
+        "backfill-final risk.returns_join.v1 2025-01-03..2025-01-10".into(),
+    ];
+    for mode in ["build-comparison-table", "consistency-metrics-compute"] {
+        for day in 1..=10 {
+            expected.push(format!("{mode} risk.checkout.v1 2025-01-{day:02}"));
+        }
+    }
+    expected.extend([
+        "metadata-upload risk.checkout.v1".into(),
+        "metadata-upload risk.purchases.v1".into(),
+        "streaming risk.purchases.v1".into(),
+        "upload risk.purchases.v1 2025-01-10".into(),
+        "upload-to-kv risk.purchases.v1 2025-01-10".into(),
+    ]);
+    assert_eq!(p.call_summary(), expected, "{}", out.stdout);
+    // The other join part of risk.checkout.v1 and everything of the other
+    // group-bys stay as they are.
+    assert!(!p.call_summary().iter().any(|c| c.contains("merchant_profile")));
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+#[test]
+fn one_changed_source_partition_reruns_exactly_the_windows_that_read_it() {
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    p.clear_calls();
+    p.s.write_partition("raw.purchases", "2025-01-06", "late correction");
+    let out = p.build(&[], 0);
+    // Windows of 3 days plus the hop tail read D-4..D: 01-06 is read by
+    // 01-06..01-10. The upload at 01-10 reads it too. The join parts read
+    // the group-by's source with the same lookback.
+    assert_eq!(
+        p.call_summary(),
+        [
+            "backfill risk.checkout.v1 #risk_purchases_v1 2025-01-06..2025-01-10",
+            "backfill risk.purchases.v1 2025-01-06..2025-01-10",
+            "backfill risk.returns_join.v1 #risk_purchases_v1 2025-01-06..2025-01-10",
+            "build-comparison-table risk.checkout.v1 2025-01-06",
+            "build-comparison-table risk.checkout.v1 2025-01-07",
+            "build-comparison-table risk.checkout.v1 2025-01-08",
+            "build-comparison-table risk.checkout.v1 2025-01-09",
+            "build-comparison-table risk.checkout.v1 2025-01-10",
+            "upload risk.purchases.v1 2025-01-10",
+        ],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+#[test]
+fn early_cutoff_an_identical_rewrite_leaves_dependents_fresh_and_a_different_one_does_not() {
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    p.clear_calls();
+    let out = p.run(&["invalidate", "staging-query:risk.merchants.v1", "--to", UNTIL]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan = p.not_fresh();
+    assert_eq!(plan[0], "staging-query:risk.merchants.v1 2025-01-01..2025-01-10 stale forced");
+    assert!(plan[1..].iter().all(|t| t.ends_with(" waiting")), "{plan:?}");
+    let out = p.build(&[], 0);
+    assert_eq!(
+        p.call_summary(),
+        [
+            "backfill risk.merchants.v1 2025-01-01..2025-01-07",
+            "backfill risk.merchants.v1 2025-01-08..2025-01-10",
+        ]
+    );
+    // merchant_profile reads the staging output and is fresh again, and so
+    // is everything that waited on it.
+    assert!(out.stdout.contains("(47 by early cutoff)"), "{}", out.stdout);
+
+    p.clear_calls();
+    p.run(&["invalidate", "staging-query:risk.merchants.v1", "--from", "2025-01-09", "--to", UNTIL]);
+    p.run_with(
+        &["run", "--until", UNTIL],
+        &[("FAKE_ZIPLINE_SALT", "v2")],
+    );
+    // Different bytes: everything downstream of those two days reruns.
+    assert_eq!(
+        p.call_summary(),
+        [
+            "backfill risk.checkout.v1 #m_risk_merchant_profile_v1 2025-01-09..2025-01-10",
+            "backfill risk.checkout_chain.v1 2025-01-09..2025-01-10",
+            "backfill risk.merchant_profile.v1 2025-01-09..2025-01-10",
+            "backfill risk.merchants.v1 2025-01-09..2025-01-10",
+            "backfill-final risk.checkout.v1 2025-01-09..2025-01-10",
+            "build-comparison-table risk.checkout.v1 2025-01-09",
+            "build-comparison-table risk.checkout.v1 2025-01-10",
+            "consistency-metrics-compute risk.checkout.v1 2025-01-09",
+            "consistency-metrics-compute risk.checkout.v1 2025-01-10",
+        ]
+    );
+}
+
+#[test]
+fn a_failure_leaves_independent_work_done_and_marks_dependents_upstream_failed() {
+    let p = Pipeline::new("");
+    let out = p.run_with(
+        &["run", "--until", UNTIL, "--progress", "plain"],
+        &[("FAKE_ZIPLINE_FAIL", "staging-query:risk.merchants.v1")],
+    );
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("FAILED  staging-query:risk.merchants.v1@2025-01-01..2025-01-07 (exit code 1, 1 attempt(s))"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("| fake-zipline: failing staging-query:risk.merchants.v1 as asked"), "{}", out.stdout);
+    assert!(out.stdout.contains(".chronon-build/logs/run-1/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("upstream-failed group-by-backfill:risk.merchant_profile.v1@2025-01-05..2025-01-10 (6 partition(s)): staging-query:risk.merchants.v1 failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("upstream-failed join-part:risk.checkout.v1#m_risk_merchant_profile_v1"), "{}", out.stdout);
+    // Independent work went on.
+    assert!(p.call_summary().contains(&"backfill-final risk.returns_join.v1 2025-01-03..2025-01-10".to_string()));
+    let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.merchants.v1"]);
+    assert!(plan.stdout.contains("stale: previous-run-failed (run 1)"), "{}", plan.stdout);
+
+    // The next run picks up exactly what did not finish.
+    p.clear_calls();
+    p.build(&[], 0);
+    assert!(p.call_summary().iter().all(|c| !c.contains("purchases")));
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+fn one_target(p: &Pipeline, more: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "metadata-upload",
+    ];
+    args.extend(more);
+    p.run_with(&args, extra)
+}
+
+#[test]
+fn retries_back_off_and_succeed_or_give_up() {
+    let p = Pipeline::new("");
+    let counter = p.s.repo.join("counter").display().to_string();
+    let flaky = [("FAKE_ZIPLINE_FAIL_TIMES", "2"), ("FAKE_ZIPLINE_COUNTER", counter.as_str())];
+    let out = one_target(&p, &["--retries", "2", "--backoff", "0s"], &flaky);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(p.calls().len(), 3);
+    assert!(out.stdout.contains("after 3 attempts"), "{}", out.stdout);
+    assert!(out.stderr.contains("retry 1/2"), "{}", out.stderr);
+
+    let p = Pipeline::new("[retry]\nretries = 1\nbackoff = \"0s\"\n");
+    let counter = p.s.repo.join("counter").display().to_string();
+    let flaky = [("FAKE_ZIPLINE_FAIL_TIMES", "5"), ("FAKE_ZIPLINE_COUNTER", counter.as_str())];
+    let out = one_target(&p, &[], &flaky);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(p.calls().len(), 2);
+    assert!(out.stdout.contains("(exit code 3, 2 attempt(s))"), "{}", out.stdout);
+}
+
+#[test]
+fn a_job_over_its_timeout_is_killed_and_fails() {
+    let p = Pipeline::new("");
+    let out = one_target(&p, &["--timeout", "1s"], &[("FAKE_ZIPLINE_SLEEP", "30")]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("(timed out after 1.0s, 1 attempt(s))"), "{}", out.stdout);
+    assert_eq!(p.not_fresh_count(), 124);
+}
+
+#[test]
+fn a_hostile_config_name_reaches_the_argv_literally_and_runs_nothing_else() {
+    let p = Pipeline::new("");
+    let name = "risk.evil; rm -rf x $(touch pwned) `touch pwned2` v1";
+    let source = p.s.repo.join("compiled/group_bys/risk/risk.returns.v1");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
+    value["metaData"]["name"] = serde_json::json!(name);
+    let conf = format!("compiled/group_bys/risk/{name}");
+    std::fs::write(p.s.repo.join(&conf), value.to_string()).unwrap();
+    std::fs::create_dir_all(p.s.repo.join("x")).unwrap();
+    let out = p.build(&["--select", "risk.evil*"], 0);
+    let calls = p.calls();
+    assert_eq!(calls.len(), 1, "{}", out.stdout);
+    assert_eq!(
+        calls[0],
+        ["--mode", "backfill", "--conf", conf.as_str(), "--start-ds", "2025-01-05", "--end-ds", UNTIL]
+    );
+    assert!(p.s.repo.join("x").is_dir());
+    for dir in [p.s.repo.clone(), std::env::current_dir().unwrap()] {
+        assert!(!dir.join("pwned").exists() && !dir.join("pwned2").exists());
+    }
+}
+
+#[test]
+fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
+    let p = Pipeline::new("");
+    let mut child = p.spawn(
+        &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+        &[("FAKE_ZIPLINE_SLEEP", "1")],
+    );
+    // Let some jobs finish and others be mid-way.
+    p.wait_for_calls(5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = p.calls().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The jobs died with the runner: no job ran on after it.
+    assert_eq!(p.calls().len(), started);
+
+    let not_fresh = p.not_fresh_count();
+    assert!(not_fresh < 124 && not_fresh > 0, "{not_fresh}");
+    // Every fresh target's output is there as recorded: a plan that checks
+    // outputs would otherwise say output-missing, and nothing fresh is
+    // downstream of something not fresh.
+    let out = p.run(&["plan", "--until", UNTIL]);
+    assert!(!out.stdout.contains("output-missing"), "{}", out.stdout);
+
+    p.clear_calls();
+    let out = p.build(&[], 0);
+    assert!(
+        out.stdout.contains(&format!("{not_fresh} built")),
+        "{not_fresh}: {}",
+        out.stdout
+    );
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused_naming_the_holder() {
+    let p = Pipeline::new("");
+    let mut first = p.spawn(
+        &["run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "metadata-upload"],
+        &[("FAKE_ZIPLINE_SLEEP", "30")],
+    );
+    p.wait_for_calls(1);
+    let second = p.run(&["run", "--until", UNTIL]);
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("is in use by pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stderr.contains("--wait-lock"), "{}", second.stderr);
+    let adopt = p.run(&["adopt", "--until", UNTIL]);
+    assert_eq!(adopt.code, 2, "{}", adopt.stderr);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock went away with its holder.
+    let out = p.run(&["run", "--until", UNTIL, "--dry-run"]);
+    assert_eq!(out.code, 0);
+    let out = p.run(&["run", "--until", UNTIL, "--select", "risk.returns.v1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn blocked_targets_are_reported_or_waited_for() {
+    let p = Pipeline::new("");
+    let last = p.s.partition_dir("raw.purchases", UNTIL);
+    std::fs::remove_dir_all(&last).unwrap();
+    let args = ["run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "group-by-backfill"];
+
+    let out = p.run(&args);
+    assert_eq!(out.code, 3, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("blocked group-by-backfill:risk.purchases.v1@2025-01-10 (1 partition(s)): missing raw.purchases ds=2025-01-10"),
+        "{}",
+        out.stdout
+    );
+
+    let mut with_wait: Vec<&str> = args.to_vec();
+    with_wait.extend(["--wait", "1s", "--poll", "1s"]);
+    let out = p.run(&with_wait);
+    assert_eq!(out.code, 3, "{}", out.stdout);
+    assert!(out.stdout.contains("missing raw.purchases ds=2025-01-10"), "{}", out.stdout);
+
+    p.clear_calls();
+    let mut with_wait: Vec<&str> = args.to_vec();
+    with_wait.extend(["--wait", "60s", "--poll", "1s", "--progress", "plain"]);
+    let child = p.spawn(&with_wait, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    p.s.write_partition("raw.purchases", UNTIL, "landed late");
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("input landed: raw.purchases"), "{}", out.stderr);
+    assert_eq!(
+        p.call_summary(),
+        ["backfill risk.purchases.v1 2025-01-10..2025-01-10"]
+    );
+}
+
+#[test]
+fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
+    p.clear_calls();
+    let out = p.run(&["adopt", "--until", UNTIL]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Everything with a table output is adopted; KV uploads, the streaming
+    // deploy and metadata uploads cannot be seen in the warehouse.
+    assert!(out.stdout.contains("ok: 120 adopted"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("not run  upload-to-kv:risk.purchases.v1@2025-01-10 (1 partition(s)): its result cannot be seen in the warehouse"),
+        "{}",
+        out.stdout
+    );
+    assert!(p.calls().is_empty());
+    let mut left = p.not_fresh();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "group-by-streaming:risk.purchases.v1 - stale never-built",
+            "metadata-upload:risk.checkout.v1 - stale never-built",
+            "metadata-upload:risk.purchases.v1 - stale never-built",
+            "upload-to-kv:risk.purchases.v1 2025-01-10..2025-01-10 stale never-built",
+        ]
+    );
+    p.build(&[], 0);
+    assert_eq!(p.calls().len(), 4);
+
+    // A partition that is not there is not adopted, nor what reads it.
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
+    std::fs::remove_dir_all(p.s.partition_dir("risk_db.risk_merchants_v1", "2025-01-09")).unwrap();
+    let out = p.run(&["adopt", "--until", UNTIL]);
+    assert!(out.stdout.contains("1 not in the warehouse"), "{}", out.stdout);
+    p.clear_calls();
+    p.build(&[], 0);
+    let batch: Vec<String> = p
+        .call_summary()
+        .into_iter()
+        .filter(|c| !c.starts_with("metadata-upload") && !c.starts_with("upload-to-kv") && !c.starts_with("streaming"))
+        .collect();
+    assert_eq!(
+        batch,
+        [
+            "backfill risk.checkout.v1 #m_risk_merchant_profile_v1 2025-01-09..2025-01-09",
+            "backfill risk.merchant_profile.v1 2025-01-09..2025-01-09",
+            "backfill risk.merchants.v1 2025-01-09..2025-01-09",
+        ]
+    );
+    assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+#[test]
+fn invalidate_forces_a_restatement_that_the_plan_shows() {
+    let p = Pipeline::new("");
+    p.build(&[], 0);
+    let out = p.run(&["invalidate", "group-by-backfill:risk.returns.v1", "--from", "2025-01-08", "--to", UNTIL]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("forced group-by-backfill:risk.returns.v1 (3 partition(s))"), "{}", out.stdout);
+    let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.returns.v1"]);
+    assert!(plan.stdout.contains("2025-01-08..2025-01-10 (3)  stale: forced"), "{}", plan.stdout);
+    let out = p.run(&["invalidate", "nothing.matches"]);
+    assert_eq!(out.code, 2);
+}
