@@ -643,7 +643,7 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     // deploy and metadata uploads cannot be seen in the warehouse.
     assert!(out.stdout.contains("ok: 120 adopted"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("not run  upload-to-kv:risk.purchases.v1@2025-01-10 (1 partition(s)): its result cannot be seen in the warehouse"),
+        out.stdout.contains("not run upload-to-kv:risk.purchases.v1@2025-01-10 (1 partition(s)): its result cannot be seen in the warehouse"),
         "{}",
         out.stdout
     );
@@ -680,8 +680,12 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
         batch,
         [
             "backfill risk.checkout.v1 #m_risk_merchant_profile_v1 2025-01-09..2025-01-09",
+            "backfill risk.checkout_chain.v1 2025-01-09..2025-01-10",
             "backfill risk.merchant_profile.v1 2025-01-09..2025-01-09",
             "backfill risk.merchants.v1 2025-01-09..2025-01-09",
+            "backfill-final risk.checkout.v1 2025-01-09..2025-01-09",
+            "build-comparison-table risk.checkout.v1 2025-01-09",
+            "consistency-metrics-compute risk.checkout.v1 2025-01-09",
         ]
     );
     assert_eq!(p.not_fresh(), Vec::<String>::new());
