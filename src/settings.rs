@@ -342,7 +342,9 @@ impl Settings {
                 path.display()
             )));
         }
-        settings.check().map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
+        settings
+            .check()
+            .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
         Ok(settings)
     }
 
@@ -350,16 +352,25 @@ impl Settings {
     fn check(&self) -> Result<(), String> {
         use crate::graph::Step;
         if self.executor.program.is_empty() {
-            return Err("executor.program: expected a non-empty argv array such as [\"zipline\", \"run\"]".into());
+            return Err(
+                "executor.program: expected a non-empty argv array such as [\"zipline\", \"run\"]"
+                    .into(),
+            );
         }
         for name in self.executor.templates.keys() {
             if Step::parse(name).is_none() && name != "join-backfill" {
-                return Err(format!("executor.templates.{name}: expected a step name ({}) or join-backfill", step_names()));
+                return Err(format!(
+                    "executor.templates.{name}: expected a step name ({}) or join-backfill",
+                    step_names()
+                ));
             }
         }
         for name in self.limits.steps.keys() {
             if Step::parse(name).is_none() {
-                return Err(format!("limits.steps.{name}: expected a step name ({})", step_names()));
+                return Err(format!(
+                    "limits.steps.{name}: expected a step name ({})",
+                    step_names()
+                ));
             }
         }
         if self.executor.step_days == 0 {

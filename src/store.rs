@@ -452,10 +452,14 @@ impl StateStore {
             let mut latest = HashMap::new();
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq",
+                )
                 .map_err(|e| sqlite(&self.path, e))?;
             let rows = stmt
-                .query_map([table], |row| Ok((row.get::<_, i32>(0)?, row.get::<_, Vec<u8>>(1)?)))
+                .query_map([table], |row| {
+                    Ok((row.get::<_, i32>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
                 .map_err(|e| sqlite(&self.path, e))?;
             for row in rows {
                 let (day, fp) = row.map_err(|e| sqlite(&self.path, e))?;
@@ -501,7 +505,10 @@ impl StateStore {
         {
             let mut seen = tx.prepare_cached("INSERT OR REPLACE INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
             for (table, day, fp) in read {
-                let latest = self.latest_seen.get(table.as_str()).and_then(|m| m.get(day));
+                let latest = self
+                    .latest_seen
+                    .get(table.as_str())
+                    .and_then(|m| m.get(day));
                 if latest != Some(fp) {
                     seen.execute(params![table, day.0, seq, &fp.0[..]])
                         .map_err(err)?;

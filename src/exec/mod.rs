@@ -18,7 +18,7 @@ use crate::partition::DayRange;
 use crate::settings::Settings;
 
 /// A command ready to spawn.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommandLine {
     pub argv: Vec<String>,
     /// Added to the runner's own environment.
@@ -31,7 +31,11 @@ pub struct CommandLine {
 pub fn takes_range(step: Step) -> bool {
     matches!(
         step,
-        Step::GroupByBackfill | Step::StagingQuery | Step::JoinLeft | Step::JoinPart | Step::JoinFinal
+        Step::GroupByBackfill
+            | Step::StagingQuery
+            | Step::JoinLeft
+            | Step::JoinPart
+            | Step::JoinFinal
     )
 }
 
@@ -132,7 +136,11 @@ pub fn command(
 ) -> CommandLine {
     let config = &repo.configs[node.config];
     let exec = &settings.executor;
-    let template_key = if whole_join { JOIN_BACKFILL } else { node.step.name() };
+    let template_key = if whole_join {
+        JOIN_BACKFILL
+    } else {
+        node.step.name()
+    };
     let template = exec
         .templates
         .get(template_key)
@@ -166,7 +174,11 @@ pub fn command(
     }
     argv.extend(exec.extra_args.iter().map(|a| fill(a)));
 
-    let zipline_mode = if whole_join { "backfill" } else { mode(node.step) };
+    let zipline_mode = if whole_join {
+        "backfill"
+    } else {
+        mode(node.step)
+    };
     let mut env = environment(repo, config, zipline_mode);
     env.extend(exec.env.clone());
     let mut set = |k: &str, v: String| {
@@ -175,7 +187,13 @@ pub fn command(
     set("STEP", node.step.name().into());
     set("CONFIG", node.name.clone());
     set("TEAM", node.team.clone());
-    set("OUTPUT_TABLE", node.output.clone().unwrap_or_default());
+    // A whole join's backfill writes the join's own table.
+    let output = if whole_join {
+        Some(config.meta().output_table())
+    } else {
+        node.output.clone()
+    };
+    set("OUTPUT_TABLE", output.unwrap_or_default());
     if let Some(range) = range {
         set("START_DS", range.from.to_string());
         set("END_DS", range.to.to_string());

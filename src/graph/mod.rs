@@ -148,6 +148,10 @@ pub struct Node {
     pub team: String,
     /// The table this node writes, when it writes one.
     pub output: Option<String>,
+    /// Whether the output is probed to record and check a build. When not
+    /// (KV uploads, deploys, a whole join's left and parts), the recorded
+    /// output is the key.
+    pub probed_output: bool,
     pub schedule: Schedule,
     pub inputs: Vec<Input>,
     /// Canonical JSON of the fields of the config that this step's data
@@ -436,6 +440,10 @@ impl Builder<'_> {
             name: config.name.clone(),
             part,
             team: config.team().to_string(),
+            probed_output: output.is_some()
+                && step.has_table_output()
+                && !(self.settings.executor.joins == crate::settings::JoinMode::Whole
+                    && matches!(step, Step::JoinLeft | Step::JoinPart)),
             output,
             schedule,
             inputs,

@@ -380,11 +380,7 @@ fn probe_tables(
         let built = state
             .get(&node_key(node))
             .is_some_and(|s| !s.built.is_empty());
-        if let Some(output) = node
-            .output
-            .as_ref()
-            .filter(|_| built && node.step.has_table_output())
-        {
+        if let Some(output) = node.output.as_ref().filter(|_| built && node.probed_output) {
             tables.insert(output.clone());
         }
     }
@@ -635,7 +631,7 @@ pub fn decide(
         return (plan(Status::Stale(NEVER_BUILT.clone())), true);
     }
     if let (Some(table), Some(day), Some(output)) = (node.output.as_ref(), day, output)
-        && node.step.has_table_output()
+        && node.probed_output
     {
         match output.get(day) {
             Entry::Present(fp) if *fp == recorded.output => {}

@@ -36,11 +36,9 @@ use crate::exec::{self, CommandLine};
 use crate::graph::{Graph, Node, NodeId, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
-use crate::plan::{
-    self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan,
-};
+use crate::plan::{self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan};
 use crate::probe::Probe;
-use crate::settings::Settings;
+use crate::settings::{JoinMode, Settings};
 use crate::store::{Attempt, NodeKey, Recorded, StateStore, day_column};
 
 pub use progress::ProgressMode;
@@ -147,6 +145,16 @@ pub struct Runner<'c, 'a> {
     next_poll: Option<Instant>,
     /// Node labels, once each.
     labels: Vec<String>,
+    /// Whole-join runs: per join config, the day ranges a `backfill` job of
+    /// this run covers, and how it went.
+    covers: HashMap<usize, Vec<(DayRange, Cover)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cover {
+    Pending,
+    Done,
+    Failed,
 }
 
 impl<'c, 'a> Runner<'c, 'a> {
@@ -185,7 +193,112 @@ impl<'c, 'a> Runner<'c, 'a> {
             wait_deadline,
             next_poll: None,
             labels,
+            covers: HashMap::new(),
         }
+    }
+
+    /// Joins run as one `backfill` per join (`executor.joins = "whole"`):
+    /// its left, parts and final are still separate targets, recorded when
+    /// the one command that computes them all ends well.
+    fn whole_join(&self, node: &Node) -> bool {
+        self.ctx.settings.executor.joins == JoinMode::Whole
+            && self.opts.action != Action::Adopt
+            && matches!(node.step, Step::JoinLeft | Step::JoinPart | Step::JoinFinal)
+    }
+
+    fn cover(&self, config: usize, day: Option<Day>) -> Option<Cover> {
+        let day = day?;
+        self.covers
+            .get(&config)?
+            .iter()
+            .rev()
+            .find(|(range, _)| range.contains(day))
+            .map(|(_, c)| *c)
+    }
+
+    fn set_cover(&mut self, job: usize, cover: Cover) {
+        let node = &self.ctx.graph.nodes[self.jobs[job].node];
+        if !self.whole_join(node) {
+            return;
+        }
+        let (config, range) = (node.config, self.jobs[job].range);
+        if let (Some(range), Some(covers)) = (range, self.covers.get_mut(&config)) {
+            for entry in covers.iter_mut().filter(|(r, _)| *r == range) {
+                entry.1 = cover;
+            }
+        }
+        self.release_join(config);
+    }
+
+    /// Queues (or absorbs) the join's targets that waited on a backfill.
+    fn release_join(&mut self, config: usize) {
+        let ids: Vec<NodeId> = self
+            .ctx
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.config == config && self.whole_join(n) && self.plan.planned[n.id])
+            .map(|n| n.id)
+            .collect();
+        for id in ids {
+            let held: Vec<usize> = (0..self.plan.nodes[id].targets.len())
+                .filter(|&i| {
+                    self.phases[id][i] == Phase::Idle && is_ready(&self.plan.nodes[id].targets[i])
+                })
+                .collect();
+            self.enqueue(id, held);
+        }
+    }
+
+    /// Splits a whole join's ready targets: those a finished backfill
+    /// covers are recorded now, those a running one covers wait for it, and
+    /// the rest are returned to get a backfill of their own.
+    fn absorb(&mut self, id: NodeId, ready: Vec<usize>) -> Vec<usize> {
+        let config = self.ctx.graph.nodes[id].config;
+        let mut rest = Vec::new();
+        let mut done = Vec::new();
+        for i in ready {
+            match self.cover(config, self.plan.nodes[id].targets[i].day) {
+                None => rest.push(i),
+                Some(Cover::Pending) => {}
+                Some(Cover::Done) => done.push(i),
+                Some(Cover::Failed) => {
+                    self.phases[id][i] = Phase::UpstreamFailed;
+                    self.notes[id].insert(i, "the join's backfill failed".into());
+                }
+            }
+        }
+        if !done.is_empty() {
+            let slice_json = self.slice_json(id);
+            let node = &self.ctx.graph.nodes[id];
+            let records = done
+                .iter()
+                .filter_map(|&i| {
+                    let day = self.plan.nodes[id].targets[i].day;
+                    BuildRecord::for_target(&self.plan, self.ctx.graph, node, day, &slice_json)
+                })
+                .collect();
+            for &i in &done {
+                self.phases[id][i] = Phase::Running;
+            }
+            self.jobs.push(Job {
+                node: id,
+                targets: done,
+                range: None,
+                records,
+                command: CommandLine::default(),
+                attempt: 0,
+            });
+            let job = self.jobs.len() - 1;
+            let outputs = match self.opts.action {
+                Action::DryRun => self.dry_run_outputs(job),
+                _ => self.probe_outputs(job).unwrap_or_default(),
+            };
+            if let Err(e) = self.succeeded(job, outputs) {
+                self.progress.note(&format!("error: {e}"));
+            }
+        }
+        rest
     }
 
     /// Runs to the end and says what happened.
@@ -254,13 +367,21 @@ impl<'c, 'a> Runner<'c, 'a> {
             return;
         }
         let node = &self.ctx.graph.nodes[id];
-        if self.opts.action == Action::Adopt && !node.step.has_table_output() {
-            let why: Arc<str> = "its result cannot be seen in the warehouse; the next run runs it".into();
+        if self.opts.action == Action::Adopt && !node.probed_output {
+            let why: Arc<str> =
+                "its result cannot be seen in the warehouse; the next run runs it".into();
             for i in ready {
                 self.notes[id].insert(i, why.clone());
             }
             return;
         }
+        if self.whole_join(node) {
+            ready = self.absorb(id, ready);
+            if ready.is_empty() {
+                return;
+            }
+        }
+        let node = &self.ctx.graph.nodes[id];
         let step_days = self.step_days(node);
         ready.sort_by_key(|&i| self.plan.nodes[id].targets[i].day);
         let mut chunks: Vec<Vec<usize>> = Vec::new();
@@ -283,7 +404,10 @@ impl<'c, 'a> Runner<'c, 'a> {
                 .iter()
                 .map(|&i| self.plan.nodes[id].targets[i].day)
                 .collect();
-            let range = match (days.first().copied().flatten(), days.last().copied().flatten()) {
+            let range = match (
+                days.first().copied().flatten(),
+                days.last().copied().flatten(),
+            ) {
                 (Some(from), Some(to)) => Some(DayRange::new(from, to)),
                 _ => None,
             };
@@ -294,14 +418,14 @@ impl<'c, 'a> Runner<'c, 'a> {
                 })
                 .collect();
             let key = (records.len() == 1).then(|| records[0].key);
-            let command = exec::command(
-                self.ctx.repo,
-                self.ctx.settings,
-                node,
-                range,
-                false,
-                key,
-            );
+            let whole = self.whole_join(node);
+            if let (true, Some(range)) = (whole, range) {
+                self.covers
+                    .entry(node.config)
+                    .or_default()
+                    .push((range, Cover::Pending));
+            }
+            let command = exec::command(self.ctx.repo, self.ctx.settings, node, range, whole, key);
             for &i in &targets {
                 self.phases[id][i] = Phase::Queued;
             }
@@ -333,7 +457,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                     .zip(&self.plan.nodes[p].targets)
                     .any(|(phase, t)| match phase {
                         Phase::Queued | Phase::Running => true,
-                        Phase::Idle => matches!(t.status, Status::Stale(_) | Status::Waiting { .. }),
+                        Phase::Idle => {
+                            matches!(t.status, Status::Stale(_) | Status::Waiting { .. })
+                        }
                         _ => false,
                     })
             })
@@ -377,16 +503,13 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
             match self.opts.action {
                 Action::DryRun => {
-                    self.summary
-                        .commands
-                        .push(summary::PlannedCommand::new(&self.jobs[job], &self.ctx.graph.nodes[node]));
-                    // Nothing is known of the output: assume it changed.
-                    let outputs = self.jobs[job]
-                        .records
-                        .iter()
-                        .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
-                        .collect();
+                    self.summary.commands.push(summary::PlannedCommand::new(
+                        &self.jobs[job],
+                        &self.ctx.graph.nodes[node],
+                    ));
+                    let outputs = self.dry_run_outputs(job);
                     self.succeeded(job, outputs)?;
+                    self.set_cover(job, Cover::Done);
                 }
                 _ => {
                     let outputs = self.probe_outputs(job)?;
@@ -395,6 +518,15 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
         }
         Ok(())
+    }
+
+    /// Nothing is known of a dry run's outputs: assume they changed.
+    fn dry_run_outputs(&self, job: usize) -> Vec<Option<Hash>> {
+        self.jobs[job]
+            .records
+            .iter()
+            .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
+            .collect()
     }
 
     fn event_loop(&mut self) -> Result<(), Error> {
@@ -412,10 +544,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                 self.dispatch()?;
             }
             let idle = self.running.is_empty() && self.queue.is_empty() && self.delayed.is_empty();
-            if idle || (self.interrupts > 0 && self.running.is_empty()) {
-                if self.interrupts > 0 || !self.should_poll() {
-                    break;
-                }
+            let stopped = self.interrupts > 0 && self.running.is_empty();
+            if (idle || stopped) && (self.interrupts > 0 || !self.should_poll()) {
+                break;
             }
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
             match self.events.1.recv_timeout(timeout) {
@@ -644,7 +775,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                     self.describe(job)
                 ));
             }
-            return self.succeeded(job, outputs);
+            self.succeeded(job, outputs)?;
+            self.set_cover(job, Cover::Done);
+            return Ok(());
         }
         let how = match (code, running.terminated) {
             (_, Some(_)) => format!(
@@ -683,7 +816,9 @@ impl<'c, 'a> Runner<'c, 'a> {
             tail: summary::tail(&running.log, 10),
         });
         let targets = self.jobs[job].targets.clone();
-        self.fail(node_id, &targets, code.unwrap_or(-1))
+        self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        self.set_cover(job, Cover::Failed);
+        Ok(())
     }
 
     /// Probes a job's output partitions: per record, its fingerprint, or
@@ -693,7 +828,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let job = &self.jobs[job];
         let node = &self.ctx.graph.nodes[job.node];
         let table = match &node.output {
-            Some(table) if node.step.has_table_output() => table,
+            Some(table) if node.probed_output => table,
             _ => return Ok(job.records.iter().map(|r| Some(r.key)).collect()),
         };
         let days: Vec<Day> = job.records.iter().filter_map(|r| r.day).collect();
@@ -806,7 +941,9 @@ impl<'c, 'a> Runner<'c, 'a> {
         for &i in targets {
             self.phases[node_id][i] = Phase::Failed;
             self.plan.nodes[node_id].targets[i].status =
-                Status::Stale(Arc::new(StaleReason::PreviousRunFailed { run: self.run_id }));
+                Status::Stale(Arc::new(StaleReason::PreviousRunFailed {
+                    run: self.run_id,
+                }));
         }
         let label = self.labels[node_id].clone();
         self.upstream_failed(node_id, targets, &format!("{label} failed"));
@@ -836,7 +973,13 @@ impl<'c, 'a> Runner<'c, 'a> {
                     if self.phases[dep][i] != Phase::Idle || target.key.is_some() {
                         continue;
                     }
-                    if reads_from(node, from, target.day.unwrap_or(self.plan.until), range, &self.plan) {
+                    if reads_from(
+                        node,
+                        from,
+                        target.day.unwrap_or(self.plan.until),
+                        range,
+                        &self.plan,
+                    ) {
                         hit.push(i);
                     }
                 }
@@ -893,7 +1036,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         for &i in targets {
             let target = &self.plan.nodes[id].targets[i];
             if let Some(day) = target.day {
-                column.set(day, plan::internal_entry(node, target, &self.plan.state[id]));
+                column.set(
+                    day,
+                    plan::internal_entry(node, target, &self.plan.state[id]),
+                );
             }
         }
     }
@@ -907,10 +1053,7 @@ impl<'c, 'a> Runner<'c, 'a> {
     ) -> Vec<usize> {
         let node = &self.ctx.graph.nodes[id];
         let columns = self.plan.input_columns(self.ctx.graph, node);
-        let output = node
-            .output
-            .as_ref()
-            .and_then(|t| self.plan.columns.get(t));
+        let output = node.output.as_ref().and_then(|t| self.plan.columns.get(t));
         let state = &self.plan.state[id];
         let mut decided = Vec::new();
         for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
@@ -1030,28 +1173,29 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
             let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
             for (i, target) in node_plan.targets.iter().enumerate() {
-                let (outcome, note): (Outcome, Arc<str>) = match (self.phases[id][i], &target.status) {
-                    (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
-                    (Phase::UpstreamFailed, _) => (
-                        Outcome::UpstreamFailed,
-                        self.notes[id].get(&i).cloned().unwrap_or_else(|| "".into()),
-                    ),
-                    (_, Status::Fresh) => {
-                        self.summary.fresh += 1;
-                        continue;
-                    }
-                    (_, Status::Blocked { input }) => (
-                        Outcome::Blocked,
-                        format!("missing {} ds={}", input.table, input.partition).into(),
-                    ),
-                    (_, status) => (
-                        Outcome::NotRun,
-                        self.notes[id]
-                            .get(&i)
-                            .cloned()
-                            .unwrap_or_else(|| status.to_string().into()),
-                    ),
-                };
+                let (outcome, note): (Outcome, Arc<str>) =
+                    match (self.phases[id][i], &target.status) {
+                        (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
+                        (Phase::UpstreamFailed, _) => (
+                            Outcome::UpstreamFailed,
+                            self.notes[id].get(&i).cloned().unwrap_or_else(|| "".into()),
+                        ),
+                        (_, Status::Fresh) => {
+                            self.summary.fresh += 1;
+                            continue;
+                        }
+                        (_, Status::Blocked { input }) => (
+                            Outcome::Blocked,
+                            format!("missing {} ds={}", input.table, input.partition).into(),
+                        ),
+                        (_, status) => (
+                            Outcome::NotRun,
+                            self.notes[id]
+                                .get(&i)
+                                .cloned()
+                                .unwrap_or_else(|| status.to_string().into()),
+                        ),
+                    };
                 match groups.last_mut() {
                     Some((o, n, days))
                         if *o == outcome
@@ -1105,7 +1249,10 @@ fn reads_from(node: &Node, producer: NodeId, at: Day, range: DayRange, plan: &Pl
                 .columns
                 .get(&plan::internal_key(input.base_table()))
                 .and_then(Column::first_present);
-            !input.range(at, first.or(Some(range.from))).intersect(range).is_empty()
+            !input
+                .range(at, first.or(Some(range.from)))
+                .intersect(range)
+                .is_empty()
         })
 }
 

@@ -86,9 +86,11 @@ pub fn forward_interrupts<E: Send + 'static>(
     tx: std::sync::mpsc::Sender<E>,
     event: impl Fn() -> E + Send + 'static,
 ) -> Option<signal_hook::iterator::Handle> {
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .ok()?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .ok()?;
     let handle = signals.handle();
     std::thread::spawn(move || {
         for _ in signals.forever() {

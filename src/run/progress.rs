@@ -64,7 +64,8 @@ impl Progress {
             Progress::Bars { multi, jobs, .. } => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {elapsed:>5} {msg}").expect("template"),
+                    ProgressStyle::with_template("  {spinner} {elapsed:>5} {msg}")
+                        .expect("template"),
                 );
                 bar.set_message(what.to_string());
                 bar.enable_steady_tick(Duration::from_millis(200));

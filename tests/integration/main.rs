@@ -161,14 +161,15 @@ impl Scenario {
                     if !matches!(target.status, Status::Stale(_)) {
                         continue;
                     }
-                    let Some(record) = BuildRecord::for_target(&plan, &ws.graph, node, target.day, &slice_json)
+                    let Some(record) =
+                        BuildRecord::for_target(&plan, &ws.graph, node, target.day, &slice_json)
                     else {
                         continue;
                     };
                     let columns = plan.input_columns(&ws.graph, node);
                     read.extend(plan::reads(node, &columns, &[target.day], until));
                     let output = match (&node.output, target.day) {
-                        (Some(table), Some(day)) if node.step.has_table_output() => {
+                        (Some(table), Some(day)) if node.probed_output => {
                             let day = day.to_string();
                             self.write_partition(
                                 table,

@@ -48,7 +48,10 @@ impl Pipeline {
 
     pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
-        cmd.arg("--repo").arg(&self.s.repo).args(args).envs(&self.env);
+        cmd.arg("--repo")
+            .arg(&self.s.repo)
+            .args(args)
+            .envs(&self.env);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -73,7 +76,11 @@ impl Pipeline {
         let mut args = vec!["run", "--until", UNTIL, "--progress", "plain"];
         args.extend(more);
         let out = self.run(&args);
-        assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
         out
     }
 
@@ -197,7 +204,9 @@ fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
     assert!(lines[53].starts_with("dry run: 53 command(s)"));
     let first = lines
         .iter()
-        .position(|l| l.contains("--mode backfill-left --conf compiled/joins/risk/risk.checkout.v1"))
+        .position(|l| {
+            l.contains("--mode backfill-left --conf compiled/joins/risk/risk.checkout.v1")
+        })
         .unwrap();
     let part = lines
         .iter()
@@ -205,7 +214,9 @@ fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
         .unwrap();
     let last = lines
         .iter()
-        .position(|l| l.contains("--mode backfill-final --conf compiled/joins/risk/risk.checkout.v1"))
+        .position(|l| {
+            l.contains("--mode backfill-final --conf compiled/joins/risk/risk.checkout.v1")
+        })
         .unwrap();
     assert!(first < part && part < last, "{}", out.stdout);
     assert!(p.calls().is_empty());
@@ -227,7 +238,14 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
             .unwrap_or_else(|| panic!("no call with {needle:?} in {calls:#?}"))
             .clone()
     };
-    let tail = ["--artifact-prefix", "gs://zipline-artifacts", "--version", "0.1.4", "--online-jar-fetch", "x"];
+    let tail = [
+        "--artifact-prefix",
+        "gs://zipline-artifacts",
+        "--version",
+        "0.1.4",
+        "--online-jar-fetch",
+        "x",
+    ];
     let expect = |needle: &[&str], args: &[&str]| {
         let mut want: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         want.extend(tail.iter().map(|a| a.to_string()));
@@ -237,55 +255,145 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     let join = "compiled/joins/risk/risk.checkout.v1";
     expect(
         &["backfill", gb, "2025-01-05"],
-        &["--mode", "backfill", "--conf", gb, "--start-ds", "2025-01-05", "--end-ds", "2025-01-09"],
+        &[
+            "--mode",
+            "backfill",
+            "--conf",
+            gb,
+            "--start-ds",
+            "2025-01-05",
+            "--end-ds",
+            "2025-01-09",
+        ],
     );
-    expect(&["upload", gb], &["--mode", "upload", "--conf", gb, "--ds", UNTIL]);
+    expect(
+        &["upload", gb],
+        &["--mode", "upload", "--conf", gb, "--ds", UNTIL],
+    );
     expect(
         &["upload-to-kv", gb],
-        &["--mode", "upload-to-kv", "--conf", gb, "--ds", UNTIL, "--uploader", "spark"],
+        &[
+            "--mode",
+            "upload-to-kv",
+            "--conf",
+            gb,
+            "--ds",
+            UNTIL,
+            "--uploader",
+            "spark",
+        ],
     );
-    expect(&["metadata-upload", gb], &["--mode", "metadata-upload", "--conf", gb]);
+    expect(
+        &["metadata-upload", gb],
+        &["--mode", "metadata-upload", "--conf", gb],
+    );
     expect(
         &["streaming", gb],
         &[
-            "--mode", "streaming", "--conf", gb, "--streaming-mode", "deploy",
-            "--kafka-bootstrap", "kafka:9092", "--flink-state-uri", "gs://state",
+            "--mode",
+            "streaming",
+            "--conf",
+            gb,
+            "--streaming-mode",
+            "deploy",
+            "--kafka-bootstrap",
+            "kafka:9092",
+            "--flink-state-uri",
+            "gs://state",
         ],
     );
     expect(
         &["log-flattener", "2025-01-02"],
         &[
-            "--mode", "log-flattener", "--conf", join, "--log-table", "default.chronon_log_table",
-            "--schema-table", "default.chronon_schema_table", "--ds", "2025-01-02",
+            "--mode",
+            "log-flattener",
+            "--conf",
+            join,
+            "--log-table",
+            "default.chronon_log_table",
+            "--schema-table",
+            "default.chronon_schema_table",
+            "--ds",
+            "2025-01-02",
         ],
     );
     expect(
         &["build-comparison-table", "2025-01-02"],
-        &["--mode", "build-comparison-table", "--conf", join, "--ds", "2025-01-02"],
+        &[
+            "--mode",
+            "build-comparison-table",
+            "--conf",
+            join,
+            "--ds",
+            "2025-01-02",
+        ],
     );
     expect(
         &["consistency-metrics-compute", "2025-01-02"],
-        &["--mode", "consistency-metrics-compute", "--conf", join, "--ds", "2025-01-02"],
+        &[
+            "--mode",
+            "consistency-metrics-compute",
+            "--conf",
+            join,
+            "--ds",
+            "2025-01-02",
+        ],
     );
     expect(
         &["backfill-left", join],
-        &["--mode", "backfill-left", "--conf", join, "--start-ds", "2025-01-03", "--end-ds", UNTIL],
+        &[
+            "--mode",
+            "backfill-left",
+            "--conf",
+            join,
+            "--start-ds",
+            "2025-01-03",
+            "--end-ds",
+            UNTIL,
+        ],
     );
     expect(
         &["risk_purchases_v1", join],
         &[
-            "--mode", "backfill", "--conf", join, "--selected-join-parts", "risk_purchases_v1",
-            "--use-cached-left", "--start-ds", "2025-01-03", "--end-ds", UNTIL,
+            "--mode",
+            "backfill",
+            "--conf",
+            join,
+            "--selected-join-parts",
+            "risk_purchases_v1",
+            "--use-cached-left",
+            "--start-ds",
+            "2025-01-03",
+            "--end-ds",
+            UNTIL,
         ],
     );
     expect(
         &["backfill-final", join, "2025-01-08"],
-        &["--mode", "backfill-final", "--conf", join, "--start-ds", "2025-01-08", "--end-ds", UNTIL],
+        &[
+            "--mode",
+            "backfill-final",
+            "--conf",
+            join,
+            "--start-ds",
+            "2025-01-08",
+            "--end-ds",
+            UNTIL,
+        ],
     );
     let sq = "compiled/staging_queries/risk/risk.merchants.v1";
     expect(
         &["backfill", sq, "2025-01-01"],
-        &["--mode", "backfill", "--conf", sq, "--start-ds", "2025-01-01", "--end-ds", "2025-01-07"],
+        &[
+            "--mode",
+            "backfill",
+            "--conf",
+            sq,
+            "--start-ds",
+            "2025-01-01",
+            "--end-ds",
+            "2025-01-07",
+        ],
     );
 }
 
@@ -293,21 +401,58 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
 fn whole_join_runs_are_one_backfill_per_join_range() {
     let p = Pipeline::new("joins = \"whole\"\n");
     let out = p.build(&["--select", "risk.returns_join.v1"], 0);
-    let joins: Vec<String> = p
-        .call_summary()
-        .into_iter()
-        .filter(|c| c.contains("risk.returns_join.v1"))
-        .collect();
     assert_eq!(
-        joins,
-        [
-            "backfill risk.returns_join.v1 2025-01-03..2025-01-10",
-            "metadata-upload risk.returns_join.v1",
-        ],
+        p.call_summary(),
+        ["backfill risk.returns_join.v1 2025-01-03..2025-01-10"]
+    );
+    // Left, part and final are separate targets, recorded by the one job.
+    assert!(
+        out.stdout.contains("ok: 24 built in 1 job(s)"),
         "{}",
         out.stdout
     );
-    assert!(!p.not_fresh().iter().any(|t| t.contains("returns_join")));
+    assert_eq!(
+        p.calls()[0],
+        [
+            "--mode",
+            "backfill",
+            "--conf",
+            "compiled/joins/risk/risk.returns_join.v1",
+            "--start-ds",
+            "2025-01-03",
+            "--end-ds",
+            UNTIL,
+        ]
+    );
+
+    // A change to the part alone: the part and the final are stale, and one
+    // backfill of the join runs for them.
+    p.clear_calls();
+    edit_purchases_aggregation(&p.s);
+    let plan = p.run(&[
+        "plan",
+        "--until",
+        UNTIL,
+        "--select",
+        "risk.returns_join.v1",
+        "--step",
+        "join-left",
+    ]);
+    assert!(plan.stdout.contains("8 fresh"), "{}", plan.stdout);
+    let out = p.run_with(
+        &["run", "--until", UNTIL, "--select", "risk.returns_join.v1"],
+        &[("FAKE_ZIPLINE_SALT", "v2")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        p.call_summary(),
+        ["backfill risk.returns_join.v1 2025-01-03..2025-01-10"]
+    );
+    assert!(
+        out.stdout.contains("ok: 16 built in 1 job(s)"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Edits `risk.purchases.v1`'s first aggregation in its config and in the
@@ -362,7 +507,11 @@ fn an_aggregation_change_reruns_exactly_its_group_by_and_the_join_parts_that_emb
     assert_eq!(p.call_summary(), expected, "{}", out.stdout);
     // The other join part of risk.checkout.v1 and everything of the other
     // group-bys stay as they are.
-    assert!(!p.call_summary().iter().any(|c| c.contains("merchant_profile")));
+    assert!(
+        !p.call_summary()
+            .iter()
+            .any(|c| c.contains("merchant_profile"))
+    );
     assert_eq!(p.not_fresh(), Vec::<String>::new());
 }
 
@@ -400,11 +549,22 @@ fn early_cutoff_an_identical_rewrite_leaves_dependents_fresh_and_a_different_one
     let p = Pipeline::new("");
     p.build(&[], 0);
     p.clear_calls();
-    let out = p.run(&["invalidate", "staging-query:risk.merchants.v1", "--to", UNTIL]);
+    let out = p.run(&[
+        "invalidate",
+        "staging-query:risk.merchants.v1",
+        "--to",
+        UNTIL,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let plan = p.not_fresh();
-    assert_eq!(plan[0], "staging-query:risk.merchants.v1 2025-01-01..2025-01-10 stale forced");
-    assert!(plan[1..].iter().all(|t| t.ends_with(" waiting")), "{plan:?}");
+    assert_eq!(
+        plan[0],
+        "staging-query:risk.merchants.v1 2025-01-01..2025-01-10 stale forced"
+    );
+    assert!(
+        plan[1..].iter().all(|t| t.ends_with(" waiting")),
+        "{plan:?}"
+    );
     let out = p.build(&[], 0);
     assert_eq!(
         p.call_summary(),
@@ -415,14 +575,22 @@ fn early_cutoff_an_identical_rewrite_leaves_dependents_fresh_and_a_different_one
     );
     // merchant_profile reads the staging output and is fresh again, and so
     // is everything that waited on it.
-    assert!(out.stdout.contains("(47 by early cutoff)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("(47 by early cutoff)"),
+        "{}",
+        out.stdout
+    );
 
     p.clear_calls();
-    p.run(&["invalidate", "staging-query:risk.merchants.v1", "--from", "2025-01-09", "--to", UNTIL]);
-    p.run_with(
-        &["run", "--until", UNTIL],
-        &[("FAKE_ZIPLINE_SALT", "v2")],
-    );
+    p.run(&[
+        "invalidate",
+        "staging-query:risk.merchants.v1",
+        "--from",
+        "2025-01-09",
+        "--to",
+        UNTIL,
+    ]);
+    p.run_with(&["run", "--until", UNTIL], &[("FAKE_ZIPLINE_SALT", "v2")]);
     // Different bytes: everything downstream of those two days reruns.
     assert_eq!(
         p.call_summary(),
@@ -453,18 +621,35 @@ fn a_failure_leaves_independent_work_done_and_marks_dependents_upstream_failed()
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("| fake-zipline: failing staging-query:risk.merchants.v1 as asked"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("| fake-zipline: failing staging-query:risk.merchants.v1 as asked"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(".chronon-build/logs/run-1/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log"), "{}", out.stdout);
     assert!(
         out.stdout.contains("upstream-failed group-by-backfill:risk.merchant_profile.v1@2025-01-05..2025-01-10 (6 partition(s)): staging-query:risk.merchants.v1 failed"),
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("upstream-failed join-part:risk.checkout.v1#m_risk_merchant_profile_v1"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("upstream-failed join-part:risk.checkout.v1#m_risk_merchant_profile_v1"),
+        "{}",
+        out.stdout
+    );
     // Independent work went on.
-    assert!(p.call_summary().contains(&"backfill-final risk.returns_join.v1 2025-01-03..2025-01-10".to_string()));
+    assert!(
+        p.call_summary()
+            .contains(&"backfill-final risk.returns_join.v1 2025-01-03..2025-01-10".to_string())
+    );
     let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.merchants.v1"]);
-    assert!(plan.stdout.contains("stale: previous-run-failed (run 1)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("stale: previous-run-failed (run 1)"),
+        "{}",
+        plan.stdout
+    );
 
     // The next run picks up exactly what did not finish.
     p.clear_calls();
@@ -475,7 +660,13 @@ fn a_failure_leaves_independent_work_done_and_marks_dependents_upstream_failed()
 
 fn one_target(p: &Pipeline, more: &[&str], extra: &[(&str, &str)]) -> Output {
     let mut args = vec![
-        "run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "metadata-upload",
+        "run",
+        "--until",
+        UNTIL,
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "metadata-upload",
     ];
     args.extend(more);
     p.run_with(&args, extra)
@@ -485,7 +676,10 @@ fn one_target(p: &Pipeline, more: &[&str], extra: &[(&str, &str)]) -> Output {
 fn retries_back_off_and_succeed_or_give_up() {
     let p = Pipeline::new("");
     let counter = p.s.repo.join("counter").display().to_string();
-    let flaky = [("FAKE_ZIPLINE_FAIL_TIMES", "2"), ("FAKE_ZIPLINE_COUNTER", counter.as_str())];
+    let flaky = [
+        ("FAKE_ZIPLINE_FAIL_TIMES", "2"),
+        ("FAKE_ZIPLINE_COUNTER", counter.as_str()),
+    ];
     let out = one_target(&p, &["--retries", "2", "--backoff", "0s"], &flaky);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(p.calls().len(), 3);
@@ -494,11 +688,18 @@ fn retries_back_off_and_succeed_or_give_up() {
 
     let p = Pipeline::new("[retry]\nretries = 1\nbackoff = \"0s\"\n");
     let counter = p.s.repo.join("counter").display().to_string();
-    let flaky = [("FAKE_ZIPLINE_FAIL_TIMES", "5"), ("FAKE_ZIPLINE_COUNTER", counter.as_str())];
+    let flaky = [
+        ("FAKE_ZIPLINE_FAIL_TIMES", "5"),
+        ("FAKE_ZIPLINE_COUNTER", counter.as_str()),
+    ];
     let out = one_target(&p, &[], &flaky);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert_eq!(p.calls().len(), 2);
-    assert!(out.stdout.contains("(exit code 3, 2 attempt(s))"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("(exit code 3, 2 attempt(s))"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -506,7 +707,11 @@ fn a_job_over_its_timeout_is_killed_and_fails() {
     let p = Pipeline::new("");
     let out = one_target(&p, &["--timeout", "1s"], &[("FAKE_ZIPLINE_SLEEP", "30")]);
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(out.stdout.contains("(timed out after 1.0s, 1 attempt(s))"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("(timed out after 1.0s, 1 attempt(s))"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(p.not_fresh_count(), 124);
 }
 
@@ -526,7 +731,16 @@ fn a_hostile_config_name_reaches_the_argv_literally_and_runs_nothing_else() {
     assert_eq!(calls.len(), 1, "{}", out.stdout);
     assert_eq!(
         calls[0],
-        ["--mode", "backfill", "--conf", conf.as_str(), "--start-ds", "2025-01-05", "--end-ds", UNTIL]
+        [
+            "--mode",
+            "backfill",
+            "--conf",
+            conf.as_str(),
+            "--start-ds",
+            "2025-01-05",
+            "--end-ds",
+            UNTIL
+        ]
     );
     assert!(p.s.repo.join("x").is_dir());
     for dir in [p.s.repo.clone(), std::env::current_dir().unwrap()] {
@@ -572,14 +786,24 @@ fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
 fn a_second_concurrent_run_is_refused_naming_the_holder() {
     let p = Pipeline::new("");
     let mut first = p.spawn(
-        &["run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "metadata-upload"],
+        &[
+            "run",
+            "--until",
+            UNTIL,
+            "--select",
+            "risk.purchases.v1",
+            "--step",
+            "metadata-upload",
+        ],
         &[("FAKE_ZIPLINE_SLEEP", "30")],
     );
     p.wait_for_calls(1);
     let second = p.run(&["run", "--until", UNTIL]);
     assert_eq!(second.code, 2, "{}", second.stderr);
     assert!(
-        second.stderr.contains(&format!("is in use by pid {}", first.id())),
+        second
+            .stderr
+            .contains(&format!("is in use by pid {}", first.id())),
         "{}",
         second.stderr
     );
@@ -600,7 +824,15 @@ fn blocked_targets_are_reported_or_waited_for() {
     let p = Pipeline::new("");
     let last = p.s.partition_dir("raw.purchases", UNTIL);
     std::fs::remove_dir_all(&last).unwrap();
-    let args = ["run", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "group-by-backfill"];
+    let args = [
+        "run",
+        "--until",
+        UNTIL,
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "group-by-backfill",
+    ];
 
     let out = p.run(&args);
     assert_eq!(out.code, 3, "{}", out.stdout);
@@ -614,7 +846,11 @@ fn blocked_targets_are_reported_or_waited_for() {
     with_wait.extend(["--wait", "1s", "--poll", "1s"]);
     let out = p.run(&with_wait);
     assert_eq!(out.code, 3, "{}", out.stdout);
-    assert!(out.stdout.contains("missing raw.purchases ds=2025-01-10"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("missing raw.purchases ds=2025-01-10"),
+        "{}",
+        out.stdout
+    );
 
     p.clear_calls();
     let mut with_wait: Vec<&str> = args.to_vec();
@@ -624,7 +860,11 @@ fn blocked_targets_are_reported_or_waited_for() {
     p.s.write_partition("raw.purchases", UNTIL, "landed late");
     let out = finish(child);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("input landed: raw.purchases"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("input landed: raw.purchases"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         p.call_summary(),
         ["backfill risk.purchases.v1 2025-01-10..2025-01-10"]
@@ -668,13 +908,21 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
     std::fs::remove_dir_all(p.s.partition_dir("risk_db.risk_merchants_v1", "2025-01-09")).unwrap();
     let out = p.run(&["adopt", "--until", UNTIL]);
-    assert!(out.stdout.contains("1 not in the warehouse"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 not in the warehouse"),
+        "{}",
+        out.stdout
+    );
     p.clear_calls();
     p.build(&[], 0);
     let batch: Vec<String> = p
         .call_summary()
         .into_iter()
-        .filter(|c| !c.starts_with("metadata-upload") && !c.starts_with("upload-to-kv") && !c.starts_with("streaming"))
+        .filter(|c| {
+            !c.starts_with("metadata-upload")
+                && !c.starts_with("upload-to-kv")
+                && !c.starts_with("streaming")
+        })
         .collect();
     assert_eq!(
         batch,
@@ -695,11 +943,28 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
 fn invalidate_forces_a_restatement_that_the_plan_shows() {
     let p = Pipeline::new("");
     p.build(&[], 0);
-    let out = p.run(&["invalidate", "group-by-backfill:risk.returns.v1", "--from", "2025-01-08", "--to", UNTIL]);
+    let out = p.run(&[
+        "invalidate",
+        "group-by-backfill:risk.returns.v1",
+        "--from",
+        "2025-01-08",
+        "--to",
+        UNTIL,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("forced group-by-backfill:risk.returns.v1 (3 partition(s))"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("forced group-by-backfill:risk.returns.v1 (3 partition(s))"),
+        "{}",
+        out.stdout
+    );
     let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.returns.v1"]);
-    assert!(plan.stdout.contains("2025-01-08..2025-01-10 (3)  stale: forced"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("2025-01-08..2025-01-10 (3)  stale: forced"),
+        "{}",
+        plan.stdout
+    );
     let out = p.run(&["invalidate", "nothing.matches"]);
     assert_eq!(out.code, 2);
 }
