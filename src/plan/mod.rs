@@ -499,6 +499,8 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         }
     }
 
+    check_streaming(ctx, &mut nodes, &planned)?;
+
     let mut notes = ctx.repo.notes.clone();
     notes.extend(graph.notes.iter().cloned());
     for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
@@ -525,6 +527,55 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         state,
         probed,
     })
+}
+
+/// Streaming keep-alive: a deploy recorded as built is still stale when the
+/// status command says no job runs, or one runs with another config hash.
+fn check_streaming(ctx: &Context, nodes: &mut [NodePlan], planned: &[bool]) -> Result<(), Error> {
+    let argv = &ctx.settings.streaming.status_command;
+    if argv.is_empty() {
+        return Ok(());
+    }
+    for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
+        if node.step != Step::GroupByStreaming {
+            continue;
+        }
+        for target in &mut nodes[node.id].targets {
+            let (Status::Fresh, Some(key)) = (&target.status, target.key) else {
+                continue;
+            };
+            let reason = match streaming_status(argv, &node.name)? {
+                Some(running) if running == key.to_string() => continue,
+                Some(running) => StaleReason::StreamingOutdated { running },
+                None => StaleReason::StreamingNotRunning,
+            };
+            target.status = Status::Stale(Arc::new(reason));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the status command: `Some(hash)` when it prints `running HASH`.
+fn streaming_status(argv: &[String], config: &str) -> Result<Option<String>, Error> {
+    let argv: Vec<String> = argv.iter().map(|a| a.replace("{config}", config)).collect();
+    let output = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Io(format!("streaming.status_command {argv:?}: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(Error::Io(format!(
+            "streaming.status_command {argv:?} failed ({}): {}",
+            output.status,
+            stderr.trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("running "))
+        .map(|h| h.trim().to_string()))
 }
 
 /// Internal tables are keyed apart from probed ones, so a producer's output

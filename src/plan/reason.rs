@@ -69,6 +69,12 @@ pub enum StaleReason {
     Forced,
     /// Same config and inputs, but the key format (`KEY_VERSION`) changed.
     KeyVersionChanged,
+    /// The streaming status command says no job runs for the group-by.
+    StreamingNotRunning,
+    /// A streaming job runs, with another config hash than the current key.
+    StreamingOutdated {
+        running: String,
+    },
 }
 
 impl fmt::Display for StaleReason {
@@ -110,6 +116,10 @@ impl fmt::Display for StaleReason {
             StaleReason::PreviousRunFailed { run } => write!(f, "previous-run-failed (run {run})"),
             StaleReason::Forced => write!(f, "forced"),
             StaleReason::KeyVersionChanged => write!(f, "key-version-changed"),
+            StaleReason::StreamingNotRunning => write!(f, "streaming-not-running"),
+            StaleReason::StreamingOutdated { running } => {
+                write!(f, "streaming-outdated (running {running})")
+            }
         }
     }
 }

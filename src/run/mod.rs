@@ -779,6 +779,15 @@ impl<'c, 'a> Runner<'c, 'a> {
             self.set_cover(job, Cover::Done);
             return Ok(());
         }
+        if self.interrupts >= 2 {
+            // Killed on request: not a failure of the job; it stays stale.
+            self.progress.ended(job, &format!("killed {what}"), true);
+            for &i in &self.jobs[job].targets {
+                self.phases[node_id][i] = Phase::Idle;
+                self.notes[node_id].insert(i, "killed by the second interrupt".into());
+            }
+            return Ok(());
+        }
         let how = match (code, running.terminated) {
             (_, Some(_)) => format!(
                 "timed out after {}",

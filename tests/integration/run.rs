@@ -968,3 +968,86 @@ fn invalidate_forces_a_restatement_that_the_plan_shows() {
     let out = p.run(&["invalidate", "nothing.matches"]);
     assert_eq!(out.code, 2);
 }
+
+#[test]
+fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
+    let status = fixture().with_file_name("fake-streaming-status");
+    let p = Pipeline::new(&format!(
+        "[streaming]\nstatus_command = [{:?}, \"{{config}}\"]\n",
+        status.display().to_string()
+    ));
+    let state = p.s.repo.join("streaming-job").display().to_string();
+    let env = [("FAKE_ZIPLINE_STREAMING", state.as_str())];
+    let run = |p: &Pipeline| {
+        let out = p.run_with(&["run", "--until", UNTIL], &env);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    };
+    let plan = |p: &Pipeline| {
+        p.run_with(&["plan", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "group-by-streaming"], &env)
+            .stdout
+    };
+    run(&p);
+    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+
+    // The job died.
+    std::fs::remove_file(&state).unwrap();
+    assert!(plan(&p).contains("stale: streaming-not-running"), "{}", plan(&p));
+    p.clear_calls();
+    run(&p);
+    assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
+    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+
+    // Someone deployed another config by hand.
+    std::fs::write(&state, "0123abcd").unwrap();
+    assert!(plan(&p).contains("stale: streaming-outdated (running 0123abcd)"), "{}", plan(&p));
+    p.clear_calls();
+    run(&p);
+    assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
+    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+}
+
+#[test]
+fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
+    let p = Pipeline::new("");
+    let child = p.spawn(
+        &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+        &[("FAKE_ZIPLINE_SLEEP", "1")],
+    );
+    p.wait_for_calls(2);
+    // SAFETY: signalling a child process we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("interrupted: no new jobs"), "{}", out.stderr);
+    // The two running jobs finished and were recorded; nothing else started.
+    assert_eq!(p.calls().len(), 2);
+    let built = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("ran "))
+        .count();
+    assert_eq!(built, 2, "{}", out.stdout);
+    assert!(out.stdout.contains("not run"), "{}", out.stdout);
+
+    // A second interrupt kills what runs.
+    let child = p.spawn(
+        &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+        &[("FAKE_ZIPLINE_SLEEP", "30")],
+    );
+    p.wait_for_calls(4);
+    for _ in 0..2 {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let start = Instant::now();
+    let out = finish(child);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("killed by the second interrupt"), "{}", out.stdout);
+    assert!(!out.stdout.contains("FAILED"), "{}", out.stdout);
+}
