@@ -173,6 +173,8 @@ pub struct StateStore {
     latest_seen: HashMap<String, HashMap<Day, Hash>>,
     /// Slices known to be stored.
     slices_stored: std::collections::HashSet<Hash>,
+    /// Node ids known to be stored.
+    node_ids: HashMap<NodeKey, i64>,
 }
 
 impl StateStore {
@@ -190,6 +192,7 @@ impl StateStore {
             path: path.to_path_buf(),
             latest_seen: HashMap::new(),
             slices_stored: Default::default(),
+            node_ids: HashMap::new(),
         };
         store
             .conn
@@ -223,6 +226,7 @@ impl StateStore {
             path: path.to_path_buf(),
             latest_seen: HashMap::new(),
             slices_stored: Default::default(),
+            node_ids: HashMap::new(),
         };
         let version = store.version()?;
         if version > SCHEMA_VERSION {
@@ -428,7 +432,22 @@ impl StateStore {
         Ok(parsed)
     }
 
-    fn node_id(tx: &rusqlite::Transaction, key: &NodeKey) -> rusqlite::Result<i64> {
+    /// The node's id, inserting the node when new; cached, since ids never
+    /// change once written.
+    fn node_id(
+        cache: &mut HashMap<NodeKey, i64>,
+        tx: &rusqlite::Transaction,
+        key: &NodeKey,
+    ) -> rusqlite::Result<i64> {
+        if let Some(id) = cache.get(key) {
+            return Ok(*id);
+        }
+        let id = Self::insert_node(tx, key)?;
+        cache.insert(key.clone(), id);
+        Ok(id)
+    }
+
+    fn insert_node(tx: &rusqlite::Transaction, key: &NodeKey) -> rusqlite::Result<i64> {
         tx.execute(
             "INSERT OR IGNORE INTO nodes (step, config, part) VALUES (?1, ?2, ?3)",
             params![key.step.name(), key.config, key.part],
@@ -480,6 +499,17 @@ impl StateStore {
         built: &[Built],
         read: &[(String, Day, Hash)],
     ) -> Result<i64, StoreError> {
+        self.record_built_after(built, read, None)
+    }
+
+    /// `record_built`, and in the same transaction the end of the attempt
+    /// that built them: (attempt id, exit code, duration).
+    pub fn record_built_after(
+        &mut self,
+        built: &[Built],
+        read: &[(String, Day, Hash)],
+        attempt: Option<(i64, i32, std::time::Duration)>,
+    ) -> Result<i64, StoreError> {
         let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
         tables.dedup();
         self.load_latest_seen(tables.into_iter())?;
@@ -500,6 +530,13 @@ impl StateStore {
         )
         .map_err(err)?;
         let now = unix_now();
+        if let Some((id, code, duration)) = attempt {
+            tx.execute(
+                "UPDATE attempts SET exit_code = ?2, duration_ms = ?3 WHERE id = ?1",
+                params![id, code, duration.as_millis() as i64],
+            )
+            .map_err(err)?;
+        }
         let mut new_seen: Vec<(&str, Day, Hash)> = Vec::new();
         let mut new_slices = Vec::new();
         {
@@ -540,7 +577,7 @@ impl StateStore {
                 let node = match ids.get(b.node) {
                     Some(id) => *id,
                     None => {
-                        let id = Self::node_id(&tx, b.node).map_err(err)?;
+                        let id = Self::node_id(&mut self.node_ids, &tx, b.node).map_err(err)?;
                         ids.insert(b.node, id);
                         id
                     }
@@ -613,7 +650,7 @@ impl StateStore {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        let node = Self::node_id(&tx, attempt.node).map_err(err)?;
+        let node = Self::node_id(&mut self.node_ids, &tx, attempt.node).map_err(err)?;
         tx.execute(
             "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, log_path, started_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -660,7 +697,7 @@ impl StateStore {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        let id = Self::node_id(&tx, node).map_err(err)?;
+        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
         for day in days {
             tx.execute(
                 "INSERT OR REPLACE INTO failures (node, day, run, exit_code) VALUES (?1, ?2, ?3, ?4)",
@@ -676,7 +713,7 @@ impl StateStore {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        let id = Self::node_id(&tx, node).map_err(err)?;
+        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
         for day in days {
             tx.execute(
                 "INSERT OR IGNORE INTO forced (node, day) VALUES (?1, ?2)",

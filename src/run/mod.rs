@@ -148,6 +148,10 @@ pub struct Runner<'c, 'a> {
     /// Whole-join runs: per join config, the day ranges a `backfill` job of
     /// this run covers, and how it went.
     covers: HashMap<usize, Vec<(DayRange, Cover)>>,
+    /// The attempt whose outputs are being recorded: (id, exit code,
+    /// duration), ended in the recording's transaction.
+    finishing: Option<(i64, i32, Duration)>,
+    waiters: Option<process::Waiters>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +198,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             next_poll: None,
             labels,
             covers: HashMap::new(),
+            finishing: None,
+            waiters: None,
         }
     }
 
@@ -710,7 +716,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.progress.started(job, &what);
         let started = Instant::now();
         let tx = self.events.0.clone();
-        let spawned = process::spawn(&self.jobs[job].command, &log, move |code| {
+        let waiters = self
+            .waiters
+            .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
+        let spawned = process::spawn(waiters, &self.jobs[job].command, &log, move |code| {
             let _ = tx.send(Event::Exited { job, code });
         });
         let pid = match spawned {
@@ -745,7 +754,15 @@ impl<'c, 'a> Runner<'c, 'a> {
         *self.by_step.entry(node.step).or_default() -= 1;
         *self.by_team.entry(node.team.clone()).or_default() -= 1;
         let elapsed = running.started.elapsed();
-        if let Some(store) = self.ctx.store.as_deref_mut() {
+        // Keep the slots busy: start what is queued before recording.
+        if self.interrupts == 0 {
+            self.dispatch()?;
+        }
+        let node = &self.ctx.graph.nodes[node_id];
+        if code == Some(0) {
+            // Ended with the recording, in its transaction.
+            self.finishing = Some((running.attempt_id, 0, elapsed));
+        } else if let Some(store) = self.ctx.store.as_deref_mut() {
             store.end_attempt(running.attempt_id, code, elapsed)?;
         }
         let what = self.describe(job);
@@ -776,6 +793,11 @@ impl<'c, 'a> Runner<'c, 'a> {
                 ));
             }
             self.succeeded(job, outputs)?;
+            if let (Some((id, code, elapsed)), Some(store)) =
+                (self.finishing.take(), self.ctx.store.as_deref_mut())
+            {
+                store.end_attempt(id, Some(code), elapsed)?;
+            }
             self.set_cover(job, Cover::Done);
             return Ok(());
         }
@@ -867,7 +889,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             Some(store) if !built.is_empty() && self.opts.action != Action::DryRun => {
                 let columns = self.plan.input_columns(self.ctx.graph, node);
                 let read = plan::reads(node, &columns, &days, self.plan.until);
-                store.record_built(&built, &read)?
+                store.record_built_after(&built, &read, self.finishing.take())?
             }
             _ => 0,
         };

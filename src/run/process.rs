@@ -1,18 +1,58 @@
 //! Job processes: each in its own process group (so a terminal's Ctrl-C
 //! reaches the runner only, and a kill reaches the job's children too), with
 //! stdout and stderr in its log file, and a thread that waits for it.
+//!
+//! Jobs are started with `posix_spawn` (std does so when nothing runs in the
+//! child before `exec`), which costs a fraction of a `fork` of the runner.
+//! So a job is not tied to the runner's life: if the runner is killed, its
+//! jobs run on like any orphan, and nothing records them; the next run finds
+//! their targets stale, as it must.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
 
 use crate::exec::{self, CommandLine};
+
+type OnExit = Box<dyn FnOnce(Option<i32>) + Send>;
+
+/// Threads that wait for jobs: one per job slot, reused, since starting a
+/// thread per job costs more than the job's `true` in the benchmark.
+pub struct Waiters {
+    tx: Sender<(Child, OnExit)>,
+}
+
+impl Waiters {
+    pub fn new(threads: usize) -> Waiters {
+        let (tx, rx) = channel::<(Child, OnExit)>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..threads.max(1) {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    loop {
+                        let next = rx.lock().map(|r| r.recv());
+                        let Ok(Ok((mut child, on_exit))) = next else {
+                            break;
+                        };
+                        let code = child.wait().ok().and_then(|status| status.code());
+                        on_exit(code);
+                    }
+                });
+        }
+        Waiters { tx }
+    }
+}
 
 /// Starts the command; `on_exit` gets its exit code (`None` when a signal
 /// ended it) from a waiting thread. Returns the pid.
 pub fn spawn(
+    waiters: &Waiters,
     command: &CommandLine,
     log: &Path,
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
@@ -23,7 +63,8 @@ pub fn spawn(
     }
     let mut file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let _ = writeln!(file, "$ {}", exec::display(&command.argv));
+    // One write: the header must not cost a syscall per piece.
+    let _ = file.write_all(format!("$ {}\n", exec::display(&command.argv)).as_bytes());
     let stderr = file
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
@@ -39,24 +80,14 @@ pub fn spawn(
         .stdout(file)
         .stderr(stderr)
         .process_group(0);
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            // If the runner dies (even by SIGKILL), its jobs die with it:
-            // nothing keeps writing after the state stopped listening.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let pid = child.id();
-    std::thread::spawn(move || {
-        let code = child.wait().ok().and_then(|status| status.code());
-        on_exit(code);
-    });
+    waiters
+        .tx
+        .send((child, Box::new(on_exit)))
+        .map_err(|_| format!("cannot wait for {program:?}: no waiting thread"))?;
     Ok(pid)
 }
 

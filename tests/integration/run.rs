@@ -983,15 +983,30 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     };
     let plan = |p: &Pipeline| {
-        p.run_with(&["plan", "--until", UNTIL, "--select", "risk.purchases.v1", "--step", "group-by-streaming"], &env)
-            .stdout
+        p.run_with(
+            &[
+                "plan",
+                "--until",
+                UNTIL,
+                "--select",
+                "risk.purchases.v1",
+                "--step",
+                "group-by-streaming",
+            ],
+            &env,
+        )
+        .stdout
     };
     run(&p);
     assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
 
     // The job died.
     std::fs::remove_file(&state).unwrap();
-    assert!(plan(&p).contains("stale: streaming-not-running"), "{}", plan(&p));
+    assert!(
+        plan(&p).contains("stale: streaming-not-running"),
+        "{}",
+        plan(&p)
+    );
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
@@ -999,7 +1014,11 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
 
     // Someone deployed another config by hand.
     std::fs::write(&state, "0123abcd").unwrap();
-    assert!(plan(&p).contains("stale: streaming-outdated (running 0123abcd)"), "{}", plan(&p));
+    assert!(
+        plan(&p).contains("stale: streaming-outdated (running 0123abcd)"),
+        "{}",
+        plan(&p)
+    );
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
@@ -1020,14 +1039,14 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
     }
     let out = finish(child);
     assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("interrupted: no new jobs"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("interrupted: no new jobs"),
+        "{}",
+        out.stderr
+    );
     // The two running jobs finished and were recorded; nothing else started.
     assert_eq!(p.calls().len(), 2);
-    let built = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("ran "))
-        .count();
+    let built = out.stdout.lines().filter(|l| l.starts_with("ran ")).count();
     assert_eq!(built, 2, "{}", out.stdout);
     assert!(out.stdout.contains("not run"), "{}", out.stdout);
 
@@ -1048,6 +1067,10 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
     let out = finish(child);
     assert!(start.elapsed() < Duration::from_secs(20));
     assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("killed by the second interrupt"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("killed by the second interrupt"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("FAILED"), "{}", out.stdout);
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The run benchmark (run by hand, not in CI).
+#
+#   bench/run.sh            # scheduling overhead: ~10,000 targets whose command
+#                           # is `true`, -j 2, beside `ninja -j 2` on an
+#                           # equivalent build.ninja made from the same graph
+#   bench/run.sh adopt      # adopt, then a no-op run, over ~1,000,000 targets
+#
+# Outputs are created beforehand in the hive-dir warehouse, so `true` "writes"
+# them and the runner probes and records every target as a real job would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need ninja ninja-build
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run
+bin=$PWD/target/release/chronon-build
+
+measure() { # label, then the command
+    local label=$1; shift
+    /usr/bin/time -f "%e %M" -o /tmp/chronon-build-bench-time "$@" >/dev/null 2>&1 || true
+    read -r secs kb < /tmp/chronon-build-bench-time
+    printf '%-44s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)"
+}
+
+if [ "${1:-}" = adopt ]; then
+    out=bench/out/adopt1m
+    ./target/release/examples/gen_repo --group-bys 2740 --days 365 --window 30 --no-ninja --out "$out" >/dev/null
+    ./target/release/examples/gen_run --repo "$out/repo"
+    for i in 1 2 3; do
+        rm -rf "$out/repo/.chronon-build"
+        measure "adopt, 1,000,100 targets (run $i)" $bin adopt --repo "$out/repo" --until 2025-12-31
+        measure "no-op run after it (run $i)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
+    done
+    $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet | tail -1
+    exit 0
+fi
+
+out=bench/out/run10k
+./target/release/examples/gen_repo --group-bys 20 --joins 2 --days 365 --window 30 --no-ninja --out "$out" >/dev/null
+./target/release/examples/gen_run --repo "$out/repo" --ninja "$out/build.ninja"
+for step_days in 1 30; do
+    printf '[executor]\nprogram = ["true"]\nstep_days = %s\n' "$step_days" > "$out/repo/chronon-build.toml"
+    for i in 1 2 3; do
+        rm -rf "$out/repo/.chronon-build"
+        measure "chronon-build run -j 2, step_days $step_days (run $i)" \
+            $bin run --repo "$out/repo" --until 2025-12-31 -j 2 --progress quiet
+        if [ "$step_days" = 1 ]; then
+            rm -f "$out/.ninja_log" "$out/.ninja_deps"
+            measure "ninja -j 2 (run $i)" ninja -C "$out" -j 2
+        fi
+    done
+done
+rm -rf "$out/repo/.chronon-build"
+$bin run --repo "$out/repo" --until 2025-12-31 -j 2 --progress quiet | tail -1
