@@ -150,15 +150,21 @@ pub struct Built<'a> {
     pub ranges: &'a [(String, Day, Day)],
 }
 
-/// One attempt of a job, as recorded when it starts.
-pub struct Attempt<'a> {
+/// One attempt of a job, recorded when it ended: with the targets it built,
+/// in their transaction, when it succeeded. (A crash loses the attempts in
+/// flight from the history; their log files stay.)
+pub struct Attempt {
     pub run: i64,
-    pub node: &'a NodeKey,
+    pub node: NodeKey,
     pub from: Option<Day>,
     pub to: Option<Day>,
     pub attempt: u32,
-    pub argv: &'a [String],
-    pub log_path: &'a str,
+    pub argv: Vec<String>,
+    pub log_path: String,
+    pub started_at: i64,
+    /// `None` when a signal ended the job or it could not start.
+    pub exit_code: Option<i32>,
+    pub duration: std::time::Duration,
 }
 
 pub fn day_column(day: Option<Day>) -> i64 {
@@ -508,7 +514,7 @@ impl StateStore {
         &mut self,
         built: &[Built],
         read: &[(String, Day, Hash)],
-        attempt: Option<(i64, i32, std::time::Duration)>,
+        attempt: Option<&Attempt>,
     ) -> Result<i64, StoreError> {
         let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
         tables.dedup();
@@ -530,12 +536,8 @@ impl StateStore {
         )
         .map_err(err)?;
         let now = unix_now();
-        if let Some((id, code, duration)) = attempt {
-            tx.execute(
-                "UPDATE attempts SET exit_code = ?2, duration_ms = ?3 WHERE id = ?1",
-                params![id, code, duration.as_millis() as i64],
-            )
-            .map_err(err)?;
+        if let Some(attempt) = attempt {
+            Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
         }
         let mut new_seen: Vec<(&str, Day, Hash)> = Vec::new();
         let mut new_slices = Vec::new();
@@ -645,44 +647,37 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records an attempt as started; a crash leaves its exit code empty.
-    pub fn begin_attempt(&mut self, attempt: &Attempt) -> Result<i64, StoreError> {
+    /// Records an ended attempt.
+    pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
-        let node = Self::node_id(&mut self.node_ids, &tx, attempt.node).map_err(err)?;
+        Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn insert_attempt(
+        cache: &mut HashMap<NodeKey, i64>,
+        tx: &rusqlite::Transaction,
+        attempt: &Attempt,
+    ) -> rusqlite::Result<()> {
+        let node = Self::node_id(cache, tx, &attempt.node)?;
         tx.execute(
-            "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, log_path, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, exit_code, duration_ms, log_path, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 attempt.run,
                 node,
                 day_column(attempt.from),
                 day_column(attempt.to),
                 attempt.attempt,
-                serde_json::to_string(attempt.argv).expect("argv serializes"),
+                serde_json::to_string(&attempt.argv).expect("argv serializes"),
+                attempt.exit_code,
+                attempt.duration.as_millis() as i64,
                 attempt.log_path,
-                unix_now()
+                attempt.started_at,
             ],
-        )
-        .map_err(err)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(err)?;
-        Ok(id)
-    }
-
-    pub fn end_attempt(
-        &mut self,
-        id: i64,
-        exit_code: Option<i32>,
-        duration: std::time::Duration,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE attempts SET exit_code = ?2, duration_ms = ?3 WHERE id = ?1",
-                params![id, exit_code, duration.as_millis() as i64],
-            )
-            .map_err(|e| self.err(e))?;
+        )?;
         Ok(())
     }
 

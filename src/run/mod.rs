@@ -110,7 +110,7 @@ struct Running {
     deadline: Option<Instant>,
     /// When the job was sent SIGTERM (timeout); SIGKILL follows.
     terminated: Option<Instant>,
-    attempt_id: i64,
+    started_at: i64,
     log: PathBuf,
 }
 
@@ -150,7 +150,7 @@ pub struct Runner<'c, 'a> {
     covers: HashMap<usize, Vec<(DayRange, Cover)>>,
     /// The attempt whose outputs are being recorded: (id, exit code,
     /// duration), ended in the recording's transaction.
-    finishing: Option<(i64, i32, Duration)>,
+    finishing: Option<Attempt>,
     waiters: Option<process::Waiters>,
 }
 
@@ -691,18 +691,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
         let log = self.log_path(job);
-        let attempt_id = match self.ctx.store.as_deref_mut() {
-            Some(store) => store.begin_attempt(&Attempt {
-                run: self.run_id,
-                node: &plan::node_key(node),
-                from: self.jobs[job].range.map(|r| r.from),
-                to: self.jobs[job].range.map(|r| r.to),
-                attempt: self.jobs[job].attempt,
-                argv: &self.jobs[job].command.argv,
-                log_path: &log.to_string_lossy(),
-            })?,
-            None => 0,
-        };
         for &i in &self.jobs[job].targets {
             self.phases[node_id][i] = Phase::Running;
         }
@@ -738,7 +726,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 started,
                 deadline: self.opts.timeout.map(|t| started + t),
                 terminated: None,
-                attempt_id,
+                started_at: crate::store::unix_now(),
                 log,
             },
         );
@@ -759,11 +747,23 @@ impl<'c, 'a> Runner<'c, 'a> {
             self.dispatch()?;
         }
         let node = &self.ctx.graph.nodes[node_id];
+        let attempt = Attempt {
+            run: self.run_id,
+            node: plan::node_key(node),
+            from: self.jobs[job].range.map(|r| r.from),
+            to: self.jobs[job].range.map(|r| r.to),
+            attempt: self.jobs[job].attempt,
+            argv: self.jobs[job].command.argv.clone(),
+            log_path: running.log.to_string_lossy().into_owned(),
+            started_at: running.started_at,
+            exit_code: code,
+            duration: elapsed,
+        };
         if code == Some(0) {
-            // Ended with the recording, in its transaction.
-            self.finishing = Some((running.attempt_id, 0, elapsed));
+            // Recorded with the targets it built, in their transaction.
+            self.finishing = Some(attempt);
         } else if let Some(store) = self.ctx.store.as_deref_mut() {
-            store.end_attempt(running.attempt_id, code, elapsed)?;
+            store.record_attempt(&attempt)?;
         }
         let what = self.describe(job);
         let attempt = self.jobs[job].attempt;
@@ -793,10 +793,10 @@ impl<'c, 'a> Runner<'c, 'a> {
                 ));
             }
             self.succeeded(job, outputs)?;
-            if let (Some((id, code, elapsed)), Some(store)) =
+            if let (Some(attempt), Some(store)) =
                 (self.finishing.take(), self.ctx.store.as_deref_mut())
             {
-                store.end_attempt(id, Some(code), elapsed)?;
+                store.record_attempt(&attempt)?;
             }
             self.set_cover(job, Cover::Done);
             return Ok(());
@@ -889,7 +889,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             Some(store) if !built.is_empty() && self.opts.action != Action::DryRun => {
                 let columns = self.plan.input_columns(self.ctx.graph, node);
                 let read = plan::reads(node, &columns, &days, self.plan.until);
-                store.record_built_after(&built, &read, self.finishing.take())?
+                let attempt = self.finishing.take();
+                store.record_built_after(&built, &read, attempt.as_ref())?
             }
             _ => 0,
         };
