@@ -9,6 +9,8 @@
 //! recorded output, so keys chain. The planner (`plan`) compares keys with
 //! the SQLite state (`store`) and says, per target, fresh, stale (with a
 //! reason), blocked on a missing input, or waiting on an upstream target.
+//! The runner (`run`) runs the stale targets through an executor (`exec`),
+//! records them as their jobs end, and keeps the plan current as it goes.
 //!
 //! Module map:
 //! - `cli`: argument parsing and one module per subcommand;
@@ -19,13 +21,16 @@
 //! - `probe`: warehouse probes (hive-dir, command);
 //! - `store`: the SQLite state;
 //! - `plan`: statuses, stale reasons, the planner and its output;
+//! - `run`: the runner, its locks, progress and summary;
+//! - `exec`: the zipline executor's argv and environment;
 //! - `settings`: `chronon-build.toml`;
 //! - `error`: error types and exit codes.
 //!
 //! Files on disk:
 //! - `<repo>/chronon-build.toml`: settings (optional);
 //! - `<repo>/.chronon-build/state.db` (and its `-wal`, `-shm`): the state,
-//!   unless `state.path` or `--state` says otherwise.
+//!   unless `state.path` or `--state` says otherwise; beside it `state.db.lock`
+//!   and `logs/`.
 
 pub mod cli;
 pub mod config;

@@ -1084,9 +1084,15 @@ fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
     assert!(!p.s.repo.join(".chronon-build/state.db").exists());
 
     let p = Pipeline::new("[retry]\nbackoff = \"soon\"\n");
-    crate::assert_error(&p.run(&["run", "--until", UNTIL]), "expected a duration such as 90s");
+    crate::assert_error(
+        &p.run(&["run", "--until", UNTIL]),
+        "expected a duration such as 90s",
+    );
     let p = Pipeline::new("");
-    crate::assert_error(&p.run(&["run", "--timeout", "1x"]), "expected a duration such as 90s");
+    crate::assert_error(
+        &p.run(&["run", "--timeout", "1x"]),
+        "expected a duration such as 90s",
+    );
     crate::assert_error(&p.run(&["run", "-j", "0"]), "-j: expected at least 1");
     crate::assert_error(&p.run(&["invalidate", "nostep:risk.*"]), "is not a step");
     assert!(p.calls().is_empty());
@@ -1096,13 +1102,29 @@ fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
 fn the_run_summary_in_json_says_what_ran() {
     let p = Pipeline::new("");
     let out = p.run_with(
-        &["run", "--until", UNTIL, "--format", "json", "--select", "risk.returns.v1"],
+        &[
+            "run",
+            "--until",
+            UNTIL,
+            "--format",
+            "json",
+            "--select",
+            "risk.returns.v1",
+        ],
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "ok");
     assert_eq!(v["built"], 6);
-    assert_eq!(v["ran"][0]["target"], "group-by-backfill:risk.returns.v1@2025-01-05..2025-01-10");
-    assert!(v["ran"][0]["log"].as_str().unwrap().ends_with(".attempt1.log"));
+    assert_eq!(
+        v["ran"][0]["target"],
+        "group-by-backfill:risk.returns.v1@2025-01-05..2025-01-10"
+    );
+    assert!(
+        v["ran"][0]["log"]
+            .as_str()
+            .unwrap()
+            .ends_with(".attempt1.log")
+    );
 }
