@@ -36,6 +36,11 @@ pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// `text` contains `needle`; else the assertion shows all of `text`.
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
 /// The command refused its input: exit 2, with `message` in what it said.
 pub fn assert_error(out: &Output, message: &str) {
     assert_eq!(

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::scenario::seed_sources;
-use crate::{Output, Scenario};
+use crate::{Output, Scenario, assert_contains};
 
 const UNTIL: &str = "2025-01-10";
 
@@ -177,21 +177,13 @@ fn finish(child: Child) -> Output {
 fn only_stale_targets_run_and_a_second_run_runs_nothing() {
     let p = Pipeline::new("");
     let out = p.build(&["-j", "2"], 0);
-    assert!(
-        out.stdout.contains("ok: 124 built in 53 job(s), 0 fresh"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "ok: 124 built in 53 job(s), 0 fresh");
     assert_eq!(p.calls().len(), 53);
     assert_eq!(p.not_fresh(), Vec::<String>::new());
 
     p.clear_calls();
     let out = p.build(&[], 0);
-    assert!(
-        out.stdout.contains("ok: 0 built in 0 job(s), 124 fresh"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "ok: 0 built in 0 job(s), 124 fresh");
     assert!(p.calls().is_empty());
 }
 
@@ -406,11 +398,7 @@ fn whole_join_runs_are_one_backfill_per_join_range() {
         ["backfill risk.returns_join.v1 2025-01-03..2025-01-10"]
     );
     // Left, part and final are separate targets, recorded by the one job.
-    assert!(
-        out.stdout.contains("ok: 24 built in 1 job(s)"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "ok: 24 built in 1 job(s)");
     assert_eq!(
         p.calls()[0],
         [
@@ -438,7 +426,7 @@ fn whole_join_runs_are_one_backfill_per_join_range() {
         "--step",
         "join-left",
     ]);
-    assert!(plan.stdout.contains("8 fresh"), "{}", plan.stdout);
+    assert_contains(&plan.stdout, "8 fresh");
     let out = p.run_with(
         &["run", "--until", UNTIL, "--select", "risk.returns_join.v1"],
         &[("FAKE_ZIPLINE_SALT", "v2")],
@@ -448,11 +436,7 @@ fn whole_join_runs_are_one_backfill_per_join_range() {
         p.call_summary(),
         ["backfill risk.returns_join.v1 2025-01-03..2025-01-10"]
     );
-    assert!(
-        out.stdout.contains("ok: 16 built in 1 job(s)"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "ok: 16 built in 1 job(s)");
 }
 
 /// Edits `risk.purchases.v1`'s first aggregation in its config and in the
@@ -575,11 +559,7 @@ fn early_cutoff_an_identical_rewrite_leaves_dependents_fresh_and_a_different_one
     );
     // merchant_profile reads the staging output and is fresh again, and so
     // is everything that waited on it.
-    assert!(
-        out.stdout.contains("(47 by early cutoff)"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "(47 by early cutoff)");
 
     p.clear_calls();
     p.run(&[
@@ -621,23 +601,22 @@ fn a_failure_leaves_independent_work_done_and_marks_dependents_upstream_failed()
         "{}",
         out.stdout
     );
-    assert!(
-        out.stdout
-            .contains("| fake-zipline: failing staging-query:risk.merchants.v1 as asked"),
-        "{}",
-        out.stdout
+    assert_contains(
+        &out.stdout,
+        "| fake-zipline: failing staging-query:risk.merchants.v1 as asked",
     );
-    assert!(out.stdout.contains(".chronon-build/logs/run-1/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log"), "{}", out.stdout);
+    assert_contains(
+        &out.stdout,
+        ".chronon-build/logs/run-1/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log",
+    );
     assert!(
         out.stdout.contains("upstream-failed group-by-backfill:risk.merchant_profile.v1@2025-01-05..2025-01-10 (6 partition(s)): staging-query:risk.merchants.v1 failed"),
         "{}",
         out.stdout
     );
-    assert!(
-        out.stdout
-            .contains("upstream-failed join-part:risk.checkout.v1#m_risk_merchant_profile_v1"),
-        "{}",
-        out.stdout
+    assert_contains(
+        &out.stdout,
+        "upstream-failed join-part:risk.checkout.v1#m_risk_merchant_profile_v1",
     );
     // Independent work went on.
     assert!(
@@ -645,11 +624,7 @@ fn a_failure_leaves_independent_work_done_and_marks_dependents_upstream_failed()
             .contains(&"backfill-final risk.returns_join.v1 2025-01-03..2025-01-10".to_string())
     );
     let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.merchants.v1"]);
-    assert!(
-        plan.stdout.contains("stale: previous-run-failed (run 1)"),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "stale: previous-run-failed (run 1)");
 
     // The next run picks up exactly what did not finish.
     p.clear_calls();
@@ -683,8 +658,8 @@ fn retries_back_off_and_succeed_or_give_up() {
     let out = one_target(&p, &["--retries", "2", "--backoff", "0s"], &flaky);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(p.calls().len(), 3);
-    assert!(out.stdout.contains("after 3 attempts"), "{}", out.stdout);
-    assert!(out.stderr.contains("retry 1/2"), "{}", out.stderr);
+    assert_contains(&out.stdout, "after 3 attempts");
+    assert_contains(&out.stderr, "retry 1/2");
 
     let p = Pipeline::new("[retry]\nretries = 1\nbackoff = \"0s\"\n");
     let counter = p.s.repo.join("counter").display().to_string();
@@ -807,7 +782,7 @@ fn a_second_concurrent_run_is_refused_naming_the_holder() {
         "{}",
         second.stderr
     );
-    assert!(second.stderr.contains("--wait-lock"), "{}", second.stderr);
+    assert_contains(&second.stderr, "--wait-lock");
     let adopt = p.run(&["adopt", "--until", UNTIL]);
     assert_eq!(adopt.code, 2, "{}", adopt.stderr);
     first.kill().unwrap();
@@ -846,11 +821,7 @@ fn blocked_targets_are_reported_or_waited_for() {
     with_wait.extend(["--wait", "1s", "--poll", "1s"]);
     let out = p.run(&with_wait);
     assert_eq!(out.code, 3, "{}", out.stdout);
-    assert!(
-        out.stdout.contains("missing raw.purchases ds=2025-01-10"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "missing raw.purchases ds=2025-01-10");
 
     p.clear_calls();
     let mut with_wait: Vec<&str> = args.to_vec();
@@ -860,11 +831,7 @@ fn blocked_targets_are_reported_or_waited_for() {
     p.s.write_partition("raw.purchases", UNTIL, "landed late");
     let out = finish(child);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("input landed: raw.purchases"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "input landed: raw.purchases");
     assert_eq!(
         p.call_summary(),
         ["backfill risk.purchases.v1 2025-01-10..2025-01-10"]
@@ -881,7 +848,7 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     // Everything with a table output is adopted; KV uploads, the streaming
     // deploy and metadata uploads cannot be seen in the warehouse.
-    assert!(out.stdout.contains("ok: 120 adopted"), "{}", out.stdout);
+    assert_contains(&out.stdout, "ok: 120 adopted");
     assert!(
         out.stdout.contains("not run upload-to-kv:risk.purchases.v1@2025-01-10 (1 partition(s)): its result cannot be seen in the warehouse"),
         "{}",
@@ -908,11 +875,7 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
     std::fs::remove_dir_all(p.s.partition_dir("risk_db.risk_merchants_v1", "2025-01-09")).unwrap();
     let out = p.run(&["adopt", "--until", UNTIL]);
-    assert!(
-        out.stdout.contains("1 not in the warehouse"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "1 not in the warehouse");
     p.clear_calls();
     p.build(&[], 0);
     let batch: Vec<String> = p
@@ -959,12 +922,7 @@ fn invalidate_forces_a_restatement_that_the_plan_shows() {
         out.stdout
     );
     let plan = p.run(&["plan", "--until", UNTIL, "--select", "risk.returns.v1"]);
-    assert!(
-        plan.stdout
-            .contains("2025-01-08..2025-01-10 (3)  stale: forced"),
-        "{}",
-        plan.stdout
-    );
+    assert_contains(&plan.stdout, "2025-01-08..2025-01-10 (3)  stale: forced");
     let out = p.run(&["invalidate", "nothing.matches"]);
     assert_eq!(out.code, 2);
 }
@@ -1039,16 +997,12 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
     }
     let out = finish(child);
     assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("interrupted: no new jobs"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "interrupted: no new jobs");
     // The two running jobs finished and were recorded; nothing else started.
     assert_eq!(p.calls().len(), 2);
     let built = out.stdout.lines().filter(|l| l.starts_with("ran ")).count();
     assert_eq!(built, 2, "{}", out.stdout);
-    assert!(out.stdout.contains("not run"), "{}", out.stdout);
+    assert_contains(&out.stdout, "not run");
 
     // A second interrupt kills what runs.
     let child = p.spawn(
@@ -1067,11 +1021,7 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
     let out = finish(child);
     assert!(start.elapsed() < Duration::from_secs(20));
     assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("killed by the second interrupt"),
-        "{}",
-        out.stdout
-    );
+    assert_contains(&out.stdout, "killed by the second interrupt");
     assert!(!out.stdout.contains("FAILED"), "{}", out.stdout);
 }
 
