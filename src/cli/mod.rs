@@ -67,6 +67,36 @@ pub enum Command {
     Invalidate(run::InvalidateArgs),
 }
 
+/// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
+#[derive(Args, Debug)]
+pub struct Targets {
+    /// Partitions up to this day [default: yesterday, UTC].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub until: Option<Day>,
+    /// No partition before this day.
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub from: Option<Day>,
+    /// Only configs whose name matches this glob, e.g. 'sample_team.*' (their upstream is still planned).
+    #[arg(long, value_name = "GLOB")]
+    pub select: Option<String>,
+    /// Only targets of this step.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub step: Option<crate::graph::Step>,
+}
+
+impl Targets {
+    /// `--until`, or yesterday; refused when `--from` is after it.
+    pub fn until(&self) -> Result<Day, Error> {
+        let until = self.until.unwrap_or_else(default_until);
+        match self.from.filter(|from| *from > until) {
+            Some(from) => Err(Error::Usage(format!(
+                "--from {from} is after --until {until}"
+            ))),
+            None => Ok(until),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,

@@ -2,27 +2,15 @@
 
 use clap::Args;
 
-use super::{Format, Global, Workspace, default_until, parse_day, print_json};
+use super::{Format, Global, Targets, Workspace, print_json};
 use crate::error::{Error, exit};
-use crate::graph::Step;
-use crate::partition::Day;
 use crate::plan::{self, Context, PlanOptions, StatusKind, render};
 use crate::probe;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Plan partitions up to this day [default: yesterday, UTC].
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
-    pub until: Option<Day>,
-    /// No partition before this day.
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
-    pub from: Option<Day>,
-    /// Only configs whose name matches this glob, e.g. 'sample_team.*' (their upstream is still planned).
-    #[arg(long, value_name = "GLOB")]
-    pub select: Option<String>,
-    /// Only targets of this step.
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub step: Option<Step>,
+    #[command(flatten)]
+    pub targets: Targets,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -35,14 +23,9 @@ pub struct PlanArgs {
 }
 
 pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
-    let until = args.until.unwrap_or_else(default_until);
-    if let Some(from) = args.from.filter(|from| *from > until) {
-        return Err(Error::Usage(format!(
-            "--from {from} is after --until {until}"
-        )));
-    }
+    let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
-    let selected = ws.select(args.select.as_deref())?;
+    let selected = ws.select(args.targets.select.as_deref())?;
     let store = ws.open_state_read()?;
     let probe = probe::from_settings(&ws.settings, &ws.repo.root);
     let ctx = Context {
@@ -56,19 +39,19 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
         &ctx,
         &PlanOptions {
             until,
-            from: args.from,
+            from: args.targets.from,
             selected,
         },
     )?;
     let filter = render::Filter {
-        step: args.step,
+        step: args.targets.step,
         show_fresh: args.show_fresh || args.format == Format::Json,
     };
     match args.format {
         Format::Text => print!("{}", render::to_text(&plan, &ws.graph, &filter)),
         Format::Json => print_json(&render::to_json(&plan, &ws.graph, &filter)),
     }
-    let totals = render::totals(&plan, &ws.graph, args.step);
+    let totals = render::totals(&plan, &ws.graph, args.targets.step);
     let not_fresh: usize = totals
         .iter()
         .filter(|(k, _)| **k != StatusKind::Fresh.name())

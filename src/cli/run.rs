@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Format, Global, Workspace, default_until, parse_day, print_json};
+use super::{Format, Global, Targets, Workspace, default_until, parse_day, print_json};
 use crate::error::{Error, exit};
 use crate::graph::Step;
 use crate::partition::Day;
@@ -15,21 +15,12 @@ use crate::run::{self, Action, ProgressMode, RunOptions, Runner, lock};
 use crate::settings::duration;
 use crate::store::StateStore;
 
-/// What to build: shared by `run` and `adopt`.
+/// What to build, and how to report: shared by `run` and `adopt`. Targets
+/// the selection needs upstream are built too.
 #[derive(Args, Debug)]
 pub struct Scope {
-    /// Build partitions up to this day [default: yesterday, UTC].
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
-    pub until: Option<Day>,
-    /// No partition before this day.
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
-    pub from: Option<Day>,
-    /// Only configs whose name matches this glob (and what they need upstream).
-    #[arg(long, value_name = "GLOB")]
-    pub select: Option<String>,
-    /// Only targets of this step (and what they need upstream).
-    #[arg(long, value_enum, value_name = "KIND")]
-    pub step: Option<Step>,
+    #[command(flatten)]
+    pub targets: Targets,
     /// Wait for the state's lock instead of failing when another run holds it.
     #[arg(long)]
     pub wait_lock: bool,
@@ -139,15 +130,10 @@ fn execute(
     action: Action,
     options: impl FnOnce(&Workspace) -> Result<RunOptions, Error>,
 ) -> Result<i32, Error> {
-    let until = scope.until.unwrap_or_else(default_until);
-    if let Some(from) = scope.from.filter(|from| *from > until) {
-        return Err(Error::Usage(format!(
-            "--from {from} is after --until {until}"
-        )));
-    }
+    let until = scope.targets.until()?;
     let ws = Workspace::load(global)?;
-    let mut selected = ws.select(scope.select.as_deref())?;
-    if let Some(step) = scope.step {
+    let mut selected = ws.select(scope.targets.select.as_deref())?;
+    if let Some(step) = scope.targets.step {
         for (s, node) in selected.iter_mut().zip(&ws.graph.nodes) {
             *s &= node.step == step;
         }
@@ -176,7 +162,7 @@ fn execute(
         },
         &PlanOptions {
             until,
-            from: scope.from,
+            from: scope.targets.from,
             selected,
         },
     )?;
