@@ -83,6 +83,7 @@ pub struct InvalidateArgs {
 }
 
 pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
+    let started = std::time::Instant::now();
     let action = if args.dry_run {
         Action::DryRun
     } else {
@@ -104,11 +105,13 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
             poll: args.poll.max(Duration::from_millis(100)),
             progress: args.progress,
             args: std::env::args().collect(),
+            started,
         })
     })
 }
 
 pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<i32, Error> {
+    let started = std::time::Instant::now();
     execute(global, &args.scope, Action::Adopt, |_| {
         Ok(RunOptions {
             action: Action::Adopt,
@@ -120,6 +123,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<i32, Error> {
             poll: Duration::from_secs(1),
             progress: ProgressMode::Quiet,
             args: std::env::args().collect(),
+            started,
         })
     })
 }

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// The command line, for the run history.
     pub args: Vec<String>,
+    /// When the command started: wall time includes loading and planning.
+    pub started: Instant,
 }
 
 /// Everything a run reads and writes.
@@ -309,7 +311,7 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     /// Runs to the end and says what happened.
     pub fn run(mut self) -> Result<Summary, Error> {
-        let started = Instant::now();
+        let started = self.opts.started;
         if self.opts.action == Action::Run
             && let Some(store) = self.ctx.store.as_deref_mut()
         {
