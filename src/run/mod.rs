@@ -39,13 +39,14 @@ use crate::partition::{Day, DayRange};
 use crate::plan::{self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan};
 use crate::probe::Probe;
 use crate::settings::{JoinMode, Settings};
-use crate::store::{Attempt, NodeKey, Recorded, StateStore, day_column};
+use crate::store::{Attempt, Recorded, StateStore, day_column};
 
 pub use progress::ProgressMode;
 pub use summary::{Outcome, Summary};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
+    #[default]
     Run,
     /// Print the commands in order; run and write nothing.
     DryRun,
@@ -249,11 +250,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             .map(|n| n.id)
             .collect();
         for id in ids {
-            let held: Vec<usize> = (0..self.plan.nodes[id].targets.len())
-                .filter(|&i| {
-                    self.phases[id][i] == Phase::Idle && is_ready(&self.plan.nodes[id].targets[i])
-                })
-                .collect();
+            let held = self.held(id);
             self.enqueue(id, held);
         }
     }
@@ -323,9 +320,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             if !self.plan.planned[id] {
                 continue;
             }
-            let ready: Vec<usize> = (0..self.plan.nodes[id].targets.len())
-                .filter(|&i| is_ready(&self.plan.nodes[id].targets[i]))
-                .collect();
+            let ready = self.held(id);
             self.enqueue(id, ready);
         }
         let result = match self.opts.action {
@@ -473,6 +468,16 @@ impl<'c, 'a> Runner<'c, 'a> {
             })
     }
 
+    /// A node's targets that could run but are not queued: at the start,
+    /// or held behind an ordering edge or a whole join's backfill.
+    fn held(&self, id: NodeId) -> Vec<usize> {
+        (0..self.plan.nodes[id].targets.len())
+            .filter(|&i| {
+                self.phases[id][i] == Phase::Idle && is_ready(&self.plan.nodes[id].targets[i])
+            })
+            .collect()
+    }
+
     /// After work on a node ended: queue what was held behind it.
     fn release_ordering(&mut self, from: NodeId) {
         for dep in self.ctx.graph.dependents[from].clone() {
@@ -483,11 +488,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             if !ordered || !self.plan.planned[dep] {
                 continue;
             }
-            let held: Vec<usize> = (0..self.plan.nodes[dep].targets.len())
-                .filter(|&i| {
-                    self.phases[dep][i] == Phase::Idle && is_ready(&self.plan.nodes[dep].targets[i])
-                })
-                .collect();
+            let held = self.held(dep);
             self.enqueue(dep, held);
         }
     }
@@ -1308,8 +1309,4 @@ fn safe_name(name: &str) -> String {
     } else {
         format!("{clean}-{}", &Hash::of(name.as_bytes()).hex()[..8])
     }
-}
-
-pub fn node_key_of(graph: &Graph, id: NodeId) -> NodeKey {
-    plan::node_key(&graph.nodes[id])
 }

@@ -95,7 +95,7 @@ impl PlannedCommand {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Summary {
     #[serde(skip)]
     pub action: Action,
@@ -118,27 +118,6 @@ pub struct Summary {
     pub commands: Vec<PlannedCommand>,
     #[serde(skip)]
     pub attempts: Vec<AttemptReport>,
-}
-
-impl Default for Summary {
-    fn default() -> Self {
-        Summary {
-            action: Action::Run,
-            run_id: 0,
-            outcome: "",
-            built: 0,
-            fresh: 0,
-            cutoff: 0,
-            not_adopted: 0,
-            interrupted: false,
-            wall: Duration::ZERO,
-            ran: Vec::new(),
-            failed: Vec::new(),
-            left: Vec::new(),
-            commands: Vec::new(),
-            attempts: Vec::new(),
-        }
-    }
 }
 
 /// The overall result, which decides the exit code.
