@@ -32,6 +32,9 @@ pub enum Error {
     Io(String),
     #[error("{0}")]
     Locked(String),
+    /// An error in one of several inputs, e.g. the head side of a diff.
+    #[error("{what}: {source}")]
+    Within { what: String, source: Box<Error> },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -203,7 +203,7 @@ fn canonical_number(n: &Number) -> Number {
 // ---------------------------------------------------------------------------
 // Field classification
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FieldClass {
     /// Changes the data every batch step writes.
@@ -214,6 +214,17 @@ pub enum FieldClass {
     ServingOnly,
     /// Metadata, schedules, execution settings.
     NonSemantic,
+}
+
+impl FieldClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldClass::Semantic => "semantic",
+            FieldClass::Cutoff => "cutoff",
+            FieldClass::ServingOnly => "serving-only",
+            FieldClass::NonSemantic => "non-semantic",
+        }
+    }
 }
 
 pub struct FieldRule {

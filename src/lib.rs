@@ -21,6 +21,7 @@
 //! - `probe`: warehouse probes (hive-dir, command);
 //! - `store`: the SQLite state;
 //! - `plan`: statuses, stale reasons, the planner and its output;
+//! - `diff`: what a config change invalidates, for CI;
 //! - `run`: the runner, its locks, progress and summary;
 //! - `exec`: the zipline executor's argv and environment;
 //! - `settings`: `chronon-build.toml`;
@@ -34,6 +35,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod exec;
 pub mod graph;

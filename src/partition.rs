@@ -174,6 +174,19 @@ impl DayRange {
     pub fn days(&self) -> impl Iterator<Item = Day> + use<> {
         (self.from.0..=self.to.0).map(Day)
     }
+
+    /// Sorted days as the fewest ranges: `1, 2, 3, 7` is `1..3, 7`.
+    pub fn runs(days: impl IntoIterator<Item = Day>) -> Vec<DayRange> {
+        let mut out: Vec<DayRange> = Vec::new();
+        for day in days {
+            match out.last_mut() {
+                Some(last) if last.to.plus(1) == day => last.to = day,
+                Some(last) if last.contains(day) => {}
+                _ => out.push(DayRange::new(day, day)),
+            }
+        }
+        out
+    }
 }
 
 impl fmt::Display for DayRange {
@@ -231,6 +244,20 @@ mod tests {
         ] {
             assert_eq!(Day::parse(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn sorted_days_become_the_fewest_ranges() {
+        let days = [1, 2, 3, 3, 7, 9, 10].map(Day);
+        assert_eq!(
+            DayRange::runs(days),
+            vec![
+                DayRange::new(Day(1), Day(3)),
+                DayRange::new(Day(7), Day(7)),
+                DayRange::new(Day(9), Day(10))
+            ]
+        );
+        assert!(DayRange::runs([]).is_empty());
     }
 
     #[test]

@@ -171,6 +171,10 @@ pub fn day_column(day: Option<Day>) -> i64 {
     day.map_or(NO_PARTITION, |d| i64::from(d.0))
 }
 
+pub fn day_from_column(day: i64) -> Option<Day> {
+    (day != NO_PARTITION).then(|| Day(day as i32))
+}
+
 pub struct StateStore {
     conn: Connection,
     path: PathBuf,
@@ -373,6 +377,77 @@ impl StateStore {
             .into_iter()
             .filter_map(|(id, state)| Some((ids.get(&id)?.clone(), state)))
             .collect())
+    }
+
+    /// Every built target's partition, per node: what `diff --state` counts.
+    pub fn built_days(&self) -> Result<HashMap<NodeKey, Vec<Option<Day>>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT n.step, n.config, n.part, t.day FROM targets t JOIN nodes n ON n.id = t.node
+                 ORDER BY n.id, t.day",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: HashMap<NodeKey, Vec<Option<Day>>> = HashMap::new();
+        for row in rows {
+            let (step, config, part, day) = row.map_err(|e| self.err(e))?;
+            if let Some(step) = Step::parse(&step) {
+                out.entry(NodeKey { step, config, part })
+                    .or_default()
+                    .push(day_from_column(day));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Successful attempts: per node, the partitions each covered and how
+    /// long it took. Cost estimates are medians of these.
+    pub fn job_durations(&self) -> Result<Vec<(NodeKey, u32, std::time::Duration)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT n.step, n.config, n.part, a.day_from, a.day_to, a.duration_ms
+                 FROM attempts a JOIN nodes n ON n.id = a.node
+                 WHERE a.exit_code = 0 AND a.duration_ms IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (step, config, part, from, to, ms) = row.map_err(|e| self.err(e))?;
+            let Some(step) = Step::parse(&step) else {
+                continue;
+            };
+            let partitions = if from == NO_PARTITION {
+                1
+            } else {
+                (to - from + 1).clamp(1, i64::from(u32::MAX)) as u32
+            };
+            let duration = std::time::Duration::from_millis(ms.max(0) as u64);
+            out.push((NodeKey { step, config, part }, partitions, duration));
+        }
+        Ok(out)
     }
 
     pub fn slice_json(&self, hash: &Hash) -> Result<Option<String>, StoreError> {

@@ -1,6 +1,7 @@
 //! Command-line parsing in two stages: clap structs, then validated options
 //! in each subcommand's module. Command functions stay thin.
 
+mod diff;
 mod explain;
 mod graph;
 mod plan;
@@ -27,7 +28,7 @@ use crate::store::StateStore;
                   config's semantic content and the fingerprints of its inputs. A SQLite state remembers what was built; \
                   `plan` shows what is stale and why.",
     after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs, \
-                  4 stale (with --exit-code)."
+                  4 stale or invalidated (plan and diff with --exit-code)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -65,6 +66,8 @@ pub enum Command {
     Adopt(run::AdoptArgs),
     /// Force targets stale until they are next built (a restatement).
     Invalidate(run::InvalidateArgs),
+    /// Say what a config change invalidates and what it will cost (for CI on pull requests).
+    Diff(diff::DiffArgs),
 }
 
 /// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
@@ -129,6 +132,7 @@ where
         Command::Run(args) => run::run(&cli.global, args),
         Command::Adopt(args) => run::adopt(&cli.global, args),
         Command::Invalidate(args) => run::invalidate(&cli.global, args),
+        Command::Diff(args) => diff::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
