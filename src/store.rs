@@ -172,7 +172,7 @@ pub fn day_column(day: Option<Day>) -> i64 {
 }
 
 pub fn day_from_column(day: i64) -> Option<Day> {
-    (day != NO_PARTITION).then(|| Day(day as i32))
+    (day != NO_PARTITION).then_some(Day(day as i32))
 }
 
 pub struct StateStore {

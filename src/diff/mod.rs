@@ -56,8 +56,9 @@ pub struct Options {
 #[derive(Default)]
 pub struct History {
     built: HashMap<NodeKey, Vec<Option<Day>>>,
-    /// Median seconds per partition of successful attempts, per step and config.
-    per_config: HashMap<(Step, String), f64>,
+    /// Median seconds per partition of successful attempts, per node: step,
+    /// config and join part.
+    per_node: HashMap<NodeKey, f64>,
     /// The same, per step across configs: the estimate for a config with no
     /// history yet.
     per_step: HashMap<Step, f64>,
@@ -65,29 +66,36 @@ pub struct History {
 
 impl History {
     pub fn from_store(store: &StateStore) -> Result<History, crate::error::StoreError> {
-        let mut by_config: HashMap<(Step, String), Vec<f64>> = HashMap::new();
+        let mut by_node: HashMap<NodeKey, Vec<f64>> = HashMap::new();
         let mut by_step: HashMap<Step, Vec<f64>> = HashMap::new();
         for (node, partitions, duration) in store.job_durations()? {
             let each = duration.as_secs_f64() / f64::from(partitions);
-            by_config
-                .entry((node.step, node.config))
-                .or_default()
-                .push(each);
             by_step.entry(node.step).or_default().push(each);
+            by_node.entry(node).or_default().push(each);
         }
         Ok(History {
             built: store.built_days()?,
-            per_config: by_config.into_iter().map(|(k, v)| (k, median(v))).collect(),
+            per_node: by_node.into_iter().map(|(k, v)| (k, median(v))).collect(),
             per_step: by_step.into_iter().map(|(k, v)| (k, median(v))).collect(),
         })
     }
 
-    fn estimate(&self, step: Step, configs: &[&str], partitions: usize) -> Option<Estimate> {
-        let (each, basis) = configs
+    /// `partitions` of a node at the median pace of its own history (under
+    /// any of `names`: a renamed config keeps its old name's), else of its
+    /// step's.
+    fn estimate(&self, node: &Node, names: &[&str], partitions: usize) -> Option<Estimate> {
+        let (each, basis) = names
             .iter()
-            .find_map(|c| self.per_config.get(&(step, c.to_string())))
+            .find_map(|name| {
+                self.per_node
+                    .get(&NodeKey::new(node.step, name, node.part.as_deref()))
+            })
             .map(|each| (*each, Basis::Config))
-            .or_else(|| self.per_step.get(&step).map(|each| (*each, Basis::Step)))?;
+            .or_else(|| {
+                self.per_step
+                    .get(&node.step)
+                    .map(|each| (*each, Basis::Step))
+            })?;
         Some(Estimate {
             seconds: each * partitions as f64,
             per_partition_seconds: each,
@@ -199,7 +207,7 @@ impl Reason {
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
-    /// The median of this step and config.
+    /// The median of this step and config (and join part).
     Config,
     /// The median of this step across configs: this config has no history.
     Step,
@@ -320,7 +328,7 @@ pub fn compute(base: &Side, head: &Side, opts: &Options, history: Option<&Histor
         }
         let estimate = history
             .zip(partitions)
-            .and_then(|(h, n)| h.estimate(node.step, &names, n));
+            .and_then(|(h, n)| h.estimate(node, &names, n));
         targets.push(Invalidated {
             step: node.step,
             config: node.name.clone(),
@@ -336,7 +344,14 @@ pub fn compute(base: &Side, head: &Side, opts: &Options, history: Option<&Histor
     targets.sort_by(|a, b| (&a.config, a.step, &a.part).cmp(&(&b.config, b.step, &b.part)));
 
     let totals = totals(&configs, &targets, &serving, history.is_some());
-    let mut notes: Vec<String> = head.graph.notes.clone();
+    // Notes the head brings: what was already true on the base is not news.
+    let mut notes: Vec<String> = head
+        .graph
+        .notes
+        .iter()
+        .filter(|n| !base.graph.notes.contains(n))
+        .cloned()
+        .collect();
     if targets.iter().any(|t| {
         t.reasons
             .iter()
@@ -823,7 +838,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -184,27 +184,26 @@ pub fn to_text(report: &Report) -> String {
     }
     if !report.targets.is_empty() {
         let _ = writeln!(out, "\ninvalidated");
-        let rows: Vec<[String; 6]> = report
+        let rows: Vec<Vec<String>> = report
             .targets
             .iter()
             .map(|t| {
-                [
-                    t.step.to_string(),
-                    target_name(t),
-                    count(t),
-                    ranges(t),
-                    estimate(t),
-                    why(t),
-                ]
+                let mut row = vec![t.step.to_string(), target_name(t), count(t), ranges(t)];
+                if report.with_state {
+                    row.push(estimate(t));
+                }
+                row.push(why(t));
+                row
             })
             .collect();
-        let widths: Vec<usize> = (0..5)
+        let columns = rows.first().map_or(0, Vec::len);
+        let widths: Vec<usize> = (0..columns)
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         for row in rows {
             let mut line = String::from(" ");
-            for (i, cell) in row.iter().enumerate() {
-                let pad = widths.get(i).map_or(0, |w| w - cell.chars().count());
+            for (cell, width) in row.iter().zip(&widths) {
+                let pad = width - cell.chars().count();
                 let _ = write!(line, " {cell}{}", " ".repeat(pad));
             }
             let _ = writeln!(out, "{}", line.trim_end());
@@ -283,19 +282,21 @@ pub fn to_markdown(report: &Report) -> String {
                 .iter()
                 .filter_map(|t| t.estimate.map(|e| e.seconds))
                 .sum();
-            let time = if section.targets.iter().any(|t| t.estimate.is_some()) {
-                format!("≈ {}", job_time(seconds))
-            } else {
-                "–".into()
+            let time = match (
+                report.with_state,
+                section.targets.iter().any(|t| t.estimate.is_some()),
+            ) {
+                (false, _) => String::new(),
+                (true, true) => format!(" ≈ {} |", job_time(seconds)),
+                (true, false) => " – |".into(),
             };
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} |",
+                "| `{}` | {} | {} | {} |{time}",
                 cell(name),
                 cell(section.change.as_deref().unwrap_or("downstream")),
                 cell(&steps.join(", ")),
                 thousands(partitions),
-                time
             );
         }
         let _ = writeln!(out);

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod corpus;
+mod diff;
 mod keys;
 mod run;
 mod scenario;
