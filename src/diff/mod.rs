@@ -484,24 +484,36 @@ fn compare_configs<'a>(
 }
 
 /// Whether a changed field changes what a fetch returns. Sampling rates and
-/// the online flag itself do not.
-fn changes_served_values(field: &FieldDiff) -> bool {
+/// the online flag itself do not; nor, for a join, what only offline
+/// backfills read (the left side, bootstraps, labels).
+fn changes_served_values(kind: ConfigKind, field: &FieldDiff) -> bool {
     let last = field.path.rsplit('.').next().unwrap_or_default();
-    match field.class {
+    let top = field.path.split(['.', '[']).next().unwrap_or_default();
+    let served = match field.class {
         FieldClass::Semantic | FieldClass::Cutoff => true,
         FieldClass::ServingOnly => !matches!(
             last,
             "online" | "samplePercent" | "consistencySamplePercent"
         ),
         FieldClass::NonSemantic => false,
-    }
+    };
+    served
+        && (kind != ConfigKind::Join
+            || matches!(top, "joinParts" | "derivations" | "onlineExternalParts"))
 }
 
 fn serving_changes(changes: &ConfigChanges, base: &Repo, head: &Repo) -> Vec<ServingChange> {
     let online = |repo: &Repo, name: &str| repo.find(name).is_some_and(|c| c.meta().online);
     let mut out = Vec::new();
     for modified in &changes.modified {
-        if online(head, &modified.name) && modified.fields.iter().any(changes_served_values) {
+        let Some(config) = head.find(&modified.name).filter(|c| c.meta().online) else {
+            continue;
+        };
+        if modified
+            .fields
+            .iter()
+            .any(|f| changes_served_values(config.kind, f))
+        {
             out.push(ServingChange {
                 kind: modified.kind,
                 name: modified.name.clone(),

@@ -264,9 +264,14 @@ pub fn to_markdown(report: &Report) -> String {
     if !sections.is_empty() {
         let _ = writeln!(
             out,
-            "| config | change | steps invalidated | partitions | est. job time |"
+            "| config | change | steps invalidated | partitions |{}\n|---|---|---|---|{}",
+            if report.with_state {
+                " est. job time |"
+            } else {
+                ""
+            },
+            if report.with_state { "---|" } else { "" }
         );
-        let _ = writeln!(out, "|---|---|---|---|---|");
         for (name, section) in &sections {
             let mut steps: Vec<String> =
                 section.targets.iter().map(|t| t.step.to_string()).collect();

@@ -210,6 +210,44 @@ fn a_window_change_reaches_both_joins_that_embed_the_group_by_and_nothing_else()
     );
     assert_eq!(report["totals"]["partitions"], 8 * 11 + 2);
 
+    // Markdown for a pull-request comment: a table, then a detail per config.
+    let out = diff(
+        &s,
+        &[
+            "--base",
+            "main",
+            "--until",
+            "2025-01-31",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let md = &out.stdout;
+    assert_contains(md, "**3 configs changed: 171 partitions to recompute");
+    assert_contains(
+        md,
+        "| config | change | steps invalidated | partitions |\n|---|---|---|---|\n",
+    );
+    assert_contains(
+        md,
+        "| `risk.purchases.v1` | modified group-by (semantic) | group-by-backfill, group-by-upload, upload-to-kv, group-by-streaming | 29 |",
+    );
+    assert_contains(
+        md,
+        "| `risk.checkout_chain.v1` | downstream | group-by-backfill | 26 |",
+    );
+    assert_contains(
+        md,
+        "<details><summary><code>risk.returns_join.v1</code>: modified join (semantic)</summary>",
+    );
+    assert_contains(
+        md,
+        "| `joinParts[0].groupBy.aggregations[0].windows[0].length` | semantic | `3` | `7` |",
+    );
+    assert_eq!(md.matches("<details>").count(), 4);
+    assert_eq!(md.matches("</details>").count(), 4);
+
     // The same change committed: two revisions, no working tree involved.
     commit_all(&s.repo, "wider window");
     let again = diff_json(
@@ -498,6 +536,27 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
     assert_eq!(report["totals"]["uncounted"], 0);
     // 6 + 5 + 2 joins x (8 part + 8 final) + 2 x 10 consistency + 1 upload + 1 KV.
     assert_eq!(report["totals"]["partitions"], 65);
+    let out = diff(
+        &p.s,
+        &[
+            "--state",
+            &state_arg,
+            "--base",
+            "main",
+            "--until",
+            "2025-01-10",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_contains(
+        &out.stdout,
+        "| `risk.purchases.v1` | modified group-by (semantic) | group-by-backfill, group-by-upload, upload-to-kv, group-by-streaming | 8 | ≈ 6 min |",
+    );
+    assert_contains(
+        &out.stdout,
+        "| group-by-backfill | `risk.purchases.v1` | 6 | 2025-01-05..2025-01-10 | ≈ 6 min | config changed |",
+    );
     assert_eq!(
         report["headline"],
         "3 configs changed: 65 partitions to recompute (≈ 19 min of job time, 7 with no history), \
@@ -679,5 +738,36 @@ fn folders_compare_the_corpus_with_a_copy_that_has_one_window_edited() {
         recompile
             .iter()
             .all(|n| n.contains("event_sample_group_by.v1"))
+    );
+}
+
+#[test]
+fn an_online_join_whose_left_side_changes_still_serves_the_same_values() {
+    let s = repository();
+    // The left side is what a backfill joins features onto: it changes the
+    // training data, not what a fetch returns.
+    s.edit(CHECKOUT, |j| {
+        j["left"]["events"]["query"]["wheres"] = serde_json::json!(["merchant_id IS NOT NULL"])
+    });
+    let out = diff(
+        &s,
+        &[
+            "--base",
+            "main",
+            "--until",
+            "2025-01-31",
+            "--deny",
+            "in-place-online-change",
+            "--exit-code",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["serving"], Value::Array(vec![]));
+    assert_eq!(
+        target(&report, "join-left:risk.checkout.v1")["reasons"],
+        serde_json::json!([{"kind": "config-changed"}])
     );
 }
