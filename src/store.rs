@@ -290,9 +290,9 @@ impl StateStore {
         Ok(())
     }
 
-    /// Every node's recorded targets, failures and forced partitions.
-    pub fn load(&self) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
-        let mut ids: HashMap<i64, NodeKey> = HashMap::new();
+    /// Node ids to keys. A step this binary does not know (from a newer
+    /// version) is left out, and so are its rows in other tables.
+    fn node_keys(&self) -> Result<HashMap<i64, NodeKey>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, step, config, part FROM nodes")
@@ -307,13 +307,19 @@ impl StateStore {
                 ))
             })
             .map_err(|e| self.err(e))?;
+        let mut ids = HashMap::new();
         for row in rows {
             let (id, step, config, part) = row.map_err(|e| self.err(e))?;
-            // A step this binary does not know (from a newer version) is skipped.
             if let Some(step) = Step::parse(&step) {
                 ids.insert(id, NodeKey { step, config, part });
             }
         }
+        Ok(ids)
+    }
+
+    /// Every node's recorded targets, failures and forced partitions.
+    pub fn load(&self) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
+        let ids = self.node_keys()?;
 
         let mut by_id: HashMap<i64, NodeState> = HashMap::new();
         let mut stmt = self
@@ -381,28 +387,19 @@ impl StateStore {
 
     /// Every built target's partition, per node: what `diff --state` counts.
     pub fn built_days(&self) -> Result<HashMap<NodeKey, Vec<Option<Day>>>, StoreError> {
+        let ids = self.node_keys()?;
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT n.step, n.config, n.part, t.day FROM targets t JOIN nodes n ON n.id = t.node
-                 ORDER BY n.id, t.day",
-            )
+            .prepare("SELECT node, day FROM targets ORDER BY node, day")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            })
+            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
             .map_err(|e| self.err(e))?;
         let mut out: HashMap<NodeKey, Vec<Option<Day>>> = HashMap::new();
         for row in rows {
-            let (step, config, part, day) = row.map_err(|e| self.err(e))?;
-            if let Some(step) = Step::parse(&step) {
-                out.entry(NodeKey { step, config, part })
+            let (node, day) = row.map_err(|e| self.err(e))?;
+            if let Some(key) = ids.get(&node) {
+                out.entry(key.clone())
                     .or_default()
                     .push(day_from_column(day));
             }
@@ -413,30 +410,28 @@ impl StateStore {
     /// Successful attempts: per node, the partitions each covered and how
     /// long it took. Cost estimates are medians of these.
     pub fn job_durations(&self) -> Result<Vec<(NodeKey, u32, std::time::Duration)>, StoreError> {
+        let ids = self.node_keys()?;
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT n.step, n.config, n.part, a.day_from, a.day_to, a.duration_ms
-                 FROM attempts a JOIN nodes n ON n.id = a.node
-                 WHERE a.exit_code = 0 AND a.duration_ms IS NOT NULL",
+                "SELECT node, day_from, day_to, duration_ms FROM attempts
+                 WHERE exit_code = 0 AND duration_ms IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
                     row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, i64>(5)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (step, config, part, from, to, ms) = row.map_err(|e| self.err(e))?;
-            let Some(step) = Step::parse(&step) else {
+            let (node, from, to, ms) = row.map_err(|e| self.err(e))?;
+            let Some(key) = ids.get(&node) else {
                 continue;
             };
             let partitions = if from == NO_PARTITION {
@@ -445,7 +440,7 @@ impl StateStore {
                 (to - from + 1).clamp(1, i64::from(u32::MAX)) as u32
             };
             let duration = std::time::Duration::from_millis(ms.max(0) as u64);
-            out.push((NodeKey { step, config, part }, partitions, duration));
+            out.push((key.clone(), partitions, duration));
         }
         Ok(out)
     }

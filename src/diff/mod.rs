@@ -236,13 +236,6 @@ pub struct Invalidated {
     pub estimate: Option<Estimate>,
 }
 
-impl Invalidated {
-    /// Partitions, or 1 for an unpartitioned target; 0 when unknown.
-    fn targets(&self) -> usize {
-        self.partitions.unwrap_or(0)
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub struct ServingChange {
     pub kind: &'static str,
@@ -828,7 +821,7 @@ fn totals(
         }
         match target.estimate {
             Some(estimate) => seconds += estimate.seconds,
-            None if with_state && target.targets() > 0 => totals.unestimated += 1,
+            None if with_state && target.partitions.is_some() => totals.unestimated += 1,
             None => {}
         }
     }

@@ -56,6 +56,13 @@ fn set_purchases_window(s: &Scenario, days: u64) {
     }
 }
 
+/// `--base main --until 2025-01-31`, then `more`.
+fn against_main<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--base", "main", "--until", "2025-01-31"];
+    args.extend(more);
+    args
+}
+
 fn diff(s: &Scenario, args: &[&str]) -> Output {
     let mut all = vec!["diff"];
     all.extend(args);
@@ -110,7 +117,7 @@ fn a_description_only_change_invalidates_nothing_and_is_non_semantic() {
     s.edit(PURCHASES, |gb| {
         gb["metaData"]["description"] = "purchase totals per user, in dollars".into()
     });
-    let report = diff_json(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let report = diff_json(&s, &against_main(&[]));
     assert_eq!(report["targets"], Value::Array(vec![]));
     let modified = &report["configs"]["modified"][0];
     assert_eq!(modified["name"], "risk.purchases.v1");
@@ -126,10 +133,7 @@ fn a_description_only_change_invalidates_nothing_and_is_non_semantic() {
         "1 config changed: nothing to recompute (non-semantic changes only)"
     );
 
-    let out = diff(
-        &s,
-        &["--base", "main", "--until", "2025-01-31", "--exit-code"],
-    );
+    let out = diff(&s, &against_main(&["--exit-code"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_contains(
         &out.stdout,
@@ -142,7 +146,7 @@ fn a_description_only_change_invalidates_nothing_and_is_non_semantic() {
 fn a_window_change_reaches_both_joins_that_embed_the_group_by_and_nothing_else() {
     let s = repository();
     set_purchases_window(&s, 7);
-    let report = diff_json(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let report = diff_json(&s, &against_main(&[]));
     // Starts: the group-by's backfill 2025-01-05, the joins' left 2025-01-03,
     // the chained group-by 2025-01-06; serving steps build --until only. The
     // consistency steps start at the log table's first partition, unknown
@@ -193,17 +197,7 @@ fn a_window_change_reaches_both_joins_that_embed_the_group_by_and_nothing_else()
     );
 
     // --from bounds every count, and gives the consistency steps a start.
-    let report = diff_json(
-        &s,
-        &[
-            "--base",
-            "main",
-            "--until",
-            "2025-01-31",
-            "--from",
-            "2025-01-21",
-        ],
-    );
+    let report = diff_json(&s, &against_main(&["--from", "2025-01-21"]));
     assert_eq!(
         target(&report, "build-comparison-table:risk.checkout.v1")["partitions"],
         11
@@ -211,17 +205,7 @@ fn a_window_change_reaches_both_joins_that_embed_the_group_by_and_nothing_else()
     assert_eq!(report["totals"]["partitions"], 8 * 11 + 2);
 
     // Markdown for a pull-request comment: a table, then a detail per config.
-    let out = diff(
-        &s,
-        &[
-            "--base",
-            "main",
-            "--until",
-            "2025-01-31",
-            "--format",
-            "markdown",
-        ],
-    );
+    let out = diff(&s, &against_main(&["--format", "markdown"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let md = &out.stdout;
     assert_contains(md, "**3 configs changed: 171 partitions to recompute");
@@ -275,17 +259,7 @@ fn a_staging_query_change_reaches_the_group_by_that_reads_its_table() {
             .replace("risk_tier,", "risk_tier, country,");
         sq["query"] = sql.into();
     });
-    let report = diff_json(
-        &s,
-        &[
-            "--base",
-            "main",
-            "--until",
-            "2025-01-31",
-            "--from",
-            "2025-01-21",
-        ],
-    );
+    let report = diff_json(&s, &against_main(&["--from", "2025-01-21"]));
     assert_eq!(
         invalidated(&report),
         [
@@ -317,7 +291,7 @@ fn a_moved_cutoff_invalidates_only_the_days_whose_inputs_change() {
     s.edit("compiled/group_bys/risk/risk.returns.v1", |gb| {
         gb["sources"][0]["events"]["query"]["startPartition"] = "2025-01-04".into()
     });
-    let report = diff_json(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let report = diff_json(&s, &against_main(&[]));
     assert_eq!(
         invalidated(&report),
         ["group-by-backfill:risk.returns.v1 27"]
@@ -337,7 +311,7 @@ fn a_moved_cutoff_invalidates_only_the_days_whose_inputs_change() {
         gb["sources"][0]["events"]["query"]["startPartition"] = "2025-01-02".into();
         gb["sources"][0]["events"]["query"]["endPartition"] = "2025-01-20".into();
     });
-    let report = diff_json(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let report = diff_json(&s, &against_main(&[]));
     let returns = target(&report, "group-by-backfill:risk.returns.v1");
     assert_eq!(
         returns["ranges"],
@@ -354,7 +328,7 @@ fn a_rename_is_reported_as_a_rename_and_its_targets_are_new() {
     s.edit("compiled/group_bys/risk/risk.refunds.v1", |gb| {
         gb["metaData"]["name"] = "risk.refunds.v1".into()
     });
-    let report = diff_json(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let report = diff_json(&s, &against_main(&[]));
     assert_eq!(
         report["configs"]["renamed"],
         serde_json::json!([{
@@ -375,7 +349,7 @@ fn a_rename_is_reported_as_a_rename_and_its_targets_are_new() {
         target(&report, "group-by-backfill:risk.refunds.v1")["reasons"],
         serde_json::json!([{"kind": "new"}])
     );
-    let out = diff(&s, &["--base", "main", "--until", "2025-01-31"]);
+    let out = diff(&s, &against_main(&[]));
     assert_contains(
         &out.stdout,
         "renamed   group-by risk.returns.v1 -> risk.refunds.v1",
@@ -567,12 +541,7 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
 #[test]
 fn policies_give_their_exit_codes() {
     let s = repository();
-    let base = ["--base", "main", "--until", "2025-01-31"];
-    let with = |more: &[&str]| {
-        let mut args = base.to_vec();
-        args.extend(more);
-        diff(&s, &args)
-    };
+    let with = |more: &[&str]| diff(&s, &against_main(more));
     // Nothing changed: 0 even with every policy on.
     let out = with(&[
         "--exit-code",
@@ -751,17 +720,13 @@ fn an_online_join_whose_left_side_changes_still_serves_the_same_values() {
     });
     let out = diff(
         &s,
-        &[
-            "--base",
-            "main",
-            "--until",
-            "2025-01-31",
+        &against_main(&[
             "--deny",
             "in-place-online-change",
             "--exit-code",
             "--format",
             "json",
-        ],
+        ]),
     );
     assert_eq!(out.code, 4, "{}", out.stderr);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
