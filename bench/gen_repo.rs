@@ -95,6 +95,10 @@ fn main() {
             &serde_json::to_string(&join).unwrap(),
         );
     }
+    write(
+        &repo.join("chronon-build.toml"),
+        "[warehouse]\nkind = \"hive-dir\"\n",
+    );
     let warehouse = repo.join("warehouse");
     for s in 0..a.sources {
         for d in first_source_day.0..=end.0 {

@@ -55,7 +55,7 @@ fn main() {
 
     let warehouse = ws
         .settings
-        .resolve(&ws.repo.root, &ws.settings.warehouse.root);
+        .resolve(&ws.repo.root, &ws.settings.warehouse.root());
     let mut outputs = 0;
     for node in &ws.graph.nodes {
         let Some(table) = node.output.as_ref().filter(|_| node.probed_output) else {

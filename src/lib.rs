@@ -18,7 +18,8 @@
 //! - `graph`: steps, nodes, inputs and lookback, order, DOT/JSON output;
 //! - `hash`: canonical JSON, the field classification table, slices, digests;
 //! - `partition`: days and day ranges;
-//! - `probe`: warehouse probes (hive-dir, command);
+//! - `probe`: warehouse probes (sqlite, hive-dir, command);
+//! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
 //! - `store`: the SQLite state;
 //! - `plan`: statuses, stale reasons, the planner and its output;
 //! - `diff`: what a config change invalidates, for CI;
@@ -46,5 +47,6 @@ pub mod probe;
 pub mod run;
 pub mod settings;
 pub mod store;
+pub mod warehouse;
 
 pub use cli::run;

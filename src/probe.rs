@@ -8,7 +8,9 @@
 //! - `command`: a user program given the table that prints
 //!   `partition<TAB>fingerprint` lines (GCS, BigQuery, a Hive metastore).
 //!
-//! The embedded SQLite warehouse probe comes with the local engine.
+//! - `sqlite` (the default): the embedded warehouse's partition catalog,
+//!   one query per table. A sub-partition reference finds its day present
+//!   when the day is: the warehouse keeps whole days.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,14 +41,49 @@ pub trait Probe: Sync {
 pub fn from_settings(settings: &Settings, repo_root: &Path) -> Box<dyn Probe> {
     let warehouse = &settings.warehouse;
     match warehouse.kind {
+        WarehouseKind::Sqlite => Box::new(SqliteProbe {
+            warehouse: crate::warehouse::Warehouse::new(
+                settings.resolve(repo_root, &warehouse.root()),
+                &warehouse.partition_column,
+            ),
+        }),
         WarehouseKind::HiveDir => Box::new(HiveDir {
-            root: settings.resolve(repo_root, &warehouse.root),
+            root: settings.resolve(repo_root, &warehouse.root()),
             partition_column: warehouse.partition_column.clone(),
             mode: warehouse.fingerprint,
         }),
         WarehouseKind::Command => Box::new(CommandProbe {
             argv: warehouse.command.clone(),
         }),
+    }
+}
+
+pub struct SqliteProbe {
+    pub warehouse: crate::warehouse::Warehouse,
+}
+
+impl Probe for SqliteProbe {
+    fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+        let listing = |message: String| ProbeError::Listing {
+            table: table.to_string(),
+            path: self.warehouse.root.display().to_string(),
+            message,
+        };
+        let name = crate::warehouse::TableName::parse(table).map_err(|e| listing(e.0))?;
+        let entries = self
+            .warehouse
+            .partitions(&name)
+            .map_err(|e| listing(e.0))?;
+        entries
+            .into_iter()
+            .map(|entry| {
+                let day = Day::parse(&entry.partition)
+                    .ok_or_else(|| listing(format!("catalog partition {:?} is not a date", entry.partition)))?;
+                let fingerprint = Hash::from_hex(&entry.fingerprint)
+                    .ok_or_else(|| listing(format!("catalog fingerprint of {} is not a hash", entry.partition)))?;
+                Ok((day, fingerprint))
+            })
+            .collect()
     }
 }
 

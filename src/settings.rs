@@ -235,8 +235,10 @@ fn default_state_path() -> PathBuf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarehouseKind {
-    /// `ROOT/<ns>.db/<table>/ds=YYYY-MM-DD/...`
+    /// The embedded warehouse: `ROOT/<ns>.sqlite`, with a partition catalog.
     #[default]
+    Sqlite,
+    /// `ROOT/<ns>.db/<table>/ds=YYYY-MM-DD/...`
     HiveDir,
     /// A user program that prints `partition<TAB>fingerprint` lines.
     Command,
@@ -257,9 +259,11 @@ pub enum FingerprintMode {
 pub struct WarehouseSettings {
     #[serde(default)]
     pub kind: WarehouseKind,
-    /// Hive-dir root; relative paths are relative to the repository root.
-    #[serde(default = "default_warehouse_root")]
-    pub root: PathBuf,
+    /// The warehouse folder; relative paths are relative to the repository
+    /// root. Default: `.chronon-build/warehouse` for `sqlite`, `warehouse`
+    /// for `hive-dir`.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
     #[serde(default)]
     pub fingerprint: FingerprintMode,
     #[serde(default = "default_partition_column")]
@@ -273,7 +277,7 @@ impl Default for WarehouseSettings {
     fn default() -> Self {
         WarehouseSettings {
             kind: WarehouseKind::default(),
-            root: default_warehouse_root(),
+            root: None,
             fingerprint: FingerprintMode::default(),
             partition_column: default_partition_column(),
             command: Vec::new(),
@@ -281,8 +285,15 @@ impl Default for WarehouseSettings {
     }
 }
 
-fn default_warehouse_root() -> PathBuf {
-    PathBuf::from("warehouse")
+impl WarehouseSettings {
+    /// The warehouse folder as configured, or the kind's default.
+    pub fn root(&self) -> PathBuf {
+        match (&self.root, self.kind) {
+            (Some(root), _) => root.clone(),
+            (None, WarehouseKind::HiveDir) => PathBuf::from("warehouse"),
+            (None, _) => PathBuf::from(".chronon-build/warehouse"),
+        }
+    }
 }
 
 fn default_partition_column() -> String {

@@ -7,6 +7,7 @@ mod graph;
 mod plan;
 mod run;
 mod validate;
+mod warehouse;
 
 use std::path::PathBuf;
 
@@ -45,7 +46,7 @@ pub struct Global {
     /// The state file [default: from chronon-build.toml, else <repo>/.chronon-build/state.db].
     #[arg(long, global = true, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// The hive-dir warehouse root [default: from chronon-build.toml, else <repo>/warehouse].
+    /// The warehouse folder [default: from chronon-build.toml, else <repo>/.chronon-build/warehouse (sqlite) or <repo>/warehouse (hive-dir)].
     #[arg(long, global = true, value_name = "DIR")]
     pub warehouse: Option<PathBuf>,
 }
@@ -68,6 +69,8 @@ pub enum Command {
     Invalidate(run::InvalidateArgs),
     /// Say what a config change invalidates and what it will cost (for CI on pull requests).
     Diff(diff::DiffArgs),
+    /// The embedded SQLite warehouse: import, ls, show, export.
+    Warehouse(warehouse::WarehouseArgs),
 }
 
 /// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
@@ -133,6 +136,7 @@ where
         Command::Adopt(args) => run::adopt(&cli.global, args),
         Command::Invalidate(args) => run::invalidate(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
+        Command::Warehouse(args) => warehouse::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
@@ -158,7 +162,7 @@ impl Workspace {
             settings.state.path = absolute(state);
         }
         if let Some(warehouse) = &global.warehouse {
-            settings.warehouse.root = absolute(warehouse);
+            settings.warehouse.root = Some(absolute(warehouse));
         }
         let graph = Graph::build(&repo, &settings).map_err(Error::Config)?;
         Ok(Workspace {

@@ -77,7 +77,10 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A temporary copy of a testdata folder, with a hive-dir warehouse at
-/// `<repo>/warehouse` (the default root).
+/// `<repo>/warehouse` (its default root) unless the folder has settings.
+/// Settings for a hive-dir warehouse at its default root.
+pub const HIVE_DIR: &str = "[warehouse]\nkind = \"hive-dir\"\n";
+
 pub struct Scenario {
     _dir: tempfile::TempDir,
     pub repo: PathBuf,
@@ -88,6 +91,10 @@ impl Scenario {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         copy_dir(&testdata(name), &repo);
+        let settings = repo.join("chronon-build.toml");
+        if !settings.exists() {
+            std::fs::write(settings, HIVE_DIR).unwrap();
+        }
         Scenario { _dir: dir, repo }
     }
 

@@ -1,0 +1,717 @@
+//! The embedded warehouse: a folder with one SQLite file per namespace
+//! (`ROOT/<ns>.sqlite`). A connection attaches each file under its
+//! namespace's name, so `ns.table` resolves as in Hive. Tables carry their
+//! partition column (`ds` by default).
+//!
+//! Each namespace file keeps a partition catalog, `_partitions`: per table
+//! and partition, the row count, a fingerprint of the rows, and when it was
+//! written. Every write goes through `write_partitions`, which replaces the
+//! partitions it writes and updates the catalog in the same transaction, so
+//! the `sqlite` probe reads fingerprints that always match the data.
+//!
+//! A partition's fingerprint is a sum, in four 64-bit lanes, of one hash per
+//! row, and the row count. A row hashes its non-null values with their column
+//! names, sorted by name. So the fingerprint does not depend on row order,
+//! column order, or columns added later (null in old rows), and it changes
+//! when a row is added, removed or changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::hash::{Hash, Lanes};
+use crate::partition::Day;
+
+/// The catalog table in every namespace file.
+pub const CATALOG: &str = "_partitions";
+
+const CATALOG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS _partitions (
+    tbl TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    row_count INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    written_at INTEGER NOT NULL,
+    PRIMARY KEY (tbl, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _tables (
+    tbl TEXT PRIMARY KEY,
+    partition_column TEXT NOT NULL
+) WITHOUT ROWID;";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WarehouseError(pub String);
+
+fn sqlite_error(path: &Path, e: rusqlite::Error) -> WarehouseError {
+    WarehouseError(format!("{}: {e}", path.display()))
+}
+
+/// A table name as configs write it: `ns.t`, `t` (in `default`), or with a
+/// sub-partition, `ns.t/hr=00:00` (the warehouse keeps whole days).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableName {
+    pub namespace: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn parse(text: &str) -> Result<TableName, WarehouseError> {
+        let base = text.split('/').next().unwrap_or(text);
+        let (namespace, table) = base.split_once('.').unwrap_or(("default", base));
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !valid(namespace) || !valid(table) {
+            return Err(WarehouseError(format!(
+                "{text:?}: expected a table name like ns.table (letters, digits and _)"
+            )));
+        }
+        Ok(TableName {
+            namespace: namespace.to_string(),
+            table: table.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.table)
+    }
+}
+
+/// Quotes an identifier for SQL: namespaces such as `default` are keywords.
+pub fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// One partition in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionEntry {
+    pub table: String,
+    pub partition: String,
+    pub rows: u64,
+    pub fingerprint: String,
+    pub written_at: i64,
+}
+
+/// Rows to write: column names, then one value per column per row.
+pub struct Rows {
+    pub columns: Vec<String>,
+    /// Declared SQLite types of the columns (`INTEGER`, `REAL`, `TEXT`).
+    pub types: Vec<&'static str>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+pub struct Warehouse {
+    pub root: PathBuf,
+    pub partition_column: String,
+}
+
+impl Warehouse {
+    pub fn new(root: PathBuf, partition_column: &str) -> Warehouse {
+        Warehouse {
+            root,
+            partition_column: partition_column.to_string(),
+        }
+    }
+
+    pub fn namespace_file(&self, namespace: &str) -> PathBuf {
+        self.root.join(format!("{namespace}.sqlite"))
+    }
+
+    /// The namespaces present, sorted.
+    pub fn namespaces(&self) -> Result<Vec<String>, WarehouseError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(WarehouseError(format!(
+                    "{}: cannot list: {e}",
+                    self.root.display()
+                )));
+            }
+        };
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".sqlite"))
+                    .map(str::to_string)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Opens a namespace file for reading; `None` when it does not exist.
+    fn open_read(&self, namespace: &str) -> Result<Option<Connection>, WarehouseError> {
+        let path = self.namespace_file(namespace);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_error(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| sqlite_error(&path, e))?;
+        Ok(Some(conn))
+    }
+
+    /// Opens (creating) a namespace file for writing.
+    pub fn open_write(&self, namespace: &str) -> Result<Connection, WarehouseError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            WarehouseError(format!("{}: cannot create: {e}", self.root.display()))
+        })?;
+        let path = self.namespace_file(namespace);
+        let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| sqlite_error(&path, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sqlite_error(&path, e))?;
+        conn.execute_batch(CATALOG_SCHEMA)
+            .map_err(|e| sqlite_error(&path, e))?;
+        Ok(conn)
+    }
+
+    /// A connection with every namespace attached under its name, for
+    /// queries across namespaces (`SELECT ... FROM raw.purchases`).
+    pub fn attach_all(&self) -> Result<Connection, WarehouseError> {
+        let conn = Connection::open_in_memory().map_err(|e| sqlite_error(&self.root, e))?;
+        for namespace in self.namespaces()? {
+            let path = self.namespace_file(&namespace);
+            conn.execute(
+                &format!("ATTACH DATABASE ?1 AS {}", quote(&namespace)),
+                [path.to_string_lossy()],
+            )
+            .map_err(|e| sqlite_error(&path, e))?;
+        }
+        Ok(conn)
+    }
+
+    /// The catalog entries of a table, by partition; empty when the table or
+    /// its namespace does not exist.
+    pub fn partitions(&self, table: &TableName) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        let Some(conn) = self.open_read(&table.namespace)? else {
+            return Ok(Vec::new());
+        };
+        let path = self.namespace_file(&table.namespace);
+        read_catalog(&conn, Some(&table.table)).map_err(|e| sqlite_error(&path, e))
+    }
+
+    /// Every table's catalog entries, by namespace, table and partition.
+    pub fn all_partitions(&self) -> Result<Vec<(String, Vec<PartitionEntry>)>, WarehouseError> {
+        let mut out = Vec::new();
+        for namespace in self.namespaces()? {
+            let Some(conn) = self.open_read(&namespace)? else {
+                continue;
+            };
+            let path = self.namespace_file(&namespace);
+            out.push((
+                namespace,
+                read_catalog(&conn, None).map_err(|e| sqlite_error(&path, e))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The columns and rows of one partition, at most `limit` rows.
+    pub fn read(
+        &self,
+        table: &TableName,
+        day: Day,
+        limit: Option<usize>,
+    ) -> Result<(Vec<String>, Vec<Vec<Value>>), WarehouseError> {
+        let path = self.namespace_file(&table.namespace);
+        let missing = || WarehouseError(format!("{table}: no such table in {}", self.root.display()));
+        let conn = self.open_read(&table.namespace)?.ok_or_else(missing)?;
+        if !table_exists(&conn, &table.table).map_err(|e| sqlite_error(&path, e))? {
+            return Err(missing());
+        }
+        let partition_column = self
+            .partition_column_of(&conn, &table.table)
+            .map_err(|e| sqlite_error(&path, e))?;
+        let sql = format!(
+            "SELECT * FROM {} WHERE {} = ?1 LIMIT ?2",
+            quote(&table.table),
+            quote(&partition_column)
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| sqlite_error(&path, e))?;
+        let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+        let limit = limit.map_or(-1, |l| l as i64);
+        let rows = stmt
+            .query_map(params![day.to_string(), limit], |row| {
+                (0..columns.len()).map(|i| row.get::<_, Value>(i)).collect()
+            })
+            .map_err(|e| sqlite_error(&path, e))?
+            .collect::<Result<Vec<Vec<Value>>, _>>()
+            .map_err(|e| sqlite_error(&path, e))?;
+        Ok((columns, rows))
+    }
+
+    /// The partition column a table was written with.
+    fn partition_column_of(&self, conn: &Connection, table: &str) -> rusqlite::Result<String> {
+        if !table_exists(conn, "_tables")? {
+            return Ok(self.partition_column.clone());
+        }
+        Ok(conn
+            .query_row(
+                "SELECT partition_column FROM _tables WHERE tbl = ?1",
+                [table],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or_else(|| self.partition_column.clone()))
+    }
+
+    /// Replaces the partitions present in `rows` (and only those) and
+    /// updates the catalog, in one transaction. Returns the catalog entries
+    /// written. `partition_column` overrides the warehouse's for this table.
+    pub fn write_partitions(
+        &self,
+        table: &TableName,
+        rows: &Rows,
+        partition_column: Option<&str>,
+    ) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        let partition_column = partition_column.unwrap_or(&self.partition_column);
+        let path = self.namespace_file(&table.namespace);
+        let mut conn = self.open_write(&table.namespace)?;
+        let err = |e| sqlite_error(&path, e);
+        let tx = conn.transaction().map_err(err)?;
+        let written =
+            write_in(&tx, &table.table, partition_column, rows).map_err(|e| match e {
+                WriteError::Sqlite(e) => sqlite_error(&path, e),
+                WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
+            })?;
+        tx.commit().map_err(err)?;
+        Ok(written)
+    }
+}
+
+fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+}
+
+fn read_catalog(conn: &Connection, table: Option<&str>) -> rusqlite::Result<Vec<PartitionEntry>> {
+    if !table_exists(conn, CATALOG)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT tbl, partition, row_count, fingerprint, written_at FROM _partitions
+         WHERE ?1 IS NULL OR tbl = ?1 ORDER BY tbl, partition",
+    )?;
+    stmt.query_map([table], |row| {
+        Ok(PartitionEntry {
+            table: row.get(0)?,
+            partition: row.get(1)?,
+            rows: row.get::<_, i64>(2)? as u64,
+            fingerprint: row.get(3)?,
+            written_at: row.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+enum WriteError {
+    Sqlite(rusqlite::Error),
+    Input(String),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sqlite(e)
+    }
+}
+
+/// The columns a table has, in order, with their declared types.
+fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+    stmt.query_map([], |row| Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?
+        .collect()
+}
+
+fn write_in(
+    conn: &Connection,
+    table: &str,
+    partition_column: &str,
+    rows: &Rows,
+) -> Result<Vec<PartitionEntry>, WriteError> {
+    let Some(part_index) = rows.columns.iter().position(|c| c == partition_column) else {
+        return Err(WriteError::Input(format!(
+            "no partition column {partition_column:?} among the columns {:?}",
+            rows.columns
+        )));
+    };
+    let mut days = BTreeSet::new();
+    for (i, row) in rows.rows.iter().enumerate() {
+        let day = match &row[part_index] {
+            Value::Text(text) => Day::parse(text).map(|_| text.clone()),
+            _ => None,
+        };
+        match day {
+            Some(day) => {
+                days.insert(day);
+            }
+            None => {
+                return Err(WriteError::Input(format!(
+                    "row {}: {partition_column}: expected a yyyy-MM-dd date, got {}",
+                    i + 1,
+                    describe(&row[part_index])
+                )));
+            }
+        }
+    }
+
+    let existing = table_columns(conn, table)?;
+    let recorded: Option<String> = conn
+        .query_row(
+            "SELECT partition_column FROM _tables WHERE tbl = ?1",
+            [table],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(recorded) = recorded.filter(|r| r != partition_column) {
+        return Err(WriteError::Input(format!(
+            "the table is partitioned by {recorded:?}, not {partition_column:?}"
+        )));
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO _tables (tbl, partition_column) VALUES (?1, ?2)",
+        [table, partition_column],
+    )?;
+    if existing.is_empty() {
+        let columns: Vec<String> = rows
+            .columns
+            .iter()
+            .zip(&rows.types)
+            .map(|(c, t)| {
+                let t = if c == partition_column { "TEXT" } else { t };
+                format!("{} {t}", quote(c))
+            })
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {} ({});
+             CREATE INDEX {} ON {} ({});",
+            quote(table),
+            columns.join(", "),
+            quote(&format!("{table}__{partition_column}")),
+            quote(table),
+            quote(partition_column)
+        ))?;
+    } else {
+        for (column, kind) in rows.columns.iter().zip(&rows.types) {
+            if !existing.iter().any(|(c, _)| c == column) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {kind}",
+                    quote(table),
+                    quote(column)
+                ))?;
+            }
+        }
+    }
+
+    let delete = format!(
+        "DELETE FROM {} WHERE {} = ?1",
+        quote(table),
+        quote(partition_column)
+    );
+    for day in &days {
+        conn.execute(&delete, [day])?;
+    }
+    let placeholders: Vec<String> = (1..=rows.columns.len()).map(|i| format!("?{i}")).collect();
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote(table),
+        rows.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
+        placeholders.join(", ")
+    );
+    let mut stmt = conn.prepare(&insert)?;
+    for row in &rows.rows {
+        stmt.execute(rusqlite::params_from_iter(row.iter()))?;
+    }
+    drop(stmt);
+
+    let now = crate::store::unix_now();
+    let mut written = Vec::new();
+    for day in &days {
+        let (count, fingerprint) = fingerprint(conn, table, partition_column, day)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO _partitions (tbl, partition, row_count, fingerprint, written_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![table, day, count as i64, fingerprint.hex(), now],
+        )?;
+        written.push(PartitionEntry {
+            table: table.to_string(),
+            partition: day.clone(),
+            rows: count,
+            fingerprint: fingerprint.hex(),
+            written_at: now,
+        });
+    }
+    Ok(written)
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => format!("{t:?}"),
+        Value::Blob(_) => "a blob".into(),
+    }
+}
+
+/// The row count and fingerprint of one partition, as stored.
+pub fn fingerprint(
+    conn: &Connection,
+    table: &str,
+    partition_column: &str,
+    day: &str,
+) -> rusqlite::Result<(u64, Hash)> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT * FROM {} WHERE {} = ?1",
+        quote(table),
+        quote(partition_column)
+    ))?;
+    let mut order: Vec<(String, usize)> = stmt
+        .column_names()
+        .enumerate()
+        .filter(|(_, c)| *c != partition_column)
+        .map(|(i, c)| (c.to_string(), i))
+        .collect();
+    order.sort();
+    let mut sum = Lanes::default();
+    let mut count = 0u64;
+    let mut rows = stmt.query([day])?;
+    let mut buffer = Vec::new();
+    while let Some(row) = rows.next()? {
+        buffer.clear();
+        for (name, i) in &order {
+            let value = row.get_ref(*i)?;
+            if value == ValueRef::Null {
+                continue;
+            }
+            buffer.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(name.as_bytes());
+            encode(value, &mut buffer);
+        }
+        sum = sum.plus(Lanes::of(&Hash::of(&buffer)));
+        count += 1;
+    }
+    Ok((count, sum.digest(count as u32)))
+}
+
+/// A value's bytes for hashing, tagged by type so `1` and `'1'` differ.
+fn encode(value: ValueRef, out: &mut Vec<u8>) {
+    match value {
+        ValueRef::Null => out.push(0),
+        ValueRef::Integer(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        ValueRef::Real(r) => {
+            out.push(2);
+            out.extend_from_slice(&r.to_bits().to_le_bytes());
+        }
+        ValueRef::Text(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            out.extend_from_slice(t);
+        }
+        ValueRef::Blob(b) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading files to import
+
+/// Reads CSV (with a header row) or JSON lines, by the file's extension.
+pub fn read_file(path: &Path) -> Result<Rows, WarehouseError> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "csv" => read_csv(path),
+        "jsonl" | "ndjson" | "json" => read_json_lines(path),
+        _ => Err(WarehouseError(format!(
+            "{}: expected a .csv file (with a header row) or a .jsonl file (one JSON object per line)",
+            path.display()
+        ))),
+    }
+}
+
+fn read_csv(path: &Path) -> Result<Rows, WarehouseError> {
+    let fail = |message: String| WarehouseError(format!("{}: {message}", path.display()));
+    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|e| fail(e.to_string()))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    check_columns(&columns).map_err(fail)?;
+    let mut text_rows: Vec<Vec<String>> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        text_rows.push(record.iter().map(str::to_string).collect());
+    }
+    // A column is INTEGER when every value is an integer, REAL when every
+    // value is a number, TEXT otherwise; an empty field is null.
+    let types: Vec<&'static str> = (0..columns.len())
+        .map(|i| {
+            let values = text_rows.iter().map(|r| r[i].as_str()).filter(|v| !v.is_empty());
+            if values.clone().all(|v| v.parse::<i64>().is_ok()) {
+                "INTEGER"
+            } else if values.clone().all(|v| v.parse::<f64>().is_ok()) {
+                "REAL"
+            } else {
+                "TEXT"
+            }
+        })
+        .collect();
+    let rows = text_rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .zip(&types)
+                .map(|(v, t)| match (*t, v.is_empty()) {
+                    (_, true) => Value::Null,
+                    ("INTEGER", false) => Value::Integer(v.parse().expect("checked above")),
+                    ("REAL", false) => Value::Real(v.parse().expect("checked above")),
+                    _ => Value::Text(v),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns,
+        types,
+        rows,
+    })
+}
+
+fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| WarehouseError(format!("{}: cannot read: {e}", path.display())))?;
+    let mut objects = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fail = |message: String| {
+            WarehouseError(format!("{}:{}: {message}", path.display(), n + 1))
+        };
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| fail(format!("malformed JSON: {e}")))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(fail("expected a JSON object".into()));
+        };
+        for (key, value) in &object {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+            let kind = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::Bool(_) => "INTEGER",
+                serde_json::Value::Number(n) if n.is_i64() => "INTEGER",
+                serde_json::Value::Number(_) => "REAL",
+                _ => "TEXT",
+            };
+            let merged = match (kinds.get(key).copied(), kind) {
+                (None, k) => k,
+                (Some(a), b) if a == b => a,
+                (Some("INTEGER" | "REAL"), "INTEGER" | "REAL") => "REAL",
+                _ => "TEXT",
+            };
+            kinds.insert(key.clone(), merged);
+        }
+        objects.push(object);
+    }
+    check_columns(&columns).map_err(|m| WarehouseError(format!("{}: {m}", path.display())))?;
+    let types: Vec<&'static str> = columns
+        .iter()
+        .map(|c| kinds.get(c).copied().unwrap_or("TEXT"))
+        .collect();
+    let rows = objects
+        .into_iter()
+        .map(|object| {
+            columns
+                .iter()
+                .zip(&types)
+                .map(|(c, t)| match object.get(c) {
+                    None | Some(serde_json::Value::Null) => Value::Null,
+                    Some(serde_json::Value::Bool(b)) => Value::Integer(i64::from(*b)),
+                    Some(serde_json::Value::Number(n)) if *t == "INTEGER" => {
+                        Value::Integer(n.as_i64().unwrap_or_default())
+                    }
+                    Some(serde_json::Value::Number(n)) => Value::Real(n.as_f64().unwrap_or_default()),
+                    Some(serde_json::Value::String(s)) => Value::Text(s.clone()),
+                    Some(other) => Value::Text(other.to_string()),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Rows {
+        columns,
+        types,
+        rows,
+    })
+}
+
+fn check_columns(columns: &[String]) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for column in columns {
+        if column.is_empty() {
+            return Err("a column has no name: expected a header row of column names".into());
+        }
+        if !seen.insert(column.to_ascii_lowercase()) {
+            return Err(format!("column {column:?} appears twice"));
+        }
+    }
+    if columns.is_empty() {
+        return Err("no columns".into());
+    }
+    Ok(())
+}
+
+/// A value as text, for display and CSV export.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Blob(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    }
+}
+
+/// A value as JSON.
+pub fn json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(r) => serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into),
+        Value::Text(t) => t.clone().into(),
+        Value::Blob(_) => text(value).into(),
+    }
+}
