@@ -70,17 +70,22 @@ impl Probe for SqliteProbe {
             message,
         };
         let name = crate::warehouse::TableName::parse(table).map_err(|e| listing(e.0))?;
-        let entries = self
-            .warehouse
-            .partitions(&name)
-            .map_err(|e| listing(e.0))?;
+        let entries = self.warehouse.partitions(&name).map_err(|e| listing(e.0))?;
         entries
             .into_iter()
             .map(|entry| {
-                let day = Day::parse(&entry.partition)
-                    .ok_or_else(|| listing(format!("catalog partition {:?} is not a date", entry.partition)))?;
-                let fingerprint = Hash::from_hex(&entry.fingerprint)
-                    .ok_or_else(|| listing(format!("catalog fingerprint of {} is not a hash", entry.partition)))?;
+                let day = Day::parse(&entry.partition).ok_or_else(|| {
+                    listing(format!(
+                        "catalog partition {:?} is not a date",
+                        entry.partition
+                    ))
+                })?;
+                let fingerprint = Hash::from_hex(&entry.fingerprint).ok_or_else(|| {
+                    listing(format!(
+                        "catalog fingerprint of {} is not a hash",
+                        entry.partition
+                    ))
+                })?;
                 Ok((day, fingerprint))
             })
             .collect()

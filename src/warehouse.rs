@@ -60,11 +60,8 @@ impl TableName {
     pub fn parse(text: &str) -> Result<TableName, WarehouseError> {
         let base = text.split('/').next().unwrap_or(text);
         let (namespace, table) = base.split_once('.').unwrap_or(("default", base));
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
+        let valid =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid(namespace) || !valid(table) {
             return Err(WarehouseError(format!(
                 "{text:?}: expected a table name like ns.table (letters, digits and _)"
@@ -166,9 +163,8 @@ impl Warehouse {
 
     /// Opens (creating) a namespace file for writing.
     pub fn open_write(&self, namespace: &str) -> Result<Connection, WarehouseError> {
-        std::fs::create_dir_all(&self.root).map_err(|e| {
-            WarehouseError(format!("{}: cannot create: {e}", self.root.display()))
-        })?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| WarehouseError(format!("{}: cannot create: {e}", self.root.display())))?;
         let path = self.namespace_file(namespace);
         let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
@@ -229,7 +225,8 @@ impl Warehouse {
         limit: Option<usize>,
     ) -> Result<(Vec<String>, Vec<Vec<Value>>), WarehouseError> {
         let path = self.namespace_file(&table.namespace);
-        let missing = || WarehouseError(format!("{table}: no such table in {}", self.root.display()));
+        let missing =
+            || WarehouseError(format!("{table}: no such table in {}", self.root.display()));
         let conn = self.open_read(&table.namespace)?.ok_or_else(missing)?;
         if !table_exists(&conn, &table.table).map_err(|e| sqlite_error(&path, e))? {
             return Err(missing());
@@ -281,14 +278,31 @@ impl Warehouse {
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
         let partition_column = partition_column.unwrap_or(&self.partition_column);
         let path = self.namespace_file(&table.namespace);
+        let existed = path.exists();
+        let result = self.write_new(table, rows, partition_column);
+        if result.is_err() && !existed {
+            // Refused input leaves no trace, not even an empty namespace.
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        result
+    }
+
+    fn write_new(
+        &self,
+        table: &TableName,
+        rows: &Rows,
+        partition_column: &str,
+    ) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        let path = self.namespace_file(&table.namespace);
         let mut conn = self.open_write(&table.namespace)?;
         let err = |e| sqlite_error(&path, e);
         let tx = conn.transaction().map_err(err)?;
-        let written =
-            write_in(&tx, &table.table, partition_column, rows).map_err(|e| match e {
-                WriteError::Sqlite(e) => sqlite_error(&path, e),
-                WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
-            })?;
+        let written = write_in(&tx, &table.table, partition_column, rows).map_err(|e| match e {
+            WriteError::Sqlite(e) => sqlite_error(&path, e),
+            WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
+        })?;
         tx.commit().map_err(err)?;
         Ok(written)
     }
@@ -338,8 +352,10 @@ impl From<rusqlite::Error> for WriteError {
 /// The columns a table has, in order, with their declared types.
 fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String)>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-    stmt.query_map([], |row| Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?
-        .collect()
+    stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+    })?
+    .collect()
 }
 
 fn write_in(
@@ -354,6 +370,22 @@ fn write_in(
             rows.columns
         )));
     };
+    let recorded: Option<String> = conn
+        .query_row(
+            "SELECT partition_column FROM _tables WHERE tbl = ?1",
+            [table],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(recorded) = recorded.filter(|r| r != partition_column) {
+        return Err(WriteError::Input(format!(
+            "the table is partitioned by {recorded:?}, not {partition_column:?}"
+        )));
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO _tables (tbl, partition_column) VALUES (?1, ?2)",
+        [table, partition_column],
+    )?;
     let mut days = BTreeSet::new();
     for (i, row) in rows.rows.iter().enumerate() {
         let day = match &row[part_index] {
@@ -375,22 +407,6 @@ fn write_in(
     }
 
     let existing = table_columns(conn, table)?;
-    let recorded: Option<String> = conn
-        .query_row(
-            "SELECT partition_column FROM _tables WHERE tbl = ?1",
-            [table],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(recorded) = recorded.filter(|r| r != partition_column) {
-        return Err(WriteError::Input(format!(
-            "the table is partitioned by {recorded:?}, not {partition_column:?}"
-        )));
-    }
-    conn.execute(
-        "INSERT OR IGNORE INTO _tables (tbl, partition_column) VALUES (?1, ?2)",
-        [table, partition_column],
-    )?;
     if existing.is_empty() {
         let columns: Vec<String> = rows
             .columns
@@ -434,7 +450,11 @@ fn write_in(
     let insert = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         quote(table),
-        rows.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
+        rows.columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
         placeholders.join(", ")
     );
     let mut stmt = conn.prepare(&insert)?;
@@ -577,7 +597,10 @@ fn read_csv(path: &Path) -> Result<Rows, WarehouseError> {
     // value is a number, TEXT otherwise; an empty field is null.
     let types: Vec<&'static str> = (0..columns.len())
         .map(|i| {
-            let values = text_rows.iter().map(|r| r[i].as_str()).filter(|v| !v.is_empty());
+            let values = text_rows
+                .iter()
+                .map(|r| r[i].as_str())
+                .filter(|v| !v.is_empty());
             if values.clone().all(|v| v.parse::<i64>().is_ok()) {
                 "INTEGER"
             } else if values.clone().all(|v| v.parse::<f64>().is_ok()) {
@@ -618,11 +641,10 @@ fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
         if line.trim().is_empty() {
             continue;
         }
-        let fail = |message: String| {
-            WarehouseError(format!("{}:{}: {message}", path.display(), n + 1))
-        };
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| fail(format!("malformed JSON: {e}")))?;
+        let fail =
+            |message: String| WarehouseError(format!("{}:{}: {message}", path.display(), n + 1));
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| fail(format!("malformed JSON: {e}")))?;
         let serde_json::Value::Object(object) = value else {
             return Err(fail("expected a JSON object".into()));
         };
@@ -664,7 +686,9 @@ fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
                     Some(serde_json::Value::Number(n)) if *t == "INTEGER" => {
                         Value::Integer(n.as_i64().unwrap_or_default())
                     }
-                    Some(serde_json::Value::Number(n)) => Value::Real(n.as_f64().unwrap_or_default()),
+                    Some(serde_json::Value::Number(n)) => {
+                        Value::Real(n.as_f64().unwrap_or_default())
+                    }
                     Some(serde_json::Value::String(s)) => Value::Text(s.clone()),
                     Some(other) => Value::Text(other.to_string()),
                 })
@@ -710,7 +734,9 @@ pub fn json(value: &Value) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Integer(i) => (*i).into(),
-        Value::Real(r) => serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into),
+        Value::Real(r) => {
+            serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into)
+        }
         Value::Text(t) => t.clone().into(),
         Value::Blob(_) => text(value).into(),
     }

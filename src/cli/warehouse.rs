@@ -111,13 +111,20 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
             let listing: Vec<(String, Vec<PartitionEntry>)> = match table {
                 Some(table) => {
                     let name = table_name(table)?;
-                    vec![(name.namespace.clone(), warehouse.partitions(&name).map_err(failed)?)]
+                    vec![(
+                        name.namespace.clone(),
+                        warehouse.partitions(&name).map_err(failed)?,
+                    )]
                 }
                 None => warehouse.all_partitions().map_err(failed)?,
             };
             let entries: Vec<(String, &PartitionEntry)> = listing
                 .iter()
-                .flat_map(|(ns, entries)| entries.iter().map(move |e| (format!("{ns}.{}", e.table), e)))
+                .flat_map(|(ns, entries)| {
+                    entries
+                        .iter()
+                        .map(move |e| (format!("{ns}.{}", e.table), e))
+                })
                 .collect();
             match (format, table) {
                 (Format::Json, _) => print_json(
@@ -135,7 +142,8 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                         .collect::<Vec<_>>(),
                 ),
                 (Format::Text, Some(_)) => {
-                    let only: Vec<PartitionEntry> = entries.iter().map(|(_, e)| (*e).clone()).collect();
+                    let only: Vec<PartitionEntry> =
+                        entries.iter().map(|(_, e)| (*e).clone()).collect();
                     print!("{}", partition_lines(&only));
                 }
                 (Format::Text, None) => print!("{}", table_lines(&entries)),
@@ -185,7 +193,11 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
 }
 
 fn partition_lines(entries: &[PartitionEntry]) -> String {
-    let width = entries.iter().map(|e| e.rows.to_string().len()).max().unwrap_or(0);
+    let width = entries
+        .iter()
+        .map(|e| e.rows.to_string().len())
+        .max()
+        .unwrap_or(0);
     entries
         .iter()
         .map(|e| {

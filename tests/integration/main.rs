@@ -7,6 +7,7 @@ mod diff;
 mod keys;
 mod run;
 mod scenario;
+mod warehouse;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
