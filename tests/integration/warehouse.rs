@@ -45,6 +45,15 @@ fn catalog(repo: &Path, table: &str) -> Vec<(String, u64, String)> {
         .collect()
 }
 
+/// `warehouse show TABLE --ds DAY --format json`.
+fn show_json(repo: &Path, table: &str, day: &str) -> Value {
+    let out = run(
+        repo,
+        &["warehouse", "show", table, "--ds", day, "--format", "json"],
+    );
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
 const PURCHASES: &str = "user_id,price,item,ds
 1,10.5,book,2025-01-01
 2,,pen,2025-01-01
@@ -77,19 +86,7 @@ fn import_then_ls_show_and_export_round_trip() {
         "raw.purchases  2 partition(s) 2025-01-01..2025-01-02  3 rows\n"
     );
 
-    let out = run(
-        repo,
-        &[
-            "warehouse",
-            "show",
-            "raw.purchases",
-            "--ds",
-            "2025-01-01",
-            "--format",
-            "json",
-        ],
-    );
-    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows = show_json(repo, "raw.purchases", "2025-01-01");
     assert_eq!(
         rows,
         json!([
@@ -157,19 +154,7 @@ fn import_then_ls_show_and_export_round_trip() {
             "dt",
         ],
     );
-    let out = run(
-        repo,
-        &[
-            "warehouse",
-            "show",
-            "default.users",
-            "--ds",
-            "2025-01-01",
-            "--format",
-            "json",
-        ],
-    );
-    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows = show_json(repo, "default.users", "2025-01-01");
     assert_eq!(
         rows,
         json!([
@@ -239,22 +224,7 @@ fn bad_files_are_refused_with_file_and_field_and_nothing_is_written() {
     let good = write(repo, "good.csv", PURCHASES);
     run(repo, &["warehouse", "import", "raw.purchases", &good]);
     let before = catalog(repo, "raw.purchases");
-    let show = |day| {
-        run(
-            repo,
-            &[
-                "warehouse",
-                "show",
-                "raw.purchases",
-                "--ds",
-                day,
-                "--format",
-                "json",
-            ],
-        )
-        .stdout
-    };
-    let rows_before = show("2025-01-01");
+    let rows_before = show_json(repo, "raw.purchases", "2025-01-01");
 
     let cases = [
         (
@@ -323,7 +293,7 @@ fn bad_files_are_refused_with_file_and_field_and_nothing_is_written() {
     assert_error(&out, "raw.nothing: no such table");
 
     assert_eq!(catalog(repo, "raw.purchases"), before);
-    assert_eq!(show("2025-01-01"), rows_before);
+    assert_eq!(show_json(repo, "raw.purchases", "2025-01-01"), rows_before);
     // A refused import into a new namespace leaves no file behind.
     let file = write(repo, "bad.csv", "user_id,ds\n7,yesterday\n");
     assert_error(
