@@ -59,7 +59,7 @@ pub enum WarehouseCommand {
 fn open(global: &Global) -> Result<Warehouse, Error> {
     let mut settings = Settings::load(&global.repo)?;
     if let Some(root) = &global.warehouse {
-        settings.warehouse.root = Some(root.clone());
+        settings.warehouse.root = Some(super::absolute(root));
     }
     if settings.warehouse.kind != WarehouseKind::Sqlite {
         return Err(Error::Usage(
