@@ -60,12 +60,7 @@ pub enum Deny {
 }
 
 pub fn run(global: &Global, args: &DiffArgs) -> Result<i32, Error> {
-    let until = args.until.unwrap_or_else(super::default_until);
-    if let Some(from) = args.from.filter(|f| *f > until) {
-        return Err(Error::Usage(format!(
-            "--from {from} is after --until {until}"
-        )));
-    }
+    let until = super::until_after_from(args.until, args.from)?;
     let history = match &global.state {
         Some(path) => {
             let store = StateStore::open_read(path)?.ok_or_else(|| {

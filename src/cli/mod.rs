@@ -93,13 +93,18 @@ pub struct Targets {
 impl Targets {
     /// `--until`, or yesterday; refused when `--from` is after it.
     pub fn until(&self) -> Result<Day, Error> {
-        let until = self.until.unwrap_or_else(default_until);
-        match self.from.filter(|from| *from > until) {
-            Some(from) => Err(Error::Usage(format!(
-                "--from {from} is after --until {until}"
-            ))),
-            None => Ok(until),
-        }
+        until_after_from(self.until, self.from)
+    }
+}
+
+/// `--until`, or yesterday; refused when `--from` is after it.
+pub fn until_after_from(until: Option<Day>, from: Option<Day>) -> Result<Day, Error> {
+    let until = until.unwrap_or_else(default_until);
+    match from.filter(|from| *from > until) {
+        Some(from) => Err(Error::Usage(format!(
+            "--from {from} is after --until {until}"
+        ))),
+        None => Ok(until),
     }
 }
 

@@ -372,6 +372,18 @@ fn set_history(state: &Path, attempts: &[(&str, &str, &str, &str, &str, i64, i64
     }
 }
 
+/// The target counts `partitions` and is estimated at `pace` seconds each,
+/// from its own history (`config`) or its step's (`step`).
+fn assert_estimate(report: &Value, label: &str, partitions: u64, pace: f64, basis: &str) {
+    let found = target(report, label);
+    assert_eq!(found["partitions"], partitions, "{label}");
+    assert_eq!(
+        found["estimate"],
+        serde_json::json!({"seconds": pace * partitions as f64, "per_partition_seconds": pace, "basis": basis}),
+        "{label}"
+    );
+}
+
 #[test]
 fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
     let p = Pipeline::new("");
@@ -467,31 +479,35 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
     assert_eq!(report["with_state"], true);
 
     // Built: the backfill 2025-01-05..10 (6), the joins 2025-01-03..10 (8).
-    let backfill = target(&report, "group-by-backfill:risk.purchases.v1");
-    assert_eq!(backfill["partitions"], 6);
-    assert_eq!(
-        backfill["estimate"],
-        serde_json::json!({"seconds": 360.0, "per_partition_seconds": 60.0, "basis": "config"})
+    assert_estimate(
+        &report,
+        "group-by-backfill:risk.purchases.v1",
+        6,
+        60.0,
+        "config",
     );
-    let own = target(&report, "join-part:risk.checkout.v1#risk_purchases_v1");
-    assert_eq!(own["partitions"], 8);
-    assert_eq!(
-        own["estimate"],
-        serde_json::json!({"seconds": 240.0, "per_partition_seconds": 30.0, "basis": "config"})
+    assert_estimate(
+        &report,
+        "join-part:risk.checkout.v1#risk_purchases_v1",
+        8,
+        30.0,
+        "config",
     );
     // No history of its own: the median of the step across configs.
-    let other = target(&report, "join-part:risk.returns_join.v1#risk_purchases_v1");
-    assert_eq!(other["partitions"], 8);
-    assert_eq!(
-        other["estimate"],
-        serde_json::json!({"seconds": 240.0, "per_partition_seconds": 30.0, "basis": "step"})
+    assert_estimate(
+        &report,
+        "join-part:risk.returns_join.v1#risk_purchases_v1",
+        8,
+        30.0,
+        "step",
     );
     // Downstream, built 2025-01-06..10, at the pace of all backfills.
-    let chained = target(&report, "group-by-backfill:risk.checkout_chain.v1");
-    assert_eq!(chained["partitions"], 5);
-    assert_eq!(
-        chained["estimate"],
-        serde_json::json!({"seconds": 300.0, "per_partition_seconds": 60.0, "basis": "step"})
+    assert_estimate(
+        &report,
+        "group-by-backfill:risk.checkout_chain.v1",
+        5,
+        60.0,
+        "step",
     );
     // No history for the step at all: no estimate.
     assert_eq!(
@@ -632,6 +648,19 @@ fn a_malformed_head_config_names_its_file_and_field() {
         "compiled/group_bys/risk/risk.purchases.v1: aggregations[0].operation",
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    let out = diff(
+        &s,
+        &[
+            "--base",
+            "main",
+            "--until",
+            "2025-01-10",
+            "--from",
+            "2025-01-20",
+        ],
+    );
+    assert_error(&out, "--from 2025-01-20 is after --until 2025-01-10");
 
     // A base that is neither a folder nor a revision.
     let out = diff(&s, &["--base", "no-such-branch"]);
