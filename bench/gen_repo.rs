@@ -97,7 +97,7 @@ fn main() {
     }
     write(
         &repo.join("chronon-build.toml"),
-        "[warehouse]\nkind = \"hive-dir\"\n",
+        "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"hive-dir\"\n",
     );
     let warehouse = repo.join("warehouse");
     for s in 0..a.sources {

@@ -24,7 +24,8 @@
 //! - `plan`: statuses, stale reasons, the planner and its output;
 //! - `diff`: what a config change invalidates, for CI;
 //! - `run`: the runner, its locks, progress and summary;
-//! - `exec`: the zipline executor's argv and environment;
+//! - `exec`: the executors' argv and environment (zipline, local);
+//! - `engine`: the local engine: Chronon's steps computed on the warehouse;
 //! - `settings`: `chronon-build.toml`;
 //! - `error`: error types and exit codes.
 //!
@@ -37,6 +38,7 @@
 pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod graph;

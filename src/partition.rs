@@ -116,7 +116,7 @@ fn days_in_month(year: i32, month: i32) -> i32 {
 
 // Howard Hinnant's civil-calendar algorithms (public domain), exact over the
 // whole proleptic Gregorian range we care about.
-fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
+pub(crate) fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -126,7 +126,7 @@ fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i32) -> (i32, i32, i32) {
+pub(crate) fn civil_from_days(z: i32) -> (i32, i32, i32) {
     let z = z + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097;

@@ -36,6 +36,13 @@ pub struct Settings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSettings {
+    /// `local`: the built-in engine computes each step on the embedded
+    /// warehouse. `zipline`: jobs run the `zipline` CLI (Spark, Flink).
+    #[serde(default)]
+    pub kind: ExecutorKind,
+    /// For `local`: the KV store `upload-to-kv` fills and `fetch` reads.
+    #[serde(default = "default_kv")]
+    pub kv: PathBuf,
     /// The program and the arguments before the mode, e.g. `["zipline", "run"]`.
     #[serde(default = "default_program")]
     pub program: Vec<String>,
@@ -74,6 +81,8 @@ pub struct ExecutorSettings {
 impl Default for ExecutorSettings {
     fn default() -> Self {
         ExecutorSettings {
+            kind: ExecutorKind::default(),
+            kv: default_kv(),
             program: default_program(),
             artifact_prefix: None,
             version: None,
@@ -86,6 +95,18 @@ impl Default for ExecutorSettings {
             env: Default::default(),
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    #[default]
+    Local,
+    Zipline,
+}
+
+fn default_kv() -> PathBuf {
+    PathBuf::from(".chronon-build/kv.sqlite")
 }
 
 fn default_program() -> Vec<String> {
@@ -271,6 +292,12 @@ pub struct WarehouseSettings {
     /// For `kind = "command"`: argv, with `{table}` replaced by the table.
     #[serde(default)]
     pub command: Vec<String>,
+    /// For `sqlite`: source tables to import from files (CSV or JSON lines,
+    /// relative to the repository root), e.g. `"data.purchases" =
+    /// "data/purchases.csv"`. `plan` and `run` import a file again whenever
+    /// its content changed since its last import.
+    #[serde(default)]
+    pub seed: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for WarehouseSettings {
@@ -281,6 +308,7 @@ impl Default for WarehouseSettings {
             fingerprint: FingerprintMode::default(),
             partition_column: default_partition_column(),
             command: Vec::new(),
+            seed: Default::default(),
         }
     }
 }
@@ -383,6 +411,24 @@ impl Settings {
                     step_names()
                 ));
             }
+        }
+        if self.executor.kind == ExecutorKind::Local && self.warehouse.kind != WarehouseKind::Sqlite
+        {
+            return Err(
+                "executor.kind: the local executor computes on the embedded warehouse; \
+                 expected warehouse.kind = \"sqlite\", or executor.kind = \"zipline\""
+                    .into(),
+            );
+        }
+        if self.executor.kind == ExecutorKind::Local && self.executor.joins == JoinMode::Whole {
+            return Err(
+                "executor.joins: the local executor runs joins modular (left, parts, final); \
+                 expected \"modular\""
+                    .into(),
+            );
+        }
+        if !self.warehouse.seed.is_empty() && self.warehouse.kind != WarehouseKind::Sqlite {
+            return Err("warehouse.seed: expected warehouse.kind = \"sqlite\"".into());
         }
         if self.executor.step_days == 0 {
             return Err("executor.step_days: expected at least 1".into());

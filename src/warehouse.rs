@@ -169,8 +169,15 @@ impl Warehouse {
         let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| sqlite_error(&path, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // WAL lets jobs read a namespace while another writes it. The mode
+        // is kept in the file, so it is set once.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .map_err(|e| sqlite_error(&path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| sqlite_error(&path, e))?;
+        }
         conn.execute_batch(CATALOG_SCHEMA)
             .map_err(|e| sqlite_error(&path, e))?;
         Ok(conn)
@@ -180,6 +187,8 @@ impl Warehouse {
     /// queries across namespaces (`SELECT ... FROM raw.purchases`).
     pub fn attach_all(&self) -> Result<Connection, WarehouseError> {
         let conn = Connection::open_in_memory().map_err(|e| sqlite_error(&self.root, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| sqlite_error(&self.root, e))?;
         for namespace in self.namespaces()? {
             let path = self.namespace_file(&namespace);
             conn.execute(
@@ -276,10 +285,32 @@ impl Warehouse {
         rows: &Rows,
         partition_column: Option<&str>,
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        self.write(table, rows, partition_column, None)
+    }
+
+    /// Replaces exactly the partitions `days`, with the rows given (which
+    /// must fall on those days): a day with no rows becomes an empty
+    /// partition in the catalog. This is how the engine writes a range.
+    pub fn replace_days(
+        &self,
+        table: &TableName,
+        rows: &Rows,
+        days: &[Day],
+    ) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        self.write(table, rows, None, Some(days))
+    }
+
+    fn write(
+        &self,
+        table: &TableName,
+        rows: &Rows,
+        partition_column: Option<&str>,
+        days: Option<&[Day]>,
+    ) -> Result<Vec<PartitionEntry>, WarehouseError> {
         let partition_column = partition_column.unwrap_or(&self.partition_column);
         let path = self.namespace_file(&table.namespace);
         let existed = path.exists();
-        let result = self.write_new(table, rows, partition_column);
+        let result = self.write_new(table, rows, partition_column, days);
         if result.is_err() && !existed {
             // Refused input leaves no trace, not even an empty namespace.
             for suffix in ["", "-wal", "-shm"] {
@@ -294,15 +325,21 @@ impl Warehouse {
         table: &TableName,
         rows: &Rows,
         partition_column: &str,
+        days: Option<&[Day]>,
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
         let path = self.namespace_file(&table.namespace);
         let mut conn = self.open_write(&table.namespace)?;
         let err = |e| sqlite_error(&path, e);
-        let tx = conn.transaction().map_err(err)?;
-        let written = write_in(&tx, &table.table, partition_column, rows).map_err(|e| match e {
-            WriteError::Sqlite(e) => sqlite_error(&path, e),
-            WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
-        })?;
+        // Immediate: take the write lock first, so a concurrent writer makes
+        // this one wait rather than fail on upgrading a read.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let written =
+            write_in(&tx, &table.table, partition_column, rows, days).map_err(|e| match e {
+                WriteError::Sqlite(e) => sqlite_error(&path, e),
+                WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
+            })?;
         tx.commit().map_err(err)?;
         Ok(written)
     }
@@ -363,6 +400,7 @@ fn write_in(
     table: &str,
     partition_column: &str,
     rows: &Rows,
+    only: Option<&[Day]>,
 ) -> Result<Vec<PartitionEntry>, WriteError> {
     let Some(part_index) = rows.columns.iter().position(|c| c == partition_column) else {
         return Err(WriteError::Input(format!(
@@ -386,13 +424,23 @@ fn write_in(
         "INSERT OR IGNORE INTO _tables (tbl, partition_column) VALUES (?1, ?2)",
         [table, partition_column],
     )?;
-    let mut days = BTreeSet::new();
+    let mut days: BTreeSet<String> = only
+        .unwrap_or_default()
+        .iter()
+        .map(Day::to_string)
+        .collect();
     for (i, row) in rows.rows.iter().enumerate() {
         let day = match &row[part_index] {
             Value::Text(text) => Day::parse(text).map(|_| text.clone()),
             _ => None,
         };
         match day {
+            Some(day) if only.is_some() && !days.contains(&day) => {
+                return Err(WriteError::Input(format!(
+                    "row {}: {partition_column} {day} is outside the partitions written",
+                    i + 1
+                )));
+            }
             Some(day) => {
                 days.insert(day);
             }
@@ -740,4 +788,63 @@ pub fn json(value: &Value) -> serde_json::Value {
         Value::Text(t) => t.clone().into(),
         Value::Blob(_) => text(value).into(),
     }
+}
+
+/// Imports the `[warehouse.seed]` files whose content changed since their
+/// last import (or that were never imported). Returns the tables imported.
+pub fn seed(
+    settings: &crate::settings::Settings,
+    repo_root: &Path,
+) -> Result<Vec<String>, WarehouseError> {
+    if settings.warehouse.seed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let warehouse = Warehouse::new(
+        settings.resolve(repo_root, &settings.warehouse.root()),
+        &settings.warehouse.partition_column,
+    );
+    let mut imported = Vec::new();
+    for (table, file) in &settings.warehouse.seed {
+        let name = TableName::parse(table)
+            .map_err(|e| WarehouseError(format!("warehouse.seed.{table}: {}", e.0)))?;
+        let path = settings.resolve(repo_root, file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            WarehouseError(format!(
+                "warehouse.seed.{table}: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let recorded: Option<String> = match warehouse.open_read(&name.namespace)? {
+            Some(conn) if table_exists(&conn, "_seeds").unwrap_or(false) => conn
+                .query_row(
+                    "SELECT digest FROM _seeds WHERE tbl = ?1",
+                    [&name.table],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| sqlite_error(&path, e))?,
+            _ => None,
+        };
+        if recorded.as_deref() == Some(digest.as_str()) {
+            continue;
+        }
+        let rows = read_file(&path)?;
+        warehouse
+            .write_partitions(&name, &rows, None)
+            .map_err(|e| WarehouseError(format!("{}: {}", path.display(), e.0)))?;
+        let conn = warehouse.open_write(&name.namespace)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _seeds (tbl TEXT PRIMARY KEY, digest TEXT NOT NULL)",
+        )
+        .and_then(|_| {
+            conn.execute(
+                "INSERT OR REPLACE INTO _seeds (tbl, digest) VALUES (?1, ?2)",
+                [&name.table, &digest],
+            )
+        })
+        .map_err(|e| sqlite_error(&path, e))?;
+        imported.push(name.to_string());
+    }
+    Ok(imported)
 }

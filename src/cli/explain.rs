@@ -13,7 +13,6 @@ use crate::plan::{
     self, Context, Evaluation, Explainer, FieldChange, InputDigest, KeyDoc, PlanOptions,
     StaleReason, Status,
 };
-use crate::probe;
 use crate::store::day_column;
 
 #[derive(Args, Debug)]
@@ -111,7 +110,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<i32, Error> {
     let mut selected = vec![false; ws.graph.nodes.len()];
     selected[node.id] = true;
     let store = ws.open_state_read()?;
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let probe = ws.probe()?;
     let ctx = Context {
         repo: &ws.repo,
         settings: &ws.settings,

@@ -1,6 +1,7 @@
 //! Command-line parsing in two stages: clap structs, then validated options
 //! in each subcommand's module. Command functions stay thin.
 
+mod compute;
 mod diff;
 mod explain;
 mod graph;
@@ -71,6 +72,10 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// The embedded SQLite warehouse: import, ls, show, export.
     Warehouse(warehouse::WarehouseArgs),
+    /// Compute one step of one config on the local engine (what the local executor runs).
+    Compute(compute::ComputeArgs),
+    /// Serve a join's features from the local KV store, and log the request for consistency checks.
+    Fetch(compute::FetchArgs),
 }
 
 /// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
@@ -142,6 +147,8 @@ where
         Command::Invalidate(args) => run::invalidate(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Warehouse(args) => warehouse::run(&cli.global, args),
+        Command::Compute(args) => compute::compute(&cli.global, args),
+        Command::Fetch(args) => compute::fetch(&cli.global, args),
     };
     match result {
         Ok(code) => code,
@@ -180,6 +187,16 @@ impl Workspace {
     pub fn state_path(&self) -> PathBuf {
         self.settings
             .resolve(&self.repo.root, &self.settings.state.path)
+    }
+
+    /// The warehouse probe, after importing the seed files that changed.
+    pub fn probe(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
+        let imported = crate::warehouse::seed(&self.settings, &self.repo.root)
+            .map_err(|e| Error::Usage(e.0))?;
+        for table in imported {
+            eprintln!("seeded {table} from its file in chronon-build.toml");
+        }
+        Ok(crate::probe::from_settings(&self.settings, &self.repo.root))
     }
 
     pub fn open_state_read(&self) -> Result<Option<StateStore>, Error> {

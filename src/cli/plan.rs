@@ -5,7 +5,6 @@ use clap::Args;
 use super::{Format, Global, Targets, Workspace, print_json};
 use crate::error::{Error, exit};
 use crate::plan::{self, Context, PlanOptions, StatusKind, render};
-use crate::probe;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -27,7 +26,7 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
     let ws = Workspace::load(global)?;
     let selected = ws.select(args.targets.select.as_deref())?;
     let store = ws.open_state_read()?;
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let probe = ws.probe()?;
     let ctx = Context {
         repo: &ws.repo,
         settings: &ws.settings,

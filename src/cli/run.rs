@@ -10,7 +10,6 @@ use crate::error::{Error, exit};
 use crate::graph::Step;
 use crate::partition::Day;
 use crate::plan::{self, PlanOptions};
-use crate::probe;
 use crate::run::{self, Action, ProgressMode, RunOptions, Runner, lock};
 use crate::settings::duration;
 use crate::store::StateStore;
@@ -155,7 +154,7 @@ fn execute(
         let lock = lock::acquire(&state_path, scope.wait_lock)?;
         (Some(lock), Some(StateStore::open(&state_path)?))
     };
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let probe = ws.probe()?;
     let plan = plan::compute(
         &plan::Context {
             repo: &ws.repo,
@@ -245,7 +244,7 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
     let state_path = ws.state_path();
     let _lock = lock::acquire(&state_path, args.wait_lock)?;
     let mut store = StateStore::open(&state_path)?;
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let probe = ws.probe()?;
     let mut probed = std::collections::HashMap::new();
     let mut forced = 0;
     for node in ws.graph.nodes.iter().filter(|n| selected[n.id]) {

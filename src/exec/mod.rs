@@ -15,7 +15,7 @@ use crate::config::{Config, Layout, Repo};
 use crate::graph::{Node, Step};
 use crate::hash::Hash;
 use crate::partition::DayRange;
-use crate::settings::Settings;
+use crate::settings::{ExecutorKind, Settings};
 
 /// A command ready to spawn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -136,6 +136,9 @@ pub fn command(
 ) -> CommandLine {
     let config = &repo.configs[node.config];
     let exec = &settings.executor;
+    if exec.kind == ExecutorKind::Local {
+        return local_command(repo, settings, node, range, key);
+    }
     let template_key = if whole_join {
         JOIN_BACKFILL
     } else {
@@ -200,6 +203,53 @@ pub fn command(
     }
     if let Some(key) = key {
         set("KEY", key.to_string());
+    }
+    CommandLine {
+        argv,
+        env,
+        dir: repo.root.clone(),
+    }
+}
+
+/// The local executor's job: this program's `compute` over the node.
+fn local_command(
+    repo: &Repo,
+    settings: &Settings,
+    node: &Node,
+    range: Option<DayRange>,
+    key: Option<Hash>,
+) -> CommandLine {
+    let program = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "chronon-build".into());
+    // The job runs in the repository: paths it gets must not depend on
+    // where the runner was started.
+    let root = std::path::absolute(&repo.root).unwrap_or_else(|_| repo.root.clone());
+    let warehouse = settings.resolve(&root, &settings.warehouse.root());
+    let mut argv = vec![
+        program,
+        "--repo".into(),
+        root.to_string_lossy().into_owned(),
+        "--warehouse".into(),
+        warehouse.to_string_lossy().into_owned(),
+        "compute".into(),
+        node.step.name().into(),
+        node.name.clone(),
+    ];
+    if let Some(part) = &node.part {
+        argv.extend(["--part".into(), part.clone()]);
+    }
+    if let Some(range) = range {
+        argv.extend([
+            "--start-ds".into(),
+            range.from.to_string(),
+            "--end-ds".into(),
+            range.to.to_string(),
+        ]);
+    }
+    let mut env = settings.executor.env.clone();
+    if let Some(key) = key {
+        env.insert("CHRONON_BUILD_KEY".into(), key.to_string());
     }
     CommandLine {
         argv,

@@ -113,7 +113,7 @@ fn the_corpus_plans_with_a_reason_for_every_target_that_is_not_fresh() {
 #[test]
 fn settings_example_matches_its_schema() {
     let text = "start = \"2024-01-01\"\n[state]\npath = \"state.db\"\n[warehouse]\nkind = \"command\"\ncommand = [\"probe\", \"{table}\"]\n[consistency]\nlog_table = \"logs.requests\"\n\
-        [executor]\nprogram = [\"zipline\", \"run\"]\nartifact_prefix = \"gs://a\"\nversion = \"0.1\"\njoins = \"whole\"\nstep_days = 10\ntimeout = \"6h\"\n\
+        [executor]\nkind = \"zipline\"\nprogram = [\"zipline\", \"run\"]\nartifact_prefix = \"gs://a\"\nversion = \"0.1\"\njoins = \"whole\"\nstep_days = 10\ntimeout = \"6h\"\n\
         [executor.templates]\ngroup-by-upload = [\"--mode\", \"upload\", \"--conf\", \"{conf}\", \"--ds\", \"{ds}\"]\n\
         [limits]\njobs = 8\n[limits.steps]\ngroup-by-backfill = 300\n[limits.teams]\nrisk = 2\n\
         [retry]\nretries = 2\nbackoff = \"1m\"\n[streaming]\nstatus_command = [\"flink-status\", \"{config}\"]\n";

@@ -80,7 +80,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// A temporary copy of a testdata folder, with a hive-dir warehouse at
 /// `<repo>/warehouse` (its default root) unless the folder has settings.
 /// Settings for a hive-dir warehouse at its default root.
-pub const HIVE_DIR: &str = "[warehouse]\nkind = \"hive-dir\"\n";
+pub const HIVE_DIR: &str = "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"hive-dir\"\n";
 
 pub struct Scenario {
     _dir: tempfile::TempDir,

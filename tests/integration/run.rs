@@ -29,7 +29,7 @@ impl Pipeline {
         std::fs::write(
             s.repo.join("chronon-build.toml"),
             format!(
-                "[executor]\nprogram = [{:?}]\n{settings}\n[warehouse]\nkind = \"hive-dir\"\nfingerprint = \"content\"\n",
+                "[executor]\nkind = \"zipline\"\nprogram = [{:?}]\n{settings}\n[warehouse]\nkind = \"hive-dir\"\nfingerprint = \"content\"\n",
                 fixture().display().to_string()
             ),
         )

@@ -1,0 +1,501 @@
+//! Group-bys: reading sources into per-key events, the backfill (features
+//! as of the end of each day) and the upload (as of the end of the last).
+
+use rayon::prelude::*;
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use super::aggregate::{self, DAY_MS, Feature, Op};
+use super::{
+    Engine, EngineError, KeyIndex, Result, column_expr, key_string, scan_sql, select_rows,
+};
+use crate::config::{Accuracy, Body, GroupBy, Query, Source, sanitize};
+use crate::graph::{Input, Node};
+use crate::partition::{Day, DayRange};
+use crate::warehouse::{Rows, quote};
+
+/// A group-by ready to evaluate: its input columns and output features, or,
+/// without aggregations, the columns it selects as they are.
+pub struct Spec<'a> {
+    pub gb: &'a GroupBy,
+    pub inputs: Vec<String>,
+    pub features: Vec<Feature>,
+    /// The value columns of a group-by without aggregations.
+    pub plain: Vec<String>,
+}
+
+impl<'a> Spec<'a> {
+    pub fn new(gb: &'a GroupBy) -> Result<Spec<'a>> {
+        if gb.meta.lag != 0 {
+            return Err(EngineError::unsupported("metaData.lag: lagged group-bys"));
+        }
+        if gb.sources.is_empty() {
+            return Err(EngineError::failed("sources: expected at least one source"));
+        }
+        for (i, source) in gb.sources.iter().enumerate() {
+            if let Source::Entities {
+                mutation_table: Some(_),
+                ..
+            } = source
+                && gb.effective_accuracy() == Accuracy::Temporal
+            {
+                return Err(EngineError::unsupported(format!(
+                    "sources[{i}].entities.mutationTable: TEMPORAL entities (mutations)"
+                )));
+            }
+        }
+        let entities = gb
+            .sources
+            .iter()
+            .filter(|s| matches!(s, Source::Entities { .. }))
+            .count();
+        if entities != 0 && entities != gb.sources.len() {
+            return Err(EngineError::unsupported(
+                "sources: a mix of events and entities sources",
+            ));
+        }
+        let mut inputs = Vec::new();
+        let features = aggregate::features(&gb.aggregations, &mut inputs).map_err(|e| {
+            if e.contains("not supported") {
+                EngineError::unsupported(e)
+            } else {
+                EngineError::failed(e)
+            }
+        })?;
+        if entities != 0 && features.iter().any(|f| f.window.is_some()) {
+            return Err(EngineError::unsupported(
+                "aggregations: windows over an entities source (they need mutations)",
+            ));
+        }
+        let plain = if gb.aggregations.is_empty() {
+            let query = gb.sources[0].query();
+            let columns: Vec<String> = query
+                .selects
+                .keys()
+                .filter(|c| !gb.key_columns.contains(c) && *c != "ts")
+                .cloned()
+                .collect();
+            if columns.is_empty() {
+                return Err(EngineError::failed(
+                    "sources[0].query.selects: a group-by without aggregations must select \
+                     the columns it serves",
+                ));
+            }
+            columns
+        } else {
+            Vec::new()
+        };
+        Ok(Spec {
+            gb,
+            inputs,
+            features,
+            plain,
+        })
+    }
+
+    pub fn is_events(&self) -> bool {
+        !matches!(self.gb.sources[0], Source::Entities { .. })
+    }
+
+    /// The output columns after the keys, with their declared types.
+    pub fn columns(&self) -> Vec<(String, &'static str)> {
+        if !self.plain.is_empty() {
+            return self.plain.iter().map(|c| (c.clone(), "")).collect();
+        }
+        self.features
+            .iter()
+            .map(|f| (f.name.clone(), f.op.sql_type()))
+            .collect()
+    }
+
+    /// The longest window; `None` when some feature reads all history.
+    fn longest(&self) -> Option<i64> {
+        self.features
+            .iter()
+            .map(|f| f.window)
+            .try_fold(0, |acc, w| w.map(|w| acc.max(w)))
+    }
+
+    /// The features of one key at each query time; `None` where the key had
+    /// no event in the longest window (it is then not in the output).
+    pub fn evaluate(
+        &self,
+        events: &Events,
+        key: usize,
+        queries: &[i64],
+    ) -> Vec<Option<Vec<Value>>> {
+        let times = &events.times[key];
+        let longest = self.longest();
+        let present: Vec<bool> = queries
+            .iter()
+            .map(|&t| {
+                let before = times.partition_point(|&x| x < t);
+                match longest {
+                    None => before > 0,
+                    Some(w) => before > times.partition_point(|&x| x < t - w),
+                }
+            })
+            .collect();
+        let columns: Vec<Vec<Value>> = self
+            .features
+            .iter()
+            .map(|f| aggregate::evaluate(&events.values[key][f.input], f, queries))
+            .collect();
+        present
+            .iter()
+            .enumerate()
+            .map(|(q, present)| present.then(|| columns.iter().map(|c| c[q].clone()).collect()))
+            .collect()
+    }
+}
+
+/// Per key: every event time, and the non-null values of each input
+/// column, sorted by (time, value).
+#[derive(Default)]
+pub struct Events {
+    pub keys: Vec<Vec<Value>>,
+    pub index: KeyIndex,
+    pub times: Vec<Vec<i64>>,
+    pub values: Vec<Vec<Vec<(i64, Value)>>>,
+}
+
+impl Events {
+    fn key(&mut self, values: Vec<Value>, inputs: usize) -> usize {
+        let text = key_string(&values);
+        if let Some(&i) = self.index.get(&text) {
+            return i;
+        }
+        self.index.insert(text, self.keys.len());
+        self.keys.push(values);
+        self.times.push(Vec::new());
+        self.values.push(vec![Vec::new(); inputs]);
+        self.keys.len() - 1
+    }
+
+    fn sort(&mut self) {
+        let (times, values) = (&mut self.times, &mut self.values);
+        times
+            .par_iter_mut()
+            .zip(values.par_iter_mut())
+            .for_each(|(times, columns)| {
+                times.sort_unstable();
+                for column in columns {
+                    column.sort_by(|a, b| {
+                        a.0.cmp(&b.0)
+                            .then_with(|| super::sql::compare_values(&a.1, &b.1))
+                    });
+                }
+            });
+    }
+}
+
+/// The source's time column expression.
+fn time_expr(query: &Query) -> String {
+    match &query.time_column {
+        Some(expr) => super::sql::quote_default_namespace(expr),
+        None => column_expr(query, "ts"),
+    }
+}
+
+pub fn source_table(source: &Source) -> String {
+    match source {
+        Source::Events { table, .. } => table.table.clone(),
+        Source::Entities { snapshot_table, .. } => snapshot_table.table.clone(),
+        Source::JoinSource { join, .. } => join.meta.output_table(),
+    }
+}
+
+/// Reads one source's rows in `range` into `events`; entities snapshots
+/// without a time column get time 0 (one snapshot has no order).
+pub fn load(
+    conn: &Connection,
+    spec: &Spec,
+    source: &Source,
+    range: DayRange,
+    events: &mut Events,
+    what: &str,
+) -> Result<()> {
+    let query = source.query();
+    let mut columns: Vec<(String, String)> = spec
+        .gb
+        .key_columns
+        .iter()
+        .map(|k| (k.clone(), column_expr(query, k)))
+        .collect();
+    let timed = spec.is_events() || query.time_column.is_some() || query.selects.contains_key("ts");
+    columns.push((
+        "__ts".into(),
+        if timed { time_expr(query) } else { "0".into() },
+    ));
+    for input in &spec.inputs {
+        columns.push((format!("__in_{input}"), column_expr(query, input)));
+    }
+    let text = scan_sql(&source_table(source), query, &columns, range)?;
+    let mut stmt = conn.prepare(&text).map_err(|e| super::sql_error(e, what))?;
+    let n_keys = spec.gb.key_columns.len();
+    let numeric: Vec<bool> = (0..spec.inputs.len())
+        .map(|i| {
+            spec.features.iter().any(|f| {
+                f.input == i
+                    && matches!(
+                        f.op,
+                        Op::Sum | Op::Average | Op::Variance | Op::Skew | Op::Kurtosis
+                    )
+            })
+        })
+        .collect();
+    let mut rows = stmt.query([]).map_err(|e| super::sql_error(e, what))?;
+    while let Some(row) = rows.next().map_err(|e| super::sql_error(e, what))? {
+        let get = |i: usize| {
+            row.get::<_, Value>(i)
+                .map_err(|e| super::sql_error(e, what))
+        };
+        let key: Vec<Value> = (0..n_keys).map(get).collect::<Result<_>>()?;
+        let ts = match get(n_keys)? {
+            Value::Null => continue,
+            Value::Integer(t) => t,
+            Value::Real(r) if r.fract() == 0.0 => r as i64,
+            other => {
+                return Err(EngineError::failed(format!(
+                    "{what}.query.timeColumn: expected epoch milliseconds, got {}",
+                    crate::warehouse::text(&other)
+                )));
+            }
+        };
+        let k = events.key(key, spec.inputs.len());
+        events.times[k].push(ts);
+        for (i, input) in spec.inputs.iter().enumerate() {
+            let value = get(n_keys + 1 + i)?;
+            match value {
+                Value::Null => {}
+                Value::Text(ref t) if numeric[i] => {
+                    return Err(EngineError::failed(format!(
+                        "{what}: input column {input} has the text {t:?}, but its aggregation \
+                         needs numbers"
+                    )));
+                }
+                value => events.values[k][i].push((ts, value)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The graph input of a group-by's source `i`; `prefix` is the JSON path of
+/// the group-by inside its config (empty for a group-by itself).
+pub fn source_input<'n>(node: &'n Node, prefix: &str, i: usize) -> Result<&'n Input> {
+    let origin = format!("{prefix}sources[{i}].");
+    node.inputs
+        .iter()
+        .find(|input| input.origin.starts_with(&origin) && !input.origin.ends_with("mutationTable"))
+        .ok_or_else(|| EngineError::failed(format!("no input for {origin}")))
+}
+
+/// The days of source `i` that targets in `range` read.
+pub fn read_range(node: &Node, prefix: &str, i: usize, range: DayRange) -> Result<DayRange> {
+    let input = source_input(node, prefix, i)?;
+    let origin = Some(Day(0));
+    Ok(DayRange::new(
+        input.range(range.from, origin).from,
+        input.range(range.to, origin).to,
+    ))
+}
+
+/// Every key's events from the group-by's events sources, over what targets
+/// in `range` read.
+pub fn load_events(
+    conn: &Connection,
+    spec: &Spec,
+    node: &Node,
+    prefix: &str,
+    range: DayRange,
+) -> Result<Events> {
+    let mut events = Events::default();
+    for (i, source) in spec.gb.sources.iter().enumerate() {
+        let read = read_range(node, prefix, i, range)?;
+        load(
+            conn,
+            spec,
+            source,
+            read,
+            &mut events,
+            &format!("{prefix}sources[{i}]"),
+        )?;
+    }
+    events.sort();
+    Ok(events)
+}
+
+/// One entities snapshot partition, per key.
+pub fn load_snapshot(conn: &Connection, spec: &Spec, day: Day, prefix: &str) -> Result<Events> {
+    let mut events = Events::default();
+    for (i, source) in spec.gb.sources.iter().enumerate() {
+        let what = format!("{prefix}sources[{i}]");
+        load(
+            conn,
+            spec,
+            source,
+            DayRange::new(day, day),
+            &mut events,
+            &what,
+        )?;
+    }
+    events.sort();
+    Ok(events)
+}
+
+/// A group-by without aggregations: each key's selected row at one
+/// snapshot partition (the first one when a key repeats).
+pub fn load_plain(
+    conn: &Connection,
+    spec: &Spec,
+    day: Day,
+    prefix: &str,
+) -> Result<(KeyIndex, Vec<Vec<Value>>)> {
+    let mut index = KeyIndex::new();
+    let mut rows = Vec::new();
+    for (i, source) in spec.gb.sources.iter().enumerate() {
+        let query = source.query();
+        let columns: Vec<(String, String)> = spec
+            .gb
+            .key_columns
+            .iter()
+            .chain(&spec.plain)
+            .map(|c| (c.clone(), column_expr(query, c)))
+            .collect();
+        let text = scan_sql(
+            &source_table(source),
+            query,
+            &columns,
+            DayRange::new(day, day),
+        )?;
+        let found = select_rows(conn, &text, &[], &format!("{prefix}sources[{i}]"))?;
+        let n_keys = spec.gb.key_columns.len();
+        for row in found.rows {
+            let key = key_string(&row[..n_keys]);
+            if !index.contains_key(&key) {
+                index.insert(key, rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    Ok((index, rows))
+}
+
+fn group_by<'e>(engine: &'e Engine, node: &Node) -> Result<&'e GroupBy> {
+    match &engine.repo.configs[node.config].body {
+        Body::GroupBy(gb) => Ok(gb),
+        _ => Err(EngineError::failed("not a group-by")),
+    }
+}
+
+/// Rows of (keys, features, ds) for every key present on each day.
+fn compute_days(engine: &Engine, node: &Node, spec: &Spec, range: DayRange) -> Result<Rows> {
+    let conn = engine.connect()?;
+    let mut out = Vec::new();
+    let partition = |day: Day| Value::Text(day.to_string());
+    if !spec.plain.is_empty() || !spec.is_events() {
+        // Entities: each day reads its own snapshot.
+        for day in range.days() {
+            let snapshot = source_input(node, "", 0)?.range(day, None).to;
+            if !spec.plain.is_empty() {
+                let (_, rows) = load_plain(&conn, spec, snapshot, "")?;
+                out.extend(rows.into_iter().map(|mut row| {
+                    row.push(partition(day));
+                    row
+                }));
+                continue;
+            }
+            let events = load_snapshot(&conn, spec, snapshot, "")?;
+            for key in 0..events.keys.len() {
+                if let Some(Some(values)) = spec.evaluate(&events, key, &[i64::MAX]).pop() {
+                    let mut row = events.keys[key].clone();
+                    row.extend(values);
+                    row.push(partition(day));
+                    out.push(row);
+                }
+            }
+        }
+    } else {
+        let events = load_events(&conn, spec, node, "", range)?;
+        let days: Vec<Day> = range.days().collect();
+        let queries: Vec<i64> = days.iter().map(|d| (d.0 as i64 + 1) * DAY_MS).collect();
+        let per_key: Vec<Vec<Vec<Value>>> = (0..events.keys.len())
+            .into_par_iter()
+            .map(|key| {
+                spec.evaluate(&events, key, &queries)
+                    .into_iter()
+                    .zip(&days)
+                    .filter_map(|(values, day)| {
+                        let mut row = events.keys[key].clone();
+                        row.extend(values?);
+                        row.push(partition(*day));
+                        Some(row)
+                    })
+                    .collect()
+            })
+            .collect();
+        out = per_key.into_iter().flatten().collect();
+        let ds = out.first().map_or(0, Vec::len).saturating_sub(1);
+        out.sort_by(|a, b| {
+            crate::engine::sql::compare_values(&a[ds], &b[ds])
+                .then_with(|| key_string(&a[..ds]).cmp(&key_string(&b[..ds])))
+        });
+    }
+    let mut columns: Vec<String> = spec.gb.key_columns.clone();
+    let mut types: Vec<&'static str> = vec![""; columns.len()];
+    for (name, kind) in spec.columns() {
+        columns.push(name);
+        types.push(kind);
+    }
+    columns.push(engine.warehouse.partition_column.clone());
+    types.push("TEXT");
+    let rows = Rows {
+        columns,
+        types,
+        rows: out,
+    };
+    let mut keep = spec.gb.key_columns.clone();
+    keep.push(engine.warehouse.partition_column.clone());
+    let rows = super::derive(&conn, rows, &spec.gb.derivations, &keep, "derivations")?;
+    Ok(rows)
+}
+
+pub fn backfill(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
+    let gb = group_by(engine, node)?;
+    let spec = Spec::new(gb)?;
+    let rows = compute_days(engine, node, &spec, range)?;
+    let output = node.output.as_deref().unwrap_or_default();
+    let written = engine.write(output, &rows, range)?;
+    Ok(format!(
+        "{output}: {written} rows, {} features, over {range}",
+        spec.columns().len()
+    ))
+}
+
+pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
+    let gb = group_by(engine, node)?;
+    let spec = Spec::new(gb)?;
+    let day = DayRange::new(range.to, range.to);
+    let rows = compute_days(engine, node, &spec, day)?;
+    let output = node.output.as_deref().unwrap_or_default();
+    let written = engine.write(output, &rows, day)?;
+    Ok(format!(
+        "{output}: {written} keys as of the end of {}",
+        range.to
+    ))
+}
+
+/// The KV dataset a group-by's batch values go to, as Chronon names it.
+pub fn dataset(gb: &GroupBy) -> String {
+    format!("{}_BATCH", sanitize(&gb.meta.name).to_uppercase())
+}
+
+/// Quoted column list, for SQL built from names.
+pub fn quoted(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,413 @@
+//! Joins, modular as Chronon runs them: the left rows (`{join}_left`), one
+//! table per part with that part's features for each left row
+//! (`{join}_{prefix_}{group_by}`), and the final table that puts them
+//! together and applies the derivations.
+//!
+//! Point in time: a TEMPORAL part sees, for a left row at `ts`, the events
+//! strictly before `ts`; a SNAPSHOT part sees the values as of the end of
+//! the day before the left row's partition. Left rows carry a `row_id`
+//! (their position in the partition), which the final table joins on.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use super::aggregate::DAY_MS;
+use super::groupby::{self, Spec};
+use super::{
+    Engine, EngineError, Result, column_expr, key_string, scan_sql, select_rows, sql_table,
+};
+use crate::config::{Accuracy, Body, Join, JoinPart, Source};
+use crate::graph::Node;
+use crate::partition::{Day, DayRange};
+use crate::warehouse::{Rows, quote};
+
+pub const ROW_ID: &str = "row_id";
+
+fn join_of<'e>(engine: &'e Engine, node: &Node) -> Result<&'e Join> {
+    match &engine.repo.configs[node.config].body {
+        Body::Join(join) => {
+            if join.meta.lag != 0 {
+                return Err(EngineError::unsupported("metaData.lag: lagged joins"));
+            }
+            if !join.bootstrap_parts.is_empty() {
+                return Err(EngineError::unsupported(
+                    "bootstrapParts: bootstrapped joins",
+                ));
+            }
+            Ok(join)
+        }
+        _ => Err(EngineError::failed("not a join")),
+    }
+}
+
+fn left_is_events(join: &Join) -> bool {
+    !matches!(join.left, Source::Entities { .. })
+}
+
+/// The left table's columns before `row_id` and the partition: the
+/// selected columns, and `ts` for an events left.
+pub fn left_columns(join: &Join) -> Result<Vec<String>> {
+    let query = join.left.query();
+    let mut columns: Vec<String> = query.selects.keys().cloned().collect();
+    if columns.is_empty() {
+        return Err(EngineError::failed(
+            "left.query.selects: expected the columns the left side selects",
+        ));
+    }
+    if left_is_events(join) && !columns.iter().any(|c| c == "ts") {
+        columns.push("ts".into());
+    }
+    Ok(columns)
+}
+
+pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
+    let join = join_of(engine, node)?;
+    let query = join.left.query();
+    let columns = left_columns(join)?;
+    let partition = engine.warehouse.partition_column.clone();
+    let mut select: Vec<(String, String)> = columns
+        .iter()
+        .map(|c| {
+            let expr = match (&query.time_column, c.as_str()) {
+                (Some(time), "ts") if !query.selects.contains_key("ts") => {
+                    super::sql::quote_default_namespace(time)
+                }
+                _ => column_expr(query, c),
+            };
+            (c.clone(), expr)
+        })
+        .collect();
+    select.push((partition.clone(), quote(&query.partition_column)));
+    let table = groupby::source_table(&join.left);
+    let mut text = scan_sql(&table, query, &select, range)?;
+    let order: Vec<String> = std::iter::once(quote(&partition))
+        .chain(columns.iter().map(|c| quote(c)))
+        .collect();
+    text.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    let conn = engine.connect()?;
+    let found = select_rows(&conn, &text, &[], "left")?;
+    let day_at = columns.len();
+    let mut rows = Vec::with_capacity(found.rows.len());
+    let mut last_day: Option<Value> = None;
+    let mut next_id = 0i64;
+    for mut row in found.rows {
+        let day = row.pop().expect("the partition is selected");
+        if last_day.as_ref() != Some(&day) {
+            next_id = 0;
+            last_day = Some(day.clone());
+        }
+        row.push(Value::Integer(next_id));
+        row.push(day);
+        next_id += 1;
+        rows.push(row);
+    }
+    debug_assert!(rows.iter().all(|r| r.len() == day_at + 2));
+    let mut out_columns = columns;
+    out_columns.push(ROW_ID.into());
+    out_columns.push(partition);
+    let types = vec![""; out_columns.len()];
+    let output = node.output.as_deref().unwrap_or_default();
+    let rows = Rows {
+        columns: out_columns,
+        types,
+        rows,
+    };
+    let written = engine.write(output, &rows, range)?;
+    Ok(format!("{output}: {written} left rows over {range}"))
+}
+
+/// The left table's rows in `range`, with the named columns.
+fn read_left(
+    conn: &Connection,
+    node: &Node,
+    columns: &[String],
+    partition: &str,
+    range: DayRange,
+) -> Result<Rows> {
+    let left_table = &node.inputs[0].table;
+    let select: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let text = format!(
+        "SELECT {} FROM {} WHERE {} BETWEEN ?1 AND ?2 ORDER BY {}, {}",
+        select.join(", "),
+        sql_table(left_table)?,
+        quote(partition),
+        quote(partition),
+        quote(ROW_ID)
+    );
+    select_rows(
+        conn,
+        &text,
+        &[&range.from.to_string(), &range.to.to_string()],
+        "the left table",
+    )
+}
+
+fn find_part<'j>(join: &'j Join, node: &Node) -> Result<(usize, &'j JoinPart)> {
+    join.join_parts
+        .iter()
+        .enumerate()
+        .find(|(_, p)| Some(p.label()) == node.part)
+        .ok_or_else(|| EngineError::failed(format!("no join part {:?}", node.part)))
+}
+
+/// For each group-by key column, the left column that supplies it.
+fn mapped_keys(part: &JoinPart) -> Vec<(String, String)> {
+    part.group_by
+        .key_columns
+        .iter()
+        .map(|key| {
+            let left = part
+                .key_mapping
+                .iter()
+                .find(|(_, right)| *right == key)
+                .map_or(key.clone(), |(left, _)| left.clone());
+            (key.clone(), left)
+        })
+        .collect()
+}
+
+pub fn part(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
+    let join = join_of(engine, node)?;
+    let (index, part) = find_part(join, node)?;
+    let prefix = format!("joinParts[{index}].groupBy.");
+    let spec = Spec::new(&part.group_by).map_err(|e| EngineError {
+        message: format!("{prefix}{}", e.message),
+        unsupported: e.unsupported,
+    })?;
+    let partition = engine.warehouse.partition_column.clone();
+    let keys = mapped_keys(part);
+    let mut columns: Vec<String> = vec![ROW_ID.into(), partition.clone()];
+    if left_is_events(join) {
+        columns.push("ts".into());
+    }
+    for (_, left) in &keys {
+        if !columns.contains(left) {
+            columns.push(left.clone());
+        }
+    }
+    let conn = engine.connect()?;
+    let left = read_left(&conn, node, &columns, &partition, range)?;
+    let at = |name: &str| columns.iter().position(|c| c == name).expect("selected");
+    let key_at: Vec<usize> = keys.iter().map(|(_, l)| at(l)).collect();
+    let day_of = |row: &[Value]| -> Result<Day> {
+        match &row[1] {
+            Value::Text(t) => Day::parse(t),
+            _ => None,
+        }
+        .ok_or_else(|| EngineError::failed("the left table has a bad partition value"))
+    };
+    let features = spec.columns();
+    let temporal = left_is_events(join) && part.group_by.effective_accuracy() == Accuracy::Temporal;
+    let asks: Vec<Ask> = left
+        .rows
+        .iter()
+        .map(|row| {
+            Ok(Ask {
+                key: key_at.iter().map(|&i| row[i].clone()).collect(),
+                ts: match row.get(2) {
+                    Some(Value::Integer(ts)) if left_is_events(join) => Some(*ts),
+                    _ => None,
+                },
+                day: day_of(row)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let values = part_values(&conn, &spec, node, &prefix, &asks, temporal, range)?;
+
+    let label = part.label();
+    let mut out_columns = columns.clone();
+    let mut types = vec![""; out_columns.len()];
+    for (name, kind) in &features {
+        out_columns.push(format!("{label}_{name}"));
+        types.push(kind);
+    }
+    let rows: Vec<Vec<Value>> = left
+        .rows
+        .into_iter()
+        .zip(values)
+        .map(|(mut row, v)| {
+            row.extend(v);
+            row
+        })
+        .collect();
+    let rows = Rows {
+        columns: out_columns,
+        types,
+        rows,
+    };
+    let output = node.output.as_deref().unwrap_or_default();
+    let written = engine.write(output, &rows, range)?;
+    Ok(format!(
+        "{output}: {} features for {written} left rows over {range}",
+        features.len()
+    ))
+}
+
+/// One left row's question to a join part: its key, time and partition.
+pub struct Ask {
+    pub key: Vec<Value>,
+    pub ts: Option<i64>,
+    pub day: Day,
+}
+
+/// A part's features for each ask: TEMPORAL asks see the events before
+/// their `ts`, SNAPSHOT asks the values as of the end of the previous day;
+/// entities read the snapshot the node's input names for the ask's day.
+/// `range` spans the asks' days.
+pub fn part_values(
+    conn: &Connection,
+    spec: &Spec,
+    node: &Node,
+    prefix: &str,
+    asks: &[Ask],
+    temporal: bool,
+    range: DayRange,
+) -> Result<Vec<Vec<Value>>> {
+    let empty = vec![Value::Null; spec.columns().len()];
+    let mut values: Vec<Vec<Value>> = vec![empty; asks.len()];
+    if spec.is_events() && spec.plain.is_empty() {
+        let events = groupby::load_events(conn, spec, node, prefix, range)?;
+        // Per key, the asks and their times.
+        let mut by_key: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
+        for (r, ask) in asks.iter().enumerate() {
+            let Some(&k) = events.index.get(&key_string(&ask.key)) else {
+                continue;
+            };
+            let t = match (temporal, ask.ts) {
+                (true, Some(ts)) => ts,
+                (true, None) => continue,
+                (false, _) => ask.day.0 as i64 * DAY_MS,
+            };
+            by_key.entry(k).or_default().push((t, r));
+        }
+        let answers: Vec<(usize, Vec<Value>)> = by_key
+            .into_par_iter()
+            .flat_map_iter(|(k, mut asks)| {
+                asks.sort_unstable();
+                let times: Vec<i64> = asks.iter().map(|(t, _)| *t).collect();
+                let found = spec.evaluate(&events, k, &times);
+                asks.into_iter()
+                    .zip(found)
+                    .filter_map(|((_, r), v)| Some((r, v?)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (r, v) in answers {
+            values[r] = v;
+        }
+        return Ok(values);
+    }
+    let input = groupby::source_input(node, prefix, 0)?;
+    let mut by_day: HashMap<Day, Vec<usize>> = HashMap::new();
+    for (r, ask) in asks.iter().enumerate() {
+        by_day.entry(ask.day).or_default().push(r);
+    }
+    for (day, rows) in by_day {
+        let snapshot = input.range(day, None).to;
+        if !spec.plain.is_empty() {
+            let (index, found) = groupby::load_plain(conn, spec, snapshot, prefix)?;
+            let n_keys = spec.gb.key_columns.len();
+            for r in rows {
+                if let Some(&i) = index.get(&key_string(&asks[r].key)) {
+                    values[r] = found[i][n_keys..].to_vec();
+                }
+            }
+            continue;
+        }
+        let events = groupby::load_snapshot(conn, spec, snapshot, prefix)?;
+        for r in rows {
+            if let Some(&k) = events.index.get(&key_string(&asks[r].key))
+                && let Some(Some(v)) = spec.evaluate(&events, k, &[i64::MAX]).pop()
+            {
+                values[r] = v;
+            }
+        }
+    }
+    Ok(values)
+}
+
+pub fn final_(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
+    let join = join_of(engine, node)?;
+    let partition = engine.warehouse.partition_column.clone();
+    let mut columns = left_columns(join)?;
+    columns.push(ROW_ID.into());
+    columns.push(partition.clone());
+    let conn = engine.connect()?;
+    let left = read_left(&conn, node, &columns, &partition, range)?;
+    let mut rows = left.rows;
+    let mut out_columns = columns.clone();
+    let n_left = columns.len();
+    let position: HashMap<(String, i64), usize> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| match (&row[n_left - 1], &row[n_left - 2]) {
+            (Value::Text(day), Value::Integer(id)) => Some(((day.clone(), *id), i)),
+            _ => None,
+        })
+        .collect();
+    for (i, part) in join.join_parts.iter().enumerate() {
+        let table = &node
+            .inputs
+            .iter()
+            .find(|input| input.origin == format!("joinParts[{i}]"))
+            .ok_or_else(|| EngineError::failed(format!("no input for joinParts[{i}]")))?
+            .table;
+        let label = part.label();
+        let found = select_rows(
+            &conn,
+            &format!(
+                "SELECT * FROM {} WHERE {} BETWEEN ?1 AND ?2",
+                sql_table(table)?,
+                quote(&partition)
+            ),
+            &[&range.from.to_string(), &range.to.to_string()],
+            &format!("joinParts[{i}]"),
+        )?;
+        let feature_at: Vec<usize> = (0..found.columns.len())
+            .filter(|&c| found.columns[c].starts_with(&format!("{label}_")))
+            .collect();
+        let id_at = found.columns.iter().position(|c| c == ROW_ID);
+        let day_at = found.columns.iter().position(|c| *c == partition);
+        let (Some(id_at), Some(day_at)) = (id_at, day_at) else {
+            return Err(EngineError::failed(format!(
+                "{table}: no {ROW_ID} or {partition} column"
+            )));
+        };
+        for &c in &feature_at {
+            out_columns.push(found.columns[c].clone());
+        }
+        let width = out_columns.len();
+        for row in &found.rows {
+            let (Value::Text(day), Value::Integer(id)) = (&row[day_at], &row[id_at]) else {
+                continue;
+            };
+            if let Some(&r) = position.get(&(day.clone(), *id)) {
+                rows[r].extend(feature_at.iter().map(|&c| row[c].clone()));
+            }
+        }
+        for row in &mut rows {
+            row.resize(width, Value::Null);
+        }
+    }
+    // The final table keeps the left columns, not the row ids.
+    let id = n_left - 2;
+    out_columns.remove(id);
+    for row in &mut rows {
+        row.remove(id);
+    }
+    let types = vec![""; out_columns.len()];
+    let rows = Rows {
+        columns: out_columns,
+        types,
+        rows,
+    };
+    let mut keep = left_columns(join)?;
+    keep.push(partition);
+    let rows = super::derive(&conn, rows, &join.derivations, &keep, "derivations")?;
+    let output = node.output.as_deref().unwrap_or_default();
+    let written = engine.write(output, &rows, range)?;
+    Ok(format!("{output}: {written} rows over {range}"))
+}

@@ -1,0 +1,405 @@
+//! The local engine: computes Chronon's steps on the embedded SQLite
+//! warehouse, so the whole pipeline runs on one machine with nothing
+//! installed. The `local` executor runs each job as `chronon-build compute
+//! STEP CONFIG ...`, a process like any `zipline` job, so the runner's
+//! logs, timeouts, retries and recording apply unchanged.
+//!
+//! `selects`, `wheres`, derivations and staging queries are SQL run by
+//! SQLite, with the Spark functions SQLite lacks registered (`sql`). The
+//! aggregations are computed here (`aggregate`), windows sliding across the
+//! range. What the engine cannot compute exactly fails the target with a
+//! message naming the config and the field, and nothing is written.
+
+pub mod aggregate;
+mod consistency;
+mod groupby;
+mod join;
+pub mod kv;
+pub mod sql;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use crate::config::{Config, Derivation, Query, Repo};
+use crate::graph::{Graph, Node, Step};
+use crate::partition::DayRange;
+use crate::settings::Settings;
+use crate::warehouse::{Rows, TableName, Warehouse, quote};
+
+/// Why a step could not be computed.
+#[derive(Debug)]
+pub struct EngineError {
+    pub message: String,
+    /// The engine lacks the feature; Spark through `zipline` has it.
+    pub unsupported: bool,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if self.unsupported {
+            f.write_str(
+                "\n  the local engine does not support this; run this config with the zipline \
+                 executor ([executor] kind = \"zipline\" in chronon-build.toml)",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl EngineError {
+    pub fn failed(message: impl Into<String>) -> EngineError {
+        EngineError {
+            message: message.into(),
+            unsupported: false,
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> EngineError {
+        EngineError {
+            message: message.into(),
+            unsupported: true,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// What a computation needs: the configs, the graph and where data lives.
+pub struct Engine<'a> {
+    pub repo: &'a Repo,
+    pub settings: &'a Settings,
+    pub graph: &'a Graph,
+    pub warehouse: Warehouse,
+    /// The local KV store that `upload-to-kv` fills and `fetch` reads.
+    pub kv_path: PathBuf,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(repo: &'a Repo, settings: &'a Settings, graph: &'a Graph) -> Engine<'a> {
+        let root = settings.resolve(&repo.root, &settings.warehouse.root());
+        let kv_path = settings.resolve(&repo.root, &settings.executor.kv);
+        Engine {
+            repo,
+            settings,
+            graph,
+            warehouse: Warehouse::new(root, &settings.warehouse.partition_column),
+            kv_path,
+        }
+    }
+
+    /// Computes `node` over `range` (`None` for unpartitioned steps) and
+    /// writes its output; returns a one-line summary for the job's log.
+    pub fn compute(&self, node: &Node, range: Option<DayRange>) -> Result<String> {
+        let config = &self.repo.configs[node.config];
+        let range = || {
+            range.ok_or_else(|| {
+                EngineError::failed(format!("{}: a partition range is required", node.label()))
+            })
+        };
+        let within = |e: EngineError| EngineError {
+            message: format!("{} ({}): {}", node.label(), config.path, e.message),
+            unsupported: e.unsupported,
+        };
+        match node.step {
+            Step::GroupByBackfill => groupby::backfill(self, node, range()?),
+            Step::GroupByUpload => groupby::upload(self, node, range()?),
+            Step::UploadToKv => kv::upload(self, node, range()?),
+            Step::StagingQuery => self.staging_query(node, range()?),
+            Step::JoinLeft => join::left(self, node, range()?),
+            Step::JoinPart => join::part(self, node, range()?),
+            Step::JoinFinal => join::final_(self, node, range()?),
+            Step::LogFlattener => consistency::flatten(self, node, range()?),
+            Step::BuildComparisonTable => consistency::compare(self, node, range()?),
+            Step::ConsistencyMetricsCompute => consistency::metrics(self, node, range()?),
+            Step::MetadataUpload => kv::metadata(self, node),
+            Step::GroupByStreaming => Err(EngineError::unsupported(
+                "streaming jobs need Flink; the local engine serves batch uploads only",
+            )),
+        }
+        .map_err(within)
+    }
+
+    /// A connection with every namespace attached and the Spark functions.
+    pub fn connect(&self) -> Result<Connection> {
+        let conn = self
+            .warehouse
+            .attach_all()
+            .map_err(|e| EngineError::failed(e.0))?;
+        sql::register(&conn).map_err(|e| EngineError::failed(e.to_string()))?;
+        Ok(conn)
+    }
+
+    pub fn write(&self, table: &str, rows: &Rows, range: DayRange) -> Result<usize> {
+        let name = table_name(table)?;
+        let days: Vec<_> = range.days().collect();
+        self.warehouse
+            .replace_days(&name, rows, &days)
+            .map_err(|e| EngineError::failed(e.0))?;
+        Ok(rows.rows.len())
+    }
+
+    fn staging_query(&self, node: &Node, range: DayRange) -> Result<String> {
+        let Body::StagingQuery(sq) = &self.repo.configs[node.config].body else {
+            return Err(EngineError::failed("not a staging query"));
+        };
+        let output = node.output.as_deref().unwrap_or_default();
+        let text = sql::substitute_dates(&sq.query, range.from, range.to, range.to);
+        if let Some(open) = text.find("{{") {
+            let end = text[open..].find("}}").map_or(text.len(), |e| open + e + 2);
+            return Err(EngineError::unsupported(format!(
+                "query: the template {} is not one the local engine fills \
+                 (start_date, end_date, latest_date)",
+                &text[open..end]
+            )));
+        }
+        let conn = self.connect()?;
+        let text = sql::quote_default_namespace(&text);
+        let rows = select_rows(&conn, &text, &[], "query")?;
+        let partition = &self.warehouse.partition_column;
+        let Some(at) = rows.columns.iter().position(|c| c == partition) else {
+            return Err(EngineError::failed(format!(
+                "query: the result has no {partition:?} column to partition it by (columns: {})",
+                rows.columns.join(", ")
+            )));
+        };
+        let mut rows = rows;
+        rows.rows.retain(|row| match &row[at] {
+            Value::Text(day) => {
+                crate::partition::Day::parse(day).is_some_and(|d| range.contains(d))
+            }
+            _ => false,
+        });
+        let written = self.write(output, &rows, range)?;
+        Ok(format!("{output}: {written} rows over {range}"))
+    }
+}
+
+use crate::config::Body;
+
+pub fn table_name(table: &str) -> Result<TableName> {
+    TableName::parse(table).map_err(|e| EngineError::failed(e.0))
+}
+
+/// `"ns"."table"` for SQL.
+pub fn sql_table(table: &str) -> Result<String> {
+    let name = table_name(table)?;
+    Ok(format!("{}.{}", quote(&name.namespace), quote(&name.table)))
+}
+
+/// Runs a query and collects its rows, with clear messages for what users
+/// get wrong; `what` names the config field the SQL comes from.
+pub fn select_rows(
+    conn: &Connection,
+    text: &str,
+    params: &[&dyn rusqlite::ToSql],
+    what: &str,
+) -> Result<Rows> {
+    let mut stmt = conn.prepare(text).map_err(|e| sql_error(e, what))?;
+    let columns: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let n = columns.len();
+    let rows = stmt
+        .query_map(params, |row| {
+            (0..n).map(|i| row.get::<_, Value>(i)).collect()
+        })
+        .map_err(|e| sql_error(e, what))?
+        .collect::<std::result::Result<Vec<Vec<Value>>, _>>()
+        .map_err(|e| sql_error(e, what))?;
+    let types = vec![""; n];
+    Ok(Rows {
+        columns,
+        types,
+        rows,
+    })
+}
+
+/// An SQLite error as a message about the config: a missing function is a
+/// Spark function the engine lacks, a missing table is an input not in the
+/// warehouse.
+pub fn sql_error(e: rusqlite::Error, what: &str) -> EngineError {
+    let text = e.to_string();
+    if let Some(name) = text.strip_prefix("no such function: ") {
+        return EngineError::unsupported(format!(
+            "{what}: the SQL function {name} is not available in the local engine \
+             (it has SQLite's functions and {})",
+            sql::SPARK_FUNCTIONS.join(", ")
+        ));
+    }
+    if let Some(table) = text.strip_prefix("no such table: ") {
+        return EngineError::failed(format!(
+            "{what}: table {table} is not in the warehouse (import it with \
+             `chronon-build warehouse import`)"
+        ));
+    }
+    EngineError::failed(format!("{what}: {text}"))
+}
+
+/// The SQL expression for a column as the query selects it: its `selects`
+/// entry, or the column itself.
+pub fn column_expr(query: &Query, column: &str) -> String {
+    match query.selects.get(column) {
+        Some(expr) => sql::quote_default_namespace(expr),
+        None => quote(column),
+    }
+}
+
+/// `SELECT <columns> FROM <table> WHERE <partition in range> AND <wheres>`.
+pub fn scan_sql(
+    table: &str,
+    query: &Query,
+    columns: &[(String, String)],
+    range: DayRange,
+) -> Result<String> {
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(name, expr)| format!("{expr} AS {}", quote(name)))
+        .collect();
+    let mut conditions = vec![format!(
+        "{} BETWEEN '{}' AND '{}'",
+        quote(&query.partition_column),
+        range.from,
+        range.to
+    )];
+    conditions.extend(
+        query
+            .wheres
+            .iter()
+            .map(|w| format!("({})", sql::quote_default_namespace(w))),
+    );
+    Ok(format!(
+        "SELECT {} FROM {} WHERE {}",
+        select.join(", "),
+        sql_table(table)?,
+        conditions.join(" AND ")
+    ))
+}
+
+/// Applies derivations to rows in SQL: `*` keeps every column; `keep` are
+/// kept in front either way (keys, timestamps, the partition).
+pub fn derive(
+    conn: &Connection,
+    rows: Rows,
+    derivations: &[Derivation],
+    keep: &[String],
+    what: &str,
+) -> Result<Rows> {
+    if derivations.is_empty() {
+        return Ok(rows);
+    }
+    let temp = "__derive";
+    let columns: Vec<String> = rows.columns.iter().map(|c| quote(c)).collect();
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS temp.{temp}; CREATE TEMP TABLE {temp} ({});",
+        columns.join(", ")
+    ))
+    .map_err(|e| sql_error(e, what))?;
+    {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let mut insert = conn
+            .prepare(&format!(
+                "INSERT INTO temp.{temp} VALUES ({})",
+                placeholders.join(", ")
+            ))
+            .map_err(|e| sql_error(e, what))?;
+        for row in &rows.rows {
+            insert
+                .execute(rusqlite::params_from_iter(row.iter()))
+                .map_err(|e| sql_error(e, what))?;
+        }
+    }
+    let star = derivations.iter().any(|d| d.name == "*");
+    let mut select: Vec<String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for column in keep
+        .iter()
+        .chain(if star { rows.columns.iter() } else { [].iter() })
+    {
+        if !names.contains(&column.as_str()) {
+            names.push(column);
+            select.push(quote(column));
+        }
+    }
+    for (i, d) in derivations.iter().enumerate() {
+        if d.name == "*" {
+            continue;
+        }
+        if names.contains(&d.name.as_str()) {
+            // A derivation replaces the column of the same name.
+            let at = names.iter().position(|n| *n == d.name).expect("present");
+            select[at] = format!(
+                "({}) AS {}",
+                sql::quote_default_namespace(&d.expression),
+                quote(&d.name)
+            );
+            continue;
+        }
+        let _ = i;
+        names.push(&d.name);
+        select.push(format!(
+            "({}) AS {}",
+            sql::quote_default_namespace(&d.expression),
+            quote(&d.name)
+        ));
+    }
+    let out = select_rows(
+        conn,
+        &format!("SELECT {} FROM temp.{temp}", select.join(", ")),
+        &[],
+        &format!("{what}.derivations"),
+    )?;
+    conn.execute_batch(&format!("DROP TABLE temp.{temp}"))
+        .map_err(|e| sql_error(e, what))?;
+    Ok(out)
+}
+
+/// A key's values as one hashable string.
+pub fn key_string(values: &[Value]) -> String {
+    let mut out = String::new();
+    for v in values {
+        match v {
+            Value::Null => out.push('N'),
+            Value::Integer(i) => {
+                out.push('I');
+                out.push_str(&i.to_string());
+            }
+            Value::Real(r) => {
+                out.push('R');
+                out.push_str(&r.to_string());
+            }
+            Value::Text(t) => {
+                out.push('T');
+                out.push_str(t);
+            }
+            Value::Blob(b) => {
+                out.push('B');
+                out.push_str(&crate::warehouse::text(&Value::Blob(b.clone())));
+            }
+        }
+        out.push('\u{1f}');
+    }
+    out
+}
+
+/// The node of `step` for `config`, for steps that read another step's data.
+pub fn config_of<'r>(repo: &'r Repo, node: &Node) -> &'r Config {
+    &repo.configs[node.config]
+}
+
+pub type KeyIndex = HashMap<String, usize>;
+
+/// `chronon-build fetch`: serves a join and logs the request.
+pub fn consistency_fetch(
+    engine: &Engine,
+    join: &str,
+    keys: &std::collections::BTreeMap<String, String>,
+    ts: i64,
+) -> Result<serde_json::Value> {
+    consistency::fetch(engine, join, keys, ts)
+}
