@@ -373,8 +373,8 @@ pub fn load_plain(
         let n_keys = spec.gb.key_columns.len();
         for row in found.rows {
             let key = key_string(&row[..n_keys]);
-            if !index.contains_key(&key) {
-                index.insert(key, rows.len());
+            if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(key) {
+                slot.insert(rows.len());
                 rows.push(row);
             }
         }

@@ -199,11 +199,7 @@ pub fn select_rows(
     what: &str,
 ) -> Result<Rows> {
     let mut stmt = conn.prepare(text).map_err(|e| sql_error(e, what))?;
-    let columns: Vec<String> = stmt
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let n = columns.len();
     let rows = stmt
         .query_map(params, |row| {
@@ -225,14 +221,21 @@ pub fn select_rows(
 /// warehouse.
 pub fn sql_error(e: rusqlite::Error, what: &str) -> EngineError {
     let text = e.to_string();
-    if let Some(name) = text.strip_prefix("no such function: ") {
+    // SQLite names the statement after the message: keep the message.
+    let first_word = |rest: &str| {
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(name) = text.strip_prefix("no such function: ").map(first_word) {
         return EngineError::unsupported(format!(
             "{what}: the SQL function {name} is not available in the local engine \
              (it has SQLite's functions and {})",
             sql::SPARK_FUNCTIONS.join(", ")
         ));
     }
-    if let Some(table) = text.strip_prefix("no such table: ") {
+    if let Some(table) = text.strip_prefix("no such table: ").map(first_word) {
         return EngineError::failed(format!(
             "{what}: table {table} is not in the warehouse (import it with \
              `chronon-build warehouse import`)"

@@ -4,6 +4,7 @@
 mod bad_input;
 mod corpus;
 mod diff;
+mod engine;
 mod keys;
 mod run;
 mod scenario;

@@ -369,7 +369,7 @@ fn the_command_probe_lists_each_table_with_one_call() {
     std::fs::write(
         s.repo.join("chronon-build.toml"),
         format!(
-            "[warehouse]\nkind = \"command\"\ncommand = [\"bash\", \"{}\", \"{{table}}\"]\n",
+            "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"command\"\ncommand = [\"bash\", \"{}\", \"{{table}}\"]\n",
             script.display()
         ),
     )
