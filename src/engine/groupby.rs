@@ -436,10 +436,17 @@ fn compute_days(engine: &Engine, node: &Node, spec: &Spec, range: DayRange) -> R
             })
             .collect();
         out = per_key.into_iter().flatten().collect();
+        // By day, then key: rows come out per key.
         let ds = out.first().map_or(0, Vec::len).saturating_sub(1);
-        out.sort_by(|a, b| {
-            crate::engine::sql::compare_values(&a[ds], &b[ds])
-                .then_with(|| key_string(&a[..ds]).cmp(&key_string(&b[..ds])))
+        let keys = spec.gb.key_columns.len();
+        out.par_sort_by(|a, b| {
+            let by_key = a[..keys]
+                .iter()
+                .zip(&b[..keys])
+                .map(|(x, y)| super::sql::compare_values(x, y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal);
+            super::sql::compare_values(&a[ds], &b[ds]).then(by_key)
         });
     }
     let mut columns: Vec<String> = spec.gb.key_columns.clone();
