@@ -689,12 +689,15 @@ impl Builder<'_> {
                     "metaData.customJson.check_consistency".into(),
                 )];
                 inputs.extend(left_inputs(&join.left, lag));
+                // Offline values are recomputed as the join part computes
+                // them: entity snapshots shift as they do there.
+                let left_is_events = !matches!(join.left, Source::Entities { .. });
                 for (i, part) in join.join_parts.iter().enumerate() {
                     inputs.extend(source_inputs(
                         &part.group_by,
                         &format!("joinParts[{i}].groupBy"),
                         lag,
-                        None,
+                        Some(left_is_events),
                     ));
                 }
                 self.node(
