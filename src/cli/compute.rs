@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 
 use super::{Global, Workspace, parse_day, print_json};
-use crate::engine::{Engine, kv};
+use crate::engine::Engine;
 use crate::error::{Error, exit};
 use crate::graph::Step;
 use crate::partition::{Day, DayRange};
@@ -111,8 +111,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<i32, Error> {
             engine.kv_path.display()
         )));
     }
-    let _ = kv::METADATA;
-    match crate::engine::consistency_fetch(&engine, &args.join, &keys, ts) {
+    match crate::engine::consistency::fetch(&engine, &args.join, &keys, ts) {
         Ok(response) => {
             print_json(&response);
             Ok(exit::OK)

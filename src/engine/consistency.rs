@@ -44,19 +44,7 @@ pub fn served(join: &Join) -> Result<Served> {
             message: format!("joinParts[{i}].groupBy.{}", e.message),
             unsupported: e.unsupported,
         })?;
-        let mapped: Vec<(String, String)> = part
-            .group_by
-            .key_columns
-            .iter()
-            .map(|key| {
-                let left = part
-                    .key_mapping
-                    .iter()
-                    .find(|(_, right)| *right == key)
-                    .map_or(key.clone(), |(left, _)| left.clone());
-                (key.clone(), left)
-            })
-            .collect();
+        let mapped = super::join::mapped_keys(part);
         for (_, left) in &mapped {
             if !keys.contains(left) {
                 keys.push(left.clone());
@@ -284,6 +272,33 @@ fn join_of<'e>(engine: &'e Engine, node: &Node) -> Result<&'e Join> {
     }
 }
 
+/// What each step of the chain starts from: the join, what it serves, the
+/// partition column, a connection, and its input table's rows in `range`.
+struct Chain<'e> {
+    join: &'e Join,
+    served: Served,
+    partition: String,
+    conn: Connection,
+    input: Rows,
+}
+
+impl<'e> Chain<'e> {
+    fn open(engine: &'e Engine, node: &Node, range: DayRange, what: &str) -> Result<Chain<'e>> {
+        let join = join_of(engine, node)?;
+        let served = served(join)?;
+        let partition = engine.warehouse.partition_column.clone();
+        let conn = engine.connect()?;
+        let input = read_day(&conn, &node.inputs[0].table, &partition, range, what)?;
+        Ok(Chain {
+            join,
+            served,
+            partition,
+            conn,
+            input,
+        })
+    }
+}
+
 fn read_day(
     conn: &Connection,
     table: &str,
@@ -304,17 +319,13 @@ fn read_day(
 }
 
 pub fn flatten(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
-    let join = join_of(engine, node)?;
-    let served = served(join)?;
-    let partition = engine.warehouse.partition_column.clone();
-    let conn = engine.connect()?;
-    let log = read_day(
-        &conn,
-        &node.inputs[0].table,
-        &partition,
-        range,
-        "the log table",
-    )?;
+    let Chain {
+        join: _,
+        served,
+        partition,
+        conn: _,
+        input: log,
+    } = Chain::open(engine, node, range, "the log table")?;
     let at = |c: &str| {
         log.columns
             .iter()
@@ -360,31 +371,21 @@ pub fn flatten(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
     columns.push("ts".into());
     columns.extend(served.features.iter().cloned());
     columns.push(partition);
-    let rows = Rows {
-        types: vec![""; columns.len()],
-        columns,
-        rows,
-    };
-    let output = node.output.as_deref().unwrap_or_default();
-    let written = engine.write(output, &rows, range)?;
+    let (output, written) = engine.write_untyped(node, columns, rows, range)?;
     Ok(format!("{output}: {written} logged requests over {range}"))
 }
 
 pub fn compare(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
-    let join = join_of(engine, node)?;
+    let Chain {
+        join,
+        served,
+        partition,
+        conn,
+        input: logged,
+    } = Chain::open(engine, node, range, "the logged table")?;
     if join.meta.lag != 0 {
         return Err(EngineError::unsupported("metaData.lag: lagged joins"));
     }
-    let served = served(join)?;
-    let partition = engine.warehouse.partition_column.clone();
-    let conn = engine.connect()?;
-    let logged = read_day(
-        &conn,
-        &node.inputs[0].table,
-        &partition,
-        range,
-        "the logged table",
-    )?;
     let at = |c: &str| logged.columns.iter().position(|x| x == c);
     let (Some(ts_at), Some(day_at)) = (at("ts"), at(&partition)) else {
         return Err(EngineError::failed(
@@ -460,13 +461,7 @@ pub fn compare(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
         out.push(row[day_at].clone());
         rows.push(out);
     }
-    let rows = Rows {
-        types: vec![""; columns.len()],
-        columns,
-        rows,
-    };
-    let output = node.output.as_deref().unwrap_or_default();
-    let written = engine.write(output, &rows, range)?;
+    let (output, written) = engine.write_untyped(node, columns, rows, range)?;
     Ok(format!(
         "{output}: {written} requests compared over {range}"
     ))
@@ -487,17 +482,13 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 pub fn metrics(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
-    let join = join_of(engine, node)?;
-    let served = served(join)?;
-    let partition = engine.warehouse.partition_column.clone();
-    let conn = engine.connect()?;
-    let compared = read_day(
-        &conn,
-        &node.inputs[0].table,
-        &partition,
-        range,
-        "the comparison table",
-    )?;
+    let Chain {
+        join: _,
+        served,
+        partition,
+        conn: _,
+        input: compared,
+    } = Chain::open(engine, node, range, "the comparison table")?;
     let at = |c: &str| compared.columns.iter().position(|x| x == c);
     let Some(day_at) = at(&partition) else {
         return Err(EngineError::failed(

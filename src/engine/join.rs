@@ -154,7 +154,7 @@ fn find_part<'j>(join: &'j Join, node: &Node) -> Result<(usize, &'j JoinPart)> {
 }
 
 /// For each group-by key column, the left column that supplies it.
-fn mapped_keys(part: &JoinPart) -> Vec<(String, String)> {
+pub fn mapped_keys(part: &JoinPart) -> Vec<(String, String)> {
     part.group_by
         .key_columns
         .iter()

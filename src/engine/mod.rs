@@ -11,7 +11,7 @@
 //! message naming the config and the field, and nothing is written.
 
 pub mod aggregate;
-mod consistency;
+pub mod consistency;
 mod groupby;
 mod join;
 pub mod kv;
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use crate::config::{Config, Derivation, Query, Repo};
+use crate::config::{Body, Derivation, Query, Repo};
 use crate::graph::{Graph, Node, Step};
 use crate::partition::DayRange;
 use crate::settings::Settings;
@@ -142,6 +142,24 @@ impl<'a> Engine<'a> {
         Ok(rows.rows.len())
     }
 
+    /// Writes rows with no declared types to the node's output over
+    /// `range`; returns the table and the number of rows.
+    pub fn write_untyped<'n>(
+        &self,
+        node: &'n Node,
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+        range: DayRange,
+    ) -> Result<(&'n str, usize)> {
+        let rows = Rows {
+            types: vec![""; columns.len()],
+            columns,
+            rows,
+        };
+        let output = node.output.as_deref().unwrap_or_default();
+        Ok((output, self.write(output, &rows, range)?))
+    }
+
     fn staging_query(&self, node: &Node, range: DayRange) -> Result<String> {
         let Body::StagingQuery(sq) = &self.repo.configs[node.config].body else {
             return Err(EngineError::failed("not a staging query"));
@@ -177,8 +195,6 @@ impl<'a> Engine<'a> {
         Ok(format!("{output}: {written} rows over {range}"))
     }
 }
-
-use crate::config::Body;
 
 pub fn table_name(table: &str) -> Result<TableName> {
     TableName::parse(table).map_err(|e| EngineError::failed(e.0))
@@ -390,19 +406,4 @@ pub fn key_string(values: &[Value]) -> String {
     out
 }
 
-/// The node of `step` for `config`, for steps that read another step's data.
-pub fn config_of<'r>(repo: &'r Repo, node: &Node) -> &'r Config {
-    &repo.configs[node.config]
-}
-
 pub type KeyIndex = HashMap<String, usize>;
-
-/// `chronon-build fetch`: serves a join and logs the request.
-pub fn consistency_fetch(
-    engine: &Engine,
-    join: &str,
-    keys: &std::collections::BTreeMap<String, String>,
-    ts: i64,
-) -> Result<serde_json::Value> {
-    consistency::fetch(engine, join, keys, ts)
-}
