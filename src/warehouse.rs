@@ -85,6 +85,15 @@ pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// Names quoted and separated by commas, for column lists.
+pub fn quote_list(identifiers: &[String]) -> String {
+    identifiers
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One partition in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionEntry {
@@ -498,11 +507,7 @@ fn write_in(
     let insert = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         quote(table),
-        rows.columns
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        quote_list(&rows.columns),
         placeholders.join(", ")
     );
     let mut stmt = conn.prepare(&insert)?;
@@ -729,16 +734,11 @@ fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
                 .iter()
                 .zip(&types)
                 .map(|(c, t)| match object.get(c) {
-                    None | Some(serde_json::Value::Null) => Value::Null,
-                    Some(serde_json::Value::Bool(b)) => Value::Integer(i64::from(*b)),
-                    Some(serde_json::Value::Number(n)) if *t == "INTEGER" => {
-                        Value::Integer(n.as_i64().unwrap_or_default())
-                    }
-                    Some(serde_json::Value::Number(n)) => {
+                    // A column with reals holds its integers as reals too.
+                    Some(serde_json::Value::Number(n)) if *t == "REAL" => {
                         Value::Real(n.as_f64().unwrap_or_default())
                     }
-                    Some(serde_json::Value::String(s)) => Value::Text(s.clone()),
-                    Some(other) => Value::Text(other.to_string()),
+                    value => value.map_or(Value::Null, from_json),
                 })
                 .collect()
         })
@@ -774,6 +774,21 @@ pub fn text(value: &Value) -> String {
         Value::Real(r) => r.to_string(),
         Value::Text(t) => t.clone(),
         Value::Blob(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+    }
+}
+
+/// A JSON value as SQL stores it: booleans as 0 and 1, integers and reals
+/// as numbers, lists and objects as their JSON text.
+pub fn from_json(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(i64::from(*b)),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Integer)
+            .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or_default())),
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Text(other.to_string()),
     }
 }
 

@@ -21,7 +21,7 @@ use super::{Engine, EngineError, Result, derive, kv, select_rows, sql_table, tab
 use crate::config::{Accuracy, Body, Config, Join, Source};
 use crate::graph::Node;
 use crate::partition::{Day, DayRange};
-use crate::warehouse::{Rows, json, quote};
+use crate::warehouse::{Rows, from_json, json, quote, quote_list};
 
 /// What a join serves: the request's key columns, and the response's
 /// feature columns (after derivations).
@@ -200,19 +200,6 @@ pub fn fetch(
     Ok(Json::Object(out))
 }
 
-pub fn from_json(value: &Json) -> Value {
-    match value {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Integer(i64::from(*b)),
-        Json::Number(n) => n
-            .as_i64()
-            .map(Value::Integer)
-            .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or(f64::NAN))),
-        Json::String(s) => Value::Text(s.clone()),
-        other => Value::Text(other.to_string()),
-    }
-}
-
 /// Appends one row to the log table's partition for `ts`.
 fn append_log(engine: &Engine, name: &str, keys: &Json, response: &Json, ts: i64) -> Result<()> {
     let log = &engine.settings.consistency.log_table;
@@ -237,7 +224,7 @@ fn append_log(engine: &Engine, name: &str, keys: &Json, response: &Json, ts: i64
             &conn,
             &format!(
                 "SELECT {} FROM {} WHERE {} = ?1",
-                super::groupby::quoted(&columns),
+                quote_list(&columns),
                 sql_table(log)?,
                 quote(&partition)
             ),

@@ -12,7 +12,7 @@ use super::{
 use crate::config::{Accuracy, Body, GroupBy, Query, Source, sanitize};
 use crate::graph::{Input, Node};
 use crate::partition::{Day, DayRange};
-use crate::warehouse::{Rows, quote};
+use crate::warehouse::Rows;
 
 /// A group-by ready to evaluate: its input columns and output features, or,
 /// without aggregations, the columns it selects as they are.
@@ -496,13 +496,4 @@ pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
 /// The KV dataset a group-by's batch values go to, as Chronon names it.
 pub fn dataset(gb: &GroupBy) -> String {
     format!("{}_BATCH", sanitize(&gb.meta.name).to_uppercase())
-}
-
-/// Quoted column list, for SQL built from names.
-pub fn quoted(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

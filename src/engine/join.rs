@@ -22,7 +22,7 @@ use super::{
 use crate::config::{Accuracy, Body, Join, JoinPart, Source};
 use crate::graph::Node;
 use crate::partition::{Day, DayRange};
-use crate::warehouse::{Rows, quote};
+use crate::warehouse::{Rows, quote, quote_list};
 
 pub const ROW_ID: &str = "row_id";
 
@@ -83,10 +83,11 @@ pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     select.push((partition.clone(), quote(&query.partition_column)));
     let table = groupby::source_table(&join.left);
     let mut text = scan_sql(&table, query, &select, range)?;
-    let order: Vec<String> = std::iter::once(quote(&partition))
-        .chain(columns.iter().map(|c| quote(c)))
-        .collect();
-    text.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    text.push_str(&format!(
+        " ORDER BY {}, {}",
+        quote(&partition),
+        quote_list(&columns)
+    ));
     let conn = engine.connect()?;
     let found = select_rows(&conn, &text, &[], "left")?;
     let day_at = columns.len();
@@ -128,10 +129,9 @@ fn read_left(
     range: DayRange,
 ) -> Result<Rows> {
     let left_table = &node.inputs[0].table;
-    let select: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let text = format!(
         "SELECT {} FROM {} WHERE {} BETWEEN ?1 AND ?2 ORDER BY {}, {}",
-        select.join(", "),
+        quote_list(columns),
         sql_table(left_table)?,
         quote(partition),
         quote(partition),

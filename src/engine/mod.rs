@@ -27,7 +27,7 @@ use crate::config::{Body, Derivation, Query, Repo};
 use crate::graph::{Graph, Node, Step};
 use crate::partition::DayRange;
 use crate::settings::Settings;
-use crate::warehouse::{Rows, TableName, Warehouse, quote};
+use crate::warehouse::{Rows, TableName, Warehouse, quote, quote_list};
 
 /// Why a step could not be computed.
 #[derive(Debug)]
@@ -313,14 +313,13 @@ pub fn derive(
         return Ok(rows);
     }
     let temp = "__derive";
-    let columns: Vec<String> = rows.columns.iter().map(|c| quote(c)).collect();
     conn.execute_batch(&format!(
         "DROP TABLE IF EXISTS temp.{temp}; CREATE TEMP TABLE {temp} ({});",
-        columns.join(", ")
+        quote_list(&rows.columns)
     ))
     .map_err(|e| sql_error(e, what))?;
     {
-        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let placeholders: Vec<String> = (1..=rows.columns.len()).map(|i| format!("?{i}")).collect();
         let mut insert = conn
             .prepare(&format!(
                 "INSERT INTO temp.{temp} VALUES ({})",
