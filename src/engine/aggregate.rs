@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value;
 
 use super::sql::compare_values;
+use super::{EngineError, Result};
 use crate::config::{Aggregation, Operation, TimeUnit, Window};
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -101,19 +102,19 @@ pub struct Feature {
 
 /// The features of a list of aggregations, in Chronon's column order: per
 /// aggregation, per window. `inputs` collects the distinct input columns.
-pub fn features(
-    aggregations: &[Aggregation],
-    inputs: &mut Vec<String>,
-) -> Result<Vec<Feature>, String> {
+pub fn features(aggregations: &[Aggregation], inputs: &mut Vec<String>) -> Result<Vec<Feature>> {
     let mut out = Vec::new();
     for (i, agg) in aggregations.iter().enumerate() {
         let at = format!("aggregations[{i}]");
         if !agg.buckets.is_empty() {
-            return Err(format!(
+            return Err(EngineError::unsupported(format!(
                 "{at}.buckets: bucketed aggregations are not supported"
-            ));
+            )));
         }
-        let op = op(agg).map_err(|e| format!("{at}: {e}"))?;
+        let op = op(agg).map_err(|e| EngineError {
+            message: format!("{at}: {}", e.message),
+            unsupported: e.unsupported,
+        })?;
         let input = match inputs.iter().position(|c| c == &agg.input_column) {
             Some(i) => i,
             None => {
@@ -133,7 +134,9 @@ pub fn features(
         }
         for window in &agg.windows {
             if window.length <= 0 {
-                return Err(format!("{at}.windows: expected a positive length"));
+                return Err(EngineError::failed(format!(
+                    "{at}.windows: expected a positive length"
+                )));
             }
             out.push(Feature {
                 name: format!("{base}_{}", window_suffix(window)),
@@ -160,8 +163,8 @@ pub fn window_millis(window: &Window) -> i64 {
     }
 }
 
-fn op(agg: &Aggregation) -> Result<Op, String> {
-    let k = || -> Result<usize, String> {
+fn op(agg: &Aggregation) -> Result<Op> {
+    let k = || -> std::result::Result<usize, String> {
         let text = agg
             .arg_map
             .get("k")
@@ -180,10 +183,10 @@ fn op(agg: &Aggregation) -> Result<Op, String> {
         Operation::Max => Op::Max,
         Operation::First => Op::First,
         Operation::Last => Op::Last,
-        Operation::FirstK => Op::FirstK(k()?),
-        Operation::LastK => Op::LastK(k()?),
-        Operation::TopK => Op::TopK(k()?),
-        Operation::BottomK => Op::BottomK(k()?),
+        Operation::FirstK => Op::FirstK(k().map_err(EngineError::failed)?),
+        Operation::LastK => Op::LastK(k().map_err(EngineError::failed)?),
+        Operation::TopK => Op::TopK(k().map_err(EngineError::failed)?),
+        Operation::BottomK => Op::BottomK(k().map_err(EngineError::failed)?),
         Operation::UniqueCount => Op::UniqueCount { approx: false },
         Operation::ApproxUniqueCount => Op::UniqueCount { approx: true },
         Operation::Variance => Op::Variance,
@@ -191,25 +194,28 @@ fn op(agg: &Aggregation) -> Result<Op, String> {
         Operation::Kurtosis => Op::Kurtosis,
         Operation::Histogram => Op::Histogram,
         Operation::ApproxPercentile => {
-            let text = agg
-                .arg_map
-                .get("percentiles")
-                .ok_or("argMap.percentiles: expected a list such as [0.5, 0.99]")?;
+            let text = agg.arg_map.get("percentiles").ok_or_else(|| {
+                EngineError::failed("argMap.percentiles: expected a list such as [0.5, 0.99]")
+            })?;
             let list: Vec<f64> = serde_json::from_str(text)
                 .ok()
                 .filter(|l: &Vec<f64>| !l.is_empty() && l.iter().all(|p| (0.0..=1.0).contains(p)))
                 .ok_or_else(|| {
-                    format!(
+                    EngineError::failed(format!(
                         "argMap.percentiles: expected a list of numbers in [0, 1], got {text:?}"
-                    )
+                    ))
                 })?;
             Op::Percentile(list)
         }
         Operation::ApproxHistogramK => {
-            return Err("operation APPROX_HISTOGRAM_K is not supported".into());
+            return Err(EngineError::unsupported(
+                "operation APPROX_HISTOGRAM_K is not supported",
+            ));
         }
         Operation::BoundedUniqueCount => {
-            return Err("operation BOUNDED_UNIQUE_COUNT is not supported".into());
+            return Err(EngineError::unsupported(
+                "operation BOUNDED_UNIQUE_COUNT is not supported",
+            ));
         }
     })
 }

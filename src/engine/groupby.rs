@@ -55,13 +55,7 @@ impl<'a> Spec<'a> {
             ));
         }
         let mut inputs = Vec::new();
-        let features = aggregate::features(&gb.aggregations, &mut inputs).map_err(|e| {
-            if e.contains("not supported") {
-                EngineError::unsupported(e)
-            } else {
-                EngineError::failed(e)
-            }
-        })?;
+        let features = aggregate::features(&gb.aggregations, &mut inputs)?;
         if entities != 0 && features.iter().any(|f| f.window.is_some()) {
             return Err(EngineError::unsupported(
                 "aggregations: windows over an entities source (they need mutations)",

@@ -90,7 +90,6 @@ pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     ));
     let conn = engine.connect()?;
     let found = select_rows(&conn, &text, &[], "left")?;
-    let day_at = columns.len();
     let mut rows = Vec::with_capacity(found.rows.len());
     let mut last_day: Option<Value> = None;
     let mut next_id = 0i64;
@@ -105,7 +104,6 @@ pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
         next_id += 1;
         rows.push(row);
     }
-    debug_assert!(rows.iter().all(|r| r.len() == day_at + 2));
     let mut out_columns = columns;
     out_columns.push(ROW_ID.into());
     out_columns.push(partition);

@@ -344,27 +344,20 @@ pub fn derive(
             select.push(quote(column));
         }
     }
-    for (i, d) in derivations.iter().enumerate() {
-        if d.name == "*" {
-            continue;
-        }
-        if names.contains(&d.name.as_str()) {
-            // A derivation replaces the column of the same name.
-            let at = names.iter().position(|n| *n == d.name).expect("present");
-            select[at] = format!(
-                "({}) AS {}",
-                sql::quote_default_namespace(&d.expression),
-                quote(&d.name)
-            );
-            continue;
-        }
-        let _ = i;
-        names.push(&d.name);
-        select.push(format!(
+    for d in derivations.iter().filter(|d| d.name != "*") {
+        let expr = format!(
             "({}) AS {}",
             sql::quote_default_namespace(&d.expression),
             quote(&d.name)
-        ));
+        );
+        // A derivation replaces the column of the same name.
+        match names.iter().position(|n| *n == d.name) {
+            Some(at) => select[at] = expr,
+            None => {
+                names.push(&d.name);
+                select.push(expr);
+            }
+        }
     }
     let out = select_rows(
         conn,
