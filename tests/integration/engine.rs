@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Output, assert_contains, chronon_build, copy_dir, testdata};
+use super::{Output, assert_contains, chronon_build, copy_dir, show_rows, testdata};
 
 const DAY_MS: i64 = 86_400_000;
 /// 2025-01-01 as days since the epoch.
@@ -135,22 +135,7 @@ impl Repo {
 
 /// Every row of one partition, as JSON objects.
 fn rows(repo: &Path, table: &str, day: &str) -> Vec<Value> {
-    let out = chronon_build(
-        repo,
-        &[
-            "warehouse",
-            "show",
-            table,
-            "--ds",
-            day,
-            "--limit",
-            "1000000",
-            "--format",
-            "json",
-        ],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    match serde_json::from_str(&out.stdout).unwrap() {
+    match show_rows(repo, table, day) {
         Value::Array(rows) => rows,
         other => panic!("expected rows, got {other}"),
     }

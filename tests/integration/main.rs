@@ -59,6 +59,27 @@ pub fn assert_error(out: &Output, message: &str) {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
+/// Every row of one partition: `warehouse show TABLE --ds DAY --format
+/// json`, a JSON array of objects.
+pub fn show_rows(repo: &Path, table: &str, day: &str) -> serde_json::Value {
+    let out = chronon_build(
+        repo,
+        &[
+            "warehouse",
+            "show",
+            table,
+            "--ds",
+            day,
+            "--limit",
+            "1000000",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "show {table} {day}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
 pub fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::{Output, assert_contains, assert_error, chronon_build, not_fresh};
+use crate::{Output, assert_contains, assert_error, chronon_build, not_fresh, show_rows};
 
 /// A folder with no settings: the embedded warehouse is the default.
 fn empty_repo() -> tempfile::TempDir {
@@ -45,15 +45,6 @@ fn catalog(repo: &Path, table: &str) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-/// `warehouse show TABLE --ds DAY --format json`.
-fn show_json(repo: &Path, table: &str, day: &str) -> Value {
-    let out = run(
-        repo,
-        &["warehouse", "show", table, "--ds", day, "--format", "json"],
-    );
-    serde_json::from_str(&out.stdout).unwrap()
-}
-
 const PURCHASES: &str = "user_id,price,item,ds
 1,10.5,book,2025-01-01
 2,,pen,2025-01-01
@@ -86,7 +77,7 @@ fn import_then_ls_show_and_export_round_trip() {
         "raw.purchases  2 partition(s) 2025-01-01..2025-01-02  3 rows\n"
     );
 
-    let rows = show_json(repo, "raw.purchases", "2025-01-01");
+    let rows = show_rows(repo, "raw.purchases", "2025-01-01");
     assert_eq!(
         rows,
         json!([
@@ -154,7 +145,7 @@ fn import_then_ls_show_and_export_round_trip() {
             "dt",
         ],
     );
-    let rows = show_json(repo, "default.users", "2025-01-01");
+    let rows = show_rows(repo, "default.users", "2025-01-01");
     assert_eq!(
         rows,
         json!([
@@ -224,7 +215,7 @@ fn bad_files_are_refused_with_file_and_field_and_nothing_is_written() {
     let good = write(repo, "good.csv", PURCHASES);
     run(repo, &["warehouse", "import", "raw.purchases", &good]);
     let before = catalog(repo, "raw.purchases");
-    let rows_before = show_json(repo, "raw.purchases", "2025-01-01");
+    let rows_before = show_rows(repo, "raw.purchases", "2025-01-01");
 
     let cases = [
         (
@@ -293,7 +284,7 @@ fn bad_files_are_refused_with_file_and_field_and_nothing_is_written() {
     assert_error(&out, "raw.nothing: no such table");
 
     assert_eq!(catalog(repo, "raw.purchases"), before);
-    assert_eq!(show_json(repo, "raw.purchases", "2025-01-01"), rows_before);
+    assert_eq!(show_rows(repo, "raw.purchases", "2025-01-01"), rows_before);
     // A refused import into a new namespace leaves no file behind.
     let file = write(repo, "bad.csv", "user_id,ds\n7,yesterday\n");
     assert_error(
