@@ -202,6 +202,26 @@ fn bad_settings_and_arguments_exit_2_without_writing_state() {
         "chronon-build.toml: TOML parse error at line 2, column 1",
     );
     crate::assert_error(&out, "unknown field `rooot`");
+    // The local executor (the default) computes on the embedded warehouse,
+    // and runs joins modular.
+    for (settings, message) in [
+        (
+            "[warehouse]\nkind = \"hive-dir\"\n",
+            "executor.kind: the local executor computes on the embedded warehouse",
+        ),
+        (
+            "[executor]\njoins = \"whole\"\n",
+            "executor.joins: the local executor runs joins modular",
+        ),
+        (
+            "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"hive-dir\"\n[warehouse.seed]\n\"raw.t\" = \"t.csv\"\n",
+            "warehouse.seed: expected warehouse.kind = \"sqlite\"",
+        ),
+    ] {
+        std::fs::write(s.repo.join("chronon-build.toml"), settings).unwrap();
+        let out = s.run(&["plan", "--until", "2025-01-10"]);
+        crate::assert_error(&out, message);
+    }
     std::fs::remove_file(s.repo.join("chronon-build.toml")).unwrap();
 
     let out = s.run(&["plan", "--until", "2025-02-30"]);

@@ -733,3 +733,51 @@ fn the_demo_runs_end_to_end_reruns_only_what_an_edit_changes_and_serves_features
             .is_some()
     );
 }
+
+#[test]
+fn a_changed_seed_file_is_imported_again_and_what_reads_it_reruns() {
+    let events = vec![Event {
+        key: 1,
+        ts: (FIRST_DAY + 2) * DAY_MS + 5,
+        v: Some(2.0),
+        s: None,
+    }];
+    let gb = events_group_by(
+        "t.sums",
+        vec![aggregation("v", 7, json!({}), &[(1, 1)])],
+        None,
+    );
+    let mut csv = events_csv(&events);
+    for day in FIRST_DAY..FIRST_DAY + 3 {
+        // Every day has a partition; only 2025-01-03 has a value.
+        csv.push_str(&format!("2,{},,,{}\n", day * DAY_MS, day_text(day)));
+    }
+    let repo = Repo::new(&[("group_bys/t/sums", gb)], &[("raw.events", csv.clone())]);
+    let first = repo.run(&["run", "--until", "2025-01-03"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let sum = |repo: &Repo| -> Value {
+        rows(&repo.root, "out.t_sums", "2025-01-03")
+            .into_iter()
+            .find(|r| r["k"] == json!(1))
+            .map_or(Value::Null, |r| r["v_sum_1d"].clone())
+    };
+    assert_eq!(sum(&repo), json!(2));
+
+    csv.push_str(&format!(
+        "1,{},5,,2025-01-03\n",
+        (FIRST_DAY + 2) * DAY_MS + 9
+    ));
+    std::fs::write(repo.root.join("data/raw.events.csv"), csv).unwrap();
+    let again = repo.run(&["run", "--until", "2025-01-03"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert_contains(&again.stderr, "seeded raw.events");
+    assert_eq!(
+        ran(&again),
+        vec!["group-by-backfill:t.sums@2025-01-03"],
+        "{}",
+        again.stdout
+    );
+    assert_eq!(sum(&repo), json!(7));
+    let unchanged = repo.run(&["run", "--until", "2025-01-03"]);
+    assert!(!unchanged.stderr.contains("seeded"), "{}", unchanged.stderr);
+}
