@@ -23,6 +23,7 @@
 //! - `store`: the SQLite state;
 //! - `plan`: statuses, stale reasons, the planner and its output;
 //! - `diff`: what a config change invalidates, for CI;
+//! - `monitor`: status, metrics and the HTML report, from plans and history;
 //! - `run`: the runner, its locks, progress and summary;
 //! - `exec`: the executors' argv and environment (zipline, local);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse;
@@ -43,6 +44,7 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod hash;
+pub mod monitor;
 pub mod partition;
 pub mod plan;
 pub mod probe;

@@ -30,6 +30,8 @@ pub struct Settings {
     pub retry: RetrySettings,
     #[serde(default)]
     pub streaming: StreamingSettings,
+    #[serde(default)]
+    pub hooks: HookSettings,
 }
 
 /// How jobs are run: the `zipline` CLI's argv, built from templates.
@@ -166,6 +168,42 @@ impl Default for RetrySettings {
 
 fn default_backoff() -> std::time::Duration {
     std::time::Duration::from_secs(30)
+}
+
+/// Alerting: commands a run starts when targets fail or when it ends well.
+/// Both are argv arrays; details come in `CHRONON_BUILD_*` environment
+/// variables (see the README).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    /// Run once per failed job (a target range) after its retries are
+    /// exhausted. `run --on-failure PROGRAM` overrides it.
+    #[serde(default)]
+    pub on_failure: Vec<String>,
+    /// Run once when a run ends with result `ok`. `run --on-success-run
+    /// PROGRAM` overrides it.
+    #[serde(default)]
+    pub on_success_run: Vec<String>,
+    /// A hook running longer is killed, e.g. `"30s"`.
+    #[serde(
+        default = "default_hook_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub timeout: std::time::Duration,
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        HookSettings {
+            on_failure: Vec::new(),
+            on_success_run: Vec::new(),
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 /// Streaming keep-alive.

@@ -167,6 +167,41 @@ pub struct Attempt {
     pub duration: std::time::Duration,
 }
 
+/// A run in the history.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    /// The command line.
+    pub args: Vec<String>,
+    pub started_at: i64,
+    /// `None` while it runs, or when it crashed.
+    pub ended_at: Option<i64>,
+    /// `ok`, `failed`, `blocked` or `interrupted`.
+    pub result: Option<String>,
+}
+
+/// An attempt of a job in the history.
+#[derive(Clone, Debug)]
+pub struct AttemptRow {
+    pub run: i64,
+    pub node: NodeKey,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
+    pub attempt: u32,
+    pub argv: Vec<String>,
+    /// `None` when a signal ended the job or it could not start.
+    pub exit_code: Option<i32>,
+    pub duration_ms: i64,
+    pub log_path: Option<String>,
+    pub started_at: i64,
+}
+
+impl AttemptRow {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
 pub fn day_column(day: Option<Day>) -> i64 {
     day.map_or(NO_PARTITION, |d| i64::from(d.0))
 }
@@ -441,6 +476,89 @@ impl StateStore {
             };
             let duration = std::time::Duration::from_millis(ms.max(0) as u64);
             out.push((key.clone(), partitions, duration));
+        }
+        Ok(out)
+    }
+
+    /// Runs in the history, newest first, started at or after `since` (unix
+    /// seconds), at most `limit`.
+    pub fn runs(&self, since: i64, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, args, started_at, ended_at, result FROM runs
+                 WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since, limit.min(i64::MAX as usize) as i64], |row| {
+                let args: String = row.get(1)?;
+                Ok(RunRow {
+                    id: row.get(0)?,
+                    args: serde_json::from_str(&args).unwrap_or_else(|_| vec![args]),
+                    started_at: row.get(2)?,
+                    ended_at: row.get(3)?,
+                    result: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The attempts of runs `first..=last`, in the order they ended.
+    pub fn attempts(&self, first: i64, last: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        let ids = self.node_keys()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run, node, day_from, day_to, attempt, argv, exit_code, duration_ms,
+                        log_path, started_at
+                 FROM attempts WHERE run BETWEEN ?1 AND ?2 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![first, last], |row| {
+                let argv: String = row.get(5)?;
+                Ok((
+                    row.get::<_, i64>(1)?,
+                    AttemptRow {
+                        run: row.get(0)?,
+                        node: NodeKey::new(Step::GroupByBackfill, "", None),
+                        from: day_from_column(row.get(2)?),
+                        to: day_from_column(row.get(3)?),
+                        attempt: row.get(4)?,
+                        argv: serde_json::from_str(&argv).unwrap_or_else(|_| vec![argv]),
+                        exit_code: row.get(6)?,
+                        duration_ms: row.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                        log_path: row.get(8)?,
+                        started_at: row.get(9)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (node, mut attempt) = row.map_err(|e| self.err(e))?;
+            if let Some(key) = ids.get(&node) {
+                attempt.node = key.clone();
+                out.push(attempt);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each node's latest attempt (the one that ended last).
+    pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, AttemptRow>, StoreError> {
+        let last: Option<i64> = self
+            .conn
+            .query_row("SELECT max(run) FROM attempts", [], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        let Some(last) = last else {
+            return Ok(HashMap::new());
+        };
+        let mut out = HashMap::new();
+        for attempt in self.attempts(i64::MIN, last)? {
+            out.insert(attempt.node.clone(), attempt);
         }
         Ok(out)
     }

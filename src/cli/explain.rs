@@ -28,14 +28,14 @@ pub struct ExplainArgs {
     pub format: Format,
 }
 
-struct TargetSpec {
-    step: Step,
-    config: String,
-    part: Option<String>,
-    day: Option<Day>,
+pub(super) struct TargetSpec {
+    pub step: Step,
+    pub config: String,
+    pub part: Option<String>,
+    pub day: Option<Day>,
 }
 
-fn parse_target(text: &str) -> Result<TargetSpec, Error> {
+pub(super) fn parse_target(text: &str) -> Result<TargetSpec, Error> {
     let usage = |why: &str| {
         Error::Usage(format!(
             "target {text:?}: {why}; expected STEP:CONFIG[#PART][@YYYY-MM-DD]"

@@ -1,4 +1,4 @@
-//! `chronon-build graph`: the target graph as DOT or JSON.
+//! `chronon-build graph`: the target graph as DOT, JSON or Mermaid.
 
 use clap::{Args, ValueEnum};
 
@@ -10,6 +10,8 @@ use crate::graph::render;
 pub enum GraphFormat {
     Dot,
     Json,
+    /// A Mermaid flowchart, for pull requests and wikis.
+    Mermaid,
 }
 
 #[derive(Args, Debug)]
@@ -28,6 +30,7 @@ pub fn run(global: &Global, args: &GraphArgs) -> Result<i32, Error> {
     match args.format {
         GraphFormat::Dot => print!("{}", render::to_dot(&ws.graph, &selected)),
         GraphFormat::Json => print_json(&render::to_json(&ws.graph, &ws.repo, &selected)),
+        GraphFormat::Mermaid => print!("{}", render::to_mermaid(&ws.graph, &selected)),
     }
     Ok(exit::OK)
 }

@@ -5,6 +5,7 @@ mod compute;
 mod diff;
 mod explain;
 mod graph;
+mod monitor;
 mod plan;
 mod run;
 mod validate;
@@ -76,6 +77,14 @@ pub enum Command {
     Compute(compute::ComputeArgs),
     /// Serve a join's features from the local KV store, and log the request for consistency checks.
     Fetch(compute::FetchArgs),
+    /// Per config and step: last built partition, days behind --until, last attempt, partition counts.
+    Status(monitor::StatusArgs),
+    /// Runs and their attempts: command, exit code, duration and log.
+    History(monitor::HistoryArgs),
+    /// Print the log of a target's latest attempt.
+    Logs(monitor::LogsArgs),
+    /// Write a self-contained HTML page of partition health, durations and failures.
+    Report(monitor::ReportArgs),
 }
 
 /// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
@@ -149,6 +158,10 @@ where
         Command::Warehouse(args) => warehouse::run(&cli.global, args),
         Command::Compute(args) => compute::compute(&cli.global, args),
         Command::Fetch(args) => compute::fetch(&cli.global, args),
+        Command::Status(args) => monitor::status(&cli.global, args),
+        Command::History(args) => monitor::history(&cli.global, args),
+        Command::Logs(args) => monitor::logs(&cli.global, args),
+        Command::Report(args) => monitor::report(&cli.global, args),
     };
     match result {
         Ok(code) => code,
@@ -197,6 +210,33 @@ impl Workspace {
             eprintln!("seeded {table} from its file in chronon-build.toml");
         }
         Ok(crate::probe::from_settings(&self.settings, &self.repo.root))
+    }
+
+    /// Plans without writing anything: what `plan`, `status` and `report`
+    /// show. Returns the state it read, for the history.
+    pub fn plan_read(
+        &self,
+        until: Day,
+        from: Option<Day>,
+        selected: Vec<bool>,
+    ) -> Result<(crate::plan::Plan, Option<StateStore>), Error> {
+        let store = self.open_state_read()?;
+        let probe = self.probe()?;
+        let plan = crate::plan::compute(
+            &crate::plan::Context {
+                repo: &self.repo,
+                settings: &self.settings,
+                graph: &self.graph,
+                probe: probe.as_ref(),
+                store: store.as_ref(),
+            },
+            &crate::plan::PlanOptions {
+                until,
+                from,
+                selected,
+            },
+        )?;
+        Ok((plan, store))
     }
 
     pub fn open_state_read(&self) -> Result<Option<StateStore>, Error> {

@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Format, Global, Targets, Workspace, print_json};
 use crate::error::{Error, exit};
-use crate::plan::{self, Context, PlanOptions, StatusKind, render};
+use crate::plan::{StatusKind, render};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -25,23 +25,7 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
     let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
     let selected = ws.select(args.targets.select.as_deref())?;
-    let store = ws.open_state_read()?;
-    let probe = ws.probe()?;
-    let ctx = Context {
-        repo: &ws.repo,
-        settings: &ws.settings,
-        graph: &ws.graph,
-        probe: probe.as_ref(),
-        store: store.as_ref(),
-    };
-    let plan = plan::compute(
-        &ctx,
-        &PlanOptions {
-            until,
-            from: args.targets.from,
-            selected,
-        },
-    )?;
+    let (plan, _) = ws.plan_read(until, args.targets.from, selected)?;
     let filter = render::Filter {
         step: args.targets.step,
         show_fresh: args.show_fresh || args.format == Format::Json,

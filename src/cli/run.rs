@@ -1,6 +1,7 @@
 //! `chronon-build run`, `adopt` and `invalidate`: the commands that write
 //! the state. Each holds the state's lock while it works.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -8,9 +9,10 @@ use clap::Args;
 use super::{Format, Global, Targets, Workspace, default_until, parse_day, print_json};
 use crate::error::{Error, exit};
 use crate::graph::Step;
+use crate::monitor;
 use crate::partition::Day;
 use crate::plan::{self, PlanOptions};
-use crate::run::{self, Action, ProgressMode, RunOptions, Runner, lock};
+use crate::run::{self, Action, Finished, HookCommands, ProgressMode, RunOptions, Runner, lock};
 use crate::settings::duration;
 use crate::store::StateStore;
 
@@ -56,6 +58,15 @@ pub struct RunArgs {
     /// Progress display on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+    /// Run this program once per failed job, after its retries, with CHRONON_BUILD_* variables [default: hooks.on_failure].
+    #[arg(long, value_name = "PROGRAM")]
+    pub on_failure: Option<String>,
+    /// Run this program once when the run ends with result ok [default: hooks.on_success_run].
+    #[arg(long, value_name = "PROGRAM")]
+    pub on_success_run: Option<String>,
+    /// When the run ends, write Prometheus text-format metrics here (for node-exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -88,43 +99,67 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
     } else {
         Action::Run
     };
-    execute(global, &args.scope, action, |ws| {
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let jobs = args.jobs.or(ws.settings.limits.jobs).unwrap_or(cpus);
-        if jobs == 0 {
-            return Err(Error::Usage("-j: expected at least 1".into()));
-        }
-        Ok(RunOptions {
-            action,
-            jobs,
-            retries: args.retries.unwrap_or(ws.settings.retry.retries),
-            backoff: args.backoff.unwrap_or(ws.settings.retry.backoff),
-            timeout: args.timeout.or(ws.settings.executor.timeout),
-            wait: args.wait,
-            poll: args.poll.max(Duration::from_millis(100)),
-            progress: args.progress,
-            args: std::env::args().collect(),
-            started,
-        })
-    })
+    execute(
+        global,
+        &args.scope,
+        action,
+        |ws| {
+            let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let jobs = args.jobs.or(ws.settings.limits.jobs).unwrap_or(cpus);
+            if jobs == 0 {
+                return Err(Error::Usage("-j: expected at least 1".into()));
+            }
+            Ok(RunOptions {
+                action,
+                jobs,
+                retries: args.retries.unwrap_or(ws.settings.retry.retries),
+                backoff: args.backoff.unwrap_or(ws.settings.retry.backoff),
+                timeout: args.timeout.or(ws.settings.executor.timeout),
+                wait: args.wait,
+                poll: args.poll.max(Duration::from_millis(100)),
+                progress: args.progress,
+                args: std::env::args().collect(),
+                started,
+                hooks: HookCommands {
+                    on_failure: args
+                        .on_failure
+                        .clone()
+                        .map_or_else(|| ws.settings.hooks.on_failure.clone(), |p| vec![p]),
+                    on_success_run: args
+                        .on_success_run
+                        .clone()
+                        .map_or_else(|| ws.settings.hooks.on_success_run.clone(), |p| vec![p]),
+                    timeout: ws.settings.hooks.timeout,
+                },
+            })
+        },
+        args.metrics_file.as_deref().filter(|_| !args.dry_run),
+    )
 }
 
 pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<i32, Error> {
     let started = std::time::Instant::now();
-    execute(global, &args.scope, Action::Adopt, |_| {
-        Ok(RunOptions {
-            action: Action::Adopt,
-            jobs: 1,
-            retries: 0,
-            backoff: Duration::ZERO,
-            timeout: None,
-            wait: None,
-            poll: Duration::from_secs(1),
-            progress: ProgressMode::Quiet,
-            args: std::env::args().collect(),
-            started,
-        })
-    })
+    execute(
+        global,
+        &args.scope,
+        Action::Adopt,
+        |_| {
+            Ok(RunOptions {
+                action: Action::Adopt,
+                jobs: 1,
+                retries: 0,
+                backoff: Duration::ZERO,
+                timeout: None,
+                wait: None,
+                poll: Duration::from_secs(1),
+                progress: ProgressMode::Quiet,
+                args: std::env::args().collect(),
+                started,
+                hooks: HookCommands::default(),
+            })
+        },
+        None,
+    )
 }
 
 fn execute(
@@ -132,6 +167,7 @@ fn execute(
     scope: &Scope,
     action: Action,
     options: impl FnOnce(&Workspace) -> Result<RunOptions, Error>,
+    metrics_file: Option<&std::path::Path>,
 ) -> Result<i32, Error> {
     let until = scope.targets.until()?;
     let ws = Workspace::load(global)?;
@@ -184,10 +220,25 @@ fn execute(
         },
         log_dir: ws.settings.state_dir(&ws.repo.root).join("logs"),
     };
-    let mut summary = Runner::new(&mut ctx, opts, plan).run()?;
+    let Finished { mut summary, plan } = Runner::new(&mut ctx, opts, plan).run()?;
     match scope.format {
         Format::Text => print!("{}", summary.text()),
         Format::Json => print_json(&summary.to_json()),
+    }
+    if let Some(path) = metrics_file {
+        // The run is recorded whatever happens here; a metrics file that
+        // cannot be written is an error of its own.
+        let latest = match store.as_ref() {
+            Some(store) => store.latest_attempts()?,
+            None => Default::default(),
+        };
+        let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+        let text = monitor::metrics::render(&summary, &statuses);
+        if let Err(e) = monitor::metrics::write(path, &text) {
+            eprintln!("error: --metrics-file {}: {e}", path.display());
+            let code = summary.exit_code();
+            return Ok(if code == exit::OK { exit::ERROR } else { code });
+        }
     }
     Ok(summary.exit_code())
 }

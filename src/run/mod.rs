@@ -19,6 +19,7 @@
 //! unknown output, nothing is written) and `adopt` (a job "succeeds" when its
 //! output partitions already exist in the warehouse).
 
+mod hooks;
 pub mod lock;
 mod process;
 pub mod progress;
@@ -41,6 +42,7 @@ use crate::probe::Probe;
 use crate::settings::{JoinMode, Settings};
 use crate::store::{Attempt, Recorded, StateStore, day_column};
 
+pub use hooks::HookCommands;
 pub use progress::ProgressMode;
 pub use summary::{Outcome, Summary};
 
@@ -68,6 +70,15 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// When the command started: wall time includes loading and planning.
     pub started: Instant,
+    /// Alerting commands (real runs only).
+    pub hooks: HookCommands,
+}
+
+/// What a run leaves: its summary, and the plan as the run ended (every
+/// target's status after it).
+pub struct Finished {
+    pub summary: Summary,
+    pub plan: Plan,
 }
 
 /// Everything a run reads and writes.
@@ -155,6 +166,7 @@ pub struct Runner<'c, 'a> {
     /// duration), ended in the recording's transaction.
     finishing: Option<Attempt>,
     waiters: Option<process::Waiters>,
+    hooks: hooks::Hooks,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +191,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             opts.progress
         });
         let wait_deadline = opts.wait.map(|w| Instant::now() + w);
+        let hooks = hooks::Hooks::new(opts.hooks.clone(), ctx.log_dir.clone());
         Runner {
             ctx,
             opts,
@@ -203,6 +216,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             covers: HashMap::new(),
             finishing: None,
             waiters: None,
+            hooks,
         }
     }
 
@@ -307,13 +321,20 @@ impl<'c, 'a> Runner<'c, 'a> {
     }
 
     /// Runs to the end and says what happened.
-    pub fn run(mut self) -> Result<Summary, Error> {
+    pub fn run(mut self) -> Result<Finished, Error> {
         let started = self.opts.started;
         if self.opts.action == Action::Run
             && let Some(store) = self.ctx.store.as_deref_mut()
         {
             self.run_id = store.begin_run(&self.opts.args)?;
         }
+        let run_dir = self.ctx.log_dir.join(format!("run-{}", self.run_id));
+        let commands = if self.opts.action == Action::Run {
+            self.opts.hooks.clone()
+        } else {
+            HookCommands::default()
+        };
+        self.hooks = hooks::Hooks::new(commands, run_dir.clone());
         self.summary.run_id = self.run_id;
         self.summary.action = self.opts.action;
         for &id in &self.ctx.graph.order.clone() {
@@ -328,6 +349,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             Action::DryRun | Action::Adopt => self.inline_loop(),
         };
         self.progress.finish();
+        self.summary.hook_failures = self.hooks.finish();
         result?;
         self.summarize(started.elapsed());
         if self.opts.action == Action::Run
@@ -335,7 +357,75 @@ impl<'c, 'a> Runner<'c, 'a> {
         {
             store.end_run(self.run_id, self.summary.outcome().name())?;
         }
-        Ok(self.summary)
+        if self.summary.outcome() == summary::RunResult::Ok && self.hooks.wants_success() {
+            self.success_hook(&run_dir);
+        }
+        Ok(Finished {
+            summary: self.summary,
+            plan: self.plan,
+        })
+    }
+
+    /// `on_success_run`, with the summary as JSON in `run-N/summary.json`.
+    fn success_hook(&mut self, run_dir: &std::path::Path) {
+        let path = run_dir.join("summary.json");
+        let json =
+            serde_json::to_string_pretty(&self.summary.to_json()).expect("summary serializes");
+        if let Err(e) = std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&path, json))
+        {
+            self.summary.hook_failures.push(format!(
+                "on_success_run: cannot write {}: {e}",
+                path.display()
+            ));
+        }
+        let s = &self.summary;
+        let vars = vec![
+            ("CHRONON_BUILD_EVENT", "success-run".to_string()),
+            ("CHRONON_BUILD_RUN_ID", s.run_id.to_string()),
+            ("CHRONON_BUILD_OUTCOME", s.outcome().name().to_string()),
+            ("CHRONON_BUILD_BUILT", s.built.to_string()),
+            ("CHRONON_BUILD_FRESH", s.fresh.to_string()),
+            ("CHRONON_BUILD_CUTOFF", s.cutoff.to_string()),
+            ("CHRONON_BUILD_JOBS", s.ran.len().to_string()),
+            (
+                "CHRONON_BUILD_WALL_SECONDS",
+                format!("{:.3}", s.wall.as_secs_f64()),
+            ),
+            ("CHRONON_BUILD_SUMMARY", path.to_string_lossy().into_owned()),
+        ];
+        if let Some(problem) = self.hooks.success_run(vars) {
+            self.summary.hook_failures.push(problem);
+        }
+    }
+
+    /// `on_failure` for a job that failed for good.
+    fn failure_hook(&mut self, job: usize, code: Option<i32>, how: &str, log: &std::path::Path) {
+        let j = &self.jobs[job];
+        let node = &self.ctx.graph.nodes[j.node];
+        let day = |d: Option<Day>| d.map(|d| d.to_string()).unwrap_or_default();
+        let vars = vec![
+            ("CHRONON_BUILD_EVENT", "failure".to_string()),
+            ("CHRONON_BUILD_RUN_ID", self.run_id.to_string()),
+            ("CHRONON_BUILD_TARGET", self.describe(job)),
+            ("CHRONON_BUILD_CONFIG", node.name.clone()),
+            (
+                "CHRONON_BUILD_FILE",
+                self.ctx.repo.configs[node.config].path.clone(),
+            ),
+            ("CHRONON_BUILD_STEP", node.step.name().to_string()),
+            ("CHRONON_BUILD_PART", node.part.clone().unwrap_or_default()),
+            ("CHRONON_BUILD_TEAM", node.team.clone()),
+            ("CHRONON_BUILD_START_DS", day(j.range.map(|r| r.from))),
+            ("CHRONON_BUILD_END_DS", day(j.range.map(|r| r.to))),
+            (
+                "CHRONON_BUILD_EXIT_CODE",
+                code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
+            ("CHRONON_BUILD_REASON", how.to_string()),
+            ("CHRONON_BUILD_ATTEMPTS", j.attempt.to_string()),
+            ("CHRONON_BUILD_LOG", log.to_string_lossy().into_owned()),
+        ];
+        self.hooks.failure(vars);
     }
 
     fn slice_json(&mut self, node: NodeId) -> Arc<str> {
@@ -841,8 +931,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         self.progress
             .ended(job, &format!("FAILED {what} ({how})"), true);
+        self.failure_hook(job, code, &how, &running.log);
         self.summary.failed.push(summary::FailureReport {
             target: what,
+            step: node.step,
             how,
             exit_code: code,
             attempts: attempt,
@@ -953,6 +1045,15 @@ impl<'c, 'a> Runner<'c, 'a> {
                             day.map(|d| d.to_string()).unwrap_or_default()
                         )
                         .into(),
+                    );
+                }
+                if self.opts.action == Action::Run {
+                    let log = self.log_path(job);
+                    self.failure_hook(
+                        job,
+                        Some(0),
+                        "exited 0 but output partitions are missing",
+                        &log,
                     );
                 }
                 self.fail(node_id, &missing, 0)?;

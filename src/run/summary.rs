@@ -43,6 +43,7 @@ pub struct JobReport {
 #[derive(Debug, Serialize)]
 pub struct FailureReport {
     pub target: String,
+    pub step: Step,
     pub how: String,
     pub exit_code: Option<i32>,
     pub attempts: u32,
@@ -118,6 +119,9 @@ pub struct Summary {
     pub commands: Vec<PlannedCommand>,
     #[serde(skip)]
     pub attempts: Vec<AttemptReport>,
+    /// Alerting hooks that did not exit 0 (they change nothing else).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<String>,
 }
 
 /// The overall result, which decides the exit code.
@@ -217,6 +221,9 @@ impl Summary {
             for line in &f.tail {
                 let _ = writeln!(out, "        | {line}");
             }
+        }
+        for problem in &self.hook_failures {
+            let _ = writeln!(out, "warning: {problem}");
         }
         for left in &self.left {
             let range = match (left.from, left.to) {

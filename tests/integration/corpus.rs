@@ -116,7 +116,8 @@ fn settings_example_matches_its_schema() {
         [executor]\nkind = \"zipline\"\nprogram = [\"zipline\", \"run\"]\nartifact_prefix = \"gs://a\"\nversion = \"0.1\"\njoins = \"whole\"\nstep_days = 10\ntimeout = \"6h\"\n\
         [executor.templates]\ngroup-by-upload = [\"--mode\", \"upload\", \"--conf\", \"{conf}\", \"--ds\", \"{ds}\"]\n\
         [limits]\njobs = 8\n[limits.steps]\ngroup-by-backfill = 300\n[limits.teams]\nrisk = 2\n\
-        [retry]\nretries = 2\nbackoff = \"1m\"\n[streaming]\nstatus_command = [\"flink-status\", \"{config}\"]\n";
+        [retry]\nretries = 2\nbackoff = \"1m\"\n[streaming]\nstatus_command = [\"flink-status\", \"{config}\"]\n\
+        [hooks]\non_failure = [\"page-oncall\", \"--team\", \"risk\"]\non_success_run = [\"notify\"]\ntimeout = \"30s\"\n";
     let value: serde_json::Value = toml::from_str(text).unwrap();
     assert_valid(
         &schema("settings.schema.json"),

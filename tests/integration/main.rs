@@ -6,6 +6,7 @@ mod corpus;
 mod diff;
 mod engine;
 mod keys;
+mod monitor;
 mod run;
 mod scenario;
 mod warehouse;

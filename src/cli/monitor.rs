@@ -1,0 +1,405 @@
+//! `chronon-build status`, `history`, `logs` and `report`: what the state
+//! says about health, runs and failures.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::explain::parse_target;
+use super::{Format, Global, Targets, Workspace, parse_day, print_json};
+use crate::error::{Error, exit};
+use crate::graph::node_label;
+use crate::monitor::{self, NodeStatus, day_start, range_text, timestamp};
+use crate::partition::Day;
+use crate::settings::Settings;
+use crate::store::{AttemptRow, RunRow, StateStore};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Output format: JSON serves dashboards.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Exit with 4 when a partition is not fresh.
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Only attempts of configs whose name matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub select: Option<String>,
+    /// Only runs started on or after this day (UTC).
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub since: Option<Day>,
+    /// Only failed attempts (and the runs that had one).
+    #[arg(long)]
+    pub failed: bool,
+    /// At most this many runs, newest first.
+    #[arg(long, value_name = "N", default_value = "20")]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// STEP:CONFIG[#PART][@YYYY-MM-DD]: the latest attempt of that target (of
+    /// a job covering that day, when one is given).
+    pub target: String,
+    /// Print the log's path, not its contents.
+    #[arg(long)]
+    pub path: bool,
+}
+
+/// `status --format json`.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    until: Day,
+    nodes: &'a [NodeStatus],
+    /// Per config, days behind `until` (null: nothing fresh yet).
+    lag_days: serde_json::Map<String, serde_json::Value>,
+}
+
+pub fn status(global: &Global, args: &StatusArgs) -> Result<i32, Error> {
+    let until = args.targets.until()?;
+    let ws = Workspace::load(global)?;
+    let mut selected = ws.select(args.targets.select.as_deref())?;
+    if let Some(step) = args.targets.step {
+        for (s, node) in selected.iter_mut().zip(&ws.graph.nodes) {
+            *s &= node.step == step;
+        }
+    }
+    let (plan, store) = ws.plan_read(until, args.targets.from, selected)?;
+    let latest = match &store {
+        Some(store) => store.latest_attempts()?,
+        None => HashMap::new(),
+    };
+    let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+    match args.format {
+        Format::Text => print!("{}", status_text(until, &statuses)),
+        Format::Json => {
+            let lag_days = monitor::config_lags(&statuses)
+                .into_iter()
+                .map(|(config, lag)| (config, lag.into()))
+                .collect();
+            print_json(&StatusJson {
+                until,
+                nodes: &statuses,
+                lag_days,
+            });
+        }
+    }
+    let all_fresh = statuses.iter().all(|s| s.counts.all_fresh());
+    Ok(if args.exit_code && !all_fresh {
+        exit::STALE
+    } else {
+        exit::OK
+    })
+}
+
+/// One screen: configs with their steps below, one line each.
+fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<44} {:<11} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  LAST ATTEMPT",
+        format!("status at {until}"),
+        "LAST BUILT",
+        "BEHIND",
+        "FRESH",
+        "STALE",
+        "WAIT",
+        "BLOCK",
+        "FAILED"
+    );
+    let mut config = "";
+    for s in statuses {
+        if s.config != config {
+            config = &s.config;
+            let _ = writeln!(out, "{config}  [{}]", s.team);
+        }
+        let name = match &s.part {
+            Some(part) => format!("  {}#{part}", s.step),
+            None => format!("  {}", s.step),
+        };
+        let last_built = match (s.last_built, s.built) {
+            (Some(day), _) => day.to_string(),
+            (None, true) => "built".into(),
+            (None, false) => "never".into(),
+        };
+        let behind = s
+            .behind_days
+            .map_or_else(|| "-".to_string(), |d| format!("{d}d"));
+        let attempt = match &s.last_attempt {
+            Some(a) => format!(
+                "{} in run {}{} ({}s{})",
+                a.result,
+                a.run,
+                Some(range_text(a.start_ds, a.end_ds))
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default(),
+                a.duration_seconds,
+                a.exit_code
+                    .filter(|c| *c != 0)
+                    .map(|c| format!(", exit {c}"))
+                    .unwrap_or_default()
+            ),
+            None => "-".into(),
+        };
+        let c = &s.counts;
+        let _ = writeln!(
+            out,
+            "{name:<44} {last_built:<11} {behind:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  {attempt}",
+            c.fresh, c.stale, c.waiting, c.blocked, c.failed
+        );
+    }
+    let configs: Vec<&str> = {
+        let mut v: Vec<&str> = statuses.iter().map(|s| s.config.as_str()).collect();
+        v.dedup();
+        v
+    };
+    let current = configs
+        .iter()
+        .filter(|c| {
+            statuses
+                .iter()
+                .filter(|s| s.config == **c)
+                .all(|s| s.counts.all_fresh())
+        })
+        .count();
+    let failed: usize = statuses.iter().map(|s| s.counts.failed).sum();
+    let _ = writeln!(
+        out,
+        "{current} of {} config(s) fresh up to {until}; {failed} failed partition(s)",
+        configs.len()
+    );
+    out
+}
+
+/// The state file from the settings alone: `history` and `logs` read the
+/// history of configs that may no longer exist.
+fn history_store(global: &Global) -> Result<Option<StateStore>, Error> {
+    let settings = Settings::load(&global.repo)?;
+    let path = match &global.state {
+        Some(path) => path.clone(),
+        None => settings.resolve(&global.repo, &settings.state.path),
+    };
+    Ok(StateStore::open_read(&path)?)
+}
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    #[serde(flatten)]
+    run: &'a RunRow,
+    started: String,
+    attempts: Vec<AttemptJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct AttemptJson<'a> {
+    target: String,
+    step: crate::graph::Step,
+    config: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    part: &'a str,
+    start_ds: Option<Day>,
+    end_ds: Option<Day>,
+    attempt: u32,
+    argv: &'a [String],
+    exit_code: Option<i32>,
+    duration_seconds: f64,
+    log: Option<&'a str>,
+    started: String,
+}
+
+impl<'a> AttemptJson<'a> {
+    fn of(a: &'a AttemptRow) -> AttemptJson<'a> {
+        AttemptJson {
+            target: attempt_label(a),
+            step: a.node.step,
+            config: &a.node.config,
+            part: &a.node.part,
+            start_ds: a.from,
+            end_ds: a.to,
+            attempt: a.attempt,
+            argv: &a.argv,
+            exit_code: a.exit_code,
+            duration_seconds: a.duration_ms as f64 / 1000.0,
+            log: a.log_path.as_deref(),
+            started: timestamp(a.started_at),
+        }
+    }
+}
+
+fn attempt_label(a: &AttemptRow) -> String {
+    let part = Some(a.node.part.as_str()).filter(|p| !p.is_empty());
+    format!(
+        "{}{}",
+        node_label(a.node.step, &a.node.config, part),
+        range_text(a.from, a.to)
+    )
+}
+
+pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
+    let matcher = args
+        .select
+        .as_deref()
+        .map(|pattern| {
+            globset::Glob::new(pattern)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| Error::Usage(format!("--select {pattern:?}: {e}")))
+        })
+        .transpose()?;
+    let Some(store) = history_store(global)? else {
+        eprintln!("no state yet: nothing has run");
+        return Ok(exit::OK);
+    };
+    let since = args.since.map_or(i64::MIN, day_start);
+    let runs = store.runs(since, args.limit)?;
+    let (Some(first), Some(last)) = (runs.last(), runs.first()) else {
+        if args.format == Format::Json {
+            print_json(&Vec::<RunJson>::new());
+        } else {
+            println!("no runs in the history");
+        }
+        return Ok(exit::OK);
+    };
+    let mut by_run: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
+    for attempt in store.attempts(first.id, last.id)? {
+        let wanted = matcher
+            .as_ref()
+            .is_none_or(|m| m.is_match(&attempt.node.config))
+            && (!args.failed || !attempt.succeeded());
+        if wanted {
+            by_run.entry(attempt.run).or_default().push(attempt);
+        }
+    }
+    let filtered = matcher.is_some() || args.failed;
+    let empty = Vec::new();
+    let shown: Vec<(&RunRow, &Vec<AttemptRow>)> = runs
+        .iter()
+        .map(|run| (run, by_run.get(&run.id).unwrap_or(&empty)))
+        .filter(|(_, attempts)| !filtered || !attempts.is_empty())
+        .collect();
+    match args.format {
+        Format::Json => {
+            let runs: Vec<RunJson> = shown
+                .iter()
+                .map(|(run, attempts)| RunJson {
+                    run,
+                    started: timestamp(run.started_at),
+                    attempts: attempts.iter().map(AttemptJson::of).collect(),
+                })
+                .collect();
+            print_json(&runs);
+        }
+        Format::Text => print!("{}", history_text(&shown)),
+    }
+    Ok(exit::OK)
+}
+
+fn history_text(runs: &[(&RunRow, &Vec<AttemptRow>)]) -> String {
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("no runs match\n");
+    }
+    for (run, attempts) in runs {
+        let took = run
+            .ended_at
+            .map_or_else(String::new, |end| format!(" in {}s", end - run.started_at));
+        let _ = writeln!(
+            out,
+            "run {}  {}  {}{took}  {}",
+            run.id,
+            timestamp(run.started_at),
+            run.result
+                .as_deref()
+                .unwrap_or("unfinished (running, or it crashed)"),
+            crate::exec::display(&run.args),
+        );
+        for a in attempts.iter() {
+            let result = if a.succeeded() { "ok" } else { "FAILED" };
+            let code = a
+                .exit_code
+                .map_or_else(|| "no exit code".to_string(), |c| format!("exit {c}"));
+            let _ = writeln!(
+                out,
+                "  {result:<6} {}  attempt {}  {code}  {:.1}s",
+                attempt_label(a),
+                a.attempt,
+                a.duration_ms as f64 / 1000.0
+            );
+            let _ = writeln!(out, "         $ {}", crate::exec::display(&a.argv));
+            if let Some(log) = &a.log_path {
+                let _ = writeln!(out, "         log: {log}");
+            }
+        }
+    }
+    out
+}
+
+pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
+    let target = parse_target(&args.target)?;
+    let Some(store) = history_store(global)? else {
+        return Err(Error::Usage(format!(
+            "{}: no state yet: nothing has run",
+            args.target
+        )));
+    };
+    let part = target.part.clone().unwrap_or_default();
+    let latest = store
+        .attempts(i64::MIN, i64::MAX)?
+        .into_iter()
+        .filter(|a| {
+            a.node.step == target.step && a.node.config == target.config && a.node.part == part
+        })
+        .rfind(|a| match (target.day, a.from, a.to) {
+            (Some(day), Some(from), Some(to)) => from <= day && day <= to,
+            (Some(_), _, _) => false,
+            (None, _, _) => true,
+        })
+        .ok_or_else(|| Error::Usage(format!("{}: no attempt in the history", args.target)))?;
+    let path = PathBuf::from(latest.log_path.clone().unwrap_or_default());
+    if args.path {
+        println!("{}", path.display());
+        return Ok(exit::OK);
+    }
+    let text = std::fs::read(&path).map_err(|e| {
+        Error::Io(format!(
+            "{}: the log of run {} attempt {} ({}): {e}",
+            args.target,
+            latest.run,
+            latest.attempt,
+            path.display()
+        ))
+    })?;
+    eprintln!(
+        "{} run {} attempt {} ({}): {}",
+        attempt_label(&latest),
+        latest.run,
+        latest.attempt,
+        match latest.exit_code {
+            Some(c) => format!("exit {c}"),
+            None => "no exit code".into(),
+        },
+        path.display()
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(&text);
+    Ok(exit::OK)
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {}
+
+pub fn report(_global: &Global, _args: &ReportArgs) -> Result<i32, Error> {
+    Ok(exit::OK)
+}

@@ -1,0 +1,295 @@
+//! `run --metrics-file`: Prometheus text-format metrics of the run that just
+//! ended, for node-exporter's textfile collector. Every metric is a gauge
+//! (or a histogram of this run's jobs): the file describes the latest run
+//! and is replaced whole, atomically, at the end of each run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{Health, NodeStatus, config_lags};
+use crate::graph::Step;
+use crate::run::{Outcome, Summary};
+
+/// Upper bounds of the job duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: its help, type and samples (name, labels, value).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<(String, Labels, f64)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: Labels, value: f64) {
+        self.samples.push((self.name.to_string(), labels, value));
+    }
+
+    fn add_suffixed(&mut self, suffix: &str, labels: Labels, value: f64) {
+        self.samples
+            .push((format!("{}{suffix}", self.name), labels, value));
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (name, labels, value) in &self.samples {
+            out.push_str(name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (key, value)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{key}=\"{}\"", escape(value));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", number(*value));
+        }
+    }
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(value: f64) -> String {
+    if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+fn le(bound: f64) -> String {
+    if bound.is_infinite() {
+        "+Inf".into()
+    } else {
+        number(bound)
+    }
+}
+
+/// The metrics of a run, from its summary and every node's status after it.
+pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
+    let mut families = Vec::new();
+
+    let mut info = Family::new(
+        "chronon_build_run_info",
+        "gauge",
+        "The latest run: its id and result (ok, failed, blocked, interrupted).",
+    );
+    info.add(
+        vec![
+            ("run_id", summary.run_id.to_string()),
+            ("result", summary.outcome().name().to_string()),
+        ],
+        1.0,
+    );
+    families.push(info);
+
+    let mut ended = Family::new(
+        "chronon_build_run_end_timestamp_seconds",
+        "gauge",
+        "When the latest run ended, in unix seconds.",
+    );
+    ended.add(Vec::new(), crate::store::unix_now() as f64);
+    families.push(ended);
+
+    let mut wall = Family::new(
+        "chronon_build_run_duration_seconds",
+        "gauge",
+        "Wall time of the latest run, planning included.",
+    );
+    wall.add(Vec::new(), summary.wall.as_secs_f64());
+    families.push(wall);
+
+    let mut run_targets = Family::new(
+        "chronon_build_run_targets",
+        "gauge",
+        "Targets of the latest run by what happened to them.",
+    );
+    let left = |o: Outcome| {
+        summary
+            .left
+            .iter()
+            .filter(|l| l.outcome == o)
+            .map(|l| l.count)
+            .sum::<usize>()
+    };
+    for (status, count) in [
+        ("built", summary.built),
+        ("fresh", summary.fresh),
+        ("cutoff", summary.cutoff),
+        ("upstream_failed", left(Outcome::UpstreamFailed)),
+        ("blocked", left(Outcome::Blocked)),
+        ("not_run", left(Outcome::NotRun)),
+    ] {
+        run_targets.add(vec![("status", status.to_string())], count as f64);
+    }
+    families.push(run_targets);
+
+    let mut targets = Family::new(
+        "chronon_build_targets",
+        "gauge",
+        "Wanted partitions after the latest run, by step and health.",
+    );
+    let mut by_step: BTreeMap<(&str, Health), usize> = BTreeMap::new();
+    for s in statuses {
+        let c = &s.counts;
+        for (health, n) in [
+            (Health::Fresh, c.fresh),
+            (Health::Stale, c.stale),
+            (Health::Waiting, c.waiting),
+            (Health::Blocked, c.blocked),
+            (Health::Failed, c.failed),
+        ] {
+            *by_step.entry((s.step.name(), health)).or_default() += n;
+        }
+    }
+    for ((step, health), n) in &by_step {
+        targets.add(
+            vec![
+                ("step", step.to_string()),
+                ("status", health.name().to_string()),
+            ],
+            *n as f64,
+        );
+    }
+    families.push(targets);
+
+    let mut durations = Family::new(
+        "chronon_build_job_duration_seconds",
+        "histogram",
+        "Durations of the latest run's job attempts, by step.",
+    );
+    let mut steps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut retries: BTreeMap<&str, usize> = BTreeMap::new();
+    for attempt in &summary.attempts {
+        steps
+            .entry(attempt.step.name())
+            .or_default()
+            .push(attempt.duration.as_secs_f64());
+        if attempt.retry {
+            *retries.entry(attempt.step.name()).or_default() += 1;
+        }
+    }
+    for (step, seconds) in &steps {
+        for bound in BUCKETS.iter().copied().chain([f64::INFINITY]) {
+            let n = seconds.iter().filter(|s| **s <= bound).count();
+            durations.add_suffixed(
+                "_bucket",
+                vec![("step", step.to_string()), ("le", le(bound))],
+                n as f64,
+            );
+        }
+        durations.add_suffixed(
+            "_sum",
+            vec![("step", step.to_string())],
+            seconds.iter().sum(),
+        );
+        durations.add_suffixed(
+            "_count",
+            vec![("step", step.to_string())],
+            seconds.len() as f64,
+        );
+    }
+    families.push(durations);
+
+    let mut retry = Family::new(
+        "chronon_build_job_retries",
+        "gauge",
+        "Retry attempts in the latest run, by step.",
+    );
+    let mut failures = Family::new(
+        "chronon_build_job_failures",
+        "gauge",
+        "Jobs of the latest run that failed after their retries, by step.",
+    );
+    let mut failed: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &summary.failed {
+        *failed.entry(f.step.name()).or_default() += 1;
+    }
+    for step in Step::ALL {
+        let name = step.name();
+        if steps.contains_key(name) || failed.contains_key(name) {
+            retry.add(
+                vec![("step", name.to_string())],
+                retries.get(name).copied().unwrap_or(0) as f64,
+            );
+            failures.add(
+                vec![("step", name.to_string())],
+                failed.get(name).copied().unwrap_or(0) as f64,
+            );
+        }
+    }
+    families.push(retry);
+    families.push(failures);
+
+    let mut lag = Family::new(
+        "chronon_build_freshness_lag_days",
+        "gauge",
+        "Per config, days its freshest partitions are behind --until (the worst of its steps); absent while nothing is fresh.",
+    );
+    let mut unknown = Family::new(
+        "chronon_build_config_never_fresh",
+        "gauge",
+        "1 for a config with a step that has no fresh partition at all.",
+    );
+    let teams: BTreeMap<&str, &str> = statuses
+        .iter()
+        .map(|s| (s.config.as_str(), s.team.as_str()))
+        .collect();
+    for (config, days) in config_lags(statuses) {
+        let team = teams.get(config.as_str()).copied().unwrap_or_default();
+        let labels = vec![("config", config.clone()), ("team", team.to_string())];
+        match days {
+            Some(days) => lag.add(labels, days as f64),
+            None => unknown.add(labels, 1.0),
+        }
+    }
+    families.push(lag);
+    families.push(unknown);
+
+    let mut out = String::new();
+    for family in &families {
+        family.write(&mut out);
+    }
+    out
+}
+
+/// Replaces the file atomically (the textfile collector may read it at any
+/// moment): written beside it, then renamed.
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("expected a file path"))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
