@@ -398,8 +398,77 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
 }
 
 #[derive(Args, Debug)]
-pub struct ReportArgs {}
+pub struct ReportArgs {
+    /// The last day shown [default: yesterday, UTC].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub until: Option<Day>,
+    /// The first day shown [default: --days before --until].
+    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    pub from: Option<Day>,
+    /// How many days the grid shows when --from is not given.
+    #[arg(long, value_name = "N", default_value = "365")]
+    pub days: u32,
+    /// Only configs whose name matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub select: Option<String>,
+    /// Durations and failures come from this many latest runs.
+    #[arg(long, value_name = "N", default_value = "200")]
+    pub runs: usize,
+    /// How many of the latest failed attempts to list.
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub failures: usize,
+    /// Where to write the page.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
 
-pub fn report(_global: &Global, _args: &ReportArgs) -> Result<i32, Error> {
+pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
+    if args.days == 0 {
+        return Err(Error::Usage("--days: expected at least 1".into()));
+    }
+    let until = super::until_after_from(args.until, args.from)?;
+    let from = args
+        .from
+        .unwrap_or_else(|| until.minus(args.days.min(100_000) as i32 - 1));
+    let ws = Workspace::load(global)?;
+    let selected = ws.select(args.select.as_deref())?;
+    // Planned as `plan` would (the shown days only clip the grid), so steps
+    // that start at a table's first partition keep that start.
+    let (plan, store) = ws.plan_read(until, args.from, selected)?;
+    let (latest, attempts) = match &store {
+        Some(store) => {
+            let runs = store.runs(i64::MIN, args.runs)?;
+            let attempts = match (runs.last(), runs.first()) {
+                (Some(first), Some(last)) => store.attempts(first.id, last.id)?,
+                _ => Vec::new(),
+            };
+            (store.latest_attempts()?, attempts)
+        }
+        None => (HashMap::new(), Vec::new()),
+    };
+    let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+    let out_path = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
+    let out_dir = out_path.parent().unwrap_or(std::path::Path::new("/"));
+    let state = ws.state_path().display().to_string();
+    let html = monitor::report::render(&monitor::report::ReportInput {
+        plan: &plan,
+        graph: &ws.graph,
+        statuses: &statuses,
+        days: crate::partition::DayRange::new(from, until),
+        attempts: &attempts,
+        failures: args.failures,
+        out_dir,
+        generated_at: crate::store::unix_now(),
+        state: &state,
+    });
+    monitor::write_atomic(&out_path, &html)
+        .map_err(|e| Error::Io(format!("--out {}: {e}", args.out.display())))?;
+    eprintln!(
+        "wrote {} ({} row(s) x {} day(s), {} KB)",
+        args.out.display(),
+        statuses.len(),
+        until.0 - from.0 + 1,
+        html.len() / 1024
+    );
     Ok(exit::OK)
 }

@@ -234,7 +234,7 @@ fn execute(
         };
         let statuses = monitor::statuses(&plan, &ws.graph, &latest);
         let text = monitor::metrics::render(&summary, &statuses);
-        if let Err(e) = monitor::metrics::write(path, &text) {
+        if let Err(e) = monitor::write_atomic(path, &text) {
             eprintln!("error: --metrics-file {}: {e}", path.display());
             let code = summary.exit_code();
             return Ok(if code == exit::OK { exit::ERROR } else { code });

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::{Health, NodeStatus, config_lags};
 use crate::graph::Step;
@@ -277,19 +276,4 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
         family.write(&mut out);
     }
     out
-}
-
-/// Replaces the file atomically (the textfile collector may read it at any
-/// moment): written beside it, then renamed.
-pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("expected a file path"))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod report;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -154,6 +155,8 @@ pub struct NodeStatus {
     pub last_attempt: Option<LastAttempt>,
     #[serde(skip)]
     pub partitioned: bool,
+    #[serde(skip)]
+    pub node: usize,
 }
 
 /// Every shown node's health at the plan's `until`: by config name, and
@@ -214,6 +217,7 @@ fn node_status(
         counts,
         last_attempt: latest.get(&node_key(node)).map(LastAttempt::of),
         partitioned,
+        node: node.id,
     }
 }
 
@@ -259,4 +263,19 @@ pub fn range_text(from: Option<Day>, to: Option<Day>) -> String {
         (Some(a), Some(b)) => format!("@{a}..{b}"),
         _ => String::new(),
     }
+}
+
+/// Replaces the file atomically (the textfile collector may read it at any
+/// moment): written beside it, then renamed.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("expected a file path"))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }

@@ -44,7 +44,7 @@ use crate::store::{Attempt, Recorded, StateStore, day_column};
 
 pub use hooks::HookCommands;
 pub use progress::ProgressMode;
-pub use summary::{Outcome, Summary};
+pub use summary::{Outcome, Summary, tail};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {

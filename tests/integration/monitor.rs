@@ -689,3 +689,239 @@ fn graph_mermaid_draws_targets_and_edges_with_names_escaped() {
         assert!(lines.contains(&edge), "{edge} in\n{}", lines.join("\n"));
     }
 }
+
+/// Headless Chromium (Debian's `chromium`), as `.ci/run` installs it.
+fn chromium(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--window-size=1400,900",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs (.ci/run installs Debian's chromium package)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Appended to a copy of the report: every grid cell's row, days, health,
+/// computed colour, tooltip and box, and the page's other parts, as JSON in
+/// `<pre id="probe">`.
+const PROBE: &str = r#"<script>
+(function () {
+  var cells = [];
+  document.querySelectorAll('.grid .row[data-target] .track i').forEach(function (i) {
+    var r = i.getBoundingClientRect();
+    cells.push({target: i.closest('.row').dataset.target, from: i.dataset.from, to: i.dataset.to,
+      health: i.dataset.health, color: getComputedStyle(i).backgroundColor, title: i.title,
+      x: r.x, y: r.y, w: r.width, h: r.height});
+  });
+  var links = [];
+  document.querySelectorAll('tr.failure a').forEach(function (a) { links.push(a.getAttribute('href')); });
+  var charts = [];
+  document.querySelectorAll('.chart').forEach(function (c) {
+    charts.push({step: c.dataset.step, points: c.querySelectorAll('circle').length});
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({cells: cells, links: links, charts: charts,
+    scripts: document.scripts.length, external: document.querySelectorAll('[src],link,img').length});
+  document.body.appendChild(pre);
+})();
+</script>"#;
+
+#[test]
+fn report_is_a_self_contained_page_whose_grid_chromium_renders_in_the_right_colours() {
+    let (p, _) = failed_once("", &["--retries", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.html");
+    let out = p.run(&[
+        "report",
+        "--until",
+        "2025-01-11",
+        "--days",
+        "14",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let html = std::fs::read_to_string(&report).unwrap();
+    for external in ["http://", "https://", "<link", " src=", "@import", "url("] {
+        assert!(!html.contains(external), "{external} in the page");
+    }
+
+    // Probe a copy in Chromium, at the size of the screenshot.
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    let dom = chromium(&[
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        &format!("file://{}", probe.display()),
+    ]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let start = dom.find("<pre id=\"probe\">").expect("the probe ran") + "<pre id=\"probe\">".len();
+    let end = start + dom[start..].find("</pre>").unwrap();
+    let text = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let probed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(probed["external"], 0);
+    assert_eq!(probed["scripts"], 2, "the page's own script and the probe");
+
+    let cells = probed["cells"].as_array().unwrap();
+    let cell = |target: &str, day: &str| -> &Value {
+        cells
+            .iter()
+            .find(|c| {
+                c["target"] == target
+                    && c["from"].as_str().unwrap() <= day
+                    && day <= c["to"].as_str().unwrap()
+            })
+            .unwrap_or_else(|| panic!("no cell of {target} on {day}"))
+    };
+    let expect = [
+        (
+            "staging-query:risk.merchants.v1",
+            "2025-01-05",
+            "failed",
+            "rgb(207, 34, 46)",
+        ),
+        (
+            "staging-query:risk.merchants.v1",
+            "2024-12-30",
+            "not-wanted",
+            "rgb(234, 238, 242)",
+        ),
+        (
+            "staging-query:risk.merchants.v1",
+            "2025-01-11",
+            "blocked",
+            "rgb(130, 80, 223)",
+        ),
+        (
+            "group-by-backfill:risk.purchases.v1",
+            "2025-01-07",
+            "fresh",
+            "rgb(45, 164, 78)",
+        ),
+        (
+            "group-by-backfill:risk.purchases.v1",
+            "2025-01-04",
+            "not-wanted",
+            "rgb(234, 238, 242)",
+        ),
+        (
+            "group-by-backfill:risk.purchases.v1",
+            "2025-01-11",
+            "blocked",
+            "rgb(130, 80, 223)",
+        ),
+        (
+            "group-by-backfill:risk.merchant_profile.v1",
+            "2025-01-06",
+            "stale",
+            "rgb(212, 167, 44)",
+        ),
+    ];
+    for (target, day, health, color) in expect {
+        let c = cell(target, day);
+        assert_eq!(c["health"], health, "{target} {day}: {c:#}");
+        assert_eq!(c["color"], color, "{target} {day}: {c:#}");
+        assert!(
+            c["w"].as_f64().unwrap() > 0.0 && c["h"].as_f64().unwrap() > 0.0,
+            "{c:#}"
+        );
+    }
+    let failed = cell("staging-query:risk.merchants.v1", "2025-01-05");
+    assert_eq!(failed["from"], "2025-01-01");
+    assert_eq!(failed["to"], "2025-01-10");
+    assert_contains(
+        failed["title"].as_str().unwrap(),
+        "2025-01-01..2025-01-10 (10 days): stale: previous-run-failed (run 1)",
+    );
+    let blocked = cell("group-by-backfill:risk.purchases.v1", "2025-01-11");
+    assert_contains(
+        blocked["title"].as_str().unwrap(),
+        "blocked: missing raw.purchases ds=2025-01-11",
+    );
+
+    // Every row covers the 14 days, edge to edge, on one line.
+    let mut rows: std::collections::BTreeMap<&str, Vec<&Value>> = Default::default();
+    for c in cells {
+        rows.entry(c["target"].as_str().unwrap())
+            .or_default()
+            .push(c);
+    }
+    let day_width = 14.0;
+    for (target, row) in &rows {
+        let width: f64 = row.iter().map(|c| c["w"].as_f64().unwrap()).sum();
+        assert!((width - 14.0 * day_width).abs() < 0.5, "{target}: {width}");
+        for pair in row.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(
+                (a["x"].as_f64().unwrap() + a["w"].as_f64().unwrap() - b["x"].as_f64().unwrap())
+                    .abs()
+                    < 0.5
+            );
+            assert_eq!(a["y"], b["y"], "{target}");
+        }
+    }
+
+    // Durations: one chart per step that ran, one point per attempt.
+    let charts = probed["charts"].as_array().unwrap();
+    let staging = charts
+        .iter()
+        .find(|c| c["step"] == "staging-query")
+        .expect("a staging-query chart");
+    assert_eq!(staging["points"], 4, "two jobs, two attempts each");
+    // Failures: the latest first, each linking to its log, relative to the page.
+    let links = probed["links"].as_array().unwrap();
+    assert_eq!(links.len(), 4, "{links:#?}");
+    for link in links {
+        let path = dir.path().join(link.as_str().unwrap());
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("failing staging-query"),
+            "{}",
+            path.display()
+        );
+    }
+
+    // The screenshot shows the failed cell red and the fresh one green.
+    let shot = dir.path().join("report.png");
+    chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        &format!("file://{}", report.display()),
+    ]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let channels = frame.line_size / frame.width as usize;
+    let pixel = |c: &Value| -> [u8; 3] {
+        let x = (c["x"].as_f64().unwrap() + c["w"].as_f64().unwrap() / 2.0) as usize;
+        let y = (c["y"].as_f64().unwrap() + c["h"].as_f64().unwrap() / 2.0) as usize;
+        assert!(
+            y < frame.height as usize,
+            "the cell is inside the screenshot: {c:#}"
+        );
+        let at = y * frame.line_size + x * channels;
+        [pixels[at], pixels[at + 1], pixels[at + 2]]
+    };
+    assert_eq!(pixel(failed), [207, 34, 46]);
+    assert_eq!(
+        pixel(cell("group-by-backfill:risk.purchases.v1", "2025-01-07")),
+        [45, 164, 78]
+    );
+    assert_eq!(pixel(blocked), [130, 80, 223]);
+}
