@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::graph::{Graph, Node, Schedule, Step};
 use crate::partition::{Day, civil_from_days};
 use crate::plan::{NodePlan, Plan, StaleReason, Status, node_key};
-use crate::store::{AttemptRow, NO_PARTITION, NodeKey, NodeState};
+use crate::store::{AttemptRow, NO_PARTITION, NodeKey, NodeState, day_column};
 
 /// What a wanted partition looks like, as the report colours it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -55,6 +55,16 @@ impl Health {
             Status::Stale(_) => Health::Stale,
             Status::Waiting { .. } => Health::Waiting,
             Status::Blocked { .. } => Health::Blocked,
+        }
+    }
+
+    /// A target's health: `failed` when it is stale and the last run that
+    /// tried it failed, whatever reason the planner names first (a forced
+    /// target that then failed is failed).
+    pub fn of_target(status: &Status, state: &NodeState, day: Option<Day>) -> Health {
+        match Health::of(status) {
+            Health::Stale if state.failed.contains_key(&day_column(day)) => Health::Failed,
+            health => health,
         }
     }
 
@@ -189,7 +199,7 @@ fn node_status(
     let mut counts = Counts::default();
     let mut last_fresh = None;
     for target in &node_plan.targets {
-        let health = Health::of(&target.status);
+        let health = Health::of_target(&target.status, state, target.day);
         counts.add(health);
         if health == Health::Fresh {
             last_fresh = last_fresh.max(target.day);

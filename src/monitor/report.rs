@@ -17,7 +17,7 @@ use super::{Health, NodeStatus, range_text, timestamp};
 use crate::graph::{Graph, Schedule};
 use crate::partition::{Day, DayRange};
 use crate::plan::{Plan, Status};
-use crate::store::AttemptRow;
+use crate::store::{AttemptRow, day_column};
 
 /// Everything the page shows.
 pub struct ReportInput<'a> {
@@ -58,7 +58,8 @@ struct Cell {
 /// One row's cells across `days`: days that are not wanted fill the gaps.
 fn row_cells(plan: &Plan, graph: &Graph, id: usize, days: DayRange) -> Vec<Cell> {
     let node = &graph.nodes[id];
-    let mut by_day: BTreeMap<Day, &Status> = BTreeMap::new();
+    let state = &plan.state[id];
+    let mut by_day: BTreeMap<Day, (&Status, Option<Day>)> = BTreeMap::new();
     for target in &plan.nodes[id].targets {
         // An unpartitioned target is drawn on the last day.
         let day = match (&node.schedule, target.day) {
@@ -67,13 +68,21 @@ fn row_cells(plan: &Plan, graph: &Graph, id: usize, days: DayRange) -> Vec<Cell>
             (_, None) => continue,
         };
         if days.contains(day) {
-            by_day.insert(day, &target.status);
+            by_day.insert(day, (&target.status, target.day));
         }
     }
     let mut cells: Vec<Cell> = Vec::new();
     for day in days.days() {
         let (health, reason) = match by_day.get(&day) {
-            Some(status) => (Health::of(status), status.to_string()),
+            Some((status, target_day)) => {
+                let health = Health::of_target(status, state, *target_day);
+                let mut reason = status.to_string();
+                if health == Health::Failed && Health::of(status) != Health::Failed {
+                    let run = state.failed[&day_column(*target_day)];
+                    let _ = write!(reason, "; run {run} failed it");
+                }
+                (health, reason)
+            }
             None => (Health::NotWanted, "not a wanted partition".to_string()),
         };
         match cells.last_mut() {

@@ -122,6 +122,31 @@ fn status_says_per_config_and_step_what_is_fresh_failed_and_behind() {
     assert_eq!(merchants["fresh"], 10);
     assert_eq!(merchants["last_attempt"]["result"], "ok");
     assert_eq!(merchants["last_attempt"]["run"], 2);
+
+    // Forced stale, then failed: failed, though the planner names `forced`
+    // first.
+    let forced = p.run(&[
+        "invalidate",
+        "staging-query:risk.merchants.v1",
+        "--from",
+        "2025-01-09",
+        "--to",
+        UNTIL,
+    ]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    let out = p.run_with(
+        &["run", "--until", UNTIL, "--progress", "plain"],
+        &[FAIL_MERCHANTS],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let status = json(&p.run(&["status", "--until", UNTIL, "--format", "json"]));
+    let merchants = node(&status, "staging-query:risk.merchants.v1");
+    assert_eq!(
+        (merchants["fresh"].as_u64(), merchants["failed"].as_u64()),
+        (Some(8), Some(2)),
+        "{merchants:#}"
+    );
+    assert_eq!(merchants["stale"], 0);
 }
 
 #[test]
