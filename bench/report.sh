@@ -46,3 +46,13 @@ chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1
 read -r secs kb < /tmp/chronon-build-bench-time
 printf '%-44s %8.2f s  %8.1f MB peak\n' "chromium load and render of the page" "$secs" "$(echo "$kb / 1024" | bc -l)"
 echo "screenshot: $out/report.png"
+
+# The worst case for the page: every source partition rewritten, so every
+# partition is stale with a reason of its own and no two days merge.
+find "$repo/warehouse/raw.db" -name 'part-*' -exec sh -c 'for f; do printf x >> "$f"; done' sh {} +
+measure "report, every cell its own reason" $bin report --repo "$repo" --until 2026-01-02 --out "$out/worst.html"
+printf 'page: %s KB, %s grid cells\n' "$(( $(stat -c %s "$out/worst.html") / 1024 ))" "$(grep -o 'data-health=' "$out/worst.html" | wc -l)"
+/usr/bin/time -f "%e %M" -o /tmp/chronon-build-bench-time chromium --headless --no-sandbox --disable-gpu \
+    --window-size=1600,1000 --screenshot="$PWD/$out/worst.png" "file://$PWD/$out/worst.html" >/dev/null 2>&1
+read -r secs kb < /tmp/chronon-build-bench-time
+printf '%-44s %8.2f s  %8.1f MB peak\n' "chromium screenshot of that page" "$secs" "$(echo "$kb / 1024" | bc -l)"
