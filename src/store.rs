@@ -152,7 +152,8 @@ pub struct Built<'a> {
 
 /// One attempt of a job, recorded when it ended: with the targets it built,
 /// in their transaction, when it succeeded. (A crash loses the attempts in
-/// flight from the history; their log files stay.)
+/// flight from the history; their log files stay.) `history` reads them back.
+#[derive(Clone, Debug)]
 pub struct Attempt {
     pub run: i64,
     pub node: NodeKey,
@@ -180,23 +181,7 @@ pub struct RunRow {
     pub result: Option<String>,
 }
 
-/// An attempt of a job in the history.
-#[derive(Clone, Debug)]
-pub struct AttemptRow {
-    pub run: i64,
-    pub node: NodeKey,
-    pub from: Option<Day>,
-    pub to: Option<Day>,
-    pub attempt: u32,
-    pub argv: Vec<String>,
-    /// `None` when a signal ended the job or it could not start.
-    pub exit_code: Option<i32>,
-    pub duration_ms: i64,
-    pub log_path: Option<String>,
-    pub started_at: i64,
-}
-
-impl AttemptRow {
+impl Attempt {
     pub fn succeeded(&self) -> bool {
         self.exit_code == Some(0)
     }
@@ -506,7 +491,7 @@ impl StateStore {
     }
 
     /// The attempts of runs `first..=last`, in the order they ended.
-    pub fn attempts(&self, first: i64, last: i64) -> Result<Vec<AttemptRow>, StoreError> {
+    pub fn attempts(&self, first: i64, last: i64) -> Result<Vec<Attempt>, StoreError> {
         let ids = self.node_keys()?;
         let mut stmt = self
             .conn
@@ -521,7 +506,7 @@ impl StateStore {
                 let argv: String = row.get(5)?;
                 Ok((
                     row.get::<_, i64>(1)?,
-                    AttemptRow {
+                    Attempt {
                         run: row.get(0)?,
                         node: NodeKey::new(Step::GroupByBackfill, "", None),
                         from: day_from_column(row.get(2)?),
@@ -529,8 +514,10 @@ impl StateStore {
                         attempt: row.get(4)?,
                         argv: serde_json::from_str(&argv).unwrap_or_else(|_| vec![argv]),
                         exit_code: row.get(6)?,
-                        duration_ms: row.get::<_, Option<i64>>(7)?.unwrap_or(0),
-                        log_path: row.get(8)?,
+                        duration: std::time::Duration::from_millis(
+                            row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
+                        ),
+                        log_path: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
                         started_at: row.get(9)?,
                     },
                 ))
@@ -548,7 +535,7 @@ impl StateStore {
     }
 
     /// Each node's latest attempt (the one that ended last).
-    pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, AttemptRow>, StoreError> {
+    pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, Attempt>, StoreError> {
         let last: Option<i64> = self
             .conn
             .query_row("SELECT max(run) FROM attempts", [], |row| row.get(0))

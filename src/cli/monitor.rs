@@ -15,7 +15,7 @@ use crate::graph::node_label;
 use crate::monitor::{self, NodeStatus, day_start, range_text, timestamp};
 use crate::partition::Day;
 use crate::settings::Settings;
-use crate::store::{AttemptRow, RunRow, StateStore};
+use crate::store::{Attempt, RunRow, StateStore};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -221,7 +221,7 @@ struct AttemptJson<'a> {
 }
 
 impl<'a> AttemptJson<'a> {
-    fn of(a: &'a AttemptRow) -> AttemptJson<'a> {
+    fn of(a: &'a Attempt) -> AttemptJson<'a> {
         AttemptJson {
             target: attempt_label(a),
             step: a.node.step,
@@ -232,14 +232,14 @@ impl<'a> AttemptJson<'a> {
             attempt: a.attempt,
             argv: &a.argv,
             exit_code: a.exit_code,
-            duration_seconds: a.duration_ms as f64 / 1000.0,
-            log: a.log_path.as_deref(),
+            duration_seconds: a.duration.as_secs_f64(),
+            log: Some(a.log_path.as_str()).filter(|l| !l.is_empty()),
             started: timestamp(a.started_at),
         }
     }
 }
 
-fn attempt_label(a: &AttemptRow) -> String {
+fn attempt_label(a: &Attempt) -> String {
     let part = Some(a.node.part.as_str()).filter(|p| !p.is_empty());
     format!(
         "{}{}",
@@ -272,7 +272,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
         }
         return Ok(exit::OK);
     };
-    let mut by_run: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
+    let mut by_run: HashMap<i64, Vec<Attempt>> = HashMap::new();
     for attempt in store.attempts(first.id, last.id)? {
         let wanted = matcher
             .as_ref()
@@ -284,7 +284,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
     }
     let filtered = matcher.is_some() || args.failed;
     let empty = Vec::new();
-    let shown: Vec<(&RunRow, &Vec<AttemptRow>)> = runs
+    let shown: Vec<(&RunRow, &Vec<Attempt>)> = runs
         .iter()
         .map(|run| (run, by_run.get(&run.id).unwrap_or(&empty)))
         .filter(|(_, attempts)| !filtered || !attempts.is_empty())
@@ -306,7 +306,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-fn history_text(runs: &[(&RunRow, &Vec<AttemptRow>)]) -> String {
+fn history_text(runs: &[(&RunRow, &Vec<Attempt>)]) -> String {
     let mut out = String::new();
     if runs.is_empty() {
         out.push_str("no runs match\n");
@@ -335,11 +335,11 @@ fn history_text(runs: &[(&RunRow, &Vec<AttemptRow>)]) -> String {
                 "  {result:<6} {}  attempt {}  {code}  {:.1}s",
                 attempt_label(a),
                 a.attempt,
-                a.duration_ms as f64 / 1000.0
+                a.duration.as_secs_f64()
             );
             let _ = writeln!(out, "         $ {}", crate::exec::display(&a.argv));
-            if let Some(log) = &a.log_path {
-                let _ = writeln!(out, "         log: {log}");
+            if !a.log_path.is_empty() {
+                let _ = writeln!(out, "         log: {}", a.log_path);
             }
         }
     }
@@ -367,7 +367,7 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
             (None, _, _) => true,
         })
         .ok_or_else(|| Error::Usage(format!("{}: no attempt in the history", args.target)))?;
-    let path = PathBuf::from(latest.log_path.clone().unwrap_or_default());
+    let path = PathBuf::from(&latest.log_path);
     if args.path {
         println!("{}", path.display());
         return Ok(exit::OK);

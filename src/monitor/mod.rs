@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::graph::{Graph, Node, Schedule, Step};
 use crate::partition::{Day, civil_from_days};
 use crate::plan::{NodePlan, Plan, StaleReason, Status, node_key};
-use crate::store::{AttemptRow, NO_PARTITION, NodeKey, NodeState, day_column};
+use crate::store::{Attempt, NO_PARTITION, NodeKey, NodeState, day_column};
 
 /// What a wanted partition looks like, as the report colours it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -127,7 +127,7 @@ pub struct LastAttempt {
 }
 
 impl LastAttempt {
-    pub fn of(a: &AttemptRow) -> LastAttempt {
+    pub fn of(a: &Attempt) -> LastAttempt {
         LastAttempt {
             run: a.run,
             result: if a.succeeded() { "ok" } else { "failed" },
@@ -136,8 +136,8 @@ impl LastAttempt {
             end_ds: a.to,
             attempt: a.attempt,
             started_at: timestamp(a.started_at),
-            duration_seconds: a.duration_ms as f64 / 1000.0,
-            log: a.log_path.clone(),
+            duration_seconds: a.duration.as_secs_f64(),
+            log: Some(a.log_path.clone()).filter(|l| !l.is_empty()),
         }
     }
 }
@@ -171,11 +171,7 @@ pub struct NodeStatus {
 
 /// Every shown node's health at the plan's `until`: by config name, and
 /// in build order within a config.
-pub fn statuses(
-    plan: &Plan,
-    graph: &Graph,
-    latest: &HashMap<NodeKey, AttemptRow>,
-) -> Vec<NodeStatus> {
+pub fn statuses(plan: &Plan, graph: &Graph, latest: &HashMap<NodeKey, Attempt>) -> Vec<NodeStatus> {
     let mut statuses: Vec<NodeStatus> = graph
         .order
         .iter()
@@ -194,7 +190,7 @@ fn node_status(
     node_plan: &NodePlan,
     state: &NodeState,
     until: Day,
-    latest: &HashMap<NodeKey, AttemptRow>,
+    latest: &HashMap<NodeKey, Attempt>,
 ) -> NodeStatus {
     let mut counts = Counts::default();
     let mut last_fresh = None;

@@ -17,7 +17,7 @@ use super::{Health, NodeStatus, range_text, timestamp};
 use crate::graph::{Graph, Schedule};
 use crate::partition::{Day, DayRange};
 use crate::plan::{Plan, Status};
-use crate::store::{AttemptRow, day_column};
+use crate::store::{Attempt, day_column};
 
 /// Everything the page shows.
 pub struct ReportInput<'a> {
@@ -27,7 +27,7 @@ pub struct ReportInput<'a> {
     /// The days shown, one column each.
     pub days: DayRange,
     /// Attempts of recent runs, in the order they ended.
-    pub attempts: &'a [AttemptRow],
+    pub attempts: &'a [Attempt],
     /// How many of the latest failures to list.
     pub failures: usize,
     /// Where the page is written: log links are relative to it.
@@ -328,9 +328,9 @@ pub fn render(input: &ReportInput) -> String {
 }
 
 /// Per step, an SVG scatter of attempt durations over time.
-fn durations(out: &mut String, attempts: &[AttemptRow]) {
+fn durations(out: &mut String, attempts: &[Attempt]) {
     out.push_str("<h2>Job durations over time</h2>\n");
-    let mut by_step: BTreeMap<&str, Vec<&AttemptRow>> = BTreeMap::new();
+    let mut by_step: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
     for a in attempts {
         by_step.entry(a.node.step.name()).or_default().push(a);
     }
@@ -345,7 +345,7 @@ fn durations(out: &mut String, attempts: &[AttemptRow]) {
     let (w, h, pad) = (420.0, 120.0, 34.0);
     out.push_str("<div class=\"charts\">\n");
     for (step, list) in &by_step {
-        let mut seconds: Vec<f64> = list.iter().map(|a| a.duration_ms as f64 / 1000.0).collect();
+        let mut seconds: Vec<f64> = list.iter().map(|a| a.duration.as_secs_f64()).collect();
         seconds.sort_by(f64::total_cmp);
         let pick = |q: f64| seconds[((seconds.len() - 1) as f64 * q).round() as usize];
         let max = pick(1.0).max(0.001);
@@ -365,7 +365,7 @@ fn durations(out: &mut String, attempts: &[AttemptRow]) {
         );
         for a in list {
             let x = pad + 4.0 + (a.started_at - t0) as f64 / span * (w - pad - 10.0);
-            let y = (h - 16.0) - (a.duration_ms as f64 / 1000.0 / max) * (h - 24.0);
+            let y = (h - 16.0) - (a.duration.as_secs_f64() / max) * (h - 24.0);
             let fill = if a.succeeded() {
                 color(Health::Fresh)
             } else {
@@ -384,7 +384,7 @@ fn durations(out: &mut String, attempts: &[AttemptRow]) {
                     range_text(a.from, a.to),
                     a.run,
                     a.attempt,
-                    a.duration_ms as f64 / 1000.0,
+                    a.duration.as_secs_f64(),
                     timestamp(a.started_at)
                 ))
             );
@@ -403,7 +403,7 @@ fn durations(out: &mut String, attempts: &[AttemptRow]) {
 /// The latest failed attempts, newest first, with their log links and tails.
 fn failures(out: &mut String, input: &ReportInput) {
     out.push_str("<h2>Latest failures</h2>\n");
-    let failed: Vec<&AttemptRow> = input
+    let failed: Vec<&Attempt> = input
         .attempts
         .iter()
         .rev()
@@ -425,7 +425,7 @@ fn failures(out: &mut String, input: &ReportInput) {
             ),
             range_text(a.from, a.to)
         );
-        let log = a.log_path.as_deref().unwrap_or_default();
+        let log = a.log_path.as_str();
         let tail = crate::run::tail(Path::new(log), 5).join("\n");
         let _ = writeln!(
             out,
@@ -436,7 +436,7 @@ fn failures(out: &mut String, input: &ReportInput) {
             a.attempt,
             a.exit_code
                 .map_or_else(|| "signal".to_string(), |c| c.to_string()),
-            a.duration_ms as f64 / 1000.0,
+            a.duration.as_secs_f64(),
             escape(&log_href(input.out_dir, Path::new(log))),
             escape(&tail),
         );

@@ -14,9 +14,9 @@ use crate::{assert_contains, assert_error};
 const UNTIL: &str = "2025-01-10";
 const FAIL_MERCHANTS: (&str, &str) = ("FAKE_ZIPLINE_FAIL", "staging-query:risk.merchants.v1");
 
-/// A pipeline whose first run failed the merchants staging query.
-fn failed_once(settings: &str, more: &[&str]) -> (Pipeline, crate::Output) {
-    let p = Pipeline::new(settings);
+/// `run --until UNTIL --progress plain --backoff 0s` and more arguments,
+/// with more environment.
+fn run(p: &Pipeline, more: &[&str], env: &[(&str, &str)]) -> crate::Output {
     let mut args = vec![
         "run",
         "--until",
@@ -27,7 +27,13 @@ fn failed_once(settings: &str, more: &[&str]) -> (Pipeline, crate::Output) {
         "0s",
     ];
     args.extend(more);
-    let out = p.run_with(&args, &[FAIL_MERCHANTS]);
+    p.run_with(&args, env)
+}
+
+/// A pipeline whose first run failed the merchants staging query.
+fn failed_once(settings: &str, more: &[&str]) -> (Pipeline, crate::Output) {
+    let p = Pipeline::new(settings);
+    let out = run(&p, more, &[FAIL_MERCHANTS]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     (p, out)
 }
@@ -134,10 +140,7 @@ fn status_says_per_config_and_step_what_is_fresh_failed_and_behind() {
         UNTIL,
     ]);
     assert_eq!(forced.code, 0, "{}", forced.stderr);
-    let out = p.run_with(
-        &["run", "--until", UNTIL, "--progress", "plain"],
-        &[FAIL_MERCHANTS],
-    );
+    let out = run(&p, &[], &[FAIL_MERCHANTS]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     let status = json(&p.run(&["status", "--until", UNTIL, "--format", "json"]));
     let merchants = node(&status, "staging-query:risk.merchants.v1");
@@ -298,18 +301,9 @@ fn on_failure_runs_once_per_failed_job_after_retries_with_its_details() {
         "[hooks]\non_failure = [{script:?}, \"--channel\", \"#risk alerts\"]\non_success_run = [{script:?}, \"success\"]\n"
     );
     let p = Pipeline::new(&settings);
-    let out = p.run_with(
-        &[
-            "run",
-            "--until",
-            UNTIL,
-            "--progress",
-            "plain",
-            "--retries",
-            "1",
-            "--backoff",
-            "0s",
-        ],
+    let out = run(
+        &p,
+        &["--retries", "1"],
         &[FAIL_MERCHANTS, ("HOOK_OUT", out_dir.to_str().unwrap())],
     );
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
@@ -374,10 +368,7 @@ fn on_failure_runs_once_per_failed_job_after_retries_with_its_details() {
 
     // The next run ends well: on_success_run, once, with the summary.
     std::fs::remove_dir_all(&out_dir).unwrap();
-    let out = p.run_with(
-        &["run", "--until", UNTIL, "--progress", "plain"],
-        &[("HOOK_OUT", out_dir.to_str().unwrap())],
-    );
+    let out = run(&p, &[], &[("HOOK_OUT", out_dir.to_str().unwrap())]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let calls = hook_calls(&out_dir);
     assert_eq!(calls.len(), 1, "{calls:#?}");
@@ -396,10 +387,7 @@ fn on_failure_runs_once_per_failed_job_after_retries_with_its_details() {
 
     // A run with nothing to do still ends well and says so.
     std::fs::remove_dir_all(&out_dir).unwrap();
-    p.run_with(
-        &["run", "--until", UNTIL, "--progress", "plain"],
-        &[("HOOK_OUT", out_dir.to_str().unwrap())],
-    );
+    run(&p, &[], &[("HOOK_OUT", out_dir.to_str().unwrap())]);
     assert_eq!(hook_calls(&out_dir)[0]["CHRONON_BUILD_BUILT"], "0");
 }
 
@@ -414,20 +402,7 @@ fn a_failing_or_missing_hook_does_not_change_the_run() {
         ("HOOK_EXIT", "7"),
     ];
     let p = Pipeline::new("");
-    let out = p.run_with(
-        &[
-            "run",
-            "--until",
-            UNTIL,
-            "--progress",
-            "plain",
-            "--on-failure",
-            &script,
-            "--format",
-            "json",
-        ],
-        &env,
-    );
+    let out = run(&p, &["--on-failure", &script, "--format", "json"], &env);
     assert_eq!(
         out.code, 1,
         "the run's own result: {}\n{}",
@@ -451,15 +426,7 @@ fn a_failing_or_missing_hook_does_not_change_the_run() {
     );
 
     // A success hook that cannot start: the run is still ok, with a warning.
-    let out = p.run(&[
-        "run",
-        "--until",
-        UNTIL,
-        "--progress",
-        "plain",
-        "--on-success-run",
-        "/nonexistent/notify",
-    ]);
+    let out = run(&p, &["--on-success-run", "/nonexistent/notify"], &[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_contains(
         &out.stdout,
@@ -476,16 +443,9 @@ fn a_failing_or_missing_hook_does_not_change_the_run() {
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
     let p = Pipeline::new("[hooks]\ntimeout = \"1s\"\n");
     let started = std::time::Instant::now();
-    let out = p.run_with(
-        &[
-            "run",
-            "--until",
-            UNTIL,
-            "--progress",
-            "plain",
-            "--on-failure",
-            hang.to_str().unwrap(),
-        ],
+    let out = run(
+        &p,
+        &["--on-failure", hang.to_str().unwrap()],
         &[FAIL_MERCHANTS],
     );
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
