@@ -492,17 +492,44 @@ impl StateStore {
 
     /// The attempts of runs `first..=last`, in the order they ended.
     pub fn attempts(&self, first: i64, last: i64) -> Result<Vec<Attempt>, StoreError> {
+        self.query_attempts("run BETWEEN ?1 AND ?2", params![first, last])
+    }
+
+    /// Each node's latest attempt (the one that ended last).
+    pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, Attempt>, StoreError> {
+        let latest = self.query_attempts(
+            "id IN (SELECT max(id) FROM attempts GROUP BY node)",
+            params![],
+        )?;
+        Ok(latest.into_iter().map(|a| (a.node.clone(), a)).collect())
+    }
+
+    /// Every attempt of one node, in the order they ended.
+    pub fn attempts_of(&self, node: &NodeKey) -> Result<Vec<Attempt>, StoreError> {
+        self.query_attempts(
+            "node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)",
+            params![node.step.name(), node.config, node.part],
+        )
+    }
+
+    /// Attempts matching a condition on the `attempts` table, in the order
+    /// they ended; those of steps this binary does not know are left out.
+    fn query_attempts(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Attempt>, StoreError> {
         let ids = self.node_keys()?;
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT run, node, day_from, day_to, attempt, argv, exit_code, duration_ms,
                         log_path, started_at
-                 FROM attempts WHERE run BETWEEN ?1 AND ?2 ORDER BY id",
-            )
+                 FROM attempts WHERE {condition} ORDER BY id"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![first, last], |row| {
+            .query_map(args, |row| {
                 let argv: String = row.get(5)?;
                 Ok((
                     row.get::<_, i64>(1)?,
@@ -530,22 +557,6 @@ impl StateStore {
                 attempt.node = key.clone();
                 out.push(attempt);
             }
-        }
-        Ok(out)
-    }
-
-    /// Each node's latest attempt (the one that ended last).
-    pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, Attempt>, StoreError> {
-        let last: Option<i64> = self
-            .conn
-            .query_row("SELECT max(run) FROM attempts", [], |row| row.get(0))
-            .map_err(|e| self.err(e))?;
-        let Some(last) = last else {
-            return Ok(HashMap::new());
-        };
-        let mut out = HashMap::new();
-        for attempt in self.attempts(i64::MIN, last)? {
-            out.insert(attempt.node.clone(), attempt);
         }
         Ok(out)
     }

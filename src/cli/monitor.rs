@@ -354,13 +354,10 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
             args.target
         )));
     };
-    let part = target.part.clone().unwrap_or_default();
+    let node = crate::store::NodeKey::new(target.step, &target.config, target.part.as_deref());
     let latest = store
-        .attempts(i64::MIN, i64::MAX)?
+        .attempts_of(&node)?
         .into_iter()
-        .filter(|a| {
-            a.node.step == target.step && a.node.config == target.config && a.node.part == part
-        })
         .rfind(|a| match (target.day, a.from, a.to) {
             (Some(day), Some(from), Some(to)) => from <= day && day <= to,
             (Some(_), _, _) => false,
