@@ -191,7 +191,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             opts.progress
         });
         let wait_deadline = opts.wait.map(|w| Instant::now() + w);
-        let hooks = hooks::Hooks::new(opts.hooks.clone(), ctx.log_dir.clone());
+        // Set up in `run`, when the run's id (and so its log folder) is known.
+        let hooks = hooks::Hooks::new(HookCommands::default(), PathBuf::new());
         Runner {
             ctx,
             opts,
