@@ -57,6 +57,11 @@ fn status_says_per_config_and_step_what_is_fresh_failed_and_behind() {
     let (p, _) = failed_once("", &[]);
     let status = json(&p.run(&["status", "--until", UNTIL, "--format", "json"]));
     assert_eq!(status["until"], UNTIL);
+    crate::assert_valid(
+        &crate::schema("status.schema.json"),
+        &status,
+        "status --format json",
+    );
 
     // Its step_days is 7: two jobs, both failed.
     let merchants = node(&status, "staging-query:risk.merchants.v1");
