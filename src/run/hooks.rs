@@ -5,9 +5,11 @@
 //! run's result and exit code are the run's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::process;
+use crate::exec::CommandLine;
 
 /// The hook commands of a run (empty: none).
 #[derive(Clone, Debug, Default)]
@@ -77,8 +79,8 @@ impl Hooks {
     }
 }
 
-/// Runs one hook to its end or its timeout; `Some(problem)` when it did not
-/// exit 0.
+/// Runs one hook to its end or its timeout (then its whole process group
+/// is killed); `Some(problem)` when it did not exit 0.
 fn run_hook(
     name: &str,
     argv: &[String],
@@ -92,29 +94,17 @@ fn run_hook(
             log.display()
         ))
     };
-    if let Some(dir) = log.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
-    {
-        return problem(format!("cannot create its log folder: {e}"));
-    }
-    let file = match std::fs::File::create(log) {
-        Ok(f) => f,
-        Err(e) => return problem(format!("cannot create its log: {e}")),
+    let command = CommandLine {
+        argv: argv.to_vec(),
+        env: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        dir: PathBuf::from("."),
     };
-    let err = match file.try_clone() {
-        Ok(f) => f,
-        Err(e) => return problem(format!("cannot open its log: {e}")),
-    };
-    let spawned = Command::new(&argv[0])
-        .args(&argv[1..])
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .spawn();
-    let mut child = match spawned {
+    let mut child = match process::start(&command, log) {
         Ok(child) => child,
-        Err(e) => return problem(format!("cannot start: {e}")),
+        Err(e) => return problem(e),
     };
     let deadline = Instant::now() + timeout;
     loop {
@@ -122,7 +112,7 @@ fn run_hook(
             Ok(Some(status)) if status.success() => return None,
             Ok(Some(status)) => return problem(format!("exited with {status}")),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+                process::kill_group(child.id(), libc::SIGKILL);
                 let _ = child.wait();
                 return problem(format!(
                     "killed after its timeout of {}s",

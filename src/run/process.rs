@@ -57,6 +57,18 @@ pub fn spawn(
     log: &Path,
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> Result<u32, String> {
+    let child = start(command, log)?;
+    let pid = child.id();
+    waiters
+        .tx
+        .send((child, Box::new(on_exit)))
+        .map_err(|_| format!("cannot wait for {:?}: no waiting thread", command.argv[0]))?;
+    Ok(pid)
+}
+
+/// Starts the command in its own process group, with its output in `log`
+/// after a first line that shows the command. Jobs and hooks start here.
+pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -80,15 +92,8 @@ pub fn spawn(
         .stdout(file)
         .stderr(stderr)
         .process_group(0);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
-    let pid = child.id();
-    waiters
-        .tx
-        .send((child, Box::new(on_exit)))
-        .map_err(|_| format!("cannot wait for {program:?}: no waiting thread"))?;
-    Ok(pid)
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {program:?}: {e}"))
 }
 
 /// Signals a job's whole process group.
