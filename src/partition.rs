@@ -199,6 +199,16 @@ impl fmt::Display for DayRange {
     }
 }
 
+/// How a target range is written after a label: `@D`, `@D1..D2`, or
+/// nothing when unpartitioned.
+pub fn at_range(from: Option<Day>, to: Option<Day>) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) if a == b => format!("@{a}"),
+        (Some(a), Some(b)) => format!("@{a}..{b}"),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,15 @@ pub struct NodeKey {
 }
 
 impl NodeKey {
+    /// `step:config[#part]`, as `Node::label`.
+    pub fn label(&self) -> String {
+        crate::graph::node_label(
+            self.step,
+            &self.config,
+            Some(self.part.as_str()).filter(|p| !p.is_empty()),
+        )
+    }
+
     pub fn new(step: Step, config: &str, part: Option<&str>) -> NodeKey {
         NodeKey {
             step,
@@ -182,6 +191,15 @@ pub struct RunRow {
 }
 
 impl Attempt {
+    /// The job's target range: `step:config[#part][@from[..to]]`.
+    pub fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.node.label(),
+            crate::partition::at_range(self.from, self.to)
+        )
+    }
+
     pub fn succeeded(&self) -> bool {
         self.exit_code == Some(0)
     }

@@ -11,9 +11,8 @@ use serde::Serialize;
 use super::explain::parse_target;
 use super::{Format, Global, Targets, Workspace, parse_day, print_json};
 use crate::error::{Error, exit};
-use crate::graph::node_label;
-use crate::monitor::{self, NodeStatus, day_start, range_text, timestamp};
-use crate::partition::Day;
+use crate::monitor::{self, NodeStatus, day_start, timestamp};
+use crate::partition::{Day, at_range};
 use crate::settings::Settings;
 use crate::store::{Attempt, RunRow, StateStore};
 
@@ -142,7 +141,7 @@ fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
                 "{} in run {}{} ({}s{})",
                 a.result,
                 a.run,
-                Some(range_text(a.start_ds, a.end_ds))
+                Some(at_range(a.start_ds, a.end_ds))
                     .filter(|r| !r.is_empty())
                     .map(|r| format!(" {r}"))
                     .unwrap_or_default(),
@@ -223,7 +222,7 @@ struct AttemptJson<'a> {
 impl<'a> AttemptJson<'a> {
     fn of(a: &'a Attempt) -> AttemptJson<'a> {
         AttemptJson {
-            target: attempt_label(a),
+            target: a.label(),
             step: a.node.step,
             config: &a.node.config,
             part: &a.node.part,
@@ -237,15 +236,6 @@ impl<'a> AttemptJson<'a> {
             started: timestamp(a.started_at),
         }
     }
-}
-
-fn attempt_label(a: &Attempt) -> String {
-    let part = Some(a.node.part.as_str()).filter(|p| !p.is_empty());
-    format!(
-        "{}{}",
-        node_label(a.node.step, &a.node.config, part),
-        range_text(a.from, a.to)
-    )
 }
 
 pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
@@ -333,7 +323,7 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)]) -> String {
             let _ = writeln!(
                 out,
                 "  {result:<6} {}  attempt {}  {code}  {:.1}s",
-                attempt_label(a),
+                a.label(),
                 a.attempt,
                 a.duration.as_secs_f64()
             );
@@ -380,7 +370,7 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
     })?;
     eprintln!(
         "{} run {} attempt {} ({}): {}",
-        attempt_label(&latest),
+        latest.label(),
         latest.run,
         latest.attempt,
         match latest.exit_code {

@@ -262,15 +262,6 @@ pub fn day_start(day: Day) -> i64 {
     i64::from(day.0) * 86_400
 }
 
-/// `@D` or `@D1..D2`, or nothing for an unpartitioned job.
-pub fn range_text(from: Option<Day>, to: Option<Day>) -> String {
-    match (from, to) {
-        (Some(a), Some(b)) if a == b => format!("@{a}"),
-        (Some(a), Some(b)) => format!("@{a}..{b}"),
-        _ => String::new(),
-    }
-}
-
 /// Replaces the file atomically (the textfile collector may read it at any
 /// moment): written beside it, then renamed.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Component, Path};
 
-use super::{Health, NodeStatus, range_text, timestamp};
+use super::{Health, NodeStatus, timestamp};
 use crate::graph::{Graph, Schedule};
 use crate::partition::{Day, DayRange};
 use crate::plan::{Plan, Status};
@@ -375,13 +375,8 @@ fn durations(out: &mut String, attempts: &[Attempt]) {
                 out,
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{fill}\"><title>{}</title></circle>",
                 escape(&format!(
-                    "{}{} run {} attempt {}: {:.1}s at {}",
-                    crate::graph::node_label(
-                        a.node.step,
-                        &a.node.config,
-                        Some(a.node.part.as_str()).filter(|p| !p.is_empty())
-                    ),
-                    range_text(a.from, a.to),
+                    "{} run {} attempt {}: {:.1}s at {}",
+                    a.label(),
                     a.run,
                     a.attempt,
                     a.duration.as_secs_f64(),
@@ -416,15 +411,7 @@ fn failures(out: &mut String, input: &ReportInput) {
     }
     out.push_str("<table class=\"failures\"><tr><th>started</th><th>target</th><th>run</th><th>attempt</th><th>exit</th><th>duration</th><th>log</th></tr>\n");
     for a in failed {
-        let label = format!(
-            "{}{}",
-            crate::graph::node_label(
-                a.node.step,
-                &a.node.config,
-                Some(a.node.part.as_str()).filter(|p| !p.is_empty())
-            ),
-            range_text(a.from, a.to)
-        );
+        let label = a.label();
         let log = a.log_path.as_str();
         let tail = crate::run::tail(Path::new(log), 5).join("\n");
         let _ = writeln!(

@@ -586,12 +586,8 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     fn describe(&self, job: usize) -> String {
         let job = &self.jobs[job];
-        let label = &self.labels[job.node];
-        match job.range {
-            Some(r) if r.from == r.to => format!("{label}@{}", r.from),
-            Some(r) => format!("{label}@{}..{}", r.from, r.to),
-            None => label.clone(),
-        }
+        let range = crate::partition::at_range(job.range.map(|r| r.from), job.range.map(|r| r.to));
+        format!("{}{range}", self.labels[job.node])
     }
 
     /// Dry runs and adoption: no processes, one job after another.

@@ -226,11 +226,7 @@ impl Summary {
             let _ = writeln!(out, "warning: {problem}");
         }
         for left in &self.left {
-            let range = match (left.from, left.to) {
-                (Some(a), Some(b)) if a == b => format!("@{a}"),
-                (Some(a), Some(b)) => format!("@{a}..{b}"),
-                _ => String::new(),
-            };
+            let range = crate::partition::at_range(left.from, left.to);
             let _ = writeln!(
                 out,
                 "{:<7} {}{range} ({} partition(s)): {}",
