@@ -160,25 +160,15 @@ fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
             c.fresh, c.stale, c.waiting, c.blocked, c.failed
         );
     }
-    let configs: Vec<&str> = {
-        let mut v: Vec<&str> = statuses.iter().map(|s| s.config.as_str()).collect();
-        v.dedup();
-        v
-    };
+    let configs = statuses.chunk_by(|a, b| a.config == b.config);
+    let total = configs.clone().count();
     let current = configs
-        .iter()
-        .filter(|c| {
-            statuses
-                .iter()
-                .filter(|s| s.config == **c)
-                .all(|s| s.counts.all_fresh())
-        })
+        .filter(|nodes| nodes.iter().all(|s| s.counts.all_fresh()))
         .count();
     let failed: usize = statuses.iter().map(|s| s.counts.failed).sum();
     let _ = writeln!(
         out,
-        "{current} of {} config(s) fresh up to {until}; {failed} failed partition(s)",
-        configs.len()
+        "{current} of {total} config(s) fresh up to {until}; {failed} failed partition(s)"
     );
     out
 }

@@ -229,19 +229,21 @@ fn node_status(
 
 /// Per config, the largest lag of its partitioned nodes: how many days its
 /// data is behind `until`. `None` when one of them has nothing fresh: the
-/// lag is unknown, not zero.
+/// lag is unknown, not zero. `statuses` are grouped by config, as
+/// `statuses` returns them.
 pub fn config_lags(statuses: &[NodeStatus]) -> Vec<(String, Option<i64>)> {
-    let mut lags: Vec<(String, Option<i64>)> = Vec::new();
-    for status in statuses.iter().filter(|s| s.partitioned) {
-        if status.counts.wanted() == 0 {
-            continue;
-        }
-        match lags.iter_mut().find(|(c, _)| *c == status.config) {
-            Some((_, worst)) => *worst = worst.zip(status.behind_days).map(|(a, b)| a.max(b)),
-            None => lags.push((status.config.clone(), status.behind_days)),
-        }
-    }
-    lags
+    statuses
+        .chunk_by(|a, b| a.config == b.config)
+        .filter_map(|config| {
+            let mut nodes = config
+                .iter()
+                .filter(|s| s.partitioned && s.counts.wanted() > 0)
+                .map(|s| s.behind_days);
+            let first = nodes.next()?;
+            let worst = nodes.fold(first, |worst, lag| worst.zip(lag).map(|(a, b)| a.max(b)));
+            Some((config[0].config.clone(), worst))
+        })
+        .collect()
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SSZ` (UTC).
