@@ -124,6 +124,21 @@ fn status_says_per_config_and_step_what_is_fresh_failed_and_behind() {
         text.stdout
     );
     assert_eq!(p.run(&["status", "--until", UNTIL, "--exit-code"]).code, 4);
+    let staging = json(&p.run(&[
+        "status",
+        "--until",
+        UNTIL,
+        "--step",
+        "staging-query",
+        "--format",
+        "json",
+    ]));
+    let nodes = staging["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    assert!(
+        nodes.iter().all(|n| n["step"] == "staging-query"),
+        "{staging:#}"
+    );
 
     // The failure mended: the next run builds it, and status says so.
     p.build(&[], 0);
@@ -747,6 +762,31 @@ fn report_is_a_self_contained_page_whose_grid_chromium_renders_in_the_right_colo
     for external in ["http://", "https://", "<link", " src=", "@import", "url("] {
         assert!(!html.contains(external), "{external} in the page");
     }
+
+    // --select narrows the rows; --failures bounds the list; --days 0 is refused.
+    let narrow = dir.path().join("narrow.html");
+    let out = p.run(&[
+        "report",
+        "--until",
+        "2025-01-11",
+        "--days",
+        "14",
+        "--select",
+        "risk.merchants.v1",
+        "--failures",
+        "1",
+        "--out",
+        narrow.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let narrow = std::fs::read_to_string(&narrow).unwrap();
+    assert_eq!(narrow.matches("<div class=\"row\" data-target=").count(), 1);
+    assert!(narrow.contains("data-target=\"staging-query:risk.merchants.v1\""));
+    assert_eq!(narrow.matches("<tr class=\"failure\">").count(), 1);
+    assert_error(
+        &p.run(&["report", "--days", "0", "--out", "x.html"]),
+        "--days: expected at least 1",
+    );
 
     // Probe a copy in Chromium, at the size of the screenshot.
     let probe = dir.path().join("probe.html");
