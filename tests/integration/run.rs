@@ -726,18 +726,44 @@ fn a_hostile_config_name_reaches_the_argv_literally_and_runs_nothing_else() {
 #[test]
 fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
     let p = Pipeline::new("");
+    let done = p.s.repo.join("done");
+    let done_env = done.display().to_string();
     let mut child = p.spawn(
         &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
-        &[("FAKE_ZIPLINE_SLEEP", "1")],
+        &[
+            ("FAKE_ZIPLINE_SLEEP", "1"),
+            ("FAKE_ZIPLINE_DONE", &done_env),
+        ],
     );
     // Let some jobs finish and others be mid-way.
     p.wait_for_calls(5);
     child.kill().unwrap();
     child.wait().unwrap();
-    let started = p.calls().len();
-    std::thread::sleep(Duration::from_millis(1500));
-    // The jobs died with the runner: no job ran on after it.
-    assert_eq!(p.calls().len(), started);
+    // Each job's log is created before it is spawned, so the logs bound the
+    // jobs the runner started. Jobs outlive the runner as orphans: one
+    // spawned just before the kill may record its call a moment later, and
+    // writes its output after its sleep. Give late calls a moment to show,
+    // then wait until every call has exited.
+    let logs = p.s.repo.join(".chronon-build/logs/run-1");
+    let started = job_logs(&logs);
+    let since = Instant::now();
+    loop {
+        let finished = std::fs::read_to_string(&done).unwrap_or_default();
+        let settled = since.elapsed() > Duration::from_millis(1500);
+        if settled && finished.lines().count() == p.calls().len() {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(30), "jobs ran on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing started after the runner died, and no job ran but those it
+    // started.
+    assert_eq!(job_logs(&logs), started);
+    let calls = p.calls().len();
+    assert!(
+        (5..=started).contains(&calls),
+        "{calls} calls, {started} logs"
+    );
 
     let not_fresh = p.not_fresh_count();
     assert!(not_fresh < 124 && not_fresh > 0, "{not_fresh}");
@@ -755,6 +781,25 @@ fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
         out.stdout
     );
     assert_eq!(p.not_fresh(), Vec::<String>::new());
+}
+
+/// How many job logs (`*.attemptN.log`) are under `dir`.
+fn job_logs(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                job_logs(&path)
+            } else {
+                let name = e.file_name().to_string_lossy().into_owned();
+                usize::from(name.contains(".attempt") && name.ends_with(".log"))
+            }
+        })
+        .sum()
 }
 
 #[test]
