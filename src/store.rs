@@ -303,6 +303,19 @@ impl StateStore {
         sqlite(&self.path, e)
     }
 
+    /// The rows of a query, each read by `read`. Statements are cached, so a
+    /// query asked again (per table, per node) is prepared once.
+    fn select<T>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        read: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(args, read).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     fn version(&self) -> Result<i64, StoreError> {
         self.conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -331,28 +344,21 @@ impl StateStore {
     /// Node ids to keys. A step this binary does not know (from a newer
     /// version) is left out, and so are its rows in other tables.
     fn node_keys(&self) -> Result<HashMap<i64, NodeKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, step, config, part FROM nodes")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
+        let rows = self.select("SELECT id, step, config, part FROM nodes", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, step, config, part)| {
+                let step = Step::parse(&step)?;
+                Some((id, NodeKey { step, config, part }))
             })
-            .map_err(|e| self.err(e))?;
-        let mut ids = HashMap::new();
-        for row in rows {
-            let (id, step, config, part) = row.map_err(|e| self.err(e))?;
-            if let Some(step) = Step::parse(&step) {
-                ids.insert(id, NodeKey { step, config, part });
-            }
-        }
-        Ok(ids)
+            .collect())
     }
 
     /// Every node's recorded targets, failures and forced partitions.
@@ -385,36 +391,21 @@ impl StateStore {
             by_id.entry(node).or_default().built.insert(day, recorded);
         }
 
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, day, run FROM failures")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<i64>>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        for row in rows {
-            let (node, day, run) = row.map_err(|e| self.err(e))?;
+        let failures = self.select("SELECT node, day, run FROM failures", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        for (node, day, run) in failures {
             by_id
                 .entry(node)
                 .or_default()
                 .failed
                 .insert(day, run.unwrap_or(0));
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, day FROM forced")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
-        for row in rows {
-            let (node, day) = row.map_err(|e| self.err(e))?;
+        for (node, day) in self.select("SELECT node, day FROM forced", [], node_and_day)? {
             by_id.entry(node).or_default().forced.push(day);
         }
         Ok(by_id
@@ -426,16 +417,13 @@ impl StateStore {
     /// Every built target's partition, per node: what `diff --state` counts.
     pub fn built_days(&self) -> Result<HashMap<NodeKey, Vec<Option<Day>>>, StoreError> {
         let ids = self.node_keys()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, day FROM targets ORDER BY node, day")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
+        let rows = self.select(
+            "SELECT node, day FROM targets ORDER BY node, day",
+            [],
+            node_and_day,
+        )?;
         let mut out: HashMap<NodeKey, Vec<Option<Day>>> = HashMap::new();
-        for row in rows {
-            let (node, day) = row.map_err(|e| self.err(e))?;
+        for (node, day) in rows {
             if let Some(key) = ids.get(&node) {
                 out.entry(key.clone())
                     .or_default()
@@ -449,26 +437,21 @@ impl StateStore {
     /// long it took. Cost estimates are medians of these.
     pub fn job_durations(&self) -> Result<Vec<(NodeKey, u32, std::time::Duration)>, StoreError> {
         let ids = self.node_keys()?;
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT node, day_from, day_to, duration_ms FROM attempts
-                 WHERE exit_code = 0 AND duration_ms IS NOT NULL",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        let rows = self.select(
+            "SELECT node, day_from, day_to, duration_ms FROM attempts
+             WHERE exit_code = 0 AND duration_ms IS NOT NULL",
+            [],
+            |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, i64>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, i64>(3)?,
                 ))
-            })
-            .map_err(|e| self.err(e))?;
+            },
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (node, from, to, ms) = row.map_err(|e| self.err(e))?;
+        for (node, from, to, ms) in rows {
             let Some(key) = ids.get(&node) else {
                 continue;
             };
@@ -486,15 +469,11 @@ impl StateStore {
     /// Runs in the history, newest first, started at or after `since` (unix
     /// seconds), at most `limit`.
     pub fn runs(&self, since: i64, limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, args, started_at, ended_at, result FROM runs
-                 WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![since, limit.min(i64::MAX as usize) as i64], |row| {
+        self.select(
+            "SELECT id, args, started_at, ended_at, result FROM runs
+             WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
+            params![since, limit.min(i64::MAX as usize) as i64],
+            |row| {
                 let args: String = row.get(1)?;
                 Ok(RunRow {
                     id: row.get(0)?,
@@ -503,9 +482,8 @@ impl StateStore {
                     ended_at: row.get(3)?,
                     result: row.get(4)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// The attempts of runs `first..=last`, in the order they ended.
@@ -538,45 +516,38 @@ impl StateStore {
         args: impl rusqlite::Params,
     ) -> Result<Vec<Attempt>, StoreError> {
         let ids = self.node_keys()?;
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT run, node, day_from, day_to, attempt, argv, exit_code, duration_ms,
-                        log_path, started_at
-                 FROM attempts WHERE {condition} ORDER BY id"
+        let sql = format!(
+            "SELECT run, node, day_from, day_to, attempt, argv, exit_code, duration_ms,
+                    log_path, started_at
+             FROM attempts WHERE {condition} ORDER BY id"
+        );
+        let rows = self.select(&sql, args, |row| {
+            let argv: String = row.get(5)?;
+            Ok((
+                row.get::<_, i64>(1)?,
+                Attempt {
+                    run: row.get(0)?,
+                    node: NodeKey::new(Step::GroupByBackfill, "", None),
+                    from: day_from_column(row.get(2)?),
+                    to: day_from_column(row.get(3)?),
+                    attempt: row.get(4)?,
+                    argv: serde_json::from_str(&argv).unwrap_or_else(|_| vec![argv]),
+                    exit_code: row.get(6)?,
+                    duration: std::time::Duration::from_millis(
+                        row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
+                    ),
+                    log_path: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    started_at: row.get(9)?,
+                },
             ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(args, |row| {
-                let argv: String = row.get(5)?;
-                Ok((
-                    row.get::<_, i64>(1)?,
-                    Attempt {
-                        run: row.get(0)?,
-                        node: NodeKey::new(Step::GroupByBackfill, "", None),
-                        from: day_from_column(row.get(2)?),
-                        to: day_from_column(row.get(3)?),
-                        attempt: row.get(4)?,
-                        argv: serde_json::from_str(&argv).unwrap_or_else(|_| vec![argv]),
-                        exit_code: row.get(6)?,
-                        duration: std::time::Duration::from_millis(
-                            row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
-                        ),
-                        log_path: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                        started_at: row.get(9)?,
-                    },
-                ))
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(node, mut attempt)| {
+                attempt.node = ids.get(&node)?.clone();
+                Some(attempt)
             })
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (node, mut attempt) = row.map_err(|e| self.err(e))?;
-            if let Some(key) = ids.get(&node) {
-                attempt.node = key.clone();
-                out.push(attempt);
-            }
-        }
-        Ok(out)
+            .collect())
     }
 
     pub fn slice_json(&self, hash: &Hash) -> Result<Option<String>, StoreError> {
@@ -599,25 +570,14 @@ impl StateStore {
         to: Day,
         seq: i64,
     ) -> Result<HashMap<Day, Hash>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT day, fingerprint FROM inputs_seen s
-                 WHERE tbl = ?1 AND day BETWEEN ?2 AND ?3 AND seq = (
-                    SELECT MAX(seq) FROM inputs_seen t WHERE t.tbl = s.tbl AND t.day = s.day AND t.seq <= ?4)",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![table, from.0, to.0, seq], |row| {
-                Ok((row.get::<_, i32>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (day, fp) = row.map_err(|e| self.err(e))?;
-            out.insert(Day(day), Hash::from_slice(&fp).unwrap_or_default());
-        }
-        Ok(out)
+        let rows = self.select(
+            "SELECT day, fingerprint FROM inputs_seen s
+             WHERE tbl = ?1 AND day BETWEEN ?2 AND ?3 AND seq = (
+                SELECT MAX(seq) FROM inputs_seen t WHERE t.tbl = s.tbl AND t.day = s.day AND t.seq <= ?4)",
+            params![table, from.0, to.0, seq],
+            day_and_fingerprint,
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The input ranges a recorded target read: (table, from, to).
@@ -678,24 +638,14 @@ impl StateStore {
             if self.latest_seen.contains_key(table) {
                 continue;
             }
-            let mut latest = HashMap::new();
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq",
-                )
-                .map_err(|e| sqlite(&self.path, e))?;
-            let rows = stmt
-                .query_map([table], |row| {
-                    Ok((row.get::<_, i32>(0)?, row.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(|e| sqlite(&self.path, e))?;
-            for row in rows {
-                let (day, fp) = row.map_err(|e| sqlite(&self.path, e))?;
-                latest.insert(Day(day), Hash::from_slice(&fp).unwrap_or_default());
-            }
-            drop(stmt);
-            self.latest_seen.insert(table.to_string(), latest);
+            // In write order, so each day keeps its newest fingerprint.
+            let rows = self.select(
+                "SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq",
+                [table],
+                day_and_fingerprint,
+            )?;
+            self.latest_seen
+                .insert(table.to_string(), rows.into_iter().collect());
         }
         Ok(())
     }
@@ -922,6 +872,18 @@ impl StateStore {
         }
         tx.commit().map_err(err)
     }
+}
+
+fn node_and_day(row: &rusqlite::Row) -> rusqlite::Result<(i64, i64)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+fn day_and_fingerprint(row: &rusqlite::Row) -> rusqlite::Result<(Day, Hash)> {
+    let fingerprint: Vec<u8> = row.get(1)?;
+    Ok((
+        Day(row.get(0)?),
+        Hash::from_slice(&fingerprint).unwrap_or_default(),
+    ))
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
