@@ -177,11 +177,16 @@ impl Pipeline {
     }
 
     pub fn wait_for_calls(&self, n: usize) {
-        let start = Instant::now();
-        while self.calls().len() < n {
-            assert!(start.elapsed() < Duration::from_secs(30), "no calls came");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("no calls came", || self.calls().len() >= n);
+    }
+}
+
+/// Polls `done` until it holds; fails after 30 s with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -777,16 +782,11 @@ fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
     // then wait until every call has exited.
     let logs = p.s.repo.join(".chronon-build/logs/run-1");
     let started = job_logs(&logs);
-    let since = Instant::now();
-    loop {
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("jobs ran on", || {
         let finished = std::fs::read_to_string(&done).unwrap_or_default();
-        let settled = since.elapsed() > Duration::from_millis(1500);
-        if settled && finished.lines().count() == p.calls().len() {
-            break;
-        }
-        assert!(since.elapsed() < Duration::from_secs(30), "jobs ran on");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        finished.lines().count() == p.calls().len()
+    });
     // Nothing started after the runner died, and no job ran but those it
     // started.
     assert_eq!(job_logs(&logs), started);
