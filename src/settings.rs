@@ -48,6 +48,16 @@ pub struct ExecutorSettings {
     /// The program and the arguments before the mode, e.g. `["zipline", "run"]`.
     #[serde(default = "default_program")]
     pub program: Vec<String>,
+    /// Which real CLI `program` is: `zipline` (zipline-ai >= 1.0.21,
+    /// positional CONF), `zipline-1.0` (`--conf`), `chronon` (airbnb's
+    /// `run.py`), or `auto`: ask the program once per run.
+    #[serde(default)]
+    pub cli: CliSetting,
+    /// Per step, a whole command (program included) for steps the CLI has
+    /// no mode for, e.g. `upload-to-kv` under airbnb's `run.py`. Same
+    /// placeholders as `templates`.
+    #[serde(default)]
+    pub commands: std::collections::BTreeMap<String, Vec<String>>,
     /// `--artifact-prefix P` on every command, when set.
     pub artifact_prefix: Option<String>,
     /// `--version V` on every command, when set.
@@ -80,12 +90,23 @@ pub struct ExecutorSettings {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
+impl ExecutorSettings {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Zipline => "zipline",
+        }
+    }
+}
+
 impl Default for ExecutorSettings {
     fn default() -> Self {
         ExecutorSettings {
             kind: ExecutorKind::default(),
             kv: default_kv(),
             program: default_program(),
+            cli: CliSetting::default(),
+            commands: Default::default(),
             artifact_prefix: None,
             version: None,
             extra_args: Vec::new(),
@@ -97,6 +118,20 @@ impl Default for ExecutorSettings {
             env: Default::default(),
         }
     }
+}
+
+/// `executor.cli`: which real CLI the zipline executor drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum CliSetting {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "zipline")]
+    Zipline,
+    #[serde(rename = "zipline-1.0")]
+    Zipline10,
+    #[serde(rename = "chronon")]
+    Chronon,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -218,6 +253,39 @@ pub struct StreamingSettings {
     pub kafka_bootstrap: Option<String>,
     /// `--flink-state-uri` for deploys, when set.
     pub flink_state_uri: Option<String>,
+    /// The savepoint a deploy starts from: `none` (`--no-savepoint`, as in
+    /// Zipline's documented deploy), `latest` (`--latest-savepoint`) or
+    /// `custom:URI` (`--custom-savepoint URI`). Zipline's Flink submitter
+    /// refuses a deploy without one.
+    #[serde(default)]
+    pub savepoint: Savepoint,
+    /// `--parallelism N` for deploys, when set.
+    pub parallelism: Option<u32>,
+}
+
+/// `streaming.savepoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Savepoint {
+    #[default]
+    None,
+    Latest,
+    Custom(String),
+}
+
+impl<'de> Deserialize<'de> for Savepoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Savepoint, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "none" => Ok(Savepoint::None),
+            "latest" => Ok(Savepoint::Latest),
+            other => match other.strip_prefix("custom:") {
+                Some(uri) if !uri.is_empty() => Ok(Savepoint::Custom(uri.to_string())),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected \"none\", \"latest\" or \"custom:URI\", got {text:?}"
+                ))),
+            },
+        }
+    }
 }
 
 /// Durations such as `90s`, `5m`, `2h`, `1h30m` or `1d`.
@@ -441,6 +509,22 @@ impl Settings {
                     step_names()
                 ));
             }
+        }
+        for (name, argv) in &self.executor.commands {
+            if Step::parse(name).is_none() && name != "join-backfill" {
+                return Err(format!(
+                    "executor.commands.{name}: expected a step name ({}) or join-backfill",
+                    step_names()
+                ));
+            }
+            if argv.is_empty() {
+                return Err(format!(
+                    "executor.commands.{name}: expected a non-empty argv array"
+                ));
+            }
+        }
+        if self.streaming.parallelism == Some(0) {
+            return Err("streaming.parallelism: expected at least 1".into());
         }
         for name in self.limits.steps.keys() {
             if Step::parse(name).is_none() {

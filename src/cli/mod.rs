@@ -212,6 +212,17 @@ impl Workspace {
         Ok(crate::probe::from_settings(&self.settings, &self.repo.root))
     }
 
+    /// The warehouse probe, importing nothing: for `run --dry-run`, which
+    /// writes nothing. Seed files that changed are said, not imported.
+    pub fn probe_read_only(&self) -> Box<dyn crate::probe::Probe> {
+        if !self.settings.warehouse.seed.is_empty() {
+            eprintln!(
+                "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
+            );
+        }
+        crate::probe::from_settings(&self.settings, &self.repo.root)
+    }
+
     /// Plans without writing anything: what `plan`, `status` and `report`
     /// show. Returns the state it read, for the history.
     pub fn plan_read(

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{Format, Global, Targets, Workspace, default_until, parse_day, print_json};
 use crate::error::{Error, exit};
+use crate::exec::{self, Executor};
 use crate::graph::Step;
 use crate::monitor;
 use crate::partition::Day;
@@ -190,7 +191,11 @@ fn execute(
         let lock = lock::acquire(&state_path, scope.wait_lock)?;
         (Some(lock), Some(StateStore::open(&state_path)?))
     };
-    let probe = ws.probe()?;
+    let probe = if action == Action::DryRun {
+        ws.probe_read_only()
+    } else {
+        ws.probe()?
+    };
     let plan = plan::compute(
         &plan::Context {
             repo: &ws.repo,
@@ -208,11 +213,20 @@ fn execute(
     for note in &plan.notes {
         eprintln!("note: {note}");
     }
+    let executor = if action == Action::Adopt {
+        Executor::idle(&ws.repo, &ws.settings)
+    } else {
+        let executor = Executor::new(&ws.repo, &ws.settings)?;
+        executor.check(jobs_to_run(&ws, &plan))?;
+        eprintln!("{}", executor.describe());
+        executor
+    };
     let mut ctx = run::Context {
         repo: &ws.repo,
         settings: &ws.settings,
         graph: &ws.graph,
         probe: probe.as_ref(),
+        executor: &executor,
         store: if action == Action::DryRun {
             None
         } else {
@@ -241,6 +255,27 @@ fn execute(
         }
     }
     Ok(summary.exit_code())
+}
+
+/// The (label, template key) of every node the plan would start a job for.
+fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(String, &'w str)> {
+    let whole = ws.settings.executor.joins == crate::settings::JoinMode::Whole;
+    ws.graph
+        .nodes
+        .iter()
+        .filter(|n| plan.planned[n.id])
+        .filter(|n| {
+            plan.nodes[n.id]
+                .targets
+                .iter()
+                .any(|t| !matches!(t.status, plan::Status::Fresh))
+        })
+        .map(|n| {
+            let whole_join =
+                whole && matches!(n.step, Step::JoinLeft | Step::JoinPart | Step::JoinFinal);
+            (n.label(), exec::interface::template_key(n.step, whole_join))
+        })
+        .collect()
 }
 
 pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> {

@@ -175,6 +175,9 @@ pub struct ExecutionInfo {
     pub step_days: Option<i64>,
     pub table_dependencies: Vec<TableDependency>,
     pub env: Option<Value>,
+    /// `executionInfo.outputTableInfo.table`: Zipline's explicit output
+    /// table, which its `MetaData.outputTable` prefers to the derived name.
+    pub output_table: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -196,8 +199,14 @@ pub struct MetaData {
 }
 
 impl MetaData {
-    /// `{outputNamespace}.{sanitize(name)}`, as Chronon names output tables.
+    /// `{outputNamespace}.{sanitize(name)}`, as Chronon names output tables,
+    /// unless Zipline's `executionInfo.outputTableInfo.table` names it
+    /// (sardine-ai/zipline-chronon `api/src/main/scala/ai/chronon/api/Extensions.scala`
+    /// lines 166-174, `MetadataOps.outputTable`).
     pub fn output_table(&self) -> String {
+        if let Some(table) = &self.execution_info.output_table {
+            return table.clone();
+        }
         format!(
             "{}.{}",
             self.output_namespace.as_deref().unwrap_or("default"),
@@ -275,11 +284,13 @@ impl JoinPart {
     /// `{prefix_}{sanitize(groupBy name)}`: the part's column prefix and the
     /// suffix of its table.
     pub fn label(&self) -> String {
+        // `JoinPartOps.fullPrefix` (airbnb/chronon `api/src/main/scala/ai/chronon/api/Extensions.scala`
+        // line 760): `(Option(prefix) ++ Some(cleanName)).mkString("_")`, so
+        // a present but empty prefix still adds its separator. The Driver
+        // matches `--selected-join-parts` against this name.
         match &self.prefix {
-            Some(prefix) if !prefix.is_empty() => {
-                format!("{prefix}_{}", sanitize(&self.group_by.meta.name))
-            }
-            _ => sanitize(&self.group_by.meta.name),
+            Some(prefix) => format!("{prefix}_{}", sanitize(&self.group_by.meta.name)),
+            None => sanitize(&self.group_by.meta.name),
         }
     }
 }
@@ -541,6 +552,9 @@ fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
         );
     }
     let env = obj.map.get("env").cloned();
+    let output_table = d
+        .opt_obj(obj, "outputTableInfo")
+        .and_then(|info| d.opt_str(&info, "table"));
     let mut table_dependencies = Vec::new();
     for dep in d.obj_list(obj, "tableDependencies") {
         let info = d.req_obj(&dep, "tableInfo");
@@ -567,6 +581,7 @@ fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
         step_days: step_days.filter(|d| *d >= 1),
         table_dependencies,
         env,
+        output_table,
     }
 }
 

@@ -1,21 +1,28 @@
-//! What a job runs: the `zipline` CLI's argv and environment for one node
-//! over one partition range. Always an argv array, never a shell string:
-//! config names come from pull requests.
+//! What a job runs: the argv and environment for one node over one
+//! partition range, for the local engine or a real CLI (`interface`: one
+//! argv table per CLI; `env`: the environment as that CLI computes it).
+//! Always an argv array, never a shell string: config names come from pull
+//! requests.
 //!
-//! Each step has a built-in template matching the real CLI (DESIGN.md
-//! section 7); `chronon-build.toml` can replace any of them under
-//! `[executor.templates]`. Placeholders are substituted per argument, so a
-//! value can never split into two arguments or reach a shell.
+//! `chronon-build.toml` can replace a step's argv after the program under
+//! `[executor.templates]`, or give a whole command under
+//! `[executor.commands]` (for steps the CLI lacks). Placeholders are
+//! substituted per argument, so a value can never split into two arguments
+//! or reach a shell.
+
+pub mod env;
+pub mod interface;
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
-use crate::config::{Config, Layout, Repo};
-use crate::graph::{Node, Step};
+use crate::config::Repo;
+use crate::error::Error;
+use crate::graph::Node;
 use crate::hash::Hash;
 use crate::partition::DayRange;
-use crate::settings::{ExecutorKind, Settings};
+use crate::settings::{ExecutorKind, Savepoint, Settings};
+
+pub use interface::{Interface, JOIN_BACKFILL, mode, takes_range};
 
 /// A command ready to spawn.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,187 +34,241 @@ pub struct CommandLine {
     pub dir: std::path::PathBuf,
 }
 
-/// Whether a step takes a `--start-ds/--end-ds` range or one `--ds`.
-pub fn takes_range(step: Step) -> bool {
-    matches!(
-        step,
-        Step::GroupByBackfill
-            | Step::StagingQuery
-            | Step::JoinLeft
-            | Step::JoinPart
-            | Step::JoinFinal
-    )
+/// The executor of a run: the local engine, or a real CLI whose interface
+/// is known (set, or detected once for the run).
+pub struct Executor<'a> {
+    repo: &'a Repo,
+    settings: &'a Settings,
+    /// `None` for the local executor.
+    interface: Option<Interface>,
+    /// How the interface was decided, for the run log and `--dry-run`.
+    pub origin: String,
 }
 
-/// The zipline mode a step runs as; `whole` joins run as one `backfill`.
-pub fn mode(step: Step) -> &'static str {
-    match step {
-        Step::StagingQuery | Step::GroupByBackfill | Step::JoinPart => "backfill",
-        Step::JoinLeft => "backfill-left",
-        Step::JoinFinal => "backfill-final",
-        Step::GroupByUpload => "upload",
-        Step::UploadToKv => "upload-to-kv",
-        Step::GroupByStreaming => "streaming",
-        Step::MetadataUpload => "metadata-upload",
-        Step::LogFlattener => "log-flattener",
-        Step::BuildComparisonTable => "build-comparison-table",
-        Step::ConsistencyMetricsCompute => "consistency-metrics-compute",
-    }
-}
-
-/// The template key for a whole-join `backfill`.
-pub const JOIN_BACKFILL: &str = "join-backfill";
-
-fn builtin_template(key: &str, settings: &Settings) -> Vec<String> {
-    let mut args: Vec<&str> = match key {
-        "join-part" => vec![
-            "--mode",
-            "backfill",
-            "--conf",
-            "{conf}",
-            "--selected-join-parts",
-            "{part}",
-            "--use-cached-left",
-            "--start-ds",
-            "{start_ds}",
-            "--end-ds",
-            "{end_ds}",
-        ],
-        "log-flattener" => vec![
-            "--mode",
-            "log-flattener",
-            "--conf",
-            "{conf}",
-            "--log-table",
-            "{log_table}",
-            "--schema-table",
-            "{schema_table}",
-            "--ds",
-            "{ds}",
-        ],
-        "metadata-upload" => vec!["--mode", "metadata-upload", "--conf", "{conf}"],
-        JOIN_BACKFILL => vec![
-            "--mode",
-            "backfill",
-            "--conf",
-            "{conf}",
-            "--start-ds",
-            "{start_ds}",
-            "--end-ds",
-            "{end_ds}",
-        ],
-        other => {
-            let step = Step::parse(other).expect("template keys are steps");
-            let mut args = vec!["--mode", mode(step), "--conf", "{conf}"];
-            if takes_range(step) {
-                args.extend(["--start-ds", "{start_ds}", "--end-ds", "{end_ds}"]);
-            } else if step == Step::GroupByStreaming {
-                args.extend(["--streaming-mode", "deploy"]);
-            } else {
-                args.extend(["--ds", "{ds}"]);
-            }
-            args
-        }
-    };
-    let mut out: Vec<String> = args.drain(..).map(str::to_string).collect();
-    if key == "upload-to-kv" {
-        out.extend(["--uploader".into(), settings.executor.uploader.clone()]);
-    }
-    if key == "group-by-streaming" {
-        if let Some(kafka) = &settings.streaming.kafka_bootstrap {
-            out.extend(["--kafka-bootstrap".into(), kafka.clone()]);
-        }
-        if let Some(uri) = &settings.streaming.flink_state_uri {
-            out.extend(["--flink-state-uri".into(), uri.clone()]);
-        }
-    }
-    out
-}
-
-/// The command for one job: `node` over `range` (`None` for unpartitioned
-/// steps), or the whole join when `whole_join` is set.
-pub fn command(
-    repo: &Repo,
-    settings: &Settings,
-    node: &Node,
-    range: Option<DayRange>,
-    whole_join: bool,
-    key: Option<Hash>,
-) -> CommandLine {
-    let config = &repo.configs[node.config];
-    let exec = &settings.executor;
-    if exec.kind == ExecutorKind::Local {
-        return local_command(repo, settings, node, range, key);
-    }
-    let template_key = if whole_join {
-        JOIN_BACKFILL
-    } else {
-        node.step.name()
-    };
-    let template = exec
-        .templates
-        .get(template_key)
-        .cloned()
-        .unwrap_or_else(|| builtin_template(template_key, settings));
-    let fill = |arg: &str| -> String {
-        if !arg.contains('{') {
-            return arg.to_string();
-        }
-        let (start, end) = match range {
-            Some(r) => (r.from.to_string(), r.to.to_string()),
-            None => (String::new(), String::new()),
+impl<'a> Executor<'a> {
+    /// Resolves `executor.cli`; `auto` runs `program --help` once.
+    pub fn new(repo: &'a Repo, settings: &'a Settings) -> Result<Executor<'a>, Error> {
+        let exec = &settings.executor;
+        let (interface, origin) = match exec.kind {
+            ExecutorKind::Local => (None, "local engine".to_string()),
+            ExecutorKind::Zipline => match Interface::from_setting(exec.cli) {
+                Some(i) => (Some(i), "executor.cli".to_string()),
+                None => {
+                    let found =
+                        interface::detect(&exec.program, &repo.root).map_err(Error::Settings)?;
+                    let shown = display(&[&exec.program[..], &["--help".to_string()]].concat());
+                    (Some(found), format!("detected from `{shown}`"))
+                }
+            },
         };
-        arg.replace("{conf}", &config.path)
-            .replace("{config}", &node.name)
-            .replace("{start_ds}", &start)
-            .replace("{end_ds}", &end)
-            .replace("{ds}", &end)
-            .replace("{part}", node.part.as_deref().unwrap_or_default())
-            .replace("{output}", node.output.as_deref().unwrap_or_default())
-            .replace("{log_table}", &settings.consistency.log_table)
-            .replace("{schema_table}", &settings.consistency.schema_table)
-    };
-    let mut argv: Vec<String> = exec.program.clone();
-    argv.extend(template.iter().map(|a| fill(a)));
-    if let Some(prefix) = &exec.artifact_prefix {
-        argv.extend(["--artifact-prefix".into(), prefix.clone()]);
+        if let Some(i) = interface
+            && !i.is_zipline()
+        {
+            let refuse = |field: &str| {
+                Err(Error::Settings(format!(
+                    "{field}: airbnb's run.py (executor.cli = chronon) has no such option; \
+                     the Driver would reject it. Remove it, or pass it through executor.extra_args \
+                     if your run.py wrapper takes it"
+                )))
+            };
+            if exec.artifact_prefix.is_some() {
+                return refuse("executor.artifact_prefix");
+            }
+            if settings.streaming.flink_state_uri.is_some() {
+                return refuse("streaming.flink_state_uri");
+            }
+            if settings.streaming.savepoint != Savepoint::None {
+                return refuse("streaming.savepoint");
+            }
+        }
+        Ok(Executor {
+            repo,
+            settings,
+            interface,
+            origin,
+        })
     }
-    if let Some(version) = &exec.version {
-        argv.extend(["--version".into(), version.clone()]);
-    }
-    argv.extend(exec.extra_args.iter().map(|a| fill(a)));
 
-    let zipline_mode = if whole_join {
-        "backfill"
-    } else {
-        mode(node.step)
-    };
-    let mut env = environment(repo, config, zipline_mode);
-    env.extend(exec.env.clone());
-    let mut set = |k: &str, v: String| {
-        env.insert(format!("CHRONON_BUILD_{k}"), v);
-    };
-    set("STEP", node.step.name().into());
-    set("CONFIG", node.name.clone());
-    set("TEAM", node.team.clone());
-    // A whole join's backfill writes the join's own table.
-    let output = if whole_join {
-        Some(config.meta().output_table())
-    } else {
-        node.output.clone()
-    };
-    set("OUTPUT_TABLE", output.unwrap_or_default());
-    if let Some(range) = range {
-        set("START_DS", range.from.to_string());
-        set("END_DS", range.to.to_string());
+    /// For runs that start no job (`adopt`): asks no program.
+    pub fn idle(repo: &'a Repo, settings: &'a Settings) -> Executor<'a> {
+        Executor {
+            repo,
+            settings,
+            interface: None,
+            origin: "no job is started".into(),
+        }
     }
-    if let Some(key) = key {
-        set("KEY", key.to_string());
+
+    pub fn interface(&self) -> Option<Interface> {
+        self.interface
     }
-    CommandLine {
-        argv,
-        env,
-        dir: repo.root.clone(),
+
+    /// One line for the run log and the `--dry-run` header.
+    pub fn describe(&self) -> String {
+        match self.interface {
+            None => "executor: local engine".into(),
+            Some(i) => format!(
+                "executor: {} ({}), cli {i} ({})",
+                self.settings.executor.kind_name(),
+                display(&self.settings.executor.program),
+                self.origin
+            ),
+        }
+    }
+
+    /// The argv after the program for a template key: the settings'
+    /// template, else the interface's.
+    fn template(&self, key: &str) -> Option<(Vec<String>, bool)> {
+        let exec = &self.settings.executor;
+        if let Some(command) = exec.commands.get(key) {
+            return Some((command.clone(), true));
+        }
+        if let Some(t) = exec.templates.get(key) {
+            return Some((t.clone(), false));
+        }
+        self.interface?.template(key).map(|t| (t, false))
+    }
+
+    /// Refuses, before anything runs, a job whose step the CLI has no mode
+    /// for and the settings give no command: (label, template key) pairs.
+    pub fn check<'n>(
+        &self,
+        jobs: impl IntoIterator<Item = (String, &'n str)>,
+    ) -> Result<(), Error> {
+        let Some(interface) = self.interface else {
+            return Ok(());
+        };
+        for (label, key) in jobs {
+            if self.template(key).is_none() {
+                return Err(Error::Settings(format!(
+                    "{label}: the {} CLI has no mode for {key}; give the command under \
+                     [executor.commands] (e.g. {key} = [\"my-kv-upload\", \"{{conf}}\", \"{{ds}}\"]), \
+                     or leave it out with --step",
+                    interface.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The command for one job: `node` over `range` (`None` for
+    /// unpartitioned steps), or the whole join when `whole_join` is set.
+    pub fn command(
+        &self,
+        node: &Node,
+        range: Option<DayRange>,
+        whole_join: bool,
+        key: Option<Hash>,
+    ) -> CommandLine {
+        let (repo, settings) = (self.repo, self.settings);
+        let Some(interface) = self.interface else {
+            return local_command(repo, settings, node, range, key);
+        };
+        let config = &repo.configs[node.config];
+        let exec = &settings.executor;
+        let template_key = interface::template_key(node.step, whole_join);
+        let (template, whole_command) = self
+            .template(template_key)
+            .unwrap_or_else(|| (Vec::new(), false));
+        let fill = |arg: &str| -> String {
+            if !arg.contains('{') {
+                return arg.to_string();
+            }
+            let (start, end) = match range {
+                Some(r) => (r.from.to_string(), r.to.to_string()),
+                None => (String::new(), String::new()),
+            };
+            arg.replace("{conf}", &config.path)
+                .replace("{config}", &node.name)
+                .replace("{start_ds}", &start)
+                .replace("{end_ds}", &end)
+                .replace("{ds}", &end)
+                .replace("{part}", node.part.as_deref().unwrap_or_default())
+                .replace("{output}", node.output.as_deref().unwrap_or_default())
+                .replace("{log_table}", &settings.consistency.log_table)
+                .replace("{schema_table}", &settings.consistency.schema_table)
+        };
+        let mut argv: Vec<String> = if whole_command {
+            Vec::new()
+        } else {
+            exec.program.clone()
+        };
+        argv.extend(template.iter().map(|a| fill(a)));
+        if !whole_command {
+            argv.extend(self.step_options(interface, template_key));
+            if let Some(prefix) = &exec.artifact_prefix {
+                argv.extend(["--artifact-prefix".into(), prefix.clone()]);
+            }
+            if let Some(version) = &exec.version {
+                argv.extend(["--version".into(), version.clone()]);
+            }
+            argv.extend(exec.extra_args.iter().map(|a| fill(a)));
+        }
+
+        let cli_mode = interface::key_mode(template_key);
+        // What the CLI would set itself, less what the runner's environment
+        // (the operator's) or `executor.env` already has: theirs win.
+        let mut env: BTreeMap<String, String> = env::environment(interface, repo, config, cli_mode)
+            .into_iter()
+            .filter(|(k, _)| std::env::var_os(k).is_none() && !exec.env.contains_key(k))
+            .collect();
+        env.extend(exec.env.clone());
+        let mut set = |k: &str, v: String| {
+            env.insert(format!("CHRONON_BUILD_{k}"), v);
+        };
+        set("STEP", node.step.name().into());
+        set("CONFIG", node.name.clone());
+        set("TEAM", node.team.clone());
+        // A whole join's backfill writes the join's own table.
+        let output = if whole_join {
+            Some(config.meta().output_table())
+        } else {
+            node.output.clone()
+        };
+        set("OUTPUT_TABLE", output.unwrap_or_default());
+        if let Some(range) = range {
+            set("START_DS", range.from.to_string());
+            set("END_DS", range.to.to_string());
+        }
+        if let Some(key) = key {
+            set("KEY", key.to_string());
+        }
+        CommandLine {
+            argv,
+            env,
+            dir: repo.root.clone(),
+        }
+    }
+
+    /// Options from the settings that a step's mode takes.
+    fn step_options(&self, interface: Interface, key: &str) -> Vec<String> {
+        let settings = self.settings;
+        let mut out = Vec::new();
+        if key == "upload-to-kv" && interface.is_zipline() {
+            out.extend(["--uploader".into(), settings.executor.uploader.clone()]);
+        }
+        if key == "group-by-streaming" {
+            let streaming = &settings.streaming;
+            if let Some(kafka) = &streaming.kafka_bootstrap {
+                out.extend(["--kafka-bootstrap".into(), kafka.clone()]);
+            }
+            if let Some(parallelism) = streaming.parallelism {
+                out.extend(["--parallelism".into(), parallelism.to_string()]);
+            }
+            if interface.is_zipline() {
+                if let Some(uri) = &streaming.flink_state_uri {
+                    out.extend(["--flink-state-uri".into(), uri.clone()]);
+                }
+                match &streaming.savepoint {
+                    Savepoint::None => out.push("--no-savepoint".into()),
+                    Savepoint::Latest => out.push("--latest-savepoint".into()),
+                    Savepoint::Custom(uri) => {
+                        out.extend(["--custom-savepoint".into(), uri.clone()])
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -255,66 +316,6 @@ fn local_command(
         argv,
         env,
         dir: repo.root.clone(),
-    }
-}
-
-/// The job's environment from the team's and the config's settings for the
-/// mode, as `zipline run` resolves it: defaults, then the team, then the
-/// config, each common part before its per-mode part.
-pub fn environment(repo: &Repo, config: &Config, mode: &str) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    let team = repo.teams.get(config.team());
-    match repo.layout {
-        Layout::Chronon => {
-            let context = if config.meta().production {
-                "production"
-            } else {
-                "dev"
-            };
-            for scope in [repo.teams.get("default"), team].into_iter().flatten() {
-                merge(&mut env, scope.get("common_env"));
-                merge(&mut env, per_mode(scope.get(context), mode));
-            }
-            merge(
-                &mut env,
-                per_mode(config.raw.pointer("/metaData/modeToEnvMap"), mode),
-            );
-        }
-        Layout::Zipline => {
-            let scopes = [
-                team.and_then(|t| t.pointer("/metaData/executionInfo/env")),
-                config.raw.pointer("/metaData/executionInfo/env"),
-            ];
-            for scope in scopes.into_iter().flatten() {
-                merge(&mut env, scope.get("common"));
-                merge(&mut env, per_mode(scope.get("modeEnvironments"), mode));
-            }
-        }
-    }
-    env
-}
-
-/// `map[mode]`, falling back to `map["backfill"]` for the modular join modes.
-fn per_mode<'v>(map: Option<&'v Value>, mode: &str) -> Option<&'v Value> {
-    let map = map?;
-    map.get(mode).or_else(|| {
-        mode.starts_with("backfill")
-            .then(|| map.get("backfill"))
-            .flatten()
-    })
-}
-
-fn merge(env: &mut BTreeMap<String, String>, values: Option<&Value>) {
-    let Some(Value::Object(map)) = values else {
-        return;
-    };
-    for (k, v) in map {
-        let v = match v {
-            Value::String(s) => s.clone(),
-            Value::Null => continue,
-            other => other.to_string(),
-        };
-        env.insert(k.clone(), v);
     }
 }
 

@@ -10,8 +10,10 @@
 //! Which steps exist, and which partitions are wanted, follows DESIGN.md
 //! section 2; inputs and lookback follow section 3.
 
+pub mod archive;
 pub mod render;
 pub mod step;
+pub mod tables;
 
 use std::collections::BTreeMap;
 
@@ -19,14 +21,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    Accuracy, Body, Config, ConfigErrors, GroupBy, Join, Problem, Query, Repo, Source,
-    StagingQuery, sanitize,
+    Accuracy, Body, Config, ConfigErrors, GroupBy, Join, Problem, Query, Repo, Source, StagingQuery,
 };
 use crate::hash::{self, Hash};
 use crate::partition::{Day, DayRange};
 use crate::settings::Settings;
 
 pub use step::Step;
+pub use tables::Naming;
 
 pub type NodeId = usize;
 
@@ -189,6 +191,7 @@ impl Graph {
         let mut builder = Builder {
             nodes: Vec::new(),
             settings,
+            naming: Naming::new(repo.layout),
             notes: Vec::new(),
         };
         for (index, config) in repo.configs.iter().enumerate() {
@@ -403,6 +406,7 @@ fn stale_inline_copies(repo: &Repo) -> Vec<String> {
 struct Builder<'s> {
     nodes: Vec<Node>,
     settings: &'s Settings,
+    naming: Naming,
     notes: Vec<String>,
 }
 
@@ -443,7 +447,8 @@ impl Builder<'_> {
             probed_output: output.is_some()
                 && step.has_table_output()
                 && !(self.settings.executor.joins == crate::settings::JoinMode::Whole
-                    && matches!(step, Step::JoinLeft | Step::JoinPart)),
+                    && matches!(step, Step::JoinLeft | Step::JoinPart))
+                && (step != Step::GroupByUpload || self.naming.upload_is_partitioned()),
             output,
             schedule,
             inputs,
@@ -451,6 +456,22 @@ impl Builder<'_> {
             slice_hash,
         });
         id
+    }
+
+    /// For jobs a real Driver runs: adds to a join node's slice what makes
+    /// that Driver archive its table (see `archive`).
+    fn archive(&mut self, id: NodeId, canonical: &Value, table: archive::Table) {
+        if self.settings.executor.kind == crate::settings::ExecutorKind::Local {
+            return;
+        }
+        let node = &mut self.nodes[id];
+        if let Value::Object(map) = &mut node.slice {
+            map.insert(
+                "driverArchive".into(),
+                archive::components(canonical, table),
+            );
+            node.slice_hash = Hash::of_json(&node.slice);
+        }
     }
 
     fn add_config(&mut self, index: usize, config: &Config) {
@@ -493,7 +514,7 @@ impl Builder<'_> {
             );
         }
         if gb.meta.online {
-            let upload_table = format!("{table}_upload");
+            let upload_table = self.naming.upload(&table);
             self.node(
                 index,
                 config,
@@ -557,7 +578,7 @@ impl Builder<'_> {
         }
         let table = join.meta.output_table();
         let lag = join.meta.lag as u32;
-        let left_table = format!("{table}_left");
+        let left_table = self.naming.left(&table);
         let start = match join.left.query().start_partition {
             Some(day) => Start::Day(day),
             None => Start::FirstPartitionOf(primary_table(&join.left)),
@@ -569,7 +590,7 @@ impl Builder<'_> {
             let schedule = Schedule::Daily {
                 start: start.clone(),
             };
-            self.node(
+            let left = self.node(
                 index,
                 config,
                 Step::JoinLeft,
@@ -579,6 +600,7 @@ impl Builder<'_> {
                 left_inputs,
                 &left_slice,
             );
+            self.archive(left, canonical, archive::Table::Left);
 
             let mut final_inputs = vec![Input::new(
                 left_table.clone(),
@@ -590,7 +612,7 @@ impl Builder<'_> {
             let left_is_events = matches!(join.left, Source::Events { .. });
             for (i, part) in join.join_parts.iter().enumerate() {
                 let label = part.label();
-                let part_table = format!("{table}_{label}");
+                let part_table = self.naming.part(&table, part);
                 let origin = format!("joinParts[{i}]");
                 let mut inputs = vec![Input::new(
                     left_table.clone(),
@@ -615,7 +637,7 @@ impl Builder<'_> {
                 let schedule = Schedule::Daily {
                     start: start.clone(),
                 };
-                self.node(
+                let id = self.node(
                     index,
                     config,
                     Step::JoinPart,
@@ -625,6 +647,7 @@ impl Builder<'_> {
                     inputs,
                     &slice,
                 );
+                self.archive(id, canonical, archive::Table::Part(i));
                 final_inputs.push(Input::new(part_table, Lookback::Days(0), 0, None, origin));
             }
             for (i, bootstrap) in join.bootstrap_parts.iter().enumerate() {
@@ -641,7 +664,7 @@ impl Builder<'_> {
             let schedule = Schedule::Daily {
                 start: start.clone(),
             };
-            self.node(
+            let id = self.node(
                 index,
                 config,
                 Step::JoinFinal,
@@ -651,6 +674,7 @@ impl Builder<'_> {
                 final_inputs,
                 canonical,
             );
+            self.archive(id, canonical, archive::Table::Final);
         }
 
         if join.meta.online && join.meta.sample_percent > 0.0 {
@@ -658,7 +682,7 @@ impl Builder<'_> {
             // features enter through the comparison table.
             let identity = pick(canonical, &["metaData"]);
             let log_table = self.settings.consistency.log_table.clone();
-            let logged = format!("{table}_logged");
+            let logged = self.naming.logged(&table);
             let schedule = || Schedule::Daily {
                 start: Start::FirstPartitionOf(log_table.clone()),
             };
@@ -680,7 +704,7 @@ impl Builder<'_> {
                 &identity,
             );
             if join.meta.check_consistency {
-                let comparison = format!("{table}_comparison");
+                let comparison = self.naming.comparison(&table);
                 let mut inputs = vec![Input::new(
                     logged,
                     Lookback::Days(0),
@@ -722,7 +746,7 @@ impl Builder<'_> {
                     config,
                     Step::ConsistencyMetricsCompute,
                     None,
-                    Some(format!("{table}_consistency")),
+                    Some(self.naming.consistency(&table)),
                     schedule(),
                     vec![metrics_input],
                     &identity,
@@ -875,13 +899,8 @@ fn source_inputs(gb: &GroupBy, base: &str, lag: u32, left_is_events: Option<bool
                 }
             }
             Source::JoinSource { join, query } => {
-                let table = format!(
-                    "{}.{}",
-                    join.meta.output_namespace.as_deref().unwrap_or("default"),
-                    sanitize(&join.meta.name)
-                );
                 inputs.push(Input::new(
-                    table,
+                    join.meta.output_table(),
                     lookback,
                     lag,
                     Some(query),

@@ -87,6 +87,8 @@ pub struct Context<'a> {
     pub settings: &'a Settings,
     pub graph: &'a Graph,
     pub probe: &'a dyn Probe,
+    /// Makes each job's command.
+    pub executor: &'a exec::Executor<'a>,
     /// `None` for a dry run: nothing is written.
     pub store: Option<&'a mut StateStore>,
     /// Where job logs go: `<state folder>/logs`.
@@ -519,7 +521,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                     .or_default()
                     .push((range, Cover::Pending));
             }
-            let command = exec::command(self.ctx.repo, self.ctx.settings, node, range, whole, key);
+            let command = self.ctx.executor.command(node, range, whole, key);
             for &i in &targets {
                 self.phases[id][i] = Phase::Queued;
             }
@@ -1044,8 +1046,8 @@ impl<'c, 'a> Runner<'c, 'a> {
                         .into(),
                     );
                 }
+                let log = self.log_path(job);
                 if self.opts.action == Action::Run {
-                    let log = self.log_path(job);
                     self.failure_hook(
                         job,
                         Some(0),
@@ -1053,6 +1055,20 @@ impl<'c, 'a> Runner<'c, 'a> {
                         &log,
                     );
                 }
+                // A job that leaves outputs missing is a failed job, and
+                // counts as one.
+                self.summary.failed.push(summary::FailureReport {
+                    target: self.describe(job),
+                    step: node.step,
+                    how: format!(
+                        "exited 0 but {} output partition(s) of {table} are missing",
+                        missing.len()
+                    ),
+                    exit_code: Some(0),
+                    attempts: self.jobs[job].attempt,
+                    tail: summary::tail(&log, 10),
+                    log,
+                });
                 self.fail(node_id, &missing, 0)?;
             }
         }

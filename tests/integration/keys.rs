@@ -112,31 +112,36 @@ fn a_window_change_reruns_the_group_by_and_the_join_parts_that_embed_it_only() {
     assert_eq!(
         out.stdout,
         "join-part  risk.checkout.v1#risk_purchases_v1  2025-01-03..2025-01-10 (8)  \
-         stale: config-changed joinParts[0].groupBy.aggregations[0].windows[0].length: 3 -> 5\n\
+         stale: config-changed driverArchive.groupBy.aggregations[0].windows[0].length: 3 -> 5, \
+         joinParts[0].groupBy.aggregations[0].windows[0].length: 3 -> 5\n\
          note: skipped compiled/models/: not a config kind chronon-build schedules\n\
          16 targets up to 2025-01-10: 8 fresh, 8 stale, 0 blocked, 0 waiting\n"
     );
 }
 
 #[test]
-fn a_moved_start_partition_makes_stale_only_the_partitions_whose_inputs_it_changes() {
+fn a_moved_start_partition_makes_stale_only_the_partitions_whose_inputs_it_changes_and_the_join_tables_the_driver_archives()
+ {
     let s = built();
     edit_purchases(&s, |g| {
         g["sources"][0]["events"]["query"]["startPartition"] = json!("2025-01-02")
     });
-    // Four days back from D reach 2025-01-01 only for D <= 2025-01-05.
+    // Four days back from D reach 2025-01-01 only for D <= 2025-01-05. But
+    // the real Driver's join semantic hash covers the part's query cutoffs
+    // (`GroupByOps.semanticHash`), so a join job archives the part table and
+    // the output table whole: every day of both is restated.
     let lines = plan(&s);
     assert_eq!(
         lines,
         vec![
             "group-by-backfill:risk.purchases.v1 2025-01-05..2025-01-05 stale input-removed",
             "metadata-upload:risk.purchases.v1 - stale config-changed",
-            "join-part:risk.checkout.v1#risk_purchases_v1 2025-01-03..2025-01-05 stale input-removed",
+            "join-part:risk.checkout.v1#risk_purchases_v1 2025-01-03..2025-01-10 stale config-changed",
             "metadata-upload:risk.checkout.v1 - stale config-changed",
-            "join-part:risk.returns_join.v1#risk_purchases_v1 2025-01-03..2025-01-05 stale input-removed",
-            "join-final:risk.returns_join.v1 2025-01-03..2025-01-05 waiting",
-            "join-final:risk.checkout.v1 2025-01-03..2025-01-05 waiting",
-            "group-by-backfill:risk.checkout_chain.v1 2025-01-06..2025-01-08 waiting",
+            "join-part:risk.returns_join.v1#risk_purchases_v1 2025-01-03..2025-01-10 stale config-changed",
+            "join-final:risk.returns_join.v1 2025-01-03..2025-01-10 stale config-changed",
+            "join-final:risk.checkout.v1 2025-01-03..2025-01-10 stale config-changed",
+            "group-by-backfill:risk.checkout_chain.v1 2025-01-06..2025-01-10 waiting",
             "build-comparison-table:risk.checkout.v1 2025-01-01..2025-01-05 stale input-removed",
             "consistency-metrics-compute:risk.checkout.v1 2025-01-01..2025-01-05 waiting",
         ]

@@ -190,7 +190,7 @@ fn history_lists_runs_and_attempts_and_logs_prints_the_latest_log() {
     assert_contains(&text.stdout, " run --until 2025-01-10 --progress plain");
     assert_contains(
         &text.stdout,
-        "--conf compiled/staging_queries/risk/risk.merchants.v1",
+        "compiled/staging_queries/risk/risk.merchants.v1 --mode backfill",
     );
     assert_contains(&text.stdout, "log: ");
 

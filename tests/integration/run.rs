@@ -113,7 +113,8 @@ impl Pipeline {
                         .and_then(|i| argv.get(i + 1))
                         .cloned()
                 };
-                let conf = get("--conf").unwrap_or_default();
+                // zipline-ai >= 1.0.21: the config is the first argument.
+                let conf = argv.first().cloned().unwrap_or_default();
                 let conf = conf.rsplit('/').next().unwrap_or_default().to_string();
                 let mut line = format!("{} {conf}", get("--mode").unwrap_or_default());
                 if let Some(part) = get("--selected-join-parts") {
@@ -232,9 +233,7 @@ fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
     assert!(lines[53].starts_with("dry run: 53 command(s)"));
     let first = lines
         .iter()
-        .position(|l| {
-            l.contains("--mode backfill-left --conf compiled/joins/risk/risk.checkout.v1")
-        })
+        .position(|l| l.contains("compiled/joins/risk/risk.checkout.v1 --mode backfill-left"))
         .unwrap();
     let part = lines
         .iter()
@@ -242,9 +241,7 @@ fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
         .unwrap();
     let last = lines
         .iter()
-        .position(|l| {
-            l.contains("--mode backfill-final --conf compiled/joins/risk/risk.checkout.v1")
-        })
+        .position(|l| l.contains("compiled/joins/risk/risk.checkout.v1 --mode backfill-final"))
         .unwrap();
     assert!(first < part && part < last, "{}", out.stdout);
     assert!(p.calls().is_empty());
@@ -284,59 +281,50 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["backfill", gb, "2025-01-05"],
         &[
+            gb,
             "--mode",
             "backfill",
-            "--conf",
-            gb,
             "--start-ds",
             "2025-01-05",
             "--end-ds",
             "2025-01-09",
         ],
     );
-    expect(
-        &["upload", gb],
-        &["--mode", "upload", "--conf", gb, "--ds", UNTIL],
-    );
+    expect(&["upload", gb], &[gb, "--mode", "upload", "--ds", UNTIL]);
     expect(
         &["upload-to-kv", gb],
         &[
+            gb,
             "--mode",
             "upload-to-kv",
-            "--conf",
-            gb,
             "--ds",
             UNTIL,
             "--uploader",
             "spark",
         ],
     );
-    expect(
-        &["metadata-upload", gb],
-        &["--mode", "metadata-upload", "--conf", gb],
-    );
+    expect(&["metadata-upload", gb], &[gb, "--mode", "metadata-upload"]);
     expect(
         &["streaming", gb],
         &[
+            gb,
             "--mode",
             "streaming",
-            "--conf",
-            gb,
             "--streaming-mode",
             "deploy",
             "--kafka-bootstrap",
             "kafka:9092",
             "--flink-state-uri",
             "gs://state",
+            "--no-savepoint",
         ],
     );
     expect(
         &["log-flattener", "2025-01-02"],
         &[
+            join,
             "--mode",
             "log-flattener",
-            "--conf",
-            join,
             "--log-table",
             "default.chronon_log_table",
             "--schema-table",
@@ -348,10 +336,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["build-comparison-table", "2025-01-02"],
         &[
+            join,
             "--mode",
             "build-comparison-table",
-            "--conf",
-            join,
             "--ds",
             "2025-01-02",
         ],
@@ -359,10 +346,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["consistency-metrics-compute", "2025-01-02"],
         &[
+            join,
             "--mode",
             "consistency-metrics-compute",
-            "--conf",
-            join,
             "--ds",
             "2025-01-02",
         ],
@@ -370,10 +356,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["backfill-left", join],
         &[
+            join,
             "--mode",
             "backfill-left",
-            "--conf",
-            join,
             "--start-ds",
             "2025-01-03",
             "--end-ds",
@@ -383,10 +368,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["risk_purchases_v1", join],
         &[
+            join,
             "--mode",
             "backfill",
-            "--conf",
-            join,
             "--selected-join-parts",
             "risk_purchases_v1",
             "--use-cached-left",
@@ -399,10 +383,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["backfill-final", join, "2025-01-08"],
         &[
+            join,
             "--mode",
             "backfill-final",
-            "--conf",
-            join,
             "--start-ds",
             "2025-01-08",
             "--end-ds",
@@ -413,10 +396,9 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
     expect(
         &["backfill", sq, "2025-01-01"],
         &[
+            sq,
             "--mode",
             "backfill",
-            "--conf",
-            sq,
             "--start-ds",
             "2025-01-01",
             "--end-ds",
@@ -438,10 +420,9 @@ fn whole_join_runs_are_one_backfill_per_join_range() {
     assert_eq!(
         p.calls()[0],
         [
+            "compiled/joins/risk/risk.returns_join.v1",
             "--mode",
             "backfill",
-            "--conf",
-            "compiled/joins/risk/risk.returns_join.v1",
             "--start-ds",
             "2025-01-03",
             "--end-ds",
@@ -743,10 +724,9 @@ fn a_hostile_config_name_reaches_the_argv_literally_and_runs_nothing_else() {
     assert_eq!(
         calls[0],
         [
+            conf.as_str(),
             "--mode",
             "backfill",
-            "--conf",
-            conf.as_str(),
             "--start-ds",
             "2025-01-05",
             "--end-ds",

@@ -18,7 +18,7 @@ type Expected = (
 fn expected() -> Vec<Expected> {
     let purchases = ("raw.purchases", "4", 0, Some("2025-01-01"), true, None);
     let checkout_left = (
-        "risk_db.risk_checkout_v1_left",
+        "risk_db.risk_checkout_v1_bootstrap",
         "0",
         0,
         None,
@@ -35,7 +35,7 @@ fn expected() -> Vec<Expected> {
     );
     let mutations = ("raw.merchant_mutations/hr=00:00", "0", 0, None, true, None);
     let returns_left = (
-        "risk_db.risk_returns_join_v1_left",
+        "risk_db.risk_returns_join_v1_bootstrap",
         "0",
         0,
         None,
@@ -53,7 +53,7 @@ fn expected() -> Vec<Expected> {
         (
             "upload-to-kv:risk.purchases.v1",
             vec![(
-                "risk_db.risk_purchases_v1_upload",
+                "risk_db.risk_purchases_v1__upload",
                 "0",
                 0,
                 None,

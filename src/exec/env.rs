@@ -1,0 +1,143 @@
+//! A job's environment, exactly as the real CLI computes it from the
+//! repository, so that what a job gets does not depend on which of us sets
+//! it. Both CLIs set a variable only when the environment does not already
+//! have it: what the operator exported wins, and so do we (`exec::command`
+//! drops every variable the runner's environment already has).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::{Config, Layout, Repo};
+use crate::exec::Interface;
+
+/// The variables the CLI would set for `config` in `mode`.
+pub fn environment(
+    interface: Interface,
+    repo: &Repo,
+    config: &Config,
+    mode: &str,
+) -> BTreeMap<String, String> {
+    match interface {
+        Interface::Zipline | Interface::Zipline10 => zipline(config, mode),
+        Interface::Chronon => chronon(repo, config, mode),
+    }
+}
+
+/// zipline-ai's `set_runtime_env_v3` (`ai/chronon/repo/utils.py`, 1.0.5 and
+/// 1.28.0): the config's own `metaData.executionInfo.env`, its
+/// `modeEnvironments[mode]` when that is non-empty, else its `common`; the
+/// compiler has already merged the team's settings into each config.
+fn zipline(config: &Config, mode: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let meta = config.raw.get("metaData").unwrap_or(&config.raw);
+    let Some(scope) = meta.pointer("/executionInfo/env") else {
+        return env;
+    };
+    let for_mode = scope
+        .get("modeEnvironments")
+        .and_then(|m| m.get(mode))
+        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+    set_missing(&mut env, for_mode.or_else(|| scope.get("common")));
+    env
+}
+
+/// The literal modes for which run.py passes `customJson.additional_args`.
+const ADDITIONAL_ARGS_MODES: [&str; 5] = [
+    "backfill",
+    "backfill-left",
+    "backfill-final",
+    "upload",
+    "model-transform-batch",
+];
+
+/// chronon-ai's `set_runtime_env` (airbnb/chronon
+/// `api/py/ai/chronon/repo/run.py`), with the context `dev` that run.py
+/// takes when no `--env` is given (as airbnb's Airflow operators call it,
+/// `airflow/operators.py`). First wins, in this order:
+/// 1. the config's `metaData.modeToEnvMap[mode]`, plus
+///    `CHRONON_CONFIG_ADDITIONAL_ARGS` from `customJson.additional_args` for
+///    the backfill and upload modes;
+/// 2. `teams.json[team].dev[mode]`, where the team is the config's folder;
+/// 3. `teams.json[team].production[mode]`;
+/// 4. `teams.json.default.production[mode]`;
+/// 5. `teams.json.default.common_env` (the team's own `common_env` is not read).
+///
+/// `mode` is the literal mode (`backfill-left` is not `backfill`), except
+/// that any streaming mode reads `streaming`. run.py's own variables
+/// (`APP_NAME`, `CHRONON_CONF_PATH`, jar paths) it sets itself.
+fn chronon(repo: &Repo, config: &Config, mode: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mode = if mode.contains("streaming") {
+        "streaming"
+    } else {
+        mode
+    };
+    let meta = config.raw.get("metaData");
+    set_missing(
+        &mut env,
+        meta.and_then(|m| m.get("modeToEnvMap"))
+            .and_then(|m| m.get(mode)),
+    );
+    let custom = config.meta().custom_json.as_ref();
+    if let Some(Value::Object(custom)) = custom
+        && !custom.is_empty()
+        && ADDITIONAL_ARGS_MODES.contains(&mode)
+    {
+        let args: Vec<String> = match custom.get("additional_args") {
+            Some(Value::Array(items)) => items.iter().map(value_text).collect(),
+            _ => Vec::new(),
+        };
+        env.entry("CHRONON_CONFIG_ADDITIONAL_ARGS".into())
+            .or_insert_with(|| args.join(" "));
+    }
+    if repo.layout != Layout::Chronon {
+        return env;
+    }
+    let team = team_folder(&config.path);
+    let teams = &repo.teams;
+    let team = teams.get(team);
+    let default = teams.get("default");
+    let layers = [
+        team.and_then(|t| t.get("dev")).and_then(|c| c.get(mode)),
+        team.and_then(|t| t.get("production"))
+            .and_then(|c| c.get(mode)),
+        default
+            .and_then(|t| t.get("production"))
+            .and_then(|c| c.get(mode)),
+        default.and_then(|t| t.get("common_env")),
+    ];
+    for layer in layers {
+        set_missing(&mut env, layer);
+    }
+    env
+}
+
+/// run.py's `_, conf_type, team, _ = conf.split("/")[-4:]`.
+fn team_folder(path: &str) -> &str {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.len() {
+        n if n >= 2 => parts[n - 2],
+        _ => "default",
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Sets each variable of an object that is not set yet.
+fn set_missing(env: &mut BTreeMap<String, String>, values: Option<&Value>) {
+    let Some(Value::Object(map)) = values else {
+        return;
+    };
+    for (k, v) in map {
+        if v.is_null() {
+            continue;
+        }
+        env.entry(k.clone()).or_insert_with(|| value_text(v));
+    }
+}

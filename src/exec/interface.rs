@@ -1,0 +1,261 @@
+//! The real CLIs the zipline executor drives, and each one's argv per step:
+//! one table per interface, not conditions spread through the code.
+//!
+//! - `zipline`: zipline-ai >= 1.0.21, `zipline run CONF ...` (click). CONF is
+//!   positional and must come first: with `ignore_unknown_options`, the
+//!   first bare token is bound to CONF, so `--conf C` would make "--conf"
+//!   the config path. Unknown options (`--selected-join-parts P
+//!   --use-cached-left`, `--log-table`, `--schema-table`) pass through to
+//!   the Scala Driver. (sardine-ai/zipline-chronon
+//!   `python/src/ai/chronon/repo/run.py`: `@click.argument("conf")`, and
+//!   `constants.py` `MODE_ARGS`/`ROUTES`.)
+//! - `zipline-1.0`: zipline-ai before 1.0.21 (e.g. 1.0.5): `--conf C` is an
+//!   option; otherwise the same modes.
+//! - `chronon`: airbnb's `run.py` (chronon-ai, argparse,
+//!   `api/py/ai/chronon/repo/run.py`): `--mode` is one of its `MODE_ARGS`
+//!   keys, which have no `upload-to-kv` and no `build-comparison-table`, and
+//!   it has no `--artifact-prefix`, `--uploader`, `--flink-state-uri` or
+//!   savepoint options (unknown ones would reach the Driver, which rejects
+//!   them). Steps it lacks run through `executor.commands`.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::graph::Step;
+use crate::settings::CliSetting;
+
+/// The template key for a whole-join `backfill`.
+pub const JOIN_BACKFILL: &str = "join-backfill";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    Zipline,
+    Zipline10,
+    Chronon,
+}
+
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interface::Zipline => "zipline (zipline-ai >= 1.0.21: positional CONF)",
+            Interface::Zipline10 => "zipline-1.0 (zipline-ai < 1.0.21: --conf)",
+            Interface::Chronon => "chronon (airbnb's run.py)",
+        })
+    }
+}
+
+/// Whether a step takes a `--start-ds/--end-ds` range or one `--ds`.
+pub fn takes_range(step: Step) -> bool {
+    matches!(
+        step,
+        Step::GroupByBackfill
+            | Step::StagingQuery
+            | Step::JoinLeft
+            | Step::JoinPart
+            | Step::JoinFinal
+    )
+}
+
+/// The CLI mode a step runs as; `whole` joins run as one `backfill`.
+pub fn mode(step: Step) -> &'static str {
+    match step {
+        Step::StagingQuery | Step::GroupByBackfill | Step::JoinPart => "backfill",
+        Step::JoinLeft => "backfill-left",
+        Step::JoinFinal => "backfill-final",
+        Step::GroupByUpload => "upload",
+        Step::UploadToKv => "upload-to-kv",
+        Step::GroupByStreaming => "streaming",
+        Step::MetadataUpload => "metadata-upload",
+        Step::LogFlattener => "log-flattener",
+        Step::BuildComparisonTable => "build-comparison-table",
+        Step::ConsistencyMetricsCompute => "consistency-metrics-compute",
+    }
+}
+
+/// The template key of a job: the step's name, or `join-backfill`.
+pub fn template_key(step: Step, whole_join: bool) -> &'static str {
+    if whole_join {
+        JOIN_BACKFILL
+    } else {
+        step.name()
+    }
+}
+
+/// The mode of a template key.
+pub fn key_mode(key: &str) -> &'static str {
+    match Step::parse(key) {
+        Some(step) => mode(step),
+        None => "backfill",
+    }
+}
+
+impl Interface {
+    pub fn from_setting(setting: CliSetting) -> Option<Interface> {
+        match setting {
+            CliSetting::Auto => None,
+            CliSetting::Zipline => Some(Interface::Zipline),
+            CliSetting::Zipline10 => Some(Interface::Zipline10),
+            CliSetting::Chronon => Some(Interface::Chronon),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interface::Zipline => "zipline",
+            Interface::Zipline10 => "zipline-1.0",
+            Interface::Chronon => "chronon",
+        }
+    }
+
+    /// The argv after the program for a template key, or `None` when the
+    /// CLI has no mode for it. Options the settings add (uploader, streaming)
+    /// come after, from `exec::command`.
+    pub fn template(self, key: &str) -> Option<Vec<String>> {
+        let mode = key_mode(key);
+        if self == Interface::Chronon && matches!(mode, "upload-to-kv" | "build-comparison-table") {
+            return None;
+        }
+        let mut args: Vec<&str> = match self {
+            Interface::Zipline => vec!["{conf}", "--mode", mode],
+            Interface::Zipline10 | Interface::Chronon => vec!["--mode", mode, "--conf", "{conf}"],
+        };
+        let step = Step::parse(key);
+        if step == Some(Step::JoinPart) {
+            args.extend(["--selected-join-parts", "{part}", "--use-cached-left"]);
+        }
+        if step == Some(Step::LogFlattener) {
+            args.extend([
+                "--log-table",
+                "{log_table}",
+                "--schema-table",
+                "{schema_table}",
+            ]);
+        }
+        match step {
+            None => args.extend(["--start-ds", "{start_ds}", "--end-ds", "{end_ds}"]),
+            Some(s) if takes_range(s) => {
+                args.extend(["--start-ds", "{start_ds}", "--end-ds", "{end_ds}"])
+            }
+            Some(Step::MetadataUpload) => {}
+            Some(Step::GroupByStreaming) if self != Interface::Chronon => {
+                args.extend(["--streaming-mode", "deploy"])
+            }
+            Some(Step::GroupByStreaming) => {}
+            Some(_) => args.extend(["--ds", "{ds}"]),
+        }
+        Some(args.into_iter().map(str::to_string).collect())
+    }
+
+    /// Whether the CLI has the Zipline-only options (`--artifact-prefix`,
+    /// `--uploader`, `--flink-state-uri`, savepoints).
+    pub fn is_zipline(self) -> bool {
+        self != Interface::Chronon
+    }
+}
+
+/// How long `auto` waits for the program's help.
+const DETECT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `auto`: runs `program --help` once and reads which CLI answered.
+/// Returns the interface and the command shown to people.
+pub fn detect(program: &[String], dir: &Path) -> Result<Interface, String> {
+    let shown = crate::exec::display(&[program, &["--help".to_string()]].concat());
+    let text = help_text(program, dir).map_err(|e| {
+        format!("executor.cli = \"auto\": cannot run `{shown}` to tell which CLI it is: {e}; set executor.cli to \"zipline\", \"zipline-1.0\" or \"chronon\"")
+    })?;
+    classify(&text).ok_or_else(|| {
+        let head: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
+        format!(
+            "executor.cli = \"auto\": `{shown}` printed no help of a known CLI (zipline-ai's \
+             `run [OPTIONS] CONF` or `--conf`, or airbnb's run.py `usage: run.py`); it printed:\n  {}\n\
+             set executor.cli to \"zipline\", \"zipline-1.0\" or \"chronon\"",
+            if head.is_empty() {
+                "(nothing)".to_string()
+            } else {
+                head.join("\n  ")
+            }
+        )
+    })
+}
+
+/// Which CLI printed this help.
+/// - zipline-ai >= 1.0.21 (click): `Usage: zipline run [OPTIONS] CONF`;
+/// - zipline-ai 1.0.x (click): `Usage: zipline run [OPTIONS]` and `--conf TEXT`;
+/// - airbnb's run.py (argparse): `usage: run.py [-h] [--conf CONF] ...
+///   --mode {backfill,...}`.
+pub fn classify(help: &str) -> Option<Interface> {
+    let click = help.contains("Usage:");
+    let argparse = help.contains("usage:") && help.contains("--mode {");
+    let conf_option = help.contains("--conf TEXT") || help.contains("--conf CONF");
+    if click && help.contains("[OPTIONS] CONF") {
+        Some(Interface::Zipline)
+    } else if click && conf_option {
+        Some(Interface::Zipline10)
+    } else if argparse && conf_option {
+        Some(Interface::Chronon)
+    } else {
+        None
+    }
+}
+
+fn help_text(program: &[String], dir: &Path) -> Result<String, String> {
+    let out = tempfile::tempfile().map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new(&program[0])
+        .args(&program[1..])
+        .arg("--help")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().map_err(|e| e.to_string())?)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + DETECT_TIMEOUT;
+    loop {
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no answer within {}s", DETECT_TIMEOUT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut text = String::new();
+    let mut file = out;
+    use std::io::Seek;
+    file.rewind().map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    text.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chronon_lacks_kv_upload_and_comparison() {
+        assert!(Interface::Chronon.template("upload-to-kv").is_none());
+        assert!(
+            Interface::Chronon
+                .template("build-comparison-table")
+                .is_none()
+        );
+        assert!(Interface::Zipline.template("upload-to-kv").is_some());
+    }
+
+    #[test]
+    fn zipline_puts_the_positional_conf_first() {
+        let argv = Interface::Zipline.template("join-part").unwrap();
+        assert_eq!(argv[0], "{conf}");
+        assert!(!argv.iter().any(|a| a == "--conf"));
+        let argv = Interface::Zipline10.template("join-part").unwrap();
+        assert_eq!(&argv[..4], ["--mode", "backfill", "--conf", "{conf}"]);
+    }
+}
