@@ -7,6 +7,7 @@ mod diff;
 mod engine;
 mod keys;
 mod monitor;
+mod real_cli;
 mod run;
 mod scenario;
 mod warehouse;
