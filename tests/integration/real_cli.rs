@@ -83,6 +83,8 @@ struct Real {
     s: Scenario,
     cli: Cli,
     driver: &'static str,
+    /// Variables the operator exported before `run`.
+    exported: Vec<(&'static str, &'static str)>,
 }
 
 impl Real {
@@ -115,7 +117,12 @@ impl Real {
         settings.push_str("[warehouse]\nkind = \"hive-dir\"\nfingerprint = \"content\"\n");
         // Keep the repository's own settings other than the executor's.
         std::fs::write(s.repo.join("chronon-build.toml"), settings).unwrap();
-        Real { s, cli, driver }
+        Real {
+            s,
+            cli,
+            driver,
+            exported: Vec::new(),
+        }
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -124,7 +131,7 @@ impl Real {
         cmd.env("SHIM_LOG", self.s.repo.join("shim.jsonl"))
             .env("SHIM_WAREHOUSE", self.s.repo.join("warehouse"))
             .env("SHIM_DRIVER", self.driver);
-        for (k, v) in env {
+        for (k, v) in self.exported.iter().chain(env) {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
@@ -360,7 +367,10 @@ fn every_real_cli_runs_the_demo_on_the_zipline_executor() {
 #[test]
 fn every_real_cli_runs_the_airbnb_corpus() {
     for cli in [Cli::Zipline128, Cli::Zipline105, Cli::Chronon] {
-        let real = Real::new("corpus/airbnb-chronon-samples", cli, "airbnb", "");
+        let mut real = Real::new("corpus/airbnb-chronon-samples", cli, "airbnb", "");
+        // teams.json sets EXECUTOR_CORES for sample_team's backfills; what
+        // the operator exported must reach the job unchanged.
+        real.exported.push(("EXECUTOR_CORES", "7"));
         let graph: Value =
             serde_json::from_str(&real.run(&["graph", "--format", "json"], &[]).stdout).unwrap();
         let nodes = graph["nodes"].as_array().unwrap();
@@ -385,6 +395,77 @@ fn every_real_cli_runs_the_airbnb_corpus() {
                     .write_partition(table, &format!("2023-12-{day:02}"), table);
             }
         }
-        real.build_twice(&["--from", "2023-12-01", "--until", "2023-12-03"]);
+        let calls = real.build_twice(&["--from", "2023-12-01", "--until", "2023-12-03"]);
+        for call in &calls {
+            assert_eq!(call["env"]["EXECUTOR_CORES"], "7", "{call:#}");
+        }
+        if cli == Cli::Chronon {
+            assert_environments_match_run_py(&real, calls.len());
+        }
     }
+}
+
+/// For every job the Chronon corpus run started, the environment the Driver
+/// saw equals what chronon-ai's own `set_runtime_env` computes for that
+/// (config, literal mode) from a clean environment with the same exported
+/// variables; and chronon-build added no variable of its own but
+/// `CHRONON_BUILD_*`.
+fn assert_environments_match_run_py(real: &Real, jobs: usize) {
+    let checker = r#"
+import argparse, json, os, runpy, sys
+log, repo, exported = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+import ai.chronon.repo as pkg
+set_runtime_env = runpy.run_path(os.path.join(os.path.dirname(pkg.__file__), "run.py"))["set_runtime_env"]
+own = {"APP_NAME", "CHRONON_CONF_PATH", "CHRONON_DRIVER_JAR", "CUSTOMER_ID", "PATH"}
+checked, problems = 0, []
+base = dict(os.environ)
+for line in open(log):
+    call = json.loads(line)
+    argv = call["argv"]
+    if "--mode" not in argv:
+        continue  # a team's own command (KV upload), not run.py
+    mode, conf = argv[argv.index("--mode") + 1], argv[argv.index("--conf") + 1]
+    os.environ.clear()
+    os.environ.update(exported)
+    args = argparse.Namespace(mode=mode, conf=conf, repo=repo, env="dev", app_name=None,
+                              chronon_jar=None, online_jar=None, online_class=None)
+    set_runtime_env(args)
+    expected = {k: v for k, v in os.environ.items() if k not in own}
+    got = call["env"]
+    for k, v in expected.items():
+        if got.get(k) != v:
+            problems.append(f"{conf} {mode}: {k}={got.get(k)!r}, run.py computes {v!r}")
+    for k, v in got.items():
+        if k.startswith("CHRONON_BUILD_") or k in own or k in base or k in expected:
+            continue
+        problems.append(f"{conf} {mode}: {k}={v!r} is set, run.py sets no such variable")
+    checked += 1
+os.environ.clear(); os.environ.update(base)
+print(json.dumps({"checked": checked, "problems": problems}))
+"#;
+    let exported: serde_json::Map<String, Value> = real
+        .exported
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    let out = std::process::Command::new(Cli::Chronon.python())
+        .args(["-c", checker])
+        .arg(real.s.repo.join("shim.jsonl"))
+        .arg(&real.s.repo)
+        .arg(Value::Object(exported).to_string())
+        .current_dir(&real.s.repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // run.py prints what it sets; the report is the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    // Every run.py job was compared (the team's own KV uploads are not run.py).
+    let checked = report["checked"].as_u64().unwrap() as usize;
+    assert!(checked > 0 && checked <= jobs, "{report:#}");
 }
