@@ -84,8 +84,12 @@ fn chronon(repo: &Repo, config: &Config, mode: &str) -> BTreeMap<String, String>
         && !custom.is_empty()
         && ADDITIONAL_ARGS_MODES.contains(&mode)
     {
+        // run.py's `" ".join(custom_json.get("additional_args", []))`:
+        // a list joins its items, a dict its keys, a string its characters.
         let args: Vec<String> = match custom.get("additional_args") {
             Some(Value::Array(items)) => items.iter().map(value_text).collect(),
+            Some(Value::Object(map)) => map.keys().cloned().collect(),
+            Some(Value::String(text)) => text.chars().map(String::from).collect(),
             _ => Vec::new(),
         };
         env.entry("CHRONON_CONFIG_ADDITIONAL_ARGS".into())
