@@ -259,7 +259,6 @@ fn execute(
 
 /// The (label, template key) of every node the plan would start a job for.
 fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(String, &'w str)> {
-    let whole = ws.settings.executor.joins == crate::settings::JoinMode::Whole;
     ws.graph
         .nodes
         .iter()
@@ -271,9 +270,8 @@ fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(String, &'w str
                 .any(|t| !matches!(t.status, plan::Status::Fresh))
         })
         .map(|n| {
-            let whole_join =
-                whole && matches!(n.step, Step::JoinLeft | Step::JoinPart | Step::JoinFinal);
-            (n.label(), exec::interface::template_key(n.step, whole_join))
+            let whole = exec::interface::whole_join(ws.settings.executor.joins, n.step);
+            (n.label(), exec::interface::template_key(n.step, whole))
         })
         .collect()
 }

@@ -19,10 +19,8 @@
 //!   them). Steps it lacks run through `executor.commands`.
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::graph::Step;
 use crate::settings::CliSetting;
@@ -73,6 +71,13 @@ pub fn mode(step: Step) -> &'static str {
         Step::BuildComparisonTable => "build-comparison-table",
         Step::ConsistencyMetricsCompute => "consistency-metrics-compute",
     }
+}
+
+/// Whether a join step runs as one `backfill` of the whole join
+/// (`executor.joins = "whole"`).
+pub fn whole_join(joins: crate::settings::JoinMode, step: Step) -> bool {
+    joins == crate::settings::JoinMode::Whole
+        && matches!(step, Step::JoinLeft | Step::JoinPart | Step::JoinFinal)
 }
 
 /// The template key of a job: the step's name, or `join-backfill`.
@@ -201,38 +206,25 @@ pub fn classify(help: &str) -> Option<Interface> {
     }
 }
 
+/// What `program --help` prints (stdout and stderr), through the runner's
+/// own process start: its own process group, killed whole at the timeout.
 fn help_text(program: &[String], dir: &Path) -> Result<String, String> {
-    let out = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut child = Command::new(&program[0])
-        .args(&program[1..])
-        .arg("--help")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().map_err(|e| e.to_string())?)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + DETECT_TIMEOUT;
-    loop {
-        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("no answer within {}s", DETECT_TIMEOUT.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let log = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let command = crate::exec::CommandLine {
+        argv: [program, &["--help".to_string()]].concat(),
+        env: Default::default(),
+        dir: dir.to_path_buf(),
+    };
+    if crate::run::process::run_with_timeout(&command, log.path(), DETECT_TIMEOUT)?.is_none() {
+        return Err(format!("no answer within {}s", DETECT_TIMEOUT.as_secs()));
     }
-    let mut text = String::new();
-    let mut file = out;
-    use std::io::Seek;
-    file.rewind().map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(text)
+    let text = std::fs::read(log.path()).map_err(|e| e.to_string())?;
+    // The log's first line is the command itself.
+    let text = String::from_utf8_lossy(&text);
+    Ok(text
+        .split_once('\n')
+        .map_or("", |(_, rest)| rest)
+        .to_string())
 }
 
 #[cfg(test)]

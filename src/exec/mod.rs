@@ -42,7 +42,7 @@ pub struct Executor<'a> {
     /// `None` for the local executor.
     interface: Option<Interface>,
     /// How the interface was decided, for the run log and `--dry-run`.
-    pub origin: String,
+    origin: String,
 }
 
 impl<'a> Executor<'a> {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::process;
 use crate::exec::CommandLine;
@@ -102,25 +102,13 @@ fn run_hook(
             .collect(),
         dir: PathBuf::from("."),
     };
-    let mut child = match process::start(&command, log) {
-        Ok(child) => child,
-        Err(e) => return problem(e),
-    };
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return None,
-            Ok(Some(status)) => return problem(format!("exited with {status}")),
-            Ok(None) if Instant::now() >= deadline => {
-                process::kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                return problem(format!(
-                    "killed after its timeout of {}s",
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return problem(format!("cannot wait for it: {e}")),
-        }
+    match process::run_with_timeout(&command, log, timeout) {
+        Ok(Some(status)) if status.success() => None,
+        Ok(Some(status)) => problem(format!("exited with {status}")),
+        Ok(None) => problem(format!(
+            "killed after its timeout of {}s",
+            timeout.as_secs()
+        )),
+        Err(e) => problem(e),
     }
 }

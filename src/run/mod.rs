@@ -21,7 +21,7 @@
 
 mod hooks;
 pub mod lock;
-mod process;
+pub(crate) mod process;
 pub mod progress;
 mod summary;
 
@@ -39,7 +39,7 @@ use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::{self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan};
 use crate::probe::Probe;
-use crate::settings::{JoinMode, Settings};
+use crate::settings::Settings;
 use crate::store::{Attempt, Recorded, StateStore, day_column};
 
 pub use hooks::HookCommands;
@@ -227,9 +227,8 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// its left, parts and final are still separate targets, recorded when
     /// the one command that computes them all ends well.
     fn whole_join(&self, node: &Node) -> bool {
-        self.ctx.settings.executor.joins == JoinMode::Whole
-            && self.opts.action != Action::Adopt
-            && matches!(node.step, Step::JoinLeft | Step::JoinPart | Step::JoinFinal)
+        self.opts.action != Action::Adopt
+            && exec::interface::whole_join(self.ctx.settings.executor.joins, node.step)
     }
 
     fn cover(&self, config: usize, day: Option<Day>) -> Option<Cover> {

@@ -96,6 +96,30 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot start {program:?}: {e}"))
 }
 
+/// Starts the command (as `start` does) and waits for it up to `timeout`;
+/// past it, its whole process group is killed and `None` returned. Hooks
+/// and the CLI detection's `--help` run here.
+pub fn run_with_timeout(
+    command: &CommandLine,
+    log: &Path,
+    timeout: std::time::Duration,
+) -> Result<Option<std::process::ExitStatus>, String> {
+    let mut child = start(command, log)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Some(status)),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                kill_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                return Ok(None);
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+    }
+}
+
 /// Signals a job's whole process group.
 pub fn kill_group(pid: u32, signal: i32) {
     if pid == 0 {
