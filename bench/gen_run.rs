@@ -36,7 +36,7 @@ fn main() {
         warehouse: None,
     };
     let ws = Workspace::load(&global).expect("the repo loads");
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+    let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone());
     let plan = plan::compute(
         &Context {
             repo: &ws.repo,

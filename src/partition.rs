@@ -139,6 +139,165 @@ pub(crate) fn civil_from_days(z: i32) -> (i32, i32, i32) {
     (y, m, d)
 }
 
+/// A partition format: the subset of Java's `DateTimeFormatter` patterns a
+/// daily partition can have (`yyyy`, `MM`, `dd`, other characters and
+/// `'quoted'` text as literals), e.g. `yyyy-MM-dd` (Chronon's default) or
+/// `yyyyMMdd`. Chronon reads it from `spark.chronon.partition.format`, which
+/// airbnb's `spark_submit.sh` sets from `PARTITION_FORMAT`
+/// (airbnb/chronon `api/py/test/sample/scripts/spark_submit.sh` line 57),
+/// and per source from `Query.partitionFormat` (sardine-ai/zipline-chronon
+/// `thrift/api.thrift` line 30).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DayFormat {
+    pattern: String,
+    parts: Vec<FormatPart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum FormatPart {
+    Year,
+    Month,
+    Day,
+    Literal(String),
+}
+
+impl Default for DayFormat {
+    fn default() -> DayFormat {
+        DayFormat::parse("yyyy-MM-dd").expect("the default format parses")
+    }
+}
+
+impl DayFormat {
+    /// Parses a pattern; the error says what is not a daily partition.
+    pub fn parse(pattern: &str) -> Result<DayFormat, String> {
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let run = chars[i..].iter().take_while(|x| **x == c).count();
+            if c == '\'' {
+                let end = chars[i + 1..].iter().position(|x| *x == '\'');
+                let Some(end) = end else {
+                    return Err(format!("{pattern:?}: a quote is not closed"));
+                };
+                let text: String = chars[i + 1..i + 1 + end].iter().collect();
+                literal.push_str(if text.is_empty() { "'" } else { &text });
+                i += end + 2;
+                continue;
+            }
+            let part = match (c, run) {
+                ('y' | 'u', 4) => FormatPart::Year,
+                ('M', 2) => FormatPart::Month,
+                ('d', 2) => FormatPart::Day,
+                (c, _) if c.is_ascii_alphabetic() => {
+                    let field: String = chars[i..i + run].iter().collect();
+                    return Err(format!(
+                        "{pattern:?}: {field:?} is not supported; a daily partition format has \
+                         yyyy, MM and dd, and literal characters"
+                    ));
+                }
+                _ => {
+                    literal.push(c);
+                    i += 1;
+                    continue;
+                }
+            };
+            if !literal.is_empty() {
+                parts.push(FormatPart::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(part);
+            i += run;
+        }
+        if !literal.is_empty() {
+            parts.push(FormatPart::Literal(literal));
+        }
+        for needed in [FormatPart::Year, FormatPart::Month, FormatPart::Day] {
+            if parts.iter().filter(|p| **p == needed).count() != 1 {
+                return Err(format!(
+                    "{pattern:?}: a daily partition format has yyyy, MM and dd once each"
+                ));
+            }
+        }
+        Ok(DayFormat {
+            pattern: pattern.to_string(),
+            parts,
+        })
+    }
+
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.pattern == "yyyy-MM-dd"
+    }
+
+    pub fn format(&self, day: Day) -> String {
+        if self.is_default() {
+            return day.to_string();
+        }
+        let (y, m, d) = civil_from_days(day.0);
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                FormatPart::Year => out.push_str(&format!("{:04}", y.clamp(0, 9999))),
+                FormatPart::Month => out.push_str(&format!("{m:02}")),
+                FormatPart::Day => out.push_str(&format!("{d:02}")),
+                FormatPart::Literal(text) => out.push_str(text),
+            }
+        }
+        out
+    }
+
+    /// The day a partition value names, or `None` when it does not match.
+    pub fn parse_day(&self, text: &str) -> Option<Day> {
+        if self.is_default() {
+            return Day::parse(text);
+        }
+        let (mut year, mut month, mut day) = (None, None, None);
+        let mut rest = text;
+        for part in &self.parts {
+            let width = match part {
+                FormatPart::Literal(lit) => {
+                    rest = rest.strip_prefix(lit.as_str())?;
+                    continue;
+                }
+                FormatPart::Year => 4,
+                FormatPart::Month | FormatPart::Day => 2,
+            };
+            let digits = rest.get(..width)?;
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let value: i32 = digits.parse().ok()?;
+            rest = &rest[width..];
+            match part {
+                FormatPart::Year => year = Some(value),
+                FormatPart::Month => month = Some(value),
+                _ => day = Some(value),
+            }
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        Day::parse(&format!("{:04}-{:02}-{:02}", year?, month?, day?))
+    }
+}
+
+impl Serialize for DayFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.pattern)
+    }
+}
+
+impl fmt::Display for DayFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
 /// An inclusive range of days; empty when `from > to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct DayRange {
@@ -280,5 +439,38 @@ mod tests {
         );
         assert!(a.intersect(DayRange::new(Day(21), Day(30))).is_empty());
         assert_eq!(DayRange::new(Day(5), Day(4)).len(), 0);
+    }
+
+    #[test]
+    fn partition_formats_print_and_read_days() {
+        let day = Day::parse("2025-09-01").unwrap();
+        for (pattern, text) in [
+            ("yyyy-MM-dd", "2025-09-01"),
+            ("yyyyMMdd", "20250901"),
+            ("yyyy/MM/dd", "2025/09/01"),
+            ("dd.MM.yyyy", "01.09.2025"),
+            ("yyyy'T'MMdd", "2025T0901"),
+        ] {
+            let format = DayFormat::parse(pattern).unwrap();
+            assert_eq!(format.format(day), text, "{pattern}");
+            assert_eq!(format.parse_day(text), Some(day), "{pattern}");
+        }
+        let compact = DayFormat::parse("yyyyMMdd").unwrap();
+        for bad in ["2025-09-01", "2025090", "202509011", "20250231", "2025o901"] {
+            assert_eq!(compact.parse_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn partition_formats_that_are_not_daily_are_refused() {
+        for pattern in [
+            "yyyy-MM-dd HH",
+            "yyyy-MM",
+            "yy-MM-dd",
+            "yyyy-MM-dd-dd",
+            "yyyy'MM-dd",
+        ] {
+            assert!(DayFormat::parse(pattern).is_err(), "{pattern}");
+        }
     }
 }

@@ -300,13 +300,16 @@ impl Warehouse {
     /// Replaces exactly the partitions `days`, with the rows given (which
     /// must fall on those days): a day with no rows becomes an empty
     /// partition in the catalog. This is how the engine writes a range.
+    /// `partition_column` overrides the warehouse's (a label table's
+    /// `label_ds`).
     pub fn replace_days(
         &self,
         table: &TableName,
         rows: &Rows,
+        partition_column: Option<&str>,
         days: &[Day],
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
-        self.write(table, rows, None, Some(days))
+        self.write(table, rows, partition_column, Some(days))
     }
 
     fn write(

@@ -177,6 +177,8 @@ pub struct Workspace {
     pub repo: Repo,
     pub settings: Settings,
     pub graph: Graph,
+    /// Each table's partition column and format, as the Driver sees them.
+    pub partitioning: crate::exec::partitioning::Partitioning,
 }
 
 impl Workspace {
@@ -189,11 +191,14 @@ impl Workspace {
         if let Some(warehouse) = &global.warehouse {
             settings.warehouse.root = Some(absolute(warehouse));
         }
-        let graph = Graph::build(&repo, &settings).map_err(Error::Config)?;
+        let mut graph = Graph::build(&repo, &settings).map_err(Error::Config)?;
+        let partitioning = crate::exec::partitioning::Partitioning::of(&repo, &settings, &graph)?;
+        graph.notes.extend(partitioning.notes.iter().cloned());
         Ok(Workspace {
             repo,
             settings,
             graph,
+            partitioning,
         })
     }
 
@@ -209,7 +214,11 @@ impl Workspace {
         for table in imported {
             eprintln!("seeded {table} from its file in chronon-build.toml");
         }
-        Ok(crate::probe::from_settings(&self.settings, &self.repo.root))
+        Ok(crate::probe::from_settings(
+            &self.settings,
+            &self.repo.root,
+            self.partitioning.layouts.clone(),
+        ))
     }
 
     /// The warehouse probe, importing nothing: for `run --dry-run`, which
@@ -220,7 +229,11 @@ impl Workspace {
                 "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
             );
         }
-        crate::probe::from_settings(&self.settings, &self.repo.root)
+        crate::probe::from_settings(
+            &self.settings,
+            &self.repo.root,
+            self.partitioning.layouts.clone(),
+        )
     }
 
     /// Plans without writing anything: what `plan`, `status` and `report`

@@ -217,7 +217,12 @@ fn execute(
         Executor::idle(&ws.repo, &ws.settings)
     } else {
         let executor = Executor::new(&ws.repo, &ws.settings)?;
-        executor.check(jobs_to_run(&ws, &plan))?;
+        let jobs = jobs_to_run(&ws, &plan);
+        if executor.interface().is_none() {
+            ws.partitioning
+                .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;
+        }
+        executor.check(jobs.iter().map(|(node, key)| (node.label(), *key)))?;
         eprintln!("{}", executor.describe());
         executor
     };
@@ -258,7 +263,8 @@ fn execute(
 }
 
 /// The (label, template key) of every node the plan would start a job for.
-fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(String, &'w str)> {
+/// The nodes with work to do, each with its template key.
+fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(&'w crate::graph::Node, &'w str)> {
     ws.graph
         .nodes
         .iter()
@@ -271,7 +277,7 @@ fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(String, &'w str
         })
         .map(|n| {
             let whole = exec::interface::whole_join(ws.settings.executor.joins, n.step);
-            (n.label(), exec::interface::template_key(n.step, whole))
+            (n, exec::interface::template_key(n.step, whole))
         })
         .collect()
 }
@@ -332,12 +338,11 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
     let mut probed = std::collections::HashMap::new();
     let mut forced = 0;
     for node in ws.graph.nodes.iter().filter(|n| selected[n.id]) {
-        if let crate::graph::Schedule::Daily {
-            start: crate::graph::Start::FirstPartitionOf(table),
-        } = &node.schedule
+        if let crate::graph::Schedule::Daily { start } = &node.schedule
+            && let Some(table) = start.probed_table()
             && !probed.contains_key(table)
         {
-            probed.insert(table.clone(), probe.list(table)?);
+            probed.insert(table.to_string(), probe.list(table)?);
         }
         let days = plan::wanted_days(node, to, args.from, &ws.settings, &probed);
         store.force(&plan::node_key(node), &days)?;

@@ -239,6 +239,28 @@ impl<'p> Decoder<'p> {
         day
     }
 
+    /// A day written in a partition format (`Query.startPartition` of a
+    /// source whose `partitionFormat` is not the default).
+    pub fn opt_formatted_day(
+        &mut self,
+        obj: &Obj<'_>,
+        key: &str,
+        format: &crate::partition::DayFormat,
+    ) -> Option<Day> {
+        if format.is_default() {
+            return self.opt_day(obj, key);
+        }
+        let text = self.opt_str(obj, key)?;
+        let day = format.parse_day(&text);
+        if day.is_none() {
+            self.problem(
+                &join_path(&obj.path, key),
+                format!("expected a date in the source's partitionFormat {format}, got {text:?}"),
+            );
+        }
+        day
+    }
+
     pub fn opt_enum<E: ThriftEnum>(&mut self, obj: &Obj<'_>, key: &str) -> Option<E> {
         let path = join_path(&obj.path, key);
         match self.field(obj, key)? {

@@ -73,6 +73,9 @@ impl ConfigKind {
     }
 }
 
+/// One per config file: a repository holds thousands, not millions, so the
+/// variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Body {
     GroupBy(GroupBy),

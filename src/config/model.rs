@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::decode::{Decoder, Obj, ThriftEnum, describe, index_path, join_path};
-use crate::partition::Day;
+use crate::partition::{Day, DayFormat};
 
 macro_rules! thrift_enum {
     ($name:ident, $what:literal, { $($variant:ident = $code:literal),+ $(,)? }) => {
@@ -81,7 +81,11 @@ pub struct Query {
     pub start_partition: Option<Day>,
     pub end_partition: Option<Day>,
     pub time_column: Option<String>,
-    pub partition_column: String,
+    /// `partitionColumn` / `partitionFormat`: how the source is partitioned,
+    /// when not as the job's default (the warehouse's, or the job
+    /// environment's `PARTITION_COLUMN` / `PARTITION_FORMAT`).
+    pub partition_column: Option<String>,
+    pub partition_format: Option<DayFormat>,
 }
 
 #[derive(Clone, Debug)]
@@ -281,6 +285,23 @@ pub struct JoinPart {
 }
 
 impl JoinPart {
+    /// For each group-by key column, the left column that supplies it
+    /// (`keyMapping` maps left to right).
+    pub fn mapped_keys(&self) -> Vec<(String, String)> {
+        self.group_by
+            .key_columns
+            .iter()
+            .map(|key| {
+                let left = self
+                    .key_mapping
+                    .iter()
+                    .find(|(_, right)| *right == key)
+                    .map_or(key.clone(), |(left, _)| left.clone());
+                (key.clone(), left)
+            })
+            .collect()
+    }
+
     /// `{prefix_}{sanitize(groupBy name)}`: the part's column prefix and the
     /// suffix of its table.
     pub fn label(&self) -> String {
@@ -308,6 +329,46 @@ pub struct Join {
     pub join_parts: Vec<JoinPart>,
     pub bootstrap_parts: Vec<BootstrapPart>,
     pub derivations: Vec<Derivation>,
+    pub label_part: Option<LabelPart>,
+    /// `rowIds`: the columns that identify a left row, when set.
+    pub row_ids: Vec<String>,
+}
+
+/// A join's `labelPart` (airbnb/chronon `api/thrift/api.thrift` lines
+/// 385-394): labels joined to the left rows of the days
+/// `[label_ds - (leftStartOffset - 1), label_ds - (leftEndOffset - 1)]`
+/// (`spark/.../LabelJoin.scala` lines 52-53).
+#[derive(Clone, Debug)]
+pub struct LabelPart {
+    pub labels: Vec<JoinPart>,
+    pub left_start_offset: i32,
+    pub left_end_offset: i32,
+    /// `labelPart.metaData.offlineSchedule`.
+    pub offline_schedule: Option<String>,
+}
+
+impl LabelPart {
+    /// The left days a label join at `label_ds` rewrites.
+    pub fn left_days(&self, label_ds: Day) -> crate::partition::DayRange {
+        crate::partition::DayRange::new(
+            label_ds.minus(self.left_start_offset - 1),
+            label_ds.minus(self.left_end_offset - 1),
+        )
+    }
+
+    /// The left columns the label parts join on (`LabelPartOps.leftKeyCols`,
+    /// `Extensions.scala` line 791), in first-seen order.
+    pub fn left_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for part in &self.labels {
+            for (_, left) in part.mapped_keys() {
+                if !keys.contains(&left) {
+                    keys.push(left);
+                }
+            }
+        }
+        keys
+    }
 }
 
 impl Join {
@@ -356,11 +417,9 @@ pub fn read_group_by(d: &mut Decoder, obj: &Obj) -> Option<GroupBy> {
     })
 }
 
-pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
-    let meta = read_meta(d, obj);
-    let left = d.req_obj(obj, "left").and_then(|l| read_source(d, &l));
+fn read_join_parts(d: &mut Decoder, obj: &Obj, key: &str) -> Vec<JoinPart> {
     let mut join_parts = Vec::new();
-    for part in d.obj_list(obj, "joinParts") {
+    for part in d.obj_list(obj, key) {
         let group_by = d
             .req_obj(&part, "groupBy")
             .and_then(|g| read_group_by(d, &g));
@@ -374,6 +433,67 @@ pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
             });
         }
     }
+    join_parts
+}
+
+fn read_label_part(d: &mut Decoder, obj: &Obj) -> Option<LabelPart> {
+    let labels = read_join_parts(d, obj, "labels");
+    let mut offset = |key: &str| -> Option<i32> {
+        let value = d.opt_i64(obj, key);
+        if value.is_none() {
+            d.problem(
+                &join_path(&obj.path, key),
+                "missing: a label join needs leftStartOffset and leftEndOffset (days before label_ds)",
+            );
+        }
+        let value = value?;
+        match i32::try_from(value) {
+            Ok(v) if (-36_600..=36_600).contains(&v) => Some(v),
+            _ => {
+                d.problem(
+                    &join_path(&obj.path, key),
+                    format!("{value} days is out of range (at most 36600)"),
+                );
+                None
+            }
+        }
+    };
+    let (start, end) = (offset("leftStartOffset"), offset("leftEndOffset"));
+    let (start, end) = (start?, end?);
+    if start < end {
+        // LabelJoin.scala line 39 asserts this before anything runs.
+        d.problem(
+            &join_path(&obj.path, "leftStartOffset"),
+            format!("{start} must be at least leftEndOffset {end}: the window runs from label_ds - (leftStartOffset - 1) to label_ds - (leftEndOffset - 1)"),
+        );
+        return None;
+    }
+    if labels.is_empty() {
+        d.problem(
+            &join_path(&obj.path, "labels"),
+            "expected at least one label part",
+        );
+        return None;
+    }
+    let offline_schedule = d
+        .opt_obj(obj, "metaData")
+        .and_then(|m| d.opt_str(&m, "offlineSchedule"));
+    Some(LabelPart {
+        labels,
+        left_start_offset: start,
+        left_end_offset: end,
+        offline_schedule,
+    })
+}
+
+pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
+    let meta = read_meta(d, obj);
+    let left = d.req_obj(obj, "left").and_then(|l| read_source(d, &l));
+    let join_parts = read_join_parts(d, obj, "joinParts");
+    let label_part = d
+        .opt_obj(obj, "labelPart")
+        .and_then(|l| read_label_part(d, &l));
+    let row_ids = d.str_list(obj, "rowIds");
     let bootstrap_parts = d
         .obj_list(obj, "bootstrapParts")
         .iter()
@@ -396,6 +516,8 @@ pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
         join_parts,
         bootstrap_parts,
         derivations,
+        label_part,
+        row_ids,
     })
 }
 
@@ -657,22 +779,25 @@ fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
 }
 
 fn default_query() -> Query {
-    Query {
-        partition_column: "ds".into(),
-        ..Query::default()
-    }
+    Query::default()
 }
 
 fn read_query(d: &mut Decoder, obj: &Obj) -> Query {
+    let partition_format = d.opt_str(obj, "partitionFormat").and_then(|text| {
+        DayFormat::parse(&text)
+            .map_err(|e| d.problem(&join_path(&obj.path, "partitionFormat"), e))
+            .ok()
+    });
+    // Cutoffs are written in the source's own format.
+    let format = partition_format.clone().unwrap_or_default();
     Query {
         selects: d.str_map(obj, "selects"),
         wheres: d.str_list(obj, "wheres"),
-        start_partition: d.opt_day(obj, "startPartition"),
-        end_partition: d.opt_day(obj, "endPartition"),
+        start_partition: d.opt_formatted_day(obj, "startPartition", &format),
+        end_partition: d.opt_formatted_day(obj, "endPartition", &format),
         time_column: d.opt_str(obj, "timeColumn"),
-        partition_column: d
-            .opt_str(obj, "partitionColumn")
-            .unwrap_or_else(|| "ds".into()),
+        partition_column: d.opt_str(obj, "partitionColumn"),
+        partition_format,
     }
 }
 

@@ -738,11 +738,11 @@ fn reading_days(node: &Node, input: &Input, changed: &BTreeSet<Day>, until: Day)
         (Schedule::Unpartitioned, _) => return Reading::All,
         (Schedule::Latest, _) => DayRange::new(until, until),
         (Schedule::Daily { .. }, crate::graph::Lookback::Days(n)) => DayRange::new(
-            first.plus(input.shift as i32),
-            last.plus((input.shift + n) as i32).min(until),
+            first.plus(input.shift),
+            last.plus(input.shift + n as i32).min(until),
         ),
         (Schedule::Daily { .. }, crate::graph::Lookback::AllHistory) => {
-            DayRange::new(first.plus(input.shift as i32), until)
+            DayRange::new(first.plus(input.shift), until)
         }
     };
     Reading::Days(candidates.days().filter(|d| touches(*d)).collect())
@@ -775,14 +775,14 @@ fn cutoff_days(old: &Node, new: &Node, opts: &Options) -> BTreeSet<Day> {
             continue;
         };
         let reach = match b.lookback {
-            crate::graph::Lookback::Days(n) => n + b.shift,
+            crate::graph::Lookback::Days(n) => n as i32 + b.shift,
             crate::graph::Lookback::AllHistory => b.shift,
         };
         let from = match &new.schedule {
             Schedule::Daily {
                 start: Start::Day(start),
             } => *start,
-            _ => lowest.minus(reach as i32 + 1),
+            _ => lowest.minus(reach + 1),
         };
         let from = opts.from.map_or(from, |f| from.max(f));
         let read = |input: &Input, day: Day| {

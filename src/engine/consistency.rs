@@ -40,11 +40,12 @@ pub fn served(join: &Join) -> Result<Served> {
     let mut part_features = Vec::new();
     let mut features = Vec::new();
     for (i, part) in join.join_parts.iter().enumerate() {
-        let spec = Spec::new(&part.group_by).map_err(|e| EngineError {
+        // Only the columns are used here: no source is read.
+        let spec = Spec::new(&part.group_by, "").map_err(|e| EngineError {
             message: format!("joinParts[{i}].groupBy.{}", e.message),
             unsupported: e.unsupported,
         })?;
-        let mapped = super::join::mapped_keys(part);
+        let mapped = part.mapped_keys();
         for (_, left) in &mapped {
             if !keys.contains(left) {
                 keys.push(left.clone());
@@ -395,7 +396,7 @@ pub fn compare(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
             .collect();
     }
     for (i, part) in join.join_parts.iter().enumerate() {
-        let spec = Spec::new(&part.group_by)?;
+        let spec = Spec::new(&part.group_by, &engine.warehouse.partition_column)?;
         let asks: Vec<Ask> = logged
             .rows
             .iter()

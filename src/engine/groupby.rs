@@ -22,10 +22,13 @@ pub struct Spec<'a> {
     pub features: Vec<Feature>,
     /// The value columns of a group-by without aggregations.
     pub plain: Vec<String>,
+    /// The warehouse's partition column: a source's, unless its query
+    /// names another.
+    pub partition: &'a str,
 }
 
 impl<'a> Spec<'a> {
-    pub fn new(gb: &'a GroupBy) -> Result<Spec<'a>> {
+    pub fn new(gb: &'a GroupBy, partition: &'a str) -> Result<Spec<'a>> {
         if gb.meta.lag != 0 {
             return Err(EngineError::unsupported("metaData.lag: lagged group-bys"));
         }
@@ -84,6 +87,7 @@ impl<'a> Spec<'a> {
             inputs,
             features,
             plain,
+            partition,
         })
     }
 
@@ -224,7 +228,13 @@ pub fn load(
     for input in &spec.inputs {
         columns.push((format!("__in_{input}"), column_expr(query, input)));
     }
-    let text = scan_sql(&source_table(source), query, &columns, range)?;
+    let text = scan_sql(
+        &source_table(source),
+        query.partition_column.as_deref().unwrap_or(spec.partition),
+        query,
+        &columns,
+        range,
+    )?;
     let mut stmt = conn.prepare(&text).map_err(|e| super::sql_error(e, what))?;
     let n_keys = spec.gb.key_columns.len();
     let numeric: Vec<bool> = (0..spec.inputs.len())
@@ -359,6 +369,7 @@ pub fn load_plain(
             .collect();
         let text = scan_sql(
             &source_table(source),
+            query.partition_column.as_deref().unwrap_or(spec.partition),
             query,
             &columns,
             DayRange::new(day, day),
@@ -384,23 +395,31 @@ fn group_by<'e>(engine: &'e Engine, node: &Node) -> Result<&'e GroupBy> {
 }
 
 /// Rows of (keys, features, ds) for every key present on each day.
-fn compute_days(engine: &Engine, node: &Node, spec: &Spec, range: DayRange) -> Result<Rows> {
+/// `prefix` is the JSON path of the group-by inside the node's config
+/// (empty for a group-by itself, `labelPart.labels[0].groupBy.` for a label).
+pub fn compute_days(
+    engine: &Engine,
+    node: &Node,
+    spec: &Spec,
+    range: DayRange,
+    prefix: &str,
+) -> Result<Rows> {
     let conn = engine.connect()?;
     let mut out = Vec::new();
     let partition = |day: Day| Value::Text(day.to_string());
     if !spec.plain.is_empty() || !spec.is_events() {
         // Entities: each day reads its own snapshot.
         for day in range.days() {
-            let snapshot = source_input(node, "", 0)?.range(day, None).to;
+            let snapshot = source_input(node, prefix, 0)?.range(day, None).to;
             if !spec.plain.is_empty() {
-                let (_, rows) = load_plain(&conn, spec, snapshot, "")?;
+                let (_, rows) = load_plain(&conn, spec, snapshot, prefix)?;
                 out.extend(rows.into_iter().map(|mut row| {
                     row.push(partition(day));
                     row
                 }));
                 continue;
             }
-            let events = load_snapshot(&conn, spec, snapshot, "")?;
+            let events = load_snapshot(&conn, spec, snapshot, prefix)?;
             for key in 0..events.keys.len() {
                 if let Some(Some(values)) = spec.evaluate(&events, key, &[i64::MAX]).pop() {
                     let mut row = events.keys[key].clone();
@@ -411,7 +430,7 @@ fn compute_days(engine: &Engine, node: &Node, spec: &Spec, range: DayRange) -> R
             }
         }
     } else {
-        let events = load_events(&conn, spec, node, "", range)?;
+        let events = load_events(&conn, spec, node, prefix, range)?;
         let days: Vec<Day> = range.days().collect();
         let queries: Vec<i64> = days.iter().map(|d| (d.0 as i64 + 1) * DAY_MS).collect();
         let per_key: Vec<Vec<Vec<Value>>> = (0..events.keys.len())
@@ -458,14 +477,20 @@ fn compute_days(engine: &Engine, node: &Node, spec: &Spec, range: DayRange) -> R
     };
     let mut keep = spec.gb.key_columns.clone();
     keep.push(engine.warehouse.partition_column.clone());
-    let rows = super::derive(&conn, rows, &spec.gb.derivations, &keep, "derivations")?;
+    let rows = super::derive(
+        &conn,
+        rows,
+        &spec.gb.derivations,
+        &keep,
+        &format!("{prefix}derivations"),
+    )?;
     Ok(rows)
 }
 
 pub fn backfill(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let gb = group_by(engine, node)?;
-    let spec = Spec::new(gb)?;
-    let rows = compute_days(engine, node, &spec, range)?;
+    let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
+    let rows = compute_days(engine, node, &spec, range, "")?;
     let output = node.output.as_deref().unwrap_or_default();
     let written = engine.write(output, &rows, range)?;
     Ok(format!(
@@ -476,9 +501,9 @@ pub fn backfill(engine: &Engine, node: &Node, range: DayRange) -> Result<String>
 
 pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let gb = group_by(engine, node)?;
-    let spec = Spec::new(gb)?;
+    let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
     let day = DayRange::new(range.to, range.to);
-    let rows = compute_days(engine, node, &spec, day)?;
+    let rows = compute_days(engine, node, &spec, day, "")?;
     let output = node.output.as_deref().unwrap_or_default();
     let written = engine.write(output, &rows, day)?;
     Ok(format!(

@@ -1,4 +1,4 @@
-//! Joins, modular as Chronon runs them: the left rows (`{join}_left`), one
+//! Joins, modular as Chronon runs them: the left rows (`{join}_bootstrap`), one
 //! table per part with that part's features for each left row
 //! (`{join}_{prefix_}{group_by}`), and the final table that puts them
 //! together and applies the derivations.
@@ -80,9 +80,10 @@ pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
             (c.clone(), expr)
         })
         .collect();
-    select.push((partition.clone(), quote(&query.partition_column)));
+    let source_partition = engine.source_partition(query);
+    select.push((partition.clone(), quote(source_partition)));
     let table = groupby::source_table(&join.left);
-    let mut text = scan_sql(&table, query, &select, range)?;
+    let mut text = scan_sql(&table, source_partition, query, &select, range)?;
     text.push_str(&format!(
         " ORDER BY {}, {}",
         quote(&partition),
@@ -151,32 +152,17 @@ fn find_part<'j>(join: &'j Join, node: &Node) -> Result<(usize, &'j JoinPart)> {
         .ok_or_else(|| EngineError::failed(format!("no join part {:?}", node.part)))
 }
 
-/// For each group-by key column, the left column that supplies it.
-pub fn mapped_keys(part: &JoinPart) -> Vec<(String, String)> {
-    part.group_by
-        .key_columns
-        .iter()
-        .map(|key| {
-            let left = part
-                .key_mapping
-                .iter()
-                .find(|(_, right)| *right == key)
-                .map_or(key.clone(), |(left, _)| left.clone());
-            (key.clone(), left)
-        })
-        .collect()
-}
-
 pub fn part(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let join = join_of(engine, node)?;
     let (index, part) = find_part(join, node)?;
     let prefix = format!("joinParts[{index}].groupBy.");
-    let spec = Spec::new(&part.group_by).map_err(|e| EngineError {
-        message: format!("{prefix}{}", e.message),
-        unsupported: e.unsupported,
-    })?;
+    let spec =
+        Spec::new(&part.group_by, &engine.warehouse.partition_column).map_err(|e| EngineError {
+            message: format!("{prefix}{}", e.message),
+            unsupported: e.unsupported,
+        })?;
     let partition = engine.warehouse.partition_column.clone();
-    let keys = mapped_keys(part);
+    let keys = part.mapped_keys();
     let mut columns: Vec<String> = vec![ROW_ID.into(), partition.clone()];
     if left_is_events(join) {
         columns.push("ts".into());

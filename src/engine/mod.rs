@@ -15,6 +15,7 @@ pub mod consistency;
 mod groupby;
 mod join;
 pub mod kv;
+mod label;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -112,6 +113,7 @@ impl<'a> Engine<'a> {
             Step::JoinLeft => join::left(self, node, range()?),
             Step::JoinPart => join::part(self, node, range()?),
             Step::JoinFinal => join::final_(self, node, range()?),
+            Step::LabelJoin => label::label_join(self, node, range()?),
             Step::LogFlattener => consistency::flatten(self, node, range()?),
             Step::BuildComparisonTable => consistency::compare(self, node, range()?),
             Step::ConsistencyMetricsCompute => consistency::metrics(self, node, range()?),
@@ -121,6 +123,15 @@ impl<'a> Engine<'a> {
             )),
         }
         .map_err(within)
+    }
+
+    /// The column a source is partitioned by: its query's `partitionColumn`,
+    /// else the warehouse's.
+    pub fn source_partition<'q>(&'q self, query: &'q Query) -> &'q str {
+        query
+            .partition_column
+            .as_deref()
+            .unwrap_or(&self.warehouse.partition_column)
     }
 
     /// A connection with every namespace attached and the Spark functions.
@@ -134,10 +145,22 @@ impl<'a> Engine<'a> {
     }
 
     pub fn write(&self, table: &str, rows: &Rows, range: DayRange) -> Result<usize> {
+        self.write_by(table, None, rows, range)
+    }
+
+    /// Replaces the partitions `range` of `table`, partitioned by `column`
+    /// (the warehouse's when `None`).
+    pub fn write_by(
+        &self,
+        table: &str,
+        column: Option<&str>,
+        rows: &Rows,
+        range: DayRange,
+    ) -> Result<usize> {
         let name = table_name(table)?;
         let days: Vec<_> = range.days().collect();
         self.warehouse
-            .replace_days(&name, rows, &days)
+            .replace_days(&name, rows, column, &days)
             .map_err(|e| EngineError::failed(e.0))?;
         Ok(rows.rows.len())
     }
@@ -272,6 +295,7 @@ pub fn column_expr(query: &Query, column: &str) -> String {
 /// `SELECT <columns> FROM <table> WHERE <partition in range> AND <wheres>`.
 pub fn scan_sql(
     table: &str,
+    partition: &str,
     query: &Query,
     columns: &[(String, String)],
     range: DayRange,
@@ -282,7 +306,7 @@ pub fn scan_sql(
         .collect();
     let mut conditions = vec![format!(
         "{} BETWEEN '{}' AND '{}'",
-        quote(&query.partition_column),
+        quote(partition),
         range.from,
         range.to
     )];

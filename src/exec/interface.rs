@@ -17,6 +17,8 @@
 //!   it has no `--artifact-prefix`, `--uploader`, `--flink-state-uri` or
 //!   savepoint options (unknown ones would reach the Driver, which rejects
 //!   them). Steps it lacks run through `executor.commands`.
+//! - `label-join` runs only through airbnb's run.py (`--mode label-join
+//!   --ds LABEL_DS`): Zipline's Driver has no such subcommand.
 
 use std::fmt;
 use std::path::Path;
@@ -63,6 +65,7 @@ pub fn mode(step: Step) -> &'static str {
         Step::StagingQuery | Step::GroupByBackfill | Step::JoinPart => "backfill",
         Step::JoinLeft => "backfill-left",
         Step::JoinFinal => "backfill-final",
+        Step::LabelJoin => "label-join",
         Step::GroupByUpload => "upload",
         Step::UploadToKv => "upload-to-kv",
         Step::GroupByStreaming => "streaming",
@@ -121,6 +124,13 @@ impl Interface {
     pub fn template(self, key: &str) -> Option<Vec<String>> {
         let mode = key_mode(key);
         if self == Interface::Chronon && matches!(mode, "upload-to-kv" | "build-comparison-table") {
+            return None;
+        }
+        // zipline-ai's CLI still routes `label-join`, but its Driver dropped
+        // the subcommand (sardine-ai/zipline-chronon commit 6298d39d,
+        // 2025-07-17, "Removed deprecated label join functionality"; before,
+        // it ran LabelJoinV2, whose tables are not airbnb's).
+        if self != Interface::Chronon && mode == "label-join" {
             return None;
         }
         let mut args: Vec<&str> = match self {

@@ -12,6 +12,7 @@
 
 pub mod env;
 pub mod interface;
+pub mod partitioning;
 
 use std::collections::BTreeMap;
 

@@ -49,8 +49,9 @@ pub struct Input {
     #[serde(skip)]
     pub producer: Option<NodeId>,
     pub lookback: Lookback,
-    /// Days every read is shifted back (`lag`, snapshot offsets).
-    pub shift: u32,
+    /// Days every read is shifted back (`lag`, snapshot offsets); negative
+    /// reads ahead (a label join's `leftEndOffset` of 0).
+    pub shift: i32,
     /// `startPartition` / `endPartition` of the reading query.
     pub cutoff_from: Option<Day>,
     pub cutoff_to: Option<Day>,
@@ -60,6 +61,11 @@ pub struct Input {
     pub ordering_only: bool,
     /// The JSON path in the config this input comes from.
     pub origin: String,
+    /// The reading query's `partitionColumn` / `partitionFormat`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_format: Option<crate::partition::DayFormat>,
 }
 
 impl Input {
@@ -74,12 +80,14 @@ impl Input {
             table,
             producer: None,
             lookback,
-            shift,
+            shift: shift as i32,
             cutoff_from: query.and_then(|q| q.start_partition),
             cutoff_to: query.and_then(|q| q.end_partition),
             required: true,
             ordering_only: false,
             origin,
+            partition_column: query.and_then(|q| q.partition_column.clone()),
+            partition_format: query.and_then(|q| q.partition_format.clone()),
         }
     }
 
@@ -91,7 +99,7 @@ impl Input {
     /// The days a target at `day` reads, clipped by the cutoffs; `first` is
     /// the table's first known partition, for all-history reads.
     pub fn range(&self, day: Day, first: Option<Day>) -> DayRange {
-        let to = day.minus(self.shift as i32);
+        let to = day.minus(self.shift);
         let from = match self.lookback {
             Lookback::Days(n) => to.minus(n as i32),
             Lookback::AllHistory => self.cutoff_from.or(first).unwrap_or(to),
@@ -109,7 +117,7 @@ impl Input {
     /// The partition that must exist for a target at `day`, if any: the
     /// newest one read, unless a cutoff excludes it.
     pub fn anchor(&self, day: Day) -> Option<Day> {
-        let anchor = day.minus(self.shift as i32);
+        let anchor = day.minus(self.shift);
         let inside = self.cutoff_from.is_none_or(|c| anchor >= c)
             && self.cutoff_to.is_none_or(|c| anchor <= c);
         (self.required && inside).then_some(anchor)
@@ -134,8 +142,34 @@ pub enum Start {
     Day(Day),
     /// The first partition present in this table (the primary input).
     FirstPartitionOf(String),
+    /// That many days after the first partition of this table: a label
+    /// join's first `label_ds` whose window reaches the left's first day.
+    FirstPartitionPlus {
+        table: String,
+        days: i32,
+    },
     /// Nothing names a start: only `--from` or the `start` setting give one.
     Unknown,
+}
+
+impl Start {
+    /// The table whose first partition decides the start, if any.
+    pub fn probed_table(&self) -> Option<&str> {
+        match self {
+            Start::FirstPartitionOf(table) | Start::FirstPartitionPlus { table, .. } => Some(table),
+            Start::Day(_) | Start::Unknown => None,
+        }
+    }
+
+    /// The first day, given the probed tables' first partitions.
+    pub fn day(&self, first_of: impl Fn(&str) -> Option<Day>) -> Option<Day> {
+        match self {
+            Start::Day(day) => Some(*day),
+            Start::FirstPartitionOf(table) => first_of(table),
+            Start::FirstPartitionPlus { table, days } => first_of(table).map(|d| d.plus(*days)),
+            Start::Unknown => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -421,6 +455,17 @@ fn pick(canonical: &Value, keys: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// The canonical config without some top-level fields.
+fn omit(canonical: &Value, keys: &[&str]) -> Value {
+    let mut out = canonical.clone();
+    if let Value::Object(map) = &mut out {
+        for key in keys {
+            map.remove(*key);
+        }
+    }
+    out
+}
+
 impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn node(
@@ -584,6 +629,7 @@ impl Builder<'_> {
             None => Start::FirstPartitionOf(primary_table(&join.left)),
         };
 
+        let mut final_node = None;
         if join.scheduled() {
             let left_inputs = left_inputs(&join.left, lag);
             let left_slice = pick(canonical, &["metaData", "left", "rowIds"]);
@@ -672,9 +718,19 @@ impl Builder<'_> {
                 Some(table.clone()),
                 schedule,
                 final_inputs,
-                canonical,
+                // Labels are the label join's: not in the join's own table.
+                &omit(canonical, &["labelPart"]),
             );
             self.archive(id, canonical, archive::Table::Final);
+            final_node = Some(id);
+        }
+
+        if let Some(label) = join
+            .label_part
+            .as_ref()
+            .filter(|l| l.offline_schedule.as_deref() != Some("@never"))
+        {
+            self.add_label_join(index, config, join, label, canonical, final_node);
         }
 
         if join.meta.online && join.meta.sample_percent > 0.0 {
@@ -753,6 +809,72 @@ impl Builder<'_> {
                 );
             }
         }
+    }
+
+    /// A label join (airbnb/chronon `LabelJoin.scala`): one target per
+    /// `label_ds` L, which rewrites the partitions `label_ds = L` of
+    /// `{output}_labels` for the left days `labelPart.left_days(L)`. It reads
+    /// the left source over those days and each label's group-by as of L
+    /// (`GroupBy.from(..., PartitionRange(labelDS, labelDS))`, lines 236-241),
+    /// and runs after the join's own days, whose table its views read.
+    fn add_label_join(
+        &mut self,
+        index: usize,
+        config: &Config,
+        join: &Join,
+        label: &crate::config::LabelPart,
+        canonical: &Value,
+        join_final: Option<NodeId>,
+    ) {
+        let table = join.meta.output_table();
+        let (start_offset, end_offset) = (label.left_start_offset, label.left_end_offset);
+        let mut left = left_inputs(&join.left, 0);
+        for input in &mut left {
+            input.lookback = Lookback::Days((start_offset - end_offset) as u32);
+            input.shift = end_offset - 1;
+        }
+        let mut inputs = left;
+        for (i, part) in label.labels.iter().enumerate() {
+            inputs.extend(source_inputs(
+                &part.group_by,
+                &format!("labelPart.labels[{i}].groupBy"),
+                0,
+                None,
+            ));
+        }
+        if let Some(join_final) = join_final {
+            let mut features = Input::new(
+                table.clone(),
+                Lookback::Days((start_offset - end_offset) as u32),
+                0,
+                None,
+                "metaData.outputTable".into(),
+            );
+            features.shift = end_offset - 1;
+            features.required = false;
+            features.ordering_only = true;
+            features.producer = Some(join_final);
+            inputs.push(features);
+        }
+        // The first label_ds whose window reaches the left's first day.
+        let start = match join.left.query().start_partition {
+            Some(day) => Start::Day(day.plus(end_offset - 1)),
+            None => Start::FirstPartitionPlus {
+                table: primary_table(&join.left),
+                days: end_offset - 1,
+            },
+        };
+        let slice = pick(canonical, &["metaData", "left", "labelPart", "rowIds"]);
+        self.node(
+            index,
+            config,
+            Step::LabelJoin,
+            None,
+            Some(self.naming.labels(&table)),
+            Schedule::Daily { start },
+            inputs,
+            &slice,
+        );
     }
 
     fn add_staging_query(

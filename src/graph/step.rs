@@ -28,6 +28,7 @@ pub enum Step {
     JoinLeft,
     JoinPart,
     JoinFinal,
+    LabelJoin,
     MetadataUpload,
     LogFlattener,
     BuildComparisonTable,
@@ -35,7 +36,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::StagingQuery,
         Step::GroupByBackfill,
         Step::GroupByUpload,
@@ -44,6 +45,7 @@ impl Step {
         Step::JoinLeft,
         Step::JoinPart,
         Step::JoinFinal,
+        Step::LabelJoin,
         Step::MetadataUpload,
         Step::LogFlattener,
         Step::BuildComparisonTable,
@@ -60,6 +62,7 @@ impl Step {
             Step::JoinLeft => "join-left",
             Step::JoinPart => "join-part",
             Step::JoinFinal => "join-final",
+            Step::LabelJoin => "label-join",
             Step::MetadataUpload => "metadata-upload",
             Step::LogFlattener => "log-flattener",
             Step::BuildComparisonTable => "build-comparison-table",

@@ -64,6 +64,12 @@ impl Naming {
         format!("{join_output}_{}", part.label())
     }
 
+    /// A label join's output (`outputLabelTable`): `{output}_labels`,
+    /// partitioned by (`label_ds`, `ds`).
+    pub fn labels(&self, join_output: &str) -> String {
+        format!("{join_output}_labels")
+    }
+
     pub fn logged(&self, join_output: &str) -> String {
         format!("{join_output}_logged")
     }
@@ -90,6 +96,8 @@ mod tests {
         // Both: `def bootstrapTable = s"${outputTable}_bootstrap"`.
         for layout in [Layout::Zipline, Layout::Chronon] {
             assert_eq!(Naming::new(layout).left("ns.j"), "ns.j_bootstrap");
+            // airbnb: `def outputLabelTable = s"${outputNamespace}.${cleanName}_labels"`.
+            assert_eq!(Naming::new(layout).labels("ns.j"), "ns.j_labels");
         }
     }
 }

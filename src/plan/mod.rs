@@ -371,11 +371,10 @@ fn probe_tables(
         {
             tables.insert(input.table.clone());
         }
-        if let Schedule::Daily {
-            start: Start::FirstPartitionOf(table),
-        } = &node.schedule
+        if let Schedule::Daily { start } = &node.schedule
+            && let Some(table) = start.probed_table()
         {
-            tables.insert(table.clone());
+            tables.insert(table.to_string());
         }
         let built = state
             .get(&node_key(node))
@@ -404,13 +403,7 @@ pub fn wanted_days(
         Schedule::Unpartitioned => vec![None],
         Schedule::Latest => vec![Some(until)],
         Schedule::Daily { start } => {
-            let start = match start {
-                Start::Day(day) => Some(*day),
-                Start::FirstPartitionOf(table) => {
-                    probed.get(table).and_then(|p| p.keys().next().copied())
-                }
-                Start::Unknown => None,
-            };
+            let start = start.day(|table| probed.get(table).and_then(|p| p.keys().next().copied()));
             let bound = [settings.start, from].into_iter().flatten().max();
             let Some(start) = [start, bound].into_iter().flatten().max() else {
                 return Vec::new();

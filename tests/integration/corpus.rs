@@ -7,7 +7,7 @@ fn every_corpus_config_validates() {
     let out = chronon_build(&testdata("corpus/airbnb-chronon-samples"), &["validate"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.ends_with("ok: 41 configs, 144 graph nodes\n"),
+        out.stdout.ends_with("ok: 41 configs, 146 graph nodes\n"),
         "{}",
         out.stdout
     );

@@ -781,3 +781,192 @@ fn a_changed_seed_file_is_imported_again_and_what_reads_it_reruns() {
     let unchanged = repo.run(&["run", "--until", "2025-01-03"]);
     assert!(!unchanged.stderr.contains("seeded"), "{}", unchanged.stderr);
 }
+
+/// Label joins as airbnb's `LabelJoin` computes them: per label_ds L, the
+/// left rows of `[L - (leftStartOffset - 1), L - (leftEndOffset - 1)]` keyed
+/// by their row identifier, an entities label as of L and a windowed events
+/// label ending with L, in `{output}_labels` partitioned by `label_ds`.
+#[test]
+fn label_joins_label_the_left_days_of_each_label_ds() {
+    // Left: two rows per day on 2025-01-01..10, uid 1..3; one duplicate
+    // (uid, ds) a day, which the row identifier drops.
+    let mut left = String::from("uid,ts,ds\n");
+    let mut status = String::from("k,fraud,ds\n");
+    let mut refunds = String::from("k,amt,ts,ds\n");
+    for day in 0..10i64 {
+        let ds = day_text(FIRST_DAY + day);
+        let base = (FIRST_DAY + day) * DAY_MS;
+        let uid = 1 + day % 3;
+        left.push_str(&format!("{uid},{},{ds}\n", base + 1000));
+        left.push_str(&format!("{uid},{},{ds}\n", base + 2000));
+        left.push_str(&format!("{},{},{ds}\n", 1 + (day + 1) % 3, base + 3000));
+        for k in 1..=3 {
+            status.push_str(&format!("{k},{},{ds}\n", (k + day) % 2));
+            refunds.push_str(&format!("{k},{},{},{ds}\n", k * 10 + day, base + 5000));
+        }
+    }
+    let status_gb = json!({
+        "metaData": {"name": "t.status", "team": "t", "outputNamespace": "out"},
+        "sources": [{"entities": {"snapshotTable": "raw.status", "query": {
+            "selects": {"k": "k", "fraud": "fraud"}}}}],
+        "keyColumns": ["k"]
+    });
+    let refunds_gb = json!({
+        "metaData": {"name": "t.refunds", "team": "t", "outputNamespace": "out"},
+        "sources": [{"events": {"table": "raw.refunds", "query": {
+            "selects": {"k": "k", "amt": "amt"}, "timeColumn": "ts"}}}],
+        "keyColumns": ["k"],
+        "aggregations": [aggregation("amt", 7, json!({}), &[(3, 1)])]
+    });
+    let join = |name: &str, labels: Vec<Value>, start: i64, end: i64| {
+        json!({
+            "metaData": {"name": name, "team": "t", "outputNamespace": "out"},
+            "left": {"events": {"table": "raw.checkouts", "query": {
+                "selects": {"uid": "uid"}, "timeColumn": "ts", "startPartition": "2025-01-01"}}},
+            "joinParts": [],
+            "labelPart": {"labels": labels, "leftStartOffset": start, "leftEndOffset": end}
+        })
+    };
+    let repo = Repo::new(
+        &[
+            (
+                "joins/t/with_agg",
+                join(
+                    "t.with_agg",
+                    vec![
+                        json!({"groupBy": status_gb.clone(), "keyMapping": {"uid": "k"}}),
+                        json!({"groupBy": refunds_gb, "keyMapping": {"uid": "k"}}),
+                    ],
+                    3,
+                    3,
+                ),
+            ),
+            (
+                "joins/t/wide",
+                join(
+                    "t.wide",
+                    vec![json!({"groupBy": status_gb.clone(), "keyMapping": {"uid": "k"}})],
+                    4,
+                    2,
+                ),
+            ),
+        ],
+        &[
+            ("raw.checkouts", left),
+            ("raw.status", status),
+            ("raw.refunds", refunds),
+        ],
+    );
+    let out = repo.run(&["run", "--until", "2025-01-10"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stdout, "label-join:t.wide");
+
+    // The expected label rows for one label_ds.
+    let expected = |label_ds: i64, start: i64, end: i64, with_sum: bool| {
+        let mut rows = Vec::new();
+        for day in label_ds - (start - 1)..=label_ds - (end - 1) {
+            let d = day - FIRST_DAY;
+            if !(0..10).contains(&d) {
+                continue;
+            }
+            let mut uids = vec![1 + d % 3, 1 + (d + 1) % 3];
+            uids.dedup();
+            for uid in uids {
+                let fraud = (uid + (label_ds - FIRST_DAY)) % 2;
+                let sum: i64 = (label_ds - 2..=label_ds)
+                    .filter(|x| (0..10).contains(&(x - FIRST_DAY)))
+                    .map(|x| uid * 10 + (x - FIRST_DAY))
+                    .sum();
+                rows.push((uid, day_text(day), fraud, with_sum.then_some(sum)));
+            }
+        }
+        rows.sort();
+        rows
+    };
+    let mut checked = 0;
+    for (table, start, end, with_sum, first) in [
+        ("out.t_with_agg_labels", 3, 3, true, FIRST_DAY + 2),
+        ("out.t_wide_labels", 4, 2, false, FIRST_DAY + 1),
+    ] {
+        for label_ds in first..FIRST_DAY + 10 {
+            let found = rows(&repo.root, table, &day_text(label_ds));
+            let mut got: Vec<(i64, String, i64, Option<i64>)> = found
+                .iter()
+                .map(|r| {
+                    assert_eq!(r["label_ds"], json!(day_text(label_ds)), "{r}");
+                    (
+                        r["uid"].as_i64().unwrap(),
+                        r["ds"].as_str().unwrap().to_string(),
+                        r["t_status_fraud"].as_i64().unwrap(),
+                        r.get("t_refunds_amt_sum_3d")
+                            .map(|v| v.as_f64().unwrap() as i64),
+                    )
+                })
+                .collect();
+            got.sort();
+            assert_eq!(
+                got,
+                expected(label_ds, start, end, with_sum),
+                "{table} label_ds {}",
+                day_text(label_ds)
+            );
+            checked += got.len();
+        }
+        // Nothing before the first label_ds whose window reaches the left.
+        assert_eq!(
+            rows(&repo.root, table, &day_text(first - 1)),
+            Vec::<Value>::new()
+        );
+    }
+    assert!(checked > 30, "only {checked} rows checked");
+    let again = repo.run(&["run", "--until", "2025-01-10"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_contains(&again.stdout, "built in 0 job(s)");
+}
+
+/// What airbnb's Driver refuses in a label join, the engine refuses with the
+/// Driver's words, and the target fails without writing.
+#[test]
+fn label_joins_the_driver_refuses_fail_with_its_message() {
+    let mut left = String::from("uid,ts,ds\n");
+    let mut status = String::from("k,fraud,ds\n");
+    for day in 0..4i64 {
+        let ds = day_text(FIRST_DAY + day);
+        left.push_str(&format!("1,{},{ds}\n", (FIRST_DAY + day) * DAY_MS));
+        status.push_str(&format!("1,1,{ds}\n"));
+    }
+    // An entities group-by with aggregations, as chronon-ai's own
+    // sample_label_join_with_agg: the Driver asserts Events.
+    let join = json!({
+        "metaData": {"name": "t.bad", "team": "t", "outputNamespace": "out"},
+        "left": {"events": {"table": "raw.checkouts", "query": {
+            "selects": {"uid": "uid"}, "timeColumn": "ts", "startPartition": "2025-01-01"}}},
+        "joinParts": [],
+        "labelPart": {"labels": [{"groupBy": {
+            "metaData": {"name": "t.status", "team": "t", "outputNamespace": "out"},
+            "sources": [{"entities": {"snapshotTable": "raw.status", "query": {
+                "selects": {"k": "k", "fraud": "fraud"}}}}],
+            "keyColumns": ["k"],
+            "aggregations": [aggregation("fraud", 7, json!({}), &[(1, 1)])]
+        }, "keyMapping": {"uid": "k"}}], "leftStartOffset": 1, "leftEndOffset": 1}
+    });
+    let repo = Repo::new(
+        &[("joins/t/bad", join)],
+        &[("raw.checkouts", left), ("raw.status", status)],
+    );
+    let out = repo.run(&["run", "--until", "2025-01-04", "--step", "label-join"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let logs = repo.run(&["logs", "label-join:t.bad"]);
+    assert_contains(
+        &format!("{}{}{}", out.stderr, logs.stdout, logs.stderr),
+        "groupBy.dataModel must be Events for label join with aggregations t.status",
+    );
+    let shown = repo.run(&[
+        "warehouse",
+        "show",
+        "out.t_bad_labels",
+        "--ds",
+        "2025-01-02",
+    ]);
+    assert_contains(&shown.stderr, "no such table");
+}

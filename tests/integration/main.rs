@@ -172,7 +172,8 @@ impl Scenario {
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();
         let mut store = StateStore::open(&ws.state_path()).unwrap();
-        let probe = probe::from_settings(&ws.settings, &ws.repo.root);
+        let probe =
+            probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone());
         let mut recorded = 0;
         loop {
             let ctx = Context {

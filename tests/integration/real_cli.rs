@@ -99,19 +99,23 @@ impl Real {
             // Driver jar on the command line.
             settings.push_str("extra_args = [\"--chronon-jar\", \"/tmp/shim-driver.jar\"]\n");
         }
+        // A team's own operator that calls the Driver, for what the CLI
+        // lacks: airbnb's run.py has no KV upload and no comparison mode;
+        // Zipline's Driver has no label join.
+        let own = |sub: &str| {
+            let mut argv = vec![cli.python(), shim(), "driver".into(), sub.into()];
+            argv.extend(["--conf-path={conf}".into(), "--end-date={ds}".into()]);
+            toml_list(&argv)
+        };
+        settings.push_str("[executor.commands]\n");
         if cli == Cli::Chronon {
-            // airbnb's run.py has no KV upload and no comparison mode: a
-            // team runs its own operator; here one that calls the Driver.
-            let own = |sub: &str| {
-                let mut argv = vec![cli.python(), shim(), "driver".into(), sub.into()];
-                argv.extend(["--conf-path={conf}".into(), "--end-date={ds}".into()]);
-                toml_list(&argv)
-            };
             settings.push_str(&format!(
-                "[executor.commands]\nupload-to-kv = {}\nbuild-comparison-table = {}\n",
+                "upload-to-kv = {}\nbuild-comparison-table = {}\n",
                 own("group-by-upload-bulk-load"),
                 own("build-comparison-table")
             ));
+        } else {
+            settings.push_str(&format!("label-join = {}\n", own("label-join")));
         }
         settings.push_str(extra);
         settings.push_str("[warehouse]\nkind = \"hive-dir\"\nfingerprint = \"content\"\n");
@@ -399,6 +403,32 @@ fn every_real_cli_runs_the_airbnb_corpus() {
         for call in &calls {
             assert_eq!(call["env"]["EXECUTOR_CORES"], "7", "{call:#}");
         }
+        // Label joins: one job per label_ds (run.py's `--ds`), through
+        // run.py's own mode or, on Zipline, the team's command.
+        let labels: Vec<&Value> = calls
+            .iter()
+            .filter(|c| c["subcommand"] == "label-join")
+            .collect();
+        assert_eq!(labels.len(), 6, "two label joins, three days: {labels:#?}");
+        let label = labels
+            .iter()
+            .find(|c| {
+                c["args"].to_string().contains("sample_label_join.v1")
+                    && has(c, "--end-date=2023-12-03")
+            })
+            .unwrap_or_else(|| panic!("no label join for 2023-12-03 in {labels:#?}"));
+        let through = if cli == Cli::Chronon {
+            "chronon"
+        } else {
+            "driver"
+        };
+        assert_eq!(label["cli"], through, "{label:#}");
+        // label_ds 2023-12-03 with offsets 30 and 10: left days 11-04..11-24.
+        let labelled = real
+            .s
+            .repo
+            .join("warehouse/sample_namespace.db/sample_team_sample_label_join_v1_labels/label_ds=2023-12-03");
+        assert!(labelled.join("ds=2023-11-04").is_dir() && labelled.join("ds=2023-11-24").is_dir());
         if cli == Cli::Chronon {
             assert_environments_match_run_py(&real, calls.len());
         }
@@ -468,4 +498,56 @@ print(json.dumps({"checked": checked, "problems": problems}))
     // Every run.py job was compared (the team's own KV uploads are not run.py).
     let checked = report["checked"].as_u64().unwrap() as usize;
     assert!(checked > 0 && checked <= jobs, "{report:#}");
+}
+
+/// teams.json's `PARTITION_COLUMN`/`PARTITION_FORMAT` reach the Driver
+/// through run.py (its `spark_submit.sh` turns them into Spark conf), so
+/// every table is partitioned `dt=yyyyMMdd`: the probe lists inputs and
+/// outputs that way, the whole demo builds, and a second run runs nothing.
+/// The local engine, which writes `ds=yyyy-MM-dd` only, refuses the run.
+#[test]
+fn partition_column_and_format_from_teams_json_are_how_tables_are_probed() {
+    let teams = r#"{
+        "default": {"common_env": {"PARTITION_COLUMN": "dt", "PARTITION_FORMAT": "yyyyMMdd"}},
+        "quickstart": {"namespace": "quickstart"}
+    }"#;
+    let real = Real::new("demo", Cli::Chronon, "airbnb", "");
+    std::fs::write(real.s.repo.join("teams.json"), teams).unwrap();
+    let warehouse = real.s.repo.join("warehouse");
+    for table in [
+        "data.purchases",
+        "data.returns",
+        "data.users",
+        "data.checkouts",
+        "default.chronon_log_table",
+    ] {
+        let (ns, name) = table.split_once('.').unwrap();
+        for day in [20250830, 20250831, 20250901, 20250902, 20250903] {
+            let dir = warehouse.join(format!("{ns}.db/{name}/dt={day}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("part-00000"), table).unwrap();
+        }
+    }
+    let calls = real.build_twice(&["--from", "2025-09-01", "--until", "2025-09-03"]);
+    for call in &calls {
+        assert_eq!(call["env"]["PARTITION_COLUMN"], "dt", "{call:#}");
+    }
+    find(&calls, "join-final", "training_set.v1");
+    let final_table = warehouse.join("quickstart.db/quickstart_training_set_v1");
+    for day in ["dt=20250901", "dt=20250902", "dt=20250903"] {
+        assert!(final_table.join(day).is_dir(), "{day}");
+    }
+    assert!(!final_table.join("ds=2025-09-03").exists());
+
+    // The same repository on the local engine.
+    let local = Scenario::copy("demo");
+    std::fs::write(local.repo.join("teams.json"), teams).unwrap();
+    let out = local.run(&["run", "--until", "2025-09-03"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "would write partitions dt=yyyyMMdd");
+    assert_contains(
+        &out.stderr,
+        "PARTITION_COLUMN in the job environment (teams.json",
+    );
+    assert_contains(&out.stderr, "the local engine writes ds=yyyy-MM-dd only");
 }

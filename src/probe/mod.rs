@@ -11,14 +11,19 @@
 //! - `sqlite` (the default): the embedded warehouse's partition catalog,
 //!   one query per table. A sub-partition reference finds its day present
 //!   when the day is: the warehouse keeps whole days.
+//!
+//! Each table is listed by its own partition column and format (`Layouts`,
+//! from `exec::partitioning`): what the Driver writes and reads, from the
+//! job environment's `PARTITION_COLUMN`/`PARTITION_FORMAT` and the reading
+//! query's `partitionColumn`/`partitionFormat`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::ProbeError;
 use crate::hash::Hash;
-use crate::partition::Day;
+use crate::partition::{Day, DayFormat};
 use crate::settings::{FingerprintMode, Settings, WarehouseKind};
 
 /// A table's partitions and their fingerprints.
@@ -38,7 +43,50 @@ pub trait Probe: Sync {
     }
 }
 
-pub fn from_settings(settings: &Settings, repo_root: &Path) -> Box<dyn Probe> {
+/// How a table is partitioned: the column and the format of its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableLayout {
+    pub column: String,
+    pub format: DayFormat,
+}
+
+impl TableLayout {
+    pub fn new(column: &str) -> TableLayout {
+        TableLayout {
+            column: column.to_string(),
+            format: DayFormat::default(),
+        }
+    }
+
+    /// `column=value`, as a folder name or a Hive partition spec.
+    pub fn partition_name(&self, day: Day) -> String {
+        format!("{}={}", self.column, self.format.format(day))
+    }
+}
+
+/// Each table's layout; tables not named have the warehouse's.
+#[derive(Clone, Debug)]
+pub struct Layouts {
+    pub default: TableLayout,
+    pub tables: HashMap<String, TableLayout>,
+}
+
+impl Layouts {
+    pub fn uniform(column: &str) -> Layouts {
+        Layouts {
+            default: TableLayout::new(column),
+            tables: HashMap::new(),
+        }
+    }
+
+    /// The layout of `table` (as in configs, with or without a sub-partition).
+    pub fn of(&self, table: &str) -> &TableLayout {
+        let base = table.split('/').next().unwrap_or(table);
+        self.tables.get(base).unwrap_or(&self.default)
+    }
+}
+
+pub fn from_settings(settings: &Settings, repo_root: &Path, layouts: Layouts) -> Box<dyn Probe> {
     let warehouse = &settings.warehouse;
     match warehouse.kind {
         WarehouseKind::Sqlite => Box::new(SqliteProbe {
@@ -49,15 +97,20 @@ pub fn from_settings(settings: &Settings, repo_root: &Path) -> Box<dyn Probe> {
         }),
         WarehouseKind::HiveDir => Box::new(HiveDir {
             root: settings.resolve(repo_root, &warehouse.root()),
-            partition_column: warehouse.partition_column.clone(),
+            layouts,
             mode: warehouse.fingerprint,
         }),
         WarehouseKind::Command => Box::new(CommandProbe {
             argv: warehouse.command.clone(),
+            layouts,
         }),
     }
 }
 
+/// The embedded warehouse: its catalog knows each table's partition column,
+/// and keeps every partition as a `yyyy-MM-dd` day (the local engine
+/// refuses jobs that would need another layout:
+/// `exec::partitioning::Partitioning::refuse_for_local`).
 pub struct SqliteProbe {
     pub warehouse: crate::warehouse::Warehouse,
 }
@@ -94,7 +147,7 @@ impl Probe for SqliteProbe {
 
 pub struct HiveDir {
     pub root: PathBuf,
-    pub partition_column: String,
+    pub layouts: Layouts,
     pub mode: FingerprintMode,
 }
 
@@ -113,9 +166,10 @@ impl Probe for HiveDir {
             None => (table, None),
         };
         let dir = self.table_dir(base);
+        let layout = self.layouts.of(base);
         let mut out = Partitions::new();
         for day in days {
-            let path = dir.join(format!("{}={day}", self.partition_column));
+            let path = dir.join(layout.partition_name(*day));
             if !path.is_dir() || sub.is_some_and(|s| !path.join(s).is_dir()) {
                 continue;
             }
@@ -138,7 +192,8 @@ impl Probe for HiveDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Partitions::new()),
             Err(e) => return Err(listing_error(table, &dir, e)),
         };
-        let prefix = format!("{}=", self.partition_column);
+        let layout = self.layouts.of(base);
+        let prefix = format!("{}=", layout.column);
         let mut out = Partitions::new();
         for entry in entries {
             let entry = entry.map_err(|e| listing_error(table, &dir, e))?;
@@ -146,7 +201,7 @@ impl Probe for HiveDir {
             let Some(day) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(Day::parse)
+                .and_then(|v| layout.format.parse_day(v))
             else {
                 continue;
             };
@@ -224,16 +279,26 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::R
     Ok(())
 }
 
+/// A user program: `{table}`, `{partition_column}` and `{partition_format}`
+/// in its argv are the table and its layout, also given in the environment
+/// as `CHRONON_BUILD_PARTITION_COLUMN` and `CHRONON_BUILD_PARTITION_FORMAT`;
+/// it prints partition values in that format.
 pub struct CommandProbe {
     pub argv: Vec<String>,
+    pub layouts: Layouts,
 }
 
 impl Probe for CommandProbe {
     fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+        let layout = self.layouts.of(table);
         let argv: Vec<String> = self
             .argv
             .iter()
-            .map(|a| a.replace("{table}", table))
+            .map(|a| {
+                a.replace("{table}", table)
+                    .replace("{partition_column}", &layout.column)
+                    .replace("{partition_format}", layout.format.pattern())
+            })
             .collect();
         let fail = |message: String| ProbeError::Command {
             table: table.to_string(),
@@ -242,6 +307,8 @@ impl Probe for CommandProbe {
         };
         let output = Command::new(&argv[0])
             .args(&argv[1..])
+            .env("CHRONON_BUILD_PARTITION_COLUMN", &layout.column)
+            .env("CHRONON_BUILD_PARTITION_FORMAT", layout.format.pattern())
             .output()
             .map_err(|e| fail(e.to_string()))?;
         if !output.status.success() {
@@ -264,8 +331,12 @@ impl Probe for CommandProbe {
             let (partition, fingerprint) = line
                 .split_once('\t')
                 .ok_or_else(|| bad("expected partition<TAB>fingerprint"))?;
-            let day = Day::parse(partition.trim())
-                .ok_or_else(|| bad("expected a yyyy-MM-dd partition"))?;
+            let day = layout.format.parse_day(partition.trim()).ok_or_else(|| {
+                bad(&format!(
+                    "expected a partition in the format {}",
+                    layout.format
+                ))
+            })?;
             out.insert(day, Hash::of(fingerprint.trim().as_bytes()));
         }
         Ok(out)
