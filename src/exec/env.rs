@@ -85,10 +85,15 @@ fn chronon(repo: &Repo, config: &Config, mode: &str) -> BTreeMap<String, String>
         && ADDITIONAL_ARGS_MODES.contains(&mode)
     {
         // run.py's `" ".join(custom_json.get("additional_args", []))`:
-        // a list joins its items, a dict its keys, a string its characters.
+        // a list joins its items, a dict its keys (in the file's order, as
+        // Python's dict keeps them), a string its characters.
         let args: Vec<String> = match custom.get("additional_args") {
             Some(Value::Array(items)) => items.iter().map(value_text).collect(),
-            Some(Value::Object(map)) => map.keys().cloned().collect(),
+            Some(Value::Object(map)) => raw_custom_json(config)
+                .and_then(|text| serde_json::from_str::<InOrder>(&text).ok())
+                .and_then(|c| c.additional_args)
+                .map(|a| a.0)
+                .unwrap_or_else(|| map.keys().cloned().collect()),
             Some(Value::String(text)) => text.chars().map(String::from).collect(),
             _ => Vec::new(),
         };
@@ -115,6 +120,50 @@ fn chronon(repo: &Repo, config: &Config, mode: &str) -> BTreeMap<String, String>
         set_missing(&mut env, layer);
     }
     env
+}
+
+/// `metaData.customJson` as written: a JSON string inside the config.
+fn raw_custom_json(config: &Config) -> Option<String> {
+    config
+        .raw
+        .pointer("/metaData/customJson")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// `customJson` read for the keys of `additional_args` in document order
+/// (serde_json's maps are sorted).
+#[derive(serde::Deserialize)]
+struct InOrder {
+    additional_args: Option<KeysInOrder>,
+}
+
+struct KeysInOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeysInOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<KeysInOrder, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeysInOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeysInOrder, A::Error> {
+                let mut keys: Vec<String> = Vec::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    // A repeated key keeps its first place, as in a dict.
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                Ok(KeysInOrder(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 /// run.py's `_, conf_type, team, _ = conf.split("/")[-4:]`.

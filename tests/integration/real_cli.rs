@@ -375,6 +375,19 @@ fn every_real_cli_runs_the_airbnb_corpus() {
         // teams.json sets EXECUTOR_CORES for sample_team's backfills; what
         // the operator exported must reach the job unchanged.
         real.exported.push(("EXECUTOR_CORES", "7"));
+        // Keys out of alphabetical order: run.py joins a dict's keys in the
+        // file's order.
+        real.s
+            .edit("production/joins/sample_team/sample_join.v1", |conf| {
+                let custom = conf["metaData"]["customJson"].as_str().unwrap().to_string();
+                let mut custom: Value = serde_json::from_str(&custom).unwrap();
+                custom["additional_args"] = Value::Null;
+                let text = custom.to_string().replace(
+                    "\"additional_args\":null",
+                    "\"additional_args\":{\"zeta_arg\":\"z\",\"alpha_arg\":\"a\"}",
+                );
+                conf["metaData"]["customJson"] = Value::String(text);
+            });
         let graph: Value =
             serde_json::from_str(&real.run(&["graph", "--format", "json"], &[]).stdout).unwrap();
         let nodes = graph["nodes"].as_array().unwrap();

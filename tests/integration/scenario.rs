@@ -406,3 +406,108 @@ fn the_command_probe_lists_each_table_with_one_call() {
         "printed a bad line 1: expected partition<TAB>fingerprint",
     );
 }
+
+/// Zipline's Driver partitions by the Spark conf the compiler writes into
+/// every config (`executionInfo.conf.common`'s
+/// `spark.chronon.partition.column`/`.format`): with `dt` in `yyyyMMdd`, the
+/// probe finds sources laid out `dt=20250110`, where before it found none.
+#[test]
+fn zipline_spark_conf_names_the_partition_column_and_format_probed() {
+    let s = Scenario::copy("scenario");
+    for day in 1..=10 {
+        for table in [
+            "raw.purchases",
+            "raw.checkouts",
+            "raw.merchants",
+            "raw.returns",
+            "default.chronon_log_table",
+            "risk_db.checkout_labels",
+        ] {
+            let (ns, name) = table.split_once('.').unwrap();
+            let dir = s
+                .repo
+                .join(format!("warehouse/{ns}.db/{name}/dt=202501{day:02}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("part-00000"), table).unwrap();
+        }
+        let dir = s.repo.join(format!(
+            "warehouse/raw.db/merchant_mutations/dt=202501{day:02}/hr=00:00"
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-00000"), "mutations").unwrap();
+    }
+    let summary = |s: &Scenario| {
+        let out = s.run(&["plan", "--until", "2025-01-10"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout.lines().last().unwrap_or_default().to_string()
+    };
+    // As the warehouse's default (`ds`), nothing is found.
+    assert!(!summary(&s).contains(" 0 blocked"), "{}", summary(&s));
+    for folder in ["group_bys", "joins", "staging_queries", "models"] {
+        let dir = s.repo.join("compiled").join(folder).join("risk");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let rel = entry
+                .unwrap()
+                .path()
+                .strip_prefix(&s.repo)
+                .unwrap()
+                .display()
+                .to_string();
+            s.edit(&rel, |conf| {
+                conf["metaData"]["executionInfo"]["conf"] = serde_json::json!({"common": {
+                    "spark.chronon.partition.column": "dt",
+                    "spark.chronon.partition.format": "yyyyMMdd"
+                }});
+            });
+        }
+    }
+    let found = summary(&s);
+    assert!(found.contains(" 0 blocked"), "{found}");
+
+    // A command probe is told the layout, and prints values in it.
+    let calls = s.repo.join("calls.log");
+    let script = s.repo.join("probe.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"$1 $2 $3 $CHRONON_BUILD_PARTITION_COLUMN\" >> '{}'\n\
+             for d in 01 02 03 04 05 06 07 08 09 10; do printf '202501%s\\tetag-%s\\n' $d $d; done\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    let settings = std::fs::read_to_string(s.repo.join("chronon-build.toml")).unwrap();
+    std::fs::write(
+        s.repo.join("chronon-build.toml"),
+        format!(
+            "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"command\"\n\
+             command = [\"bash\", \"{}\", \"{{table}}\", \"{{partition_column}}\", \"{{partition_format}}\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let found = summary(&s);
+    assert!(found.contains(" 0 blocked"), "{found}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        calls.lines().any(|l| l == "raw.purchases dt yyyyMMdd dt"),
+        "{calls}"
+    );
+    std::fs::write(s.repo.join("chronon-build.toml"), settings).unwrap();
+
+    // An hourly format is no daily partition: refused, naming the config.
+    s.edit("compiled/group_bys/risk/risk.purchases.v1", |conf| {
+        conf["metaData"]["executionInfo"]["conf"]["common"]["spark.chronon.partition.format"] =
+            serde_json::json!("yyyyMMddHH");
+    });
+    let out = s.run(&["plan", "--until", "2025-01-10"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("compiled/group_bys/risk/risk.purchases.v1")
+            && out.stderr.contains("spark.chronon.partition.format")
+            && out.stderr.contains("\"HH\" is not supported"),
+        "{}",
+        out.stderr
+    );
+}
