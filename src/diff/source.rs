@@ -49,6 +49,18 @@ pub fn materialize(flag: &str, spec: &str, repo: &Path) -> Result<Materialized, 
     let prefix = git(repo, &["rev-parse", "--show-prefix"])
         .map_err(|e| not_a_revision(&format!(" ({e})")))?;
     let prefix = prefix.trim_end_matches('\n');
+    // Tree listings and archives run from the top level: run in a
+    // subfolder, git limits `ls-tree` to it and reads `archive` paths
+    // relative to it, so a config folder inside a larger repository (a
+    // monorepo) would look empty.
+    let top = git(repo, &["rev-parse", "--show-toplevel"])
+        .map_err(|e| not_a_revision(&format!(" ({e})")))?;
+    let top = PathBuf::from(top.trim_end_matches('\n'));
+    let folder = if prefix.is_empty() {
+        "the repository root".to_string()
+    } else {
+        format!("folder {}", prefix.trim_end_matches('/'))
+    };
     let commit = git(
         repo,
         &[
@@ -62,14 +74,14 @@ pub fn materialize(flag: &str, spec: &str, repo: &Path) -> Result<Materialized, 
     .map_err(|_| not_a_revision(""))?;
     let commit = commit.trim().to_string();
     let tree = format!("{commit}:{prefix}");
-    let names = git(repo, &["ls-tree", "--name-only", "-z", &tree]).map_err(|e| {
+    let short: String = commit.chars().take(10).collect();
+    let names = git(
+        &top,
+        &["ls-tree", "--full-tree", "--name-only", "-z", &tree],
+    )
+    .map_err(|e| {
         Error::Usage(format!(
-            "{flag} {spec}: {} does not exist at that revision ({e})",
-            if prefix.is_empty() {
-                "the repository root"
-            } else {
-                prefix
-            }
+            "{flag} {spec}: the {folder} does not exist at {spec} ({short}): {e}"
         ))
     })?;
     let keep: Vec<&str> = names
@@ -80,11 +92,17 @@ pub fn materialize(flag: &str, spec: &str, repo: &Path) -> Result<Materialized, 
         .prefix("chronon-build-diff-")
         .tempdir()
         .map_err(|e| Error::Io(format!("cannot create a temporary folder: {e}")))?;
-    if !keep.is_empty() {
-        extract(repo, &tree, &keep, temp.path())
-            .map_err(|e| Error::Io(format!("{flag} {spec}: cannot read the configs: {e}")))?;
+    if keep.is_empty() {
+        return Err(Error::Usage(format!(
+            "{flag} {spec}: the {folder} has no compiled configs at {spec} ({short}): \
+             expected production/ or compiled/ in it"
+        )));
     }
-    let short: String = commit.chars().take(10).collect();
+    extract(&top, &tree, &keep, temp.path()).map_err(|e| {
+        Error::Io(format!(
+            "{flag} {spec}: cannot read the configs of the {folder} at {spec} ({short}): {e}"
+        ))
+    })?;
     Ok(Materialized {
         label: format!("{spec} ({short})"),
         root: temp.path().to_path_buf(),

@@ -425,7 +425,15 @@ fn stale_inline_copies(repo: &Repo) -> Vec<String> {
             };
             let inline = hash::canonical(&config.raw["joinParts"][i]["groupBy"]);
             let own = hash::canonical(&standalone.raw);
-            let batch = |v: &Value| hash::slice(v, "", hash::SliceScope::Batch);
+            // What the part computes: the batch slice, less where group-bys
+            // write their own tables (chronon-ai's compiler sets
+            // `outputNamespace` only on standalone group-bys, not on their
+            // copies inside joins; a part's table is named from its join).
+            let batch = |v: &Value| {
+                let mut v = v.clone();
+                without_part_namespaces(&mut v);
+                hash::slice(&v, "", hash::SliceScope::Batch)
+            };
             if batch(&inline) != batch(&own) {
                 notes.push(format!(
                     "{}: joinParts[{i}].groupBy differs from {}: recompile the join so it runs the current group-by",
@@ -435,6 +443,32 @@ fn stale_inline_copies(repo: &Repo) -> Vec<String> {
         }
     }
     notes
+}
+
+/// Removes `metaData.outputNamespace` from a group-by and from every group-by
+/// it embeds as a join part (in a `joinSource`'s join), keeping the joins'
+/// own: a chained group-by reads its join's table.
+fn without_part_namespaces(group_by: &mut Value) {
+    if let Some(Value::Object(meta)) = group_by.get_mut("metaData") {
+        meta.remove("outputNamespace");
+    }
+    let mut stack = vec![group_by];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(parts)) = map.get_mut("joinParts") {
+                    for part in parts {
+                        if let Some(Value::Object(meta)) = part.pointer_mut("/groupBy/metaData") {
+                            meta.remove("outputNamespace");
+                        }
+                    }
+                }
+                stack.extend(map.values_mut());
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
 }
 
 struct Builder<'s> {

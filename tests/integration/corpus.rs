@@ -128,3 +128,34 @@ fn settings_example_matches_its_schema() {
     std::fs::write(s.repo.join("chronon-build.toml"), text).unwrap();
     assert_eq!(s.run(&["validate"]).code, 0);
 }
+
+/// The airbnb samples as the real chronon-ai 0.0.115 compiler writes them
+/// (see testdata/corpus/ORIGIN.md): it leaves `outputNamespace` and
+/// `tableProperties` out of the group-bys it inlines into joins, which is
+/// no reason to recompile; a real difference in what a part computes is.
+#[test]
+fn real_compiler_output_gets_no_false_recompile_notes() {
+    let s = Scenario::copy("corpus/chronon-ai-0.0.115-compiled");
+    let out = s.run(&["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("recompile"), "{}", out.stdout);
+    assert!(
+        out.stdout.ends_with("ok: 59 configs, 165 graph nodes\n"),
+        "{}",
+        out.stdout
+    );
+
+    s.edit("production/joins/quickstart/training_set.v1", |join| {
+        join["joinParts"][0]["groupBy"]["aggregations"][0]["windows"][0]["length"] = 99.into();
+    });
+    let out = s.run(&["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "production/joins/quickstart/training_set.v1: joinParts[0].groupBy differs from \
+             production/group_bys/quickstart/purchases.v1: recompile the join"
+        ),
+        "{}",
+        out.stdout
+    );
+}

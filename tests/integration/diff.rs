@@ -6,7 +6,10 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::run::Pipeline;
-use crate::{Output, Scenario, assert_contains, assert_error, assert_valid, schema, testdata};
+use crate::{
+    Output, Scenario, assert_contains, assert_error, assert_valid, chronon_build, copy_dir, schema,
+    testdata,
+};
 
 const PURCHASES: &str = "compiled/group_bys/risk/risk.purchases.v1";
 const CHECKOUT: &str = "compiled/joins/risk/risk.checkout.v1";
@@ -763,5 +766,83 @@ fn an_online_join_whose_left_side_changes_still_serves_the_same_values() {
     assert_eq!(
         target(&report, "join-left:risk.checkout.v1")["reasons"],
         serde_json::json!([{"kind": "config-changed"}])
+    );
+}
+
+/// The configs in a subfolder of a larger git repository (a monorepo), and
+/// `diff` started from elsewhere: the base side is read from the same
+/// subfolder at the revision. Errors name the revision and the folder.
+#[test]
+fn diff_works_when_the_configs_are_a_subfolder_of_a_monorepo() {
+    let s = Scenario::copy("scenario");
+    let mono = s.repo.parent().unwrap().join("mono");
+    let configs = mono.join("ml/features");
+    copy_dir(&s.repo, &configs);
+    std::fs::write(mono.join("README.md"), "other teams' code\n").unwrap();
+    std::fs::create_dir_all(mono.join("services")).unwrap();
+    std::fs::write(mono.join("services/app.py"), "print('hi')\n").unwrap();
+    commit_all(&mono, "base");
+    let edit = |days: u64| {
+        let path = configs.join(PURCHASES);
+        let mut gb: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        gb["aggregations"][0]["windows"][0]["length"] = days.into();
+        std::fs::write(&path, serde_json::to_string_pretty(&gb).unwrap()).unwrap();
+    };
+    edit(9);
+    // From the monorepo's root, from an unrelated folder, and from inside.
+    for cwd in [mono.clone(), std::env::temp_dir(), mono.join("services")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+            .current_dir(&cwd)
+            .arg("--repo")
+            .arg(&configs)
+            .args([
+                "diff",
+                "--base",
+                "main",
+                "--until",
+                "2025-01-31",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "from {}: {stderr}",
+            cwd.display()
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let labels = invalidated(&report);
+        assert!(
+            labels
+                .iter()
+                .any(|l| l.starts_with("group-by-backfill:risk.purchases.v1 ")),
+            "from {}: {labels:?}",
+            cwd.display()
+        );
+        assert!(
+            !labels.iter().any(|l| l.contains("risk.returns.v1 ")),
+            "{labels:?}"
+        );
+    }
+
+    // A revision where the folder did not exist yet.
+    let empty_tree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+    let root = git(&mono, &["commit-tree", empty_tree, "-m", "no configs yet"]);
+    git(&mono, &["tag", "empty", root.trim()]);
+    let out = chronon_build(
+        &configs,
+        &["diff", "--base", "empty", "--until", "2025-01-31"],
+    );
+    assert_error(
+        &out,
+        "--base empty: the folder ml/features does not exist at empty (",
+    );
+    assert!(
+        !out.stderr.contains("chronon-build-diff-"),
+        "{}",
+        out.stderr
     );
 }
