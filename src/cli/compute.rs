@@ -22,9 +22,23 @@ pub struct ComputeArgs {
     /// The join part's label, for join-part.
     #[arg(long, value_name = "LABEL")]
     pub part: Option<String>,
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD", requires = "end_ds")]
+    /// First partition to compute (with --until).
+    #[arg(
+        long = "from",
+        alias = "start-ds",
+        value_parser = parse_day,
+        value_name = "YYYY-MM-DD",
+        requires = "end_ds"
+    )]
     pub start_ds: Option<Day>,
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD", requires = "start_ds")]
+    /// Last partition to compute (with --from).
+    #[arg(
+        long = "until",
+        alias = "end-ds",
+        value_parser = parse_day,
+        value_name = "YYYY-MM-DD",
+        requires = "start_ds"
+    )]
     pub end_ds: Option<Day>,
 }
 
@@ -46,9 +60,7 @@ pub fn compute(global: &Global, args: &ComputeArgs) -> Result<i32, Error> {
         })?;
     let range = match (args.start_ds, args.end_ds) {
         (Some(from), Some(to)) if from > to => {
-            return Err(Error::Usage(format!(
-                "--start-ds {from} is after --end-ds {to}"
-            )));
+            return Err(Error::Usage(format!("--from {from} is after --until {to}")));
         }
         (Some(from), Some(to)) => Some(DayRange::new(from, to)),
         _ => None,

@@ -3,6 +3,7 @@
 
 mod compute;
 mod diff;
+mod docs;
 mod explain;
 mod graph;
 mod monitor;
@@ -31,7 +32,8 @@ use crate::store::StateStore;
                   config's semantic content and the fingerprints of its inputs. A SQLite state remembers what was built; \
                   `plan` shows what is stale and why.",
     after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs, \
-                  4 stale or invalidated (plan and diff with --exit-code)."
+                  4 stale, invalidated or not fresh (plan, diff and status with --exit-code).",
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -85,6 +87,12 @@ pub enum Command {
     Logs(monitor::LogsArgs),
     /// Write a self-contained HTML page of partition health, durations and failures.
     Report(monitor::ReportArgs),
+    /// Print shell completions to standard output, e.g. `chronon-build completions bash > /etc/bash_completion.d/chronon-build`.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff) to standard output, or write one page per command into a folder.
+    Man(docs::ManArgs),
+    /// Print this message or the help of the given subcommand(s).
+    Help(docs::HelpArgs),
 }
 
 /// Which targets a command looks at: shared by `plan`, `run` and `adopt`.
@@ -146,6 +154,9 @@ where
             return code;
         }
     };
+    if cli.command.only_reads() {
+        quiet_on_closed_output();
+    }
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Graph(args) => graph::run(&cli.global, args),
@@ -162,6 +173,9 @@ where
         Command::History(args) => monitor::history(&cli.global, args),
         Command::Logs(args) => monitor::logs(&cli.global, args),
         Command::Report(args) => monitor::report(&cli.global, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
+        Command::Help(args) => docs::help(args),
     };
     match result {
         Ok(code) => code,
@@ -169,6 +183,35 @@ where
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+impl Command {
+    /// Commands that change no state and start no job: when their output
+    /// is closed early (`plan | head`), they end quietly as Unix tools do.
+    fn only_reads(&self) -> bool {
+        match self {
+            Command::Run(_)
+            | Command::Adopt(_)
+            | Command::Invalidate(_)
+            | Command::Compute(_)
+            | Command::Fetch(_) => false,
+            Command::Warehouse(args) => {
+                !matches!(args.command, warehouse::WarehouseCommand::Import { .. })
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Restores the default action of SIGPIPE (Rust ignores it, so a write to a
+/// closed pipe is an error, and `println!` panics on it): the process ends
+/// at the first write after the reader is gone, printing nothing more.
+fn quiet_on_closed_output() {
+    // SAFETY: setting a signal's disposition to its default, before any
+    // thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -301,6 +344,18 @@ pub fn parse_day(text: &str) -> Result<Day, String> {
 
 pub fn default_until() -> Day {
     Day::today().minus(1)
+}
+
+/// Writes a command's output file: standard output for `-`, else the file,
+/// replaced atomically.
+pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    if path.as_os_str() == "-" {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        return out.flush();
+    }
+    crate::monitor::write_atomic(path, text)
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) {

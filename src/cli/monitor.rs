@@ -34,7 +34,7 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "GLOB")]
     pub select: Option<String>,
     /// Only runs started on or after this day (UTC).
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    #[arg(long = "from", alias = "since", value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub since: Option<Day>,
     /// Only failed attempts (and the runs that had one).
     #[arg(long)]
@@ -45,6 +45,10 @@ pub struct HistoryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Every attempt with its command and log [default: a line per run,
+    /// and a line per failed attempt with its log].
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -281,12 +285,12 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
                 .collect();
             print_json(&runs);
         }
-        Format::Text => print!("{}", history_text(&shown)),
+        Format::Text => print!("{}", history_text(&shown, args.verbose)),
     }
     Ok(exit::OK)
 }
 
-fn history_text(runs: &[(&RunRow, &Vec<Attempt>)]) -> String {
+fn history_text(runs: &[(&RunRow, &Vec<Attempt>)], verbose: bool) -> String {
     let mut out = String::new();
     if runs.is_empty() {
         out.push_str("no runs match\n");
@@ -295,17 +299,19 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)]) -> String {
         let took = run
             .ended_at
             .map_or_else(String::new, |end| format!(" in {}s", end - run.started_at));
+        let failed = attempts.iter().filter(|a| !a.succeeded()).count();
         let _ = writeln!(
             out,
-            "run {}  {}  {}{took}  {}",
+            "run {}  {}  {}{took}  {} attempt(s), {failed} failed  {}",
             run.id,
             timestamp(run.started_at),
             run.result
                 .as_deref()
                 .unwrap_or("unfinished (running, or it crashed)"),
+            attempts.len(),
             crate::exec::display(&run.args),
         );
-        for a in attempts.iter() {
+        for a in attempts.iter().filter(|a| verbose || !a.succeeded()) {
             let result = if a.succeeded() { "ok" } else { "FAILED" };
             let code = a
                 .exit_code
@@ -317,7 +323,9 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)]) -> String {
                 a.attempt,
                 a.duration.as_secs_f64()
             );
-            let _ = writeln!(out, "         $ {}", crate::exec::display(&a.argv));
+            if verbose {
+                let _ = writeln!(out, "         $ {}", crate::exec::display(&a.argv));
+            }
             if !a.log_path.is_empty() {
                 let _ = writeln!(out, "         log: {}", a.log_path);
             }
@@ -394,7 +402,7 @@ pub struct ReportArgs {
     /// How many of the latest failed attempts to list.
     #[arg(long, value_name = "N", default_value = "50")]
     pub failures: usize,
-    /// Where to write the page.
+    /// Where to write the page; - for standard output.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
@@ -424,8 +432,18 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
         None => (HashMap::new(), Vec::new()),
     };
     let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+    let to_stdout = args.out.as_os_str() == "-";
     let out_path = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
-    let out_dir = out_path.parent().unwrap_or(std::path::Path::new("/"));
+    // Log links are relative to the page's folder (the working folder when
+    // the page goes to standard output).
+    let out_dir = if to_stdout {
+        std::env::current_dir().unwrap_or_default()
+    } else {
+        out_path
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .to_path_buf()
+    };
     let state = ws.state_path().display().to_string();
     let html = monitor::report::render(&monitor::report::ReportInput {
         plan: &plan,
@@ -434,15 +452,19 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
         days: crate::partition::DayRange::new(from, until),
         attempts: &attempts,
         failures: args.failures,
-        out_dir,
+        out_dir: &out_dir,
         generated_at: crate::store::unix_now(),
         state: &state,
     });
-    monitor::write_atomic(&out_path, &html)
+    super::write_output(if to_stdout { &args.out } else { &out_path }, &html)
         .map_err(|e| Error::Io(format!("--out {}: {e}", args.out.display())))?;
     eprintln!(
         "wrote {} ({} row(s) x {} day(s), {} KB)",
-        args.out.display(),
+        if to_stdout {
+            "the page to standard output".to_string()
+        } else {
+            args.out.display().to_string()
+        },
         statuses.len(),
         until.0 - from.0 + 1,
         html.len() / 1024

@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Print the commands in order; run and record nothing.
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Retries of a failed job [default: retry.retries, else 0].
     #[arg(long, value_name = "N")]
@@ -65,7 +65,7 @@ pub struct RunArgs {
     /// Run this program once when the run ends with result ok [default: hooks.on_success_run].
     #[arg(long, value_name = "PROGRAM")]
     pub on_success_run: Option<String>,
-    /// When the run ends, write Prometheus text-format metrics here (for node-exporter's textfile collector).
+    /// When the run ends, write Prometheus text-format metrics here (for node-exporter's textfile collector); - for standard output.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
 }
@@ -86,7 +86,7 @@ pub struct InvalidateArgs {
     #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub from: Option<Day>,
     /// Last partition to force [default: yesterday, UTC].
-    #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
+    #[arg(long = "until", alias = "to", value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub to: Option<Day>,
     /// Wait for the state's lock instead of failing when another run holds it.
     #[arg(long)]
@@ -253,7 +253,7 @@ fn execute(
         };
         let statuses = monitor::statuses(&plan, &ws.graph, &latest);
         let text = monitor::metrics::render(&summary, &statuses);
-        if let Err(e) = monitor::write_atomic(path, &text) {
+        if let Err(e) = super::write_output(path, &text) {
             eprintln!("error: --metrics-file {}: {e}", path.display());
             let code = summary.exit_code();
             return Ok(if code == exit::OK { exit::ERROR } else { code });
@@ -329,7 +329,7 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
     }
     let to = args.to.unwrap_or_else(default_until);
     if let Some(from) = args.from.filter(|f| *f > to) {
-        return Err(Error::Usage(format!("--from {from} is after --to {to}")));
+        return Err(Error::Usage(format!("--from {from} is after --until {to}")));
     }
     let state_path = ws.state_path();
     let _lock = lock::acquire(&state_path, args.wait_lock)?;

@@ -28,32 +28,48 @@ pub enum WarehouseCommand {
         /// The column holding each row's partition (yyyy-MM-dd).
         #[arg(long, default_value = "ds", value_name = "NAME")]
         partition_column: String,
+        /// Output format of the summary.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
     /// List tables, or one table's partitions, with row counts and fingerprints.
     Ls {
+        /// A table, e.g. raw.purchases, to list its partitions [default: list the tables].
         table: Option<String>,
+        /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
     /// Print the rows of one partition.
     Show {
+        /// The table, e.g. raw.purchases.
         table: String,
+        /// The partition (the day in the table's partition column).
         #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
         ds: Day,
         /// At most this many rows.
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: usize,
+        /// Output format: an aligned table that fits the terminal, JSON
+        /// objects, or CSV with a header row (values exact in both).
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: ShowFormat,
     },
     /// Write one partition as CSV to standard output.
     Export {
+        /// The table, e.g. raw.purchases.
         table: String,
+        /// The partition (the day in the table's partition column).
         #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
         ds: Day,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 fn open(global: &Global) -> Result<Warehouse, Error> {
@@ -156,9 +172,10 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
             format,
         } => {
             let name = table_name(table)?;
-            let (columns, rows) = warehouse.read(&name, *ds, Some(*limit)).map_err(failed)?;
+            let (columns, rows) = read_partition(&warehouse, &name, *ds, Some(*limit))?;
             match format {
-                Format::Json => print_json(
+                ShowFormat::Csv => write_csv(&columns, &rows)?,
+                ShowFormat::Json => print_json(
                     &rows
                         .iter()
                         .map(|row| {
@@ -170,26 +187,78 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                         })
                         .collect::<Vec<_>>(),
                 ),
-                Format::Text => print!("{}", grid(&columns, &rows)),
+                ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
             }
         }
         WarehouseCommand::Export { table, ds } => {
             let name = table_name(table)?;
-            let (columns, rows) = warehouse.read(&name, *ds, None).map_err(failed)?;
-            let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
-            let io = |e: csv::Error| Error::Io(format!("writing CSV: {e}"));
-            writer.write_record(&columns).map_err(io)?;
-            for row in &rows {
-                writer
-                    .write_record(row.iter().map(warehouse::text))
-                    .map_err(io)?;
-            }
-            writer
-                .flush()
-                .map_err(|e| Error::Io(format!("writing CSV: {e}")))?;
+            let (columns, rows) = read_partition(&warehouse, &name, *ds, None)?;
+            write_csv(&columns, &rows)?;
         }
     }
     Ok(exit::OK)
+}
+
+type Table = (Vec<String>, Vec<Vec<rusqlite::types::Value>>);
+
+/// One partition's rows; a partition the catalog does not have is an error
+/// (an empty partition that was written has no rows and is not).
+fn read_partition(
+    warehouse: &Warehouse,
+    name: &TableName,
+    ds: Day,
+    limit: Option<usize>,
+) -> Result<Table, Error> {
+    let failed = |e: warehouse::WarehouseError| Error::Usage(e.0);
+    let read = warehouse.read(name, ds, limit).map_err(failed)?;
+    let partitions = warehouse.partitions(name).map_err(failed)?;
+    let wanted = ds.to_string();
+    if !partitions.iter().any(|p| p.partition == wanted) {
+        let listed = match (partitions.first(), partitions.last()) {
+            (Some(first), Some(last)) => format!(
+                "it has {} partition(s), {}..{}; `chronon-build warehouse ls {name}` lists them",
+                partitions.len(),
+                first.partition,
+                last.partition
+            ),
+            _ => "it has no partition".to_string(),
+        };
+        return Err(Error::Usage(format!(
+            "{name}: no partition {wanted}: {listed}"
+        )));
+    }
+    Ok(read)
+}
+
+fn write_csv(columns: &[String], rows: &[Vec<rusqlite::types::Value>]) -> Result<(), Error> {
+    let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
+    let io = |e: csv::Error| Error::Io(format!("writing CSV: {e}"));
+    writer.write_record(columns).map_err(io)?;
+    for row in rows {
+        writer
+            .write_record(row.iter().map(warehouse::text))
+            .map_err(io)?;
+    }
+    writer
+        .flush()
+        .map_err(|e| Error::Io(format!("writing CSV: {e}")))
+}
+
+/// The terminal's width when standard output is one (`COLUMNS` wins), else
+/// none: piped output is not cut.
+fn terminal_width() -> Option<u16> {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(columns);
+    }
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; a zeroed winsize is
+    // a valid value of that plain C struct.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        (libc::isatty(libc::STDOUT_FILENO) == 1
+            && libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0
+            && size.ws_col > 0)
+            .then_some(size.ws_col)
+    }
 }
 
 fn partition_lines(entries: &[PartitionEntry]) -> String {
@@ -235,45 +304,43 @@ fn table_lines(entries: &[(String, &PartitionEntry)]) -> String {
     out
 }
 
-/// Rows as an aligned text grid; nulls print as `NULL`.
-fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>]) -> String {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| match v {
-                    rusqlite::types::Value::Null => "NULL".to_string(),
-                    v => warehouse::text(v),
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |values: &[String]| -> String {
-        let padded: Vec<String> = values
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(columns);
-    for row in &cells {
-        out.push_str(&line(row));
+/// Rows as an aligned table (`comfy-table`), wrapped to `width` when
+/// given; nulls print as `NULL`, reals to 15 significant digits (so a sum's
+/// `1125.1399999999999` reads `1125.14`; JSON and CSV keep every digit).
+fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: Option<u16>) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(columns.iter().map(|c| comfy_table::Cell::new(c)));
+    if let Some(width) = width {
+        table
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_width(width);
     }
-    out.push_str(&format!("({} row(s))\n", cells.len()));
+    for row in rows {
+        table.add_row(row.iter().map(|v| match v {
+            rusqlite::types::Value::Null => "NULL".to_string(),
+            rusqlite::types::Value::Real(r) => readable_real(*r),
+            v => warehouse::text(v),
+        }));
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    let mut out: String = table
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect();
+    out.push_str(&format!("({} row(s))\n", rows.len()));
     out
+}
+
+/// A real to 15 significant digits, shortest form.
+fn readable_real(value: f64) -> String {
+    format!("{value:.14e}")
+        .parse::<f64>()
+        .unwrap_or(value)
+        .to_string()
 }
 
 /// Unix seconds as `yyyy-MM-dd HH:MM:SS UTC`.

@@ -303,9 +303,9 @@ fn local_command(
     }
     if let Some(range) = range {
         argv.extend([
-            "--start-ds".into(),
+            "--from".into(),
             range.from.to_string(),
-            "--end-ds".into(),
+            "--until".into(),
             range.to.to_string(),
         ]);
     }

@@ -229,7 +229,12 @@ impl Graph {
             notes: Vec::new(),
         };
         for (index, config) in repo.configs.iter().enumerate() {
+            let before = builder.nodes.len();
             builder.add_config(index, config);
+            if builder.nodes.len() == before {
+                let note = no_targets_note(config);
+                builder.notes.extend(note);
+            }
         }
         let Builder {
             mut nodes,
@@ -402,6 +407,22 @@ fn topological_order(
     let mut cycle = path[seen[at]..].to_vec();
     cycle.reverse();
     Err(cycle)
+}
+
+/// Why a config has no target at all, and what to do; `None` when a note
+/// already says (a join whose schedule is `@never`).
+fn no_targets_note(config: &Config) -> Option<String> {
+    let why = match &config.body {
+        Body::GroupBy(_) => {
+            "no targets: the group-by has no backfillStartDate and is not online, so nothing \
+             builds it on its own (joins that embed it compute it as their part); set \
+             backfillStartDate to backfill its table, or online to serve it"
+        }
+        Body::Join(join) if !join.scheduled() => return None,
+        Body::Join(_) => "no targets: the join has nothing to build",
+        Body::StagingQuery(_) => "no targets: the staging query has nothing to build",
+    };
+    Some(format!("{}: {why}", config.path))
 }
 
 /// Joins inline the group-bys they embed. When a top-level group-by of the

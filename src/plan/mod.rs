@@ -391,6 +391,44 @@ fn probe_tables(
     Ok(listed?.into_iter().collect())
 }
 
+/// Why a daily node has no target up to `--until`, and what to do.
+fn no_targets_note(
+    node: &Node,
+    start: &Start,
+    opts: &PlanOptions,
+    probed: &HashMap<String, Partitions>,
+) -> String {
+    let label = node.label();
+    let until = opts.until;
+    match start {
+        Start::Unknown => format!(
+            "{label}: no start partition in the config; pass --from or set `start` in chronon-build.toml"
+        ),
+        Start::FirstPartitionOf(table) | Start::FirstPartitionPlus { table, .. }
+            if probed.get(table).is_none_or(|p| p.is_empty()) =>
+        {
+            format!(
+                "{label}: no targets: the config names no start (startPartition), and its primary \
+                 input {table} has no partitions yet; targets appear once {table} has data, or \
+                 pass --from or set `start` in chronon-build.toml"
+            )
+        }
+        start => {
+            let first = start.day(|t| probed.get(t).and_then(|p| p.keys().next().copied()));
+            match first {
+                Some(first) => format!(
+                    "{label}: no targets up to --until {until}: its first partition is {first}{}",
+                    opts.from
+                        .filter(|f| *f > until.min(first))
+                        .map(|f| format!(" (and --from is {f})"))
+                        .unwrap_or_default()
+                ),
+                None => format!("{label}: no targets up to --until {until}"),
+            }
+        }
+    }
+}
+
 /// The partitions of a node wanted up to `until`.
 pub fn wanted_days(
     node: &Node,
@@ -497,12 +535,11 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
     let mut notes = ctx.repo.notes.clone();
     notes.extend(graph.notes.iter().cloned());
     for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
-        if let Schedule::Daily {
-            start: Start::Unknown,
-        } = node.schedule
-            && nodes[node.id].targets.is_empty()
-        {
-            notes.push(format!("{}: no start partition in the config; pass --from or set `start` in chronon-build.toml", node.label()));
+        if !nodes[node.id].targets.is_empty() {
+            continue;
+        }
+        if let Schedule::Daily { start } = &node.schedule {
+            notes.push(no_targets_note(node, start, opts, &probed));
         }
     }
     let state = graph

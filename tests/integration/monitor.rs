@@ -188,11 +188,19 @@ fn history_lists_runs_and_attempts_and_logs_prints_the_latest_log() {
     );
     assert_contains(&text.stdout, "  failed in ");
     assert_contains(&text.stdout, " run --until 2025-01-10 --progress plain");
+    assert_contains(&text.stdout, "log: ");
+    // Compact by default: a line per run, the failed attempts with their
+    // logs; every attempt and its command with --verbose.
+    assert_contains(&text.stdout, " attempt(s), 2 failed  ");
+    assert!(!text.stdout.contains("--mode backfill"), "{}", text.stdout);
+    assert!(!text.stdout.contains("  ok     "), "{}", text.stdout);
+    let verbose = p.run(&["history", "-v"]);
     assert_contains(
-        &text.stdout,
+        &verbose.stdout,
         "compiled/staging_queries/risk/risk.merchants.v1 --mode backfill",
     );
-    assert_contains(&text.stdout, "log: ");
+    assert_contains(&verbose.stdout, "  ok     ");
+    assert!(verbose.stdout.lines().count() > text.stdout.lines().count());
 
     let failed = json(&p.run(&["history", "--failed", "--format", "json"]));
     let runs = failed.as_array().unwrap();

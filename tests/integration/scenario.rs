@@ -511,3 +511,48 @@ fn zipline_spark_conf_names_the_partition_column_and_format_probed() {
         out.stderr
     );
 }
+
+/// Nothing vanishes from `plan` silently: a config without targets up to
+/// `--until` is named with the reason and what to do.
+#[test]
+fn configs_without_targets_are_named_with_the_reason() {
+    let s = Scenario::copy("scenario");
+    // No start, and the primary input has no partitions yet.
+    s.edit("compiled/joins/risk/risk.returns_join.v1", |join| {
+        join["left"]["events"]["query"]
+            .as_object_mut()
+            .unwrap()
+            .remove("startPartition");
+    });
+    // Neither backfilled nor online.
+    s.edit("compiled/group_bys/risk/risk.returns.v1", |gb| {
+        gb.as_object_mut().unwrap().remove("backfillStartDate");
+    });
+    let out = s.run(&["plan", "--until", "2025-01-10"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    crate::assert_contains(
+        &said,
+        "join-left:risk.returns_join.v1: no targets: the config names no start (startPartition), \
+         and its primary input raw.checkouts has no partitions yet",
+    );
+    crate::assert_contains(
+        &said,
+        "compiled/group_bys/risk/risk.returns.v1: no targets: the group-by has no \
+         backfillStartDate and is not online",
+    );
+    // A start after --until.
+    let out = s.run(&[
+        "plan",
+        "--until",
+        "2025-01-04",
+        "--select",
+        "risk.purchases.v1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::assert_contains(
+        &format!("{}{}", out.stdout, out.stderr),
+        "group-by-backfill:risk.purchases.v1: no targets up to --until 2025-01-04: its first \
+         partition is 2025-01-05",
+    );
+}

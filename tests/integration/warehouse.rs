@@ -334,3 +334,69 @@ fn the_sqlite_probe_finds_imported_sources_for_the_plan() {
         ]
     );
 }
+
+/// `warehouse show` for people: an aligned table wrapped to the terminal's
+/// width, reals without float noise; CSV and JSON keep every digit; a
+/// partition the table does not have is an error, an empty one is not.
+#[test]
+fn show_is_readable_in_a_terminal_and_exact_for_machines() {
+    let dir = empty_repo();
+    let repo = dir.path();
+    let long = "a long description that goes on and on ".repeat(8);
+    let file = write(
+        repo,
+        "wide.csv",
+        &format!(
+            "id,total,note,ds\n1,1125.1399999999999,{long},2025-01-01\n2,0.30000000000000004,short,2025-01-01\n"
+        ),
+    );
+    run(repo, &["warehouse", "import", "raw.wide", &file]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+    cmd.arg("--repo")
+        .arg(repo)
+        .args(["warehouse", "show", "raw.wide", "--ds", "2025-01-01"])
+        .env("COLUMNS", "60");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+    assert!(text.lines().count() > 4, "the note wraps:\n{text}");
+    assert_contains(&text, "1125.14 ");
+    assert_contains(&text, "0.3 ");
+    assert!(!text.contains("1125.1399999999999"), "{text}");
+
+    let csv = run(
+        repo,
+        &[
+            "warehouse",
+            "show",
+            "raw.wide",
+            "--ds",
+            "2025-01-01",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(
+        csv.stdout
+            .starts_with("id,total,note,ds\n1,1125.1399999999999,"),
+        "{}",
+        csv.stdout
+    );
+    let json = show_rows(repo, "raw.wide", "2025-01-01");
+    assert_eq!(json[0]["total"], json!(1125.1399999999999));
+
+    let out = chronon_build(
+        repo,
+        &["warehouse", "show", "raw.wide", "--ds", "2025-01-02"],
+    );
+    assert_error(
+        &out,
+        "raw.wide: no partition 2025-01-02: it has 1 partition(s), 2025-01-01..2025-01-01",
+    );
+    let out = chronon_build(
+        repo,
+        &["warehouse", "export", "raw.wide", "--ds", "2025-01-02"],
+    );
+    assert_error(&out, "raw.wide: no partition 2025-01-02");
+}
