@@ -311,7 +311,7 @@ fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: Option<
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::NOTHING)
-        .set_header(columns.iter().map(|c| comfy_table::Cell::new(c)));
+        .set_header(columns.iter().map(comfy_table::Cell::new));
     if let Some(width) = width {
         table
             .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
