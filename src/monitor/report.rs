@@ -348,19 +348,22 @@ fn durations(out: &mut String, attempts: &[Attempt]) {
         let mut seconds: Vec<f64> = list.iter().map(|a| a.duration.as_secs_f64()).collect();
         seconds.sort_by(f64::total_cmp);
         let pick = |q: f64| seconds[((seconds.len() - 1) as f64 * q).round() as usize];
-        let max = pick(1.0).max(0.001);
+        // The y axis ends at a round value above the longest attempt, so
+        // its label never rounds to the same text as the origin.
+        let max = nice_ceiling(pick(1.0));
         let _ = write!(
             out,
-            "<div class=\"chart\" data-step=\"{step}\"><b>{step}</b>: {} attempt(s), median {:.1}s, p90 {:.1}s, max {:.1}s\
+            "<div class=\"chart\" data-step=\"{step}\"><b>{step}</b>: {} attempt(s), median {}, p90 {}, max {}\
              <svg width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"durations of {step}\">\
              <line x1=\"{pad}\" y1=\"{y0}\" x2=\"{w}\" y2=\"{y0}\" stroke=\"#d1d9e0\"/>\
              <line x1=\"{pad}\" y1=\"4\" x2=\"{pad}\" y2=\"{y0}\" stroke=\"#d1d9e0\"/>\
-             <text x=\"0\" y=\"12\" font-size=\"10\" fill=\"#59636e\">{max:.1}s</text>\
-             <text x=\"0\" y=\"{y0}\" font-size=\"10\" fill=\"#59636e\">0s</text>",
+             <text class=\"y-max\" x=\"0\" y=\"12\" font-size=\"10\" fill=\"#59636e\">{}</text>\
+             <text x=\"0\" y=\"{y0}\" font-size=\"10\" fill=\"#59636e\">0</text>",
             list.len(),
-            pick(0.5),
-            pick(0.9),
-            max,
+            short_duration(pick(0.5)),
+            short_duration(pick(0.9)),
+            short_duration(pick(1.0)),
+            short_duration(max),
             y0 = h - 16.0,
         );
         for a in list {
@@ -384,15 +387,69 @@ fn durations(out: &mut String, attempts: &[Attempt]) {
                 ))
             );
         }
-        let _ = writeln!(
+        let (from, to) = time_labels(t0, t1);
+        let _ = write!(
             out,
-            "<text x=\"{pad}\" y=\"{h}\" font-size=\"10\" fill=\"#59636e\">{}</text>\
-             <text x=\"{w}\" y=\"{h}\" font-size=\"10\" fill=\"#59636e\" text-anchor=\"end\">{}</text></svg></div>",
-            &timestamp(t0)[..10],
-            &timestamp(t1)[..10],
+            "<text class=\"x-from\" x=\"{pad}\" y=\"{h}\" font-size=\"10\" fill=\"#59636e\">{from}</text>"
         );
+        if let Some(to) = to {
+            let _ = write!(
+                out,
+                "<text class=\"x-to\" x=\"{w}\" y=\"{h}\" font-size=\"10\" fill=\"#59636e\" text-anchor=\"end\">{to}</text>"
+            );
+        }
+        out.push_str("</svg></div>\n");
     }
     out.push_str("</div>\n");
+}
+
+/// The smallest of 1, 2 and 5 times a power of ten that is at least
+/// `seconds` (and above zero).
+fn nice_ceiling(seconds: f64) -> f64 {
+    let seconds = seconds.max(0.001);
+    let scale = 10f64.powf(seconds.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * scale)
+        .find(|v| *v >= seconds * (1.0 - 1e-9))
+        .unwrap_or(10.0 * scale)
+}
+
+/// A duration as an axis label: `50ms`, `2s`, `1.5m`, `2h`.
+fn short_duration(seconds: f64) -> String {
+    let trim = |v: f64| {
+        let text = format!("{v:.1}");
+        text.strip_suffix(".0").unwrap_or(&text).to_string()
+    };
+    if seconds < 1.0 {
+        format!("{}ms", (seconds * 1000.0).round())
+    } else if seconds < 120.0 {
+        format!("{}s", trim(seconds))
+    } else if seconds < 7200.0 {
+        format!("{}m", trim(seconds / 60.0))
+    } else {
+        format!("{}h", trim(seconds / 3600.0))
+    }
+}
+
+/// The x axis's end labels: dates when the attempts span days, else times
+/// of day with the date; one label when they all started together.
+fn time_labels(t0: i64, t1: i64) -> (String, Option<String>) {
+    let (from, to) = (timestamp(t0), timestamp(t1));
+    if t1 - t0 >= 2 * 86_400 {
+        return (from[..10].to_string(), Some(to[..10].to_string()));
+    }
+    let minute = |t: &str| format!("{} {}", &t[..10], &t[11..16]);
+    let (from, to) = if t1 - t0 >= 120 {
+        (minute(&from), minute(&to))
+    } else {
+        (from[..19].replace('T', " "), to[..19].replace('T', " "))
+    };
+    if from == to {
+        (from, None)
+    } else {
+        (from, Some(to))
+    }
 }
 
 /// The latest failed attempts, newest first, with their log links and tails.
@@ -434,6 +491,39 @@ fn failures(out: &mut String, input: &ReportInput) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_axes_end_at_round_values_and_read_as_durations() {
+        assert_eq!(nice_ceiling(0.0), 0.001);
+        assert_eq!(nice_ceiling(0.004), 0.005);
+        assert_eq!(nice_ceiling(0.03), 0.05);
+        assert_eq!(nice_ceiling(1.0), 1.0);
+        assert_eq!(nice_ceiling(7.3), 10.0);
+        assert_eq!(nice_ceiling(130.0), 200.0);
+        assert_eq!(short_duration(0.005), "5ms");
+        assert_eq!(short_duration(0.05), "50ms");
+        assert_eq!(short_duration(10.0), "10s");
+        assert_eq!(short_duration(200.0), "3.3m");
+        assert_eq!(short_duration(20_000.0), "5.6h");
+        // Same minute: seconds; same day: minutes; days apart: dates.
+        let t = 1_735_689_600; // 2025-01-01 00:00:00
+        assert_eq!(
+            time_labels(t, t + 5),
+            (
+                "2025-01-01 00:00:00".into(),
+                Some("2025-01-01 00:00:05".into())
+            )
+        );
+        assert_eq!(time_labels(t, t), ("2025-01-01 00:00:00".into(), None));
+        assert_eq!(
+            time_labels(t, t + 3_600),
+            ("2025-01-01 00:00".into(), Some("2025-01-01 01:00".into()))
+        );
+        assert_eq!(
+            time_labels(t, t + 3 * 86_400),
+            ("2025-01-01".into(), Some("2025-01-04".into()))
+        );
+    }
 
     #[test]
     fn log_links_are_relative_and_encoded() {

@@ -741,7 +741,9 @@ const PROBE: &str = r#"<script>
   document.querySelectorAll('tr.failure a').forEach(function (a) { links.push(a.getAttribute('href')); });
   var charts = [];
   document.querySelectorAll('.chart').forEach(function (c) {
-    charts.push({step: c.dataset.step, points: c.querySelectorAll('circle').length});
+    var text = function (cls) { var t = c.querySelector('text.' + cls); return t ? t.textContent : null; };
+    charts.push({step: c.dataset.step, points: c.querySelectorAll('circle').length,
+      yMax: text('y-max'), xFrom: text('x-from'), xTo: text('x-to')});
   });
   var pre = document.createElement('pre');
   pre.id = 'probe';
@@ -921,6 +923,22 @@ fn report_is_a_self_contained_page_whose_grid_chromium_renders_in_the_right_colo
         .find(|c| c["step"] == "staging-query")
         .expect("a staging-query chart");
     assert_eq!(staging["points"], 4, "two jobs, two attempts each");
+    // Readable axes on a history of seconds: a round, non-zero top, and
+    // two distinct times (not the same date twice).
+    for chart in charts {
+        let top = chart["yMax"].as_str().unwrap();
+        assert!(
+            top != "0"
+                && top != "0s"
+                && top != "0ms"
+                && (top.ends_with("ms") || top.ends_with('s')),
+            "{chart}"
+        );
+        if let Some(to) = chart["xTo"].as_str() {
+            assert_ne!(chart["xFrom"].as_str().unwrap(), to, "{chart}");
+            assert!(to.len() > 10, "a time, not a date: {chart}");
+        }
+    }
     // Failures: the latest first, each linking to its log, relative to the page.
     let links = probed["links"].as_array().unwrap();
     assert_eq!(links.len(), 4, "{links:#?}");
