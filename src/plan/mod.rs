@@ -408,8 +408,8 @@ fn no_targets_note(
             if probed.get(table).is_none_or(|p| p.is_empty()) =>
         {
             format!(
-                "{label}: no targets: the config names no start (startPartition), and its primary \
-                 input {table} has no partitions yet; targets appear once {table} has data, or \
+                "{label}: no targets: it starts at the first partition of {table}, which has none \
+                 yet (no startPartition names a start); targets appear once {table} has data, or \
                  pass --from or set `start` in chronon-build.toml"
             )
         }

@@ -533,8 +533,8 @@ fn configs_without_targets_are_named_with_the_reason() {
     let said = format!("{}{}", out.stdout, out.stderr);
     crate::assert_contains(
         &said,
-        "join-left:risk.returns_join.v1: no targets: the config names no start (startPartition), \
-         and its primary input raw.checkouts has no partitions yet",
+        "join-left:risk.returns_join.v1: no targets: it starts at the first partition of \
+         raw.checkouts, which has none yet (no startPartition names a start)",
     );
     crate::assert_contains(
         &said,
