@@ -13,22 +13,34 @@ impl Day {
     /// Parses `yyyy-MM-dd`; `None` for anything else, including impossible
     /// dates such as `2024-02-30`.
     pub fn parse(text: &str) -> Option<Day> {
+        Day::parse_checked(text).ok()
+    }
+
+    /// Parses `yyyy-MM-dd` (years 0000 to 9999), saying what is wrong: the
+    /// shape, or which part of the date does not exist (checked by `jiff`).
+    pub fn parse_checked(text: &str) -> Result<Day, String> {
         let bytes = text.as_bytes();
-        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-            return None;
+        let shaped = bytes.len() == 10
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes
+                .iter()
+                .enumerate()
+                .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+        if !shaped {
+            return Err(format!("expected a yyyy-MM-dd date, got {text:?}"));
         }
-        let digits = |range: std::ops::Range<usize>| -> Option<i32> {
-            let part = &text[range];
-            if !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            part.parse().ok()
+        let number = |range: std::ops::Range<usize>| -> i16 {
+            text[range].parse().expect("four or two ASCII digits")
         };
-        let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return None;
-        }
-        Some(Day(days_from_civil(year, month, day)))
+        let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+        let date = jiff::civil::Date::new(year, month as i8, day as i8)
+            .map_err(|e| format!("{text:?} is not a day: {e}"))?;
+        Ok(Day(days_from_civil(
+            i32::from(date.year()),
+            i32::from(date.month()),
+            i32::from(date.day()),
+        )))
     }
 
     /// Today in UTC.
@@ -95,22 +107,7 @@ impl Serialize for Day {
 impl<'de> Deserialize<'de> for Day {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
         let text = String::deserialize(d)?;
-        Day::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!("expected a yyyy-MM-dd date, got {text:?}"))
-        })
-    }
-}
-
-fn is_leap(year: i32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i32, month: i32) -> i32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+        Day::parse_checked(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -288,43 +288,26 @@ impl<'de> Deserialize<'de> for Savepoint {
     }
 }
 
-/// Durations such as `90s`, `5m`, `2h`, `1h30m` or `1d`.
+/// Durations such as `90s`, `5m`, `2h`, `1h30m` or `1d` (`humantime`'s
+/// syntax), at most `MAX` (366 days): a timeout, backoff or wait beyond a
+/// year is a typo, and a deadline must stay a valid instant.
 pub mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
 
+    pub const MAX: Duration = Duration::from_secs(366 * 86_400);
+
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let expected = || format!("expected a duration such as 90s, 5m, 2h or 1h30m, got {text:?}");
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(expected());
+        let value = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("expected a duration such as 90s, 5m, 2h or 1h30m, got {text:?} ({e})")
+        })?;
+        if value > MAX {
+            return Err(format!(
+                "{text:?} is longer than the longest duration taken, 366d"
+            ));
         }
-        let mut total = 0u64;
-        let mut number = String::new();
-        for c in text.chars() {
-            if c.is_ascii_digit() {
-                number.push(c);
-                continue;
-            }
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                _ => return Err(expected()),
-            };
-            let n: u64 = number.parse().map_err(|_| expected())?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(expected)?;
-            number.clear();
-        }
-        if !number.is_empty() {
-            return Err(expected());
-        }
-        Ok(Duration::from_secs(total))
+        Ok(value)
     }
 
     pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -476,9 +459,21 @@ impl Settings {
                 )));
             }
         };
-        let settings: Settings = toml::from_str(&text).map_err(|e| {
-            Error::Settings(format!("{}: {}", path.display(), e.to_string().trim_end()))
-        })?;
+        // serde_path_to_error names the field (`executor.timeout`); toml's
+        // own error shows the line.
+        let shown = |e: toml::de::Error| e.to_string().trim_end().to_string();
+        let settings: Settings = toml::de::Deserializer::parse(&text)
+            .map_err(shown)
+            .and_then(|de| {
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let field = e.path().to_string();
+                    match field.as_str() {
+                        "." => shown(e.into_inner()),
+                        _ => format!("{field}: {}", shown(e.into_inner())),
+                    }
+                })
+            })
+            .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
         if settings.warehouse.kind == WarehouseKind::Command
             && settings.warehouse.command.is_empty()
         {
@@ -555,8 +550,19 @@ impl Settings {
         if self.executor.step_days == 0 {
             return Err("executor.step_days: expected at least 1".into());
         }
-        if self.limits.jobs == Some(0) {
-            return Err("limits.jobs: expected at least 1".into());
+        if let Some(jobs) = self.limits.jobs {
+            check_jobs("limits.jobs", jobs)?;
+        }
+        for (table, limits) in [("steps", &self.limits.steps), ("teams", &self.limits.teams)] {
+            for (name, n) in limits {
+                check_jobs(&format!("limits.{table}.{name}"), *n)?;
+            }
+        }
+        if self.retry.retries > MAX_RETRIES {
+            return Err(format!(
+                "retry.retries: {} is more than {MAX_RETRIES}",
+                self.retry.retries
+            ));
         }
         Ok(())
     }
@@ -579,10 +585,63 @@ impl Settings {
     }
 }
 
+/// The most jobs at once (`-j`, `limits.*`): each job is a process and a
+/// thread; beyond this a machine runs out of them before it runs faster.
+pub const MAX_JOBS: usize = 1024;
+
+/// The most retries of a failed job.
+pub const MAX_RETRIES: u32 = 100;
+
+fn check_jobs(field: &str, n: usize) -> Result<(), String> {
+    if (1..=MAX_JOBS).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: {n}: expected 1 to {MAX_JOBS} jobs at once"
+        ))
+    }
+}
+
+/// `-j N`: 1 to `MAX_JOBS`.
+pub fn parse_jobs(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("expected a number of jobs (1 to {MAX_JOBS}), got {text:?}"))?;
+    check_jobs("-j", n)?;
+    Ok(n)
+}
+
 fn step_names() -> String {
     crate::graph::Step::ALL
         .iter()
         .map(|s| s.name())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    use super::duration::parse;
+
+    #[test]
+    fn durations_parse_in_the_documented_forms_and_range() {
+        assert_eq!(parse("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "5",
+            "5x",
+            "-1s",
+            "18446744073709551615s",
+            "367d",
+            "1000000000000d",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -228,6 +228,7 @@ pub struct StateStore {
 impl StateStore {
     /// Opens for writing, creating the file and its folder when missing.
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
+        check_state_path(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
@@ -264,11 +265,23 @@ impl StateStore {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sqlite(path, e))?;
+        check_state_path(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
+            // A WAL database needs its -shm file, which a reader cannot
+            // create in a folder it may not write: then read the file as it
+            // is (no writer can be running there either).
+            conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+                .map(|_| conn)
+        });
+        let conn = match opened {
+            Ok(conn) => conn,
+            Err(_) => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(|e| sqlite(path, e))?
+            }
+        };
         let store = StateStore {
             conn,
             path: path.to_path_buf(),
@@ -277,6 +290,11 @@ impl StateStore {
             node_ids: HashMap::new(),
         };
         let version = store.version()?;
+        if version == 0 {
+            // Being created by a writer that has not written the schema
+            // yet: nothing is recorded.
+            return Ok(None);
+        }
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),
@@ -898,6 +916,34 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A state path must name a file: a folder or a device is said plainly
+/// rather than as SQLite's "unable to open database file".
+fn check_state_path(path: &Path) -> Result<(), StoreError> {
+    let fail = |message: String| StoreError::Open {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(fail(
+            "is a folder; expected the state file, e.g. state.db inside it".into(),
+        )),
+        Ok(meta) if !meta.is_file() => Err(fail(
+            "is not a regular file; expected the state file (a SQLite database)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A path for a SQLite `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
 }
 
 #[cfg(test)]

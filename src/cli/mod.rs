@@ -339,7 +339,7 @@ fn absolute(path: &std::path::Path) -> PathBuf {
 
 /// `--until` defaults to yesterday: today's partition is not complete.
 pub fn parse_day(text: &str) -> Result<Day, String> {
-    Day::parse(text).ok_or_else(|| format!("expected a yyyy-MM-dd date, got {text:?}"))
+    Day::parse_checked(text)
 }
 
 pub fn default_until() -> Day {

@@ -35,22 +35,22 @@ pub struct Scope {
 pub struct RunArgs {
     #[command(flatten)]
     pub scope: Scope,
-    /// Jobs at once [default: limits.jobs in chronon-build.toml, else the number of CPUs].
-    #[arg(short = 'j', long, value_name = "N")]
+    /// Jobs at once, 1 to 1024 [default: limits.jobs in chronon-build.toml, else the number of CPUs].
+    #[arg(short = 'j', long, value_name = "N", value_parser = crate::settings::parse_jobs)]
     pub jobs: Option<usize>,
     /// Print the commands in order; run and record nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Retries of a failed job [default: retry.retries, else 0].
-    #[arg(long, value_name = "N")]
+    /// Retries of a failed job, at most 100 [default: retry.retries, else 0].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: Option<u32>,
-    /// Delay before the first retry, doubling after each [default: retry.backoff, else 30s].
+    /// Delay before the first retry, doubling after each, at most 366d [default: retry.backoff, else 30s].
     #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
     pub backoff: Option<Duration>,
-    /// Kill a job running longer than this, e.g. 6h [default: executor.timeout, else none].
+    /// Kill a job running longer than this, e.g. 6h, at most 366d [default: executor.timeout, else none].
     #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
     pub timeout: Option<Duration>,
-    /// Keep probing missing inputs this long and run what they unblock, e.g. 2h.
+    /// Keep probing missing inputs this long and run what they unblock, e.g. 2h, at most 366d.
     #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
     pub wait: Option<Duration>,
     /// How often to probe missing inputs with --wait.
@@ -106,10 +106,11 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
         action,
         |ws| {
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let jobs = args.jobs.or(ws.settings.limits.jobs).unwrap_or(cpus);
-            if jobs == 0 {
-                return Err(Error::Usage("-j: expected at least 1".into()));
-            }
+            // Both bounded where they are read (`settings::check_jobs`).
+            let jobs = args
+                .jobs
+                .or(ws.settings.limits.jobs)
+                .unwrap_or(cpus.min(crate::settings::MAX_JOBS));
             Ok(RunOptions {
                 action,
                 jobs,
@@ -344,7 +345,7 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
         {
             probed.insert(table.to_string(), probe.list(table)?);
         }
-        let days = plan::wanted_days(node, to, args.from, &ws.settings, &probed);
+        let days = plan::wanted_days(node, to, args.from, &ws.settings, &probed)?;
         store.force(&plan::node_key(node), &days)?;
         forced += days.len();
         println!("forced {} ({} partition(s))", node.label(), days.len());

@@ -229,14 +229,9 @@ impl<'p> Decoder<'p> {
 
     pub fn opt_day(&mut self, obj: &Obj<'_>, key: &str) -> Option<Day> {
         let text = self.opt_str(obj, key)?;
-        let day = Day::parse(&text);
-        if day.is_none() {
-            self.problem(
-                &join_path(&obj.path, key),
-                format!("expected a yyyy-MM-dd date, got {text:?}"),
-            );
-        }
-        day
+        Day::parse_checked(&text)
+            .map_err(|e| self.problem(&join_path(&obj.path, key), e))
+            .ok()
     }
 
     /// A day written in a partition format (`Query.startPartition` of a

@@ -179,7 +179,7 @@ impl Repo {
         let mut problems = Vec::new();
         let mut files = Vec::new();
         let base = root.join(layout.folder());
-        for entry in sorted_dir(&base) {
+        for entry in sorted_dir(root, &base, &mut problems) {
             let name = entry
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -189,7 +189,7 @@ impl Repo {
                 continue;
             }
             match ConfigKind::ALL.iter().find(|k| k.folder() == name) {
-                Some(kind) => collect_files(&entry, *kind, &mut files),
+                Some(kind) => collect_files(root, &entry, *kind, &mut files, &mut problems),
                 None if name == "teams_metadata" => {}
                 None => notes.push(format!(
                     "skipped {}/{name}/: not a config kind chronon-build schedules",
@@ -249,16 +249,37 @@ impl Repo {
     }
 }
 
-fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    entries.sort();
-    entries
+/// A folder's entries, sorted; a folder that cannot be read is a problem,
+/// never silently empty.
+fn sorted_dir(root: &Path, dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    let listed = std::fs::read_dir(dir).and_then(|rd| {
+        rd.map(|e| e.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match listed {
+        Ok(mut entries) => {
+            entries.sort();
+            entries
+        }
+        Err(e) => {
+            problems.push(Problem {
+                file: format!("{}/", relative(root, dir)),
+                path: String::new(),
+                message: format!("cannot read the folder: {e}"),
+            });
+            Vec::new()
+        }
+    }
 }
 
-fn collect_files(dir: &Path, kind: ConfigKind, out: &mut Vec<(ConfigKind, PathBuf)>) {
-    for entry in sorted_dir(dir) {
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    kind: ConfigKind,
+    out: &mut Vec<(ConfigKind, PathBuf)>,
+    problems: &mut Vec<Problem>,
+) {
+    for entry in sorted_dir(root, dir, problems) {
         let hidden = entry
             .file_name()
             .and_then(|n| n.to_str())
@@ -267,7 +288,7 @@ fn collect_files(dir: &Path, kind: ConfigKind, out: &mut Vec<(ConfigKind, PathBu
             continue;
         }
         if entry.is_dir() {
-            collect_files(&entry, kind, out);
+            collect_files(root, &entry, kind, out, problems);
         } else {
             out.push((kind, entry));
         }
@@ -295,13 +316,84 @@ fn read_json(path: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Valu
             return None;
         }
     };
-    match serde_json::from_slice(&text) {
+    // A byte order mark is what some editors write; JSON has no use for it.
+    let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&text);
+    match strict_json(text) {
         Ok(value) => Some(value),
         Err(e) => {
             problems.push(problem(format!("malformed JSON: {e}")));
             None
         }
     }
+}
+
+/// JSON whose objects have each key once: a repeated key is an error at its
+/// line and column (serde_json would keep the last value silently).
+pub fn strict_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E: Error>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E: Error>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Strict)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+                let value = map.next_value_seed(Strict)?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// Parses one compiled config file; problems go to `problems`.
@@ -373,7 +465,9 @@ fn load_teams_metadata(root: &Path, problems: &mut Vec<Problem>) -> BTreeMap<Str
     let mut teams = BTreeMap::new();
     let dir = root.join("compiled").join("teams_metadata");
     let mut files = Vec::new();
-    collect_files(&dir, ConfigKind::GroupBy, &mut files);
+    if dir.is_dir() {
+        collect_files(root, &dir, ConfigKind::GroupBy, &mut files, problems);
+    }
     for (_, path) in files {
         let rel = relative(root, &path);
         let team = path

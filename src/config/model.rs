@@ -540,8 +540,18 @@ fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
     let production = d.opt_bool(&obj, "production");
     let output_namespace = d.opt_str(&obj, "outputNamespace");
     let offline_schedule = d.opt_str(&obj, "offlineSchedule");
-    let sample_percent = d.opt_f64(&obj, "samplePercent").unwrap_or(0.0);
-    let consistency_sample_percent = d.opt_f64(&obj, "consistencySamplePercent").unwrap_or(0.0);
+    let mut percent = |key: &str| {
+        let value = d.opt_f64(&obj, key).unwrap_or(0.0);
+        if !(0.0..=100.0).contains(&value) {
+            d.problem(
+                &join_path(&obj.path, key),
+                format!("expected a percentage from 0 to 100, got {value}"),
+            );
+        }
+        value.clamp(0.0, 100.0)
+    };
+    let sample_percent = percent("samplePercent");
+    let consistency_sample_percent = percent("consistencySamplePercent");
     let mode_to_env_map = obj.map.get("modeToEnvMap").cloned();
     let dependencies = read_dependencies(d, &obj);
     let execution_info = d
@@ -811,10 +821,15 @@ fn read_window(d: &mut Decoder, obj: &Obj) -> Option<Window> {
         );
     }
     match (length?, unit?) {
-        (length, _) if length < 0 => {
+        // A window of 0 covers nothing; beyond a century the millisecond
+        // arithmetic of the windows overflows.
+        (length, unit) if !(1..=max_window(unit)).contains(&length) => {
             d.problem(
                 &join_path(&obj.path, "length"),
-                format!("expected a non-negative window length, got {length}"),
+                format!(
+                    "expected a window length from 1 to {} {unit:?}, got {length}",
+                    max_window(unit)
+                ),
             );
             None
         }
@@ -822,10 +837,31 @@ fn read_window(d: &mut Decoder, obj: &Obj) -> Option<Window> {
     }
 }
 
+/// The longest window: 36,600 days, in the window's unit.
+fn max_window(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Days => 36_600,
+        TimeUnit::Hours => 36_600 * 24,
+    }
+}
+
 fn read_aggregation(d: &mut Decoder, obj: &Obj) -> Option<Aggregation> {
     let input_column = d.req_str(obj, "inputColumn");
     let operation = d.req_enum(obj, "operation");
     let arg_map = d.str_map(obj, "argMap");
+    if let Some(k) = arg_map.get("k") {
+        // LAST_K, FIRST_K, TOP_K and BOTTOM_K keep k values.
+        if !k
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|k| (1..=1_000_000).contains(&k))
+        {
+            d.problem(
+                &join_path(&join_path(&obj.path, "argMap"), "k"),
+                format!("expected a whole number of values from 1 to 1000000, got {k:?}"),
+            );
+        }
+    }
     let windows = d
         .obj_list(obj, "windows")
         .iter()

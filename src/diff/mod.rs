@@ -605,13 +605,9 @@ fn wanted(node: &Node, settings: &Settings, opts: &Options) -> Option<Vec<Option
             return None;
         }
     }
-    Some(crate::plan::wanted_days(
-        node,
-        opts.until,
-        opts.from,
-        settings,
-        &HashMap::new(),
-    ))
+    // A span over the plan's maximum cannot be counted here either; `plan`
+    // and `run` refuse it with the reason.
+    crate::plan::wanted_days(node, opts.until, opts.from, settings, &HashMap::new()).ok()
 }
 
 /// The partitions of a node recorded built, up to `--until`. For a step that

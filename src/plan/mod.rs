@@ -429,24 +429,40 @@ fn no_targets_note(
     }
 }
 
-/// The partitions of a node wanted up to `until`.
+/// The most daily partitions one node may want (about 27 years): the
+/// plan's cost grows with the span asked for, so a start far in the past or
+/// an `--until` far in the future is refused rather than planned for hours.
+pub const MAX_SPAN_DAYS: usize = 10_000;
+
+/// The partitions of a node wanted up to `until`; a span over
+/// `MAX_SPAN_DAYS` is an error naming the node and what to change.
 pub fn wanted_days(
     node: &Node,
     until: Day,
     from: Option<Day>,
     settings: &Settings,
     probed: &HashMap<String, Partitions>,
-) -> Vec<Option<Day>> {
+) -> Result<Vec<Option<Day>>, Error> {
     match &node.schedule {
-        Schedule::Unpartitioned => vec![None],
-        Schedule::Latest => vec![Some(until)],
+        Schedule::Unpartitioned => Ok(vec![None]),
+        Schedule::Latest => Ok(vec![Some(until)]),
         Schedule::Daily { start } => {
             let start = start.day(|table| probed.get(table).and_then(|p| p.keys().next().copied()));
             let bound = [settings.start, from].into_iter().flatten().max();
             let Some(start) = [start, bound].into_iter().flatten().max() else {
-                return Vec::new();
+                return Ok(Vec::new());
             };
-            DayRange::new(start, until).days().map(Some).collect()
+            let range = DayRange::new(start, until);
+            if range.len() > MAX_SPAN_DAYS {
+                return Err(Error::Usage(format!(
+                    "{}: {start}..{until} is {} daily partitions, more than the {MAX_SPAN_DAYS} \
+                     one node may plan; pass a later --from or an earlier --until, or set a later \
+                     start (startPartition, backfillStartDate, or `start` in chronon-build.toml)",
+                    node.label(),
+                    range.len()
+                )));
+            }
+            Ok(range.days().map(Some).collect())
         }
     }
 }
@@ -479,7 +495,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         }
         let node = &graph.nodes[id];
         let state = state.get(&node_key(node)).unwrap_or(&empty_state);
-        let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed);
+        let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
         let decided: Vec<(TargetPlan, bool)> = days

@@ -154,12 +154,14 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             Some(part) => format!("{}#{part}", group.config),
             None => group.config.to_string(),
         };
+        // Padded by hand: `{:width$}` panics on widths over 65,535 (a
+        // config name can be that long).
         let _ = writeln!(
             out,
-            "{:step_width$}  {:name_width$}  {:range_width$}  {}",
-            group.step.name(),
-            name,
-            range_text(group),
+            "{}  {}  {}  {}",
+            pad(group.step.name(), step_width),
+            pad(&name, name_width),
+            pad(&range_text(group), range_width),
             group.status_text()
         );
     }
@@ -202,4 +204,14 @@ pub fn to_json<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> PlanJso
         totals: totals(plan, graph, filter.step),
         notes: &plan.notes,
     }
+}
+
+/// `text` followed by spaces up to `width` characters.
+fn pad(text: &str, width: usize) -> String {
+    let mut out = text.to_string();
+    out.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(text.chars().count()),
+    ));
+    out
 }

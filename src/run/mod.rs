@@ -765,6 +765,13 @@ impl<'c, 'a> Runner<'c, 'a> {
             name.push_str("__");
             name.push_str(&safe_name(part));
         }
+        // File names stop at 255 bytes: a long name keeps its head and a
+        // hash of the whole.
+        const MAX_NAME: usize = 160;
+        if name.len() > MAX_NAME {
+            let hash = Hash::of(name.as_bytes()).hex();
+            name = format!("{}-{}", &name[..MAX_NAME - 17], &hash[..16]);
+        }
         let range = match j.range {
             Some(r) => format!("{}_{}", r.from, r.to),
             None => "all".into(),
@@ -911,7 +918,12 @@ impl<'c, 'a> Runner<'c, 'a> {
         };
         let retry = attempt <= self.opts.retries && self.interrupts == 0;
         if retry {
-            let delay = self.opts.backoff * 2u32.saturating_pow(attempt - 1);
+            let delay = self
+                .opts
+                .backoff
+                .checked_mul(2u32.saturating_pow(attempt - 1))
+                .unwrap_or(crate::settings::duration::MAX)
+                .min(crate::settings::duration::MAX);
             self.progress.ended(
                 job,
                 &format!(

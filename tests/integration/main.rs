@@ -9,6 +9,7 @@ mod engine;
 mod keys;
 mod monitor;
 mod real_cli;
+mod robustness;
 mod run;
 mod scenario;
 mod warehouse;

@@ -1099,7 +1099,10 @@ fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
         &p.run(&["run", "--timeout", "1x"]),
         "expected a duration such as 90s",
     );
-    crate::assert_error(&p.run(&["run", "-j", "0"]), "-j: expected at least 1");
+    crate::assert_error(
+        &p.run(&["run", "-j", "0"]),
+        "-j: 0: expected 1 to 1024 jobs at once",
+    );
     crate::assert_error(&p.run(&["invalidate", "nostep:risk.*"]), "is not a step");
     assert!(p.calls().is_empty());
 }

@@ -1,0 +1,313 @@
+//! Hostile input, found by fuzzing and by hand (issue 15): each test is
+//! named after what broke. Nothing panics or hangs; bad values exit 2
+//! naming the file and field.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::{Output, Scenario, assert_contains, assert_error, chronon_build};
+
+fn group_by(name: &str) -> Value {
+    json!({
+        "metaData": {"name": name, "team": "t", "outputNamespace": "out"},
+        "sources": [{"events": {"table": "raw.events", "query": {
+            "selects": {"k": "k", "v": "v"}, "timeColumn": "ts"}}}],
+        "keyColumns": ["k"],
+        "aggregations": [{"inputColumn": "v", "operation": 7, "windows": [{"length": 2, "timeUnit": 1}]}],
+        "backfillStartDate": "2025-01-02"
+    })
+}
+
+/// A repository on the embedded default with `raw.events` seeded for
+/// 2025-01-01..05, and the given group-bys under production/group_bys/t/.
+fn repo(configs: &[(&str, String)], settings: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    let mut csv = String::from("k,v,ts,ds\n");
+    for day in 1..=5 {
+        csv.push_str(&format!(
+            "1,{day},{},2025-01-0{day}\n",
+            1_735_689_600_000i64 + (day - 1) * 86_400_000 + 1000
+        ));
+    }
+    std::fs::write(root.join("data/events.csv"), csv).unwrap();
+    std::fs::write(
+        root.join("chronon-build.toml"),
+        format!("{settings}\n[warehouse.seed]\n\"raw.events\" = \"data/events.csv\"\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("teams.json"), r#"{"t": {"namespace": "out"}}"#).unwrap();
+    for (file, text) in configs {
+        let path = root.join("production/group_bys/t").join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    (dir, root)
+}
+
+fn text(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap()
+}
+
+#[test]
+fn a_config_name_of_70000_characters_plans_and_runs() {
+    let long = format!("t.{}", "x".repeat(70_000));
+    let (_dir, root) = repo(&[("long", text(&group_by(&long)))], "");
+    let plan = chronon_build(&root, &["plan", "--until", "2025-01-03"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_contains(&plan.stdout, "never-built");
+    // Its jobs' log files stay under the file name limit.
+    let medium = format!("t.{}", "y".repeat(300));
+    let (_dir, root) = repo(&[("medium", text(&group_by(&medium)))], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "ok: 2 built");
+}
+
+#[test]
+fn jobs_limits_and_durations_out_of_range_are_refused_naming_the_field() {
+    let gb = text(&group_by("t.g"));
+    let cases: [(&str, &[&str], &str); 8] = [
+        ("", &["-j", "1000000"], "expected 1 to 1024 jobs at once"),
+        (
+            "[limits]\njobs = 1000000\n",
+            &[],
+            "limits.jobs: 1000000: expected 1 to 1024",
+        ),
+        (
+            "[limits.steps]\ngroup-by-backfill = 0\n",
+            &[],
+            "limits.steps.group-by-backfill: 0: expected 1 to 1024",
+        ),
+        (
+            "[limits.teams]\nt = 0\n",
+            &[],
+            "limits.teams.t: 0: expected 1 to 1024",
+        ),
+        (
+            "[executor]\ntimeout = \"18446744073709551615s\"\n",
+            &[],
+            "executor.timeout",
+        ),
+        (
+            "[retry]\nbackoff = \"18446744073709551615s\"\n",
+            &[],
+            "retry.backoff",
+        ),
+        ("", &["--wait", "18446744073709551615s"], "--wait"),
+        ("", &["--retries", "1000"], "--retries"),
+    ];
+    for (settings, args, message) in cases {
+        let (_dir, root) = repo(&[("g", gb.clone())], settings);
+        let mut all = vec!["run", "--until", "2025-01-03"];
+        all.extend(args);
+        let out = chronon_build(&root, &all);
+        assert_error(&out, message);
+        assert!(
+            !root.join(".chronon-build/state.db").exists(),
+            "{settings} {args:?}"
+        );
+    }
+    let (_dir, root) = repo(&[("g", gb)], "[executor]\ntimeout = \"400d\"\n");
+    let out = chronon_build(&root, &["plan", "--until", "2025-01-03"]);
+    assert_error(&out, "longer than the longest duration taken, 366d");
+}
+
+#[test]
+fn a_span_of_centuries_is_refused_quickly_not_planned() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let started = std::time::Instant::now();
+    let out = chronon_build(&root, &["plan", "--until", "9999-12-31"]);
+    assert_error(
+        &out,
+        "group-by-backfill:t.g: 2025-01-02..9999-12-31 is 2912807 daily partitions, more than the 10000",
+    );
+    let mut old = group_by("t.old");
+    old["backfillStartDate"] = json!("0001-01-01");
+    let (_dir, root) = repo(&[("old", text(&old))], "");
+    let out = chronon_build(&root, &["plan", "--until", "2025-01-03"]);
+    assert_error(&out, "group-by-backfill:t.old: 0001-01-01..2025-01-03");
+    // Not a timing assertion: a guard against planning millions of days.
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn impossible_dates_say_which_part_does_not_exist() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let out = chronon_build(&root, &["plan", "--until", "2025-09-31"]);
+    assert_error(&out, "\"2025-09-31\" is not a day");
+    assert_contains(&out.stderr, "1..=30");
+    let mut bad = group_by("t.g");
+    bad["backfillStartDate"] = json!("2025-02-29");
+    let (_dir, root) = repo(&[("g", text(&bad))], "");
+    let out = chronon_build(&root, &["validate"]);
+    assert_error(
+        &out,
+        "production/group_bys/t/g: backfillStartDate: \"2025-02-29\" is not a day",
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused_and_a_byte_order_mark_is_read() {
+    let gb = text(&group_by("t.g"));
+    let duplicated = gb.replacen(
+        "\"keyColumns\"",
+        "\"keyColumns\": [\"v\"],\n  \"keyColumns\"",
+        1,
+    );
+    let (_dir, root) = repo(&[("g", duplicated)], "");
+    let out = chronon_build(&root, &["validate"]);
+    assert_error(
+        &out,
+        "production/group_bys/t/g: malformed JSON: duplicate key \"keyColumns\" at line",
+    );
+    let (_dir, root) = repo(&[("g", format!("\u{feff}{gb}"))], "");
+    let out = chronon_build(&root, &["validate"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn a_zero_window_a_negative_k_and_a_negative_sample_percent_are_refused() {
+    let mut gb = group_by("t.g");
+    gb["aggregations"][0]["windows"][0]["length"] = json!(0);
+    gb["aggregations"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"inputColumn": "v", "operation": 13, "argMap": {"k": "-3"}}));
+    gb["metaData"]["samplePercent"] = json!(-50);
+    let (_dir, root) = repo(&[("g", text(&gb))], "");
+    let out = chronon_build(&root, &["validate"]);
+    assert_error(
+        &out,
+        "aggregations[0].windows[0].length: expected a window length from 1 to 36600 Days, got 0",
+    );
+    assert_contains(
+        &out.stderr,
+        "aggregations[1].argMap.k: expected a whole number of values from 1 to 1000000, got \"-3\"",
+    );
+    assert_contains(
+        &out.stderr,
+        "metaData.samplePercent: expected a percentage from 0 to 100, got -50",
+    );
+}
+
+#[test]
+fn a_state_path_that_is_a_device_or_a_folder_is_named_as_such() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let out = chronon_build(
+        &root,
+        &["--state", "/dev/null", "plan", "--until", "2025-01-03"],
+    );
+    assert_error(&out, "/dev/null: is not a regular file");
+    let folder = root.join("somewhere");
+    std::fs::create_dir_all(&folder).unwrap();
+    let out = chronon_build(
+        &root,
+        &[
+            "--state",
+            folder.to_str().unwrap(),
+            "run",
+            "--until",
+            "2025-01-03",
+        ],
+    );
+    assert_error(&out, "is a folder; expected the state file");
+}
+
+/// A state file that a writer has created but not yet given its schema
+/// reads as empty, rather than "schema version 0 needs an upgrade".
+#[test]
+fn a_state_being_created_reads_as_empty() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let state = root.join(".chronon-build/state.db");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, b"").unwrap();
+    let out = chronon_build(&root, &["history"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = chronon_build(&root, &["status", "--until", "2025-01-03"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// `plan | head -1`: the reader goes away; the command ends without a
+/// panic (killed by SIGPIPE, as Unix tools are).
+#[test]
+fn closed_output_ends_read_only_commands_quietly() {
+    let s = Scenario::copy("scenario");
+    crate::scenario::seed_sources(&s, 10);
+    for args in [
+        vec!["plan", "--until", "2025-01-10"],
+        vec!["graph", "--format", "json"],
+        vec!["completions", "bash"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+            .arg("--repo")
+            .arg(&s.repo)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
+
+/// A folder of configs that cannot be listed is an error, not an empty
+/// folder. (Root reads any folder, so this runs the binary as `nobody`
+/// when the tests run as root.)
+#[test]
+fn an_unreadable_config_folder_is_an_error_not_skipped() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let joins = root.join("production/joins/t");
+    std::fs::create_dir_all(&joins).unwrap();
+    let mut j = group_by("t.j");
+    j["backfillStartDate"] = Value::Null;
+    std::fs::write(joins.join("j"), "{}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("production/joins"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let out = if unsafe { libc::geteuid() } == 0 {
+        // Let `nobody` reach the repository.
+        let mut at: &Path = &root;
+        while let Some(parent) = at.parent() {
+            let _ = std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755));
+            if parent == Path::new("/tmp") || parent == Path::new("/") {
+                break;
+            }
+            at = parent;
+        }
+        let out = Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(env!("CARGO_BIN_EXE_chronon-build"))
+            .arg("--repo")
+            .arg(&root)
+            .arg("validate")
+            .output()
+            .expect("runuser (util-linux) runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    } else {
+        chronon_build(&root, &["validate"])
+    };
+    std::fs::set_permissions(
+        root.join("production/joins"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    assert_error(
+        &out,
+        "production/joins/: cannot read the folder: Permission denied",
+    );
+}
