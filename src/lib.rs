@@ -36,6 +36,15 @@
 //!   unless `state.path` or `--state` says otherwise; beside it `state.db.lock`
 //!   and `logs/`.
 
+/// `eprintln!` that never panics: standard error closed early (`2>&1 |
+/// head`) must not crash a run mid-way, or lose what it would record.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod config;
 pub mod diff;

@@ -68,11 +68,11 @@ pub fn compute(global: &Global, args: &ComputeArgs) -> Result<i32, Error> {
     let engine = Engine::new(&ws.repo, &ws.settings, &ws.graph);
     match engine.compute(node, range) {
         Ok(summary) => {
-            println!("{summary}");
+            super::print_out(&format!("{summary}\n"));
             Ok(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(exit::FAILED)
         }
     }

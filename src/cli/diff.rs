@@ -99,7 +99,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<i32, Error> {
     if let Some(max) = args.max_partitions
         && report.totals.partitions > max
     {
-        eprintln!(
+        errln!(
             "error: {} partitions to recompute, more than --max-partitions {max}",
             diff::thousands(report.totals.partitions)
         );
@@ -107,7 +107,7 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<i32, Error> {
     }
     if args.deny.contains(&Deny::InPlaceOnlineChange) {
         for line in render::in_place_online_changes(&report) {
-            eprintln!("error: {line}");
+            errln!("error: {line}");
             failed = true;
         }
     }

@@ -58,7 +58,7 @@ pub fn man(args: &ManArgs) -> Result<i32, Error> {
                 .map_err(|e| Error::Io(format!("--out {}: {e}", dir.display())))?;
             clap_mangen::generate_to(cmd, dir)
                 .map_err(|e| Error::Io(format!("--out {}: {e}", dir.display())))?;
-            eprintln!("wrote man pages to {}", dir.display());
+            errln!("wrote man pages to {}", dir.display());
         }
     }
     Ok(exit::OK)

@@ -180,7 +180,7 @@ where
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             e.exit_code()
         }
     }
@@ -255,7 +255,7 @@ impl Workspace {
         let imported = crate::warehouse::seed(&self.settings, &self.repo.root)
             .map_err(|e| Error::Usage(e.0))?;
         for table in imported {
-            eprintln!("seeded {table} from its file in chronon-build.toml");
+            errln!("seeded {table} from its file in chronon-build.toml");
         }
         Ok(crate::probe::from_settings(
             &self.settings,
@@ -268,7 +268,7 @@ impl Workspace {
     /// writes nothing. Seed files that changed are said, not imported.
     pub fn probe_read_only(&self) -> Box<dyn crate::probe::Probe> {
         if !self.settings.warehouse.seed.is_empty() {
-            eprintln!(
+            errln!(
                 "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
             );
         }
@@ -359,8 +359,16 @@ pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("output serializes")
-    );
+    let mut text = serde_json::to_string_pretty(value).expect("output serializes");
+    text.push('\n');
+    print_out(&text);
+}
+
+/// Writes to standard output; a reader that went away is not an error
+/// (`println!` would panic): commands that change state finish their work
+/// whether or not anyone still reads what they say.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -243,7 +243,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
         })
         .transpose()?;
     let Some(store) = history_store(global)? else {
-        eprintln!("no state yet: nothing has run");
+        errln!("no state yet: nothing has run");
         return Ok(exit::OK);
     };
     let since = args.since.map_or(i64::MIN, day_start);
@@ -366,7 +366,7 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
             path.display()
         ))
     })?;
-    eprintln!(
+    errln!(
         "{} run {} attempt {} ({}): {}",
         latest.label(),
         latest.run,
@@ -458,7 +458,7 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
     });
     super::write_output(if to_stdout { &args.out } else { &out_path }, &html)
         .map_err(|e| Error::Io(format!("--out {}: {e}", args.out.display())))?;
-    eprintln!(
+    errln!(
         "wrote {} ({} row(s) x {} day(s), {} KB)",
         if to_stdout {
             "the page to standard output".to_string()

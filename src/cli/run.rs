@@ -212,7 +212,7 @@ fn execute(
         },
     )?;
     for note in &plan.notes {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     let executor = if action == Action::Adopt {
         Executor::idle(&ws.repo, &ws.settings)
@@ -224,7 +224,7 @@ fn execute(
                 .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;
         }
         executor.check(jobs.iter().map(|(node, key)| (node.label(), *key)))?;
-        eprintln!("{}", executor.describe());
+        errln!("{}", executor.describe());
         executor
     };
     let mut ctx = run::Context {
@@ -242,7 +242,7 @@ fn execute(
     };
     let Finished { mut summary, plan } = Runner::new(&mut ctx, opts, plan).run()?;
     match scope.format {
-        Format::Text => print!("{}", summary.text()),
+        Format::Text => super::print_out(&summary.text()),
         Format::Json => print_json(&summary.to_json()),
     }
     if let Some(path) = metrics_file {
@@ -255,7 +255,7 @@ fn execute(
         let statuses = monitor::statuses(&plan, &ws.graph, &latest);
         let text = monitor::metrics::render(&summary, &statuses);
         if let Err(e) = super::write_output(path, &text) {
-            eprintln!("error: --metrics-file {}: {e}", path.display());
+            errln!("error: --metrics-file {}: {e}", path.display());
             let code = summary.exit_code();
             return Ok(if code == exit::OK { exit::ERROR } else { code });
         }
@@ -348,8 +348,14 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
         let days = plan::wanted_days(node, to, args.from, &ws.settings, &probed)?;
         store.force(&plan::node_key(node), &days)?;
         forced += days.len();
-        println!("forced {} ({} partition(s))", node.label(), days.len());
+        super::print_out(&format!(
+            "forced {} ({} partition(s))\n",
+            node.label(),
+            days.len()
+        ));
     }
-    println!("{forced} target(s) will rebuild on the next run");
+    super::print_out(&format!(
+        "{forced} target(s) will rebuild on the next run\n"
+    ));
     Ok(exit::OK)
 }

@@ -75,9 +75,9 @@ pub fn run(global: &Global, args: &ValidateArgs) -> Result<i32, Error> {
         }
         Format::Text => {
             for problem in &problems {
-                eprintln!("{problem}");
+                errln!("{problem}");
             }
-            eprintln!(
+            errln!(
                 "{} problem{} found",
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" }

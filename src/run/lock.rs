@@ -43,7 +43,7 @@ pub fn acquire(state: &Path, wait: bool) -> Result<StateLock, Error> {
                     state.display()
                 )));
             }
-            eprintln!("waiting for {} (held by {holder})", state.display());
+            errln!("waiting for {} (held by {holder})", state.display());
             file.lock()
                 .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         }

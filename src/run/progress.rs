@@ -71,7 +71,7 @@ impl Progress {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 jobs.insert(job, bar);
             }
-            Progress::Plain => eprintln!("{} start {what}", timestamp()),
+            Progress::Plain => say(&format!("{} start {what}", timestamp())),
             Progress::Quiet => {}
         }
     }
@@ -93,7 +93,7 @@ impl Progress {
                     overall.inc(1);
                 }
             }
-            Progress::Plain => eprintln!("{} {line}", timestamp()),
+            Progress::Plain => say(&format!("{} {line}", timestamp())),
             Progress::Quiet => {}
         }
     }
@@ -103,7 +103,7 @@ impl Progress {
             Progress::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }
-            Progress::Plain => eprintln!("{} {line}", timestamp()),
+            Progress::Plain => say(&format!("{} {line}", timestamp())),
             Progress::Quiet => {}
         }
     }
@@ -129,4 +129,11 @@ pub fn timestamp() -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// A progress line on standard error; a reader that went away does not stop
+/// (or crash) the run.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

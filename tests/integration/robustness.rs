@@ -311,3 +311,28 @@ fn an_unreadable_config_folder_is_an_error_not_skipped() {
         "production/joins/: cannot read the folder: Permission denied",
     );
 }
+
+/// `run ... | head -1`: the run does its work and records it even when
+/// nobody reads what it says.
+#[test]
+fn a_run_whose_reader_goes_away_still_finishes_and_records() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .arg("--repo")
+        .arg(&root)
+        .args(["run", "--until", "2025-01-03", "--progress", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let plan = chronon_build(&root, &["plan", "--until", "2025-01-03", "--exit-code"]);
+    assert_eq!(
+        plan.code, 0,
+        "everything fresh after the run: {}",
+        plan.stdout
+    );
+}
