@@ -34,6 +34,7 @@ fn main() {
         repo: repo.clone(),
         state: None,
         warehouse: None,
+        strict: true,
     };
     let ws = Workspace::load(&global).expect("the repo loads");
     let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone());

@@ -53,6 +53,11 @@ pub struct Global {
     /// The warehouse folder [default: from chronon-build.toml, else <repo>/.chronon-build/warehouse (sqlite) or <repo>/warehouse (hive-dir)].
     #[arg(long, global = true, value_name = "DIR")]
     pub warehouse: Option<PathBuf>,
+    /// Refuse the whole repository when one config is invalid [default: set
+    /// invalid configs apart, block what reads their tables, do the rest and
+    /// exit 1; validate and diff are always strict].
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +191,18 @@ where
     }
 }
 
+impl Workspace {
+    /// A command's exit code, made 1 when invalid configs were left out
+    /// (errors stay 2).
+    pub fn exit_code(&self, code: i32) -> i32 {
+        if self.repo.invalid.is_empty() || code == exit::ERROR {
+            code
+        } else {
+            exit::FAILED
+        }
+    }
+}
+
 impl Command {
     /// Commands that change no state and start no job: when their output
     /// is closed early (`plan | head`), they end quietly as Unix tools do.
@@ -225,8 +242,37 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// The repository with its invalid configs set apart (each one said on
+    /// standard error), unless `--strict`.
     pub fn load(global: &Global) -> Result<Workspace, Error> {
-        let repo = Repo::load(&global.repo).map_err(Error::Config)?;
+        Workspace::load_with(global, global.strict)
+    }
+
+    /// Every config valid, or an error listing every problem.
+    pub fn load_strict(global: &Global) -> Result<Workspace, Error> {
+        Workspace::load_with(global, true)
+    }
+
+    fn load_with(global: &Global, strict: bool) -> Result<Workspace, Error> {
+        let repo = if strict {
+            Repo::load(&global.repo)
+        } else {
+            Repo::load_lenient(&global.repo)
+        }
+        .map_err(Error::Config)?;
+        for invalid in &repo.invalid {
+            for problem in &invalid.problems {
+                errln!("error: {problem}");
+            }
+        }
+        if !repo.invalid.is_empty() {
+            errln!(
+                "error: {} invalid config(s) left out; what reads their tables is blocked \
+                 (invalid config), the rest goes on, and the command exits 1 (--strict refuses \
+                 the whole repository)",
+                repo.invalid.len()
+            );
+        }
         let mut settings = Settings::load(&global.repo)?;
         if let Some(state) = &global.state {
             settings.state.path = absolute(state);

@@ -100,11 +100,11 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<i32, Error> {
         }
     }
     let all_fresh = statuses.iter().all(|s| s.counts.all_fresh());
-    Ok(if args.exit_code && !all_fresh {
+    Ok(ws.exit_code(if args.exit_code && !all_fresh {
         exit::STALE
     } else {
         exit::OK
-    })
+    }))
 }
 
 /// One screen: configs with their steps below, one line each.
@@ -469,5 +469,5 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
         until.0 - from.0 + 1,
         html.len() / 1024
     );
-    Ok(exit::OK)
+    Ok(ws.exit_code(exit::OK))
 }

@@ -40,9 +40,9 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
         .filter(|(k, _)| **k != StatusKind::Fresh.name())
         .map(|(_, v)| v)
         .sum();
-    Ok(if args.exit_code && not_fresh > 0 {
+    Ok(ws.exit_code(if args.exit_code && not_fresh > 0 {
         exit::STALE
     } else {
         exit::OK
-    })
+    }))
 }

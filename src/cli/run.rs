@@ -260,7 +260,7 @@ fn execute(
             return Ok(if code == exit::OK { exit::ERROR } else { code });
         }
     }
-    Ok(summary.exit_code())
+    Ok(ws.exit_code(summary.exit_code()))
 }
 
 /// The (label, template key) of every node the plan would start a job for.

@@ -29,7 +29,7 @@ struct ProblemJson<'a> {
 }
 
 pub fn run(global: &Global, args: &ValidateArgs) -> Result<i32, Error> {
-    let problems = match Workspace::load(global) {
+    let problems = match Workspace::load_strict(global) {
         Ok(ws) => {
             let mut notes = ws.repo.notes.clone();
             notes.extend(ws.graph.notes.iter().cloned());

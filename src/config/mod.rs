@@ -134,6 +134,17 @@ pub struct Repo {
     pub teams: BTreeMap<String, Value>,
     /// Things skipped on purpose, worth telling the user once.
     pub notes: Vec<String>,
+    /// Configs left out because they are invalid (`Repo::load_lenient`).
+    pub invalid: Vec<InvalidConfig>,
+}
+
+/// A config left out because it is invalid: its problems, and the tables it
+/// would write as far as its raw JSON tells, whose readers are blocked.
+#[derive(Clone, Debug)]
+pub struct InvalidConfig {
+    pub path: String,
+    pub problems: Vec<Problem>,
+    pub tables: Vec<String>,
 }
 
 /// Everything wrong with a repository, sorted by file then path.
@@ -153,7 +164,21 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl Repo {
+    /// Every config, or every problem: one invalid config refuses the
+    /// repository (`validate`, `diff`, `--strict`).
     pub fn load(root: &Path) -> Result<Repo, ConfigErrors> {
+        Repo::load_with(root, false)
+    }
+
+    /// The valid configs, with each invalid one set apart in `invalid`, so
+    /// that one team's broken file does not stop every team's work. What is
+    /// wrong with the repository as a whole (no config folder, teams.json,
+    /// an unreadable folder) still refuses it.
+    pub fn load_lenient(root: &Path) -> Result<Repo, ConfigErrors> {
+        Repo::load_with(root, true)
+    }
+
+    fn load_with(root: &Path, lenient: bool) -> Result<Repo, ConfigErrors> {
         let fail = |message: String| {
             ConfigErrors(vec![Problem {
                 file: String::new(),
@@ -208,22 +233,49 @@ impl Repo {
             })
             .collect();
         let mut configs = Vec::with_capacity(parsed.len());
-        for (config, found) in parsed {
+        let mut invalid = Vec::new();
+        for ((_, path), (config, found)) in files.iter().zip(parsed) {
+            if lenient && !found.is_empty() {
+                invalid.push(InvalidConfig {
+                    path: relative(root, path),
+                    problems: found,
+                    tables: written_tables(path),
+                });
+                continue;
+            }
             problems.extend(found);
             configs.extend(config);
         }
 
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-        for config in &configs {
+        let mut duplicates = Vec::new();
+        for (i, config) in configs.iter().enumerate() {
             if let Some(first) = seen.insert(&config.name, &config.path) {
-                problems.push(Problem {
-                    file: config.path.clone(),
-                    path: "metaData.name".into(),
-                    message: format!("duplicate config name {} (also in {first})", config.name),
-                });
+                duplicates.push((
+                    i,
+                    Problem {
+                        file: config.path.clone(),
+                        path: "metaData.name".into(),
+                        message: format!("duplicate config name {} (also in {first})", config.name),
+                    },
+                ));
                 seen.insert(&config.name, first);
             }
         }
+        for (i, problem) in duplicates.into_iter().rev() {
+            if lenient {
+                // The later file is the one set apart.
+                let config = configs.remove(i);
+                invalid.push(InvalidConfig {
+                    path: config.path,
+                    problems: vec![problem],
+                    tables: Vec::new(),
+                });
+            } else {
+                problems.push(problem);
+            }
+        }
+        invalid.sort_by(|a, b| a.path.cmp(&b.path));
 
         let teams = match layout {
             Layout::Chronon => load_teams_json(root, &mut problems),
@@ -241,11 +293,41 @@ impl Repo {
             configs,
             teams,
             notes,
+            invalid,
         })
     }
 
     pub fn find(&self, name: &str) -> Option<&Config> {
         self.configs.iter().find(|c| c.name == name)
+    }
+}
+
+/// The tables an invalid config would write, as far as its JSON can be
+/// read: its output table (`metaData.name`, `outputNamespace`, Zipline's
+/// `executionInfo.outputTableInfo.table`).
+fn written_tables(path: &Path) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+    let Ok(raw) = serde_json::from_slice::<Value>(bytes) else {
+        return Vec::new();
+    };
+    let meta = raw.get("metaData");
+    let text = |pointer: &str| {
+        meta.and_then(|m| m.pointer(pointer))
+            .and_then(Value::as_str)
+    };
+    if let Some(table) = text("/executionInfo/outputTableInfo/table") {
+        return vec![table.to_string()];
+    }
+    match text("/name") {
+        Some(name) => vec![format!(
+            "{}.{}",
+            text("/outputNamespace").unwrap_or("default"),
+            model::sanitize(name)
+        )],
+        None => Vec::new(),
     }
 }
 

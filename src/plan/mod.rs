@@ -233,6 +233,7 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
                         input: Arc::new(Missing {
                             table: input.table.clone(),
                             partition: anchor,
+                            invalid_config: None,
                         }),
                     });
                 }
@@ -391,6 +392,28 @@ fn probe_tables(
     Ok(listed?.into_iter().collect())
 }
 
+/// The first table `node` reads that an invalid config writes, with that
+/// config's path.
+fn invalid_input<'t>(
+    node: &Node,
+    invalid_tables: &HashMap<&'t str, &'t str>,
+) -> Option<(&'t str, &'t str)> {
+    node.inputs
+        .iter()
+        .filter(|i| i.producer.is_none() && !i.ordering_only)
+        .find_map(|i| {
+            invalid_tables
+                .get_key_value(i.base_table())
+                .map(|(t, c)| (*t, *c))
+        })
+}
+
+/// Whether a target is blocked by an invalid config (it stays so for the
+/// whole run).
+pub fn blocked_by_invalid_config(status: &Status) -> bool {
+    matches!(status, Status::Blocked { input } if input.invalid_config.is_some())
+}
+
 /// Why a daily node has no target up to `--until`, and what to do.
 fn no_targets_note(
     node: &Node,
@@ -478,6 +501,13 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         None => HashMap::new(),
     };
     let probed = probe_tables(ctx, &planned, &state)?;
+    // Tables that invalid configs (left out of the graph) would write.
+    let invalid_tables: HashMap<&str, &str> = ctx
+        .repo
+        .invalid
+        .iter()
+        .flat_map(|c| c.tables.iter().map(|t| (t.as_str(), c.path.as_str())))
+        .collect();
     let mut columns: HashMap<String, Column> = probed
         .iter()
         .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
@@ -509,8 +539,17 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             .collect();
         let mut targets = Vec::with_capacity(decided.len());
         let mut differ = Vec::new();
-        for (i, (target, needs_reason)) in decided.into_iter().enumerate() {
-            if needs_reason {
+        let invalid = invalid_input(node, &invalid_tables);
+        for (i, (mut target, needs_reason)) in decided.into_iter().enumerate() {
+            if let Some((table, config)) = invalid {
+                target.status = Status::Blocked {
+                    input: Arc::new(Missing {
+                        table: table.to_string(),
+                        partition: target.day.unwrap_or(opts.until),
+                        invalid_config: Some(config.to_string()),
+                    }),
+                };
+            } else if needs_reason {
                 differ.push(i);
             }
             targets.push(target);

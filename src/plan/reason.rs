@@ -129,6 +129,10 @@ impl fmt::Display for StaleReason {
 pub struct Missing {
     pub table: String,
     pub partition: Day,
+    /// The invalid config that writes the table (left out of the graph):
+    /// blocked until that config is fixed, whatever the warehouse holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_config: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -156,9 +160,14 @@ impl fmt::Display for Status {
         match self {
             Status::Fresh => write!(f, "fresh"),
             Status::Stale(reason) => write!(f, "stale: {reason}"),
-            Status::Blocked { input } => {
-                write!(f, "blocked: missing {} ds={}", input.table, input.partition)
-            }
+            Status::Blocked { input } => match &input.invalid_config {
+                Some(config) => write!(
+                    f,
+                    "blocked: invalid config {config} (it writes {})",
+                    input.table
+                ),
+                None => write!(f, "blocked: missing {} ds={}", input.table, input.partition),
+            },
             Status::Waiting { upstream } => write!(f, "waiting: {upstream}"),
         }
     }

@@ -35,7 +35,9 @@ pub struct Group<'p> {
 /// waiting on the same upstream node (the days differ along the run).
 fn same_run(a: &Status, b: &Status) -> bool {
     match (a, b) {
-        (Status::Blocked { input: x }, Status::Blocked { input: y }) => x.table == y.table,
+        (Status::Blocked { input: x }, Status::Blocked { input: y }) => {
+            x.table == y.table && x.invalid_config == y.invalid_config
+        }
         (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => {
             x.split('@').next() == y.split('@').next()
         }
@@ -47,7 +49,7 @@ impl Group<'_> {
     fn status_text(&self) -> String {
         match (self.status, self.last) {
             (Status::Blocked { input: first }, Some(Status::Blocked { input: last }))
-                if first.partition != last.partition =>
+                if first.partition != last.partition && first.invalid_config.is_none() =>
             {
                 format!(
                     "blocked: missing {} ds={}..{}",

@@ -1217,7 +1217,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         let state = &self.plan.state[id];
         let mut decided = Vec::new();
         for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
-            if self.phases[id][i] != Phase::Idle || target.key.is_some() {
+            if self.phases[id][i] != Phase::Idle
+                || target.key.is_some()
+                || plan::blocked_by_invalid_config(&target.status)
+            {
                 continue;
             }
             if !touched(node, target, &self.plan) {

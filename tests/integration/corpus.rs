@@ -159,3 +159,25 @@ fn real_compiler_output_gets_no_false_recompile_notes() {
         out.stdout
     );
 }
+
+/// The two files chronon-ai's compiler writes with `derivations[0].expression: ""`
+/// put back into its output: validate refuses them; plan sets them apart,
+/// plans every other config and exits 1.
+#[test]
+fn real_compiler_output_with_its_invalid_files_still_plans_the_rest() {
+    let s = Scenario::copy("corpus/chronon-ai-0.0.115-compiled");
+    crate::copy_dir(
+        &crate::testdata("corpus/chronon-ai-0.0.115-rejected"),
+        &s.repo,
+    );
+    let validate = s.run(&["validate"]);
+    assert_eq!(validate.code, 2, "{}", validate.stderr);
+    let plan = s.run(&["plan", "--until", "2023-12-01"]);
+    assert_eq!(plan.code, 1, "{}", plan.stderr);
+    crate::assert_contains(
+        &plan.stderr,
+        "production/group_bys/sample_team/sample_group_by.require_backfill: derivations[0].expression: expected a non-empty string",
+    );
+    crate::assert_contains(&plan.stderr, "2 invalid config(s) left out");
+    crate::assert_contains(&plan.stdout, "targets up to 2023-12-01");
+}

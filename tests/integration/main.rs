@@ -170,6 +170,7 @@ impl Scenario {
             repo: self.repo.clone(),
             state: None,
             warehouse: None,
+            strict: true,
         };
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();

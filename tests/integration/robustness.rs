@@ -336,3 +336,64 @@ fn a_run_whose_reader_goes_away_still_finishes_and_records() {
         plan.stdout
     );
 }
+
+/// One team's broken file does not stop the others: the invalid config is
+/// listed as an error, what reads its table is blocked (invalid config),
+/// the rest runs, and the command exits 1; `--strict` refuses everything.
+#[test]
+fn an_invalid_config_blocks_only_what_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    crate::copy_dir(&crate::testdata("demo"), &root);
+    let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+    let broken = root.join("production/staging_queries/quickstart/checkouts.v1");
+    let mut sq: Value = serde_json::from_str(&std::fs::read_to_string(&broken).unwrap()).unwrap();
+    sq["query"] = json!(5);
+    std::fs::write(&broken, text(&sq)).unwrap();
+
+    let strict = chronon_build(&root, &["run", "--strict", "--until", "2025-09-03"]);
+    assert_error(
+        &strict,
+        "production/staging_queries/quickstart/checkouts.v1: query: expected a string",
+    );
+    assert!(!root.join(".chronon-build/state.db").exists());
+
+    let plan = chronon_build(&root, &["plan", "--until", "2025-09-03"]);
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert_contains(
+        &plan.stderr,
+        "error: production/staging_queries/quickstart/checkouts.v1: query: expected a string",
+    );
+    assert_contains(
+        &plan.stdout,
+        "blocked: invalid config production/staging_queries/quickstart/checkouts.v1 (it writes quickstart.quickstart_checkouts_v1)",
+    );
+
+    let run = chronon_build(&root, &["run", "--until", "2025-09-03"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // The group-bys ran; the join, which reads the staging query's table,
+    // did not, nor anything after it.
+    assert_contains(
+        &run.stdout,
+        "ran     group-by-backfill:quickstart.purchases.v1",
+    );
+    assert!(!run.stdout.contains("ran     join-"), "{}", run.stdout);
+    let status = chronon_build(&root, &["status", "--until", "2025-09-03"]);
+    assert_eq!(status.code, 1, "{}", status.stderr);
+    let json = chronon_build(
+        &root,
+        &["plan", "--until", "2025-09-03", "--format", "json"],
+    );
+    let plan: Value = serde_json::from_str(&json.stdout).unwrap();
+    let groups = plan["groups"].as_array().unwrap();
+    let final_ = groups
+        .iter()
+        .find(|g| g["step"] == "join-final")
+        .expect("the join's final");
+    assert_eq!(final_["status"], "blocked", "{final_:#}");
+    let left = groups.iter().find(|g| g["step"] == "join-left").unwrap();
+    assert_eq!(
+        left["input"]["invalid_config"],
+        "production/staging_queries/quickstart/checkouts.v1"
+    );
+}
