@@ -40,10 +40,17 @@ pub struct ComputeArgs {
         requires = "start_ds"
     )]
     pub end_ds: Option<Day>,
+    /// The config's file, relative to the repository: load only it, not
+    /// the whole repository (what the local executor passes).
+    #[arg(long, value_name = "FILE")]
+    pub conf: Option<String>,
 }
 
 pub fn compute(global: &Global, args: &ComputeArgs) -> Result<i32, Error> {
-    let ws = Workspace::load(global)?;
+    let ws = match &args.conf {
+        Some(conf) => Workspace::load_one(global, conf)?,
+        None => Workspace::load(global)?,
+    };
     let node = ws
         .graph
         .find(args.step, &args.config, args.part.as_deref())

@@ -248,6 +248,14 @@ impl Workspace {
         Workspace::load_with(global, global.strict)
     }
 
+    /// One config file (relative to the repository) and its graph nodes:
+    /// what a local job computes, without reading the rest of the
+    /// repository.
+    pub fn load_one(global: &Global, conf: &str) -> Result<Workspace, Error> {
+        let repo = Repo::load_one(&global.repo, conf).map_err(Error::Config)?;
+        Workspace::assemble(global, repo)
+    }
+
     /// Every config valid, or an error listing every problem.
     pub fn load_strict(global: &Global) -> Result<Workspace, Error> {
         Workspace::load_with(global, true)
@@ -273,6 +281,10 @@ impl Workspace {
                 repo.invalid.len()
             );
         }
+        Workspace::assemble(global, repo)
+    }
+
+    fn assemble(global: &Global, repo: Repo) -> Result<Workspace, Error> {
         let mut settings = Settings::load(&global.repo)?;
         if let Some(state) = &global.state {
             settings.state.path = absolute(state);

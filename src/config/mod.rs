@@ -178,27 +178,59 @@ impl Repo {
         Repo::load_with(root, true)
     }
 
-    fn load_with(root: &Path, lenient: bool) -> Result<Repo, ConfigErrors> {
-        let fail = |message: String| {
-            ConfigErrors(vec![Problem {
-                file: String::new(),
-                path: String::new(),
-                message,
-            }])
+    /// One config file (`rel`, relative to the repository, inside its
+    /// config folder), and the teams: what one local job needs.
+    pub fn load_one(root: &Path, rel: &str) -> Result<Repo, ConfigErrors> {
+        let layout = Repo::layout_of(root)?;
+        let prefix = format!("{}/", layout.folder());
+        let kind = rel
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|folder| ConfigKind::ALL.into_iter().find(|k| k.folder() == folder))
+            .filter(|_| !rel.split('/').any(|part| part == ".." || part.is_empty()));
+        let Some(kind) = kind else {
+            return Err(fail(format!(
+                "--conf {rel}: expected a config file under {prefix}group_bys/, joins/ or staging_queries/"
+            )));
         };
+        let mut problems = Vec::new();
+        let config = parse_file(kind, &root.join(rel), rel, &mut problems);
+        let teams = match layout {
+            Layout::Chronon => load_teams_json(root, &mut problems),
+            Layout::Zipline => load_teams_metadata(root, &mut problems),
+        };
+        if !problems.is_empty() {
+            problems.sort();
+            return Err(ConfigErrors(problems));
+        }
+        Ok(Repo {
+            root: root.to_path_buf(),
+            layout,
+            configs: config.into_iter().collect(),
+            teams,
+            notes: Vec::new(),
+            invalid: Vec::new(),
+        })
+    }
+
+    fn layout_of(root: &Path) -> Result<Layout, ConfigErrors> {
         if !root.is_dir() {
             return Err(fail(format!("{}: not a directory", root.display())));
         }
-        let layout = if root.join("compiled").is_dir() {
-            Layout::Zipline
+        if root.join("compiled").is_dir() {
+            Ok(Layout::Zipline)
         } else if root.join("production").is_dir() {
-            Layout::Chronon
+            Ok(Layout::Chronon)
         } else {
-            return Err(fail(format!(
+            Err(fail(format!(
                 "{}: no compiled configs found: expected a production/ folder (Chronon) or a compiled/ folder (Zipline)",
                 root.display()
-            )));
-        };
+            )))
+        }
+    }
+
+    fn load_with(root: &Path, lenient: bool) -> Result<Repo, ConfigErrors> {
+        let layout = Repo::layout_of(root)?;
 
         let mut notes = Vec::new();
         let mut problems = Vec::new();
@@ -300,6 +332,15 @@ impl Repo {
     pub fn find(&self, name: &str) -> Option<&Config> {
         self.configs.iter().find(|c| c.name == name)
     }
+}
+
+/// A problem with the repository as a whole.
+fn fail(message: String) -> ConfigErrors {
+    ConfigErrors(vec![Problem {
+        file: String::new(),
+        path: String::new(),
+        message,
+    }])
 }
 
 /// The tables an invalid config would write, as far as its JSON can be

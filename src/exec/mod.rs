@@ -297,6 +297,10 @@ fn local_command(
         "compute".into(),
         node.step.name().into(),
         node.name.clone(),
+        // Only this config is loaded: a job costs the same in a repository
+        // of ten configs or of ten thousand.
+        "--conf".into(),
+        repo.configs[node.config].path.clone(),
     ];
     if let Some(part) = &node.part {
         argv.extend(["--part".into(), part.clone()]);

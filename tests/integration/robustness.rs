@@ -397,3 +397,47 @@ fn an_invalid_config_blocks_only_what_reads_it() {
         "production/staging_queries/quickstart/checkouts.v1"
     );
 }
+
+/// A local job reads only its own config: it passes `--conf`, and a file it
+/// does not compute (here one that is not even JSON) is never opened, so a
+/// job costs the same in a repository of ten configs or ten thousand.
+#[test]
+fn local_jobs_load_only_the_config_they_compute() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    // Seeds the warehouse (a dry run imports nothing).
+    chronon_build(&root, &["plan", "--until", "2025-01-03"]);
+    let dry = chronon_build(&root, &["run", "-n", "--until", "2025-01-03"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_contains(&dry.stdout, "--conf production/group_bys/t/g");
+    std::fs::write(root.join("production/group_bys/t/other"), "not json").unwrap();
+    let out = chronon_build(
+        &root,
+        &[
+            "compute",
+            "group-by-backfill",
+            "t.g",
+            "--from",
+            "2025-01-02",
+            "--until",
+            "2025-01-03",
+            "--conf",
+            "production/group_bys/t/g",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("other"), "{}", out.stderr);
+    let escape = chronon_build(
+        &root,
+        &[
+            "compute",
+            "group-by-backfill",
+            "t.g",
+            "--conf",
+            "../etc/passwd",
+        ],
+    );
+    assert_error(
+        &escape,
+        "--conf ../etc/passwd: expected a config file under production/",
+    );
+}
