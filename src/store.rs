@@ -266,22 +266,7 @@ impl StateStore {
             return Ok(None);
         }
         check_state_path(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
-            // A WAL database needs its -shm file, which a reader cannot
-            // create in a folder it may not write: then read the file as it
-            // is (no writer can be running there either).
-            conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
-                .map(|_| conn)
-        });
-        let conn = match opened {
-            Ok(conn) => conn,
-            Err(_) => {
-                let uri = format!("file:{}?immutable=1", uri_path(path));
-                Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
-                    .map_err(|e| sqlite(path, e))?
-            }
-        };
+        let conn = open_read_only(path).map_err(|e| sqlite(path, e))?;
         let store = StateStore {
             conn,
             path: path.to_path_buf(),
@@ -933,6 +918,26 @@ fn check_state_path(path: &Path) -> Result<(), StoreError> {
             "is not a regular file; expected the state file (a SQLite database)".into(),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Opens a SQLite file for reading only, creating nothing. A WAL database
+/// needs its `-shm` file, which a reader cannot create in a folder it may
+/// not write (a read-only mount, another user's state): then the file is
+/// read as it is (no writer can be running there either). Used for the
+/// state and the embedded warehouse alike.
+pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
+        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+            .map(|_| conn)
+    });
+    match opened {
+        Ok(conn) => Ok(conn),
+        Err(e) => {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI).map_err(|_| e)
+        }
     }
 }
 

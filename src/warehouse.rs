@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::hash::{Hash, Lanes};
 use crate::partition::Day;
@@ -160,11 +160,7 @@ impl Warehouse {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sqlite_error(&path, e))?;
+        let conn = crate::store::open_read_only(&path).map_err(|e| sqlite_error(&path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| sqlite_error(&path, e))?;
         Ok(Some(conn))

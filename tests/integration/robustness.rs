@@ -441,3 +441,83 @@ fn local_jobs_load_only_the_config_they_compute() {
         "--conf ../etc/passwd: expected a config file under production/",
     );
 }
+
+/// Runs the binary as `nobody` when the tests run as root (root writes
+/// anywhere, so read-only folders mean nothing to it), else as is.
+fn as_unprivileged(root: &Path, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return chronon_build(root, args);
+    }
+    let mut at: &Path = root;
+    while let Some(parent) = at.parent() {
+        let _ = std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755));
+        if parent == Path::new("/tmp") || parent == Path::new("/") {
+            break;
+        }
+        at = parent;
+    }
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(env!("CARGO_BIN_EXE_chronon-build"))
+        .arg("--repo")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("runuser (util-linux) runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// plan, status, history, report and explain read a state they cannot
+/// write, in a folder they cannot write (a read-only mount, another
+/// user's state), and change nothing in it.
+#[test]
+fn read_only_commands_read_a_state_they_cannot_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let state_dir = root.join(".chronon-build");
+    // Everything readable, nothing writable, and the WAL files gone, as
+    // after a clean close.
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&state_dir);
+    for entry in std::fs::read_dir(&state_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // The warehouse is read too (plan probes it): readable, not writable.
+    for args in [
+        &["plan", "--until", "2025-01-03", "--exit-code"][..],
+        &["status", "--until", "2025-01-03"],
+        &["history"],
+        &[
+            "explain",
+            "group-by-backfill:t.g@2025-01-03",
+            "--until",
+            "2025-01-03",
+        ],
+    ] {
+        let out = as_unprivileged(&root, args);
+        assert_eq!(out.code, 0, "{args:?}: {}\n{}", out.stdout, out.stderr);
+    }
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        listing(&state_dir),
+        before,
+        "a reader wrote into the state folder"
+    );
+}
