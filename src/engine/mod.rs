@@ -197,9 +197,17 @@ impl<'a> Engine<'a> {
                 &text[open..end]
             )));
         }
-        let conn = self.connect()?;
+        let mut conn = self.connect()?;
         let text = sql::quote_default_namespace(&text);
-        let rows = select_rows(&conn, &text, &[], "query")?;
+        let denied = read_only(&mut conn)?;
+        let result = select_rows(&conn, &text, &[], "query");
+        if let Some(what) = denied.lock().ok().and_then(|mut d| d.take()) {
+            return Err(EngineError::failed(format!(
+                "query: staging queries run read-only; {what} is not allowed (the engine \
+                 writes the result to the output table itself)"
+            )));
+        }
+        let rows = result?;
         let partition = &self.warehouse.partition_column;
         let Some(at) = rows.columns.iter().position(|c| c == partition) else {
             return Err(EngineError::failed(format!(
@@ -217,6 +225,43 @@ impl<'a> Engine<'a> {
         let written = self.write(output, &rows, range)?;
         Ok(format!("{output}: {written} rows over {range}"))
     }
+}
+
+/// Makes `conn` read-only for SQL from configs (an SQLite authorizer):
+/// SELECT, reads and functions of the attached namespaces, nothing else: no
+/// ATTACH or DETACH (which create files anywhere), VACUUM, PRAGMA, writes,
+/// DDL or triggers. Returns where the first refused action is recorded.
+fn read_only(conn: &mut Connection) -> Result<std::sync::Arc<std::sync::Mutex<Option<String>>>> {
+    use rusqlite::hooks::{AuthAction, Authorization};
+    let denied = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let record = denied.clone();
+    conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
+        let what = match ctx.action {
+            AuthAction::Select
+            | AuthAction::Read { .. }
+            | AuthAction::Function { .. }
+            | AuthAction::Recursive => return Authorization::Allow,
+            AuthAction::Attach { filename } => format!("ATTACH DATABASE {filename:?}"),
+            AuthAction::Detach { database_name } => format!("DETACH {database_name}"),
+            AuthAction::Pragma { pragma_name, .. } => format!("PRAGMA {pragma_name}"),
+            AuthAction::Insert { table_name } if table_name.starts_with("sqlite_") => {
+                "a schema change (CREATE, DROP)".to_string()
+            }
+            AuthAction::CreateTable { table_name } => format!("CREATE TABLE {table_name}"),
+            AuthAction::Insert { table_name } => format!("INSERT into {table_name}"),
+            AuthAction::Update { table_name, .. } => format!("UPDATE of {table_name}"),
+            AuthAction::Delete { table_name } => format!("DELETE from {table_name}"),
+            other => format!("{other:?}"),
+        };
+        if let Ok(mut slot) = record.lock() {
+            slot.get_or_insert(what);
+        }
+        Authorization::Deny
+    }))
+    .map_err(|e| {
+        EngineError::failed(format!("query: cannot make the connection read-only: {e}"))
+    })?;
+    Ok(denied)
 }
 
 pub fn table_name(table: &str) -> Result<TableName> {

@@ -521,3 +521,58 @@ fn read_only_commands_read_a_state_they_cannot_write() {
         "a reader wrote into the state folder"
     );
 }
+
+/// Staging-query SQL runs read-only on the local engine: it can read every
+/// namespace, and nothing else: no file created by ATTACH or VACUUM INTO, no
+/// source row deleted, no table created; each refused with the config.
+#[test]
+fn staging_query_sql_cannot_write_anything() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("stolen.db");
+    let target = target.display().to_string();
+    let queries = [
+        (format!("ATTACH DATABASE '{target}' AS p"), "ATTACH"),
+        (format!("VACUUM INTO '{target}'"), "staging queries run read-only"),
+        (
+            "DELETE FROM raw.events WHERE ds BETWEEN '{{ start_date }}' AND '{{ end_date }}' RETURNING k, ds".to_string(),
+            "DELETE from events",
+        ),
+        ("CREATE TABLE raw.x AS SELECT 1 AS ds".to_string(), "a schema change"),
+        ("PRAGMA raw.journal_mode = DELETE".to_string(), "PRAGMA journal_mode"),
+    ];
+    for (query, refused) in queries {
+        let (_dir, root) = repo(&[], "");
+        let sq = json!({
+            "metaData": {"name": "t.sq", "team": "t", "outputNamespace": "out"},
+            "query": query,
+            "startPartition": "2025-01-02"
+        });
+        let path = root.join("production/staging_queries/t/sq");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text(&sq)).unwrap();
+        // Seeds the warehouse.
+        chronon_build(&root, &["plan", "--until", "2025-01-03"]);
+        let before = chronon_build(
+            &root,
+            &["warehouse", "ls", "raw.events", "--format", "json"],
+        );
+        let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+        assert_eq!(run.code, 1, "{query}: {}\n{}", run.stdout, run.stderr);
+        let logs = chronon_build(&root, &["logs", "staging-query:t.sq"]);
+        let said = format!("{}{}{}", run.stdout, logs.stdout, logs.stderr);
+        assert_contains(&said, "staging queries run read-only");
+        assert_contains(&said, refused);
+        assert!(!Path::new(&target).exists(), "{query} created {target}");
+        let after = chronon_build(
+            &root,
+            &["warehouse", "ls", "raw.events", "--format", "json"],
+        );
+        assert_eq!(before.stdout, after.stdout, "{query} changed raw.events");
+        let listing = chronon_build(&root, &["warehouse", "ls"]);
+        assert!(
+            !listing.stdout.contains("raw.x"),
+            "{query}: {}",
+            listing.stdout
+        );
+    }
+}
