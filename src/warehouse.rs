@@ -290,7 +290,19 @@ impl Warehouse {
         rows: &Rows,
         partition_column: Option<&str>,
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
-        self.write(table, rows, partition_column, None)
+        self.write(table, rows, partition_column, Scope::InRows)
+    }
+
+    /// Makes the table exactly the rows given: their partitions replaced,
+    /// and every other partition removed (rows and catalog entry), as a
+    /// clean import of the same file would leave it. How seeds import.
+    /// Returns the partitions written and those removed.
+    pub fn replace_table(
+        &self,
+        table: &TableName,
+        rows: &Rows,
+    ) -> Result<Vec<PartitionEntry>, WarehouseError> {
+        self.write(table, rows, None, Scope::WholeTable)
     }
 
     /// Replaces exactly the partitions `days`, with the rows given (which
@@ -305,7 +317,7 @@ impl Warehouse {
         partition_column: Option<&str>,
         days: &[Day],
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
-        self.write(table, rows, partition_column, Some(days))
+        self.write(table, rows, partition_column, Scope::Days(days))
     }
 
     fn write(
@@ -313,7 +325,7 @@ impl Warehouse {
         table: &TableName,
         rows: &Rows,
         partition_column: Option<&str>,
-        days: Option<&[Day]>,
+        days: Scope<'_>,
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
         let partition_column = partition_column.unwrap_or(&self.partition_column);
         let path = self.namespace_file(&table.namespace);
@@ -333,7 +345,7 @@ impl Warehouse {
         table: &TableName,
         rows: &Rows,
         partition_column: &str,
-        days: Option<&[Day]>,
+        days: Scope<'_>,
     ) -> Result<Vec<PartitionEntry>, WarehouseError> {
         let path = self.namespace_file(&table.namespace);
         let mut conn = self.open_write(&table.namespace)?;
@@ -403,13 +415,28 @@ fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String
     .collect()
 }
 
+/// Which partitions a write replaces.
+#[derive(Clone, Copy)]
+enum Scope<'d> {
+    /// Those the rows fall on.
+    InRows,
+    /// Exactly these days (a day without rows becomes an empty partition).
+    Days(&'d [Day]),
+    /// The whole table: those the rows fall on, and every other one goes.
+    WholeTable,
+}
+
 fn write_in(
     conn: &Connection,
     table: &str,
     partition_column: &str,
     rows: &Rows,
-    only: Option<&[Day]>,
+    scope: Scope<'_>,
 ) -> Result<Vec<PartitionEntry>, WriteError> {
+    let only = match scope {
+        Scope::Days(days) => Some(days),
+        Scope::InRows | Scope::WholeTable => None,
+    };
     let Some(part_index) = rows.columns.iter().position(|c| c == partition_column) else {
         return Err(WriteError::Input(format!(
             "no partition column {partition_column:?} among the columns {:?}",
@@ -514,6 +541,21 @@ fn write_in(
         stmt.execute(rusqlite::params_from_iter(row.iter()))?;
     }
     drop(stmt);
+
+    if matches!(scope, Scope::WholeTable) {
+        let stale: Vec<String> = read_catalog(conn, Some(table))?
+            .into_iter()
+            .map(|e| e.partition)
+            .filter(|p| !days.contains(p))
+            .collect();
+        for day in &stale {
+            conn.execute(&delete, [day])?;
+            conn.execute(
+                "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
+                [table, day.as_str()],
+            )?;
+        }
+    }
 
     let now = crate::store::unix_now();
     let mut written = Vec::new();
@@ -843,9 +885,11 @@ pub fn seed(
         if recorded.as_deref() == Some(digest.as_str()) {
             continue;
         }
+        // The file is the whole truth of its table: a day it no longer has
+        // is removed, as a clean import would leave it.
         let rows = read_file(&path)?;
         warehouse
-            .write_partitions(&name, &rows, None)
+            .replace_table(&name, &rows)
             .map_err(|e| WarehouseError(format!("{}: {}", path.display(), e.0)))?;
         let conn = warehouse.open_write(&name.namespace)?;
         conn.execute_batch(

@@ -576,3 +576,47 @@ fn staging_query_sql_cannot_write_anything() {
         );
     }
 }
+
+/// A seed file is the whole truth of its table: a day deleted from the file
+/// is removed from the table on the next import, what read it restates,
+/// and every output then equals a clean build from the edited file.
+#[test]
+fn a_day_deleted_from_a_seed_file_is_removed_and_restates_its_readers() {
+    let gb = text(&group_by("t.g"));
+    let (_dir, root) = repo(&[("g", gb.clone())], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-05"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let csv = std::fs::read_to_string(root.join("data/events.csv")).unwrap();
+    let edited: String = csv
+        .lines()
+        .filter(|l| !l.ends_with("2025-01-03"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(root.join("data/events.csv"), &edited).unwrap();
+    let plan = chronon_build(&root, &["plan", "--until", "2025-01-05"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_contains(&plan.stdout, "input-removed raw.events ds=2025-01-03");
+    // The day the file lost is now missing: its own target is blocked, as
+    // in a clean build (exit 3), and readers of it restate.
+    let run = chronon_build(&root, &["run", "--until", "2025-01-05"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "missing raw.events ds=2025-01-03");
+    let gone = chronon_build(
+        &root,
+        &["warehouse", "show", "raw.events", "--ds", "2025-01-03"],
+    );
+    assert_contains(&gone.stderr, "no partition 2025-01-03");
+
+    // A clean build from the edited file.
+    let (_clean_dir, clean) = repo(&[("g", gb)], "");
+    std::fs::write(clean.join("data/events.csv"), &edited).unwrap();
+    let run = chronon_build(&clean, &["run", "--until", "2025-01-05"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    for day in ["2025-01-02", "2025-01-04", "2025-01-05"] {
+        assert_eq!(
+            crate::show_rows(&root, "out.t_g", day),
+            crate::show_rows(&clean, "out.t_g", day),
+            "{day}"
+        );
+    }
+}
