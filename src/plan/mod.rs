@@ -228,7 +228,11 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
         let Some(column) = column else { continue };
         if let Some(anchor) = input.anchor(at) {
             match column.get(anchor) {
-                Entry::Absent if input.producer.is_none() => {
+                // Absent from a producer's table: the producer does not
+                // build that day (it starts later, or stops earlier), so
+                // no run will ever write it; reading on would race with
+                // the producer creating its table.
+                Entry::Absent => {
                     return Evaluation::Pending(Status::Blocked {
                         input: Arc::new(Missing {
                             table: input.table.clone(),

@@ -620,3 +620,33 @@ fn a_day_deleted_from_a_seed_file_is_removed_and_restates_its_readers() {
         );
     }
 }
+
+/// The ordering race: with the staging query starting later than the join
+/// that reads it, a clean build ran the join's early days while the staging
+/// query was creating its table, and exited 1 or 0 by luck. Days that no
+/// target of the producer builds are missing inputs: the same answer every
+/// time.
+#[test]
+fn a_clean_build_gives_the_same_answer_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    crate::copy_dir(&crate::testdata("demo"), &root);
+    let sq = root.join("production/staging_queries/quickstart/checkouts.v1");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&sq).unwrap()).unwrap();
+    config["startPartition"] = json!("2025-09-10");
+    std::fs::write(&sq, text(&config)).unwrap();
+    let mut answers = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+        let run = chronon_build(&root, &["run", "--until", "2025-09-12", "-j", "4"]);
+        let summary = run.stdout.lines().last().unwrap_or_default().to_string();
+        let summary = summary.split("; wall time").next().unwrap().to_string();
+        assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+        assert_contains(
+            &run.stdout,
+            "blocked join-left:quickstart.training_set.v1@2025-09-09 (1 partition(s)): missing quickstart.quickstart_checkouts_v1 ds=2025-09-09",
+        );
+        answers.insert(summary);
+    }
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+}
