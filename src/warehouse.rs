@@ -490,6 +490,7 @@ fn write_in(
     }
 
     let existing = table_columns(conn, table)?;
+    let mut schema_changed = false;
     if existing.is_empty() {
         let columns: Vec<String> = rows
             .columns
@@ -517,6 +518,23 @@ fn write_in(
                     quote(table),
                     quote(column)
                 ))?;
+                schema_changed = true;
+            }
+        }
+        // A step's output is exactly its current columns: one it no longer
+        // writes goes from the table (every partition of a changed step
+        // restates). An import replaces only the partitions it has, so it
+        // keeps the others' columns.
+        if !matches!(scope, Scope::InRows) {
+            for (column, _) in &existing {
+                if column != partition_column && !rows.columns.contains(column) {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {} DROP COLUMN {}",
+                        quote(table),
+                        quote(column)
+                    ))?;
+                    schema_changed = true;
+                }
             }
         }
     }
@@ -558,6 +576,21 @@ fn write_in(
     }
 
     let now = crate::store::unix_now();
+    if schema_changed {
+        // The other partitions' rows now read differently (a column more
+        // or less): their catalog fingerprints follow.
+        for entry in read_catalog(conn, Some(table))? {
+            if days.contains(&entry.partition) {
+                continue;
+            }
+            let (count, fingerprint) =
+                fingerprint(conn, table, partition_column, &entry.partition)?;
+            conn.execute(
+                "UPDATE _partitions SET row_count = ?3, fingerprint = ?4 WHERE tbl = ?1 AND partition = ?2",
+                params![table, entry.partition, count as i64, fingerprint.hex()],
+            )?;
+        }
+    }
     let mut written = Vec::new();
     for day in &days {
         let (count, fingerprint) = fingerprint(conn, table, partition_column, day)?;
@@ -606,6 +639,13 @@ pub fn fingerprint(
         .map(|(i, c)| (c.to_string(), i))
         .collect();
     order.sort();
+    // The schema counts: a column every row leaves NULL still changes the
+    // fingerprint (rows skip NULLs, so this is where it shows).
+    let mut schema = Vec::new();
+    for (name, _) in &order {
+        schema.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        schema.extend_from_slice(name.as_bytes());
+    }
     let mut sum = Lanes::default();
     let mut count = 0u64;
     let mut rows = stmt.query([day])?;
@@ -624,7 +664,10 @@ pub fn fingerprint(
         sum = sum.plus(Lanes::of(&Hash::of(&buffer)));
         count += 1;
     }
-    Ok((count, sum.digest(count as u32)))
+    let rows = sum.digest(count as u32);
+    let mut both = schema;
+    both.extend_from_slice(&rows.0);
+    Ok((count, Hash::of(&both)))
 }
 
 /// A value's bytes for hashing, tagged by type so `1` and `'1'` differ.

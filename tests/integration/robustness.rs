@@ -650,3 +650,77 @@ fn a_clean_build_gives_the_same_answer_every_time() {
     }
     assert_eq!(answers.len(), 1, "{answers:#?}");
 }
+
+/// Every row of a KV dataset: (key, value).
+fn kv_values(root: &Path) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(root.join(".chronon-build/kv.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT dataset, key, value FROM kv ORDER BY dataset, key")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Schema evolution: a window 3d -> 7d drops the `_3d` columns from every
+/// table the step writes and from the KV values, as a clean build has them.
+#[test]
+fn a_changed_window_leaves_no_stale_column_behind() {
+    let edit = |root: &Path| {
+        for (path, part) in [
+            ("production/group_bys/quickstart/returns.v1", None),
+            ("production/joins/quickstart/training_set.v1", Some(1)),
+        ] {
+            let file = root.join(path);
+            let mut conf: Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let gb = match part {
+                Some(i) => &mut conf["joinParts"][i]["groupBy"],
+                None => &mut conf,
+            };
+            gb["aggregations"][0]["windows"][0]["length"] = json!(7);
+            std::fs::write(&file, text(&conf)).unwrap();
+        }
+    };
+    let copy = || {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("demo");
+        crate::copy_dir(&crate::testdata("demo"), &root);
+        let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+        (dir, root)
+    };
+    let until = ["--until", "2025-09-04"];
+    let (_a, incremental) = copy();
+    let run = chronon_build(&incremental, &[&["run"][..], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    edit(&incremental);
+    let run = chronon_build(&incremental, &[&["run"][..], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (_b, clean) = copy();
+    edit(&clean);
+    let run = chronon_build(&clean, &[&["run"][..], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    for table in [
+        "quickstart.quickstart_returns_v1",
+        "quickstart.quickstart_training_set_v1_quickstart_returns_v1",
+        "quickstart.quickstart_training_set_v1",
+    ] {
+        for day in ["2025-09-01", "2025-09-04"] {
+            let got = crate::show_rows(&incremental, table, day);
+            assert!(
+                !got.to_string().contains("refund_amt_sum_3d"),
+                "{table} {day} keeps the old column"
+            );
+            assert_eq!(got, crate::show_rows(&clean, table, day), "{table} {day}");
+        }
+    }
+    let upload = crate::show_rows(
+        &incremental,
+        "quickstart.quickstart_returns_v1_upload",
+        "2025-09-04",
+    );
+    assert!(!upload.to_string().contains("refund_amt_sum_3d"));
+    assert_eq!(kv_values(&incremental), kv_values(&clean));
+}
