@@ -890,6 +890,19 @@ fn day_and_fingerprint(row: &rusqlite::Row) -> rusqlite::Result<(Day, Hash)> {
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    if let rusqlite::Error::SqliteFailure(e, _) = &source
+        && matches!(e.code, DatabaseCorrupt | NotADatabase)
+    {
+        return StoreError::Open {
+            path: path.display().to_string(),
+            message: format!(
+                "the state file is damaged ({source}). To recover, move it aside (keep it for \
+                 inspection) and run `chronon-build adopt --until DAY`: it records as built \
+                 every target whose outputs the warehouse holds, so nothing is recomputed"
+            ),
+        };
+    }
     StoreError::Sqlite {
         path: path.display().to_string(),
         source,

@@ -365,6 +365,118 @@ impl Warehouse {
     }
 }
 
+/// A partition whose rows no longer match its catalog entry, as
+/// `Warehouse::verify` found and corrected it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Mismatch {
+    pub table: String,
+    pub partition: String,
+    /// The catalog's, or `None` for rows the catalog did not list.
+    pub catalog_rows: Option<u64>,
+    pub catalog_fingerprint: Option<String>,
+    pub rows: u64,
+    pub fingerprint: String,
+}
+
+impl Warehouse {
+    /// Checks every namespace file (SQLite's integrity check) and
+    /// recomputes every partition's fingerprint from its rows, for `only`
+    /// tables or all; corrects the catalog where rows changed behind it
+    /// (edited, deleted or added by hand) and returns those partitions.
+    /// A damaged file is an error naming it.
+    pub fn verify(&self, only: &[TableName]) -> Result<Vec<Mismatch>, WarehouseError> {
+        let mut found = Vec::new();
+        let namespaces: Vec<String> = if only.is_empty() {
+            self.namespaces()?
+        } else {
+            let mut ns: Vec<String> = only.iter().map(|t| t.namespace.clone()).collect();
+            ns.dedup();
+            ns
+        };
+        for namespace in namespaces {
+            let path = self.namespace_file(&namespace);
+            if !path.exists() {
+                return Err(WarehouseError(format!(
+                    "{namespace}: no such namespace in {}",
+                    self.root.display()
+                )));
+            }
+            let mut conn = self.open_write(&namespace)?;
+            let err = |e| sqlite_error(&path, e);
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(err)?;
+            if check != "ok" {
+                return Err(WarehouseError(format!(
+                    "{}: the file is damaged ({check}); restore it from a copy, or delete it \
+                     and rebuild what wrote it (`chronon-build invalidate` its steps, then run)",
+                    path.display()
+                )));
+            }
+            let tx = conn.transaction().map_err(err)?;
+            let tables: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare("SELECT tbl, partition_column FROM _tables ORDER BY tbl")
+                    .map_err(err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(err)?
+            };
+            for (table, partition_column) in tables {
+                if !only.is_empty()
+                    && !only
+                        .iter()
+                        .any(|t| t.namespace == namespace && t.table == table)
+                {
+                    continue;
+                }
+                let catalog = read_catalog(&tx, Some(&table)).map_err(err)?;
+                let mut partitions: BTreeSet<String> =
+                    catalog.iter().map(|e| e.partition.clone()).collect();
+                if table_exists(&tx, &table).map_err(err)? {
+                    let mut stmt = tx
+                        .prepare(&format!(
+                            "SELECT DISTINCT {} FROM {}",
+                            quote(&partition_column),
+                            quote(&table)
+                        ))
+                        .map_err(err)?;
+                    let present: Vec<Option<String>> = stmt
+                        .query_map([], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                        .map_err(err)?;
+                    partitions.extend(present.into_iter().flatten());
+                }
+                for partition in partitions {
+                    let entry = catalog.iter().find(|e| e.partition == partition);
+                    let (rows, fingerprint) =
+                        fingerprint(&tx, &table, &partition_column, &partition).map_err(err)?;
+                    let fingerprint = fingerprint.hex();
+                    if entry.is_some_and(|e| e.fingerprint == fingerprint && e.rows == rows) {
+                        continue;
+                    }
+                    tx.execute(
+                        "INSERT OR REPLACE INTO _partitions (tbl, partition, row_count, fingerprint, written_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![table, partition, rows as i64, fingerprint, crate::store::unix_now()],
+                    )
+                    .map_err(err)?;
+                    found.push(Mismatch {
+                        table: format!("{namespace}.{table}"),
+                        partition,
+                        catalog_rows: entry.map(|e| e.rows),
+                        catalog_fingerprint: entry.map(|e| e.fingerprint.clone()),
+                        rows,
+                        fingerprint,
+                    });
+                }
+            }
+            tx.commit().map_err(err)?;
+        }
+        Ok(found)
+    }
+}
+
 fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",

@@ -213,9 +213,11 @@ impl Command {
             | Command::Invalidate(_)
             | Command::Compute(_)
             | Command::Fetch(_) => false,
-            Command::Warehouse(args) => {
-                !matches!(args.command, warehouse::WarehouseCommand::Import { .. })
-            }
+            Command::Warehouse(args) => !matches!(
+                args.command,
+                warehouse::WarehouseCommand::Import { .. }
+                    | warehouse::WarehouseCommand::Verify { .. }
+            ),
             _ => true,
         }
     }

@@ -55,6 +55,16 @@ pub enum WarehouseCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: ShowFormat,
     },
+    /// Recompute every partition's fingerprint from its rows and check each
+    /// file's integrity; correct the catalog where rows changed behind it.
+    /// Exit 1 when any partition differed, 0 when none, 2 on errors.
+    Verify {
+        /// Tables to verify, e.g. raw.purchases [default: every table].
+        tables: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Write one partition as CSV to standard output.
     Export {
         /// The table, e.g. raw.purchases.
@@ -188,6 +198,44 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                         .collect::<Vec<_>>(),
                 ),
                 ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
+            }
+        }
+        WarehouseCommand::Verify { tables, format } => {
+            let names = tables
+                .iter()
+                .map(|t| table_name(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let found = warehouse.verify(&names).map_err(failed)?;
+            match format {
+                Format::Json => print_json(&found),
+                Format::Text => {
+                    let mut text = String::new();
+                    for m in &found {
+                        let short = |f: &str| f.chars().take(12).collect::<String>();
+                        text.push_str(&match (&m.catalog_fingerprint, m.catalog_rows) {
+                            (Some(old), Some(rows)) => format!(
+                                "{} {}: {rows} -> {} row(s), fingerprint {} -> {} (catalog corrected)\n",
+                                m.table,
+                                m.partition,
+                                m.rows,
+                                short(old),
+                                short(&m.fingerprint)
+                            ),
+                            _ => format!(
+                                "{} {}: {} row(s) the catalog did not list (added)\n",
+                                m.table, m.partition, m.rows
+                            ),
+                        });
+                    }
+                    text.push_str(&format!(
+                        "{} partition(s) differed from the catalog\n",
+                        found.len()
+                    ));
+                    super::print_out(&text);
+                }
+            }
+            if !found.is_empty() {
+                return Ok(exit::FAILED);
             }
         }
         WarehouseCommand::Export { table, ds } => {

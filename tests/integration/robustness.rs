@@ -724,3 +724,61 @@ fn a_changed_window_leaves_no_stale_column_behind() {
     assert!(!upload.to_string().contains("refund_amt_sum_3d"));
     assert_eq!(kv_values(&incremental), kv_values(&clean));
 }
+
+/// Edits behind the catalog: rows changed or deleted directly in SQLite are
+/// found by `warehouse verify`, which corrects the catalog (exit 1); then
+/// `plan` restates what wrote or read them, and a run converges. Damaged
+/// files are named with a way out.
+#[test]
+fn warehouse_verify_finds_edits_behind_the_catalog() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-04"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let clean = chronon_build(&root, &["warehouse", "verify"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert_contains(&clean.stdout, "0 partition(s) differed");
+
+    let warehouse = root.join(".chronon-build/warehouse");
+    let out = rusqlite::Connection::open(warehouse.join("out.sqlite")).unwrap();
+    out.execute(
+        "UPDATE t_g SET v_sum_2d = v_sum_2d + 1 WHERE ds = '2025-01-03'",
+        [],
+    )
+    .unwrap();
+    drop(out);
+    let raw = rusqlite::Connection::open(warehouse.join("raw.sqlite")).unwrap();
+    raw.execute("DELETE FROM events WHERE ds = '2025-01-04'", [])
+        .unwrap();
+    drop(raw);
+    let before = chronon_build(&root, &["plan", "--until", "2025-01-04", "--exit-code"]);
+    assert_eq!(before.code, 0, "edits behind the catalog are not seen yet");
+
+    let verify = chronon_build(&root, &["warehouse", "verify"]);
+    assert_eq!(verify.code, 1, "{}\n{}", verify.stdout, verify.stderr);
+    assert_contains(&verify.stdout, "out.t_g 2025-01-03: 1 -> 1 row(s)");
+    assert_contains(&verify.stdout, "raw.events 2025-01-04: 1 -> 0 row(s)");
+    assert_contains(&verify.stdout, "2 partition(s) differed");
+    let plan = chronon_build(&root, &["plan", "--until", "2025-01-04"]);
+    assert_contains(&plan.stdout, "output-modified out.t_g ds=2025-01-03");
+    assert_contains(&plan.stdout, "input-changed raw.events ds=2025-01-04");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-04"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(chronon_build(&root, &["warehouse", "verify"]).code, 0);
+
+    // Random bytes in a warehouse file, and in the state.
+    let file = warehouse.join("out.sqlite");
+    let mut bytes = std::fs::read(&file).unwrap();
+    for b in bytes.iter_mut().skip(100).step_by(7) {
+        *b = 0x5a;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let damaged = chronon_build(&root, &["warehouse", "verify"]);
+    assert_eq!(damaged.code, 2, "{}\n{}", damaged.stdout, damaged.stderr);
+    assert_contains(&damaged.stderr, "out.sqlite");
+    std::fs::write(root.join(".chronon-build/state.db"), vec![0x5au8; 8192]).unwrap();
+    let _ = std::fs::remove_file(root.join(".chronon-build/state.db-wal"));
+    let _ = std::fs::remove_file(root.join(".chronon-build/state.db-shm"));
+    let state = chronon_build(&root, &["plan", "--until", "2025-01-04"]);
+    assert_error(&state, "the state file is damaged");
+    assert_contains(&state.stderr, "chronon-build adopt --until DAY");
+}
