@@ -387,6 +387,11 @@ pub struct WarehouseSettings {
     /// its content changed since its last import.
     #[serde(default)]
     pub seed: std::collections::BTreeMap<String, PathBuf>,
+    /// For warehouses other than `sqlite`: how `gc` deletes one partition,
+    /// an argv with `{table}`, `{partition_column}` and `{partition}`, e.g.
+    /// `["hive", "-e", "..."]` or a script of yours.
+    #[serde(default)]
+    pub delete_command: Vec<String>,
 }
 
 impl Default for WarehouseSettings {
@@ -394,6 +399,7 @@ impl Default for WarehouseSettings {
         WarehouseSettings {
             kind: WarehouseKind::default(),
             root: None,
+            delete_command: Vec::new(),
             fingerprint: FingerprintMode::default(),
             partition_column: default_partition_column(),
             command: Vec::new(),

@@ -365,6 +365,40 @@ impl Warehouse {
     }
 }
 
+impl Warehouse {
+    /// Removes partitions (their rows and catalog entries) in one
+    /// transaction; a table or day that does not exist is no error.
+    pub fn remove_partitions(&self, table: &TableName, days: &[Day]) -> Result<(), WarehouseError> {
+        if self.open_read(&table.namespace)?.is_none() {
+            return Ok(());
+        }
+        let path = self.namespace_file(&table.namespace);
+        let err = |e| sqlite_error(&path, e);
+        let mut conn = self.open_write(&table.namespace)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if table_exists(&tx, &table.table).map_err(err)? {
+            let column = self.partition_column_of(&tx, &table.table).map_err(err)?;
+            let delete = format!(
+                "DELETE FROM {} WHERE {} = ?1",
+                quote(&table.table),
+                quote(&column)
+            );
+            for day in days {
+                let day = day.to_string();
+                tx.execute(&delete, [&day]).map_err(err)?;
+                tx.execute(
+                    "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
+                    [table.table.as_str(), day.as_str()],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
 /// A partition whose rows no longer match its catalog entry, as
 /// `Warehouse::verify` found and corrected it.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -5,6 +5,7 @@ mod compute;
 mod diff;
 mod docs;
 mod explain;
+mod gc;
 mod graph;
 mod monitor;
 mod plan;
@@ -76,6 +77,8 @@ pub enum Command {
     Adopt(run::AdoptArgs),
     /// Force targets stale until they are next built (a restatement).
     Invalidate(run::InvalidateArgs),
+    /// Remove the partitions no build wants: those before a node's start.
+    Gc(gc::GcArgs),
     /// Say what a config change invalidates and what it will cost (for CI on pull requests).
     Diff(diff::DiffArgs),
     /// The embedded SQLite warehouse: import, ls, show, export.
@@ -170,6 +173,7 @@ where
         Command::Run(args) => run::run(&cli.global, args),
         Command::Adopt(args) => run::adopt(&cli.global, args),
         Command::Invalidate(args) => run::invalidate(&cli.global, args),
+        Command::Gc(args) => gc::run(&cli.global, args),
         Command::Diff(args) => diff::run(&cli.global, args),
         Command::Warehouse(args) => warehouse::run(&cli.global, args),
         Command::Compute(args) => compute::compute(&cli.global, args),
@@ -211,6 +215,7 @@ impl Command {
             Command::Run(_)
             | Command::Adopt(_)
             | Command::Invalidate(_)
+            | Command::Gc(_)
             | Command::Compute(_)
             | Command::Fetch(_) => false,
             Command::Warehouse(args) => !matches!(

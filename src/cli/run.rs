@@ -227,6 +227,32 @@ fn execute(
         errln!("{}", executor.describe());
         executor
     };
+    // Partitions before a node's start: gone before anything reads them on
+    // the embedded warehouse; elsewhere `gc` removes them.
+    if action != Action::Adopt && !plan.orphans.is_empty() {
+        if ws.settings.warehouse.kind == crate::settings::WarehouseKind::Sqlite {
+            let said = crate::run::gc::remove(
+                &ws.settings,
+                &ws.repo.root,
+                &ws.partitioning.layouts,
+                &plan.orphans,
+                action == Action::DryRun,
+            )?;
+            for line in said {
+                errln!("{line}");
+            }
+        } else {
+            for orphan in &plan.orphans {
+                errln!(
+                    "note: {} has {} partition(s) before {}'s start {}; `chronon-build gc` removes them",
+                    orphan.table,
+                    orphan.partitions.len(),
+                    orphan.target,
+                    orphan.start
+                );
+            }
+        }
+    }
     let mut ctx = run::Context {
         repo: &ws.repo,
         settings: &ws.settings,

@@ -315,6 +315,19 @@ pub struct Plan {
     pub state: Vec<NodeState>,
     /// Every probed table's partitions.
     pub probed: HashMap<String, Partitions>,
+    /// Partitions of tables nodes write that lie before the node's start:
+    /// no build wants them and a clean build would not have them.
+    pub orphans: Vec<Orphan>,
+}
+
+/// Partitions of a node's output before its start (a start moved later):
+/// `run` removes them from the embedded warehouse, `gc` from others.
+#[derive(Clone, Debug, Serialize)]
+pub struct Orphan {
+    pub target: String,
+    pub table: String,
+    pub start: Day,
+    pub partitions: Vec<Day>,
 }
 
 impl Plan {
@@ -394,6 +407,44 @@ fn probe_tables(
         .map(|t| ctx.probe.list(&t).map(|p| (t, p)))
         .collect();
     Ok(listed?.into_iter().collect())
+}
+
+/// Partitions of the planned daily nodes' probed outputs before their start
+/// (the config's, bounded by the `start` setting; `--from` only narrows
+/// the view and changes nothing here).
+fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    for node in ctx
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| planned[n.id] && n.probed_output)
+    {
+        let (Schedule::Daily { start }, Some(table)) = (&node.schedule, &node.output) else {
+            continue;
+        };
+        let Some(partitions) = probed.get(table) else {
+            continue;
+        };
+        let first = |t: &str| probed.get(t).and_then(|p| p.keys().next().copied());
+        let Some(start) = [start.day(first), ctx.settings.start]
+            .into_iter()
+            .flatten()
+            .max()
+        else {
+            continue;
+        };
+        let before: Vec<Day> = partitions.range(..start).map(|(d, _)| *d).collect();
+        if !before.is_empty() {
+            out.push(Orphan {
+                target: node.label(),
+                table: table.clone(),
+                start,
+                partitions: before,
+            });
+        }
+    }
+    out
 }
 
 /// The first table `node` reads that an invalid config writes, with that
@@ -591,6 +642,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
 
     check_streaming(ctx, &mut nodes, &planned)?;
 
+    let orphans = orphans(ctx, &planned, &probed);
     let mut notes = ctx.repo.notes.clone();
     notes.extend(graph.notes.iter().cloned());
     for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
@@ -614,6 +666,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         columns,
         planned,
         state,
+        orphans,
         probed,
     })
 }

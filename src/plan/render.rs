@@ -73,6 +73,8 @@ pub struct PlanJson<'p> {
     pub groups: Vec<Group<'p>>,
     pub totals: BTreeMap<&'static str, usize>,
     pub notes: &'p [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub orphans: &'p [super::Orphan],
 }
 
 pub struct Filter {
@@ -167,6 +169,7 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             group.status_text()
         );
     }
+    out.push_str(&orphan_lines(plan));
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }
@@ -205,7 +208,29 @@ pub fn to_json<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> PlanJso
         groups: groups(plan, graph, filter),
         totals: totals(plan, graph, filter.step),
         notes: &plan.notes,
+        orphans: &plan.orphans,
     }
+}
+
+/// One line per orphaned table: what `run` (or `gc`) removes.
+pub fn orphan_lines(plan: &Plan) -> String {
+    plan.orphans
+        .iter()
+        .map(|o| {
+            let range = match (o.partitions.first(), o.partitions.last()) {
+                (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
+                (Some(a), _) => a.to_string(),
+                _ => String::new(),
+            };
+            format!(
+                "to remove  {} ds={range} ({} partition(s)): before {}'s start {}\n",
+                o.table,
+                o.partitions.len(),
+                o.target,
+                o.start
+            )
+        })
+        .collect()
 }
 
 /// `text` followed by spaces up to `width` characters.

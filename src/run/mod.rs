@@ -19,6 +19,7 @@
 //! unknown output, nothing is written) and `adopt` (a job "succeeds" when its
 //! output partitions already exist in the warehouse).
 
+pub mod gc;
 mod hooks;
 pub mod lock;
 pub(crate) mod process;

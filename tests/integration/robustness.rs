@@ -782,3 +782,159 @@ fn warehouse_verify_finds_edits_behind_the_catalog() {
     assert_error(&state, "the state file is damaged");
     assert_contains(&state.stderr, "chronon-build adopt --until DAY");
 }
+
+/// Orphans: when a staging query's start moves later, its partitions before
+/// the new start are listed by plan ("to remove"), removed by run before
+/// anything reads them, and the outputs match a clean build.
+#[test]
+fn partitions_before_a_moved_start_are_removed_as_a_clean_build_has_none() {
+    let later = |root: &Path| {
+        let sq = root.join("production/staging_queries/quickstart/checkouts.v1");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&sq).unwrap()).unwrap();
+        config["startPartition"] = json!("2025-09-03");
+        std::fs::write(&sq, text(&config)).unwrap();
+    };
+    let copy = || {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("demo");
+        crate::copy_dir(&crate::testdata("demo"), &root);
+        let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+        (dir, root)
+    };
+    let (_a, incremental) = copy();
+    assert_eq!(
+        chronon_build(&incremental, &["run", "--until", "2025-09-05"]).code,
+        0
+    );
+    later(&incremental);
+    let plan = chronon_build(&incremental, &["plan", "--until", "2025-09-05"]);
+    assert_contains(
+        &plan.stdout,
+        "to remove  quickstart.quickstart_checkouts_v1 ds=2025-09-01..2025-09-02 (2 partition(s)): before staging-query:quickstart.checkouts.v1's start 2025-09-03",
+    );
+    let json = chronon_build(
+        &incremental,
+        &["plan", "--until", "2025-09-05", "--format", "json"],
+    );
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    crate::assert_valid(
+        &crate::schema("plan.schema.json"),
+        &report,
+        "plan --format json",
+    );
+    assert_eq!(
+        report["orphans"][0]["partitions"],
+        json!(["2025-09-01", "2025-09-02"])
+    );
+    let dry = chronon_build(&incremental, &["run", "-n", "--until", "2025-09-05"]);
+    assert_contains(
+        &dry.stderr,
+        "would remove 2 partition(s) of quickstart.quickstart_checkouts_v1",
+    );
+    let run = chronon_build(&incremental, &["run", "--until", "2025-09-05"]);
+    assert_contains(
+        &run.stderr,
+        "removed 2 partition(s) of quickstart.quickstart_checkouts_v1",
+    );
+    let gone = chronon_build(
+        &incremental,
+        &[
+            "warehouse",
+            "show",
+            "quickstart.quickstart_checkouts_v1",
+            "--ds",
+            "2025-09-01",
+        ],
+    );
+    assert_contains(&gone.stderr, "no partition 2025-09-01");
+    let again = chronon_build(&incremental, &["plan", "--until", "2025-09-05"]);
+    assert!(!again.stdout.contains("to remove"), "{}", again.stdout);
+
+    let (_b, clean) = copy();
+    later(&clean);
+    chronon_build(&clean, &["run", "--until", "2025-09-05"]);
+    for (table, day) in [
+        ("quickstart.quickstart_checkouts_v1", "2025-09-03"),
+        ("quickstart.quickstart_training_set_v1", "2025-09-03"),
+        ("quickstart.quickstart_training_set_v1", "2025-09-05"),
+    ] {
+        assert_eq!(
+            crate::show_rows(&incremental, table, day),
+            crate::show_rows(&clean, table, day),
+            "{table} {day}"
+        );
+    }
+}
+
+/// `gc` on an external warehouse: the orphans go through
+/// `warehouse.delete_command`, one call per partition, in the table's own
+/// partition column and format; `--dry-run` only lists them.
+#[test]
+fn gc_removes_orphans_of_an_external_warehouse_through_the_delete_command() {
+    let s = Scenario::copy("scenario");
+    crate::scenario::seed_sources(&s, 10);
+    for day in 1..=4 {
+        s.write_partition(
+            "risk_db.risk_merchants_v1",
+            &format!("2025-01-0{day}"),
+            "built",
+        );
+    }
+    let calls = s.repo.join("deleted.log");
+    let script = s.repo.join("delete.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"$1 $2 $3\" >> '{}'\nns=${{1%%.*}}; t=${{1#*.}}\nrm -r \"warehouse/$ns.db/$t/$2=$3\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    let settings = std::fs::read_to_string(s.repo.join("chronon-build.toml")).unwrap();
+    std::fs::write(
+        s.repo.join("chronon-build.toml"),
+        settings.replace(
+            "[warehouse]\n",
+            &format!(
+                "[warehouse]\ndelete_command = [\"bash\", \"{}\", \"{{table}}\", \"{{partition_column}}\", \"{{partition}}\"]\n",
+                script.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let adopt = s.run(&[
+        "adopt",
+        "--until",
+        "2025-01-04",
+        "--select",
+        "risk.merchants.v1",
+    ]);
+    assert_eq!(adopt.code, 0, "{}", adopt.stderr);
+    s.edit("compiled/staging_queries/risk/risk.merchants.v1", |sq| {
+        sq["startPartition"] = json!("2025-01-03");
+    });
+    let dry = s.run(&["gc", "--until", "2025-01-04", "-n"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_contains(
+        &dry.stdout,
+        "would remove 2 partition(s) of risk_db.risk_merchants_v1",
+    );
+    assert!(!calls.exists());
+    let gc = s.run(&["gc", "--until", "2025-01-04"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "risk_db.risk_merchants_v1 ds 2025-01-01\nrisk_db.risk_merchants_v1 ds 2025-01-02\n"
+    );
+    assert!(
+        !s.partition_dir("risk_db.risk_merchants_v1", "2025-01-01")
+            .exists()
+    );
+    assert!(
+        s.partition_dir("risk_db.risk_merchants_v1", "2025-01-03")
+            .exists()
+    );
+    let again = s.run(&["gc", "--until", "2025-01-04"]);
+    assert_contains(&again.stdout, "nothing to remove");
+}
