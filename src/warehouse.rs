@@ -175,13 +175,23 @@ impl Warehouse {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| sqlite_error(&path, e))?;
         // WAL lets jobs read a namespace while another writes it. The mode
-        // is kept in the file, so it is set once.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .map_err(|e| sqlite_error(&path, e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL")
+        // is kept in the file, so it is set once, by one process: jobs that
+        // start together on a new namespace would otherwise race to switch
+        // it ("database is locked", "disk I/O error"), so the switch and
+        // the catalog's creation hold an exclusive lock on a file beside it.
+        let journal_mode = |conn: &Connection| -> Result<String, WarehouseError> {
+            conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .map_err(|e| sqlite_error(&path, e))
+        };
+        if !journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
+            let _held = InitLock::take(&path)?;
+            if !journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(|e| sqlite_error(&path, e))?;
+            }
+            conn.execute_batch(CATALOG_SCHEMA)
                 .map_err(|e| sqlite_error(&path, e))?;
+            return Ok(conn);
         }
         conn.execute_batch(CATALOG_SCHEMA)
             .map_err(|e| sqlite_error(&path, e))?;
@@ -396,6 +406,35 @@ impl Warehouse {
             }
         }
         tx.commit().map_err(err)
+    }
+}
+
+/// An exclusive `flock` on `<namespace>.sqlite.init`, held while a new
+/// namespace file is set up; released when dropped (or when the process
+/// ends, however it ends).
+struct InitLock {
+    _file: std::fs::File,
+}
+
+impl InitLock {
+    fn take(namespace_file: &Path) -> Result<InitLock, WarehouseError> {
+        use std::os::fd::AsRawFd;
+        let path = PathBuf::from(format!("{}.init", namespace_file.display()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| WarehouseError(format!("{}: {e}", path.display())))?;
+        // SAFETY: flock on a descriptor this File owns, for its lifetime.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(WarehouseError(format!(
+                "{}: cannot lock: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(InitLock { _file: file })
     }
 }
 

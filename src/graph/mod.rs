@@ -964,6 +964,14 @@ impl Builder<'_> {
                 origin,
             ));
         }
+        if inputs.is_empty() {
+            self.notes.push(format!(
+                "{}: the staging query declares no inputs (metaData.dependencies or \
+                 executionInfo.tableDependencies): a change to what its SQL reads cannot \
+                 restate it",
+                config.path
+            ));
+        }
         let start = match (sq.start_partition, inputs.first()) {
             (Some(day), _) => Start::Day(day),
             (None, Some(first)) => Start::FirstPartitionOf(first.table.clone()),

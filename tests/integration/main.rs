@@ -13,6 +13,7 @@ mod real_cli;
 mod robustness;
 mod run;
 mod scenario;
+mod soundness;
 mod warehouse;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,314 @@
+//! The differential soundness check, as a property: random sequences of
+//! edits to a small repository (source rows changed, added and deleted,
+//! whole days included; windows and operations; cosmetic fields; staging
+//! SQL; start dates; `--until` moves), each followed by an incremental
+//! `run`, must leave every wanted partition exactly as a clean build from
+//! scratch of the same files has it (rows and KV values), and a run right
+//! after must run nothing. A cosmetic edit runs nothing but the metadata
+//! upload, which carries the whole config.
+//!
+//! CI runs a quick size; by hand, more:
+//!
+//!     CHRONON_BUILD_SOUNDNESS_CASES=200 cargo test --release --test integration soundness -- --nocapture
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+use crate::chronon_build;
+
+const DAY_MS: i64 = 86_400_000;
+const FIRST: i64 = 20_089; // 2025-01-01
+const DAYS: i64 = 6;
+
+fn day(d: i64) -> String {
+    let date = chronon_build::partition::Day((FIRST + d) as i32);
+    date.to_string()
+}
+
+/// The repository's files, as the edits change them.
+#[derive(Clone, Debug)]
+struct Files {
+    /// (k, v, day index) rows of raw.events.
+    rows: Vec<(i64, i64, i64)>,
+    window: i64,
+    operation: i64,
+    start: i64,
+    description: String,
+    multiplier: i64,
+    until: i64,
+}
+
+impl Files {
+    fn initial() -> Files {
+        let mut rows = Vec::new();
+        for d in 0..DAYS {
+            for k in 1..=3 {
+                rows.push((k, (k * 7 + d * 3) % 11, d));
+            }
+        }
+        Files {
+            rows,
+            window: 2,
+            operation: 7,
+            start: 1,
+            description: "events".into(),
+            multiplier: 2,
+            until: 4,
+        }
+    }
+
+    fn write(&self, root: &Path) {
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let mut csv = String::from("k,v,ts,ds\n");
+        for (i, (k, v, d)) in self.rows.iter().enumerate() {
+            let ts = (FIRST + d) * DAY_MS + 1000 + i as i64;
+            csv.push_str(&format!("{k},{v},{ts},{}\n", day(*d)));
+        }
+        std::fs::write(root.join("data/events.csv"), csv).unwrap();
+        std::fs::write(
+            root.join("chronon-build.toml"),
+            "[warehouse.seed]\n\"raw.events\" = \"data/events.csv\"\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("teams.json"), r#"{"t": {"namespace": "out"}}"#).unwrap();
+        let gb = json!({
+            "metaData": {"name": "t.g", "team": "t", "outputNamespace": "out", "online": 1,
+                         "description": self.description},
+            "sources": [{"events": {"table": "raw.events", "query": {
+                "selects": {"k": "k", "v": "v"}, "timeColumn": "ts"}}}],
+            "keyColumns": ["k"],
+            "aggregations": [{"inputColumn": "v", "operation": self.operation,
+                              "windows": [{"length": self.window, "timeUnit": 1}]}],
+            "backfillStartDate": day(self.start)
+        });
+        let sq = json!({
+            "metaData": {"name": "t.sq", "team": "t", "outputNamespace": "out",
+                         "dependencies": [
+                             "{\"name\": \"wait_for_raw.events_ds\", \"spec\": \"raw.events/ds={{ ds }}\", \"start\": null, \"end\": null}"
+                         ]},
+            "query": format!(
+                "SELECT k, v * {} AS w, ts, ds FROM raw.events WHERE ds BETWEEN '{{{{ start_date }}}}' AND '{{{{ end_date }}}}'",
+                self.multiplier
+            ),
+            "startPartition": day(0)
+        });
+        let chained = json!({
+            "metaData": {"name": "t.c", "team": "t", "outputNamespace": "out"},
+            "sources": [{"events": {"table": "out.t_sq", "query": {
+                "selects": {"k": "k", "w": "w"}, "timeColumn": "ts"}}}],
+            "keyColumns": ["k"],
+            "aggregations": [{"inputColumn": "w", "operation": 7,
+                              "windows": [{"length": 2, "timeUnit": 1}]}],
+            "backfillStartDate": day(1)
+        });
+        for (path, config) in [
+            ("production/group_bys/t/g", gb),
+            ("production/staging_queries/t/sq", sq),
+            ("production/group_bys/t/c", chained),
+        ] {
+            let file = root.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Edit {
+    ChangeValue { row: usize, value: i64 },
+    AddRow { k: i64, v: i64, d: i64 },
+    DeleteDay { d: i64 },
+    Window(i64),
+    Operation(i64),
+    Cosmetic(String),
+    Sql(i64),
+    Start(i64),
+    Until(i64),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 0i64..20).prop_map(|(row, value)| Edit::ChangeValue { row, value }),
+        (1i64..5, 0i64..20, 0i64..DAYS).prop_map(|(k, v, d)| Edit::AddRow { k, v, d }),
+        (0i64..DAYS).prop_map(|d| Edit::DeleteDay { d }),
+        (1i64..5).prop_map(Edit::Window),
+        prop::sample::select(vec![6i64, 7, 8, 9, 10]).prop_map(Edit::Operation),
+        "[a-z ]{1,12}".prop_map(Edit::Cosmetic),
+        (1i64..5).prop_map(Edit::Sql),
+        (0i64..4).prop_map(Edit::Start),
+        (2i64..DAYS).prop_map(Edit::Until),
+    ]
+}
+
+impl Files {
+    fn apply(&mut self, edit: &Edit) {
+        match edit {
+            Edit::ChangeValue { row, value } => {
+                if !self.rows.is_empty() {
+                    let i = row % self.rows.len();
+                    self.rows[i].1 = *value;
+                }
+            }
+            Edit::AddRow { k, v, d } => self.rows.push((*k, *v, *d)),
+            Edit::DeleteDay { d } => self.rows.retain(|r| r.2 != *d),
+            Edit::Window(w) => self.window = *w,
+            Edit::Operation(op) => self.operation = *op,
+            Edit::Cosmetic(text) => self.description = text.clone(),
+            Edit::Sql(m) => self.multiplier = *m,
+            Edit::Start(s) => self.start = *s,
+            Edit::Until(u) => self.until = *u,
+        }
+    }
+}
+
+/// Every partition of every output table, as `warehouse show` rows, for
+/// the days whose targets are fresh; and the KV store's values.
+fn outputs(root: &Path, until: &str) -> (Vec<(String, String, Value)>, Vec<(String, String)>) {
+    let plan = chronon_build(
+        root,
+        &["plan", "--until", until, "--format", "json", "--show-fresh"],
+    );
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    for (table, target) in [
+        ("out.t_g", "group-by-backfill:t.g"),
+        ("out.t_sq", "staging-query:t.sq"),
+        ("out.t_c", "group-by-backfill:t.c"),
+    ] {
+        let ls = chronon_build(root, &["warehouse", "ls", table, "--format", "json"]);
+        let entries: Vec<Value> = serde_json::from_str(&ls.stdout).unwrap_or_default();
+        for entry in entries {
+            let partition = entry["partition"].as_str().unwrap().to_string();
+            // A partition whose target is not fresh (blocked: its input day
+            // is gone) is not read by anything; a clean build has none.
+            let fresh = plan["groups"].as_array().into_iter().flatten().any(|g| {
+                g["status"] == "fresh"
+                    && g["from"].as_str().is_some_and(|f| f <= partition.as_str())
+                    && g["to"].as_str().is_some_and(|t| t >= partition.as_str())
+                    && g["target"] == target
+            });
+            if !fresh {
+                continue;
+            }
+            let rows = crate::show_rows(root, table, &partition);
+            out.push((table.to_string(), partition, rows));
+        }
+    }
+    // The KV store keeps the last upload when today's is blocked (as a
+    // serving store does); a clean build has none then. Compare the batch
+    // values when the upload is fresh, and the metadata always.
+    let upload_fresh = plan["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|g| g["status"] == "fresh" && g["target"] == "upload-to-kv:t.g");
+    let kv = root.join(".chronon-build/kv.sqlite");
+    let mut values = Vec::new();
+    if kv.exists() {
+        let conn = rusqlite::Connection::open(kv).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT dataset, key, value FROM kv ORDER BY dataset, key")
+            .unwrap();
+        values = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|(dataset, _, _)| upload_fresh || !dataset.ends_with("_BATCH"))
+            .map(|(_, k, v)| (k, v))
+            .collect();
+    }
+    (out, values)
+}
+
+fn run(root: &Path, until: &str) -> crate::Output {
+    let out = chronon_build(root, &["run", "--until", until]);
+    assert!(
+        matches!(out.code, 0 | 3),
+        "run: exit {}\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    out
+}
+
+fn jobs(out: &crate::Output) -> usize {
+    out.stdout
+        .split_once(" built in ")
+        .and_then(|(_, rest)| rest.split_once(" job(s)"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {}", out.stdout))
+}
+
+fn cases() -> u32 {
+    std::env::var("CHRONON_BUILD_SOUNDNESS_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6)
+}
+
+#[test]
+fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let started = std::time::Instant::now();
+    let result = runner.run(&prop::collection::vec(edit(), 1..4), |edits| {
+        let dir = tempfile::tempdir().unwrap();
+        let incremental: PathBuf = dir.path().join("incremental");
+        let mut files = Files::initial();
+        files.write(&incremental);
+        run(&incremental, &day(files.until));
+        for edit in &edits {
+            files.apply(edit);
+            files.write(&incremental);
+            let until = day(files.until);
+            let first = run(&incremental, &until);
+            if matches!(edit, Edit::Cosmetic(_)) {
+                // The metadata upload carries the whole config (description
+                // included) to the KV store; nothing else may run.
+                let ran: Vec<&str> = first
+                    .stdout
+                    .lines()
+                    .filter(|l| l.starts_with("ran "))
+                    .filter(|l| !l.contains(" metadata-upload:"))
+                    .collect();
+                prop_assert!(ran.is_empty(), "a cosmetic edit ran {:?}", ran);
+            }
+            let second = run(&incremental, &until);
+            prop_assert_eq!(
+                jobs(&second),
+                0,
+                "a second run ran something after {:?}",
+                edit
+            );
+
+            let clean: PathBuf = dir.path().join(format!("clean-{}", files.until));
+            let _ = std::fs::remove_dir_all(&clean);
+            files.write(&clean);
+            run(&clean, &until);
+            let (got, got_kv) = outputs(&incremental, &until);
+            let (want, want_kv) = outputs(&clean, &until);
+            prop_assert_eq!(got, want, "after {:?} in {:?}", edit, edits);
+            prop_assert_eq!(got_kv, want_kv, "KV after {:?} in {:?}", edit, edits);
+        }
+        Ok(())
+    });
+    eprintln!(
+        "soundness: {} case(s) in {:.0?}",
+        cases(),
+        started.elapsed()
+    );
+    result.unwrap();
+}
