@@ -166,7 +166,13 @@ impl Files {
 
 /// Every partition of every output table, as `warehouse show` rows, for
 /// the days whose targets are fresh; and the KV store's values.
-fn outputs(root: &Path, until: &str) -> (Vec<(String, String, Value)>, Vec<(String, String)>) {
+/// (table, partition, rows) of every fresh partition.
+type Partitions = Vec<(String, String, Value)>;
+
+/// (key, value) pairs of the KV store.
+type KvValues = Vec<(String, String)>;
+
+fn outputs(root: &Path, until: &str) -> (Partitions, KvValues) {
     let plan = chronon_build(
         root,
         &["plan", "--until", until, "--format", "json", "--show-fresh"],
