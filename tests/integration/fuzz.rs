@@ -220,8 +220,14 @@ fn fuzz_mutated_corpus_configs_never_crash_or_hang() {
                 &["plan", "--until", "2023-12-01", "--format", "json"],
                 &["run", "-n", "--until", "2023-12-01"],
             ] {
-                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let n = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 check(&repo, args, &input).map_err(TestCaseError::fail)?;
+                if n % 400 == 0 {
+                    eprintln!(
+                        "fuzz corpus: {n} command run(s) in {:.0?}, 0 crashes, 0 hangs so far",
+                        started.elapsed()
+                    );
+                }
             }
             Ok(())
         },
@@ -285,6 +291,8 @@ fn fuzz_mutated_settings_never_crash_or_hang() {
         failure_persistence: None,
         ..Config::default()
     });
+    let started = Instant::now();
+    let runs = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(&settings_line(), |line| {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("demo");
@@ -296,9 +304,17 @@ fn fuzz_mutated_settings_never_crash_or_hang() {
             &["plan", "--until", "2025-09-03"][..],
             &["run", "-n", "--until", "2025-09-03"],
         ] {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             check(&repo, args, &line).map_err(TestCaseError::fail)?;
         }
         Ok(())
     });
+    eprintln!(
+        "fuzz settings: {} case(s), {} command run(s) in {:.0?}, crashes and hangs: {}",
+        cases(),
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        started.elapsed(),
+        if result.is_ok() { "0" } else { "see below" }
+    );
     result.unwrap();
 }
