@@ -195,10 +195,7 @@ impl Repo {
         };
         let mut problems = Vec::new();
         let config = parse_file(kind, &root.join(rel), rel, &mut problems);
-        let teams = match layout {
-            Layout::Chronon => load_teams_json(root, &mut problems),
-            Layout::Zipline => load_teams_metadata(root, &mut problems),
-        };
+        let teams = load_teams(root, layout, &mut problems);
         if !problems.is_empty() {
             problems.sort();
             return Err(ConfigErrors(problems));
@@ -309,10 +306,7 @@ impl Repo {
         }
         invalid.sort_by(|a, b| a.path.cmp(&b.path));
 
-        let teams = match layout {
-            Layout::Chronon => load_teams_json(root, &mut problems),
-            Layout::Zipline => load_teams_metadata(root, &mut problems),
-        };
+        let teams = load_teams(root, layout, &mut problems);
 
         if !problems.is_empty() {
             problems.sort();
@@ -560,6 +554,14 @@ pub fn parse_value(
         raw,
         body,
     })
+}
+
+/// The teams' settings: `teams.json`, or Zipline's `teams_metadata/`.
+fn load_teams(root: &Path, layout: Layout, problems: &mut Vec<Problem>) -> BTreeMap<String, Value> {
+    match layout {
+        Layout::Chronon => load_teams_json(root, problems),
+        Layout::Zipline => load_teams_metadata(root, problems),
+    }
 }
 
 fn load_teams_json(root: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, Value> {

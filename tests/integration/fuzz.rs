@@ -29,6 +29,15 @@ fn cases() -> u32 {
         .unwrap_or(24)
 }
 
+/// A runner of `cases()` cases that leaves no regression files behind.
+fn runner() -> TestRunner {
+    TestRunner::new(Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
 /// Runs the binary on `repo`; an error naming the input on a panic, a
 /// signal, an undocumented exit code, or a run past the deadline.
 fn check(repo: &Path, args: &[&str], input: &str) -> Result<(), String> {
@@ -199,11 +208,7 @@ fn fuzz_mutated_corpus_configs_never_crash_or_hang() {
     let corpus = testdata("corpus/airbnb-chronon-samples");
     let mut files = Vec::new();
     files_under(&corpus.join("production"), &mut files);
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner();
     let started = Instant::now();
     let runs = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(
@@ -286,11 +291,7 @@ fn settings_line() -> impl Strategy<Value = String> {
 fn fuzz_mutated_settings_never_crash_or_hang() {
     let demo = testdata("demo");
     let base = std::fs::read_to_string(demo.join("chronon-build.toml")).unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner();
     let started = Instant::now();
     let runs = std::sync::atomic::AtomicU64::new(0);
     let result = runner.run(&settings_line(), |line| {
