@@ -227,7 +227,7 @@ fn fuzz_mutated_corpus_configs_never_crash_or_hang() {
             ] {
                 let n = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 check(&repo, args, &input).map_err(TestCaseError::fail)?;
-                if n % 400 == 0 {
+                if n.is_multiple_of(400) {
                     eprintln!(
                         "fuzz corpus: {n} command run(s) in {:.0?}, 0 crashes, 0 hangs so far",
                         started.elapsed()
