@@ -41,22 +41,23 @@ fn runner() -> TestRunner {
 /// Runs the binary on `repo`; an error naming the input on a panic, a
 /// signal, an undocumented exit code, or a run past the deadline.
 fn check(repo: &Path, args: &[&str], input: &str) -> Result<(), String> {
+    // Standard error goes to a file: a pipe nobody reads until the end
+    // would fill (a 70,000-character value in a message) and stall the
+    // child, which is the harness hanging, not the tool.
+    let err_path = repo.with_extension("stderr");
+    let err_file = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
         .arg("--repo")
         .arg(repo)
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(err_file))
         .spawn()
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let mut stderr = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                use std::io::Read;
-                let _ = err.read_to_string(&mut stderr);
-            }
+            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
             return match status.code() {
                 Some(0..=4) if !stderr.contains("panicked") => Ok(()),
                 code => Err(format!(
