@@ -18,15 +18,19 @@
 //! - `graph`: steps, nodes, inputs and lookback, order, DOT/JSON output;
 //! - `hash`: canonical JSON, the field classification table, slices, digests;
 //! - `partition`: days and day ranges;
-//! - `probe`: warehouse probes (sqlite, hive-dir, command);
+//! - `probe`: warehouse probes (sqlite, hive-dir, command), each table
+//!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
 //! - `store`: the SQLite state;
 //! - `plan`: statuses, stale reasons, the planner and its output;
 //! - `diff`: what a config change invalidates, for CI;
 //! - `monitor`: status, metrics and the HTML report, from plans and history;
-//! - `run`: the runner, its locks, progress and summary;
-//! - `exec`: the executors' argv and environment (zipline, local);
-//! - `engine`: the local engine: Chronon's steps computed on the warehouse;
+//! - `run`: the runner, its locks, progress and summary, and `gc` (orphaned
+//!   partitions);
+//! - `exec`: the executors' argv and environment (zipline, local), and the
+//!   tables' partition layouts as the Driver sees them (`partitioning`);
+//! - `engine`: the local engine: Chronon's steps computed on the warehouse
+//!   (label joins included), staging SQL read-only;
 //! - `settings`: `chronon-build.toml`;
 //! - `error`: error types and exit codes.
 //!
