@@ -157,6 +157,9 @@ pub struct Built<'a> {
     pub output: Hash,
     /// Every input range the target read: (table, from, to).
     pub ranges: &'a [(String, Day, Day)],
+    /// The output holds one version (a KV dataset): recording this day
+    /// forgets the node's other days, which it overwrote.
+    pub sole: bool,
 }
 
 /// One attempt of a job, recorded when it ended: with the targets it built,
@@ -731,6 +734,12 @@ impl StateStore {
             let mut clear_forced = tx
                 .prepare_cached("DELETE FROM forced WHERE node = ?1 AND day = ?2")
                 .map_err(err)?;
+            let mut forget_targets = tx
+                .prepare_cached("DELETE FROM targets WHERE node = ?1 AND day != ?2")
+                .map_err(err)?;
+            let mut forget_reads = tx
+                .prepare_cached("DELETE FROM target_reads WHERE node = ?1 AND day != ?2")
+                .map_err(err)?;
             let mut ids: HashMap<&NodeKey, i64> = HashMap::new();
             for b in built {
                 let node = match ids.get(b.node) {
@@ -748,6 +757,10 @@ impl StateStore {
                     new_slices.push(b.slice);
                 }
                 let day = day_column(b.day);
+                if b.sole {
+                    forget_targets.execute(params![node, day]).map_err(err)?;
+                    forget_reads.execute(params![node, day]).map_err(err)?;
+                }
                 target
                     .execute(params![
                         node,
@@ -996,6 +1009,7 @@ mod tests {
             inputs: Hash::of(b"in"),
             output: Hash::of(b"out"),
             ranges: &[],
+            sole: false,
         }
     }
 

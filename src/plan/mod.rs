@@ -1037,6 +1037,9 @@ pub struct BuildRecord {
     pub slice_json: Arc<str>,
     pub inputs_hash: Hash,
     pub ranges: Vec<(String, Day, Day)>,
+    /// The output holds one version only (a KV dataset, an unpartitioned
+    /// upload table): building this day replaces what any other day built.
+    pub sole: bool,
 }
 
 impl BuildRecord {
@@ -1071,6 +1074,7 @@ impl BuildRecord {
                 .into_iter()
                 .map(|i| (i.table, i.from, i.to))
                 .collect(),
+            sole: node.schedule == Schedule::Latest && !node.probed_output,
         })
     }
 
@@ -1086,6 +1090,7 @@ impl BuildRecord {
             inputs: self.inputs_hash,
             output,
             ranges: &self.ranges,
+            sole: self.sole,
         }
     }
 }

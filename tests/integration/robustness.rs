@@ -913,3 +913,21 @@ fn gc_removes_orphans_of_an_external_warehouse_through_the_delete_command() {
     let again = s.run(&["gc", "--until", "2025-01-04"]);
     assert_contains(&again.stdout, "nothing to remove");
 }
+
+/// The KV store holds one version of a dataset: uploading an earlier day
+/// (`--until` moved back) replaces the later one, so moving `--until`
+/// forward again must upload again (found by the soundness property test).
+#[test]
+fn moving_until_back_and_forth_leaves_the_kv_store_as_a_clean_build() {
+    let mut gb = group_by("t.g");
+    gb["metaData"]["online"] = json!(1);
+    let (_dir, root) = repo(&[("g", text(&gb))], "");
+    for until in ["2025-01-05", "2025-01-03", "2025-01-05"] {
+        let run = chronon_build(&root, &["run", "--until", until]);
+        assert_eq!(run.code, 0, "{until}: {}", run.stderr);
+    }
+    let (_clean_dir, clean) = repo(&[("g", text(&gb))], "");
+    let run = chronon_build(&clean, &["run", "--until", "2025-01-05"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(kv_values(&root), kv_values(&clean));
+}
