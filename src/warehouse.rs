@@ -343,7 +343,7 @@ impl Warehouse {
         let result = self.write_new(table, rows, partition_column, days);
         if result.is_err() && !existed {
             // Refused input leaves no trace, not even an empty namespace.
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".init"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
         }
