@@ -48,6 +48,22 @@ fn repo(configs: &[(&str, String)], settings: &str) -> (tempfile::TempDir, PathB
     (dir, root)
 }
 
+/// A fresh copy of the demo, with no state or warehouse.
+fn demo() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    crate::copy_dir(&crate::testdata("demo"), &root);
+    let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+    (dir, root)
+}
+
+/// Reads a JSON file, changes it, writes it back.
+fn edit_json(path: &Path, change: impl FnOnce(&mut Value)) {
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    change(&mut value);
+    std::fs::write(path, text(&value)).unwrap();
+}
+
 fn text(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap()
 }
@@ -317,14 +333,9 @@ fn a_run_whose_reader_goes_away_still_finishes_and_records() {
 /// the rest runs, and the command exits 1; `--strict` refuses everything.
 #[test]
 fn an_invalid_config_blocks_only_what_reads_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("demo");
-    crate::copy_dir(&crate::testdata("demo"), &root);
-    let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
+    let (_dir, root) = demo();
     let broken = root.join("production/staging_queries/quickstart/checkouts.v1");
-    let mut sq: Value = serde_json::from_str(&std::fs::read_to_string(&broken).unwrap()).unwrap();
-    sq["query"] = json!(5);
-    std::fs::write(&broken, text(&sq)).unwrap();
+    edit_json(&broken, |sq| sq["query"] = json!(5));
 
     let strict = chronon_build(&root, &["run", "--strict", "--until", "2025-09-03"]);
     assert_error(
@@ -603,13 +614,9 @@ fn a_day_deleted_from_a_seed_file_is_removed_and_restates_its_readers() {
 /// time.
 #[test]
 fn a_clean_build_gives_the_same_answer_every_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("demo");
-    crate::copy_dir(&crate::testdata("demo"), &root);
+    let (_dir, root) = demo();
     let sq = root.join("production/staging_queries/quickstart/checkouts.v1");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&sq).unwrap()).unwrap();
-    config["startPartition"] = json!("2025-09-10");
-    std::fs::write(&sq, text(&config)).unwrap();
+    edit_json(&sq, |config| config["startPartition"] = json!("2025-09-10"));
     let mut answers = std::collections::BTreeSet::new();
     for _ in 0..8 {
         let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
@@ -647,32 +654,23 @@ fn a_changed_window_leaves_no_stale_column_behind() {
             ("production/group_bys/quickstart/returns.v1", None),
             ("production/joins/quickstart/training_set.v1", Some(1)),
         ] {
-            let file = root.join(path);
-            let mut conf: Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-            let gb = match part {
-                Some(i) => &mut conf["joinParts"][i]["groupBy"],
-                None => &mut conf,
-            };
-            gb["aggregations"][0]["windows"][0]["length"] = json!(7);
-            std::fs::write(&file, text(&conf)).unwrap();
+            edit_json(&root.join(path), |conf| {
+                let gb = match part {
+                    Some(i) => &mut conf["joinParts"][i]["groupBy"],
+                    None => conf,
+                };
+                gb["aggregations"][0]["windows"][0]["length"] = json!(7);
+            });
         }
     };
-    let copy = || {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("demo");
-        crate::copy_dir(&crate::testdata("demo"), &root);
-        let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
-        (dir, root)
-    };
     let until = ["--until", "2025-09-04"];
-    let (_a, incremental) = copy();
+    let (_a, incremental) = demo();
     let run = chronon_build(&incremental, &[&["run"][..], &until].concat());
     assert_eq!(run.code, 0, "{}", run.stderr);
     edit(&incremental);
     let run = chronon_build(&incremental, &[&["run"][..], &until].concat());
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let (_b, clean) = copy();
+    let (_b, clean) = demo();
     edit(&clean);
     let run = chronon_build(&clean, &[&["run"][..], &until].concat());
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -765,19 +763,9 @@ fn warehouse_verify_finds_edits_behind_the_catalog() {
 fn partitions_before_a_moved_start_are_removed_as_a_clean_build_has_none() {
     let later = |root: &Path| {
         let sq = root.join("production/staging_queries/quickstart/checkouts.v1");
-        let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(&sq).unwrap()).unwrap();
-        config["startPartition"] = json!("2025-09-03");
-        std::fs::write(&sq, text(&config)).unwrap();
+        edit_json(&sq, |config| config["startPartition"] = json!("2025-09-03"));
     };
-    let copy = || {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("demo");
-        crate::copy_dir(&crate::testdata("demo"), &root);
-        let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
-        (dir, root)
-    };
-    let (_a, incremental) = copy();
+    let (_a, incremental) = demo();
     assert_eq!(
         chronon_build(&incremental, &["run", "--until", "2025-09-05"]).code,
         0
@@ -826,7 +814,7 @@ fn partitions_before_a_moved_start_are_removed_as_a_clean_build_has_none() {
     let again = chronon_build(&incremental, &["plan", "--until", "2025-09-05"]);
     assert!(!again.stdout.contains("to remove"), "{}", again.stdout);
 
-    let (_b, clean) = copy();
+    let (_b, clean) = demo();
     later(&clean);
     chronon_build(&clean, &["run", "--until", "2025-09-05"]);
     for (table, day) in [
