@@ -1,7 +1,10 @@
 //! Aggregations over one key's events, at many query times at once.
 //!
 //! A query at time `t` with a window `w` sees the events with
-//! `t - w <= ts < t`; unwindowed, every event before `t`. Queries come in
+//! `tail(t - w) <= ts < t`, where the tail hops as Chronon's sawtooth
+//! windows do (`window_start`): it is `t - w` rounded down to a day for
+//! windows of 12 days or more, to an hour for 12 hours or more, and to five
+//! minutes below that. Unwindowed, every event before `t`. Queries come in
 //! ascending order, so each window slides: events enter at its head and
 //! leave at its tail, and no day rescans the window. FIRST, LAST and their
 //! `_K` forms, and COUNT, read the window's ends directly; the moment
@@ -156,6 +159,25 @@ pub fn window_suffix(window: &Window) -> String {
     }
 }
 
+/// Where a window of `w` milliseconds starts for a query at `t`: Chronon's
+/// sawtooth tail, `t - w` rounded down to the window's tail hop
+/// (airbnb/chronon `aggregator/src/main/scala/ai/chronon/aggregator/windowing/Resolution.scala`,
+/// `FiveMinuteResolution.calculateTailHop`: a day for windows of 12 days or
+/// more, an hour for 12 hours or more, five minutes below; the
+/// `SawtoothAggregator` reads the hops whose start is at or after it).
+/// Queries at day boundaries (snapshots) see exact windows.
+pub fn window_start(t: i64, w: i64) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    let hop = if w >= 12 * DAY_MS {
+        DAY_MS
+    } else if w >= 12 * HOUR {
+        HOUR
+    } else {
+        5 * 60_000
+    };
+    (t - w).div_euclid(hop) * hop
+}
+
 pub fn window_millis(window: &Window) -> i64 {
     match window.unit {
         TimeUnit::Days => window.length * DAY_MS,
@@ -227,7 +249,7 @@ pub fn evaluate(events: &[(i64, Value)], feature: &Feature, queries: &[i64]) -> 
     let mut acc = Accumulator::new(&feature.op);
     let (mut lo, mut hi) = (0, 0);
     for &t in queries {
-        let start = feature.window.map(|w| t - w);
+        let start = feature.window.map(|w| window_start(t, w));
         let mut new_hi = hi;
         while new_hi < events.len() && events[new_hi].0 < t {
             new_hi += 1;

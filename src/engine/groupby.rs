@@ -130,7 +130,9 @@ impl<'a> Spec<'a> {
                 let before = times.partition_point(|&x| x < t);
                 match longest {
                     None => before > 0,
-                    Some(w) => before > times.partition_point(|&x| x < t - w),
+                    Some(w) => {
+                        before > times.partition_point(|&x| x < aggregate::window_start(t, w))
+                    }
                 }
             })
             .collect();

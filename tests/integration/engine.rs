@@ -16,8 +16,7 @@ const FIRST_DAY: i64 = 20_089;
 const DAYS: i64 = 10;
 
 fn day_text(day: i64) -> String {
-    // Days of January 2025 only.
-    format!("2025-01-{:02}", day - FIRST_DAY + 1)
+    chronon_build::partition::Day(day as i32).to_string()
 }
 
 /// A small deterministic generator (64-bit LCG), so failures reproduce.
@@ -249,6 +248,23 @@ fn close(a: &Value, b: &Value) -> bool {
 
 /// The input values of `column` of one key's events in `[from, to)`,
 /// sorted by (time, value), nulls left out.
+/// Chronon's sawtooth window tail, written here from
+/// `aggregator/.../windowing/Resolution.scala` (`FiveMinuteResolution`)
+/// independently of the engine: the window of length `w` seen at `at`
+/// starts at `at - w` rounded down to a day (windows of 12 days or more),
+/// an hour (12 hours or more) or five minutes.
+fn sawtooth_start(at: i64, w: i64) -> i64 {
+    let hop = if w >= 12 * DAY_MS {
+        DAY_MS
+    } else if w >= 12 * 3_600_000 {
+        3_600_000
+    } else {
+        300_000
+    };
+    let tail = at - w;
+    tail - tail.rem_euclid(hop)
+}
+
 fn window_values(
     events: &[Event],
     key: i64,
@@ -397,7 +413,7 @@ fn every_operation_and_window_matches_a_brute_force_computation() {
                         } else {
                             format!("{column}_{suffix}_{window}")
                         };
-                        let from = window_ms(window).map_or(i64::MIN, |w| end - w);
+                        let from = window_ms(window).map_or(i64::MIN, |w| sawtooth_start(end, w));
                         let values = window_values(&events, key, column, from, end);
                         let want = brute(suffix, &values);
                         let got = &row[&name];
@@ -502,7 +518,7 @@ fn the_join_is_point_in_time_correct_in_both_accuracies() {
                     } else {
                         format!("{prefix}_{column}_{op}_{window}")
                     };
-                    let from = window_ms(window).map_or(i64::MIN, |w| at - w);
+                    let from = window_ms(window).map_or(i64::MIN, |w| sawtooth_start(at, w));
                     let values = window_values(&events, uid, column, from, at);
                     let want = brute(op, &values);
                     assert!(
@@ -967,4 +983,93 @@ fn label_joins_the_driver_refuses_fail_with_its_message() {
         "2025-01-02",
     ]);
     assert_contains(&shown.stderr, "no such table");
+}
+
+/// Chronon's sawtooth windows on a TEMPORAL join, one window per size class
+/// (5-minute, hour and day tail hops), with events placed on and around the
+/// hop boundaries: the tail exactly at its hop (included), a millisecond
+/// before it (excluded), between the hop and `ts - w` (included, where an
+/// exact window would leave it out), and at `ts` (excluded).
+#[test]
+fn temporal_windows_hop_at_the_tail_as_chronon_s_sawtooth() {
+    const HOUR: i64 = 3_600_000;
+    // (window length, unit, its length in ms).
+    let windows = [(1i64, 0i64, HOUR), (1, 1, DAY_MS), (14, 1, 14 * DAY_MS)];
+    // Left rows on the last day, at times that are not on any hop.
+    let last = FIRST_DAY + DAYS - 1;
+    let lefts: Vec<i64> = vec![
+        last * DAY_MS + 7 * HOUR + 17 * 60_000 + 4321,
+        last * DAY_MS + 13 * HOUR + 42 * 60_000 + 999,
+    ];
+    let mut events = Vec::new();
+    let mut value = 1.0;
+    for &at in &lefts {
+        for (_, _, w) in windows {
+            let tail = sawtooth_start(at, w);
+            assert!(tail < at - w, "the tail must hop below ts - w");
+            for ts in [tail, tail - 1, (tail + at - w) / 2, at - 1, at] {
+                events.push(Event {
+                    key: 1,
+                    ts,
+                    v: Some(value),
+                    s: Some(format!("x{value}")),
+                });
+                value += 1.0;
+            }
+        }
+    }
+    events.sort_by_key(|e| e.ts);
+    let aggs = vec![
+        aggregation("v", 7, json!({}), &windows.map(|(l, u, _)| (l, u))),
+        aggregation("v", 6, json!({}), &windows.map(|(l, u, _)| (l, u))),
+    ];
+    let gb = events_group_by("t.hops", aggs, Some(0));
+    let mut left = String::from("uid,ts,ds\n");
+    for at in &lefts {
+        left.push_str(&format!("1,{at},{}\n", day_text(last)));
+    }
+    let join = json!({
+        "metaData": {"name": "t.sawtooth", "team": "t", "outputNamespace": "out"},
+        "left": {"events": {"table": "raw.checkouts", "query": {
+            "selects": {"uid": "uid"}, "timeColumn": "ts", "startPartition": day_text(last)}}},
+        "joinParts": [{"groupBy": gb, "keyMapping": {"uid": "k"}}]
+    });
+    let repo = Repo::new(
+        &[("joins/t/sawtooth", join)],
+        &[("raw.events", events_csv(&events)), ("raw.checkouts", left)],
+    );
+    let out = repo.run(&["run", "--until", &day_text(last)]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let found = rows(&repo.root, "out.t_sawtooth", &day_text(last));
+    assert_eq!(found.len(), lefts.len());
+    let mut differs_from_exact = 0;
+    for row in &found {
+        let at = row["ts"].as_i64().unwrap();
+        for (length, unit, w) in windows {
+            let suffix = if unit == 0 {
+                format!("{length}h")
+            } else {
+                format!("{length}d")
+            };
+            let sawtooth = window_values(&events, 1, "v", sawtooth_start(at, w), at);
+            let exact = window_values(&events, 1, "v", at - w, at);
+            if sawtooth.len() != exact.len() {
+                differs_from_exact += 1;
+            }
+            for (op, name) in [("sum", "sum"), ("count", "count")] {
+                let column = format!("t_hops_v_{name}_{suffix}");
+                let want = brute(op, &sawtooth);
+                assert!(
+                    close(&row[&column], &want),
+                    "{column} at {at}: got {}, want {want} (exact window: {})",
+                    row[&column],
+                    brute(op, &exact)
+                );
+            }
+        }
+    }
+    assert_eq!(
+        differs_from_exact, 6,
+        "every window class must differ from an exact window"
+    );
 }
