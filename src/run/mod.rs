@@ -146,6 +146,9 @@ pub struct Runner<'c, 'a> {
     phases: Vec<Vec<Phase>>,
     /// Per target that failed or could not run: what to say about it.
     notes: Vec<HashMap<usize, Arc<str>>>,
+    /// Nodes whose targets this executor cannot run at all (streaming on
+    /// the local engine): reported as skipped, not as failed or not run.
+    skipped: Vec<bool>,
     slices: HashMap<NodeId, Arc<str>>,
     jobs: Vec<Job>,
     queue: VecDeque<usize>,
@@ -187,6 +190,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             .map(|n| vec![Phase::Idle; n.targets.len()])
             .collect();
         let notes = plan.nodes.iter().map(|_| HashMap::new()).collect();
+        let skipped = vec![false; plan.nodes.len()];
         let labels = ctx.graph.nodes.iter().map(Node::label).collect();
         let progress = progress::Progress::new(if opts.action == Action::DryRun {
             ProgressMode::Quiet
@@ -202,6 +206,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             plan,
             phases,
             notes,
+            skipped,
             slices: HashMap::new(),
             jobs: Vec::new(),
             queue: VecDeque::new(),
@@ -469,6 +474,16 @@ impl<'c, 'a> Runner<'c, 'a> {
             for i in ready {
                 self.notes[id].insert(i, why.clone());
             }
+            return;
+        }
+        if node.step == Step::GroupByStreaming && self.ctx.executor.interface().is_none() {
+            let why: Arc<str> = "skipped: streaming jobs run on Flink; the local engine serves \
+                                 batch uploads only (run it with the zipline executor)"
+                .into();
+            for i in ready {
+                self.notes[id].insert(i, why.clone());
+            }
+            self.skipped[id] = true;
             return;
         }
         if self.whole_join(node) {
@@ -1350,10 +1365,20 @@ impl<'c, 'a> Runner<'c, 'a> {
                         }
                         (_, Status::Blocked { input }) => (
                             Outcome::Blocked,
-                            format!("missing {} ds={}", input.table, input.partition).into(),
+                            match &input.invalid_config {
+                                Some(config) => {
+                                    format!("invalid config {config} (it writes {})", input.table)
+                                }
+                                None => format!("missing {} ds={}", input.table, input.partition),
+                            }
+                            .into(),
                         ),
                         (_, status) => (
-                            Outcome::NotRun,
+                            if self.skipped[id] {
+                                Outcome::Skipped
+                            } else {
+                                Outcome::NotRun
+                            },
                             self.notes[id]
                                 .get(&i)
                                 .cloned()

@@ -19,6 +19,9 @@ pub enum Outcome {
     Blocked,
     /// Not run: interrupted, or still waiting at the end.
     NotRun,
+    /// A step this executor does not run (streaming on the local engine):
+    /// said, and no reason to fail the run.
+    Skipped,
 }
 
 impl Outcome {
@@ -27,6 +30,7 @@ impl Outcome {
             Outcome::UpstreamFailed => "upstream-failed",
             Outcome::Blocked => "blocked",
             Outcome::NotRun => "not run",
+            Outcome::Skipped => "skipped",
         }
     }
 }

@@ -919,3 +919,23 @@ fn moving_until_back_and_forth_leaves_the_kv_store_as_a_clean_build() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(kv_values(&root), kv_values(&clean));
 }
+
+/// An online group-by with a topic on the local engine: its streaming step
+/// is reported as skipped, with why, and the run still exits 0 (it used to
+/// fail every run).
+#[test]
+fn streaming_on_the_local_engine_is_skipped_with_a_note_not_failed() {
+    let mut gb = group_by("t.g");
+    gb["metaData"]["online"] = json!(1);
+    gb["sources"][0]["events"]["topic"] = json!("kafka://events");
+    let (_dir, root) = repo(&[("g", text(&gb))], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "skipped");
+    assert_contains(&run.stdout, "group-by-streaming:t.g");
+    assert_contains(&run.stdout, "the local engine serves batch uploads only");
+    assert!(!run.stdout.contains("FAILED"), "{}", run.stdout);
+    let json = chronon_build(&root, &["run", "--until", "2025-01-03", "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    assert_contains(&json.stdout, "\"outcome\": \"skipped\"");
+}
