@@ -63,10 +63,9 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
     let mut columns = row_id.clone();
     let mut rows: Vec<Vec<Value>> = Vec::new();
     for label_ds in range.days() {
+        // An empty window (before the left's cutoff) reads no rows, but the
+        // labels are still computed, so every partition has the same columns.
         let window = left_input.range(label_ds, None);
-        if window.is_empty() {
-            continue;
-        }
         let mut text = scan_sql(&table, source_partition, query, &select, window)?;
         text.push_str(&format!(" ORDER BY {}", quote(source_partition)));
         let left = select_rows(&conn, &text, &[], "left")?;
