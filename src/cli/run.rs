@@ -214,11 +214,13 @@ fn execute(
     for note in &plan.notes {
         errln!("note: {note}");
     }
-    let executor = if action == Action::Adopt {
+    let jobs = jobs_to_run(&ws, &plan);
+    // Nothing to run (every target fresh): no program is asked which CLI it
+    // is, so a no-op run from cron needs no CLI on the machine.
+    let executor = if action == Action::Adopt || jobs.is_empty() {
         Executor::idle(&ws.repo, &ws.settings)
     } else {
         let executor = Executor::new(&ws.repo, &ws.settings)?;
-        let jobs = jobs_to_run(&ws, &plan);
         if executor.interface().is_none() {
             ws.partitioning
                 .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;

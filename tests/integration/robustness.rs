@@ -939,3 +939,24 @@ fn streaming_on_the_local_engine_is_skipped_with_a_note_not_failed() {
     assert_eq!(json.code, 0, "{}", json.stderr);
     assert_contains(&json.stdout, "\"outcome\": \"skipped\"");
 }
+
+/// A run with nothing stale asks no program which CLI it is: cron on a
+/// machine without the CLI (or with it broken) still gets its no-op run.
+#[test]
+fn a_run_with_nothing_to_do_needs_no_cli() {
+    let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
+    let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let settings = std::fs::read_to_string(root.join("chronon-build.toml")).unwrap();
+    std::fs::write(
+        root.join("chronon-build.toml"),
+        format!("[executor]\nkind = \"zipline\"\nprogram = [\"no-such-cli\", \"run\"]\n{settings}"),
+    )
+    .unwrap();
+    let again = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_contains(&again.stdout, "built in 0 job(s)");
+    // With work to do, the missing CLI is said.
+    let more = chronon_build(&root, &["run", "--until", "2025-01-04"]);
+    assert_error(&more, "cannot run `no-such-cli run --help`");
+}
