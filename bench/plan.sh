@@ -40,14 +40,3 @@ for i in 1 2 3; do
     [ "$with_ninja" = 1 ] && measure "ninja -n (run $i)" ninja -C "$out" -n
 done
 echo "targets planned: $($bin plan --repo "$out/repo" --until 2025-12-31 | tail -1)"
-
-# The everyday case: a repository whose history is built. `adopt` records
-# every existing output as built (the generated warehouse holds them all),
-# then plan and a no-op run read the whole recorded state.
-rm -f "$out/repo/.chronon-build/state.db"*
-measure "chronon-build adopt" $bin adopt --repo "$out/repo" --until 2025-12-31
-for i in 1 2 3; do
-    measure "chronon-build plan, built (run $i)" $bin plan --repo "$out/repo" --until 2025-12-31 --format json
-    measure "chronon-build run, no-op (run $i)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
-done
-echo "built state: $(du -h "$out/repo/.chronon-build/state.db" | cut -f1)"
