@@ -336,17 +336,20 @@ fn auto_names_what_it_saw_when_the_program_is_no_known_cli() {
     assert_contains(&out.stderr, "hello --help");
 }
 
+/// The demo's external tables, as the Driver would find them.
+const DEMO_SOURCES: [&str; 5] = [
+    "data.purchases",
+    "data.returns",
+    "data.users",
+    "data.checkouts",
+    "default.chronon_log_table",
+];
+
 /// The demo (airbnb layout with teams.json) switched to the zipline executor.
 fn demo_contract(cli: Cli) {
     let real = Real::new("demo", cli, "airbnb", "");
     // The source tables, as the Driver would find them.
-    for table in [
-        "data.purchases",
-        "data.returns",
-        "data.users",
-        "data.checkouts",
-        "default.chronon_log_table",
-    ] {
+    for table in DEMO_SOURCES {
         for day in [
             "2023-11-29",
             "2023-11-30",
@@ -527,13 +530,7 @@ fn partition_column_and_format_from_teams_json_are_how_tables_are_probed() {
     let real = Real::new("demo", Cli::Chronon, "airbnb", "");
     std::fs::write(real.s.repo.join("teams.json"), teams).unwrap();
     let warehouse = real.s.repo.join("warehouse");
-    for table in [
-        "data.purchases",
-        "data.returns",
-        "data.users",
-        "data.checkouts",
-        "default.chronon_log_table",
-    ] {
+    for table in DEMO_SOURCES {
         let (ns, name) = table.split_once('.').unwrap();
         for day in [20250830, 20250831, 20250901, 20250902, 20250903] {
             let dir = warehouse.join(format!("{ns}.db/{name}/dt={day}"));

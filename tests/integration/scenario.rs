@@ -288,18 +288,21 @@ fn graph_dot_names_nodes_and_external_tables() {
     );
 }
 
+/// The scenario's external tables.
+pub const SCENARIO_SOURCES: [&str; 6] = [
+    "raw.purchases",
+    "raw.checkouts",
+    "raw.merchants",
+    "raw.returns",
+    "default.chronon_log_table",
+    "risk_db.checkout_labels",
+];
+
 /// Source partitions 2025-01-01..=last for every external table of the scenario.
 pub fn seed_sources(s: &Scenario, last: u32) {
     for day in 1..=last {
         let day = format!("2025-01-{day:02}");
-        for table in [
-            "raw.purchases",
-            "raw.checkouts",
-            "raw.merchants",
-            "raw.returns",
-            "default.chronon_log_table",
-            "risk_db.checkout_labels",
-        ] {
+        for table in SCENARIO_SOURCES {
             s.write_partition(table, &day, &format!("{table} {day}"));
         }
         s.write_partition("raw.merchant_mutations/hr=00:00", &day, "mutations");
@@ -415,14 +418,7 @@ fn the_command_probe_lists_each_table_with_one_call() {
 fn zipline_spark_conf_names_the_partition_column_and_format_probed() {
     let s = Scenario::copy("scenario");
     for day in 1..=10 {
-        for table in [
-            "raw.purchases",
-            "raw.checkouts",
-            "raw.merchants",
-            "raw.returns",
-            "default.chronon_log_table",
-            "risk_db.checkout_labels",
-        ] {
+        for table in SCENARIO_SOURCES {
             let (ns, name) = table.split_once('.').unwrap();
             let dir = s
                 .repo
