@@ -197,7 +197,7 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                         })
                         .collect::<Vec<_>>(),
                 ),
-                ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
+                ShowFormat::Text => print!("{}", grid(&columns, &rows, Some(terminal_width()))),
             }
         }
         WarehouseCommand::Verify { tables, format } => {
@@ -292,21 +292,23 @@ fn write_csv(columns: &[String], rows: &[Vec<rusqlite::types::Value>]) -> Result
         .map_err(|e| Error::Io(format!("writing CSV: {e}")))
 }
 
-/// The terminal's width when standard output is one (`COLUMNS` wins), else
-/// none: piped output is not cut.
-fn terminal_width() -> Option<u16> {
+/// The width the table fits: `COLUMNS`, else the terminal's when standard
+/// output is one, else 120 (the text format is for people; machines take
+/// `--format csv` or `json`, which are never cut).
+fn terminal_width() -> u16 {
     if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
-        return Some(columns);
+        return columns;
     }
     // SAFETY: TIOCGWINSZ fills the winsize it is given; a zeroed winsize is
     // a valid value of that plain C struct.
-    unsafe {
+    let tty = unsafe {
         let mut size: libc::winsize = std::mem::zeroed();
         (libc::isatty(libc::STDOUT_FILENO) == 1
             && libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0
             && size.ws_col > 0)
             .then_some(size.ws_col)
-    }
+    };
+    tty.unwrap_or(120)
 }
 
 fn partition_lines(entries: &[PartitionEntry]) -> String {
@@ -352,33 +354,70 @@ fn table_lines(entries: &[(String, &PartitionEntry)]) -> String {
     out
 }
 
-/// Rows as an aligned table (`comfy-table`), wrapped to `width` when
-/// given; nulls print as `NULL`, reals to 15 significant digits (so a sum's
+/// Rows as an aligned table (`comfy-table`) when it fits `width`; a wider
+/// table is shown expanded, one block per row with a line per column (as
+/// psql's `\\x`), rather than wrapped into unreadable slivers. Nulls print
+/// as `NULL`, reals to 15 significant digits (so a sum's
 /// `1125.1399999999999` reads `1125.14`; JSON and CSV keep every digit).
 fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: Option<u16>) -> String {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_style(comfy_table::presets::NOTHING)
-        .set_header(columns.iter().map(comfy_table::Cell::new));
-    if let Some(width) = width {
-        table
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-            .set_width(width);
-    }
-    for row in rows {
-        table.add_row(row.iter().map(|v| match v {
-            rusqlite::types::Value::Null => "NULL".to_string(),
-            rusqlite::types::Value::Real(r) => readable_real(*r),
-            v => warehouse::text(v),
-        }));
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
-    let mut out: String = table
-        .lines()
-        .map(|line| format!("{}\n", line.trim_end()))
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| match v {
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Real(r) => readable_real(*r),
+                    v => warehouse::text(v),
+                })
+                .collect()
+        })
         .collect();
+    let natural: usize = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let mut out = String::new();
+    if width.is_some_and(|w| natural > usize::from(w)) {
+        let name_width = columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+        for (n, row) in cells.iter().enumerate() {
+            out.push_str(&format!("-[ row {} ]\n", n + 1));
+            // A value longer than the room left wraps under itself.
+            let room = usize::from(width.unwrap_or(u16::MAX))
+                .saturating_sub(name_width + 3)
+                .max(16);
+            for (column, value) in columns.iter().zip(row) {
+                let chars: Vec<char> = value.chars().collect();
+                let mut pieces = chars.chunks(room).map(|c| c.iter().collect::<String>());
+                let first = pieces.next().unwrap_or_default();
+                let pad = name_width - column.chars().count();
+                out.push_str(&format!("{column}{} | {first}\n", " ".repeat(pad)));
+                for piece in pieces {
+                    out.push_str(&format!("{} | {piece}\n", " ".repeat(name_width)));
+                }
+            }
+        }
+    } else {
+        let mut table = comfy_table::Table::new();
+        table
+            .load_style(comfy_table::presets::NOTHING)
+            .set_header(columns.iter().map(comfy_table::Cell::new));
+        for row in &cells {
+            table.add_row(row);
+        }
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
+        out.extend(table.lines().map(|line| format!("{}\n", line.trim_end())));
+    }
     out.push_str(&format!("({} row(s))\n", rows.len()));
     out
 }
