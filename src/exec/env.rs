@@ -30,16 +30,40 @@ pub fn environment(
 /// compiler has already merged the team's settings into each config.
 fn zipline(config: &Config, mode: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    let meta = config.raw.get("metaData").unwrap_or(&config.raw);
-    let Some(scope) = meta.pointer("/executionInfo/env") else {
-        return env;
-    };
-    let for_mode = scope
-        .get("modeEnvironments")
-        .and_then(|m| m.get(mode))
-        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
-    set_missing(&mut env, for_mode.or_else(|| scope.get("common")));
+    set_missing(
+        &mut env,
+        execution_info_for_mode(config, Section::Env, mode),
+    );
     env
+}
+
+/// A section of a Zipline config's `metaData.executionInfo`, each with its
+/// per-mode map: `env` (`modeEnvironments`) and `conf` (`modeConfigs`).
+#[derive(Clone, Copy)]
+pub enum Section {
+    Env,
+    Conf,
+}
+
+/// The values a Zipline config gives a mode in one section: the per-mode
+/// map's entry when it is non-empty, else the section's `common`, as
+/// zipline-ai's `set_runtime_env_v3` reads them.
+pub fn execution_info_for_mode<'c>(
+    config: &'c Config,
+    section: Section,
+    mode: &str,
+) -> Option<&'c Value> {
+    let (pointer, per_mode) = match section {
+        Section::Env => ("/executionInfo/env", "modeEnvironments"),
+        Section::Conf => ("/executionInfo/conf", "modeConfigs"),
+    };
+    let meta = config.raw.get("metaData").unwrap_or(&config.raw);
+    let scope = meta.pointer(pointer)?;
+    scope
+        .get(per_mode)
+        .and_then(|m| m.get(mode))
+        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+        .or_else(|| scope.get("common"))
 }
 
 /// The literal modes for which run.py passes `customJson.additional_args`.

@@ -198,7 +198,7 @@ fn job_layout(
             (from_env("PARTITION_COLUMN"), from_env("PARTITION_FORMAT"))
         }
         Layout::Zipline => {
-            let conf = spark_conf(config, mode);
+            let conf = env::execution_info_for_mode(config, env::Section::Conf, mode);
             let from_conf = |key: &str| {
                 conf.and_then(|c| c.get(key))
                     .and_then(Value::as_str)
@@ -231,16 +231,4 @@ fn job_layout(
         }
     }
     Ok(JobLayout { layout, origin })
-}
-
-/// Zipline's `executionInfo.conf` for a mode: `modeConfigs[mode]` when it
-/// is non-empty, else `common`, as for the environment.
-fn spark_conf<'c>(config: &'c Config, mode: &str) -> Option<&'c Value> {
-    let meta = config.raw.get("metaData").unwrap_or(&config.raw);
-    let scope = meta.pointer("/executionInfo/conf")?;
-    scope
-        .get("modeConfigs")
-        .and_then(|m| m.get(mode))
-        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
-        .or_else(|| scope.get("common"))
 }
