@@ -183,16 +183,16 @@ impl Warehouse {
             conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))
                 .map_err(|e| sqlite_error(&path, e))
         };
-        if !journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
-            let _held = InitLock::take(&path)?;
+        let _held = if journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
+            None
+        } else {
+            let held = InitLock::take(&path)?;
             if !journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
                 conn.pragma_update(None, "journal_mode", "WAL")
                     .map_err(|e| sqlite_error(&path, e))?;
             }
-            conn.execute_batch(CATALOG_SCHEMA)
-                .map_err(|e| sqlite_error(&path, e))?;
-            return Ok(conn);
-        }
+            Some(held)
+        };
         conn.execute_batch(CATALOG_SCHEMA)
             .map_err(|e| sqlite_error(&path, e))?;
         Ok(conn)
@@ -306,7 +306,7 @@ impl Warehouse {
     /// Makes the table exactly the rows given: their partitions replaced,
     /// and every other partition removed (rows and catalog entry), as a
     /// clean import of the same file would leave it. How seeds import.
-    /// Returns the partitions written and those removed.
+    /// Returns the partitions written.
     pub fn replace_table(
         &self,
         table: &TableName,
@@ -379,10 +379,10 @@ impl Warehouse {
     /// Removes partitions (their rows and catalog entries) in one
     /// transaction; a table or day that does not exist is no error.
     pub fn remove_partitions(&self, table: &TableName, days: &[Day]) -> Result<(), WarehouseError> {
-        if self.open_read(&table.namespace)?.is_none() {
+        let path = self.namespace_file(&table.namespace);
+        if !path.exists() {
             return Ok(());
         }
-        let path = self.namespace_file(&table.namespace);
         let err = |e| sqlite_error(&path, e);
         let mut conn = self.open_write(&table.namespace)?;
         let tx = conn
@@ -390,19 +390,8 @@ impl Warehouse {
             .map_err(err)?;
         if table_exists(&tx, &table.table).map_err(err)? {
             let column = self.partition_column_of(&tx, &table.table).map_err(err)?;
-            let delete = format!(
-                "DELETE FROM {} WHERE {} = ?1",
-                quote(&table.table),
-                quote(&column)
-            );
             for day in days {
-                let day = day.to_string();
-                tx.execute(&delete, [&day]).map_err(err)?;
-                tx.execute(
-                    "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
-                    [table.table.as_str(), day.as_str()],
-                )
-                .map_err(err)?;
+                drop_partition(&tx, &table.table, &column, &day.to_string()).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -463,6 +452,7 @@ impl Warehouse {
             self.namespaces()?
         } else {
             let mut ns: Vec<String> = only.iter().map(|t| t.namespace.clone()).collect();
+            ns.sort();
             ns.dedup();
             ns
         };
@@ -503,9 +493,12 @@ impl Warehouse {
                 {
                     continue;
                 }
-                let catalog = read_catalog(&tx, Some(&table)).map_err(err)?;
-                let mut partitions: BTreeSet<String> =
-                    catalog.iter().map(|e| e.partition.clone()).collect();
+                let catalog: BTreeMap<String, PartitionEntry> = read_catalog(&tx, Some(&table))
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|e| (e.partition.clone(), e))
+                    .collect();
+                let mut partitions: BTreeSet<String> = catalog.keys().cloned().collect();
                 if table_exists(&tx, &table).map_err(err)? {
                     let mut stmt = tx
                         .prepare(&format!(
@@ -521,7 +514,7 @@ impl Warehouse {
                     partitions.extend(present.into_iter().flatten());
                 }
                 for partition in partitions {
-                    let entry = catalog.iter().find(|e| e.partition == partition);
+                    let entry = catalog.get(&partition);
                     let (rows, fingerprint) =
                         fingerprint(&tx, &table, &partition_column, &partition).map_err(err)?;
                     let fingerprint = fingerprint.hex();
@@ -548,6 +541,28 @@ impl Warehouse {
         }
         Ok(found)
     }
+}
+
+/// Deletes one partition's rows and its catalog entry.
+fn drop_partition(
+    conn: &Connection,
+    table: &str,
+    partition_column: &str,
+    day: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            quote(table),
+            quote(partition_column)
+        ),
+        [day],
+    )?;
+    conn.execute(
+        "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
+        [table, day],
+    )?;
+    Ok(())
 }
 
 fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
@@ -752,11 +767,7 @@ fn write_in(
             .filter(|p| !days.contains(p))
             .collect();
         for day in &stale {
-            conn.execute(&delete, [day])?;
-            conn.execute(
-                "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
-                [table, day.as_str()],
-            )?;
+            drop_partition(conn, table, partition_column, day)?;
         }
     }
 
