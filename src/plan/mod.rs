@@ -426,8 +426,7 @@ fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>
         let Some(partitions) = probed.get(table) else {
             continue;
         };
-        let first = |t: &str| probed.get(t).and_then(|p| p.keys().next().copied());
-        let Some(start) = [start.day(first), ctx.settings.start]
+        let Some(start) = [start_day(start, probed), ctx.settings.start]
             .into_iter()
             .flatten()
             .max()
@@ -445,6 +444,12 @@ fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>
         }
     }
     out
+}
+
+/// The config's start of a daily node, given the probed tables (a start
+/// from a table's first partition).
+fn start_day(start: &Start, probed: &HashMap<String, Partitions>) -> Option<Day> {
+    start.day(|table| probed.get(table).and_then(|p| p.keys().next().copied()))
 }
 
 /// The first table `node` reads that an invalid config writes, with that
@@ -491,19 +496,16 @@ fn no_targets_note(
                  pass --from or set `start` in chronon-build.toml"
             )
         }
-        start => {
-            let first = start.day(|t| probed.get(t).and_then(|p| p.keys().next().copied()));
-            match first {
-                Some(first) => format!(
-                    "{label}: no targets up to --until {until}: its first partition is {first}{}",
-                    opts.from
-                        .filter(|f| *f > until.min(first))
-                        .map(|f| format!(" (and --from is {f})"))
-                        .unwrap_or_default()
-                ),
-                None => format!("{label}: no targets up to --until {until}"),
-            }
-        }
+        start => match start_day(start, probed) {
+            Some(first) => format!(
+                "{label}: no targets up to --until {until}: its first partition is {first}{}",
+                opts.from
+                    .filter(|f| *f > until.min(first))
+                    .map(|f| format!(" (and --from is {f})"))
+                    .unwrap_or_default()
+            ),
+            None => format!("{label}: no targets up to --until {until}"),
+        },
     }
 }
 
@@ -525,7 +527,7 @@ pub fn wanted_days(
         Schedule::Unpartitioned => Ok(vec![None]),
         Schedule::Latest => Ok(vec![Some(until)]),
         Schedule::Daily { start } => {
-            let start = start.day(|table| probed.get(table).and_then(|p| p.keys().next().copied()));
+            let start = start_day(start, probed);
             let bound = [settings.start, from].into_iter().flatten().max();
             let Some(start) = [start, bound].into_iter().flatten().max() else {
                 return Ok(Vec::new());

@@ -135,6 +135,17 @@ pub struct Missing {
     pub invalid_config: Option<String>,
 }
 
+/// What blocks a target: `missing TABLE ds=DAY`, or the invalid config
+/// that writes the table.
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.invalid_config {
+            Some(config) => write!(f, "invalid config {config} (it writes {})", self.table),
+            None => write!(f, "missing {} ds={}", self.table, self.partition),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Status {
@@ -160,14 +171,7 @@ impl fmt::Display for Status {
         match self {
             Status::Fresh => write!(f, "fresh"),
             Status::Stale(reason) => write!(f, "stale: {reason}"),
-            Status::Blocked { input } => match &input.invalid_config {
-                Some(config) => write!(
-                    f,
-                    "blocked: invalid config {config} (it writes {})",
-                    input.table
-                ),
-                None => write!(f, "blocked: missing {} ds={}", input.table, input.partition),
-            },
+            Status::Blocked { input } => write!(f, "blocked: {input}"),
             Status::Waiting { upstream } => write!(f, "waiting: {upstream}"),
         }
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Plan, Status, StatusKind};
 use crate::graph::{Graph, Step};
-use crate::partition::Day;
+use crate::partition::{Day, DayRange};
 
 /// A run of contiguous partitions of one node sharing a status.
 #[derive(Serialize)]
@@ -218,8 +218,7 @@ pub fn orphan_lines(plan: &Plan) -> String {
         .iter()
         .map(|o| {
             let range = match (o.partitions.first(), o.partitions.last()) {
-                (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
-                (Some(a), _) => a.to_string(),
+                (Some(a), Some(b)) => DayRange::new(*a, *b).to_string(),
                 _ => String::new(),
             };
             format!(

@@ -1363,16 +1363,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                             self.summary.fresh += 1;
                             continue;
                         }
-                        (_, Status::Blocked { input }) => (
-                            Outcome::Blocked,
-                            match &input.invalid_config {
-                                Some(config) => {
-                                    format!("invalid config {config} (it writes {})", input.table)
-                                }
-                                None => format!("missing {} ds={}", input.table, input.partition),
-                            }
-                            .into(),
-                        ),
+                        (_, Status::Blocked { input }) => {
+                            (Outcome::Blocked, input.to_string().into())
+                        }
                         (_, status) => (
                             if self.skipped[id] {
                                 Outcome::Skipped
