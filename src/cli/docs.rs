@@ -50,8 +50,7 @@ pub fn man(args: &ManArgs) -> Result<i32, Error> {
             clap_mangen::Man::new(cmd)
                 .render(&mut out)
                 .map_err(|e| Error::Io(format!("man: {e}")))?;
-            super::write_output(std::path::Path::new("-"), &String::from_utf8_lossy(&out))
-                .map_err(|e| Error::Io(format!("man: {e}")))?;
+            super::print_out(&String::from_utf8_lossy(&out));
         }
         Some(dir) => {
             std::fs::create_dir_all(dir)

@@ -415,10 +415,8 @@ pub fn default_until() -> Day {
 /// replaced atomically.
 pub fn write_output(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     if path.as_os_str() == "-" {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        return out.flush();
+        print_out(text);
+        return Ok(());
     }
     crate::monitor::write_atomic(path, text)
 }

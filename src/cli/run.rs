@@ -291,7 +291,6 @@ fn execute(
     Ok(ws.exit_code(summary.exit_code()))
 }
 
-/// The (label, template key) of every node the plan would start a job for.
 /// The nodes with work to do, each with its template key.
 fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(&'w crate::graph::Node, &'w str)> {
     ws.graph

@@ -197,7 +197,7 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                         })
                         .collect::<Vec<_>>(),
                 ),
-                ShowFormat::Text => print!("{}", grid(&columns, &rows, Some(terminal_width()))),
+                ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
             }
         }
         WarehouseCommand::Verify { tables, format } => {
@@ -359,7 +359,7 @@ fn table_lines(entries: &[(String, &PartitionEntry)]) -> String {
 /// psql's `\\x`), rather than wrapped into unreadable slivers. Nulls print
 /// as `NULL`, reals to 15 significant digits (so a sum's
 /// `1125.1399999999999` reads `1125.14`; JSON and CSV keep every digit).
-fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: Option<u16>) -> String {
+fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: u16) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
@@ -386,14 +386,12 @@ fn grid(columns: &[String], rows: &[Vec<rusqlite::types::Value>], width: Option<
         })
         .sum();
     let mut out = String::new();
-    if width.is_some_and(|w| natural > usize::from(w)) {
+    if natural > usize::from(width) {
         let name_width = columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+        // A value longer than the room left wraps under itself.
+        let room = usize::from(width).saturating_sub(name_width + 3).max(16);
         for (n, row) in cells.iter().enumerate() {
             out.push_str(&format!("-[ row {} ]\n", n + 1));
-            // A value longer than the room left wraps under itself.
-            let room = usize::from(width.unwrap_or(u16::MAX))
-                .saturating_sub(name_width + 3)
-                .max(16);
             for (column, value) in columns.iter().zip(row) {
                 let chars: Vec<char> = value.chars().collect();
                 let mut pieces = chars.chunks(room).map(|c| c.iter().collect::<String>());

@@ -344,8 +344,7 @@ fn written_tables(path: &Path) -> Vec<String> {
     let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
     };
-    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
-    let Ok(raw) = serde_json::from_slice::<Value>(bytes) else {
+    let Ok(raw) = serde_json::from_slice::<Value>(without_bom(&bytes)) else {
         return Vec::new();
     };
     let meta = raw.get("metaData");
@@ -433,15 +432,19 @@ fn read_json(path: &Path, rel: &str, problems: &mut Vec<Problem>) -> Option<Valu
             return None;
         }
     };
-    // A byte order mark is what some editors write; JSON has no use for it.
-    let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&text);
-    match strict_json(text) {
+    match strict_json(without_bom(&text)) {
         Ok(value) => Some(value),
         Err(e) => {
             problems.push(problem(format!("malformed JSON: {e}")));
             None
         }
     }
+}
+
+/// A file's bytes without a UTF-8 byte order mark, which some editors write
+/// and JSON has no use for.
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes)
 }
 
 /// JSON whose objects have each key once: a repeated key is an error at its

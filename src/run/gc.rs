@@ -20,6 +20,10 @@ pub fn remove(
     orphans: &[Orphan],
     dry_run: bool,
 ) -> Result<Vec<String>, Error> {
+    let warehouse = Warehouse::new(
+        settings.resolve(repo_root, &settings.warehouse.root()),
+        &settings.warehouse.partition_column,
+    );
     let mut said = Vec::new();
     for orphan in orphans {
         let verb = if dry_run { "would remove" } else { "removed" };
@@ -35,10 +39,6 @@ pub fn remove(
         }
         match settings.warehouse.kind {
             WarehouseKind::Sqlite => {
-                let warehouse = Warehouse::new(
-                    settings.resolve(repo_root, &settings.warehouse.root()),
-                    &settings.warehouse.partition_column,
-                );
                 let name = TableName::parse(&orphan.table).map_err(|e| Error::Usage(e.0))?;
                 warehouse
                     .remove_partitions(&name, &orphan.partitions)
