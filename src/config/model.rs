@@ -348,11 +348,13 @@ pub struct LabelPart {
 }
 
 impl LabelPart {
-    /// The left days a label join at `label_ds` rewrites.
-    pub fn left_days(&self, label_ds: Day) -> crate::partition::DayRange {
-        crate::partition::DayRange::new(
-            label_ds.minus(self.left_start_offset - 1),
-            label_ds.minus(self.left_end_offset - 1),
+    /// The left days a label join at `label_ds` L rewrites, `[L -
+    /// (leftStartOffset - 1), L - (leftEndOffset - 1)]`, as (days before the
+    /// newest, days the newest is before L; negative reads ahead).
+    pub fn left_window(&self) -> (u32, i32) {
+        (
+            (self.left_start_offset - self.left_end_offset) as u32,
+            self.left_end_offset - 1,
         )
     }
 

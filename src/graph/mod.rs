@@ -868,7 +868,7 @@ impl Builder<'_> {
 
     /// A label join (airbnb/chronon `LabelJoin.scala`): one target per
     /// `label_ds` L, which rewrites the partitions `label_ds = L` of
-    /// `{output}_labels` for the left days `labelPart.left_days(L)`. It reads
+    /// `{output}_labels` for the left days `labelPart.left_window()`. It reads
     /// the left source over those days and each label's group-by as of L
     /// (`GroupBy.from(..., PartitionRange(labelDS, labelDS))`, lines 236-241),
     /// and runs after the join's own days, whose table its views read.
@@ -882,11 +882,11 @@ impl Builder<'_> {
         join_final: Option<NodeId>,
     ) {
         let table = join.meta.output_table();
-        let (start_offset, end_offset) = (label.left_start_offset, label.left_end_offset);
+        let (lookback, shift) = label.left_window();
         let mut left = left_inputs(&join.left, 0);
         for input in &mut left {
-            input.lookback = Lookback::Days((start_offset - end_offset) as u32);
-            input.shift = end_offset - 1;
+            input.lookback = Lookback::Days(lookback);
+            input.shift = shift;
         }
         let mut inputs = left;
         for (i, part) in label.labels.iter().enumerate() {
@@ -900,12 +900,12 @@ impl Builder<'_> {
         if let Some(join_final) = join_final {
             let mut features = Input::new(
                 table.clone(),
-                Lookback::Days((start_offset - end_offset) as u32),
+                Lookback::Days(lookback),
                 0,
                 None,
                 "metaData.outputTable".into(),
             );
-            features.shift = end_offset - 1;
+            features.shift = shift;
             features.required = false;
             features.ordering_only = true;
             features.producer = Some(join_final);
@@ -913,10 +913,10 @@ impl Builder<'_> {
         }
         // The first label_ds whose window reaches the left's first day.
         let start = match join.left.query().start_partition {
-            Some(day) => Start::Day(day.plus(end_offset - 1)),
+            Some(day) => Start::Day(day.plus(shift)),
             None => Start::FirstPartitionPlus {
                 table: primary_table(&join.left),
-                days: end_offset - 1,
+                days: shift,
             },
         };
         let slice = pick(canonical, &["metaData", "left", "labelPart", "rowIds"]);
