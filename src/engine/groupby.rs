@@ -232,7 +232,7 @@ pub fn load(
     }
     let text = scan_sql(
         &source_table(source),
-        query.partition_column.as_deref().unwrap_or(spec.partition),
+        super::source_partition(query, spec.partition),
         query,
         &columns,
         range,
@@ -371,7 +371,7 @@ pub fn load_plain(
             .collect();
         let text = scan_sql(
             &source_table(source),
-            query.partition_column.as_deref().unwrap_or(spec.partition),
+            super::source_partition(query, spec.partition),
             query,
             &columns,
             DayRange::new(day, day),

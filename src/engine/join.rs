@@ -80,7 +80,7 @@ pub fn left(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
             (c.clone(), expr)
         })
         .collect();
-    let source_partition = engine.source_partition(query);
+    let source_partition = super::source_partition(query, &engine.warehouse.partition_column);
     select.push((partition.clone(), quote(source_partition)));
     let table = groupby::source_table(&join.left);
     let mut text = scan_sql(&table, source_partition, query, &select, range)?;

@@ -46,7 +46,7 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
         .first()
         .ok_or_else(|| EngineError::failed("no input for the left"))?;
     let query = join.left.query();
-    let source_partition = query.partition_column.as_deref().unwrap_or(&partition);
+    let source_partition = super::source_partition(query, &partition);
     let select: Vec<(String, String)> = row_id
         .iter()
         .map(|c| {
@@ -59,8 +59,21 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
         })
         .collect();
     let table = groupby::source_table(&join.left);
+    // Per label part, what does not change with the day: its path in the
+    // config, its spec, where its keys sit in a left row, its prefix.
+    let mut parts = Vec::with_capacity(label.labels.len());
+    for (i, part) in label.labels.iter().enumerate() {
+        let prefix = format!("labelPart.labels[{i}].groupBy.");
+        let spec = Spec::new(&part.group_by, &partition).map_err(|e| within(&prefix, e))?;
+        let key_at: Vec<usize> = part
+            .mapped_keys()
+            .iter()
+            .map(|(_, left)| row_id.iter().position(|c| c == left).unwrap_or(usize::MAX))
+            .collect();
+        parts.push((prefix, spec, key_at, part.label()));
+    }
 
-    let mut columns = row_id.clone();
+    let mut label_columns: Option<Vec<String>> = None;
     let mut rows: Vec<Vec<Value>> = Vec::new();
     for label_ds in range.days() {
         // An empty window (before the left's cutoff) reads no rows, but the
@@ -68,33 +81,20 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
         let window = left_input.range(label_ds, None);
         let mut text = scan_sql(&table, source_partition, query, &select, window)?;
         text.push_str(&format!(" ORDER BY {}", quote(source_partition)));
-        let left = select_rows(&conn, &text, &[], "left")?;
-        let mut joined: Vec<Vec<Value>> = left.rows;
-        let mut label_columns = Vec::new();
-        for (i, part) in label.labels.iter().enumerate() {
-            let prefix = format!("labelPart.labels[{i}].groupBy.");
-            let within = |e: EngineError| EngineError {
-                message: format!("{prefix}{}", e.message),
-                unsupported: e.unsupported,
-            };
-            let spec = Spec::new(&part.group_by, &partition).map_err(within)?;
+        let mut joined: Vec<Vec<Value>> = select_rows(&conn, &text, &[], "left")?.rows;
+        let mut day_columns = Vec::new();
+        for (prefix, spec, key_at, full_prefix) in &parts {
             let day = DayRange::new(label_ds, label_ds);
-            let labels =
-                groupby::compute_days(engine, node, &spec, day, &prefix).map_err(within)?;
-            let n_keys = part.group_by.key_columns.len();
+            let labels = groupby::compute_days(engine, node, spec, day, prefix)
+                .map_err(|e| within(prefix, e))?;
+            let n_keys = spec.gb.key_columns.len();
             let values = labels.columns.len() - n_keys - 1;
             let by_key: HashMap<String, &[Value]> = labels
                 .rows
                 .iter()
                 .map(|r| (key_string(&r[..n_keys]), &r[n_keys..n_keys + values]))
                 .collect();
-            let key_at: Vec<usize> = part
-                .mapped_keys()
-                .iter()
-                .map(|(_, left)| row_id.iter().position(|c| c == left).unwrap_or(usize::MAX))
-                .collect();
-            let full_prefix = part.label();
-            label_columns.extend(
+            day_columns.extend(
                 labels.columns[n_keys..n_keys + values]
                     .iter()
                     .map(|c| format!("{full_prefix}_{c}")),
@@ -110,10 +110,7 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
                 }
             }
         }
-        if columns.len() == row_id.len() {
-            columns.extend(label_columns);
-            columns.push(LABEL_PARTITION_COLUMN.to_string());
-        }
+        label_columns.get_or_insert(day_columns);
         let mut seen = HashSet::new();
         for mut row in joined {
             if seen.insert(key_string(&row[..row_id.len()])) {
@@ -122,9 +119,9 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
             }
         }
     }
-    if columns.len() == row_id.len() {
-        columns.push(LABEL_PARTITION_COLUMN.to_string());
-    }
+    let mut columns = row_id;
+    columns.extend(label_columns.unwrap_or_default());
+    columns.push(LABEL_PARTITION_COLUMN.to_string());
     let output = node.output.as_deref().unwrap_or_default();
     let rows = Rows {
         types: vec![""; columns.len()],
@@ -135,6 +132,14 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
     Ok(format!(
         "{output}: {written} labelled rows for label_ds {range}"
     ))
+}
+
+/// An error of a label part's group-by, at its path in the config.
+fn within(prefix: &str, e: EngineError) -> EngineError {
+    EngineError {
+        message: format!("{prefix}{}", e.message),
+        unsupported: e.unsupported,
+    }
 }
 
 /// `LabelPartOps.rowIdentifier` (`Extensions.scala` lines 807-815).

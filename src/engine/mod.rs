@@ -125,15 +125,6 @@ impl<'a> Engine<'a> {
         .map_err(within)
     }
 
-    /// The column a source is partitioned by: its query's `partitionColumn`,
-    /// else the warehouse's.
-    pub fn source_partition<'q>(&'q self, query: &'q Query) -> &'q str {
-        query
-            .partition_column
-            .as_deref()
-            .unwrap_or(&self.warehouse.partition_column)
-    }
-
     /// A connection with every namespace attached and the Spark functions.
     pub fn connect(&self) -> Result<Connection> {
         let conn = self
@@ -225,6 +216,12 @@ impl<'a> Engine<'a> {
         let written = self.write(output, &rows, range)?;
         Ok(format!("{output}: {written} rows over {range}"))
     }
+}
+
+/// The column a source is partitioned by: its query's `partitionColumn`,
+/// else `default` (the warehouse's).
+pub fn source_partition<'q>(query: &'q Query, default: &'q str) -> &'q str {
+    query.partition_column.as_deref().unwrap_or(default)
 }
 
 /// Makes `conn` read-only for SQL from configs (an SQLite authorizer):
