@@ -38,6 +38,24 @@ fn runner() -> TestRunner {
     })
 }
 
+/// Prints how many inputs ran and whether any crashed or hung, then
+/// fails on the runner's error, which names the input.
+fn report<E: std::fmt::Debug>(
+    what: &str,
+    started: Instant,
+    runs: &std::sync::atomic::AtomicU64,
+    result: Result<(), E>,
+) {
+    eprintln!(
+        "fuzz {what}: {} case(s), {} command run(s) in {:.0?}, crashes and hangs: {}",
+        cases(),
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        started.elapsed(),
+        if result.is_ok() { "0" } else { "see below" }
+    );
+    result.unwrap();
+}
+
 /// Runs the binary on `repo`; an error naming the input on a panic, a
 /// signal, an undocumented exit code, or a run past the deadline.
 fn check(repo: &Path, args: &[&str], input: &str) -> Result<(), String> {
@@ -238,14 +256,7 @@ fn fuzz_mutated_corpus_configs_never_crash_or_hang() {
             Ok(())
         },
     );
-    eprintln!(
-        "fuzz corpus: {} case(s), {} command run(s) in {:.0?}, crashes and hangs: {}",
-        cases(),
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        started.elapsed(),
-        if result.is_ok() { "0" } else { "see below" }
-    );
-    result.unwrap();
+    report("corpus", started, &runs, result);
 }
 
 /// Settings keys and the values that broke them, and random ones.
@@ -311,12 +322,5 @@ fn fuzz_mutated_settings_never_crash_or_hang() {
         }
         Ok(())
     });
-    eprintln!(
-        "fuzz settings: {} case(s), {} command run(s) in {:.0?}, crashes and hangs: {}",
-        cases(),
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        started.elapsed(),
-        if result.is_ok() { "0" } else { "see below" }
-    );
-    result.unwrap();
+    report("settings", started, &runs, result);
 }

@@ -31,6 +31,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
         .arg("--repo")
@@ -38,11 +48,7 @@ pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 /// `text` contains `needle`; else the assertion shows all of `text`.

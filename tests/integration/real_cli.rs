@@ -139,11 +139,7 @@ impl Real {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::from(out)
     }
 
     fn calls(&self) -> Vec<Value> {

@@ -451,11 +451,7 @@ fn as_unprivileged(root: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("runuser (util-linux) runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 /// plan, status, history, report and explain read a state they cannot

@@ -60,11 +60,7 @@ impl Pipeline {
 
     pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
         let out = self.command(args, extra).output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::from(out)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -193,11 +189,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 fn finish(child: Child) -> Output {
     let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 #[test]
