@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::config::TableRef;
 use crate::hash::{Hash, Lanes};
 use crate::partition::Day;
 
@@ -58,7 +59,7 @@ pub struct TableName {
 
 impl TableName {
     pub fn parse(text: &str) -> Result<TableName, WarehouseError> {
-        let base = text.split('/').next().unwrap_or(text);
+        let base = TableRef::split(text).0;
         let (namespace, table) = base.split_once('.').unwrap_or(("default", base));
         let valid =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

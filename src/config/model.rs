@@ -48,19 +48,19 @@ pub struct TableRef {
 
 impl TableRef {
     pub fn parse(text: &str) -> TableRef {
+        let (table, sub_partition) = TableRef::split(text);
+        TableRef {
+            table: table.to_string(),
+            sub_partition: sub_partition.map(str::to_string),
+        }
+    }
+
+    /// `text`'s table and its sub-partition, if it names one, without
+    /// copying: `ns.t/hr=00:00` is `("ns.t", Some("hr=00:00"))`.
+    pub fn split(text: &str) -> (&str, Option<&str>) {
         match text.split_once('/') {
-            Some((table, rest)) if !rest.is_empty() => TableRef {
-                table: table.to_string(),
-                sub_partition: Some(rest.to_string()),
-            },
-            Some((table, _)) => TableRef {
-                table: table.to_string(),
-                sub_partition: None,
-            },
-            None => TableRef {
-                table: text.to_string(),
-                sub_partition: None,
-            },
+            Some((table, rest)) => (table, Some(rest).filter(|r| !r.is_empty())),
+            None => (text, None),
         }
     }
 

@@ -26,6 +26,7 @@ use std::collections::hash_map::Entry;
 
 use serde_json::Value;
 
+use crate::config::TableRef;
 use crate::config::{Config, Layout, Repo};
 use crate::error::Error;
 use crate::exec::{Interface, env, interface};
@@ -72,7 +73,7 @@ impl Partitioning {
         let mut claim = |table: &str, layout: TableLayout, who: String| {
             match layouts
             .tables
-            .entry(table.split('/').next().unwrap_or(table).to_string())
+            .entry(TableRef::split(table).0.to_string())
         {
             Entry::Vacant(slot) => {
                 slot.insert(layout);

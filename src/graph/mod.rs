@@ -21,7 +21,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    Accuracy, Body, Config, ConfigErrors, GroupBy, Join, Problem, Query, Repo, Source, StagingQuery,
+    Accuracy, Body, Config, ConfigErrors, GroupBy, Join, Problem, Query, Repo, Source,
+    StagingQuery, TableRef,
 };
 use crate::hash::{self, Hash};
 use crate::partition::{Day, DayRange};
@@ -93,7 +94,7 @@ impl Input {
 
     /// The table without its sub-partition.
     pub fn base_table(&self) -> &str {
-        self.table.split('/').next().unwrap_or(&self.table)
+        TableRef::split(&self.table).0
     }
 
     /// The days a target at `day` reads, clipped by the cutoffs; `first` is

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::config::TableRef;
 use crate::error::ProbeError;
 use crate::hash::Hash;
 use crate::partition::{Day, DayFormat};
@@ -81,8 +82,9 @@ impl Layouts {
 
     /// The layout of `table` (as in configs, with or without a sub-partition).
     pub fn of(&self, table: &str) -> &TableLayout {
-        let base = table.split('/').next().unwrap_or(table);
-        self.tables.get(base).unwrap_or(&self.default)
+        self.tables
+            .get(TableRef::split(table).0)
+            .unwrap_or(&self.default)
     }
 }
 
@@ -161,10 +163,7 @@ impl HiveDir {
 
 impl Probe for HiveDir {
     fn list_days(&self, table: &str, days: &[Day]) -> Result<Partitions, ProbeError> {
-        let (base, sub) = match table.split_once('/') {
-            Some((base, sub)) => (base, Some(sub)),
-            None => (table, None),
-        };
+        let (base, sub) = TableRef::split(table);
         let dir = self.table_dir(base);
         let layout = self.layouts.of(base);
         let mut out = Partitions::new();
@@ -182,10 +181,7 @@ impl Probe for HiveDir {
     }
 
     fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
-        let (base, sub) = match table.split_once('/') {
-            Some((base, sub)) => (base, Some(sub)),
-            None => (table, None),
-        };
+        let (base, sub) = TableRef::split(table);
         let dir = self.table_dir(base);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
