@@ -130,7 +130,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<i32, Error> {
             engine.kv_path.display()
         )));
     }
-    match crate::engine::consistency::fetch(&engine, &args.join, &keys, ts) {
+    match crate::engine::fetch::fetch(&engine, &args.join, &keys, ts) {
         Ok(response) => {
             print_json(&response);
             Ok(exit::OK)

@@ -306,7 +306,7 @@ fn from_slice(op: &Op, window: &[(i64, Value)]) -> Value {
 
 /// A value ordered as Spark compares values, for the multiset.
 #[derive(Clone, Debug)]
-struct Ordered(Value);
+pub(super) struct Ordered(pub(super) Value);
 
 impl PartialEq for Ordered {
     fn eq(&self, other: &Self) -> bool {
@@ -379,7 +379,7 @@ impl Accumulator {
     }
 }
 
-fn multiset_result(set: &BTreeMap<Ordered, usize>, op: &Op) -> Value {
+pub(super) fn multiset_result(set: &BTreeMap<Ordered, usize>, op: &Op) -> Value {
     let expand = |iter: &mut dyn Iterator<Item = (&Ordered, &usize)>, k: usize| {
         let mut out = Vec::new();
         for (v, n) in iter {
@@ -436,8 +436,8 @@ fn multiset_result(set: &BTreeMap<Ordered, usize>, op: &Op) -> Value {
 
 /// Running power sums. Integer inputs sum exactly; real inputs sum with
 /// Neumaier's compensation, so removing what was added leaves no drift.
-#[derive(Default)]
-struct Moments {
+#[derive(Clone, Default)]
+pub(super) struct Moments {
     n: i64,
     reals: i64,
     int_sum: i128,
@@ -448,7 +448,7 @@ struct Moments {
 }
 
 impl Moments {
-    fn update(&mut self, value: &Value, sign: i64) {
+    pub(super) fn update(&mut self, value: &Value, sign: i64) {
         let x = match value {
             Value::Integer(i) => {
                 self.int_sum += (*i as i128) * sign as i128;
@@ -473,7 +473,10 @@ impl Moments {
         self.int_sum as f64 + self.real_sum.value()
     }
 
-    fn result(&self, op: &Op) -> Value {
+    pub(super) fn result(&self, op: &Op) -> Value {
+        if self.n == 0 {
+            return Value::Null;
+        }
         let n = self.n as f64;
         let mean = self.sum() / n;
         let m2 = (self.s2.value() / n - mean * mean).max(0.0);
@@ -501,6 +504,45 @@ impl Moments {
             }
             _ => unreachable!("only moment operations keep moments"),
         }
+    }
+}
+
+impl Moments {
+    pub(super) fn count(&self) -> i64 {
+        self.n
+    }
+
+    /// The running sums as JSON (the integer sum as text: it is an i128).
+    pub(super) fn to_json(&self) -> serde_json::Value {
+        let pair = |c: &Compensated| serde_json::json!([c.sum, c.carry]);
+        serde_json::json!({
+            "n": self.n,
+            "reals": self.reals,
+            "int_sum": self.int_sum.to_string(),
+            "sum": pair(&self.real_sum),
+            "s2": pair(&self.s2),
+            "s3": pair(&self.s3),
+            "s4": pair(&self.s4),
+        })
+    }
+
+    pub(super) fn from_json(value: &serde_json::Value) -> Option<Moments> {
+        let pair = |name: &str| -> Option<Compensated> {
+            let list = value.get(name)?.as_array()?;
+            Some(Compensated {
+                sum: list.first()?.as_f64()?,
+                carry: list.get(1)?.as_f64()?,
+            })
+        };
+        Some(Moments {
+            n: value.get("n")?.as_i64()?,
+            reals: value.get("reals")?.as_i64()?,
+            int_sum: value.get("int_sum")?.as_str()?.parse().ok()?,
+            real_sum: pair("sum")?,
+            s2: pair("s2")?,
+            s3: pair("s3")?,
+            s4: pair("s4")?,
+        })
     }
 }
 

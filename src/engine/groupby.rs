@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::aggregate::{self, DAY_MS, Feature, Op};
+use super::ir;
 use super::{
     Engine, EngineError, KeyIndex, Result, column_expr, key_string, scan_sql, select_rows,
 };
@@ -91,6 +92,15 @@ impl<'a> Spec<'a> {
         })
     }
 
+    /// Whether the fetcher serves it TEMPORAL: events with aggregations and
+    /// TEMPORAL accuracy (set, or inferred from a topic). Its upload then
+    /// holds batch IRs, not values (`GroupByUpload.temporalEvents`).
+    pub fn serves_temporal(&self) -> bool {
+        self.is_events()
+            && !self.features.is_empty()
+            && self.gb.effective_accuracy() == Accuracy::Temporal
+    }
+
     pub fn is_events(&self) -> bool {
         !matches!(self.gb.sources[0], Source::Entities { .. })
     }
@@ -172,7 +182,7 @@ impl Events {
         self.keys.len() - 1
     }
 
-    fn sort(&mut self) {
+    pub fn sort(&mut self) {
         let (times, values) = (&mut self.times, &mut self.values);
         times
             .par_iter_mut()
@@ -505,13 +515,57 @@ pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let gb = group_by(engine, node)?;
     let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
     let day = DayRange::new(range.to, range.to);
-    let rows = compute_days(engine, node, &spec, day, "")?;
+    let mut rows = compute_days(engine, node, &spec, day, "")?;
+    if spec.serves_temporal() {
+        let conn = engine.connect()?;
+        let events = load_events(&conn, &spec, node, "", day)?;
+        add_batch_irs(&spec, &events, batch_end(range.to), &mut rows);
+    }
     let output = node.output.as_deref().unwrap_or_default();
     let written = engine.write(output, &rows, day)?;
     Ok(format!(
         "{output}: {written} keys as of the end of {}",
         range.to
     ))
+}
+
+/// When a batch ends: the start of the day after the upload's day
+/// (airbnb/chronon `spark/src/main/scala/ai/chronon/spark/GroupByUpload.scala`,
+/// `batchEndDate = partitionSpec.after(endDs)`).
+pub fn batch_end(day: Day) -> i64 {
+    (day.0 as i64 + 1) * DAY_MS
+}
+
+/// The upload column holding each key's batch IR (JSON), for group-bys
+/// served TEMPORAL.
+pub const BATCH_IR: &str = "batch_ir_json";
+
+/// Adds each row's batch IR ending at `end` (see `ir`): one entry per
+/// feature, and the row count over the longest window.
+fn add_batch_irs(spec: &Spec, events: &Events, end: i64, rows: &mut Rows) {
+    let keys = spec.gb.key_columns.len();
+    let rows_feature = ir::rows_feature(&spec.features);
+    for row in &mut rows.rows {
+        let Some(&key) = events.index.get(&key_string(&row[..keys])) else {
+            row.push(Value::Null);
+            continue;
+        };
+        let mut features = serde_json::Map::new();
+        for feature in &spec.features {
+            let built = ir::FeatureIr::build(feature, &events.values[key][feature.input], end);
+            features.insert(feature.name.clone(), built.to_json());
+        }
+        let times: Vec<(i64, Value)> = events.times[key]
+            .iter()
+            .map(|t| (*t, Value::Integer(1)))
+            .collect();
+        let built = ir::FeatureIr::build(&rows_feature, &times, end);
+        features.insert(ir::ROWS.into(), built.to_json());
+        let value = serde_json::json!({ "end": end, "features": features });
+        row.push(Value::Text(value.to_string()));
+    }
+    rows.columns.push(BATCH_IR.into());
+    rows.types.push("TEXT");
 }
 
 /// The KV dataset a group-by's batch values go to, as Chronon names it.

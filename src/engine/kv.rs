@@ -17,6 +17,9 @@ use crate::graph::Node;
 use crate::partition::DayRange;
 use crate::warehouse::{json, quote};
 
+/// The key of a batch dataset's serving info.
+pub const SERVING_INFO: &str = "group_by_serving_info";
+
 /// Where configs go for `metadata-upload`.
 pub const METADATA: &str = "CHRONON_METADATA";
 
@@ -51,7 +54,7 @@ pub fn key_json(columns: &[String], values: &[Value]) -> String {
     Json::Object(map).to_string()
 }
 
-fn replace_dataset(
+pub fn replace_dataset(
     path: &Path,
     dataset: &str,
     entries: &[(String, String)],
@@ -75,6 +78,17 @@ fn replace_dataset(
         }
     }
     tx.commit().map_err(fail)
+}
+
+/// Stores one entry, replacing the key's value.
+pub fn put(path: &Path, dataset: &str, key: &str, value: &str, version: &str) -> Result<()> {
+    let conn = open(path)?;
+    conn.execute(
+        "INSERT OR REPLACE INTO kv (dataset, key, value, version) VALUES (?1, ?2, ?3, ?4)",
+        params![dataset, key, value, version],
+    )
+    .map_err(|e| EngineError::failed(format!("{}: {e}", path.display())))?;
+    Ok(())
 }
 
 pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
@@ -120,11 +134,21 @@ pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
             )
         })
         .collect();
+    let mut entries = entries;
+    // The serving info Chronon uploads beside the batch values, with the
+    // batch end the fetcher reads (GroupByUpload.scala's `buildServingInfo`,
+    // under `Constants.GroupByServingInfoKey`).
+    let info = serde_json::json!({
+        "groupBy": gb.meta.name,
+        "batchEndDate": range.to.plus(1).to_string(),
+        "batchEndTsMillis": super::groupby::batch_end(range.to),
+    });
+    entries.push((SERVING_INFO.to_string(), info.to_string()));
     let name = dataset(gb);
     replace_dataset(&engine.kv_path, &name, &entries, &range.to.to_string())?;
     Ok(format!(
         "{name}: {} keys at version {} in {}",
-        entries.len(),
+        entries.len() - 1,
         range.to,
         engine.kv_path.display()
     ))

@@ -12,11 +12,14 @@
 
 pub mod aggregate;
 pub mod consistency;
+pub mod fetch;
 mod groupby;
+mod ir;
 mod join;
 pub mod kv;
 mod label;
 pub mod sql;
+pub mod streaming;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -118,9 +121,7 @@ impl<'a> Engine<'a> {
             Step::BuildComparisonTable => consistency::compare(self, node, range()?),
             Step::ConsistencyMetricsCompute => consistency::metrics(self, node, range()?),
             Step::MetadataUpload => kv::metadata(self, node),
-            Step::GroupByStreaming => Err(EngineError::unsupported(
-                "streaming jobs need Flink; the local engine serves batch uploads only",
-            )),
+            Step::GroupByStreaming => streaming::deploy(self, node),
         }
         .map_err(within)
     }

@@ -146,8 +146,9 @@ pub struct Runner<'c, 'a> {
     phases: Vec<Vec<Phase>>,
     /// Per target that failed or could not run: what to say about it.
     notes: Vec<HashMap<usize, Arc<str>>>,
-    /// Nodes whose targets this executor cannot run at all (streaming on
-    /// the local engine): reported as skipped, not as failed or not run.
+    /// Nodes whose targets this executor cannot run at all (mutation
+    /// streams on the local engine): reported as skipped, not as failed or
+    /// not run.
     skipped: Vec<bool>,
     slices: HashMap<NodeId, Arc<str>>,
     jobs: Vec<Job>,
@@ -461,6 +462,18 @@ impl<'c, 'a> Runner<'c, 'a> {
             .unwrap_or(self.ctx.settings.executor.step_days as usize)
     }
 
+    /// Why the local engine cannot run this streaming deploy, if it is one
+    /// it cannot run.
+    fn local_streaming_gap(&self, node: &Node) -> Option<&'static str> {
+        if node.step != Step::GroupByStreaming || self.ctx.executor.interface().is_some() {
+            return None;
+        }
+        match &self.ctx.repo.configs[node.config].body {
+            crate::config::Body::GroupBy(gb) => crate::engine::streaming::emulation_gap(gb),
+            _ => None,
+        }
+    }
+
     /// Turns ready targets of a node into jobs: contiguous days, at most
     /// `step_days` each.
     fn enqueue(&mut self, id: NodeId, mut ready: Vec<usize>) {
@@ -476,10 +489,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
             return;
         }
-        if node.step == Step::GroupByStreaming && self.ctx.executor.interface().is_none() {
-            let why: Arc<str> = "skipped: streaming jobs run on Flink; the local engine serves \
-                                 batch uploads only (run it with the zipline executor)"
-                .into();
+        if let Some(gap) = self.local_streaming_gap(node) {
+            let why: Arc<str> = format!("skipped: {gap}").into();
             for i in ready {
                 self.notes[id].insert(i, why.clone());
             }

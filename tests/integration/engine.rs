@@ -608,6 +608,25 @@ fn demo() -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
+/// The demo's purchases: (user, ts, price).
+fn demo_purchases(root: &Path) -> Vec<(i64, i64, f64)> {
+    let text = std::fs::read_to_string(root.join("data/purchases.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (user, ts, price) = (at("user_id"), at("ts"), at("purchase_price"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[user].parse().unwrap(),
+                f[ts].parse().unwrap(),
+                f[price].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The targets a run built, as `step:config@range` lines of its summary.
 fn ran(out: &Output) -> Vec<String> {
     let mut lines: Vec<String> = out
@@ -627,10 +646,14 @@ fn the_demo_runs_end_to_end_reruns_only_what_an_edit_changes_and_serves_features
     let run = |until: &str| chronon_build(&root, &["run", "--until", until]);
     let first = run("2025-09-29");
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
-    assert_contains(&first.stdout, "ok: 271 built");
+    assert_contains(&first.stdout, "ok: 272 built");
+    assert_contains(
+        &first.stdout,
+        "ran     group-by-streaming:quickstart.purchases.v1",
+    );
     let again = run("2025-09-29");
     assert_eq!(again.code, 0);
-    assert_contains(&again.stdout, "0 built in 0 job(s), 271 fresh");
+    assert_contains(&again.stdout, "0 built in 0 job(s), 272 fresh");
 
     // The backfill's last day and the served values agree.
     let backfill = rows(&root, "quickstart.quickstart_purchases_v1", "2025-09-29");
@@ -671,6 +694,46 @@ fn the_demo_runs_end_to_end_reruns_only_what_an_edit_changes_and_serves_features
         &served["features"]["net_spend_30d"],
         &json!(sum - refunds)
     ));
+    // The streaming head: a user who bought on 2025-09-30, after the last
+    // batch upload (it ends at 2025-09-30 00:00), is served that purchase,
+    // as a brute-force sawtooth count over the seed file says.
+    let request = 1_759_233_600_000; // 2025-09-30 12:00 UTC
+    let batch_end = 1_759_190_400_000; // 2025-09-30 00:00 UTC
+    let purchases = demo_purchases(&root);
+    let (buyer, _, _) = purchases
+        .iter()
+        .find(|(_, ts, _)| (batch_end..request).contains(ts))
+        .expect("a purchase on 2025-09-30 before noon");
+    let fetched = chronon_build(
+        &root,
+        &[
+            "fetch",
+            "quickstart.training_set.v1",
+            "--key",
+            &format!("user_id={buyer}"),
+            "--ts",
+            "2025-09-30 12:00:00",
+        ],
+    );
+    assert_eq!(fetched.code, 0, "{}", fetched.stderr);
+    let served: Value = serde_json::from_str(&fetched.stdout).unwrap();
+    for (days, hop) in [(3, 3_600_000), (14, DAY_MS), (30, DAY_MS)] {
+        let start = (request - days * DAY_MS).div_euclid(hop) * hop;
+        let window: Vec<f64> = purchases
+            .iter()
+            .filter(|(u, ts, _)| u == buyer && (start..request).contains(ts))
+            .map(|(_, _, price)| *price)
+            .collect();
+        assert_eq!(
+            served["features"][format!("quickstart_purchases_v1_purchase_price_count_{days}d")],
+            json!(window.len()),
+            "count over {days}d for user {buyer}"
+        );
+        assert!(close(
+            &served["features"][format!("quickstart_purchases_v1_purchase_price_sum_{days}d")],
+            &json!(window.iter().sum::<f64>())
+        ));
+    }
     let unknown = chronon_build(
         &root,
         &["fetch", "quickstart.training_set.v1", "--key", "nope=1"],
@@ -703,7 +766,10 @@ fn the_demo_runs_end_to_end_reruns_only_what_an_edit_changes_and_serves_features
     );
     assert_eq!(metrics.len(), 23, "one row per served feature");
     for m in &metrics {
-        assert_eq!(m["row_count"], json!(7));
+        assert_eq!(m["row_count"], json!(8));
+        // Online (batch IR, tail hops and streaming head) and offline
+        // (sawtooth windows at the request time) agree on every feature.
+        assert_eq!(m["mismatch_count"], json!(0), "{m}");
         for rate in ["mismatch_rate", "online_null_rate", "offline_null_rate"] {
             let r = m[rate].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&r), "{rate} {r}");

@@ -916,20 +916,33 @@ fn moving_until_back_and_forth_leaves_the_kv_store_as_a_clean_build() {
     assert_eq!(kv_values(&root), kv_values(&clean));
 }
 
-/// An online group-by with a topic on the local engine: its streaming step
-/// is reported as skipped, with why, and the run still exits 0 (it used to
-/// fail every run).
+/// An online group-by with a mutation topic on the local engine: its
+/// streaming step cannot be emulated, so it is reported as skipped, with
+/// why, and the run still exits 0 (it used to fail every run). An events
+/// topic, which the engine does stream, is deployed in the same run.
 #[test]
-fn streaming_on_the_local_engine_is_skipped_with_a_note_not_failed() {
-    let mut gb = group_by("t.g");
-    gb["metaData"]["online"] = json!(1);
-    gb["sources"][0]["events"]["topic"] = json!("kafka://events");
-    let (_dir, root) = repo(&[("g", text(&gb))], "");
+fn streaming_the_local_engine_cannot_emulate_is_skipped_with_a_note_not_failed() {
+    let mut mutations = json!({
+        "metaData": {"name": "t.m", "team": "t", "outputNamespace": "out", "online": 1},
+        "sources": [{"entities": {"snapshotTable": "raw.events", "mutationTopic": "kafka://cdc",
+            "query": {"selects": {"k": "k", "v": "v"}}}}],
+        "keyColumns": ["k"],
+        "aggregations": [{"inputColumn": "v", "operation": 7}]
+    });
+    mutations["accuracy"] = json!(1);
+    let mut events = group_by("t.g");
+    events["metaData"]["online"] = json!(1);
+    events["sources"][0]["events"]["topic"] = json!("kafka://events");
+    let (_dir, root) = repo(&[("m", text(&mutations)), ("g", text(&events))], "");
     let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_contains(&run.stdout, "skipped");
-    assert_contains(&run.stdout, "group-by-streaming:t.g");
-    assert_contains(&run.stdout, "the local engine serves batch uploads only");
+    assert_contains(&run.stdout, "group-by-streaming:t.m");
+    assert_contains(
+        &run.stdout,
+        "mutation topics (TEMPORAL entities) are not emulated",
+    );
+    assert_contains(&run.stdout, "ran     group-by-streaming:t.g");
     assert!(!run.stdout.contains("FAILED"), "{}", run.stdout);
     let json = chronon_build(&root, &["run", "--until", "2025-01-03", "--format", "json"]);
     assert_eq!(json.code, 0, "{}", json.stderr);
