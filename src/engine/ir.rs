@@ -251,3 +251,54 @@ pub fn rows_feature(features: &[Feature]) -> Feature {
         window,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature(op: Op, window: Option<i64>) -> Feature {
+        Feature {
+            name: "f".into(),
+            input: 0,
+            op,
+            window,
+        }
+    }
+
+    #[test]
+    fn an_event_exactly_at_the_batch_tail_is_left_out_as_chronon_does() {
+        let (end, w) = (10 * DAY_MS, DAY_MS);
+        let sum = feature(Op::Sum, Some(w));
+        let events = [
+            (end - w, Value::Integer(5)),
+            (end - w + 1, Value::Integer(7)),
+        ];
+        let ir = FeatureIr::build(&sum, &events, end);
+        // Offline, the window at `end` starts at `end - w` and holds both.
+        assert_eq!(ir.value_at(&sum, &[], end), Value::Integer(7));
+    }
+
+    #[test]
+    fn batch_irs_survive_their_json_for_every_kind_of_partial() {
+        let events: Vec<(i64, Value)> = (0..40)
+            .map(|i| (i * 3_600_000, Value::Real((i % 7) as f64 * 1.5)))
+            .collect();
+        let end = 40 * 3_600_000;
+        for op in [
+            Op::Count,
+            Op::Variance,
+            Op::Percentile(vec![0.5]),
+            Op::LastK(3),
+            Op::First,
+        ] {
+            for window in [None, Some(30 * 3_600_000)] {
+                let f = feature(op.clone(), window);
+                let ir = FeatureIr::build(&f, &events, end);
+                let back = FeatureIr::from_json(&ir.to_json()).expect("parses");
+                for q in [end, end + 3_600_000, end + DAY_MS] {
+                    assert_eq!(ir.value_at(&f, &[], q), back.value_at(&f, &[], q), "{op:?}");
+                }
+            }
+        }
+    }
+}

@@ -1139,3 +1139,104 @@ fn temporal_windows_hop_at_the_tail_as_chronon_s_sawtooth() {
         "every window class must differ from an exact window"
     );
 }
+
+/// What `fetch` serves for a TEMPORAL group-by with a topic equals the
+/// offline sawtooth value at the request time, for every operation and
+/// window size class (under 12 hours, 12 hours to 12 days, 12 days and
+/// over, unwindowed), at requests from the batch end to the end of the
+/// two-day tail buffer: the batch IR (collapsed part and tail hops) plus
+/// the streaming head the deployed job folds. A request before the batch
+/// end gets no values and Chronon's exception.
+#[test]
+fn online_values_match_the_offline_sawtooth_at_the_request_time() {
+    let events = random_events(23);
+    let windows = [(6, 0), (12, 0), (1, 1), (2, 1), (5, 1), (12, 1)];
+    let ops = every_operation();
+    let mut aggregations: Vec<Value> = ops
+        .iter()
+        .map(|(op, args, _, col)| aggregation(col, *op, args.clone(), &windows))
+        .collect();
+    aggregations.extend(
+        ops.iter()
+            .map(|(op, args, _, col)| aggregation(col, *op, args.clone(), &[])),
+    );
+    let mut gb = events_group_by("t.online", aggregations, None);
+    gb["metaData"]["online"] = json!(1);
+    gb["sources"][0]["events"]["topic"] = json!("kafka://events");
+    let join = json!({
+        "metaData": {"name": "t.serve", "team": "t", "outputNamespace": "out", "online": 1},
+        "left": {"events": {"table": "raw.events", "query": {
+            "selects": {"k": "k"}, "timeColumn": "ts", "startPartition": "2025-01-09"}}},
+        "joinParts": [{"groupBy": gb.clone()}]
+    });
+    let repo = Repo::new(
+        &[("group_bys/t/online", gb), ("joins/t/serve", join)],
+        &[("raw.events", events_csv(&events))],
+    );
+    // The batch ends at the start of 2025-01-07; 2025-01-07..10 are the head.
+    let out = repo.run(&["run", "--until", "2025-01-06"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stdout, "ran     group-by-streaming:t.online");
+    let batch_end = (FIRST_DAY + 6) * DAY_MS;
+    let window_names = ["6h", "12h", "1d", "2d", "5d", "12d", ""];
+    let fetch = |key: i64, at: i64| -> Value {
+        let out = repo.run(&[
+            "fetch",
+            "t.serve",
+            "--key",
+            &format!("k={key}"),
+            "--ts",
+            &at.to_string(),
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let mut checked = 0;
+    let offsets = [
+        0,
+        1,
+        299_999,
+        3_600_000,
+        13 * 3_600_000 + 7,
+        DAY_MS,
+        2 * DAY_MS - 1,
+    ];
+    for offset in offsets {
+        let at = batch_end + offset;
+        for key in 1..=5 {
+            let served = fetch(key, at);
+            for window in window_names {
+                if let Some(w) = window_ms(window) {
+                    // Chronon's batch leaves out an event exactly at the
+                    // batch's window tail; none is there in this data.
+                    assert!(!events.iter().any(|e| e.ts == batch_end - w));
+                }
+                let from = window_ms(window).map_or(i64::MIN, |w| sawtooth_start(at, w));
+                for (_, _, suffix, column) in &ops {
+                    let name = if window.is_empty() {
+                        format!("t_online_{column}_{suffix}")
+                    } else {
+                        format!("t_online_{column}_{suffix}_{window}")
+                    };
+                    let values = window_values(&events, key, column, from, at);
+                    let want = brute(suffix, &values);
+                    let got = &served["features"][&name];
+                    assert!(
+                        close(got, &want),
+                        "{name} key {key} at batch end + {offset} ms: got {got}, want {want} \
+                         from {values:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 3000, "only {checked} values checked");
+
+    let early = fetch(1, batch_end - 1);
+    assert!(early["features"]["t_online_v_sum_1d"].is_null(), "{early}");
+    assert_contains(
+        &early["exceptions"]["t_online_exception"].to_string(),
+        "is less than batch time",
+    );
+}
