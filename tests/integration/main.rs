@@ -9,6 +9,7 @@ mod engine;
 mod fuzz;
 mod keys;
 mod monitor;
+mod quickstart;
 mod real_cli;
 mod robustness;
 mod run;
