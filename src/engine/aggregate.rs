@@ -15,9 +15,11 @@
 //! window with no input gives null for every operation (COUNT included, as
 //! in Chronon); events with equal timestamps are ordered by value, so FIRST
 //! and LAST are deterministic; APPROX_UNIQUE_COUNT and APPROX_PERCENTILE are
-//! exact; a percentile `p` of `n` values is the value of rank `ceil(p * n)`
-//! (at least 1); VARIANCE is the population variance; SKEW and KURTOSIS
-//! (excess) are null when the variance is 0.
+//! exact; a percentile `p` of `n` values is the value at zero-based
+//! position `min(floor(p * n), n - 1)`, as a 32-bit float, as Chronon's KLL
+//! sketch gives it while it holds every value; VARIANCE is the population
+//! variance; SKEW (below 3 values) and KURTOSIS (excess, below 4 values)
+//! are null, and both when the variance is 0.
 
 use std::collections::BTreeMap;
 
@@ -413,16 +415,19 @@ pub(super) fn multiset_result(set: &BTreeMap<Ordered, usize>, op: &Op) -> Value 
             Value::Text(serde_json::Value::Object(map).to_string())
         }
         Op::Percentile(ps) => {
+            // Chronon's KllFloatsSketch (datasketches sketches-core 0.13.4,
+            // `QuantilesHelper.posOfPhi`) in its exact mode: the value at
+            // zero-based position floor(p * n), at most n - 1, as a float.
             let total: usize = set.values().sum();
             let values: Vec<serde_json::Value> = ps
                 .iter()
                 .map(|p| {
-                    let rank = ((p * total as f64).ceil() as usize).clamp(1, total);
+                    let position = ((p * total as f64).floor() as usize).min(total - 1);
                     let mut seen = 0;
                     for (v, n) in set {
                         seen += n;
-                        if seen >= rank {
-                            return crate::warehouse::json(&v.0);
+                        if seen > position {
+                            return as_float(&v.0);
                         }
                     }
                     serde_json::Value::Null
@@ -432,6 +437,17 @@ pub(super) fn multiset_result(set: &BTreeMap<Ordered, usize>, op: &Op) -> Value 
         }
         _ => unreachable!("only order operations keep a multiset"),
     }
+}
+
+/// A number as a 32-bit float, written as its shortest decimal (Chronon's
+/// percentiles are `Array[Float]`).
+fn as_float(value: &Value) -> serde_json::Value {
+    let x = match value {
+        Value::Integer(i) => *i as f32,
+        Value::Real(r) => *r as f32,
+        other => return crate::warehouse::json(other),
+    };
+    serde_json::from_str(&format!("{x:?}")).unwrap_or(serde_json::Value::Null)
 }
 
 /// Running power sums. Integer inputs sum exactly; real inputs sum with
@@ -487,6 +503,11 @@ impl Moments {
             Op::Sum => Value::Real(self.sum()),
             Op::Average => Value::Real(mean),
             Op::Variance => Value::Real(m2),
+            // Chronon's `Skew` and `Kurtosis` give NaN below 3 and 4 values
+            // and for a zero variance (SimpleAggregators.scala); a table
+            // holds NaN as NULL.
+            Op::Skew if self.n < 3 => Value::Null,
+            Op::Kurtosis if self.n < 4 => Value::Null,
             Op::Skew | Op::Kurtosis if m2 <= f64::EPSILON * mean.abs().max(1.0) => Value::Null,
             Op::Skew => {
                 let (s2, s3) = (self.s2.value() / n, self.s3.value() / n);

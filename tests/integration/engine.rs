@@ -175,8 +175,10 @@ fn brute(op: &str, values: &[(i64, Value)]) -> Value {
         "sum" => json!(nums.iter().sum::<f64>()),
         "average" => json!(mean),
         "variance" => json!(central(2)),
-        "skew" if central(2) == 0.0 => Value::Null,
-        "kurtosis" if central(2) == 0.0 => Value::Null,
+        // Chronon's SimpleAggregators.scala: NaN (NULL in a table) below
+        // three (skew) and four (kurtosis) values, or with no variance.
+        "skew" if nums.len() < 3 || central(2) == 0.0 => Value::Null,
+        "kurtosis" if nums.len() < 4 || central(2) == 0.0 => Value::Null,
         "skew" => json!(central(3) / central(2).powf(1.5)),
         "kurtosis" => json!(central(4) / central(2).powi(2) - 3.0),
         "min" => sorted[0].clone(),
@@ -199,8 +201,11 @@ fn brute(op: &str, values: &[(i64, Value)]) -> Value {
             [0.5, 0.9]
                 .iter()
                 .map(|p: &f64| {
-                    let rank = ((p * sorted.len() as f64).ceil() as usize).max(1);
-                    sorted[rank - 1].clone()
+                    // datasketches' posOfPhi: position floor(p * n), at
+                    // most n - 1; the value as a 32-bit float.
+                    let n = sorted.len();
+                    let position = ((p * n as f64).floor() as usize).min(n - 1);
+                    json!(sorted[position].as_f64().unwrap() as f32 as f64)
                 })
                 .collect(),
         ),

@@ -169,7 +169,10 @@ fn chronon_s_quickstart_runs_end_to_end_and_serves_the_streaming_head() {
         .iter()
         .filter(|r| !r["quickstart_returns_v1_refund_amt_sum_30d"].is_null())
         .count();
-    assert!(features > 100, "{features} of 200 rows have a 30-day refund sum");
+    assert!(
+        features > 100,
+        "{features} of 200 rows have a 30-day refund sum"
+    );
     let again = chronon_build(&root, &training);
     assert_eq!(built(&again), 0, "{}", again.stdout);
 }
