@@ -1,5 +1,6 @@
-//! The online/offline consistency chain, over what `fetch` logs (columns
-//! `name`, `key_json`, `value_json`, `ts`, `ds` of the log table).
+//! The online/offline consistency chain, over what `fetch` logs (the log
+//! table in Chronon's layout: `schema_hash`, `key_base64`, `value_base64`,
+//! `ts_millis`, `name`, `ds`).
 //! `log-flattener` turns one join's logged requests into
 //! columns (`{join}_logged`); `build-comparison-table` recomputes each
 //! logged feature offline at the logged time (`{join}_comparison`, with
@@ -11,7 +12,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 
-use super::fetch::{Served, served};
+use super::fetch::{LOG_COLUMNS, Served, served};
 use super::groupby::Spec;
 use super::join::{Ask, part_values};
 use super::{Engine, EngineError, Result, derive, select_rows, sql_table};
@@ -82,36 +83,47 @@ pub fn flatten(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
         input: log,
     } = Chain::open(engine, node, range, "the log table")?;
     let at = |c: &str| {
-        log.columns
-            .iter()
-            .position(|x| x == c)
-            .ok_or_else(|| EngineError::failed(format!("the log table has no {c} column")))
+        log.columns.iter().position(|x| x == c).ok_or_else(|| {
+            EngineError::failed(format!(
+                "the log table has no {c} column (expected Chronon's log columns {:?})",
+                LOG_COLUMNS
+            ))
+        })
     };
-    let (name_at, key_at, value_at, ts_at, day_at) = (
+    let (hash_at, key_at, value_at, ts_at, name_at, day_at) = (
+        at("schema_hash")?,
+        at("key_base64")?,
+        at("value_base64")?,
+        at("ts_millis")?,
         at("name")?,
-        at("key_json")?,
-        at("value_json")?,
-        at("ts")?,
         at(&partition)?,
     );
     let name = &engine.repo.configs[node.config].name;
-    let parse = |v: &Value| -> Json {
-        match v {
-            Value::Text(t) => serde_json::from_str(t).unwrap_or(Json::Null),
-            _ => Json::Null,
-        }
+    // Keys and values are base64 of JSON (see `fetch`); what does not
+    // decode is a null row, as Chronon's flattener counts a decode failure
+    // and goes on.
+    let decode = |v: &Value| -> Json {
+        use base64::Engine as _;
+        let Value::Text(t) = v else { return Json::Null };
+        base64::prelude::BASE64_STANDARD
+            .decode(t.trim())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(Json::Null)
     };
     let mut rows = Vec::new();
     for row in &log.rows {
         if row[name_at] != Value::Text(name.clone()) {
             continue;
         }
-        let (keys, values) = (parse(&row[key_at]), parse(&row[value_at]));
-        let mut out: Vec<Value> = served
-            .keys
-            .iter()
-            .map(|k| keys.get(k).map_or(Value::Null, from_json))
-            .collect();
+        let (keys, values) = (decode(&row[key_at]), decode(&row[value_at]));
+        let mut out = vec![row[hash_at].clone()];
+        out.extend(
+            served
+                .keys
+                .iter()
+                .map(|k| keys.get(k).map_or(Value::Null, from_json)),
+        );
         out.push(row[ts_at].clone());
         out.extend(
             served
@@ -122,7 +134,8 @@ pub fn flatten(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
         out.push(row[day_at].clone());
         rows.push(out);
     }
-    let mut columns = served.keys.clone();
+    let mut columns = vec!["schema_hash".to_string()];
+    columns.extend(served.keys.iter().cloned());
     columns.push("ts".into());
     columns.extend(served.features.iter().cloned());
     columns.push(partition);

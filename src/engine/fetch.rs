@@ -196,9 +196,11 @@ pub fn fetch(
     for k in &served.keys {
         key_map.insert(k.clone(), json(&typed(&keys[k])));
     }
+    let schema = serde_json::json!({ "key_schema": served.keys, "value_schema": served.features });
     append_log(
         engine,
         name,
+        &schema,
         &Json::Object(key_map.clone()),
         &Json::Object(response.clone()),
         ts,
@@ -214,13 +216,44 @@ pub fn fetch(
     Ok(Json::Object(out))
 }
 
-/// Appends one row to the log table's partition for `ts`.
-fn append_log(engine: &Engine, name: &str, keys: &Json, response: &Json, ts: i64) -> Result<()> {
+/// The log table's columns, as Chronon's logging writes them
+/// (airbnb/chronon `quickstart/mongo-online-impl/.../MongoLoggingDumper.scala`;
+/// `spark/.../LogFlattenerJob.scala` reads `key_base64`, `value_base64`,
+/// `ts_millis`, `ds` and `schema_hash`), before the partition column.
+pub const LOG_COLUMNS: [&str; 5] = [
+    "schema_hash",
+    "key_base64",
+    "value_base64",
+    "ts_millis",
+    "name",
+];
+
+/// The `name` of the rows that publish a logging schema (Chronon's
+/// `Constants.SchemaPublishEvent`): the key is the schema hash, the value
+/// the schema.
+pub const SCHEMA_PUBLISH_EVENT: &str = "SCHEMA_PUBLISH_EVENT";
+
+fn base64(text: &str) -> Value {
+    use base64::Engine as _;
+    Value::Text(base64::prelude::BASE64_STANDARD.encode(text))
+}
+
+/// Appends one request to the log table's partition for `ts`, in Chronon's
+/// layout, with the schema published once per partition. Keys and values
+/// are JSON where Chronon writes Avro: the flattener here reads JSON.
+fn append_log(
+    engine: &Engine,
+    name: &str,
+    schema: &Json,
+    keys: &Json,
+    response: &Json,
+    ts: i64,
+) -> Result<()> {
     let log = &engine.settings.consistency.log_table;
     let table = table_name(log)?;
     let day = Day(ts.div_euclid(super::aggregate::DAY_MS) as i32);
     let partition = engine.warehouse.partition_column.clone();
-    let columns: Vec<String> = ["name", "key_json", "value_json", "ts"]
+    let columns: Vec<String> = LOG_COLUMNS
         .iter()
         .map(|c| c.to_string())
         .chain([partition.clone()])
@@ -243,20 +276,37 @@ fn append_log(engine: &Engine, name: &str, keys: &Json, response: &Json, ts: i64
                 quote(&partition)
             ),
             &[&day.to_string()],
-            "the log table",
+            &format!("the log table {log} (expected Chronon's log columns {columns:?})"),
         )?;
         rows = existing.rows;
     }
+    let schema_text = schema.to_string();
+    let hash = crate::hash::Hash::of_json(schema).short();
+    let published = rows
+        .iter()
+        .any(|r| r[4] == Value::Text(SCHEMA_PUBLISH_EVENT.into()) && r[1] == base64(&hash));
+    let day_text = Value::Text(day.to_string());
+    if !published {
+        rows.push(vec![
+            Value::Null,
+            base64(&hash),
+            base64(&schema_text),
+            Value::Integer(ts),
+            Value::Text(SCHEMA_PUBLISH_EVENT.into()),
+            day_text.clone(),
+        ]);
+    }
     rows.push(vec![
-        Value::Text(name.into()),
-        Value::Text(keys.to_string()),
-        Value::Text(response.to_string()),
+        Value::Text(hash),
+        base64(&keys.to_string()),
+        base64(&response.to_string()),
         Value::Integer(ts),
-        Value::Text(day.to_string()),
+        Value::Text(name.into()),
+        day_text,
     ]);
     let rows = Rows {
         columns,
-        types: vec!["TEXT", "TEXT", "TEXT", "INTEGER", "TEXT"],
+        types: vec!["TEXT", "TEXT", "TEXT", "INTEGER", "TEXT", "TEXT"],
         rows,
     };
     engine

@@ -33,9 +33,43 @@ pub const SPARK_FUNCTIONS: &[&str] = &[
     "date_add",
     "date_sub",
     "datediff",
+    "base64",
+    "unbase64",
+    "decode",
 ];
 
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("base64", 1, DETERMINISTIC, |ctx| {
+        use base64::Engine as _;
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(b) | ValueRef::Blob(b) => {
+                Some(base64::prelude::BASE64_STANDARD.encode(b))
+            }
+            other => text_of(other).map(|t| base64::prelude::BASE64_STANDARD.encode(t)),
+        })
+    })?;
+    // Spark's unbase64 gives NULL for text that is not base64.
+    conn.create_scalar_function("unbase64", 1, DETERMINISTIC, |ctx| {
+        use base64::Engine as _;
+        Ok(text_of(ctx.get_raw(0))
+            .and_then(|t| base64::prelude::BASE64_STANDARD.decode(t.trim()).ok()))
+    })?;
+    conn.create_scalar_function("decode", 2, DETERMINISTIC, |ctx| {
+        let charset = text_of(ctx.get_raw(1))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !matches!(charset.as_str(), "utf-8" | "utf8") {
+            return Err(rusqlite::Error::UserFunctionError(
+                format!("decode: the local engine decodes utf-8 only, not {charset:?}").into(),
+            ));
+        }
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(b) | ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            other => text_of(other),
+        })
+    })?;
     conn.create_scalar_function("if", 3, DETERMINISTIC, |ctx| {
         let pick = if truthy(ctx.get_raw(0)) { 1 } else { 2 };
         ctx.get::<Value>(pick)

@@ -86,9 +86,7 @@ fn chronon_s_quickstart_runs_end_to_end_and_serves_the_streaming_head() {
         .clone();
     let seen: Vec<(i64, f64)> = all
         .iter()
-        .filter(|(u, ds, ts, _)| {
-            *u == user && (ds.as_str() <= "2023-11-29" || *ts >= BATCH_END)
-        })
+        .filter(|(u, ds, ts, _)| *u == user && (ds.as_str() <= "2023-11-29" || *ts >= BATCH_END))
         .map(|(_, _, ts, r)| (*ts, *r))
         .collect();
     let fetch = chronon_build(
@@ -175,4 +173,42 @@ fn chronon_s_quickstart_runs_end_to_end_and_serves_the_streaming_head() {
     );
     let again = chronon_build(&root, &training);
     assert_eq!(built(&again), 0, "{}", again.stdout);
+
+    // Everything: what the sample data cannot feed is blocked, and only
+    // that (exit 3). The fetch logged in Chronon's layout, so the
+    // quickstart's own schema group-by reads the published schema.
+    let all = chronon_build(&root, &["run", "--until", "2023-11-30"]);
+    assert_eq!(all.code, 3, "{}\n{}", all.stdout, all.stderr);
+    for line in all.stdout.lines().filter(|l| l.starts_with("blocked ")) {
+        let users = line.contains(":quickstart.users.v1@2023-11-30 ")
+            && line.contains("missing data.users ds=2023-11-30");
+        let schema = line.contains("group-by-backfill:quickstart.schema.v1@")
+            && line.contains("missing default.chronon_log_table");
+        assert!(users || schema, "unexpected: {line}");
+    }
+    assert_contains(
+        &all.stdout,
+        "ran     group-by-backfill:quickstart.schema.v1@2023-11-30",
+    );
+    let schema = chronon_build(
+        &root,
+        &[
+            "warehouse",
+            "show",
+            "default.quickstart_schema_v1",
+            "--ds",
+            "2023-11-30",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(schema.code, 0, "{}", schema.stderr);
+    let schema: Vec<Value> = serde_json::from_str(&schema.stdout).unwrap();
+    let published: Value =
+        serde_json::from_str(schema[0]["schema_value_last"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        published["key_schema"],
+        serde_json::json!(["user_id"]),
+        "{published}"
+    );
 }
