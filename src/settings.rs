@@ -362,6 +362,11 @@ pub enum FingerprintMode {
     Listing,
     /// File contents: slower, but immune to rewrites of identical data.
     Content,
+    /// The partition folder's own metadata (modification and change times,
+    /// inode): one stat per partition, as ninja stats an output. It sees
+    /// files added, removed or renamed in the folder (every Spark or Hive
+    /// write), not a file rewritten in place.
+    Folder,
 }
 
 #[derive(Clone, Debug, Deserialize)]

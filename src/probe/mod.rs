@@ -202,12 +202,23 @@ impl Probe for HiveDir {
                 continue;
             };
             let path = entry.path();
-            if !path.is_dir() || sub.is_some_and(|s| !path.join(s).is_dir()) {
+            // The entry's type comes with the listing (no stat).
+            let is_dir = match entry.file_type() {
+                Ok(t) if t.is_symlink() => path.is_dir(),
+                Ok(t) => t.is_dir(),
+                Err(e) => return Err(listing_error(table, &path, e)),
+            };
+            if !is_dir || sub.is_some_and(|s| !path.join(s).is_dir()) {
                 continue;
             }
+            let fingerprint = match (self.mode, sub) {
+                // A stat relative to the open table folder, not by path.
+                (FingerprintMode::Folder, None) => entry.metadata().map(|m| folder_fingerprint(&m)),
+                _ => fingerprint_dir(&path, self.mode),
+            };
             out.insert(
                 day,
-                fingerprint_dir(&path, self.mode).map_err(|e| listing_error(table, &path, e))?,
+                fingerprint.map_err(|e| listing_error(table, &path, e))?,
             );
         }
         Ok(out)
@@ -226,6 +237,9 @@ fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
 /// modification time) of its files, or their contents. Hidden files (`.crc`
 /// and the like) are left out.
 pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Hash> {
+    if mode == FingerprintMode::Folder {
+        return std::fs::metadata(dir).map(|m| folder_fingerprint(&m));
+    }
     let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
     files.sort();
@@ -234,7 +248,7 @@ pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Has
         hasher.update(rel.as_bytes());
         hasher.update(&[0]);
         match mode {
-            FingerprintMode::Listing => {
+            FingerprintMode::Listing | FingerprintMode::Folder => {
                 let meta = std::fs::metadata(&path)?;
                 let mtime = meta
                     .modified()
@@ -251,6 +265,26 @@ pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Has
         }
     }
     Ok(Hash(*hasher.finalize().as_bytes()))
+}
+
+/// The `folder` fingerprint: the partition folder's modification and
+/// change times and inode.
+fn folder_fingerprint(meta: &std::fs::Metadata) -> Hash {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = [0u8; 40];
+    for (i, field) in [
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&field.to_le_bytes());
+    }
+    bytes[32..].copy_from_slice(&meta.ino().to_le_bytes());
+    Hash(*blake3::hash(&bytes).as_bytes())
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {

@@ -23,7 +23,6 @@ use std::process::Command;
 use chronon_build::cli::{Global, Workspace};
 use chronon_build::plan::{self, BuildRecord, Context, PlanOptions, Status};
 use chronon_build::probe::{self, fingerprint_dir};
-use chronon_build::settings::FingerprintMode;
 use chronon_build::store::StateStore;
 
 pub struct Output {
@@ -229,7 +228,7 @@ impl Scenario {
                             );
                             fingerprint_dir(
                                 &self.partition_dir(table, &day),
-                                FingerprintMode::Listing,
+                                ws.settings.warehouse.fingerprint,
                             )
                             .unwrap()
                         }

@@ -1,6 +1,6 @@
 //! The hand-made scenario: every step kind's inputs, written out by hand.
 
-use crate::{Scenario, chronon_build, testdata};
+use crate::{HIVE_DIR, Scenario, assert_contains, chronon_build, testdata};
 
 /// (node, [(table, lookback, shift, cutoff_from, required, producer)]).
 type Expected = (
@@ -550,5 +550,62 @@ fn configs_without_targets_are_named_with_the_reason() {
         &format!("{}{}", out.stdout, out.stderr),
         "group-by-backfill:risk.purchases.v1: no targets up to --until 2025-01-04: its first \
          partition is 2025-01-05",
+    );
+}
+
+/// `fingerprint = "folder"` stats each partition folder once, as ninja
+/// stats an output: a file added to a partition (how Spark and Hive write)
+/// restates what reads it, and a partition left alone keeps everything
+/// fresh; a file rewritten in place, which it cannot see, is what the
+/// default `listing` mode catches.
+#[test]
+fn folder_fingerprints_see_files_added_to_a_partition() {
+    let s = Scenario::copy("scenario");
+    std::fs::write(
+        s.repo.join("chronon-build.toml"),
+        format!("{HIVE_DIR}fingerprint = \"folder\"\n"),
+    )
+    .unwrap();
+    seed_sources(&s, 10);
+    let plan = |s: &Scenario| {
+        let out = s.run(&[
+            "plan",
+            "--until",
+            "2025-01-10",
+            "--select",
+            "risk.purchases.v1",
+            "--step",
+            "group-by-backfill",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    assert!(s.build_all("2025-01-10") > 0);
+    assert_contains(&plan(&s), "6 targets up to 2025-01-10: 6 fresh");
+
+    // Rewritten in place: the folder's times do not move.
+    let dir = s.partition_dir("raw.purchases", "2025-01-08");
+    let meta = std::fs::metadata(&dir).unwrap();
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("part-00000.csv"))
+        .unwrap()
+        .write_all(b" edited")
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().modified().unwrap(),
+        meta.modified().unwrap()
+    );
+    assert_contains(&plan(&s), "6 fresh");
+
+    // A file added: the folder changes, and the days that read it restate.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.join("part-00001.csv"), "more").unwrap();
+    let after = plan(&s);
+    assert_contains(&after, "stale: input-changed raw.purchases ds=2025-01-08");
+    assert!(
+        !after.contains("2025-01-05..2025-01-10 (6)  fresh"),
+        "{after}"
     );
 }
