@@ -4,7 +4,8 @@
 #   bench/run.sh            # scheduling overhead: ~10,000 targets whose command
 #                           # is `true`, -j 2, beside `ninja -j 2` on an
 #                           # equivalent build.ninja made from the same graph
-#   bench/run.sh adopt      # adopt, then a no-op run, over ~1,000,000 targets
+#   bench/run.sh adopt      # adopt, then plan and a no-op run, over ~1,000,000
+#                           # built targets, beside ninja -n on 73,000
 #
 # Outputs are created beforehand in the hive-dir warehouse, so `true` "writes"
 # them and the runner probes and records every target as a real job would.
@@ -24,15 +25,34 @@ measure() { # label, then the command
 }
 
 if [ "${1:-}" = adopt ]; then
+    # The warm case: a fully built ~1,000,000-target repository (hive-dir),
+    # adopted, then planned and run with nothing to do, in the default
+    # `listing` fingerprint mode and in `folder` mode; beside `ninja -n` on
+    # the 73,000-target graph (bench/plan.sh's default size), in the same run.
+    ninja_out=bench/out/gb200_d365_w30
+    ./target/release/examples/gen_repo --group-bys 200 --days 365 --window 30 --out "$ninja_out" >/dev/null
+    ninja -C "$ninja_out" -n >/dev/null
     out=bench/out/adopt1m
     ./target/release/examples/gen_repo --group-bys 2740 --days 365 --window 30 --no-ninja --out "$out" >/dev/null
     ./target/release/examples/gen_run --repo "$out/repo"
-    for i in 1 2 3; do
+    for mode in listing folder; do
+        printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "hive-dir"\nfingerprint = "%s"\n' "$mode" > "$out/repo/chronon-build.toml"
         rm -rf "$out/repo/.chronon-build"
-        measure "adopt, 1,000,100 targets (run $i)" $bin adopt --repo "$out/repo" --until 2025-12-31
-        measure "no-op run after it (run $i)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
+        measure "adopt, 1,000,100 targets ($mode)" $bin adopt --repo "$out/repo" --until 2025-12-31
+        # The first run after adopting plans every target and records node
+        # memos; the everyday case is what follows.
+        measure "first no-op run ($mode)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
+        for i in 1 2 3; do
+            measure "plan --format json, built ($mode, run $i)" $bin plan --repo "$out/repo" --until 2025-12-31 --format json
+        done
+        for i in 1 2; do
+            measure "no-op run ($mode, run $i)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
+        done
+        $bin plan --repo "$out/repo" --until 2025-12-31 | tail -1
     done
-    $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet | tail -1
+    for i in 1 2 3; do
+        measure "ninja -n, 73,000 targets (run $i)" ninja -C "$ninja_out" -n
+    done
     exit 0
 fi
 

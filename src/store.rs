@@ -12,7 +12,10 @@
 //! - `inputs_seen`: the fingerprint of every input partition as read by a
 //!   recorded build, versioned by sequence number, so an `input-changed`
 //!   reason can name the partition and its old fingerprint;
-//! - `runs`, `attempts`: run history; `failures`, `forced`: per target.
+//! - `runs`, `attempts`: run history; `failures`, `forced`: per target;
+//! - `node_memos`: per node, a digest of everything that decided it all
+//!   fresh the last time it was (`plan::memo`), so a plan with the same
+//!   digest skips evaluating its targets one by one.
 //!
 //! A target is written here only after its command exited 0 and its outputs
 //! were probed, in one transaction with everything else it implies.
@@ -27,7 +30,11 @@ use crate::graph::Step;
 use crate::hash::Hash;
 use crate::partition::Day;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The oldest schema a reader reads as it is (readers never migrate):
+/// schema 2 only added node memos, which a plan can do without.
+const READABLE_FROM: i64 = 1;
 
 /// How unpartitioned targets are stored in integer day columns.
 pub const NO_PARTITION: i64 = i64::MIN;
@@ -99,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node, day)
     ) WITHOUT ROWID;
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2: per node, the memo of its last all-fresh plan (plan::memo).
+    "CREATE TABLE node_memos (
+        node INTEGER PRIMARY KEY REFERENCES nodes(id),
+        memo BLOB NOT NULL
+    );",
 ];
 
 /// Identifies a node across runs, independent of graph indices.
@@ -144,6 +156,8 @@ pub struct NodeState {
     pub built: HashMap<i64, Recorded>,
     pub failed: HashMap<i64, i64>,
     pub forced: Vec<i64>,
+    /// The memo of the node's last all-fresh plan.
+    pub memo: Option<Hash>,
 }
 
 /// One target to record as built.
@@ -290,7 +304,7 @@ impl StateStore {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < SCHEMA_VERSION {
+        if version < READABLE_FROM {
             return Err(StoreError::Open {
                 path: path.display().to_string(),
                 message: format!(
@@ -413,6 +427,17 @@ impl StateStore {
         }
         for (node, day) in self.select("SELECT node, day FROM forced", [], node_and_day)? {
             by_id.entry(node).or_default().forced.push(day);
+        }
+        // A reader never migrates: a state of schema 1 has no memos yet.
+        let memos = if self.version()? >= 2 {
+            self.select("SELECT node, memo FROM node_memos", [], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })?
+        } else {
+            Vec::new()
+        };
+        for (node, memo) in memos {
+            by_id.entry(node).or_default().memo = Hash::from_slice(&memo);
         }
         Ok(by_id
             .into_iter()
@@ -654,6 +679,26 @@ impl StateStore {
                 .insert(table.to_string(), rows.into_iter().collect());
         }
         Ok(())
+    }
+
+    /// Stores the memos of nodes planned all fresh (`plan::memo`).
+    pub fn record_memos(&mut self, memos: &[(NodeKey, Hash)]) -> Result<(), StoreError> {
+        if memos.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO node_memos (node, memo) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for (key, memo) in memos {
+                let node = Self::node_id(&mut self.node_ids, &tx, key).map_err(err)?;
+                put.execute(params![node, &memo.0[..]]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Records targets as built, in one transaction: keys, slices, the

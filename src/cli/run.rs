@@ -214,6 +214,13 @@ fn execute(
     for note in &plan.notes {
         errln!("note: {note}");
     }
+    // Nodes planned all fresh: the next plan skips their targets while
+    // nothing that decides them changes (`plan::memo`).
+    if action != Action::DryRun
+        && let Some(store) = store.as_mut()
+    {
+        store.record_memos(&plan.memos)?;
+    }
     let jobs = jobs_to_run(&ws, &plan);
     // Nothing to run (every target fresh): no program is asked which CLI it
     // is, so a no-op run from cron needs no CLI on the machine.

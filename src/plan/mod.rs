@@ -14,6 +14,7 @@
 //! that differ are the stored slice and input versions read to name the
 //! changed field or partition.
 
+pub mod memo;
 pub mod reason;
 pub mod render;
 
@@ -318,6 +319,9 @@ pub struct Plan {
     /// Partitions of tables nodes write that lie before the node's start:
     /// no build wants them and a clean build would not have them.
     pub orphans: Vec<Orphan>,
+    /// Memos of nodes planned all fresh whose stored memo differs: `run`
+    /// stores them (`memo`).
+    pub memos: Vec<(NodeKey, Hash)>,
 }
 
 /// Partitions of a node's output before its start (a start moved later):
@@ -576,6 +580,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         .collect();
     // Per node, the targets whose hashes differ from the recorded build.
     let mut to_explain: Vec<(NodeId, Vec<usize>)> = Vec::new();
+    let mut memos = Vec::new();
     for &id in &graph.order {
         if !planned[id] {
             continue;
@@ -585,15 +590,32 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
-        let decided: Vec<(TargetPlan, bool)> = days
-            .par_iter()
-            .map(|day| {
-                let at = day.unwrap_or(opts.until);
-                let recorded = state.built.get(&day_column(*day));
-                let evaluation = evaluate(node, *day, at, &inputs);
-                decide(node, *day, evaluation, recorded, state, output_column)
-            })
-            .collect();
+        let memo = memo::memo(node, &days, opts.until, &inputs, output_column, state);
+        let decided: Vec<(TargetPlan, bool)> = match memo.filter(|m| state.memo == Some(*m)) {
+            // Nothing that decides this node changed since it was all
+            // fresh: each target is fresh with its recorded key.
+            Some(_) => days
+                .iter()
+                .map(|day| {
+                    let key = state.built.get(&day_column(*day)).map(|r| r.key);
+                    let target = TargetPlan {
+                        day: *day,
+                        status: Status::Fresh,
+                        key,
+                    };
+                    (target, false)
+                })
+                .collect(),
+            None => days
+                .par_iter()
+                .map(|day| {
+                    let at = day.unwrap_or(opts.until);
+                    let recorded = state.built.get(&day_column(*day));
+                    let evaluation = evaluate(node, *day, at, &inputs);
+                    decide(node, *day, evaluation, recorded, state, output_column)
+                })
+                .collect(),
+        };
         let mut targets = Vec::with_capacity(decided.len());
         let mut differ = Vec::new();
         let invalid = invalid_input(node, &invalid_tables);
@@ -610,6 +632,12 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
                 differ.push(i);
             }
             targets.push(target);
+        }
+        if let Some(memo) = memo
+            && state.memo != Some(memo)
+            && targets.iter().all(|t| t.status == Status::Fresh)
+        {
+            memos.push((node_key(node), memo));
         }
         nodes[id].targets = targets;
         if !differ.is_empty() {
@@ -670,6 +698,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         state,
         orphans,
         probed,
+        memos,
     })
 }
 

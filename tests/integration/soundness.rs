@@ -247,6 +247,43 @@ fn run(root: &Path, until: &str) -> crate::Output {
     out
 }
 
+/// `plan --format json` on the state as it is, and on a copy of it without
+/// node memos (`plan::memo`): a memo may only save work, never change what
+/// is decided.
+fn plans_with_and_without_memos(root: &Path, until: &str) -> (String, String) {
+    let state = root.join(".chronon-build/state.db");
+    let copy = root.join("without-memos.db");
+    let _ = std::fs::remove_file(&copy);
+    {
+        let conn = rusqlite::Connection::open(&state).unwrap();
+        let memos: i64 = conn
+            .query_row("SELECT count(*) FROM node_memos", [], |r| r.get(0))
+            .unwrap();
+        assert!(memos > 0, "a run records node memos");
+        conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
+            .unwrap();
+        let copied = rusqlite::Connection::open(&copy).unwrap();
+        copied.execute("DELETE FROM node_memos", []).unwrap();
+    }
+    let plan = |state: &Path| {
+        let out = chronon_build(
+            root,
+            &[
+                "plan",
+                "--until",
+                until,
+                "--format",
+                "json",
+                "--state",
+                &state.display().to_string(),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    (plan(&state), plan(&copy))
+}
+
 fn jobs(out: &crate::Output) -> usize {
     out.stdout
         .split_once(" built in ")
@@ -276,10 +313,18 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
         let mut files = Files::initial();
         files.write(&incremental);
         run(&incremental, &day(files.until));
+        run(&incremental, &day(files.until));
         for edit in &edits {
             files.apply(edit);
             files.write(&incremental);
             let until = day(files.until);
+            let (with, without) = plans_with_and_without_memos(&incremental, &until);
+            prop_assert_eq!(
+                with,
+                without,
+                "node memos changed a decision after {:?}",
+                edit
+            );
             let first = run(&incremental, &until);
             if matches!(edit, Edit::Cosmetic(_)) {
                 // The metadata upload carries the whole config (description
@@ -317,4 +362,48 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
         started.elapsed()
     );
     result.unwrap();
+}
+
+/// A state written by the previous schema (1, before node memos) keeps
+/// working: a reader plans from it as it is (it never migrates), the next
+/// run migrates it forward and records memos, and nothing is rebuilt.
+#[test]
+fn a_state_of_the_previous_schema_is_read_and_migrated_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    Files::initial().write(&root);
+    let until = day(4);
+    run(&root, &until);
+    let state = root.join(".chronon-build/state.db");
+    {
+        // What schema 1 had: no node_memos table, user_version 1.
+        let conn = rusqlite::Connection::open(&state).unwrap();
+        conn.execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let version = || -> i64 {
+        rusqlite::Connection::open(&state)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let plan = chronon_build(&root, &["plan", "--until", &until]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains(" 0 stale, 0 blocked"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(version(), 1, "plan reads without migrating");
+
+    let again = run(&root, &until);
+    assert_eq!(jobs(&again), 0, "{}", again.stdout);
+    assert_eq!(version(), 2);
+    let memos: i64 = rusqlite::Connection::open(&state)
+        .unwrap()
+        .query_row("SELECT count(*) FROM node_memos", [], |r| r.get(0))
+        .unwrap();
+    assert!(memos > 0, "the migrated state records memos");
+    let (with, without) = plans_with_and_without_memos(&root, &until);
+    assert_eq!(with, without);
 }

@@ -1,0 +1,109 @@
+//! Node memos: how a plan skips the per-target work of nodes that nothing
+//! touched since they were last planned all fresh.
+//!
+//! A node's targets are decided from its slice, its wanted days, how each
+//! input reads (lookback, shift, cutoffs), the columns of its inputs over
+//! what its targets read, its output column over its days, and its recorded
+//! state. The memo is a digest of exactly those. When a plan finds every
+//! target of a node fresh, `run` stores the memo (`StateStore::record_memos`);
+//! a later plan that computes the same memo knows, without evaluating a
+//! target, that each is still fresh with its recorded key. Anything that
+//! could change a decision changes the memo: a different key version or
+//! slice, another day, a partition added, removed or changed anywhere in
+//! the span the targets read (range digests are O(1) on a column), a
+//! pending input, an output partition changed, a recorded key, slice or
+//! output changed, a failure or a forced mark.
+
+use crate::graph::Node;
+use crate::hash::{Hash, KEY_VERSION};
+use crate::partition::Day;
+use crate::store::{NodeState, day_column};
+
+use super::Column;
+
+/// Bumped whenever what a memo covers changes, so older memos never match.
+const MEMO_VERSION: u32 = 1;
+
+/// The memo of `node` planned for `days` (at `until` when unpartitioned);
+/// `None` when its targets cannot all be fresh from the state alone
+/// (nothing recorded for a day, a failure or forced mark, or a pending
+/// input).
+pub fn memo(
+    node: &Node,
+    days: &[Option<Day>],
+    until: Day,
+    inputs: &[Option<&Column>],
+    output: Option<&Column>,
+    state: &NodeState,
+) -> Option<Hash> {
+    if days.is_empty() || !state.failed.is_empty() || !state.forced.is_empty() {
+        return None;
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&MEMO_VERSION.to_le_bytes());
+    hasher.update(&KEY_VERSION.to_le_bytes());
+    hasher.update(node.step.name().as_bytes());
+    hasher.update(&node.slice_hash.0);
+    hasher.update(&until.0.to_le_bytes());
+    for day in days {
+        hasher.update(&day_column(*day).to_le_bytes());
+    }
+    // How each input reads: with the days, these fix every target's range.
+    hasher.update(&serde_json::to_vec(&node.inputs).expect("serializing to memory cannot fail"));
+    for (input, column) in node.inputs.iter().zip(inputs) {
+        let Some(column) = column else {
+            hasher.update(b"-");
+            continue;
+        };
+        hasher.update(column.table.as_bytes());
+        hasher.update(&[0]);
+        let first = column.first_present();
+        hasher.update(&first.map_or(i32::MIN, |d| d.0).to_le_bytes());
+        let mut span: Option<(Day, Day)> = None;
+        for day in days {
+            let range = input.range(day.unwrap_or(until), first);
+            if range.is_empty() {
+                continue;
+            }
+            span = Some(match span {
+                None => (range.from, range.to),
+                Some((from, to)) => (from.min(range.from), to.max(range.to)),
+            });
+        }
+        let Some((from, to)) = span else {
+            hasher.update(b"empty");
+            continue;
+        };
+        let span = crate::partition::DayRange::new(from, to);
+        if column.first_pending(span).is_some() {
+            return None;
+        }
+        let (present, digest) = column.digest(span);
+        hasher.update(&from.0.to_le_bytes());
+        hasher.update(&to.0.to_le_bytes());
+        hasher.update(&present.to_le_bytes());
+        hasher.update(&digest.0);
+    }
+    match (
+        output.filter(|_| node.probed_output),
+        days.first(),
+        days.last(),
+    ) {
+        (Some(column), Some(Some(first)), Some(Some(last))) => {
+            let span = crate::partition::DayRange::new(*first, *last);
+            let (present, digest) = column.digest(span);
+            hasher.update(&present.to_le_bytes());
+            hasher.update(&digest.0);
+        }
+        _ => {
+            hasher.update(b"no output");
+        }
+    }
+    for day in days {
+        let recorded = state.built.get(&day_column(*day))?;
+        hasher.update(&recorded.key.0);
+        hasher.update(&recorded.slice.0);
+        hasher.update(&recorded.output.0);
+    }
+    Some(Hash(*hasher.finalize().as_bytes()))
+}
