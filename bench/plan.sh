@@ -5,6 +5,9 @@
 #
 #   bench/plan.sh            # 200 group-bys x 365 days x 30-day windows (73,000 targets)
 #   bench/plan.sh 2740       # 2,740 group-bys x 365 days (about 1,000,000 targets)
+#
+# This is the cold case (nothing built). The warm case, a fully built
+# repository planned again, is `bench/run.sh adopt`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 group_bys=${1:-200}

@@ -22,7 +22,8 @@
 //!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
 //! - `store`: the SQLite state;
-//! - `plan`: statuses, stale reasons, the planner and its output;
+//! - `plan`: statuses, stale reasons, the planner and its output, and node
+//!   memos (`plan::memo`: skipping nodes nothing touched);
 //! - `diff`: what a config change invalidates, for CI;
 //! - `monitor`: status, metrics and the HTML report, from plans and history;
 //! - `run`: the runner, its locks, progress and summary, and `gc` (orphaned
@@ -30,7 +31,8 @@
 //! - `exec`: the executors' argv and environment (zipline, local), and the
 //!   tables' partition layouts as the Driver sees them (`partitioning`);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
-//!   (label joins included), staging SQL read-only;
+//!   (label joins included), staging SQL read-only, and serving: batch IRs
+//!   (`ir`), local streaming (`streaming`) and `fetch`;
 //! - `settings`: `chronon-build.toml`;
 //! - `error`: error types and exit codes.
 //!
