@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Format, Global, Workspace, default_until, parse_day, print_json};
 use crate::error::{Error, exit};
 use crate::graph::{Node, Step};
-use crate::hash::{Hash, KEY_VERSION};
+use crate::hash::Hash;
 use crate::partition::Day;
 use crate::plan::{
     self, Context, Evaluation, Explainer, FieldChange, InputDigest, KeyDoc, PlanOptions,
@@ -151,14 +151,8 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<i32, Error> {
     let evaluation = plan::evaluate(node, target.day, at, &columns);
     let key_document = match &evaluation {
         Evaluation::Ready { inputs, .. } => Some(
-            serde_json::to_value(KeyDoc {
-                key_version: KEY_VERSION,
-                step: node.step,
-                slice: node.slice_hash,
-                partition: target.day,
-                inputs,
-            })
-            .expect("key document serializes"),
+            serde_json::to_value(KeyDoc::new(node, target.day, inputs))
+                .expect("key document serializes"),
         ),
         Evaluation::Pending(_) => None,
     };

@@ -48,6 +48,24 @@ pub struct KeyDoc<'a> {
     pub inputs: &'a [InputDigest],
 }
 
+impl<'a> KeyDoc<'a> {
+    /// The one way a target's key document is made: `evaluate` hashes it,
+    /// `explain` shows it.
+    pub fn new(node: &Node, day: Option<Day>, inputs: &'a [InputDigest]) -> KeyDoc<'a> {
+        KeyDoc {
+            key_version: KEY_VERSION,
+            step: node.step,
+            slice: node.slice_hash,
+            partition: day,
+            inputs,
+        }
+    }
+
+    pub fn key(&self) -> Hash {
+        Hash::of_json(self)
+    }
+}
+
 /// What a target reads of one table: the range, how many partitions are
 /// present in it, and the digest of their fingerprints.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -273,13 +291,7 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
     }
     inputs.sort();
     let inputs_hash = Hash::of_json(&inputs);
-    let key = Hash::of_json(&KeyDoc {
-        key_version: KEY_VERSION,
-        step: node.step,
-        slice: node.slice_hash,
-        partition: day,
-        inputs: &inputs,
-    });
+    let key = KeyDoc::new(node, day, &inputs).key();
     Evaluation::Ready {
         inputs,
         inputs_hash,
