@@ -581,8 +581,9 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         .iter()
         .flat_map(|c| c.tables.iter().map(|t| (t.as_str(), c.path.as_str())))
         .collect();
+    // One hash per probed partition: in parallel across tables.
     let mut columns: HashMap<String, Column> = probed
-        .iter()
+        .par_iter()
         .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
         .collect();
     let empty_state = NodeState::default();
