@@ -64,6 +64,31 @@ impl<'a> KeyDoc<'a> {
     pub fn key(&self) -> Hash {
         Hash::of_json(self)
     }
+
+    /// The hash of the inputs' JSON and the key, serializing the inputs
+    /// once: the key document's JSON is its fields before `inputs`, then the
+    /// inputs' JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
+    /// checks the bytes are serde's).
+    pub fn hashes(&self) -> (Hash, Hash) {
+        let inputs = serde_json::to_vec(self.inputs).expect("serializing to memory cannot fail");
+        let mut head = Vec::with_capacity(160);
+        head.extend_from_slice(b"{\"key_version\":");
+        head.extend_from_slice(self.key_version.to_string().as_bytes());
+        head.extend_from_slice(b",\"step\":");
+        serde_json::to_writer(&mut head, &self.step).expect("serializing to memory cannot fail");
+        head.extend_from_slice(b",\"slice\":");
+        serde_json::to_writer(&mut head, &self.slice).expect("serializing to memory cannot fail");
+        if let Some(day) = self.partition {
+            head.extend_from_slice(b",\"partition\":");
+            serde_json::to_writer(&mut head, &day).expect("serializing to memory cannot fail");
+        }
+        head.extend_from_slice(b",\"inputs\":");
+        let mut key = blake3::Hasher::new();
+        key.update(&head);
+        key.update(&inputs);
+        key.update(b"}");
+        (Hash::of(&inputs), Hash(*key.finalize().as_bytes()))
+    }
 }
 
 /// What a target reads of one table: the range, how many partitions are
@@ -290,8 +315,7 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
         return Evaluation::Pending(status.clone());
     }
     inputs.sort();
-    let inputs_hash = Hash::of_json(&inputs);
-    let key = KeyDoc::new(node, day, &inputs).key();
+    let (inputs_hash, key) = KeyDoc::new(node, day, &inputs).hashes();
     Evaluation::Ready {
         inputs,
         inputs_hash,
@@ -1180,4 +1204,41 @@ pub fn reads(
     out.into_iter()
         .map(|((t, d), fp)| (t.to_string(), d, fp))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_document_json_is_built_as_serde_writes_it() {
+        let inputs = vec![
+            InputDigest {
+                table: "raw.\"quoted\" table".into(),
+                from: Day(20_000),
+                to: Day(20_030),
+                present: 31,
+                digest: Hash::of(b"a"),
+            },
+            InputDigest {
+                table: "internal:out.t".into(),
+                from: Day(-3),
+                to: Day(5),
+                present: 0,
+                digest: Hash::of(b"b"),
+            },
+        ];
+        for partition in [Some(Day(20_031)), None] {
+            for inputs in [&inputs[..], &[]] {
+                let doc = KeyDoc {
+                    key_version: KEY_VERSION,
+                    step: Step::JoinPart,
+                    slice: Hash::of(b"slice"),
+                    partition,
+                    inputs,
+                };
+                assert_eq!(doc.hashes(), (Hash::of_json(&inputs), doc.key()));
+            }
+        }
+    }
 }
