@@ -1212,7 +1212,7 @@ mod tests {
 
     #[test]
     fn key_document_json_is_built_as_serde_writes_it() {
-        let inputs = vec![
+        let inputs = [
             InputDigest {
                 table: "raw.\"quoted\" table".into(),
                 from: Day(20_000),
