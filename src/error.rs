@@ -2,20 +2,6 @@
 
 use crate::config::ConfigErrors;
 
-/// Exit codes, as in DESIGN.md section 8.
-pub mod exit {
-    /// Success; for `plan`, the plan was computed.
-    pub const OK: i32 = 0;
-    /// Some target failed.
-    pub const FAILED: i32 = 1;
-    /// Usage, config or state error.
-    pub const ERROR: i32 = 2;
-    /// Nothing failed but some targets are blocked on missing inputs.
-    pub const BLOCKED: i32 = 3;
-    /// `plan --exit-code` / `diff --exit-code`: something is stale or invalidated.
-    pub const STALE: i32 = 4;
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -79,8 +65,47 @@ pub enum ProbeError {
     },
 }
 
+/// How a command ended. `Exit::code` and `Error::code` are the one map
+/// to exit codes (DESIGN.md section 8); commands return outcomes, never
+/// numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Success; for `plan`, the plan was computed.
+    Ok,
+    /// Some target failed; a `diff` policy failed; invalid configs were set
+    /// apart.
+    Failed,
+    /// A usage, config or state problem reported as a result, not raised:
+    /// `validate` found invalid configs, `--metrics-file` could not be
+    /// written.
+    Invalid,
+    /// Nothing failed, but some targets are blocked on missing inputs.
+    Blocked,
+    /// `--exit-code`: something is stale, blocked, waiting, failed or
+    /// invalidated.
+    Attention,
+    /// `run` was interrupted (Ctrl-C) before it finished.
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failed => 1,
+            Exit::Invalid => 2,
+            Exit::Blocked => 3,
+            Exit::Attention => 4,
+            // 128 + SIGINT, as shells report an interrupted command.
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
 impl Error {
-    pub fn exit_code(&self) -> i32 {
-        exit::ERROR
+    /// Every error is a usage, config, settings or state error: nothing
+    /// was written.
+    pub fn code(&self) -> i32 {
+        Exit::Invalid.code()
     }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{Global, Workspace, parse_day, print_json};
 use crate::engine::Engine;
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::graph::Step;
 use crate::partition::{Day, DayRange};
 
@@ -46,7 +46,7 @@ pub struct ComputeArgs {
     pub conf: Option<String>,
 }
 
-pub fn compute(global: &Global, args: &ComputeArgs) -> Result<i32, Error> {
+pub fn compute(global: &Global, args: &ComputeArgs) -> Result<Exit, Error> {
     let ws = match &args.conf {
         Some(conf) => Workspace::load_one(global, conf)?,
         None => Workspace::load(global)?,
@@ -76,11 +76,11 @@ pub fn compute(global: &Global, args: &ComputeArgs) -> Result<i32, Error> {
     match engine.compute(node, range) {
         Ok(summary) => {
             super::print_out(&format!("{summary}\n"));
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
         Err(e) => {
             errln!("error: {e}");
-            Ok(exit::FAILED)
+            Ok(Exit::Failed)
         }
     }
 }
@@ -112,7 +112,7 @@ fn parse_ts(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("expected epoch milliseconds or 'yyyy-MM-dd HH:mm:ss', got {text:?}"))
 }
 
-pub fn fetch(global: &Global, args: &FetchArgs) -> Result<i32, Error> {
+pub fn fetch(global: &Global, args: &FetchArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let mut keys = BTreeMap::new();
     for (k, v) in &args.keys {
@@ -133,7 +133,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<i32, Error> {
     match crate::engine::fetch::fetch(&engine, &args.join, &keys, ts) {
         Ok(response) => {
             print_json(&response);
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
         Err(e) => Err(Error::Usage(e.to_string())),
     }

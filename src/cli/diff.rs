@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use super::{Global, parse_day, print_json};
 use crate::config::Repo;
 use crate::diff::{self, History, Options, Side, render, source};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::graph::Graph;
 use crate::partition::Day;
 use crate::settings::Settings;
@@ -59,7 +59,7 @@ pub enum Deny {
     InPlaceOnlineChange,
 }
 
-pub fn run(global: &Global, args: &DiffArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &DiffArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, args.from)?;
     let history = match &global.state {
         Some(path) => {
@@ -112,11 +112,11 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<i32, Error> {
         }
     }
     Ok(if failed {
-        exit::FAILED
+        Exit::Failed
     } else if args.exit_code && report.invalidates() {
-        exit::STALE
+        Exit::Attention
     } else {
-        exit::OK
+        Exit::Ok
     })
 }
 

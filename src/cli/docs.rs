@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory};
 
 use super::Cli;
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
@@ -31,7 +31,7 @@ pub struct HelpArgs {
     pub command: Vec<String>,
 }
 
-pub fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
+pub fn completions(args: &CompletionsArgs) -> Result<Exit, Error> {
     let mut cmd = Cli::command();
     clap_complete::generate(
         args.shell,
@@ -39,10 +39,10 @@ pub fn completions(args: &CompletionsArgs) -> Result<i32, Error> {
         "chronon-build",
         &mut std::io::stdout(),
     );
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
-pub fn man(args: &ManArgs) -> Result<i32, Error> {
+pub fn man(args: &ManArgs) -> Result<Exit, Error> {
     let cmd = Cli::command();
     match &args.out {
         None => {
@@ -60,10 +60,10 @@ pub fn man(args: &ManArgs) -> Result<i32, Error> {
             errln!("wrote man pages to {}", dir.display());
         }
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
-pub fn help(args: &HelpArgs) -> Result<i32, Error> {
+pub fn help(args: &HelpArgs) -> Result<Exit, Error> {
     let mut cmd = Cli::command();
     cmd.build();
     let mut at = &mut cmd;
@@ -78,7 +78,7 @@ pub fn help(args: &HelpArgs) -> Result<i32, Error> {
     }
     at.print_long_help()
         .map_err(|e| Error::Io(format!("help: {e}")))?;
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Format, Global, Workspace, default_until, parse_day, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::graph::{Node, Step};
 use crate::hash::Hash;
 use crate::partition::Day;
@@ -94,7 +94,7 @@ enum Difference {
     Reason(StaleReason),
 }
 
-pub fn run(global: &Global, args: &ExplainArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
     let spec = parse_target(&args.target)?;
     let until = args.until.unwrap_or_else(default_until);
     let ws = Workspace::load(global)?;
@@ -235,7 +235,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<i32, Error> {
         Format::Json => print_json(&explanation),
         Format::Text => print!("{}", to_text(&explanation)),
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 fn target_label(node: &Node, day: Option<Day>) -> String {

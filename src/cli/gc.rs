@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{Global, Workspace, parse_day, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::partition::Day;
 use crate::run::lock;
 
@@ -24,7 +24,7 @@ pub struct GcArgs {
     pub format: super::Format,
 }
 
-pub fn run(global: &Global, args: &GcArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, None)?;
     let ws = Workspace::load(global)?;
     // A run removes orphans too, and jobs write the tables: one at a time.
@@ -47,5 +47,5 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<i32, Error> {
             super::print_out(&text);
         }
     }
-    Ok(ws.exit_code(exit::OK))
+    Ok(ws.exit(Exit::Ok))
 }

@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 
 use super::{Global, Workspace, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::graph::render;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,7 +24,7 @@ pub struct GraphArgs {
     pub select: Option<String>,
 }
 
-pub fn run(global: &Global, args: &GraphArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &GraphArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let selected = ws.select(args.select.as_deref())?;
     match args.format {
@@ -32,5 +32,5 @@ pub fn run(global: &Global, args: &GraphArgs) -> Result<i32, Error> {
         GraphFormat::Json => print_json(&render::to_json(&ws.graph, &ws.repo, &selected)),
         GraphFormat::Mermaid => print!("{}", render::to_mermaid(&ws.graph, &selected)),
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Repo;
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::graph::Graph;
 use crate::partition::Day;
 use crate::settings::Settings;
@@ -153,13 +153,13 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::ERROR
+            let outcome = if e.use_stderr() {
+                Exit::Invalid
             } else {
-                exit::OK
+                Exit::Ok
             };
             let _ = e.print();
-            return code;
+            return outcome.code();
         }
     };
     if cli.command.only_reads() {
@@ -187,22 +187,22 @@ where
         Command::Help(args) => docs::help(args),
     };
     match result {
-        Ok(code) => code,
+        Ok(outcome) => outcome.code(),
         Err(e) => {
             errln!("error: {e}");
-            e.exit_code()
+            e.code()
         }
     }
 }
 
 impl Workspace {
-    /// A command's exit code, made 1 when invalid configs were left out
-    /// (errors stay 2).
-    pub fn exit_code(&self, code: i32) -> i32 {
-        if self.repo.invalid.is_empty() || code == exit::ERROR {
-            code
+    /// A command's outcome, made `Failed` when invalid configs were left
+    /// out (an `Invalid` outcome stays).
+    pub fn exit(&self, exit: Exit) -> Exit {
+        if self.repo.invalid.is_empty() || exit == Exit::Invalid {
+            exit
         } else {
-            exit::FAILED
+            Exit::Failed
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::explain::parse_target;
 use super::{Format, Global, Targets, Workspace, parse_day, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::monitor::{self, NodeStatus, day_start, timestamp};
 use crate::partition::{Day, at_range};
 use crate::settings::Settings;
@@ -70,7 +70,7 @@ struct StatusJson<'a> {
     lag_days: serde_json::Map<String, serde_json::Value>,
 }
 
-pub fn status(global: &Global, args: &StatusArgs) -> Result<i32, Error> {
+pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
     let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
     let mut selected = ws.select(args.targets.select.as_deref())?;
@@ -100,10 +100,10 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<i32, Error> {
         }
     }
     let all_fresh = statuses.iter().all(|s| s.counts.all_fresh());
-    Ok(ws.exit_code(if args.exit_code && !all_fresh {
-        exit::STALE
+    Ok(ws.exit(if args.exit_code && !all_fresh {
+        Exit::Attention
     } else {
-        exit::OK
+        Exit::Ok
     }))
 }
 
@@ -232,7 +232,7 @@ impl<'a> AttemptJson<'a> {
     }
 }
 
-pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
+pub fn history(global: &Global, args: &HistoryArgs) -> Result<Exit, Error> {
     let matcher = args
         .select
         .as_deref()
@@ -244,7 +244,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
         .transpose()?;
     let Some(store) = history_store(global)? else {
         errln!("no state yet: nothing has run");
-        return Ok(exit::OK);
+        return Ok(Exit::Ok);
     };
     let since = args.since.map_or(i64::MIN, day_start);
     let runs = store.runs(since, args.limit)?;
@@ -254,7 +254,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
         } else {
             println!("no runs in the history");
         }
-        return Ok(exit::OK);
+        return Ok(Exit::Ok);
     };
     let mut by_run: HashMap<i64, Vec<Attempt>> = HashMap::new();
     for attempt in store.attempts(first.id, last.id)? {
@@ -287,7 +287,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<i32, Error> {
         }
         Format::Text => print!("{}", history_text(&shown, args.verbose)),
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 fn history_text(runs: &[(&RunRow, &Vec<Attempt>)], verbose: bool) -> String {
@@ -334,7 +334,7 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)], verbose: bool) -> String {
     out
 }
 
-pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
+pub fn logs(global: &Global, args: &LogsArgs) -> Result<Exit, Error> {
     let target = parse_target(&args.target)?;
     let Some(store) = history_store(global)? else {
         return Err(Error::Usage(format!(
@@ -355,7 +355,7 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
     let path = PathBuf::from(&latest.log_path);
     if args.path {
         println!("{}", path.display());
-        return Ok(exit::OK);
+        return Ok(Exit::Ok);
     }
     let text = std::fs::read(&path).map_err(|e| {
         Error::Io(format!(
@@ -379,7 +379,7 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<i32, Error> {
     );
     use std::io::Write as _;
     let _ = std::io::stdout().write_all(&text);
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 #[derive(Args, Debug)]
@@ -407,7 +407,7 @@ pub struct ReportArgs {
     pub out: PathBuf,
 }
 
-pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
+pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
     if args.days == 0 {
         return Err(Error::Usage("--days: expected at least 1".into()));
     }
@@ -469,5 +469,5 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<i32, Error> {
         until.0 - from.0 + 1,
         html.len() / 1024
     );
-    Ok(ws.exit_code(exit::OK))
+    Ok(ws.exit(Exit::Ok))
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::{Format, Global, Targets, Workspace, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::plan::{StatusKind, render};
 
 #[derive(Args, Debug)]
@@ -21,7 +21,7 @@ pub struct PlanArgs {
     pub exit_code: bool,
 }
 
-pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
     let selected = ws.select(args.targets.select.as_deref())?;
@@ -40,9 +40,9 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<i32, Error> {
         .filter(|(k, _)| **k != StatusKind::Fresh.name())
         .map(|(_, v)| v)
         .sum();
-    Ok(ws.exit_code(if args.exit_code && not_fresh > 0 {
-        exit::STALE
+    Ok(ws.exit(if args.exit_code && not_fresh > 0 {
+        Exit::Attention
     } else {
-        exit::OK
+        Exit::Ok
     }))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Format, Global, Targets, Workspace, default_until, parse_day, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::exec::{self, Executor};
 use crate::graph::Step;
 use crate::monitor;
@@ -93,7 +93,7 @@ pub struct InvalidateArgs {
     pub wait_lock: bool,
 }
 
-pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
     let started = std::time::Instant::now();
     let action = if args.dry_run {
         Action::DryRun
@@ -139,7 +139,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<i32, Error> {
     )
 }
 
-pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<i32, Error> {
+pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
     let started = std::time::Instant::now();
     execute(
         global,
@@ -170,7 +170,7 @@ fn execute(
     action: Action,
     options: impl FnOnce(&Workspace) -> Result<RunOptions, Error>,
     metrics_file: Option<&std::path::Path>,
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
     let until = scope.targets.until()?;
     let ws = Workspace::load(global)?;
     let mut selected = ws.select(scope.targets.select.as_deref())?;
@@ -291,11 +291,15 @@ fn execute(
         let text = monitor::metrics::render(&summary, &statuses);
         if let Err(e) = super::write_output(path, &text) {
             errln!("error: --metrics-file {}: {e}", path.display());
-            let code = summary.exit_code();
-            return Ok(if code == exit::OK { exit::ERROR } else { code });
+            let outcome = summary.exit();
+            return Ok(if outcome == Exit::Ok {
+                Exit::Invalid
+            } else {
+                outcome
+            });
         }
     }
-    Ok(ws.exit_code(summary.exit_code()))
+    Ok(ws.exit(summary.exit()))
 }
 
 /// The nodes with work to do, each with its template key.
@@ -317,7 +321,7 @@ fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(&'w crate::grap
         .collect()
 }
 
-pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> {
+pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let (step, rest) = match args.selector.split_once(':') {
         Some((step, rest)) => {
@@ -391,5 +395,5 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<i32, Error> 
     super::print_out(&format!(
         "{forced} target(s) will rebuild on the next run\n"
     ));
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }

@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::{Format, Global, Workspace, print_json};
 use crate::config::ConfigErrors;
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -28,7 +28,7 @@ struct ProblemJson<'a> {
     message: &'a str,
 }
 
-pub fn run(global: &Global, args: &ValidateArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &ValidateArgs) -> Result<Exit, Error> {
     let problems = match Workspace::load_strict(global) {
         Ok(ws) => {
             let mut notes = ws.repo.notes.clone();
@@ -51,7 +51,7 @@ pub fn run(global: &Global, args: &ValidateArgs) -> Result<i32, Error> {
                     );
                 }
             }
-            return Ok(exit::OK);
+            return Ok(Exit::Ok);
         }
         Err(Error::Config(ConfigErrors(problems))) => problems,
         Err(other) => return Err(other),
@@ -84,5 +84,5 @@ pub fn run(global: &Global, args: &ValidateArgs) -> Result<i32, Error> {
             );
         }
     }
-    Ok(exit::ERROR)
+    Ok(Exit::Invalid)
 }

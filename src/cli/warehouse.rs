@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{Format, Global, parse_day, print_json};
-use crate::error::{Error, exit};
+use crate::error::{Error, Exit};
 use crate::partition::Day;
 use crate::settings::{Settings, WarehouseKind};
 use crate::warehouse::{self, PartitionEntry, TableName, Warehouse};
@@ -102,7 +102,7 @@ fn table_name(text: &str) -> Result<TableName, Error> {
     TableName::parse(text).map_err(|e| Error::Usage(e.0))
 }
 
-pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
+pub fn run(global: &Global, args: &WarehouseArgs) -> Result<Exit, Error> {
     let warehouse = open(global)?;
     let failed = |e: warehouse::WarehouseError| Error::Io(e.0);
     match &args.command {
@@ -235,7 +235,7 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
                 }
             }
             if !found.is_empty() {
-                return Ok(exit::FAILED);
+                return Ok(Exit::Failed);
             }
         }
         WarehouseCommand::Export { table, ds } => {
@@ -244,7 +244,7 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<i32, Error> {
             write_csv(&columns, &rows)?;
         }
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 type Table = (Vec<String>, Vec<Vec<rusqlite::types::Value>>);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Action, Job};
-use crate::error::exit;
+use crate::error::Exit;
 use crate::exec;
 use crate::graph::{Node, Step};
 use crate::partition::Day;
@@ -148,9 +148,6 @@ impl RunResult {
     }
 }
 
-/// 128 + SIGINT, as shells report an interrupted command.
-pub const INTERRUPTED: i32 = 130;
-
 impl Summary {
     pub fn outcome(&self) -> RunResult {
         let upstream_failed = self
@@ -173,12 +170,13 @@ impl Summary {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    /// How the command ends, for its exit code.
+    pub fn exit(&self) -> Exit {
         match self.outcome() {
-            RunResult::Ok => exit::OK,
-            RunResult::Failed => exit::FAILED,
-            RunResult::Interrupted => INTERRUPTED,
-            RunResult::Blocked => exit::BLOCKED,
+            RunResult::Ok => Exit::Ok,
+            RunResult::Failed => Exit::Failed,
+            RunResult::Interrupted => Exit::Interrupted,
+            RunResult::Blocked => Exit::Blocked,
         }
     }
 
