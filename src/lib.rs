@@ -34,6 +34,8 @@
 //!   (label joins included), staging SQL read-only, and serving: batch IRs
 //!   (`ir`), local streaming (`streaming`) and `fetch`;
 //! - `settings`: `chronon-build.toml`;
+//! - `step`: the kinds of work (`Step`), shared by the graph and the
+//!   settings without either importing the other;
 //! - `error`: error types and exit codes.
 //!
 //! Files on disk:
@@ -65,6 +67,7 @@ pub mod plan;
 pub mod probe;
 pub mod run;
 pub mod settings;
+pub mod step;
 pub mod store;
 pub mod warehouse;
 

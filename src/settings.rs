@@ -501,7 +501,7 @@ impl Settings {
 
     /// What serde cannot check: names of steps, empty argv.
     fn check(&self) -> Result<(), String> {
-        use crate::graph::Step;
+        use crate::step::Step;
         if self.executor.program.is_empty() {
             return Err(
                 "executor.program: expected a non-empty argv array such as [\"zipline\", \"run\"]"
@@ -623,7 +623,7 @@ pub fn parse_jobs(text: &str) -> Result<usize, String> {
 }
 
 fn step_names() -> String {
-    crate::graph::Step::ALL
+    crate::step::Step::ALL
         .iter()
         .map(|s| s.name())
         .collect::<Vec<_>>()

@@ -12,7 +12,6 @@
 
 pub mod archive;
 pub mod render;
-pub mod step;
 pub mod tables;
 
 use std::collections::BTreeMap;
@@ -28,7 +27,7 @@ use crate::hash::{self, Hash};
 use crate::partition::{Day, DayRange};
 use crate::settings::Settings;
 
-pub use step::Step;
+pub use crate::step::Step;
 pub use tables::Naming;
 
 pub type NodeId = usize;
