@@ -327,13 +327,15 @@ impl Ord for Ordered {
     }
 }
 
-enum Accumulator {
+pub(super) enum Accumulator {
     Moments(Moments),
     Multiset(BTreeMap<Ordered, usize>),
 }
 
 impl Accumulator {
-    fn new(op: &Op) -> Option<Accumulator> {
+    /// The running state of an operation that keeps one; `None` for those
+    /// read off the window's ends (COUNT, FIRST, LAST and their `_K`).
+    pub(super) fn new(op: &Op) -> Option<Accumulator> {
         match op {
             Op::Count | Op::First | Op::Last | Op::FirstK(_) | Op::LastK(_) => None,
             Op::Sum | Op::Average | Op::Variance | Op::Skew | Op::Kurtosis => {

@@ -32,7 +32,9 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value;
 use serde_json::{Value as Json, json};
 
-use super::aggregate::{DAY_MS, Feature, Moments, Op, Ordered, multiset_result, window_start};
+use super::aggregate::{
+    Accumulator, DAY_MS, Feature, Moments, Op, Ordered, multiset_result, window_start,
+};
 use super::sql::compare_values;
 use crate::warehouse::{from_json, json as to_json};
 
@@ -53,19 +55,11 @@ pub(super) enum Partial {
 
 impl Partial {
     pub fn new(op: &Op) -> Partial {
-        match op {
-            Op::Count => Partial::Count(0),
-            Op::Sum | Op::Average | Op::Variance | Op::Skew | Op::Kurtosis => {
-                Partial::Moments(Moments::default())
-            }
-            Op::First | Op::Last | Op::FirstK(_) | Op::LastK(_) => Partial::Ends(Vec::new()),
-            Op::Min
-            | Op::Max
-            | Op::TopK(_)
-            | Op::BottomK(_)
-            | Op::UniqueCount { .. }
-            | Op::Percentile(_)
-            | Op::Histogram => Partial::Multiset(BTreeMap::new()),
+        match Accumulator::new(op) {
+            Some(Accumulator::Moments(moments)) => Partial::Moments(moments),
+            Some(Accumulator::Multiset(set)) => Partial::Multiset(set),
+            None if *op == Op::Count => Partial::Count(0),
+            None => Partial::Ends(Vec::new()),
         }
     }
 
