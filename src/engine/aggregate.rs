@@ -161,6 +161,14 @@ pub fn window_suffix(window: &Window) -> String {
     }
 }
 
+/// The longest window of `features`; `None` when one reads all history.
+pub fn longest_window(features: &[Feature]) -> Option<i64> {
+    features
+        .iter()
+        .map(|f| f.window)
+        .try_fold(0, |acc, w| w.map(|w| acc.max(w)))
+}
+
 /// Where a window of `w` milliseconds starts for a query at `t`: Chronon's
 /// sawtooth tail, `t - w` rounded down to the window's tail hop
 /// (airbnb/chronon `aggregator/src/main/scala/ai/chronon/aggregator/windowing/Resolution.scala`,

@@ -316,6 +316,21 @@ fn append_log(
     Ok(())
 }
 
+/// What the store holds for the first of the request's key forms (as
+/// typed, then as text) that it has.
+fn first_stored<T>(
+    gb: &GroupBy,
+    candidates: &[Vec<Value>],
+    mut get: impl FnMut(&str) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    for key in candidates {
+        if let Some(found) = get(&kv::key_json(&gb.key_columns, key))? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 /// One group-by's values for a request (by feature name, after the
 /// group-by's derivations); `None` when the store has nothing for the key.
 fn group_by_response(
@@ -327,13 +342,9 @@ fn group_by_response(
 ) -> Result<Option<Map<String, Json>>> {
     let store = kv::open(&engine.kv_path)?;
     let set = dataset(gb);
-    let mut found = None;
-    for key in candidates {
-        if let Some((value, _)) = kv::get(&store, &set, &kv::key_json(&gb.key_columns, key))? {
-            found = Some(value);
-            break;
-        }
-    }
+    let found = first_stored(gb, candidates, |key| {
+        Ok(kv::get(&store, &set, key)?.map(|(value, _)| value))
+    })?;
     let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
     let end = streaming::batch_end(&store, gb)?;
     let (true, Some(end)) = (spec.serves_temporal(), end) else {
@@ -350,17 +361,13 @@ fn group_by_response(
         .and_then(|v| v.get(BATCH_IR))
         .and_then(Json::as_str)
         .and_then(|text| serde_json::from_str(text).ok());
-    let mut head = streaming::Head::default();
+    let mut head = None;
     if streaming::deployed(&store, gb)? {
         // The deployed job has consumed the topic up to now.
         streaming::fold(engine, &spec, end, Some(candidates))?;
-        for key in candidates {
-            head = streaming::head(&store, gb, &kv::key_json(&gb.key_columns, key))?;
-            if !head.times.is_empty() {
-                break;
-            }
-        }
+        head = first_stored(gb, candidates, |key| streaming::head(&store, gb, key))?;
     }
+    let head = head.unwrap_or_default();
     let part = |feature: &Feature| -> FeatureIr {
         batch
             .as_ref()

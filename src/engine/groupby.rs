@@ -116,14 +116,6 @@ impl<'a> Spec<'a> {
             .collect()
     }
 
-    /// The longest window; `None` when some feature reads all history.
-    fn longest(&self) -> Option<i64> {
-        self.features
-            .iter()
-            .map(|f| f.window)
-            .try_fold(0, |acc, w| w.map(|w| acc.max(w)))
-    }
-
     /// The features of one key at each query time; `None` where the key had
     /// no event in the longest window (it is then not in the output).
     pub fn evaluate(
@@ -133,7 +125,7 @@ impl<'a> Spec<'a> {
         queries: &[i64],
     ) -> Vec<Option<Vec<Value>>> {
         let times = &events.times[key];
-        let longest = self.longest();
+        let longest = aggregate::longest_window(&self.features);
         let present: Vec<bool> = queries
             .iter()
             .map(|&t| {
@@ -416,8 +408,21 @@ pub fn compute_days(
     range: DayRange,
     prefix: &str,
 ) -> Result<Rows> {
+    compute(engine, node, spec, range, prefix).map(|(rows, _)| rows)
+}
+
+/// `compute_days`, with the events it read when the sources are events
+/// (the upload builds its batch IRs from them).
+fn compute(
+    engine: &Engine,
+    node: &Node,
+    spec: &Spec,
+    range: DayRange,
+    prefix: &str,
+) -> Result<(Rows, Option<Events>)> {
     let conn = engine.connect()?;
     let mut out = Vec::new();
+    let mut read = None;
     let partition = |day: Day| Value::Text(day.to_string());
     if !spec.plain.is_empty() || !spec.is_events() {
         // Entities: each day reads its own snapshot.
@@ -473,6 +478,7 @@ pub fn compute_days(
                 .unwrap_or(std::cmp::Ordering::Equal);
             super::sql::compare_values(&a[ds], &b[ds]).then(by_key)
         });
+        read = Some(events);
     }
     let mut columns: Vec<String> = spec.gb.key_columns.clone();
     let mut types: Vec<&'static str> = vec![""; columns.len()];
@@ -496,7 +502,7 @@ pub fn compute_days(
         &keep,
         &format!("{prefix}derivations"),
     )?;
-    Ok(rows)
+    Ok((rows, read))
 }
 
 pub fn backfill(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
@@ -515,10 +521,8 @@ pub fn upload(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let gb = group_by(engine, node)?;
     let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
     let day = DayRange::new(range.to, range.to);
-    let mut rows = compute_days(engine, node, &spec, day, "")?;
-    if spec.serves_temporal() {
-        let conn = engine.connect()?;
-        let events = load_events(&conn, &spec, node, "", day)?;
+    let (mut rows, events) = compute(engine, node, &spec, day, "")?;
+    if let (true, Some(events)) = (spec.serves_temporal(), events) {
         add_batch_irs(&spec, &events, batch_end(range.to), &mut rows);
     }
     let output = node.output.as_deref().unwrap_or_default();

@@ -33,7 +33,8 @@ use rusqlite::types::Value;
 use serde_json::{Value as Json, json};
 
 use super::aggregate::{
-    Accumulator, DAY_MS, Feature, Moments, Op, Ordered, multiset_result, window_start,
+    Accumulator, DAY_MS, Feature, Moments, Op, Ordered, longest_window, multiset_result,
+    window_start,
 };
 use super::sql::compare_values;
 use crate::warehouse::{from_json, json as to_json};
@@ -121,9 +122,7 @@ impl Partial {
             Partial::Multiset(set) => json!({
                 "multiset": set.iter().map(|(v, n)| json!([to_json(&v.0), n])).collect::<Vec<_>>()
             }),
-            Partial::Ends(ends) => json!({
-                "ends": ends.iter().map(|(t, v)| json!([t, to_json(v)])).collect::<Vec<_>>()
-            }),
+            Partial::Ends(ends) => json!({ "ends": timed_json(ends) }),
         }
     }
 
@@ -142,12 +141,7 @@ impl Partial {
             }
             return Some(Partial::Multiset(set));
         }
-        let list = value.get("ends")?.as_array()?;
-        let ends = list
-            .iter()
-            .map(|pair| Some((pair.get(0)?.as_i64()?, from_json(pair.get(1)?))))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Partial::Ends(ends))
+        timed_from_json(value.get("ends")?).map(Partial::Ends)
     }
 }
 
@@ -177,10 +171,7 @@ impl FeatureIr {
     /// precede `end`, as `SawtoothMutationAggregator.update` sorts them into
     /// the collapsed part and the tail hops.
     pub fn build(feature: &Feature, events: &[(i64, Value)], end: i64) -> FeatureIr {
-        let mut ir = FeatureIr {
-            collapsed: Partial::new(&feature.op),
-            tail: Vec::new(),
-        };
+        let mut ir = FeatureIr::empty(feature);
         for (ts, value) in events.iter().take_while(|(ts, _)| *ts < end) {
             match feature.window {
                 None => ir.collapsed.add(&feature.op, *ts, value),
@@ -208,22 +199,13 @@ impl FeatureIr {
     }
 
     pub fn to_json(&self) -> Json {
-        json!({
-            "collapsed": self.collapsed.to_json(),
-            "tail": self.tail.iter().map(|(t, v)| json!([t, to_json(v)])).collect::<Vec<_>>(),
-        })
+        json!({ "collapsed": self.collapsed.to_json(), "tail": timed_json(&self.tail) })
     }
 
     pub fn from_json(value: &Json) -> Option<FeatureIr> {
-        let tail = value
-            .get("tail")?
-            .as_array()?
-            .iter()
-            .map(|pair| Some((pair.get(0)?.as_i64()?, from_json(pair.get(1)?))))
-            .collect::<Option<Vec<_>>>()?;
         Some(FeatureIr {
             collapsed: Partial::from_json(value.get("collapsed")?)?,
-            tail,
+            tail: timed_from_json(value.get("tail")?)?,
         })
     }
 }
@@ -234,16 +216,31 @@ pub const ROWS: &str = "__rows";
 
 /// The row-count feature over the longest window, for [`ROWS`].
 pub fn rows_feature(features: &[Feature]) -> Feature {
-    let window = features
-        .iter()
-        .map(|f| f.window)
-        .try_fold(0, |acc, w| w.map(|w| acc.max(w)));
     Feature {
         name: ROWS.into(),
         input: usize::MAX,
         op: Op::Count,
-        window,
+        window: longest_window(features),
     }
+}
+
+/// Timed values as JSON: `[[ts, value], ...]`.
+pub fn timed_json<'v>(pairs: impl IntoIterator<Item = &'v (i64, Value)>) -> Json {
+    Json::Array(
+        pairs
+            .into_iter()
+            .map(|(t, v)| json!([t, to_json(v)]))
+            .collect(),
+    )
+}
+
+/// Timed values back from `timed_json`; `None` when it is not that shape.
+pub fn timed_from_json(value: &Json) -> Option<Vec<(i64, Value)>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|pair| Some((pair.get(0)?.as_i64()?, from_json(pair.get(1)?))))
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ use rusqlite::types::Value;
 use serde_json::{Map, Value as Json, json};
 
 use super::groupby::{Events, Spec, dataset, load, source_table};
+use super::ir::{timed_from_json, timed_json};
 use super::{Engine, EngineError, Result, key_string, kv, table_name};
 use crate::config::{Body, GroupBy, Source, sanitize};
 use crate::graph::Node;
 use crate::partition::{Day, DayRange};
-use crate::warehouse::{from_json, json as to_json};
 
 /// The KV dataset of deployed local streaming jobs, keyed by group-by.
 pub const DEPLOYED: &str = "CHRONON_LOCAL_STREAMING_JOBS";
@@ -61,17 +61,19 @@ pub struct Head {
 }
 
 impl Head {
-    fn of(spec: &Spec, events: &Events, key: usize) -> Head {
+    /// One key's events at or after `end`.
+    fn of(spec: &Spec, events: &Events, key: usize, end: i64) -> Head {
         let mut inputs = Map::new();
         for (i, name) in spec.inputs.iter().enumerate() {
-            let pairs: Vec<Json> = events.values[key][i]
-                .iter()
-                .map(|(t, v)| json!([t, to_json(v)]))
-                .collect();
-            inputs.insert(name.clone(), Json::Array(pairs));
+            let after = events.values[key][i].iter().filter(|(t, _)| *t >= end);
+            inputs.insert(name.clone(), timed_json(after));
         }
         Head {
-            times: events.times[key].clone(),
+            times: events.times[key]
+                .iter()
+                .copied()
+                .filter(|t| *t >= end)
+                .collect(),
             inputs,
         }
     }
@@ -84,13 +86,7 @@ impl Head {
     pub fn values(&self, input: &str) -> Vec<(i64, Value)> {
         self.inputs
             .get(input)
-            .and_then(Json::as_array)
-            .map(|pairs| {
-                pairs
-                    .iter()
-                    .filter_map(|p| Some((p.get(0)?.as_i64()?, from_json(p.get(1)?))))
-                    .collect()
-            })
+            .and_then(timed_from_json)
             .unwrap_or_default()
     }
 }
@@ -109,22 +105,8 @@ pub fn deploy(engine: &Engine, node: &Node) -> Result<String> {
         return Err(EngineError::unsupported(gap));
     }
     let spec = Spec::new(gb, &engine.warehouse.partition_column)?;
-    let store = kv::open(&engine.kv_path)?;
-    let Some(end) = batch_end(&store, gb)? else {
-        kv::put(
-            &engine.kv_path,
-            DEPLOYED,
-            &gb.meta.name,
-            &json!({}).to_string(),
-            "",
-        )?;
-        return Ok(format!(
-            "{}: deployed; no batch upload in {} yet, so no head to fold",
-            gb.meta.name,
-            engine.kv_path.display()
-        ));
-    };
-    let (keys, events) = fold(engine, &spec, end, None)?;
+    let end = batch_end(&kv::open(&engine.kv_path)?, gb)?;
+    let folded = end.map(|end| fold(engine, &spec, end, None)).transpose()?;
     let topics: Vec<&str> = gb
         .sources
         .iter()
@@ -141,12 +123,20 @@ pub fn deploy(engine: &Engine, node: &Node) -> Result<String> {
         &record.to_string(),
         "",
     )?;
-    Ok(format!(
-        "{}: deployed; {events} events at or after the batch end {} folded for {keys} keys into {}",
-        gb.meta.name,
-        Day(end.div_euclid(super::aggregate::DAY_MS) as i32),
-        streaming_dataset(gb)
-    ))
+    Ok(match (end, folded) {
+        (Some(end), Some((keys, events))) => format!(
+            "{}: deployed; {events} events at or after the batch end {} folded for {keys} keys \
+             into {}",
+            gb.meta.name,
+            Day(end.div_euclid(super::aggregate::DAY_MS) as i32),
+            streaming_dataset(gb)
+        ),
+        _ => format!(
+            "{}: deployed; no batch upload in {} yet, so no head to fold",
+            gb.meta.name,
+            engine.kv_path.display()
+        ),
+    })
 }
 
 /// The batch end of the group-by's upload in the KV store, if uploaded.
@@ -208,13 +198,7 @@ pub fn fold(
         {
             continue;
         }
-        let mut head = Head::of(spec, &events, key);
-        head.times.retain(|t| *t >= end);
-        for pairs in head.inputs.values_mut() {
-            if let Json::Array(list) = pairs {
-                list.retain(|p| p.get(0).and_then(Json::as_i64).is_some_and(|t| t >= end));
-            }
-        }
+        let head = Head::of(spec, &events, key, end);
         folded += head.times.len();
         if !head.times.is_empty() {
             entries.push((
@@ -235,10 +219,10 @@ pub fn fold(
     Ok((keys, folded))
 }
 
-/// One key's streaming head as stored.
-pub fn head(store: &Connection, gb: &GroupBy, key: &str) -> Result<Head> {
+/// One key's streaming head as stored, if any.
+pub fn head(store: &Connection, gb: &GroupBy, key: &str) -> Result<Option<Head>> {
     let Some((value, _)) = kv::get(store, &streaming_dataset(gb), key)? else {
-        return Ok(Head::default());
+        return Ok(None);
     };
     let times = value
         .get("times")
@@ -250,5 +234,5 @@ pub fn head(store: &Connection, gb: &GroupBy, key: &str) -> Result<Head> {
         .and_then(Json::as_object)
         .cloned()
         .unwrap_or_default();
-    Ok(Head { times, inputs })
+    Ok(Some(Head { times, inputs }))
 }

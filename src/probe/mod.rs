@@ -211,14 +211,9 @@ impl Probe for HiveDir {
             if !is_dir || sub.is_some_and(|s| !path.join(s).is_dir()) {
                 continue;
             }
-            let fingerprint = match (self.mode, sub) {
-                // A stat relative to the open table folder, not by path.
-                (FingerprintMode::Folder, None) => entry.metadata().map(|m| folder_fingerprint(&m)),
-                _ => fingerprint_dir(&path, self.mode),
-            };
             out.insert(
                 day,
-                fingerprint.map_err(|e| listing_error(table, &path, e))?,
+                fingerprint_dir(&path, self.mode).map_err(|e| listing_error(table, &path, e))?,
             );
         }
         Ok(out)

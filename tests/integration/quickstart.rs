@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Output, assert_contains, chronon_build, copy_dir, testdata};
+use super::{Output, assert_contains, chronon_build, copy_dir, show_rows, testdata};
 
 const DAY_MS: i64 = 86_400_000;
 /// 2023-11-30 00:00 UTC: where a batch uploaded for 2023-11-29 ends.
@@ -146,22 +146,8 @@ fn chronon_s_quickstart_runs_end_to_end_and_serves_the_streaming_head() {
         &joins.stdout,
         "ran     join-final:quickstart.training_set.v2@2023-11-30",
     );
-    let rows = chronon_build(
-        &root,
-        &[
-            "warehouse",
-            "show",
-            "default.quickstart_training_set_v2",
-            "--ds",
-            "2023-11-30",
-            "--format",
-            "json",
-            "--limit",
-            "1000",
-        ],
-    );
-    assert_eq!(rows.code, 0, "{}", rows.stderr);
-    let rows: Vec<Value> = serde_json::from_str(&rows.stdout).unwrap();
+    let rows = show_rows(&root, "default.quickstart_training_set_v2", "2023-11-30");
+    let rows = rows.as_array().expect("rows");
     assert_eq!(rows.len(), 200, "one row per checkout");
     let features = rows
         .iter()
@@ -190,20 +176,7 @@ fn chronon_s_quickstart_runs_end_to_end_and_serves_the_streaming_head() {
         &all.stdout,
         "ran     group-by-backfill:quickstart.schema.v1@2023-11-30",
     );
-    let schema = chronon_build(
-        &root,
-        &[
-            "warehouse",
-            "show",
-            "default.quickstart_schema_v1",
-            "--ds",
-            "2023-11-30",
-            "--format",
-            "json",
-        ],
-    );
-    assert_eq!(schema.code, 0, "{}", schema.stderr);
-    let schema: Vec<Value> = serde_json::from_str(&schema.stdout).unwrap();
+    let schema = show_rows(&root, "default.quickstart_schema_v1", "2023-11-30");
     let published: Value =
         serde_json::from_str(schema[0]["schema_value_last"].as_str().unwrap()).unwrap();
     assert_eq!(
