@@ -9,8 +9,10 @@
 //! recorded output, so keys chain. The planner (`plan`) compares keys with
 //! the SQLite state (`store`) and says, per target, fresh, stale (with a
 //! reason), blocked on a missing input, or waiting on an upstream target.
-//! The runner (`run`) runs the stale targets through an executor (`exec`),
-//! records them as their jobs end, and keeps the plan current as it goes.
+//! The runner (`run`) runs the stale targets through an executor (`exec`)
+//! and records them as their jobs end; the live plan (`plan::live`) is told
+//! what ended and answers with what became ready. Staleness is decided in
+//! `plan` alone.
 //!
 //! Module map:
 //! - `cli`: argument parsing and one module per subcommand;
@@ -22,8 +24,9 @@
 //!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
 //! - `store`: the SQLite state;
-//! - `plan`: statuses, stale reasons, the planner and its output, and node
-//!   memos (`plan::memo`: skipping nodes nothing touched);
+//! - `plan`: statuses, stale reasons, keys (`KeyDoc`), the planner and its
+//!   output, the live plan a run consumes (`plan::live`), and node memos
+//!   (`plan::memo`: skipping nodes nothing touched);
 //! - `diff`: what a config change invalidates, for CI;
 //! - `monitor`: status, metrics and the HTML report, from plans and history;
 //! - `run`: the runner, its locks, progress and summary, and `gc` (orphaned

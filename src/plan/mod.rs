@@ -14,6 +14,7 @@
 //! that differ are the stored slice and input versions read to name the
 //! changed field or partition.
 
+pub mod live;
 pub mod memo;
 pub mod reason;
 pub mod render;

@@ -1,13 +1,12 @@
 //! The runner: it runs only stale targets, in dependency order, in parallel.
 //! The planner decides; the runner only runs.
 //!
-//! It starts from a plan and keeps it current as jobs end. A target is
-//! dispatched when it is stale and every input is known, which means every
-//! upstream target it reads is fresh. When a job ends well, its outputs are
-//! probed and recorded in one transaction; the node's output column is
-//! updated and the dependents' waiting targets are evaluated again. A
-//! dependent whose key now matches its recorded one is fresh (early cutoff:
-//! an upstream rerun that wrote the same data changes nothing downstream).
+//! It starts from a plan made live (`plan::live::LivePlan`), which owns
+//! every target's status. The runner turns the targets the live plan says are
+//! ready into jobs, starts them within the limits, and when a job ends,
+//! probes and records its outputs in one transaction and tells the live plan,
+//! which answers with what became ready (early cutoff included: an upstream
+//! rerun that wrote the same data changes nothing downstream).
 //!
 //! Contiguous ready partitions of one node are batched into range jobs of at
 //! most `step_days`. Jobs are limited overall, per step and per team; each
@@ -38,7 +37,8 @@ use crate::exec::{self, CommandLine};
 use crate::graph::{Graph, Node, NodeId, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
-use crate::plan::{self, BuildRecord, Column, Plan, StaleReason, Status, TargetPlan};
+use crate::plan::live::{LivePlan, Phase, Ready};
+use crate::plan::{self, BuildRecord, Plan, Status};
 use crate::probe::Probe;
 use crate::settings::Settings;
 use crate::store::{Attempt, Recorded, StateStore, day_column};
@@ -96,21 +96,6 @@ pub struct Context<'a> {
     pub log_dir: PathBuf,
 }
 
-/// Where a target is in this run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Not dispatched: fresh, or waiting, or blocked.
-    Idle,
-    Queued,
-    Running,
-    /// Its job ended well and it was recorded.
-    Built,
-    Failed,
-    UpstreamFailed,
-    /// `adopt`: its output is not in the warehouse.
-    NotAdopted,
-}
-
 struct Job {
     node: NodeId,
     /// Indices into the node's planned targets, in day order.
@@ -142,10 +127,8 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 pub struct Runner<'c, 'a> {
     ctx: &'c mut Context<'a>,
     opts: RunOptions,
-    plan: Plan,
-    phases: Vec<Vec<Phase>>,
-    /// Per target that failed or could not run: what to say about it.
-    notes: Vec<HashMap<usize, Arc<str>>>,
+    /// The plan, kept current: it decides what is ready.
+    live: LivePlan<'a>,
     /// Nodes whose targets this executor cannot run at all (mutation
     /// streams on the local engine): reported as skipped, not as failed or
     /// not run.
@@ -185,13 +168,8 @@ enum Cover {
 
 impl<'c, 'a> Runner<'c, 'a> {
     pub fn new(ctx: &'c mut Context<'a>, opts: RunOptions, plan: Plan) -> Runner<'c, 'a> {
-        let phases = plan
-            .nodes
-            .iter()
-            .map(|n| vec![Phase::Idle; n.targets.len()])
-            .collect();
-        let notes = plan.nodes.iter().map(|_| HashMap::new()).collect();
         let skipped = vec![false; plan.nodes.len()];
+        let graph: &'a Graph = ctx.graph;
         let labels = ctx.graph.nodes.iter().map(Node::label).collect();
         let progress = progress::Progress::new(if opts.action == Action::DryRun {
             ProgressMode::Quiet
@@ -204,9 +182,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         Runner {
             ctx,
             opts,
-            plan,
-            phases,
-            notes,
+            live: LivePlan::new(graph, plan),
             skipped,
             slices: HashMap::new(),
             jobs: Vec::new(),
@@ -269,11 +245,11 @@ impl<'c, 'a> Runner<'c, 'a> {
             .graph
             .nodes
             .iter()
-            .filter(|n| n.config == config && self.whole_join(n) && self.plan.planned[n.id])
+            .filter(|n| n.config == config && self.whole_join(n) && self.live.plan().planned[n.id])
             .map(|n| n.id)
             .collect();
         for id in ids {
-            let held = self.held(id);
+            let held = self.live.held(id);
             self.enqueue(id, held);
         }
     }
@@ -286,13 +262,13 @@ impl<'c, 'a> Runner<'c, 'a> {
         let mut rest = Vec::new();
         let mut done = Vec::new();
         for i in ready {
-            match self.cover(config, self.plan.nodes[id].targets[i].day) {
+            match self.cover(config, self.live.target(id, i).day) {
                 None => rest.push(i),
-                Some(Cover::Pending) => {}
+                Some(Cover::Pending) => self.live.hold(id, &[i], None),
                 Some(Cover::Done) => done.push(i),
                 Some(Cover::Failed) => {
-                    self.phases[id][i] = Phase::UpstreamFailed;
-                    self.notes[id].insert(i, "the join's backfill failed".into());
+                    self.live
+                        .cannot_run(id, &[i], &"the join's backfill failed".into());
                 }
             }
         }
@@ -302,13 +278,16 @@ impl<'c, 'a> Runner<'c, 'a> {
             let records = done
                 .iter()
                 .filter_map(|&i| {
-                    let day = self.plan.nodes[id].targets[i].day;
-                    BuildRecord::for_target(&self.plan, self.ctx.graph, node, day, &slice_json)
+                    let day = self.live.target(id, i).day;
+                    BuildRecord::for_target(
+                        self.live.plan(),
+                        self.ctx.graph,
+                        node,
+                        day,
+                        &slice_json,
+                    )
                 })
                 .collect();
-            for &i in &done {
-                self.phases[id][i] = Phase::Running;
-            }
             self.jobs.push(Job {
                 node: id,
                 targets: done,
@@ -346,13 +325,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.hooks = hooks::Hooks::new(commands, run_dir.clone());
         self.summary.run_id = self.run_id;
         self.summary.action = self.opts.action;
-        for &id in &self.ctx.graph.order.clone() {
-            if !self.plan.planned[id] {
-                continue;
-            }
-            let ready = self.held(id);
-            self.enqueue(id, ready);
-        }
+        let ready = self.live.start();
+        self.dispatch_ready(ready);
         let result = match self.opts.action {
             Action::Run => self.event_loop(),
             Action::DryRun | Action::Adopt => self.inline_loop(),
@@ -371,7 +345,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         Ok(Finished {
             summary: self.summary,
-            plan: self.plan,
+            plan: self.live.into_plan(),
         })
     }
 
@@ -474,26 +448,33 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
     }
 
+    /// Hands targets that became ready to `enqueue`, node by node.
+    fn dispatch_ready(&mut self, ready: Ready) {
+        for (id, targets) in ready.0 {
+            self.enqueue(id, targets);
+        }
+    }
+
     /// Turns ready targets of a node into jobs: contiguous days, at most
     /// `step_days` each.
-    fn enqueue(&mut self, id: NodeId, mut ready: Vec<usize>) {
-        if ready.is_empty() || self.ordering_busy(id) {
+    fn enqueue(&mut self, id: NodeId, ready: Vec<usize>) {
+        if ready.is_empty() || self.live.ordering_busy(id) {
+            return;
+        }
+        let mut ready = self.live.take_ready(id, ready);
+        if ready.is_empty() {
             return;
         }
         let node = &self.ctx.graph.nodes[id];
         if self.opts.action == Action::Adopt && !node.probed_output {
             let why: Arc<str> =
                 "its result cannot be seen in the warehouse; the next run runs it".into();
-            for i in ready {
-                self.notes[id].insert(i, why.clone());
-            }
+            self.live.hold(id, &ready, Some(&why));
             return;
         }
         if let Some(gap) = self.local_streaming_gap(node) {
             let why: Arc<str> = format!("skipped: {gap}").into();
-            for i in ready {
-                self.notes[id].insert(i, why.clone());
-            }
+            self.live.hold(id, &ready, Some(&why));
             self.skipped[id] = true;
             return;
         }
@@ -505,14 +486,14 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         let node = &self.ctx.graph.nodes[id];
         let step_days = self.step_days(node);
-        ready.sort_by_key(|&i| self.plan.nodes[id].targets[i].day);
+        ready.sort_by_key(|&i| self.live.target(id, i).day);
+        let live = &self.live;
+        let day = |i: usize| live.target(id, i).day;
         let mut chunks: Vec<Vec<usize>> = Vec::new();
         for i in ready {
-            let day = self.plan.nodes[id].targets[i].day;
             let joins = chunks.last().is_some_and(|chunk| {
-                let last = self.plan.nodes[id].targets[*chunk.last().expect("non-empty")].day;
-                chunk.len() < step_days
-                    && matches!((last, day), (Some(a), Some(b)) if b.0 == a.0 + 1)
+                let last = day(*chunk.last().expect("non-empty"));
+                chunk.len() < step_days && contiguous(last, day(i))
             });
             if joins {
                 chunks.last_mut().expect("non-empty").push(i);
@@ -520,12 +501,12 @@ impl<'c, 'a> Runner<'c, 'a> {
                 chunks.push(vec![i]);
             }
         }
+        let days: Vec<Vec<Option<Day>>> = chunks
+            .iter()
+            .map(|targets| targets.iter().map(|&i| day(i)).collect())
+            .collect();
         let slice_json = self.slice_json(id);
-        for targets in chunks {
-            let days: Vec<Option<Day>> = targets
-                .iter()
-                .map(|&i| self.plan.nodes[id].targets[i].day)
-                .collect();
+        for (targets, days) in chunks.into_iter().zip(days) {
             let range = match (
                 days.first().copied().flatten(),
                 days.last().copied().flatten(),
@@ -536,7 +517,13 @@ impl<'c, 'a> Runner<'c, 'a> {
             let records: Vec<BuildRecord> = days
                 .iter()
                 .filter_map(|day| {
-                    BuildRecord::for_target(&self.plan, self.ctx.graph, node, *day, &slice_json)
+                    BuildRecord::for_target(
+                        self.live.plan(),
+                        self.ctx.graph,
+                        node,
+                        *day,
+                        &slice_json,
+                    )
                 })
                 .collect();
             let key = (records.len() == 1).then(|| records[0].key);
@@ -548,9 +535,6 @@ impl<'c, 'a> Runner<'c, 'a> {
                     .push((range, Cover::Pending));
             }
             let command = self.ctx.executor.command(node, range, whole, key);
-            for &i in &targets {
-                self.phases[id][i] = Phase::Queued;
-            }
             self.jobs.push(Job {
                 node: id,
                 targets,
@@ -564,54 +548,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
     }
 
-    /// Whether a node must wait for work on its ordering-only inputs (a
-    /// streaming deploy after the KV upload).
-    fn ordering_busy(&self, id: NodeId) -> bool {
-        self.ctx.graph.nodes[id]
-            .inputs
-            .iter()
-            .filter(|i| i.ordering_only)
-            .filter_map(|i| i.producer)
-            .filter(|p| self.plan.planned[*p])
-            .any(|p| {
-                self.phases[p]
-                    .iter()
-                    .zip(&self.plan.nodes[p].targets)
-                    .any(|(phase, t)| match phase {
-                        Phase::Queued | Phase::Running => true,
-                        Phase::Idle => {
-                            matches!(t.status, Status::Stale(_) | Status::Waiting { .. })
-                        }
-                        _ => false,
-                    })
-            })
-    }
-
-    /// A node's targets that could run but are not queued: at the start,
-    /// or held behind an ordering edge or a whole join's backfill.
-    fn held(&self, id: NodeId) -> Vec<usize> {
-        (0..self.plan.nodes[id].targets.len())
-            .filter(|&i| {
-                self.phases[id][i] == Phase::Idle && is_ready(&self.plan.nodes[id].targets[i])
-            })
-            .collect()
-    }
-
-    /// After work on a node ended: queue what was held behind it.
-    fn release_ordering(&mut self, from: NodeId) {
-        for dep in self.ctx.graph.dependents[from].clone() {
-            let ordered = self.ctx.graph.nodes[dep]
-                .inputs
-                .iter()
-                .any(|i| i.ordering_only && i.producer == Some(from));
-            if !ordered || !self.plan.planned[dep] {
-                continue;
-            }
-            let held = self.held(dep);
-            self.enqueue(dep, held);
-        }
-    }
-
     fn describe(&self, job: usize) -> String {
         let job = &self.jobs[job];
         let range = crate::partition::at_range(job.range.map(|r| r.from), job.range.map(|r| r.to));
@@ -622,9 +558,6 @@ impl<'c, 'a> Runner<'c, 'a> {
     fn inline_loop(&mut self) -> Result<(), Error> {
         while let Some(job) = self.queue.pop_front() {
             let node = self.jobs[job].node;
-            for &i in &self.jobs[job].targets {
-                self.phases[node][i] = Phase::Running;
-            }
             match self.opts.action {
                 Action::DryRun => {
                     self.summary.commands.push(summary::PlannedCommand::new(
@@ -688,7 +621,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let Some(deadline) = self.wait_deadline else {
             return false;
         };
-        if Instant::now() >= deadline || self.blocked_tables().is_empty() {
+        if Instant::now() >= deadline || self.live.blocked_tables().is_empty() {
             return false;
         }
         if self.next_poll.is_none() {
@@ -816,9 +749,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
         let log = self.log_path(job);
-        for &i in &self.jobs[job].targets {
-            self.phases[node_id][i] = Phase::Running;
-        }
         *self.by_step.entry(node.step).or_default() += 1;
         *self.by_team.entry(node.team.clone()).or_default() += 1;
         let what = format!(
@@ -929,10 +859,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         if self.interrupts >= 2 {
             // Killed on request: not a failure of the job; it stays stale.
             self.progress.ended(job, &format!("killed {what}"), true);
-            for &i in &self.jobs[job].targets {
-                self.phases[node_id][i] = Phase::Idle;
-                self.notes[node_id].insert(i, "killed by the second interrupt".into());
-            }
+            let why: Arc<str> = "killed by the second interrupt".into();
+            self.live.hold(node_id, &self.jobs[job].targets, Some(&why));
             return Ok(());
         }
         let how = match (code, running.terminated) {
@@ -960,9 +888,6 @@ impl<'c, 'a> Runner<'c, 'a> {
                 ),
                 false,
             );
-            for &i in &self.jobs[job].targets {
-                self.phases[node_id][i] = Phase::Queued;
-            }
             self.delayed.push((Instant::now() + delay, job));
             return Ok(());
         }
@@ -979,7 +904,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             tail: summary::tail(&running.log, 10),
         });
         let targets = self.jobs[job].targets.clone();
-        self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        let ready = self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        self.dispatch_ready(ready);
         self.set_cover(job, Cover::Failed);
         Ok(())
     }
@@ -1003,8 +929,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             .collect())
     }
 
-    /// Records a job's targets whose outputs are there, and evaluates what
-    /// waited on them.
+    /// Records a job's targets whose outputs are there, and dispatches what
+    /// became ready.
     fn succeeded(&mut self, job: usize, outputs: Vec<Option<Hash>>) -> Result<(), Error> {
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
@@ -1019,8 +945,9 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         let seq = match self.ctx.store.as_deref_mut() {
             Some(store) if !built.is_empty() && self.opts.action != Action::DryRun => {
-                let columns = self.plan.input_columns(self.ctx.graph, node);
-                let read = plan::reads(node, &columns, &days, self.plan.until);
+                let plan = self.live.plan();
+                let columns = plan.input_columns(self.ctx.graph, node);
+                let read = plan::reads(node, &columns, &days, plan.until);
                 let attempt = self.finishing.take();
                 store.record_built_after(&built, &read, attempt.as_ref())?
             }
@@ -1029,61 +956,38 @@ impl<'c, 'a> Runner<'c, 'a> {
         let by_day: HashMap<i64, usize> = self.jobs[job]
             .targets
             .iter()
-            .map(|&i| (day_column(self.plan.nodes[node_id].targets[i].day), i))
+            .map(|&i| (day_column(self.live.target(node_id, i).day), i))
             .collect();
-        let mut changed = Vec::new();
+        let mut recorded = Vec::new();
         let mut missing = Vec::new();
         for (record, output) in records.iter().zip(&outputs) {
             let Some(&i) = by_day.get(&day_column(record.day)) else {
                 continue;
             };
             match output {
-                Some(output) => {
-                    self.plan.state[node_id].built.insert(
-                        day_column(record.day),
-                        Recorded {
-                            key: record.key,
-                            slice: record.slice,
-                            inputs: record.inputs_hash,
-                            output: *output,
-                            seq,
-                        },
-                    );
-                    self.plan.nodes[node_id].targets[i].status = Status::Fresh;
-                    self.phases[node_id][i] = Phase::Built;
-                    changed.push(i);
-                }
+                Some(output) => recorded.push((
+                    i,
+                    Recorded {
+                        key: record.key,
+                        slice: record.slice,
+                        inputs: record.inputs_hash,
+                        output: *output,
+                        seq,
+                    },
+                )),
                 None => missing.push(i),
             }
         }
-        // Targets the job was given but whose key was unknown stay as they are.
-        for &i in &self.jobs[job].targets {
-            if self.phases[node_id][i] == Phase::Running && !missing.contains(&i) {
-                self.phases[node_id][i] = Phase::Idle;
-            }
-        }
-        self.summary.built += changed.len();
-        self.changed(node_id, &changed);
+        self.summary.built += recorded.len();
+        let mut ready = self
+            .live
+            .built(node_id, &self.jobs[job].targets, recorded, &missing);
         if !missing.is_empty() {
             if self.opts.action == Action::Adopt {
-                for &i in &missing {
-                    self.phases[node_id][i] = Phase::NotAdopted;
-                }
                 self.summary.not_adopted += missing.len();
-                self.upstream_failed(node_id, &missing, "not adopted");
+                ready.extend(self.live.not_adopted(node_id, &missing));
             } else {
                 let table = node.output.clone().unwrap_or_default();
-                for &i in &missing {
-                    let day = self.plan.nodes[node_id].targets[i].day;
-                    self.notes[node_id].insert(
-                        i,
-                        format!(
-                            "exited 0 but {table} ds={} is missing",
-                            day.map(|d| d.to_string()).unwrap_or_default()
-                        )
-                        .into(),
-                    );
-                }
                 let log = self.log_path(job);
                 if self.opts.action == Action::Run {
                     self.failure_hook(
@@ -1107,268 +1011,60 @@ impl<'c, 'a> Runner<'c, 'a> {
                     tail: summary::tail(&log, 10),
                     log,
                 });
-                self.fail(node_id, &missing, 0)?;
+                ready.extend(self.fail(node_id, &missing, 0)?);
             }
         }
-        self.release_ordering(node_id);
+        self.dispatch_ready(ready);
         Ok(())
     }
 
-    /// Marks targets failed (recorded, so the next plan says so) and what
-    /// reads them `upstream-failed`.
-    fn fail(&mut self, node_id: NodeId, targets: &[usize], exit_code: i32) -> Result<(), Error> {
+    /// Marks targets failed (recorded, so the next plan says so); what reads
+    /// them cannot run.
+    fn fail(&mut self, node_id: NodeId, targets: &[usize], exit_code: i32) -> Result<Ready, Error> {
         let days: Vec<Option<Day>> = targets
             .iter()
-            .map(|&i| self.plan.nodes[node_id].targets[i].day)
+            .map(|&i| self.live.target(node_id, i).day)
             .collect();
         if let Some(store) = self.ctx.store.as_deref_mut() {
             let node = &self.ctx.graph.nodes[node_id];
             store.record_failed(&plan::node_key(node), &days, self.run_id, exit_code)?;
         }
-        for &i in targets {
-            self.phases[node_id][i] = Phase::Failed;
-            self.plan.nodes[node_id].targets[i].status =
-                Status::Stale(Arc::new(StaleReason::PreviousRunFailed {
-                    run: self.run_id,
-                }));
-        }
-        let label = self.labels[node_id].clone();
-        self.upstream_failed(node_id, targets, &format!("{label} failed"));
-        self.release_ordering(node_id);
-        Ok(())
+        Ok(self.live.failed(node_id, targets, self.run_id))
     }
 
-    /// Marks every not-yet-run target downstream of these as unable to run.
-    fn upstream_failed(&mut self, node_id: NodeId, targets: &[usize], why: &str) {
-        let mut work: Vec<(NodeId, Vec<Option<Day>>)> = vec![(
-            node_id,
-            targets
-                .iter()
-                .map(|&i| self.plan.nodes[node_id].targets[i].day)
-                .collect(),
-        )];
-        let why: Arc<str> = why.into();
-        while let Some((from, days)) = work.pop() {
-            let range = span(&days);
-            for &dep in &self.ctx.graph.dependents[from] {
-                if !self.plan.planned[dep] {
-                    continue;
-                }
-                let node = &self.ctx.graph.nodes[dep];
-                let mut hit = Vec::new();
-                for (i, target) in self.plan.nodes[dep].targets.iter().enumerate() {
-                    if self.phases[dep][i] != Phase::Idle || target.key.is_some() {
-                        continue;
-                    }
-                    if reads_from(
-                        node,
-                        from,
-                        target.day.unwrap_or(self.plan.until),
-                        range,
-                        &self.plan,
-                    ) {
-                        hit.push(i);
-                    }
-                }
-                for &i in &hit {
-                    self.phases[dep][i] = Phase::UpstreamFailed;
-                    self.notes[dep].insert(i, why.clone());
-                }
-                if !hit.is_empty() {
-                    self.release_ordering(dep);
-                    let days = hit
-                        .iter()
-                        .map(|&i| self.plan.nodes[dep].targets[i].day)
-                        .collect();
-                    work.push((dep, days));
-                }
-            }
-        }
-    }
-
-    /// After targets of a node became fresh: update its output column and
-    /// evaluate what waited on them, transitively.
-    fn changed(&mut self, node_id: NodeId, targets: &[usize]) {
-        let mut work: Vec<(NodeId, Vec<usize>)> = vec![(node_id, targets.to_vec())];
-        while let Some((from, targets)) = work.pop() {
-            if targets.is_empty() {
-                continue;
-            }
-            self.update_column(from, &targets);
-            let days: Vec<Option<Day>> = targets
-                .iter()
-                .map(|&i| self.plan.nodes[from].targets[i].day)
-                .collect();
-            let range = span(&days);
-            for dep in self.ctx.graph.dependents[from].clone() {
-                if !self.plan.planned[dep] {
-                    continue;
-                }
-                let fresh = self.reevaluate(dep, |node, target, plan| {
-                    reads_from(node, from, target.day.unwrap_or(plan.until), range, plan)
-                });
-                work.push((dep, fresh));
-            }
-            self.release_ordering(from);
-        }
-    }
-
-    fn update_column(&mut self, id: NodeId, targets: &[usize]) {
-        let node = &self.ctx.graph.nodes[id];
-        let Some(output) = &node.output else { return };
-        let key = plan::internal_key(output);
-        let Some(column) = self.plan.columns.get_mut(&key) else {
-            return;
-        };
-        for &i in targets {
-            let target = &self.plan.nodes[id].targets[i];
-            if let Some(day) = target.day {
-                column.set(
-                    day,
-                    plan::internal_entry(node, target, &self.plan.state[id]),
-                );
-            }
-        }
-    }
-
-    /// Evaluates a node's undecided targets that `touched` selects: the ready
-    /// ones are queued, and those that became fresh are returned.
-    fn reevaluate(
-        &mut self,
-        id: NodeId,
-        touched: impl Fn(&Node, &TargetPlan, &Plan) -> bool,
-    ) -> Vec<usize> {
-        let node = &self.ctx.graph.nodes[id];
-        let columns = self.plan.input_columns(self.ctx.graph, node);
-        let output = node.output.as_ref().and_then(|t| self.plan.columns.get(t));
-        let state = &self.plan.state[id];
-        let mut decided = Vec::new();
-        for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
-            if self.phases[id][i] != Phase::Idle
-                || target.key.is_some()
-                || plan::blocked_by_invalid_config(&target.status)
-            {
-                continue;
-            }
-            if !touched(node, target, &self.plan) {
-                continue;
-            }
-            let at = target.day.unwrap_or(self.plan.until);
-            let evaluation = plan::evaluate(node, target.day, at, &columns);
-            let recorded = state.built.get(&day_column(target.day));
-            let (mut new, _) = plan::decide(node, target.day, evaluation, recorded, state, output);
-            if let (Status::Stale(reason), Status::Stale(old)) = (&new.status, &target.status)
-                && matches!(**reason, StaleReason::NeverBuilt)
-            {
-                // Keep the more telling reason found by the planner.
-                new.status = Status::Stale(old.clone());
-            }
-            decided.push((i, new));
-        }
-        let mut ready = Vec::new();
-        let mut fresh = Vec::new();
-        for (i, new) in decided {
-            if matches!(new.status, Status::Fresh) {
-                fresh.push(i);
-                self.summary.cutoff += 1;
-            } else if is_ready(&new) {
-                ready.push(i);
-            }
-            self.plan.nodes[id].targets[i] = new;
-        }
-        self.enqueue(id, ready);
-        fresh
-    }
-
-    /// Tables whose missing partitions block targets now.
-    fn blocked_tables(&self) -> Vec<String> {
-        let mut tables: Vec<String> = Vec::new();
-        for (id, node_plan) in self.plan.nodes.iter().enumerate() {
-            for (i, target) in node_plan.targets.iter().enumerate() {
-                if self.phases[id][i] != Phase::Idle {
-                    continue;
-                }
-                if let Status::Blocked { input } = &target.status
-                    && self.plan.probed.contains_key(&input.table)
-                    && !tables.contains(&input.table)
-                {
-                    tables.push(input.table.clone());
-                }
-            }
-        }
-        tables
-    }
-
-    /// Sensors: probes the tables blocking targets again, and evaluates the
-    /// targets reading them.
+    /// Sensors: probes the tables blocking targets again; the live plan
+    /// evaluates the targets reading those that landed.
     fn poll_inputs(&mut self) -> Result<(), Error> {
-        let tables = self.blocked_tables();
-        let mut landed = Vec::new();
-        for table in &tables {
-            let partitions = self.ctx.probe.list(table)?;
-            if self.plan.probed.get(table) != Some(&partitions) {
-                self.plan
-                    .columns
-                    .insert(table.clone(), Column::from_partitions(table, &partitions));
-                self.plan.probed.insert(table.clone(), partitions);
-                landed.push(table.clone());
-            }
+        let mut listed = Vec::new();
+        for table in self.live.blocked_tables() {
+            let partitions = self.ctx.probe.list(&table)?;
+            listed.push((table, partitions));
         }
+        let (landed, ready) = self.live.landed(listed);
         for table in &landed {
             self.progress.note(&format!("input landed: {table}"));
         }
-        for id in 0..self.ctx.graph.nodes.len() {
-            let reads = self.ctx.graph.nodes[id]
-                .inputs
-                .iter()
-                .any(|i| landed.contains(&i.table));
-            if !self.plan.planned[id] || !reads {
-                continue;
-            }
-            let fresh = self.reevaluate(id, |_, t, _| matches!(t.status, Status::Blocked { .. }));
-            self.changed(id, &fresh);
-            // Targets of downstream nodes blocked through this one.
-            self.unblock_downstream(id);
-        }
+        self.dispatch_ready(ready);
         Ok(())
-    }
-
-    /// Dependents whose targets were blocked through a node see its new
-    /// statuses: waiting rather than blocked, once its inputs landed.
-    fn unblock_downstream(&mut self, id: NodeId) {
-        let all: Vec<usize> = (0..self.plan.nodes[id].targets.len()).collect();
-        self.update_column(id, &all);
-        let mut stack = vec![id];
-        while let Some(from) = stack.pop() {
-            for dep in self.ctx.graph.dependents[from].clone() {
-                if !self.plan.planned[dep] {
-                    continue;
-                }
-                let fresh =
-                    self.reevaluate(dep, |_, t, _| matches!(t.status, Status::Blocked { .. }));
-                self.changed(dep, &fresh);
-                let all: Vec<usize> = (0..self.plan.nodes[dep].targets.len()).collect();
-                self.update_column(dep, &all);
-                stack.push(dep);
-            }
-        }
     }
 
     /// Fills the summary from where every target ended up.
     fn summarize(&mut self, wall: Duration) {
         self.summary.wall = wall;
-        for (id, node_plan) in self.plan.nodes.iter().enumerate() {
-            if !self.plan.planned[id] {
+        self.summary.cutoff = self.live.cutoff();
+        let plan = self.live.plan();
+        for (id, node_plan) in plan.nodes.iter().enumerate() {
+            if !plan.planned[id] {
                 continue;
             }
             let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
             for (i, target) in node_plan.targets.iter().enumerate() {
                 let (outcome, note): (Outcome, Arc<str>) =
-                    match (self.phases[id][i], &target.status) {
+                    match (self.live.phase(id, i), &target.status) {
                         (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
                         (Phase::UpstreamFailed, _) => (
                             Outcome::UpstreamFailed,
-                            self.notes[id].get(&i).cloned().unwrap_or_else(|| "".into()),
+                            self.live.note(id, i).cloned().unwrap_or_else(|| "".into()),
                         ),
                         (_, Status::Fresh) => {
                             self.summary.fresh += 1;
@@ -1383,8 +1079,8 @@ impl<'c, 'a> Runner<'c, 'a> {
                             } else {
                                 Outcome::NotRun
                             },
-                            self.notes[id]
-                                .get(&i)
+                            self.live
+                                .note(id, i)
                                 .cloned()
                                 .unwrap_or_else(|| status.to_string().into()),
                         ),
@@ -1416,37 +1112,6 @@ impl<'c, 'a> Runner<'c, 'a> {
 
 fn contiguous(last: Option<Day>, next: Option<Day>) -> bool {
     matches!((last, next), (Some(a), Some(b)) if b.0 == a.0 + 1)
-}
-
-/// Stale with every input known: can run now.
-fn is_ready(target: &TargetPlan) -> bool {
-    matches!(target.status, Status::Stale(_)) && target.key.is_some()
-}
-
-/// The days spanned, as a range (unpartitioned counts as everything).
-fn span(days: &[Option<Day>]) -> DayRange {
-    let known: Vec<Day> = days.iter().filter_map(|d| *d).collect();
-    match (known.iter().min(), known.iter().max()) {
-        (Some(a), Some(b)) if known.len() == days.len() => DayRange::new(*a, *b),
-        _ => DayRange::new(Day(i32::MIN / 2), Day(i32::MAX / 2)),
-    }
-}
-
-/// Whether a target of `node` at `at` reads days of `producer` in `range`.
-fn reads_from(node: &Node, producer: NodeId, at: Day, range: DayRange, plan: &Plan) -> bool {
-    node.inputs
-        .iter()
-        .filter(|i| i.producer == Some(producer) && !i.ordering_only)
-        .any(|input| {
-            let first = plan
-                .columns
-                .get(&plan::internal_key(input.base_table()))
-                .and_then(Column::first_present);
-            !input
-                .range(at, first.or(Some(range.from)))
-                .intersect(range)
-                .is_empty()
-        })
 }
 
 /// A config name as a file name: anything outside `[A-Za-z0-9._-]` becomes

@@ -1,0 +1,844 @@
+//! The live plan: a plan kept current while a run goes on.
+//!
+//! It owns every target's status and where each target is in the run
+//! (`Phase`). The runner tells it what happened (a job was dispatched, its
+//! targets were built, a job failed, an input landed) and it answers with the
+//! targets that became ready, as cargo's `DependencyQueue::finish` answers
+//! with the units that became ready (`job_queue/mod.rs`). Staleness is
+//! decided here and in `plan` only; the runner dispatches, limits and
+//! records.
+//!
+//! When targets are built, the node's output column is updated and the
+//! dependents' undecided targets that read those days are evaluated again:
+//! a dependent whose key now matches its recorded one is fresh (early
+//! cutoff), and that propagates in turn. A failure marks every undecided
+//! target reading it, transitively, `UpstreamFailed`.
+//!
+//! Ready lists may repeat a target (two events can both release it);
+//! `take_ready` drops what is no longer idle, so a target is handed out once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::graph::{Graph, Node, NodeId};
+use crate::partition::{Day, DayRange};
+use crate::probe::Partitions;
+use crate::store::{Recorded, day_column};
+
+use super::{Column, Plan, StaleReason, Status, TargetPlan};
+
+/// Where a target is in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not handed to the runner: fresh, or waiting, or blocked, or ready
+    /// but held (behind an ordering edge, or a whole join's backfill).
+    Idle,
+    /// Handed to the runner: queued, running, or waiting for a retry.
+    Dispatched,
+    /// Its job ended well and it was recorded.
+    Built,
+    Failed,
+    UpstreamFailed,
+    /// `adopt`: its output is not in the warehouse.
+    NotAdopted,
+}
+
+/// Targets that became ready, by node, in the order they did.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use = "ready targets must be dispatched"]
+pub struct Ready(pub Vec<(NodeId, Vec<usize>)>);
+
+impl Ready {
+    fn push(&mut self, id: NodeId, targets: Vec<usize>) {
+        if !targets.is_empty() {
+            self.0.push((id, targets));
+        }
+    }
+
+    pub fn extend(&mut self, other: Ready) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub struct LivePlan<'g> {
+    graph: &'g Graph,
+    plan: Plan,
+    phases: Vec<Vec<Phase>>,
+    /// Per target that failed or could not run: what to say about it.
+    notes: Vec<HashMap<usize, Arc<str>>>,
+    /// Targets found fresh on re-evaluation (early cutoff).
+    cutoff: usize,
+}
+
+impl<'g> LivePlan<'g> {
+    pub fn new(graph: &'g Graph, plan: Plan) -> LivePlan<'g> {
+        let phases = plan
+            .nodes
+            .iter()
+            .map(|n| vec![Phase::Idle; n.targets.len()])
+            .collect();
+        let notes = plan.nodes.iter().map(|_| HashMap::new()).collect();
+        LivePlan {
+            graph,
+            plan,
+            phases,
+            notes,
+            cutoff: 0,
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+
+    pub fn target(&self, id: NodeId, i: usize) -> &TargetPlan {
+        &self.plan.nodes[id].targets[i]
+    }
+
+    pub fn phase(&self, id: NodeId, i: usize) -> Phase {
+        self.phases[id][i]
+    }
+
+    pub fn note(&self, id: NodeId, i: usize) -> Option<&Arc<str>> {
+        self.notes[id].get(&i)
+    }
+
+    pub fn cutoff(&self) -> usize {
+        self.cutoff
+    }
+
+    /// What can run at the start: every planned node's ready targets, in
+    /// build order.
+    pub fn start(&self) -> Ready {
+        let mut ready = Ready::default();
+        for &id in &self.graph.order {
+            if self.plan.planned[id] {
+                ready.push(id, self.held(id));
+            }
+        }
+        ready
+    }
+
+    /// Keeps the targets of `ready` that are still idle and ready, and
+    /// marks them dispatched.
+    pub fn take_ready(&mut self, id: NodeId, ready: Vec<usize>) -> Vec<usize> {
+        let mut taken: Vec<usize> = ready
+            .into_iter()
+            .filter(|&i| self.phases[id][i] == Phase::Idle && is_ready(self.target(id, i)))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        for &i in &taken {
+            self.phases[id][i] = Phase::Dispatched;
+        }
+        taken
+    }
+
+    /// Targets the runner took but will not run now: idle again, with why.
+    pub fn hold(&mut self, id: NodeId, targets: &[usize], why: Option<&Arc<str>>) {
+        for &i in targets {
+            self.phases[id][i] = Phase::Idle;
+            if let Some(why) = why {
+                self.notes[id].insert(i, why.clone());
+            }
+        }
+    }
+
+    /// Whether a node must wait for work on its ordering-only inputs (a
+    /// streaming deploy after the KV upload).
+    pub fn ordering_busy(&self, id: NodeId) -> bool {
+        self.graph.nodes[id]
+            .inputs
+            .iter()
+            .filter(|i| i.ordering_only)
+            .filter_map(|i| i.producer)
+            .filter(|p| self.plan.planned[*p])
+            .any(|p| {
+                self.phases[p]
+                    .iter()
+                    .zip(&self.plan.nodes[p].targets)
+                    .any(|(phase, t)| match phase {
+                        Phase::Dispatched => true,
+                        Phase::Idle => {
+                            matches!(t.status, Status::Stale(_) | Status::Waiting { .. })
+                        }
+                        _ => false,
+                    })
+            })
+    }
+
+    /// A node's targets that could run but are not dispatched: at the
+    /// start, or held behind an ordering edge or a whole join's backfill.
+    pub fn held(&self, id: NodeId) -> Vec<usize> {
+        (0..self.plan.nodes[id].targets.len())
+            .filter(|&i| self.phases[id][i] == Phase::Idle && is_ready(self.target(id, i)))
+            .collect()
+    }
+
+    /// Dispatched targets were built: `built` gives each one's record
+    /// (index into the node's targets). The rest of `dispatched` goes back
+    /// to idle, except `missing` (exited well without their output: the
+    /// runner fails them, or marks them not adopted).
+    pub fn built(
+        &mut self,
+        id: NodeId,
+        dispatched: &[usize],
+        built: Vec<(usize, Recorded)>,
+        missing: &[usize],
+    ) -> Ready {
+        let mut changed = Vec::with_capacity(built.len());
+        for (i, recorded) in built {
+            let day = self.plan.nodes[id].targets[i].day;
+            self.plan.state[id].built.insert(day_column(day), recorded);
+            self.plan.nodes[id].targets[i].status = Status::Fresh;
+            self.phases[id][i] = Phase::Built;
+            changed.push(i);
+        }
+        // Targets the job was given but whose key was unknown stay as they are.
+        for &i in dispatched {
+            if self.phases[id][i] == Phase::Dispatched && !missing.contains(&i) {
+                self.phases[id][i] = Phase::Idle;
+            }
+        }
+        let mut ready = self.changed(id, &changed);
+        self.release_ordering(id, &mut ready);
+        ready
+    }
+
+    /// Targets failed: stale for the next plan (`PreviousRunFailed`), and
+    /// what reads them cannot run.
+    pub fn failed(&mut self, id: NodeId, targets: &[usize], run: i64) -> Ready {
+        for &i in targets {
+            self.phases[id][i] = Phase::Failed;
+            self.plan.nodes[id].targets[i].status =
+                Status::Stale(Arc::new(StaleReason::PreviousRunFailed { run }));
+        }
+        let why = format!("{} failed", self.graph.nodes[id].label());
+        let mut ready = self.upstream_failed(id, targets, &why);
+        self.release_ordering(id, &mut ready);
+        ready
+    }
+
+    /// `adopt`: targets whose output is not in the warehouse.
+    pub fn not_adopted(&mut self, id: NodeId, targets: &[usize]) -> Ready {
+        for &i in targets {
+            self.phases[id][i] = Phase::NotAdopted;
+        }
+        let mut ready = self.upstream_failed(id, targets, "not adopted");
+        self.release_ordering(id, &mut ready);
+        ready
+    }
+
+    /// Targets that cannot run because work they wait on failed (a whole
+    /// join's backfill).
+    pub fn cannot_run(&mut self, id: NodeId, targets: &[usize], why: &Arc<str>) {
+        for &i in targets {
+            self.phases[id][i] = Phase::UpstreamFailed;
+            self.notes[id].insert(i, why.clone());
+        }
+    }
+
+    /// Tables whose missing partitions block targets now.
+    pub fn blocked_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = Vec::new();
+        for (id, node_plan) in self.plan.nodes.iter().enumerate() {
+            for (i, target) in node_plan.targets.iter().enumerate() {
+                if self.phases[id][i] != Phase::Idle {
+                    continue;
+                }
+                if let Status::Blocked { input } = &target.status
+                    && self.plan.probed.contains_key(&input.table)
+                    && !tables.contains(&input.table)
+                {
+                    tables.push(input.table.clone());
+                }
+            }
+        }
+        tables
+    }
+
+    /// Probed tables were listed again (`--wait`). The tables whose
+    /// partitions changed have landed: the targets blocked on them (and
+    /// those blocked through them) are evaluated again. Returns the tables
+    /// that landed.
+    pub fn landed(&mut self, listed: Vec<(String, Partitions)>) -> (Vec<String>, Ready) {
+        let mut landed = Vec::new();
+        for (table, partitions) in listed {
+            if self.plan.probed.get(&table) != Some(&partitions) {
+                self.plan
+                    .columns
+                    .insert(table.clone(), Column::from_partitions(&table, &partitions));
+                self.plan.probed.insert(table.clone(), partitions);
+                landed.push(table);
+            }
+        }
+        let mut ready = Ready::default();
+        for id in 0..self.graph.nodes.len() {
+            let reads = self.graph.nodes[id]
+                .inputs
+                .iter()
+                .any(|i| landed.contains(&i.table));
+            if !self.plan.planned[id] || !reads {
+                continue;
+            }
+            let fresh = self.reevaluate(id, &mut ready, |_, t, _| {
+                matches!(t.status, Status::Blocked { .. })
+            });
+            let more = self.changed(id, &fresh);
+            ready.extend(more);
+            self.unblock_downstream(id, &mut ready);
+        }
+        (landed, ready)
+    }
+
+    /// Marks every undecided target downstream of these as unable to run.
+    fn upstream_failed(&mut self, node_id: NodeId, targets: &[usize], why: &str) -> Ready {
+        let mut ready = Ready::default();
+        let mut work: Vec<(NodeId, Vec<Option<Day>>)> =
+            vec![(node_id, self.days(node_id, targets))];
+        let why: Arc<str> = why.into();
+        while let Some((from, days)) = work.pop() {
+            let range = span(&days);
+            for &dep in &self.graph.dependents[from] {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let node = &self.graph.nodes[dep];
+                let hit: Vec<usize> = (0..self.plan.nodes[dep].targets.len())
+                    .filter(|&i| {
+                        let target = self.target(dep, i);
+                        self.phases[dep][i] == Phase::Idle
+                            && target.key.is_none()
+                            && reads_from(
+                                node,
+                                from,
+                                target.day.unwrap_or(self.plan.until),
+                                range,
+                                &self.plan,
+                            )
+                    })
+                    .collect();
+                if hit.is_empty() {
+                    continue;
+                }
+                self.cannot_run(dep, &hit, &why);
+                self.release_ordering(dep, &mut ready);
+                work.push((dep, self.days(dep, &hit)));
+            }
+        }
+        ready
+    }
+
+    /// After targets of a node became fresh: update its output column and
+    /// evaluate what waited on them, transitively.
+    fn changed(&mut self, node_id: NodeId, targets: &[usize]) -> Ready {
+        let mut ready = Ready::default();
+        let mut work: Vec<(NodeId, Vec<usize>)> = vec![(node_id, targets.to_vec())];
+        while let Some((from, targets)) = work.pop() {
+            if targets.is_empty() {
+                continue;
+            }
+            self.update_column(from, &targets);
+            let range = span(&self.days(from, &targets));
+            let graph = self.graph;
+            for &dep in &graph.dependents[from] {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let fresh = self.reevaluate(dep, &mut ready, |node, target, plan| {
+                    reads_from(node, from, target.day.unwrap_or(plan.until), range, plan)
+                });
+                work.push((dep, fresh));
+            }
+            self.release_ordering(from, &mut ready);
+        }
+        ready
+    }
+
+    fn update_column(&mut self, id: NodeId, targets: &[usize]) {
+        let node = &self.graph.nodes[id];
+        let Some(output) = &node.output else { return };
+        let Some(column) = self.plan.columns.get_mut(&super::internal_key(output)) else {
+            return;
+        };
+        for &i in targets {
+            let target = &self.plan.nodes[id].targets[i];
+            if let Some(day) = target.day {
+                column.set(
+                    day,
+                    super::internal_entry(node, target, &self.plan.state[id]),
+                );
+            }
+        }
+    }
+
+    /// Evaluates a node's undecided targets that `touched` selects: the
+    /// ready ones go to `ready`, and those that became fresh are returned.
+    fn reevaluate(
+        &mut self,
+        id: NodeId,
+        ready: &mut Ready,
+        touched: impl Fn(&Node, &TargetPlan, &Plan) -> bool,
+    ) -> Vec<usize> {
+        let node = &self.graph.nodes[id];
+        let columns = self.plan.input_columns(self.graph, node);
+        let output = node.output.as_ref().and_then(|t| self.plan.columns.get(t));
+        let state = &self.plan.state[id];
+        let mut decided = Vec::new();
+        for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
+            if self.phases[id][i] != Phase::Idle
+                || target.key.is_some()
+                || super::blocked_by_invalid_config(&target.status)
+                || !touched(node, target, &self.plan)
+            {
+                continue;
+            }
+            let at = target.day.unwrap_or(self.plan.until);
+            let evaluation = super::evaluate(node, target.day, at, &columns);
+            let recorded = state.built.get(&day_column(target.day));
+            let (mut new, _) = super::decide(node, target.day, evaluation, recorded, state, output);
+            if let (Status::Stale(reason), Status::Stale(old)) = (&new.status, &target.status)
+                && matches!(**reason, StaleReason::NeverBuilt)
+            {
+                // Keep the more telling reason found by the planner.
+                new.status = Status::Stale(old.clone());
+            }
+            decided.push((i, new));
+        }
+        let mut now_ready = Vec::new();
+        let mut fresh = Vec::new();
+        for (i, new) in decided {
+            if matches!(new.status, Status::Fresh) {
+                fresh.push(i);
+                self.cutoff += 1;
+            } else if is_ready(&new) {
+                now_ready.push(i);
+            }
+            self.plan.nodes[id].targets[i] = new;
+        }
+        ready.push(id, now_ready);
+        fresh
+    }
+
+    /// Dependents whose targets were blocked through a node see its new
+    /// statuses: waiting rather than blocked, once its inputs landed.
+    fn unblock_downstream(&mut self, id: NodeId, ready: &mut Ready) {
+        let all: Vec<usize> = (0..self.plan.nodes[id].targets.len()).collect();
+        self.update_column(id, &all);
+        let mut stack = vec![id];
+        let graph = self.graph;
+        while let Some(from) = stack.pop() {
+            for &dep in &graph.dependents[from] {
+                if !self.plan.planned[dep] {
+                    continue;
+                }
+                let fresh = self.reevaluate(dep, &mut *ready, |_, t, _| {
+                    matches!(t.status, Status::Blocked { .. })
+                });
+                ready.extend(self.changed(dep, &fresh));
+                let all: Vec<usize> = (0..self.plan.nodes[dep].targets.len()).collect();
+                self.update_column(dep, &all);
+                stack.push(dep);
+            }
+        }
+    }
+
+    /// After work on a node ended: what was held behind it by an ordering
+    /// edge.
+    fn release_ordering(&self, from: NodeId, ready: &mut Ready) {
+        for &dep in &self.graph.dependents[from] {
+            let ordered = self.graph.nodes[dep]
+                .inputs
+                .iter()
+                .any(|i| i.ordering_only && i.producer == Some(from));
+            if ordered && self.plan.planned[dep] {
+                ready.push(dep, self.held(dep));
+            }
+        }
+    }
+
+    fn days(&self, id: NodeId, targets: &[usize]) -> Vec<Option<Day>> {
+        targets.iter().map(|&i| self.target(id, i).day).collect()
+    }
+}
+
+/// Stale with every input known: can run now.
+pub fn is_ready(target: &TargetPlan) -> bool {
+    matches!(target.status, Status::Stale(_)) && target.key.is_some()
+}
+
+/// The days spanned, as a range (unpartitioned counts as everything).
+fn span(days: &[Option<Day>]) -> DayRange {
+    let known: Vec<Day> = days.iter().filter_map(|d| *d).collect();
+    match (known.iter().min(), known.iter().max()) {
+        (Some(a), Some(b)) if known.len() == days.len() => DayRange::new(*a, *b),
+        _ => DayRange::new(Day(i32::MIN / 2), Day(i32::MAX / 2)),
+    }
+}
+
+/// Whether a target of `node` at `at` reads days of `producer` in `range`.
+fn reads_from(node: &Node, producer: NodeId, at: Day, range: DayRange, plan: &Plan) -> bool {
+    node.inputs
+        .iter()
+        .filter(|i| i.producer == Some(producer) && !i.ordering_only)
+        .any(|input| {
+            let first = plan
+                .columns
+                .get(&super::internal_key(input.base_table()))
+                .and_then(Column::first_present);
+            !input
+                .range(at, first.or(Some(range.from)))
+                .intersect(range)
+                .is_empty()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Repo;
+    use crate::error::ProbeError;
+    use crate::hash::Hash;
+    use crate::probe::Probe;
+    use crate::settings::Settings;
+
+    /// Tables and their partitions, in memory.
+    struct Tables(HashMap<String, Partitions>);
+
+    impl Probe for Tables {
+        fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+            Ok(self.0.get(table).cloned().unwrap_or_default())
+        }
+    }
+
+    fn days(table: &str, from: i32, to: i32) -> Partitions {
+        (from..=to)
+            .map(|d| (Day(d), Hash::of(format!("{table} {d}").as_bytes())))
+            .collect()
+    }
+
+    const JAN_1: i32 = 20_089; // 2025-01-01
+
+    /// A group-by served online with a topic (backfill, upload, KV upload,
+    /// streaming), and a join reading it.
+    fn repo(dir: &Path) -> (Repo, Settings) {
+        let gb = json!({
+            "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out", "online": true},
+            "sources": [{"events": {"table": "raw.events", "topic": "events_topic", "query": {
+                "selects": {"k": "k", "v": "v"}, "timeColumn": "ts"}}}],
+            "keyColumns": ["k"],
+            "aggregations": [{"inputColumn": "v", "operation": 7,
+                "windows": [{"length": 2, "timeUnit": 1}]}],
+            "backfillStartDate": "2025-01-02"
+        });
+        let join = json!({
+            "metaData": {"name": "t.j.v1", "team": "t", "outputNamespace": "out"},
+            "left": {"events": {"table": "raw.left", "query": {
+                "selects": {"k": "k"}, "timeColumn": "ts", "startPartition": "2025-01-03"}}},
+            "joinParts": [{"groupBy": gb}]
+        });
+        for (path, conf) in [("group_bys/t/gb.v1", &gb), ("joins/t/j.v1", &join)] {
+            let path = dir.join("production").join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, conf.to_string()).unwrap();
+        }
+        std::fs::write(dir.join("teams.json"), r#"{"t": {"namespace": "out"}}"#).unwrap();
+        (Repo::load(dir).unwrap(), Settings::load(dir).unwrap())
+    }
+
+    /// The plan of the repository with these tables, until 2025-01-05.
+    fn plan(graph: &Graph, repo: &Repo, settings: &Settings, tables: Tables) -> Plan {
+        let ctx = super::super::Context {
+            repo,
+            settings,
+            graph,
+            probe: &tables,
+            store: None,
+        };
+        let opts = super::super::PlanOptions {
+            until: Day(JAN_1 + 4),
+            from: None,
+            selected: vec![true; graph.nodes.len()],
+        };
+        super::super::compute(&ctx, &opts).unwrap()
+    }
+
+    fn inputs(left_to: i32) -> Tables {
+        Tables(HashMap::from([
+            (
+                "raw.events".to_string(),
+                days("raw.events", JAN_1, JAN_1 + 4),
+            ),
+            ("raw.left".to_string(), days("raw.left", JAN_1, left_to)),
+        ]))
+    }
+
+    fn node(graph: &Graph, label: &str) -> NodeId {
+        graph.nodes.iter().find(|n| n.label() == label).unwrap().id
+    }
+
+    /// The index of a node's target at a day.
+    fn at(live: &LivePlan, id: NodeId, day: i32) -> usize {
+        (0..live.plan().nodes[id].targets.len())
+            .find(|&i| live.target(id, i).day == Some(Day(day)))
+            .unwrap()
+    }
+
+    /// Builds targets as a job would, each writing `output`.
+    fn build(live: &mut LivePlan, id: NodeId, targets: &[usize], output: Hash) -> Ready {
+        let taken = live.take_ready(id, targets.to_vec());
+        assert_eq!(taken, targets, "not ready: {targets:?}");
+        let recorded = taken
+            .iter()
+            .map(|&i| {
+                let target = live.target(id, i);
+                let record = Recorded {
+                    key: target.key.unwrap(),
+                    slice: live.graph.nodes[id].slice_hash,
+                    inputs: Hash::of(b"inputs"),
+                    output,
+                    seq: 1,
+                };
+                (i, record)
+            })
+            .collect();
+        live.built(id, &taken, recorded, &[])
+    }
+
+    fn ready_of(ready: &Ready, id: NodeId) -> Vec<usize> {
+        let mut all: Vec<usize> = ready
+            .0
+            .iter()
+            .filter(|(n, _)| *n == id)
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repo,
+        settings: Settings,
+        graph: Graph,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, settings) = repo(dir.path());
+        let graph = Graph::build(&repo, &settings).unwrap();
+        Fixture {
+            _dir: dir,
+            repo,
+            settings,
+            graph,
+        }
+    }
+
+    #[test]
+    fn a_target_becomes_ready_when_the_days_it_reads_are_built() {
+        let f = fixture();
+        let (left, part, last) = (
+            node(&f.graph, "join-left:t.j.v1"),
+            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
+            node(&f.graph, "join-final:t.j.v1"),
+        );
+        let mut live = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
+        );
+        let start = live.start();
+        let (d3, d4) = (at(&live, left, JAN_1 + 2), at(&live, left, JAN_1 + 3));
+        assert!(ready_of(&start, left).contains(&d3));
+        assert!(ready_of(&start, part).is_empty(), "{start:?}");
+        assert!(ready_of(&start, last).is_empty());
+
+        let ready = build(&mut live, left, &[d3], Hash::of(b"left 3"));
+        assert_eq!(ready_of(&ready, part), vec![at(&live, part, JAN_1 + 2)]);
+        assert!(
+            ready_of(&ready, last).is_empty(),
+            "the final waits on the part"
+        );
+        assert_eq!(live.phase(left, d3), Phase::Built);
+        // Undecided until the left's 01-04 is built.
+        assert_eq!(live.target(part, at(&live, part, JAN_1 + 3)).key, None);
+
+        let p3 = at(&live, part, JAN_1 + 2);
+        let ready = build(&mut live, part, &[p3], Hash::of(b"part 3"));
+        assert_eq!(ready_of(&ready, last), vec![at(&live, last, JAN_1 + 2)]);
+        // Nothing else was touched, and nothing is handed out twice.
+        assert_eq!(live.take_ready(left, vec![d3]), Vec::<usize>::new());
+        assert_eq!(live.take_ready(left, vec![d4, d4]), vec![d4]);
+        assert_eq!(live.phase(left, d4), Phase::Dispatched);
+        assert_eq!(live.cutoff(), 0);
+    }
+
+    #[test]
+    fn a_failure_stops_what_reads_it_transitively_and_nothing_else() {
+        let f = fixture();
+        let (left, part, last) = (
+            node(&f.graph, "join-left:t.j.v1"),
+            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
+            node(&f.graph, "join-final:t.j.v1"),
+        );
+        let mut live = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
+        );
+        let d3 = at(&live, left, JAN_1 + 2);
+        assert_eq!(live.take_ready(left, vec![d3]), vec![d3]);
+        let ready = live.failed(left, &[d3], 7);
+        assert!(ready.is_empty(), "{ready:?}");
+        assert_eq!(live.phase(left, d3), Phase::Failed);
+        assert!(matches!(
+            &live.target(left, d3).status,
+            Status::Stale(r) if matches!(**r, StaleReason::PreviousRunFailed { run: 7 })
+        ));
+        for id in [part, last] {
+            let i = at(&live, id, JAN_1 + 2);
+            assert_eq!(live.phase(id, i), Phase::UpstreamFailed);
+            assert_eq!(
+                live.note(id, i).map(|n| &**n),
+                Some("join-left:t.j.v1 failed")
+            );
+            // Other days read other days of the left: untouched.
+            assert_eq!(live.phase(id, at(&live, id, JAN_1 + 3)), Phase::Idle);
+        }
+    }
+
+    #[test]
+    fn a_rebuild_that_writes_the_same_output_cuts_off_what_reads_it() {
+        let f = fixture();
+        let (left, part, last) = (
+            node(&f.graph, "join-left:t.j.v1"),
+            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
+            node(&f.graph, "join-final:t.j.v1"),
+        );
+        // The key the part gets once the left's 01-03 wrote "left 3".
+        let mut first = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
+        );
+        let d3 = at(&first, left, JAN_1 + 2);
+        let _ = build(&mut first, left, &[d3], Hash::of(b"left 3"));
+        let p3 = at(&first, part, JAN_1 + 2);
+        let key = first.target(part, p3).key.unwrap();
+
+        // The part was built from that output before, and its partition is
+        // in the warehouse as recorded.
+        let written = Hash::of(b"part 3");
+        let built_before = || {
+            let mut tables = inputs(JAN_1 + 4);
+            let partitions = Partitions::from([(Day(JAN_1 + 2), written)]);
+            tables.0.insert("out.t_j_v1_t_gb_v1".into(), partitions);
+            let mut plan = plan(&f.graph, &f.repo, &f.settings, tables);
+            let recorded = Recorded {
+                key,
+                slice: f.graph.nodes[part].slice_hash,
+                inputs: Hash::of(b"i"),
+                output: written,
+                seq: 1,
+            };
+            let day = day_column(Some(Day(JAN_1 + 2)));
+            plan.state[part].built.insert(day, recorded);
+            plan
+        };
+        let mut live = LivePlan::new(&f.graph, built_before());
+        assert_eq!(
+            live.target(part, p3).key,
+            None,
+            "{}",
+            live.target(part, p3).status
+        );
+        let ready = build(&mut live, left, &[d3], Hash::of(b"left 3"));
+        assert_eq!(
+            live.target(part, p3).status.to_string(),
+            Status::Fresh.to_string()
+        );
+        assert!(ready_of(&ready, part).is_empty(), "{ready:?}");
+        assert_eq!(live.cutoff(), 1);
+        // Fresh by cutoff, the part's output is known: the final can run.
+        assert_eq!(ready_of(&ready, last), vec![at(&live, last, JAN_1 + 2)]);
+
+        // Another output for the left: the part must run again.
+        let mut live = LivePlan::new(&f.graph, built_before());
+        let ready = build(&mut live, left, &[d3], Hash::of(b"left 3, other"));
+        assert_eq!(ready_of(&ready, part), vec![p3]);
+        assert_eq!(live.cutoff(), 0);
+    }
+
+    #[test]
+    fn the_streaming_deploy_waits_for_the_kv_upload() {
+        let f = fixture();
+        let (upload, kv, stream) = (
+            node(&f.graph, "group-by-upload:t.gb.v1"),
+            node(&f.graph, "upload-to-kv:t.gb.v1"),
+            node(&f.graph, "group-by-streaming:t.gb.v1"),
+        );
+        let mut live = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
+        );
+        let start = live.start();
+        assert!(live.ordering_busy(stream), "the KV upload has work to do");
+        assert!(
+            ready_of(&start, kv).is_empty(),
+            "the KV upload waits for the upload"
+        );
+        let uploads = ready_of(&start, upload);
+        let ready = build(&mut live, upload, &uploads, Hash::of(b"upload"));
+        let kvs = ready_of(&ready, kv);
+        assert!(!kvs.is_empty(), "{ready:?}");
+        assert!(live.ordering_busy(stream));
+        let ready = build(&mut live, kv, &kvs, Hash::of(b"kv"));
+        assert!(!live.ordering_busy(stream));
+        assert_eq!(ready_of(&ready, stream), live.held(stream));
+        assert!(!live.held(stream).is_empty());
+    }
+
+    #[test]
+    fn an_input_that_lands_unblocks_its_readers() {
+        let f = fixture();
+        let left = node(&f.graph, "join-left:t.j.v1");
+        let mut live = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 3)),
+        );
+        let d5 = at(&live, left, JAN_1 + 4);
+        assert!(matches!(
+            live.target(left, d5).status,
+            Status::Blocked { .. }
+        ));
+        assert!(!ready_of(&live.start(), left).contains(&d5));
+        assert_eq!(live.blocked_tables(), vec!["raw.left".to_string()]);
+
+        // Listed again, unchanged: nothing landed.
+        let (landed, ready) = live.landed(vec![(
+            "raw.left".into(),
+            days("raw.left", JAN_1, JAN_1 + 3),
+        )]);
+        assert!(landed.is_empty() && ready.is_empty());
+
+        let (landed, ready) = live.landed(vec![(
+            "raw.left".into(),
+            days("raw.left", JAN_1, JAN_1 + 4),
+        )]);
+        assert_eq!(landed, vec!["raw.left".to_string()]);
+        assert_eq!(ready_of(&ready, left), vec![d5]);
+        assert!(live.blocked_tables().is_empty());
+    }
+}
