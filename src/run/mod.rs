@@ -20,10 +20,13 @@
 
 pub mod gc;
 mod hooks;
+mod job;
 pub mod lock;
 pub(crate) mod process;
 pub mod progress;
+mod slots;
 mod summary;
+mod whole_join;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -37,15 +40,17 @@ use crate::exec::{self, CommandLine};
 use crate::graph::{Graph, Node, NodeId, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
-use crate::plan::live::{LivePlan, Phase, Ready};
-use crate::plan::{self, BuildRecord, Plan, Status};
+use crate::plan::live::{LivePlan, Ready};
+use crate::plan::{self, BuildRecord, Plan};
 use crate::probe::Probe;
 use crate::settings::Settings;
 use crate::store::{Attempt, Recorded, StateStore, day_column};
 
 pub use hooks::HookCommands;
+use job::{Job, Running};
 pub use progress::ProgressMode;
 pub use summary::{Outcome, Summary, tail};
+use whole_join::{Cover, Covers};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
@@ -96,26 +101,6 @@ pub struct Context<'a> {
     pub log_dir: PathBuf,
 }
 
-struct Job {
-    node: NodeId,
-    /// Indices into the node's planned targets, in day order.
-    targets: Vec<usize>,
-    range: Option<DayRange>,
-    records: Vec<BuildRecord>,
-    command: CommandLine,
-    attempt: u32,
-}
-
-struct Running {
-    pid: u32,
-    started: Instant,
-    deadline: Option<Instant>,
-    /// When the job was sent SIGTERM (timeout); SIGKILL follows.
-    terminated: Option<Instant>,
-    started_at: i64,
-    log: PathBuf,
-}
-
 enum Event {
     Exited { job: usize, code: Option<i32> },
     Interrupt,
@@ -138,8 +123,7 @@ pub struct Runner<'c, 'a> {
     queue: VecDeque<usize>,
     delayed: Vec<(Instant, usize)>,
     running: HashMap<usize, Running>,
-    by_step: HashMap<Step, usize>,
-    by_team: HashMap<String, usize>,
+    slots: slots::Slots<'a>,
     run_id: i64,
     events: (Sender<Event>, Receiver<Event>),
     progress: progress::Progress,
@@ -149,9 +133,8 @@ pub struct Runner<'c, 'a> {
     next_poll: Option<Instant>,
     /// Node labels, once each.
     labels: Vec<String>,
-    /// Whole-join runs: per join config, the day ranges a `backfill` job of
-    /// this run covers, and how it went.
-    covers: HashMap<usize, Vec<(DayRange, Cover)>>,
+    /// Whole-join runs: what each join's backfills of this run cover.
+    covers: Covers,
     /// The attempt whose outputs are being recorded: (id, exit code,
     /// duration), ended in the recording's transaction.
     finishing: Option<Attempt>,
@@ -159,17 +142,12 @@ pub struct Runner<'c, 'a> {
     hooks: hooks::Hooks,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cover {
-    Pending,
-    Done,
-    Failed,
-}
-
 impl<'c, 'a> Runner<'c, 'a> {
     pub fn new(ctx: &'c mut Context<'a>, opts: RunOptions, plan: Plan) -> Runner<'c, 'a> {
         let skipped = vec![false; plan.nodes.len()];
         let graph: &'a Graph = ctx.graph;
+        let settings: &'a Settings = ctx.settings;
+        let slots = slots::Slots::new(opts.jobs, &settings.limits);
         let labels = ctx.graph.nodes.iter().map(Node::label).collect();
         let progress = progress::Progress::new(if opts.action == Action::DryRun {
             ProgressMode::Quiet
@@ -189,8 +167,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             queue: VecDeque::new(),
             delayed: Vec::new(),
             running: HashMap::new(),
-            by_step: HashMap::new(),
-            by_team: HashMap::new(),
+            slots,
             run_id: 0,
             events: channel(),
             progress,
@@ -199,7 +176,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             wait_deadline,
             next_poll: None,
             labels,
-            covers: HashMap::new(),
+            covers: Covers::default(),
             finishing: None,
             waiters: None,
             hooks,
@@ -214,26 +191,14 @@ impl<'c, 'a> Runner<'c, 'a> {
             && exec::interface::whole_join(self.ctx.settings.executor.joins, node.step)
     }
 
-    fn cover(&self, config: usize, day: Option<Day>) -> Option<Cover> {
-        let day = day?;
-        self.covers
-            .get(&config)?
-            .iter()
-            .rev()
-            .find(|(range, _)| range.contains(day))
-            .map(|(_, c)| *c)
-    }
-
     fn set_cover(&mut self, job: usize, cover: Cover) {
         let node = &self.ctx.graph.nodes[self.jobs[job].node];
         if !self.whole_join(node) {
             return;
         }
         let (config, range) = (node.config, self.jobs[job].range);
-        if let (Some(range), Some(covers)) = (range, self.covers.get_mut(&config)) {
-            for entry in covers.iter_mut().filter(|(r, _)| *r == range) {
-                entry.1 = cover;
-            }
+        if let Some(range) = range {
+            self.covers.ended(config, range, cover);
         }
         self.release_join(config);
     }
@@ -262,7 +227,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let mut rest = Vec::new();
         let mut done = Vec::new();
         for i in ready {
-            match self.cover(config, self.live.target(id, i).day) {
+            match self.covers.get(config, self.live.target(id, i).day) {
                 None => rest.push(i),
                 Some(Cover::Pending) => self.live.hold(id, &[i], None),
                 Some(Cover::Done) => done.push(i),
@@ -298,8 +263,10 @@ impl<'c, 'a> Runner<'c, 'a> {
             });
             let job = self.jobs.len() - 1;
             let outputs = match self.opts.action {
-                Action::DryRun => self.dry_run_outputs(job),
-                _ => self.probe_outputs(job).unwrap_or_default(),
+                Action::DryRun => self.jobs[job].dry_run_outputs(),
+                _ => self.jobs[job]
+                    .probe_outputs(&self.ctx.graph.nodes[self.jobs[job].node], self.ctx.probe)
+                    .unwrap_or_default(),
             };
             if let Err(e) = self.succeeded(job, outputs) {
                 self.progress.note(&format!("error: {e}"));
@@ -334,7 +301,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.progress.finish();
         self.summary.hook_failures = self.hooks.finish();
         result?;
-        self.summarize(started.elapsed());
+        self.summary.wall = started.elapsed();
+        self.summary.cutoff = self.live.cutoff();
+        self.summary
+            .add_left(&self.live, &self.labels, &self.skipped);
         if self.opts.action == Action::Run
             && let Some(store) = self.ctx.store.as_deref_mut()
         {
@@ -419,23 +389,6 @@ impl<'c, 'a> Runner<'c, 'a> {
             .clone()
     }
 
-    fn step_days(&self, node: &Node) -> usize {
-        if self.opts.action == Action::Adopt {
-            return usize::MAX;
-        }
-        if !exec::takes_range(node.step) {
-            return 1;
-        }
-        let config = &self.ctx.repo.configs[node.config];
-        config
-            .meta()
-            .execution_info
-            .step_days
-            .filter(|d| *d > 0)
-            .map(|d| d as usize)
-            .unwrap_or(self.ctx.settings.executor.step_days as usize)
-    }
-
     /// Why the local engine cannot run this streaming deploy, if it is one
     /// it cannot run.
     fn local_streaming_gap(&self, node: &Node) -> Option<&'static str> {
@@ -485,7 +438,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
         }
         let node = &self.ctx.graph.nodes[id];
-        let step_days = self.step_days(node);
+        let step_days = job::step_days(self.ctx.repo, self.ctx.settings, self.opts.action, node);
         ready.sort_by_key(|&i| self.live.target(id, i).day);
         let live = &self.live;
         let day = |i: usize| live.target(id, i).day;
@@ -529,10 +482,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             let key = (records.len() == 1).then(|| records[0].key);
             let whole = self.whole_join(node);
             if let (true, Some(range)) = (whole, range) {
-                self.covers
-                    .entry(node.config)
-                    .or_default()
-                    .push((range, Cover::Pending));
+                self.covers.queued(node.config, range);
             }
             let command = self.ctx.executor.command(node, range, whole, key);
             self.jobs.push(Job {
@@ -564,26 +514,20 @@ impl<'c, 'a> Runner<'c, 'a> {
                         &self.jobs[job],
                         &self.ctx.graph.nodes[node],
                     ));
-                    let outputs = self.dry_run_outputs(job);
+                    let outputs = self.jobs[job].dry_run_outputs();
                     self.succeeded(job, outputs)?;
                     self.set_cover(job, Cover::Done);
                 }
                 _ => {
-                    let outputs = self.probe_outputs(job)?;
+                    let outputs = self.jobs[job].probe_outputs(
+                        &self.ctx.graph.nodes[self.jobs[job].node],
+                        self.ctx.probe,
+                    )?;
                     self.succeeded(job, outputs)?;
                 }
             }
         }
         Ok(())
-    }
-
-    /// Nothing is known of a dry run's outputs: assume they changed.
-    fn dry_run_outputs(&self, job: usize) -> Vec<Option<Hash>> {
-        self.jobs[job]
-            .records
-            .iter()
-            .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
-            .collect()
     }
 
     fn event_loop(&mut self) -> Result<(), Error> {
@@ -692,23 +636,11 @@ impl<'c, 'a> Runner<'c, 'a> {
         Ok(())
     }
 
-    fn fits(&self, job: &Job) -> bool {
-        let node = &self.ctx.graph.nodes[job.node];
-        let limits = &self.ctx.settings.limits;
-        let step_ok = limits
-            .steps
-            .get(node.step.name())
-            .is_none_or(|max| self.by_step.get(&node.step).copied().unwrap_or(0) < *max);
-        let team_ok = limits
-            .teams
-            .get(&node.team)
-            .is_none_or(|max| self.by_team.get(&node.team).copied().unwrap_or(0) < *max);
-        step_ok && team_ok
-    }
-
     fn dispatch(&mut self) -> Result<(), Error> {
-        while self.running.len() < self.opts.jobs {
-            let Some(pos) = self.queue.iter().position(|&j| self.fits(&self.jobs[j])) else {
+        let nodes = &self.ctx.graph.nodes;
+        while !self.slots.full() {
+            let fits = |&j: &usize| self.slots.fits(&nodes[self.jobs[j].node]);
+            let Some(pos) = self.queue.iter().position(fits) else {
                 break;
             };
             let job = self.queue.remove(pos).expect("position is in the queue");
@@ -717,40 +649,12 @@ impl<'c, 'a> Runner<'c, 'a> {
         Ok(())
     }
 
-    fn log_path(&self, job: usize) -> PathBuf {
-        let j = &self.jobs[job];
-        let node = &self.ctx.graph.nodes[j.node];
-        let mut name = safe_name(&node.name);
-        if let Some(part) = &node.part {
-            name.push_str("__");
-            name.push_str(&safe_name(part));
-        }
-        // File names stop at 255 bytes: a long name keeps its head and a
-        // hash of the whole.
-        const MAX_NAME: usize = 160;
-        if name.len() > MAX_NAME {
-            let hash = Hash::of(name.as_bytes()).hex();
-            name = format!("{}-{}", &name[..MAX_NAME - 17], &hash[..16]);
-        }
-        let range = match j.range {
-            Some(r) => format!("{}_{}", r.from, r.to),
-            None => "all".into(),
-        };
-        self.ctx
-            .log_dir
-            .join(format!("run-{}", self.run_id))
-            .join(node.step.name())
-            .join(name)
-            .join(format!("{range}.attempt{}.log", j.attempt))
-    }
-
     fn start(&mut self, job: usize) -> Result<(), Error> {
         self.jobs[job].attempt += 1;
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
-        let log = self.log_path(job);
-        *self.by_step.entry(node.step).or_default() += 1;
-        *self.by_team.entry(node.team.clone()).or_default() += 1;
+        let log = self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id);
+        self.slots.take(node);
         let what = format!(
             "{} (attempt {})",
             self.describe(job),
@@ -794,8 +698,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         };
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
-        *self.by_step.entry(node.step).or_default() -= 1;
-        *self.by_team.entry(node.team.clone()).or_default() -= 1;
+        self.slots.give_back(node);
         let elapsed = running.started.elapsed();
         // Keep the slots busy: start what is queued before recording.
         if self.interrupts == 0 {
@@ -828,7 +731,8 @@ impl<'c, 'a> Runner<'c, 'a> {
             retry: attempt > 1,
         });
         if code == Some(0) {
-            let outputs = self.probe_outputs(job)?;
+            let outputs = self.jobs[job]
+                .probe_outputs(&self.ctx.graph.nodes[self.jobs[job].node], self.ctx.probe)?;
             let missing = outputs.iter().filter(|o| o.is_none()).count();
             self.progress.ended(
                 job,
@@ -910,25 +814,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         Ok(())
     }
 
-    /// Probes a job's output partitions: per record, its fingerprint, or
-    /// `None` when the partition is missing. Steps whose output cannot be
-    /// probed record their key.
-    fn probe_outputs(&self, job: usize) -> Result<Vec<Option<Hash>>, Error> {
-        let job = &self.jobs[job];
-        let node = &self.ctx.graph.nodes[job.node];
-        let table = match &node.output {
-            Some(table) if node.probed_output => table,
-            _ => return Ok(job.records.iter().map(|r| Some(r.key)).collect()),
-        };
-        let days: Vec<Day> = job.records.iter().filter_map(|r| r.day).collect();
-        let listed = self.ctx.probe.list_days(table, &days)?;
-        Ok(job
-            .records
-            .iter()
-            .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
-            .collect())
-    }
-
     /// Records a job's targets whose outputs are there, and dispatches what
     /// became ready.
     fn succeeded(&mut self, job: usize, outputs: Vec<Option<Hash>>) -> Result<(), Error> {
@@ -988,7 +873,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 ready.extend(self.live.not_adopted(node_id, &missing));
             } else {
                 let table = node.output.clone().unwrap_or_default();
-                let log = self.log_path(job);
+                let log = self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id);
                 if self.opts.action == Action::Run {
                     self.failure_hook(
                         job,
@@ -1047,89 +932,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.dispatch_ready(ready);
         Ok(())
     }
-
-    /// Fills the summary from where every target ended up.
-    fn summarize(&mut self, wall: Duration) {
-        self.summary.wall = wall;
-        self.summary.cutoff = self.live.cutoff();
-        let plan = self.live.plan();
-        for (id, node_plan) in plan.nodes.iter().enumerate() {
-            if !plan.planned[id] {
-                continue;
-            }
-            let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
-            for (i, target) in node_plan.targets.iter().enumerate() {
-                let (outcome, note): (Outcome, Arc<str>) =
-                    match (self.live.phase(id, i), &target.status) {
-                        (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
-                        (Phase::UpstreamFailed, _) => (
-                            Outcome::UpstreamFailed,
-                            self.live.note(id, i).cloned().unwrap_or_else(|| "".into()),
-                        ),
-                        (_, Status::Fresh) => {
-                            self.summary.fresh += 1;
-                            continue;
-                        }
-                        (_, Status::Blocked { input }) => {
-                            (Outcome::Blocked, input.to_string().into())
-                        }
-                        (_, status) => (
-                            if self.skipped[id] {
-                                Outcome::Skipped
-                            } else {
-                                Outcome::NotRun
-                            },
-                            self.live
-                                .note(id, i)
-                                .cloned()
-                                .unwrap_or_else(|| status.to_string().into()),
-                        ),
-                    };
-                match groups.last_mut() {
-                    Some((o, n, days))
-                        if *o == outcome
-                            && (*n == note || outcome != Outcome::Blocked)
-                            && contiguous(days.last().copied().flatten(), target.day) =>
-                    {
-                        days.push(target.day);
-                    }
-                    _ => groups.push((outcome, note, vec![target.day])),
-                }
-            }
-            for (outcome, note, days) in groups {
-                self.summary.left.push(summary::LeftReport {
-                    outcome,
-                    target: self.labels[id].clone(),
-                    from: days.first().copied().flatten(),
-                    to: days.last().copied().flatten(),
-                    count: days.len(),
-                    note: note.to_string(),
-                });
-            }
-        }
-    }
 }
 
-fn contiguous(last: Option<Day>, next: Option<Day>) -> bool {
+pub(crate) fn contiguous(last: Option<Day>, next: Option<Day>) -> bool {
     matches!((last, next), (Some(a), Some(b)) if b.0 == a.0 + 1)
-}
-
-/// A config name as a file name: anything outside `[A-Za-z0-9._-]` becomes
-/// `_`, and a short hash keeps distinct names apart.
-fn safe_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean == name && !name.starts_with('.') {
-        clean
-    } else {
-        format!("{clean}-{}", &Hash::of(name.as_bytes()).hex()[..8])
-    }
 }

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Action, Job};
+use std::sync::Arc;
+
+use super::{Action, Job, contiguous};
 use crate::error::Exit;
 use crate::exec;
 use crate::graph::{Node, Step};
 use crate::partition::Day;
+use crate::plan::Status;
+use crate::plan::live::{LivePlan, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -269,6 +273,64 @@ impl Summary {
         }
         let _ = writeln!(out, "; wall time {}", seconds(self.wall));
         out
+    }
+
+    /// Fills in what is left from where every target ended up: fresh
+    /// targets are counted, the others grouped into contiguous days per
+    /// outcome. `skipped` marks nodes the executor cannot run at all.
+    pub(super) fn add_left(&mut self, live: &LivePlan, labels: &[String], skipped: &[bool]) {
+        let plan = live.plan();
+        for (id, node_plan) in plan.nodes.iter().enumerate() {
+            if !plan.planned[id] {
+                continue;
+            }
+            let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
+            for (i, target) in node_plan.targets.iter().enumerate() {
+                let (outcome, note): (Outcome, Arc<str>) = match (live.phase(id, i), &target.status)
+                {
+                    (Phase::Built, _) | (Phase::Failed, _) | (Phase::NotAdopted, _) => continue,
+                    (Phase::UpstreamFailed, _) => (
+                        Outcome::UpstreamFailed,
+                        live.note(id, i).cloned().unwrap_or_else(|| "".into()),
+                    ),
+                    (_, Status::Fresh) => {
+                        self.fresh += 1;
+                        continue;
+                    }
+                    (_, Status::Blocked { input }) => (Outcome::Blocked, input.to_string().into()),
+                    (_, status) => (
+                        if skipped[id] {
+                            Outcome::Skipped
+                        } else {
+                            Outcome::NotRun
+                        },
+                        live.note(id, i)
+                            .cloned()
+                            .unwrap_or_else(|| status.to_string().into()),
+                    ),
+                };
+                match groups.last_mut() {
+                    Some((o, n, days))
+                        if *o == outcome
+                            && (*n == note || outcome != Outcome::Blocked)
+                            && contiguous(days.last().copied().flatten(), target.day) =>
+                    {
+                        days.push(target.day);
+                    }
+                    _ => groups.push((outcome, note, vec![target.day])),
+                }
+            }
+            for (outcome, note, days) in groups {
+                self.left.push(LeftReport {
+                    outcome,
+                    target: labels[id].clone(),
+                    from: days.first().copied().flatten(),
+                    to: days.last().copied().flatten(),
+                    count: days.len(),
+                    note: note.to_string(),
+                });
+            }
+        }
     }
 }
 

@@ -1,0 +1,132 @@
+//! A job: the command that builds contiguous targets of one node, what it
+//! records, where its log goes, and how its outputs are found.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::Action;
+use crate::config::Repo;
+use crate::error::Error;
+use crate::exec::{self, CommandLine};
+use crate::graph::{Graph, Node, NodeId};
+use crate::hash::Hash;
+use crate::partition::{Day, DayRange};
+use crate::plan::BuildRecord;
+use crate::probe::Probe;
+use crate::settings::Settings;
+
+pub(super) struct Job {
+    pub node: NodeId,
+    /// Indices into the node's planned targets, in day order.
+    pub targets: Vec<usize>,
+    pub range: Option<DayRange>,
+    pub records: Vec<BuildRecord>,
+    pub command: CommandLine,
+    pub attempt: u32,
+}
+
+/// A job's process.
+pub(super) struct Running {
+    pub pid: u32,
+    pub started: Instant,
+    pub deadline: Option<Instant>,
+    /// When the job was sent SIGTERM (timeout); SIGKILL follows.
+    pub terminated: Option<Instant>,
+    pub started_at: i64,
+    pub log: PathBuf,
+}
+
+impl Job {
+    /// `<logs>/run-N/<step>/<name>[__<part>]/<from>_<to>.attemptK.log`.
+    pub fn log_path(&self, graph: &Graph, log_dir: &Path, run_id: i64) -> PathBuf {
+        let node = &graph.nodes[self.node];
+        let mut name = safe_name(&node.name);
+        if let Some(part) = &node.part {
+            name.push_str("__");
+            name.push_str(&safe_name(part));
+        }
+        // File names stop at 255 bytes: a long name keeps its head and a
+        // hash of the whole.
+        const MAX_NAME: usize = 160;
+        if name.len() > MAX_NAME {
+            let hash = Hash::of(name.as_bytes()).hex();
+            name = format!("{}-{}", &name[..MAX_NAME - 17], &hash[..16]);
+        }
+        let range = match self.range {
+            Some(r) => format!("{}_{}", r.from, r.to),
+            None => "all".into(),
+        };
+        log_dir
+            .join(format!("run-{run_id}"))
+            .join(node.step.name())
+            .join(name)
+            .join(format!("{range}.attempt{}.log", self.attempt))
+    }
+
+    /// Probes the job's output partitions: per record, its fingerprint, or
+    /// `None` when the partition is missing. Steps whose output cannot be
+    /// probed record their key.
+    pub fn probe_outputs(
+        &self,
+        node: &Node,
+        probe: &dyn Probe,
+    ) -> Result<Vec<Option<Hash>>, Error> {
+        let table = match &node.output {
+            Some(table) if node.probed_output => table,
+            _ => return Ok(self.records.iter().map(|r| Some(r.key)).collect()),
+        };
+        let days: Vec<Day> = self.records.iter().filter_map(|r| r.day).collect();
+        let listed = probe.list_days(table, &days)?;
+        Ok(self
+            .records
+            .iter()
+            .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
+            .collect())
+    }
+
+    /// Nothing is known of a dry run's outputs: assume they changed.
+    pub fn dry_run_outputs(&self) -> Vec<Option<Hash>> {
+        self.records
+            .iter()
+            .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
+            .collect()
+    }
+}
+
+/// How many days one job of `node` may cover: the config's `stepDays`, else
+/// the executor's; one for steps that take no range; all for `adopt`.
+pub(super) fn step_days(repo: &Repo, settings: &Settings, action: Action, node: &Node) -> usize {
+    if action == Action::Adopt {
+        return usize::MAX;
+    }
+    if !exec::takes_range(node.step) {
+        return 1;
+    }
+    repo.configs[node.config]
+        .meta()
+        .execution_info
+        .step_days
+        .filter(|d| *d > 0)
+        .map(|d| d as usize)
+        .unwrap_or(settings.executor.step_days as usize)
+}
+
+/// A config name as a file name: anything outside `[A-Za-z0-9._-]` becomes
+/// `_`, and a short hash keeps distinct names apart.
+fn safe_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == name && !name.starts_with('.') {
+        clean
+    } else {
+        format!("{clean}-{}", &Hash::of(name.as_bytes()).hex()[..8])
+    }
+}
