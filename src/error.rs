@@ -15,6 +15,8 @@ pub enum Error {
     #[error("probe: {0}")]
     Probe(#[from] ProbeError),
     #[error("{0}")]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
+    #[error("{0}")]
     Io(String),
     #[error("{0}")]
     Locked(String),

@@ -41,12 +41,67 @@ CREATE TABLE IF NOT EXISTS _tables (
     partition_column TEXT NOT NULL
 ) WITHOUT ROWID;";
 
+/// What can go wrong in the embedded warehouse; each names the file,
+/// table or setting it is about.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WarehouseError(pub String);
+pub enum WarehouseError {
+    #[error("{text:?}: expected a table name like ns.table (letters, digits and _)")]
+    TableName { text: String },
+    #[error("{table}: no such table in {root}")]
+    NoTable { table: String, root: String },
+    #[error("{namespace}: no such namespace in {root}")]
+    NoNamespace { namespace: String, root: String },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    /// A file or folder the warehouse could not use: `doing` says how.
+    #[error("{path}: {doing}: {source}")]
+    Io {
+        path: String,
+        doing: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the file is damaged ({check}); restore it from a copy, or delete it \
+         and rebuild what wrote it (`chronon-build invalidate` its steps, then run)"
+    )]
+    Damaged { path: String, check: String },
+    /// Rows that do not fit the table: columns, partition values.
+    #[error("{table}: {message}")]
+    Rows { table: String, message: String },
+    /// A file to import that is not rows: `at` is the path, or path:line.
+    #[error("{at}: {message}")]
+    File { at: String, message: String },
+    /// An error importing a file.
+    #[error("{path}: {source}")]
+    Import {
+        path: String,
+        source: Box<WarehouseError>,
+    },
+    /// An error in a `warehouse.seed` entry.
+    #[error("warehouse.seed.{table}: {source}")]
+    Seed {
+        table: String,
+        source: Box<WarehouseError>,
+    },
+}
 
 fn sqlite_error(path: &Path, e: rusqlite::Error) -> WarehouseError {
-    WarehouseError(format!("{}: {e}", path.display()))
+    WarehouseError::Sqlite {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+fn io_error(path: &Path, doing: &'static str) -> impl FnOnce(std::io::Error) -> WarehouseError {
+    let path = path.display().to_string();
+    move |source| WarehouseError::Io {
+        path,
+        doing,
+        source,
+    }
 }
 
 /// A table name as configs write it: `ns.t`, `t` (in `default`), or with a
@@ -64,9 +119,9 @@ impl TableName {
         let valid =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid(namespace) || !valid(table) {
-            return Err(WarehouseError(format!(
-                "{text:?}: expected a table name like ns.table (letters, digits and _)"
-            )));
+            return Err(WarehouseError::TableName {
+                text: text.to_string(),
+            });
         }
         Ok(TableName {
             namespace: namespace.to_string(),
@@ -135,12 +190,7 @@ impl Warehouse {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(WarehouseError(format!(
-                    "{}: cannot list: {e}",
-                    self.root.display()
-                )));
-            }
+            Err(e) => return Err(io_error(&self.root, "cannot list")(e)),
         };
         let mut out: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -169,8 +219,7 @@ impl Warehouse {
 
     /// Opens (creating) a namespace file for writing.
     pub fn open_write(&self, namespace: &str) -> Result<Connection, WarehouseError> {
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| WarehouseError(format!("{}: cannot create: {e}", self.root.display())))?;
+        std::fs::create_dir_all(&self.root).map_err(io_error(&self.root, "cannot create"))?;
         let path = self.namespace_file(namespace);
         let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
@@ -250,8 +299,10 @@ impl Warehouse {
         limit: Option<usize>,
     ) -> Result<(Vec<String>, Vec<Vec<Value>>), WarehouseError> {
         let path = self.namespace_file(&table.namespace);
-        let missing =
-            || WarehouseError(format!("{table}: no such table in {}", self.root.display()));
+        let missing = || WarehouseError::NoTable {
+            table: table.to_string(),
+            root: self.root.display().to_string(),
+        };
         let conn = self.open_read(&table.namespace)?.ok_or_else(missing)?;
         if !table_exists(&conn, &table.table).map_err(|e| sqlite_error(&path, e))? {
             return Err(missing());
@@ -369,7 +420,10 @@ impl Warehouse {
         let written =
             write_in(&tx, &table.table, partition_column, rows, days).map_err(|e| match e {
                 WriteError::Sqlite(e) => sqlite_error(&path, e),
-                WriteError::Input(message) => WarehouseError(format!("{table}: {message}")),
+                WriteError::Input(message) => WarehouseError::Rows {
+                    table: table.to_string(),
+                    message,
+                },
             })?;
         tx.commit().map_err(err)?;
         Ok(written)
@@ -415,14 +469,12 @@ impl InitLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| WarehouseError(format!("{}: {e}", path.display())))?;
+            .map_err(io_error(&path, "cannot open"))?;
         // SAFETY: flock on a descriptor this File owns, for its lifetime.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(WarehouseError(format!(
-                "{}: cannot lock: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            )));
+            return Err(io_error(&path, "cannot lock")(
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(InitLock { _file: file })
     }
@@ -460,10 +512,10 @@ impl Warehouse {
         for namespace in namespaces {
             let path = self.namespace_file(&namespace);
             if !path.exists() {
-                return Err(WarehouseError(format!(
-                    "{namespace}: no such namespace in {}",
-                    self.root.display()
-                )));
+                return Err(WarehouseError::NoNamespace {
+                    namespace,
+                    root: self.root.display().to_string(),
+                });
             }
             let mut conn = self.open_write(&namespace)?;
             let err = |e| sqlite_error(&path, e);
@@ -471,11 +523,10 @@ impl Warehouse {
                 .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                 .map_err(err)?;
             if check != "ok" {
-                return Err(WarehouseError(format!(
-                    "{}: the file is damaged ({check}); restore it from a copy, or delete it \
-                     and rebuild what wrote it (`chronon-build invalidate` its steps, then run)",
-                    path.display()
-                )));
+                return Err(WarehouseError::Damaged {
+                    path: path.display().to_string(),
+                    check,
+                });
             }
             let tx = conn.transaction().map_err(err)?;
             let tables: Vec<(String, String)> = {
@@ -905,15 +956,20 @@ pub fn read_file(path: &Path) -> Result<Rows, WarehouseError> {
     match extension.as_str() {
         "csv" => read_csv(path),
         "jsonl" | "ndjson" | "json" => read_json_lines(path),
-        _ => Err(WarehouseError(format!(
-            "{}: expected a .csv file (with a header row) or a .jsonl file (one JSON object per line)",
-            path.display()
-        ))),
+        _ => Err(WarehouseError::File {
+            at: path.display().to_string(),
+            message: "expected a .csv file (with a header row) or a .jsonl file \
+                      (one JSON object per line)"
+                .into(),
+        }),
     }
 }
 
 fn read_csv(path: &Path) -> Result<Rows, WarehouseError> {
-    let fail = |message: String| WarehouseError(format!("{}: {message}", path.display()));
+    let fail = |message: String| WarehouseError::File {
+        at: path.display().to_string(),
+        message,
+    };
     let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
     let columns: Vec<String> = reader
         .headers()
@@ -966,8 +1022,7 @@ fn read_csv(path: &Path) -> Result<Rows, WarehouseError> {
 }
 
 fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| WarehouseError(format!("{}: cannot read: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(io_error(path, "cannot read"))?;
     let mut objects = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
@@ -975,8 +1030,10 @@ fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
         if line.trim().is_empty() {
             continue;
         }
-        let fail =
-            |message: String| WarehouseError(format!("{}:{}: {message}", path.display(), n + 1));
+        let fail = |message: String| WarehouseError::File {
+            at: format!("{}:{}", path.display(), n + 1),
+            message,
+        };
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| fail(format!("malformed JSON: {e}")))?;
         let serde_json::Value::Object(object) = value else {
@@ -1003,7 +1060,10 @@ fn read_json_lines(path: &Path) -> Result<Rows, WarehouseError> {
         }
         objects.push(object);
     }
-    check_columns(&columns).map_err(|m| WarehouseError(format!("{}: {m}", path.display())))?;
+    check_columns(&columns).map_err(|message| WarehouseError::File {
+        at: path.display().to_string(),
+        message,
+    })?;
     let types: Vec<&'static str> = columns
         .iter()
         .map(|c| kinds.get(c).copied().unwrap_or("TEXT"))
@@ -1101,15 +1161,15 @@ pub fn seed(
     );
     let mut imported = Vec::new();
     for (table, file) in &settings.warehouse.seed {
-        let name = TableName::parse(table)
-            .map_err(|e| WarehouseError(format!("warehouse.seed.{table}: {}", e.0)))?;
+        let in_seed = |e: WarehouseError| WarehouseError::Seed {
+            table: table.clone(),
+            source: Box::new(e),
+        };
+        let name = TableName::parse(table).map_err(in_seed)?;
         let path = settings.resolve(repo_root, file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            WarehouseError(format!(
-                "warehouse.seed.{table}: cannot read {}: {e}",
-                path.display()
-            ))
-        })?;
+        let bytes = std::fs::read(&path)
+            .map_err(io_error(&path, "cannot read"))
+            .map_err(in_seed)?;
         let digest = blake3::hash(&bytes).to_hex().to_string();
         let recorded: Option<String> = match warehouse.open_read(&name.namespace)? {
             Some(conn) if table_exists(&conn, "_seeds").unwrap_or(false) => conn
@@ -1130,7 +1190,10 @@ pub fn seed(
         let rows = read_file(&path)?;
         warehouse
             .replace_table(&name, &rows)
-            .map_err(|e| WarehouseError(format!("{}: {}", path.display(), e.0)))?;
+            .map_err(|e| WarehouseError::Import {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })?;
         let conn = warehouse.open_write(&name.namespace)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _seeds (tbl TEXT PRIMARY KEY, digest TEXT NOT NULL)",

@@ -317,8 +317,7 @@ impl Workspace {
 
     /// The warehouse probe, after importing the seed files that changed.
     pub fn probe(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
-        let imported = crate::warehouse::seed(&self.settings, &self.repo.root)
-            .map_err(|e| Error::Usage(e.0))?;
+        let imported = crate::warehouse::seed(&self.settings, &self.repo.root)?;
         for table in imported {
             errln!("seeded {table} from its file in chronon-build.toml");
         }

@@ -99,12 +99,12 @@ fn open(global: &Global) -> Result<Warehouse, Error> {
 }
 
 fn table_name(text: &str) -> Result<TableName, Error> {
-    TableName::parse(text).map_err(|e| Error::Usage(e.0))
+    Ok(TableName::parse(text)?)
 }
 
 pub fn run(global: &Global, args: &WarehouseArgs) -> Result<Exit, Error> {
     let warehouse = open(global)?;
-    let failed = |e: warehouse::WarehouseError| Error::Io(e.0);
+    let failed = Error::Warehouse;
     match &args.command {
         WarehouseCommand::Import {
             table,
@@ -113,10 +113,13 @@ pub fn run(global: &Global, args: &WarehouseArgs) -> Result<Exit, Error> {
             format,
         } => {
             let name = table_name(table)?;
-            let rows = warehouse::read_file(file).map_err(|e| Error::Usage(e.0))?;
+            let rows = warehouse::read_file(file)?;
             let written = warehouse
                 .write_partitions(&name, &rows, Some(partition_column))
-                .map_err(|e| Error::Usage(format!("{}: {}", file.display(), e.0)))?;
+                .map_err(|e| warehouse::WarehouseError::Import {
+                    path: file.display().to_string(),
+                    source: Box::new(e),
+                })?;
             match format {
                 Format::Json => print_json(&serde_json::json!({
                     "table": name.to_string(),
@@ -257,7 +260,7 @@ fn read_partition(
     ds: Day,
     limit: Option<usize>,
 ) -> Result<Table, Error> {
-    let failed = |e: warehouse::WarehouseError| Error::Usage(e.0);
+    let failed = Error::Warehouse;
     let read = warehouse.read(name, ds, limit).map_err(failed)?;
     let partitions = warehouse.partitions(name).map_err(failed)?;
     let wanted = ds.to_string();

@@ -262,7 +262,7 @@ fn append_log(
     if engine
         .warehouse
         .partitions(&table)
-        .map_err(|e| EngineError::failed(e.0))?
+        .map_err(|e| EngineError::failed(e.to_string()))?
         .iter()
         .any(|p| p.partition == day.to_string())
     {
@@ -312,7 +312,7 @@ fn append_log(
     engine
         .warehouse
         .write_partitions(&table, &rows, Some(&partition))
-        .map_err(|e| EngineError::failed(e.0))?;
+        .map_err(|e| EngineError::failed(e.to_string()))?;
     Ok(())
 }
 

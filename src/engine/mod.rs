@@ -131,7 +131,7 @@ impl<'a> Engine<'a> {
         let conn = self
             .warehouse
             .attach_all()
-            .map_err(|e| EngineError::failed(e.0))?;
+            .map_err(|e| EngineError::failed(e.to_string()))?;
         sql::register(&conn).map_err(|e| EngineError::failed(e.to_string()))?;
         Ok(conn)
     }
@@ -153,7 +153,7 @@ impl<'a> Engine<'a> {
         let days: Vec<_> = range.days().collect();
         self.warehouse
             .replace_days(&name, rows, column, &days)
-            .map_err(|e| EngineError::failed(e.0))?;
+            .map_err(|e| EngineError::failed(e.to_string()))?;
         Ok(rows.rows.len())
     }
 
@@ -263,7 +263,7 @@ fn read_only(conn: &mut Connection) -> Result<std::sync::Arc<std::sync::Mutex<Op
 }
 
 pub fn table_name(table: &str) -> Result<TableName> {
-    TableName::parse(table).map_err(|e| EngineError::failed(e.0))
+    TableName::parse(table).map_err(|e| EngineError::failed(e.to_string()))
 }
 
 /// `"ns"."table"` for SQL.

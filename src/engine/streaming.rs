@@ -169,7 +169,7 @@ pub fn fold(
         let partitions = engine
             .warehouse
             .partitions(&table_name(&table)?)
-            .map_err(|e| EngineError::failed(e.0))?;
+            .map_err(|e| EngineError::failed(e.to_string()))?;
         let days: Vec<Day> = partitions
             .iter()
             .filter_map(|p| Day::parse(&p.partition))

@@ -124,8 +124,11 @@ impl Probe for SqliteProbe {
             path: self.warehouse.root.display().to_string(),
             message,
         };
-        let name = crate::warehouse::TableName::parse(table).map_err(|e| listing(e.0))?;
-        let entries = self.warehouse.partitions(&name).map_err(|e| listing(e.0))?;
+        let name = crate::warehouse::TableName::parse(table).map_err(|e| listing(e.to_string()))?;
+        let entries = self
+            .warehouse
+            .partitions(&name)
+            .map_err(|e| listing(e.to_string()))?;
         entries
             .into_iter()
             .map(|entry| {

@@ -39,10 +39,8 @@ pub fn remove(
         }
         match settings.warehouse.kind {
             WarehouseKind::Sqlite => {
-                let name = TableName::parse(&orphan.table).map_err(|e| Error::Usage(e.0))?;
-                warehouse
-                    .remove_partitions(&name, &orphan.partitions)
-                    .map_err(|e| Error::Io(e.0))?;
+                let name = TableName::parse(&orphan.table)?;
+                warehouse.remove_partitions(&name, &orphan.partitions)?;
             }
             _ => delete_each(settings, repo_root, layouts, orphan)?,
         }
