@@ -121,10 +121,47 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// `--until`, or yesterday; refused when `--from` is after it.
-    pub fn until(&self) -> Result<Day, Error> {
-        until_after_from(self.until, self.from)
+    /// Checks the options against the workspace, once: the days, the glob
+    /// and the step must each mean something.
+    pub fn resolve(&self, ws: &Workspace) -> Result<Selection, Error> {
+        let until = until_after_from(self.until, self.from)?;
+        let mut nodes = ws.select(self.select.as_deref())?;
+        if let Some(step) = self.step {
+            for (s, node) in nodes.iter_mut().zip(&ws.graph.nodes) {
+                *s &= node.step == step;
+            }
+            if !nodes.iter().any(|s| *s) {
+                return Err(Error::Usage(format!(
+                    "--step {step}: no such target in the selection"
+                )));
+            }
+        }
+        Ok(Selection {
+            until,
+            from: self.from,
+            nodes,
+            step: self.step,
+        })
     }
+}
+
+impl From<Selection> for crate::plan::PlanOptions {
+    fn from(selection: Selection) -> Self {
+        crate::plan::PlanOptions {
+            until: selection.until,
+            from: selection.from,
+            selected: selection.nodes,
+        }
+    }
+}
+
+/// `Targets`, validated: what `plan`, `status`, `run` and `adopt` plan.
+pub struct Selection {
+    pub until: Day,
+    pub from: Option<Day>,
+    /// The nodes asked for (their upstream is planned too).
+    pub nodes: Vec<bool>,
+    pub step: Option<crate::graph::Step>,
 }
 
 /// `--until`, or yesterday; refused when `--from` is after it.
@@ -347,9 +384,7 @@ impl Workspace {
     /// show. Returns the state it read, for the history.
     pub fn plan_read(
         &self,
-        until: Day,
-        from: Option<Day>,
-        selected: Vec<bool>,
+        opts: impl Into<crate::plan::PlanOptions>,
     ) -> Result<(crate::plan::Plan, Option<StateStore>), Error> {
         let store = self.open_state_read()?;
         let probe = self.probe()?;
@@ -361,11 +396,7 @@ impl Workspace {
                 probe: probe.as_ref(),
                 store: store.as_ref(),
             },
-            &crate::plan::PlanOptions {
-                until,
-                from,
-                selected,
-            },
+            &opts.into(),
         )?;
         Ok((plan, store))
     }

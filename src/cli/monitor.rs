@@ -71,15 +71,10 @@ struct StatusJson<'a> {
 }
 
 pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
-    let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
-    let mut selected = ws.select(args.targets.select.as_deref())?;
-    if let Some(step) = args.targets.step {
-        for (s, node) in selected.iter_mut().zip(&ws.graph.nodes) {
-            *s &= node.step == step;
-        }
-    }
-    let (plan, store) = ws.plan_read(until, args.targets.from, selected)?;
+    let selection = args.targets.resolve(&ws)?;
+    let until = selection.until;
+    let (plan, store) = ws.plan_read(selection)?;
     let latest = match &store {
         Some(store) => store.latest_attempts()?,
         None => HashMap::new(),
@@ -419,7 +414,11 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
     let selected = ws.select(args.select.as_deref())?;
     // Planned as `plan` would (the shown days only clip the grid), so steps
     // that start at a table's first partition keep that start.
-    let (plan, store) = ws.plan_read(until, args.from, selected)?;
+    let (plan, store) = ws.plan_read(crate::plan::PlanOptions {
+        until,
+        from: args.from,
+        selected,
+    })?;
     let (latest, attempts) = match &store {
         Some(store) => {
             let runs = store.runs(i64::MIN, args.runs)?;

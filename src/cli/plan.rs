@@ -22,19 +22,19 @@ pub struct PlanArgs {
 }
 
 pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
-    let until = args.targets.until()?;
     let ws = Workspace::load(global)?;
-    let selected = ws.select(args.targets.select.as_deref())?;
-    let (plan, _) = ws.plan_read(until, args.targets.from, selected)?;
+    let selection = args.targets.resolve(&ws)?;
+    let step = selection.step;
+    let (plan, _) = ws.plan_read(selection)?;
     let filter = render::Filter {
-        step: args.targets.step,
+        step,
         show_fresh: args.show_fresh || args.format == Format::Json,
     };
     match args.format {
         Format::Text => print!("{}", render::to_text(&plan, &ws.graph, &filter)),
         Format::Json => print_json(&render::to_json(&plan, &ws.graph, &filter)),
     }
-    let totals = render::totals(&plan, &ws.graph, args.targets.step);
+    let totals = render::totals(&plan, &ws.graph, step);
     let not_fresh: usize = totals
         .iter()
         .filter(|(k, _)| **k != StatusKind::Fresh.name())

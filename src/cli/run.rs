@@ -80,8 +80,8 @@ pub struct AdoptArgs {
 pub struct InvalidateArgs {
     /// Which targets: a config glob, optionally with its step and join part:
     /// `[STEP:]GLOB[#PART]`, e.g. 'risk.*' or 'join-part:risk.checkout.v1#m_*'.
-    #[arg(value_name = "SELECTOR")]
-    pub selector: String,
+    #[arg(value_name = "SELECTOR", value_parser = Selector::parse)]
+    pub selector: Selector,
     /// First partition to force [default: the first wanted].
     #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub from: Option<Day>,
@@ -91,6 +91,54 @@ pub struct InvalidateArgs {
     /// Wait for the state's lock instead of failing when another run holds it.
     #[arg(long)]
     pub wait_lock: bool,
+}
+
+/// `[STEP:]GLOB[#PART]`, checked when the command line is parsed.
+#[derive(Clone, Debug)]
+pub struct Selector {
+    text: String,
+    step: Option<Step>,
+    name: globset::GlobMatcher,
+    part: Option<globset::GlobMatcher>,
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let (step, rest) = match text.split_once(':') {
+            Some((step, rest)) => {
+                let step = Step::parse(step).ok_or_else(|| {
+                    format!("{text:?}: {step:?} is not a step; expected [STEP:]GLOB[#PART]")
+                })?;
+                (Some(step), rest)
+            }
+            None => (None, text),
+        };
+        let (glob, part) = match rest.split_once('#') {
+            Some((glob, part)) => (glob, Some(part)),
+            None => (rest, None),
+        };
+        let matcher = |pattern: &str| {
+            globset::Glob::new(pattern)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("{text:?}: {e}"))
+        };
+        Ok(Selector {
+            text: text.to_string(),
+            step,
+            name: matcher(glob)?,
+            part: part.map(matcher).transpose()?,
+        })
+    }
+
+    pub fn matches(&self, node: &crate::graph::Node) -> bool {
+        self.name.is_match(&node.name)
+            && self.step.is_none_or(|s| s == node.step)
+            && match (&self.part, &node.part) {
+                (Some(m), Some(p)) => m.is_match(p),
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+    }
 }
 
 pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
@@ -171,19 +219,8 @@ fn execute(
     options: impl FnOnce(&Workspace) -> Result<RunOptions, Error>,
     metrics_file: Option<&std::path::Path>,
 ) -> Result<Exit, Error> {
-    let until = scope.targets.until()?;
     let ws = Workspace::load(global)?;
-    let mut selected = ws.select(scope.targets.select.as_deref())?;
-    if let Some(step) = scope.targets.step {
-        for (s, node) in selected.iter_mut().zip(&ws.graph.nodes) {
-            *s &= node.step == step;
-        }
-        if !selected.iter().any(|s| *s) {
-            return Err(Error::Usage(format!(
-                "--step {step}: no such target in the selection"
-            )));
-        }
-    }
+    let selection = scope.targets.resolve(&ws)?;
     let opts = options(&ws)?;
     let state_path = ws.state_path();
     let (_lock, mut store) = if action == Action::DryRun {
@@ -205,11 +242,7 @@ fn execute(
             probe: probe.as_ref(),
             store: store.as_ref(),
         },
-        &PlanOptions {
-            until,
-            from: scope.targets.from,
-            selected,
-        },
+        &PlanOptions::from(selection),
     )?;
     for note in &plan.notes {
         errln!("note: {note}");
@@ -323,47 +356,16 @@ fn jobs_to_run<'w>(ws: &'w Workspace, plan: &plan::Plan) -> Vec<(&'w crate::grap
 
 pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
-    let (step, rest) = match args.selector.split_once(':') {
-        Some((step, rest)) => {
-            let step = Step::parse(step).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{:?}: {step:?} is not a step; expected [STEP:]GLOB[#PART]",
-                    args.selector
-                ))
-            })?;
-            (Some(step), rest)
-        }
-        None => (None, args.selector.as_str()),
-    };
-    let (glob, part) = match rest.split_once('#') {
-        Some((glob, part)) => (glob, Some(part)),
-        None => (rest, None),
-    };
-    let matcher = |pattern: &str| {
-        globset::Glob::new(pattern)
-            .map(|g| g.compile_matcher())
-            .map_err(|e| Error::Usage(format!("{:?}: {e}", args.selector)))
-    };
-    let name = matcher(glob)?;
-    let part = part.map(matcher).transpose()?;
     let selected: Vec<bool> = ws
         .graph
         .nodes
         .iter()
-        .map(|n| {
-            name.is_match(&n.name)
-                && step.is_none_or(|s| s == n.step)
-                && match (&part, &n.part) {
-                    (Some(m), Some(p)) => m.is_match(p),
-                    (Some(_), None) => false,
-                    (None, _) => true,
-                }
-        })
+        .map(|n| args.selector.matches(n))
         .collect();
     if !selected.iter().any(|s| *s) {
         return Err(Error::Usage(format!(
             "{:?}: matches no target",
-            args.selector
+            args.selector.text
         )));
     }
     let to = args.to.unwrap_or_else(default_until);

@@ -1096,6 +1096,24 @@ fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
         "-j: 0: expected 1 to 1024 jobs at once",
     );
     crate::assert_error(&p.run(&["invalidate", "nostep:risk.*"]), "is not a step");
+    crate::assert_error(
+        &p.run(&["invalidate", "risk.[*"]),
+        "unclosed character class",
+    );
+    // A step the selection does not have is a mistake in every command
+    // that selects, not an empty answer.
+    for command in ["plan", "status", "run", "adopt"] {
+        crate::assert_error(
+            &p.run(&[
+                command,
+                "--select",
+                "risk.merchants.*",
+                "--step",
+                "join-final",
+            ]),
+            "--step join-final: no such target in the selection",
+        );
+    }
     assert!(p.calls().is_empty());
 }
 
