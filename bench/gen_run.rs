@@ -5,6 +5,11 @@
 //! inputs the upstream targets and source partitions it reads, its command
 //! `true`.
 //!
+//! With `--sqlite DIR`, every partition of the hive-dir warehouse (inputs
+//! and outputs) is also listed in the catalog of an embedded warehouse at
+//! DIR (relative to the repository), so the same repository can be planned
+//! on `kind = "sqlite"`.
+//!
 //! cargo run --release --example gen_run -- --repo bench/out/run/repo --until 2025-12-31 --ninja bench/out/run/build.ninja
 
 use std::fmt::Write as _;
@@ -20,6 +25,7 @@ fn main() {
     let mut repo = PathBuf::from("bench/out/run/repo");
     let mut until = Day::parse("2025-12-31").unwrap();
     let mut ninja: Option<PathBuf> = None;
+    let mut sqlite: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -27,6 +33,7 @@ fn main() {
             "--repo" => repo = PathBuf::from(value),
             "--until" => until = Day::parse(&value).expect("a day"),
             "--ninja" => ninja = Some(PathBuf::from(value)),
+            "--sqlite" => sqlite = Some(PathBuf::from(value)),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -46,11 +53,7 @@ fn main() {
             probe: probe.as_ref(),
             store: None,
         },
-        &PlanOptions {
-            until,
-            from: None,
-            selected: vec![true; ws.graph.nodes.len()],
-        },
+        &PlanOptions::new(until, None, vec![true; ws.graph.nodes.len()]),
     )
     .expect("the plan computes");
 
@@ -73,6 +76,10 @@ fn main() {
     }
     let targets: usize = plan.nodes.iter().map(|n| n.targets.len()).sum();
     eprintln!("{targets} targets, {outputs} output partitions created");
+    if let Some(dir) = sqlite {
+        let listed = catalog(&warehouse, &repo.join(dir));
+        eprintln!("{listed} partitions listed in the embedded warehouse's catalog");
+    }
 
     let Some(path) = ninja else { return };
     let file = |id: usize, day: Option<Day>| match day {
@@ -132,4 +139,56 @@ fn main() {
     }
     std::fs::write(&path, out).unwrap();
     eprintln!("wrote {}", path.display());
+}
+
+/// Lists every `<ns>.db/<table>/ds=<day>` folder under `hive` in the catalog
+/// of `<sqlite>/<ns>.sqlite`, with a fingerprint made from its path.
+fn catalog(hive: &std::path::Path, sqlite: &std::path::Path) -> usize {
+    std::fs::create_dir_all(sqlite).unwrap();
+    let mut listed = 0;
+    for ns_dir in std::fs::read_dir(hive).unwrap() {
+        let ns_dir = ns_dir.unwrap().path();
+        let Some(ns) = ns_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".db"))
+        else {
+            continue;
+        };
+        let mut conn = rusqlite::Connection::open(sqlite.join(format!("{ns}.sqlite"))).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _partitions (
+                tbl TEXT NOT NULL, partition TEXT NOT NULL, row_count INTEGER NOT NULL,
+                fingerprint TEXT NOT NULL, written_at INTEGER NOT NULL,
+                PRIMARY KEY (tbl, partition)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS _tables (
+                tbl TEXT PRIMARY KEY, partition_column TEXT NOT NULL) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare("INSERT OR REPLACE INTO _partitions VALUES (?1, ?2, 1, ?3, 0)")
+                .unwrap();
+            for table_dir in std::fs::read_dir(&ns_dir).unwrap() {
+                let table_dir = table_dir.unwrap().path();
+                let table = table_dir.file_name().unwrap().to_str().unwrap().to_string();
+                tx.execute("INSERT OR REPLACE INTO _tables VALUES (?1, 'ds')", [&table])
+                    .unwrap();
+                for partition in std::fs::read_dir(&table_dir).unwrap() {
+                    let partition = partition.unwrap().path();
+                    let name = partition.file_name().unwrap().to_str().unwrap();
+                    let Some(day) = name.strip_prefix("ds=") else {
+                        continue;
+                    };
+                    let fingerprint =
+                        chronon_build::hash::Hash::of(partition.to_string_lossy().as_bytes());
+                    insert.execute((&table, day, fingerprint.hex())).unwrap();
+                    listed += 1;
+                }
+            }
+        }
+        tx.commit().unwrap();
+    }
+    listed
 }

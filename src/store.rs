@@ -15,7 +15,8 @@
 //! - `runs`, `attempts`: run history; `failures`, `forced`: per target;
 //! - `node_memos`: per node, a digest of everything that decided it all
 //!   fresh the last time it was (`plan::memo`), so a plan with the same
-//!   digest skips evaluating its targets one by one.
+//!   digest skips evaluating its targets one by one, and loading them.
+//!   Writing any of a node's targets deletes its memo.
 //!
 //! A target is written here only after its command exited 0 and its outputs
 //! were probed, in one transaction with everything else it implies.
@@ -30,10 +31,11 @@ use crate::graph::Step;
 use crate::hash::Hash;
 use crate::partition::Day;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
-/// schema 2 only added node memos, which a plan can do without.
+/// schemas 2 and 3 only added and changed node memos, which a plan can do
+/// without (a memo of another version never matches).
 const READABLE_FROM: i64 = 1;
 
 /// How unpartitioned targets are stored in integer day columns.
@@ -111,6 +113,11 @@ const MIGRATIONS: &[&str] = &[
         node INTEGER PRIMARY KEY REFERENCES nodes(id),
         memo BLOB NOT NULL
     );",
+    // 3: memos no longer digest the node's recorded targets: every write of
+    // a node's targets deletes its memo instead, so a plan can trust a memo
+    // without loading the targets. Schema-2 memos are dropped, and a
+    // schema-2 binary (which would not delete them) refuses this state.
+    "DELETE FROM node_memos;",
 ];
 
 /// Identifies a node across runs, independent of graph indices.
@@ -381,34 +388,85 @@ impl StateStore {
             .collect())
     }
 
-    /// Every node's recorded targets, failures and forced partitions.
+    /// The nodes with at least one target recorded as built: found by
+    /// the targets' primary key, one seek per node, without loading them.
+    pub fn built_nodes(&self) -> Result<std::collections::HashSet<NodeKey>, StoreError> {
+        let ids = self.node_keys()?;
+        let built = self.select(
+            "SELECT id FROM nodes WHERE EXISTS (SELECT 1 FROM targets WHERE targets.node = nodes.id)",
+            [],
+            |row| row.get::<_, i64>(0),
+        )?;
+        Ok(built
+            .into_iter()
+            .filter_map(|id| ids.get(&id).cloned())
+            .collect())
+    }
+
     pub fn load(&self) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
+        self.load_with(true)
+    }
+
+    /// Every node's failures, forced partitions and memo, without its
+    /// recorded targets: `load_targets` reads those per node, as needed.
+    pub fn load_lazily(&self) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
+        self.load_with(false)
+    }
+
+    /// One node's recorded targets, by day column.
+    pub fn load_targets(&self, node: &NodeKey) -> Result<HashMap<i64, Recorded>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT day, key, slice, inputs, output, seq FROM targets
+                 WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![node.step.name(), node.config, node.part])
+            .map_err(|e| self.err(e))?;
+        let mut built = HashMap::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let day: i64 = row.get(0).map_err(|e| self.err(e))?;
+            built.insert(day, self.recorded(row, 1)?);
+        }
+        Ok(built)
+    }
+
+    /// A `Recorded` from key, slice, inputs, output and seq at `first`.
+    fn recorded(&self, row: &rusqlite::Row, first: usize) -> Result<Recorded, StoreError> {
+        let blob = |i: usize| -> Result<Hash, StoreError> {
+            let bytes: &[u8] = row
+                .get_ref(first + i)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(|e| self.err(e))?;
+            Ok(Hash::from_slice(bytes).unwrap_or_default())
+        };
+        Ok(Recorded {
+            key: blob(0)?,
+            slice: blob(1)?,
+            inputs: blob(2)?,
+            output: blob(3)?,
+            seq: row.get(first + 4).map_err(|e| self.err(e))?,
+        })
+    }
+
+    fn load_with(&self, targets: bool) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
         let ids = self.node_keys()?;
 
         let mut by_id: HashMap<i64, NodeState> = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, day, key, slice, inputs, output, seq FROM targets")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let blob = |i: usize| -> Result<Hash, StoreError> {
-                let bytes: &[u8] = row
-                    .get_ref(i)
-                    .and_then(|v| Ok(v.as_blob()?))
-                    .map_err(|e| self.err(e))?;
-                Ok(Hash::from_slice(bytes).unwrap_or_default())
-            };
-            let recorded = Recorded {
-                key: blob(2)?,
-                slice: blob(3)?,
-                inputs: blob(4)?,
-                output: blob(5)?,
-                seq: row.get(6).map_err(|e| self.err(e))?,
-            };
-            let node: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let day: i64 = row.get(1).map_err(|e| self.err(e))?;
-            by_id.entry(node).or_default().built.insert(day, recorded);
+        if targets {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT node, day, key, slice, inputs, output, seq FROM targets")
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let node: i64 = row.get(0).map_err(|e| self.err(e))?;
+                let day: i64 = row.get(1).map_err(|e| self.err(e))?;
+                let recorded = self.recorded(row, 2)?;
+                by_id.entry(node).or_default().built.insert(day, recorded);
+            }
         }
 
         let failures = self.select("SELECT node, day, run FROM failures", [], |row| {
@@ -785,12 +843,17 @@ impl StateStore {
             let mut forget_reads = tx
                 .prepare_cached("DELETE FROM target_reads WHERE node = ?1 AND day != ?2")
                 .map_err(err)?;
+            // Its targets change: the node's memo no longer holds.
+            let mut forget_memo = tx
+                .prepare_cached("DELETE FROM node_memos WHERE node = ?1")
+                .map_err(err)?;
             let mut ids: HashMap<&NodeKey, i64> = HashMap::new();
             for b in built {
                 let node = match ids.get(b.node) {
                     Some(id) => *id,
                     None => {
                         let id = Self::node_id(&mut self.node_ids, &tx, b.node).map_err(err)?;
+                        forget_memo.execute([id]).map_err(err)?;
                         ids.insert(b.node, id);
                         id
                     }
@@ -1083,5 +1146,43 @@ mod tests {
             store.slice_json(&Hash::of(b"slice")).unwrap().as_deref(),
             Some("{}")
         );
+    }
+
+    #[test]
+    fn writing_a_nodes_targets_deletes_its_memo_and_lazy_loads_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let (node, other) = (
+            NodeKey::new(Step::GroupByBackfill, "t.g", None),
+            NodeKey::new(Step::GroupByUpload, "t.g", None),
+        );
+        store
+            .record_built(&[built(&node, b"k1"), built(&other, b"k1")], &[])
+            .unwrap();
+        let memo = Hash::of(b"memo");
+        store
+            .record_memos(&[(node.clone(), memo), (other.clone(), memo)])
+            .unwrap();
+        let lazy = store.load_lazily().unwrap();
+        assert_eq!(lazy[&node].memo, Some(memo));
+        assert!(lazy[&node].built.is_empty(), "targets are not loaded");
+        assert_eq!(
+            store.load_targets(&node).unwrap(),
+            store.load().unwrap()[&node].built
+        );
+        assert_eq!(
+            store.built_nodes().unwrap(),
+            [node.clone(), other.clone()].into_iter().collect()
+        );
+
+        store.record_built(&[built(&node, b"k2")], &[]).unwrap();
+        let state = store.load_lazily().unwrap();
+        assert_eq!(
+            state.get(&node).and_then(|s| s.memo),
+            None,
+            "its targets changed"
+        );
+        assert_eq!(state[&other].memo, Some(memo), "another node's memo stays");
+        assert_eq!(store.load_targets(&node).unwrap()[&10].key, Hash::of(b"k2"));
     }
 }

@@ -631,11 +631,18 @@ fn read_catalog(conn: &Connection, table: Option<&str>) -> rusqlite::Result<Vec<
     if !table_exists(conn, CATALOG)? {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(
-        "SELECT tbl, partition, row_count, fingerprint, written_at FROM _partitions
-         WHERE ?1 IS NULL OR tbl = ?1 ORDER BY tbl, partition",
-    )?;
-    stmt.query_map([table], |row| {
+    // Two statements: `?1 IS NULL OR tbl = ?1` cannot use the primary key,
+    // and would scan every table's partitions to list one.
+    let columns = "SELECT tbl, partition, row_count, fingerprint, written_at FROM _partitions";
+    let mut stmt = match table {
+        Some(_) => conn.prepare_cached(&format!("{columns} WHERE tbl = ?1 ORDER BY partition"))?,
+        None => conn.prepare_cached(&format!("{columns} ORDER BY tbl, partition"))?,
+    };
+    let params: &[&dyn rusqlite::ToSql] = match &table {
+        Some(table) => &[table],
+        None => &[],
+    };
+    stmt.query_map(params, |row| {
         Ok(PartitionEntry {
             table: row.get(0)?,
             partition: row.get(1)?,

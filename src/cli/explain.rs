@@ -118,14 +118,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
         probe: probe.as_ref(),
         store: store.as_ref(),
     };
-    let plan = plan::compute(
-        &ctx,
-        &PlanOptions {
-            until,
-            from: None,
-            selected,
-        },
-    )?;
+    let plan = plan::compute(&ctx, &PlanOptions::new(until, None, selected))?;
     let targets = &plan.nodes[node.id].targets;
     let target = match spec.day {
         Some(day) => targets.iter().find(|t| t.day == Some(day)),

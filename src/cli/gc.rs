@@ -29,11 +29,11 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     // A run removes orphans too, and jobs write the tables: one at a time.
     let _lock = lock::acquire(&ws.state_path(), args.wait_lock)?;
-    let (plan, _) = ws.plan_read(crate::plan::PlanOptions {
+    let (plan, _) = ws.plan_read(crate::plan::PlanOptions::new(
         until,
-        from: None,
-        selected: vec![true; ws.graph.nodes.len()],
-    })?;
+        None,
+        vec![true; ws.graph.nodes.len()],
+    ))?;
     let said = crate::run::gc::remove(
         &ws.settings,
         &ws.repo.root,

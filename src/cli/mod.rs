@@ -147,11 +147,7 @@ impl Targets {
 
 impl From<Selection> for crate::plan::PlanOptions {
     fn from(selection: Selection) -> Self {
-        crate::plan::PlanOptions {
-            until: selection.until,
-            from: selection.from,
-            selected: selection.nodes,
-        }
+        crate::plan::PlanOptions::new(selection.until, selection.from, selection.nodes)
     }
 }
 

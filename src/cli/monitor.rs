@@ -414,11 +414,7 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
     let selected = ws.select(args.select.as_deref())?;
     // Planned as `plan` would (the shown days only clip the grid), so steps
     // that start at a table's first partition keep that start.
-    let (plan, store) = ws.plan_read(crate::plan::PlanOptions {
-        until,
-        from: args.from,
-        selected,
-    })?;
+    let (plan, store) = ws.plan_read(crate::plan::PlanOptions::new(until, args.from, selected))?;
     let (latest, attempts) = match &store {
         Some(store) => {
             let runs = store.runs(i64::MIN, args.runs)?;

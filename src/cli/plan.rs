@@ -25,7 +25,7 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let selection = args.targets.resolve(&ws)?;
     let step = selection.step;
-    let (plan, _) = ws.plan_read(selection)?;
+    let (plan, _) = ws.plan_read(crate::plan::PlanOptions::from(selection).lazily())?;
     let filter = render::Filter {
         step,
         show_fresh: args.show_fresh || args.format == Format::Json,

@@ -242,7 +242,11 @@ fn execute(
             probe: probe.as_ref(),
             store: store.as_ref(),
         },
-        &PlanOptions::from(selection),
+        &match metrics_file {
+            // The metrics say what each node last built: all of the state.
+            Some(_) => PlanOptions::from(selection),
+            None => PlanOptions::from(selection).lazily(),
+        },
     )?;
     for note in &plan.notes {
         errln!("note: {note}");

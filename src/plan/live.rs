@@ -316,7 +316,7 @@ impl<'g> LivePlan<'g> {
                     .filter(|&i| {
                         let target = self.target(dep, i);
                         self.phases[dep][i] == Phase::Idle
-                            && target.key.is_none()
+                            && undecided(target)
                             && reads_from(
                                 node,
                                 from,
@@ -395,7 +395,7 @@ impl<'g> LivePlan<'g> {
         let mut decided = Vec::new();
         for (i, target) in self.plan.nodes[id].targets.iter().enumerate() {
             if self.phases[id][i] != Phase::Idle
-                || target.key.is_some()
+                || !undecided(target)
                 || super::blocked_by_invalid_config(&target.status)
                 || !touched(node, target, &self.plan)
             {
@@ -468,6 +468,13 @@ impl<'g> LivePlan<'g> {
     fn days(&self, id: NodeId, targets: &[usize]) -> Vec<Option<Day>> {
         targets.iter().map(|&i| self.target(id, i).day).collect()
     }
+}
+
+/// Waiting for its inputs: not fresh (a fresh target's inputs are all
+/// fresh, and stay so in a run; a node's memo may leave it without its
+/// recorded key), and without a key.
+fn undecided(target: &TargetPlan) -> bool {
+    target.key.is_none() && target.status != Status::Fresh
 }
 
 /// Stale with every input known: can run now.
@@ -568,11 +575,8 @@ mod tests {
             probe: &tables,
             store: None,
         };
-        let opts = super::super::PlanOptions {
-            until: Day(JAN_1 + 4),
-            from: None,
-            selected: vec![true; graph.nodes.len()],
-        };
+        let opts =
+            super::super::PlanOptions::new(Day(JAN_1 + 4), None, vec![true; graph.nodes.len()]);
         super::super::compute(&ctx, &opts).unwrap()
     }
 

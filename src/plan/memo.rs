@@ -4,15 +4,17 @@
 //! A node's targets are decided from its slice, its wanted days, how each
 //! input reads (lookback, shift, cutoffs), the columns of its inputs over
 //! what its targets read, its output column over its days, and its recorded
-//! state. The memo is a digest of exactly those. When a plan finds every
+//! state. The memo is a digest of all but the last. When a plan finds every
 //! target of a node fresh, `run` stores the memo (`StateStore::record_memos`);
 //! a later plan that computes the same memo knows, without evaluating a
-//! target, that each is still fresh with its recorded key. Anything that
-//! could change a decision changes the memo: a different key version or
+//! target or loading it from the state, that each is still fresh. Anything
+//! that could change a decision changes the memo: a different key version or
 //! slice, another day, a partition added, removed or changed anywhere in
 //! the span the targets read (range digests are O(1) on a column), a
-//! pending input, an output partition changed, a recorded key, slice or
-//! output changed, a failure or a forced mark.
+//! pending input, an output partition changed. The recorded state is not
+//! digested: every write of a node's targets deletes its memo
+//! (`StateStore::record_built_after`), and a failure or forced mark means
+//! no memo.
 
 use crate::graph::Node;
 use crate::hash::{Hash, KEY_VERSION};
@@ -22,12 +24,11 @@ use crate::store::{NodeState, day_column};
 use super::Column;
 
 /// Bumped whenever what a memo covers changes, so older memos never match.
-const MEMO_VERSION: u32 = 1;
+const MEMO_VERSION: u32 = 2;
 
 /// The memo of `node` planned for `days` (at `until` when unpartitioned);
-/// `None` when its targets cannot all be fresh from the state alone
-/// (nothing recorded for a day, a failure or forced mark, or a pending
-/// input).
+/// `None` when its targets cannot all be fresh from the state alone (a
+/// failure or forced mark, or a pending input).
 pub fn memo(
     node: &Node,
     days: &[Option<Day>],
@@ -98,12 +99,6 @@ pub fn memo(
         _ => {
             hasher.update(b"no output");
         }
-    }
-    for day in days {
-        let recorded = state.built.get(&day_column(*day))?;
-        hasher.update(&recorded.key.0);
-        hasher.update(&recorded.slice.0);
-        hasher.update(&recorded.output.0);
     }
     Some(Hash(*hasher.finalize().as_bytes()))
 }

@@ -19,7 +19,7 @@ pub mod memo;
 pub mod reason;
 pub mod render;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -399,6 +399,32 @@ pub struct PlanOptions {
     pub from: Option<Day>,
     /// Which nodes to plan and show; their upstream is planned too.
     pub selected: Vec<bool>,
+    /// Load every recorded target, or only those the plan needs: with
+    /// `lazily`, a node whose memo holds and whose output no planned node
+    /// reads keeps its targets in the state file (its plan has statuses but
+    /// no recorded keys, and `Plan::state` has none of its builds).
+    pub lazily: bool,
+}
+
+impl PlanOptions {
+    pub fn new(until: Day, from: Option<Day>, selected: Vec<bool>) -> PlanOptions {
+        PlanOptions {
+            until,
+            from,
+            selected,
+            lazily: false,
+        }
+    }
+
+    /// Reads recorded targets only where the plan needs them (`plan` and
+    /// `run`, which show and decide statuses; not `status`, which shows
+    /// what was built).
+    pub fn lazily(self) -> PlanOptions {
+        PlanOptions {
+            lazily: true,
+            ..self
+        }
+    }
 }
 
 /// Everything planning reads.
@@ -417,12 +443,13 @@ pub fn node_key(node: &Node) -> NodeKey {
 /// Columns for every table the planned nodes read or write that is not
 /// written by another node: probed once each, in parallel.
 fn probe_tables(
-    ctx: &Context,
+    graph: &Graph,
+    probe: &dyn Probe,
     planned: &[bool],
-    state: &HashMap<NodeKey, NodeState>,
+    built: &HashSet<NodeKey>,
 ) -> Result<HashMap<String, Partitions>, Error> {
     let mut tables = BTreeSet::new();
-    for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
+    for node in graph.nodes.iter().filter(|n| planned[n.id]) {
         for input in node
             .inputs
             .iter()
@@ -435,9 +462,7 @@ fn probe_tables(
         {
             tables.insert(table.to_string());
         }
-        let built = state
-            .get(&node_key(node))
-            .is_some_and(|s| !s.built.is_empty());
+        let built = built.contains(&node_key(node));
         if let Some(output) = node.output.as_ref().filter(|_| built && node.probed_output) {
             tables.insert(output.clone());
         }
@@ -445,7 +470,7 @@ fn probe_tables(
     let tables: Vec<String> = tables.into_iter().collect();
     let listed: Result<Vec<(String, Partitions)>, _> = tables
         .into_par_iter()
-        .map(|t| ctx.probe.list(&t).map(|p| (t, p)))
+        .map(|t| probe.list(&t).map(|p| (t, p)))
         .collect();
     Ok(listed?.into_iter().collect())
 }
@@ -594,11 +619,27 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         .filter(|id| opts.selected[*id])
         .collect();
     let planned = graph.with_upstream(&roots);
-    let mut state = match ctx.store {
-        Some(store) => store.load()?,
-        None => HashMap::new(),
+    // The warehouse is probed while the state loads: the outputs probed are
+    // those of nodes with a build recorded, which one query finds.
+    let built = match ctx.store {
+        Some(store) => store.built_nodes()?,
+        None => HashSet::new(),
     };
-    let probed = probe_tables(ctx, &planned, &state)?;
+    let (mut state, probed) = match ctx.store {
+        Some(store) => std::thread::scope(|s| {
+            let probing = s.spawn(|| probe_tables(graph, ctx.probe, &planned, &built));
+            let state = match opts.lazily {
+                true => store.load_lazily(),
+                false => store.load(),
+            };
+            let probed = probing.join().expect("probing does not panic");
+            Ok::<_, Error>((state?, probed?))
+        })?,
+        None => (
+            HashMap::new(),
+            probe_tables(graph, ctx.probe, &planned, &built)?,
+        ),
+    };
     // Tables that invalid configs (left out of the graph) would write.
     let invalid_tables: HashMap<&str, &str> = ctx
         .repo
@@ -611,7 +652,6 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         .par_iter()
         .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
         .collect();
-    let empty_state = NodeState::default();
 
     let mut nodes: Vec<NodePlan> = (0..graph.nodes.len())
         .map(|_| NodePlan::default())
@@ -624,12 +664,26 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             continue;
         }
         let node = &graph.nodes[id];
-        let state = state.get(&node_key(node)).unwrap_or(&empty_state);
+        let key = node_key(node);
+        let read_by_planned = graph.dependents[id].iter().any(|d| planned[*d]);
+        let state = state.entry(key).or_default();
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
         let memo = memo::memo(node, &days, opts.until, &inputs, output_column, state);
-        let decided: Vec<(TargetPlan, bool)> = match memo.filter(|m| state.memo == Some(*m)) {
+        let held = memo.filter(|m| state.memo == Some(*m));
+        // Loaded lazily: what the memo does not settle, what dependents
+        // read (their input columns), and streaming deploys (their keys are
+        // checked against the running job).
+        if let Some(store) = ctx.store
+            && opts.lazily
+            && built.contains(&node_key(node))
+            && (held.is_none() || read_by_planned || node.step == Step::GroupByStreaming)
+        {
+            state.built = store.load_targets(&node_key(node))?;
+        }
+        let state = &*state;
+        let decided: Vec<(TargetPlan, bool)> = match held {
             // Nothing that decides this node changed since it was all
             // fresh: each target is fresh with its recorded key.
             Some(_) => days
@@ -683,7 +737,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         }
 
         if let Some(output) = &node.output
-            && graph.dependents[id].iter().any(|d| planned[*d])
+            && read_by_planned
         {
             let column = internal_column(node, output, &nodes[id], state);
             columns.insert(internal_key(output), column);

@@ -196,11 +196,7 @@ impl Scenario {
             };
             let plan = plan::compute(
                 &ctx,
-                &PlanOptions {
-                    until,
-                    from: None,
-                    selected: vec![true; ws.graph.nodes.len()],
-                },
+                &PlanOptions::new(until, None, vec![true; ws.graph.nodes.len()]),
             )
             .unwrap();
             let mut records = Vec::new();

@@ -364,46 +364,64 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
     result.unwrap();
 }
 
-/// A state written by the previous schema (1, before node memos) keeps
-/// working: a reader plans from it as it is (it never migrates), the next
-/// run migrates it forward and records memos, and nothing is rebuilt.
+/// A state written by a previous schema keeps working: a reader plans from
+/// it as it is (it never migrates), the next run migrates it forward and
+/// records memos, and nothing is rebuilt. Schema 1 had no memos; schema 2's
+/// digested the recorded targets, and are dropped (schema 3's rely on every
+/// write of a node's targets deleting its memo).
 #[test]
-fn a_state_of_the_previous_schema_is_read_and_migrated_forward() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    Files::initial().write(&root);
-    let until = day(4);
-    run(&root, &until);
-    let state = root.join(".chronon-build/state.db");
-    {
-        // What schema 1 had: no node_memos table, user_version 1.
-        let conn = rusqlite::Connection::open(&state).unwrap();
-        conn.execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
-            .unwrap();
-    }
-    let version = || -> i64 {
-        rusqlite::Connection::open(&state)
-            .unwrap()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap()
-    };
-    let plan = chronon_build(&root, &["plan", "--until", &until]);
-    assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert!(
-        plan.stdout.contains(" 0 stale, 0 blocked"),
-        "{}",
-        plan.stdout
-    );
-    assert_eq!(version(), 1, "plan reads without migrating");
+fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
+    for schema in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        Files::initial().write(&root);
+        let until = day(4);
+        run(&root, &until);
+        let state = root.join(".chronon-build/state.db");
+        let old_memo = [7u8; 32];
+        {
+            let conn = rusqlite::Connection::open(&state).unwrap();
+            if schema == 1 {
+                conn.execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
+                    .unwrap();
+            } else {
+                conn.execute("UPDATE node_memos SET memo = ?1", [&old_memo[..]])
+                    .unwrap();
+                conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+            }
+        }
+        let version = || -> i64 {
+            rusqlite::Connection::open(&state)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        let plan = chronon_build(&root, &["plan", "--until", &until]);
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        assert!(
+            plan.stdout.contains(" 0 stale, 0 blocked"),
+            "{}",
+            plan.stdout
+        );
+        assert_eq!(version(), schema, "plan reads without migrating");
 
-    let again = run(&root, &until);
-    assert_eq!(jobs(&again), 0, "{}", again.stdout);
-    assert_eq!(version(), 2);
-    let memos: i64 = rusqlite::Connection::open(&state)
-        .unwrap()
-        .query_row("SELECT count(*) FROM node_memos", [], |r| r.get(0))
-        .unwrap();
-    assert!(memos > 0, "the migrated state records memos");
-    let (with, without) = plans_with_and_without_memos(&root, &until);
-    assert_eq!(with, without);
+        let again = run(&root, &until);
+        assert_eq!(jobs(&again), 0, "{}", again.stdout);
+        assert_eq!(version(), 3);
+        let conn = rusqlite::Connection::open(&state).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert!(
+            count("SELECT count(*) FROM node_memos") > 0,
+            "the migrated state records memos"
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM node_memos WHERE memo = x'0707070707070707070707070707070707070707070707070707070707070707'"
+            ),
+            0,
+            "schema 2's memos are dropped"
+        );
+        let (with, without) = plans_with_and_without_memos(&root, &until);
+        assert_eq!(with, without);
+    }
 }
