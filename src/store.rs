@@ -847,15 +847,26 @@ impl StateStore {
             let mut forget_memo = tx
                 .prepare_cached("DELETE FROM node_memos WHERE node = ?1")
                 .map_err(err)?;
-            let mut ids: HashMap<&NodeKey, i64> = HashMap::new();
+            let mut has_failed = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM failures WHERE node = ?1)")
+                .map_err(err)?;
+            let mut has_forced = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM forced WHERE node = ?1)")
+                .map_err(err)?;
+            // Per node: its id, and whether it has failures or forced
+            // marks to clear (most nodes have none: one query per node
+            // instead of two deletes per target).
+            let mut ids: HashMap<&NodeKey, (i64, bool, bool)> = HashMap::new();
             for b in built {
-                let node = match ids.get(b.node) {
-                    Some(id) => *id,
+                let (node, failed, forced) = match ids.get(b.node) {
+                    Some(seen) => *seen,
                     None => {
                         let id = Self::node_id(&mut self.node_ids, &tx, b.node).map_err(err)?;
                         forget_memo.execute([id]).map_err(err)?;
-                        ids.insert(b.node, id);
-                        id
+                        let failed: bool = has_failed.query_row([id], |r| r.get(0)).map_err(err)?;
+                        let forced: bool = has_forced.query_row([id], |r| r.get(0)).map_err(err)?;
+                        ids.insert(b.node, (id, failed, forced));
+                        (id, failed, forced)
                     }
                 };
                 if !self.slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
@@ -888,8 +899,12 @@ impl StateStore {
                     .collect();
                 let ranges = serde_json::to_string(&ranges).expect("ranges serialize");
                 reads.execute(params![node, day, ranges]).map_err(err)?;
-                clear_failed.execute(params![node, day]).map_err(err)?;
-                clear_forced.execute(params![node, day]).map_err(err)?;
+                if failed {
+                    clear_failed.execute(params![node, day]).map_err(err)?;
+                }
+                if forced {
+                    clear_forced.execute(params![node, day]).map_err(err)?;
+                }
             }
         }
         tx.commit().map_err(err)?;

@@ -150,6 +150,13 @@ pub fn quote_list(identifiers: &[String]) -> String {
         .join(", ")
 }
 
+/// Why reading catalogs stopped: the warehouse, or the caller's `each`.
+#[derive(Debug)]
+pub enum Catalog<E> {
+    Read(WarehouseError),
+    Entry(E),
+}
+
 /// One partition in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionEntry {
@@ -273,6 +280,42 @@ impl Warehouse {
         };
         let path = self.namespace_file(&table.namespace);
         read_catalog(&conn, Some(&table.table)).map_err(|e| sqlite_error(&path, e))
+    }
+
+    /// The catalog entries of tables of one namespace, through one
+    /// connection: `each(index into tables, partition, fingerprint)`. A
+    /// namespace or table that does not exist has no entries.
+    pub fn read_catalogs<E>(
+        &self,
+        namespace: &str,
+        tables: &[&str],
+        mut each: impl FnMut(usize, &str, &str) -> Result<(), E>,
+    ) -> Result<(), Catalog<E>> {
+        let Some(conn) = self.open_read(namespace).map_err(Catalog::Read)? else {
+            return Ok(());
+        };
+        let path = self.namespace_file(namespace);
+        let err = |e| Catalog::Read(sqlite_error(&path, e));
+        if !table_exists(&conn, CATALOG).map_err(err)? {
+            return Ok(());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT partition, fingerprint FROM _partitions WHERE tbl = ?1 ORDER BY partition",
+            )
+            .map_err(err)?;
+        for (i, table) in tables.iter().enumerate() {
+            let mut rows = stmt.query([table]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let text = |c: usize| -> Result<&str, Catalog<E>> {
+                    row.get_ref(c)
+                        .and_then(|v| Ok(v.as_str()?))
+                        .map_err(|e| Catalog::Read(sqlite_error(&path, e)))
+                };
+                each(i, text(0)?, text(1)?).map_err(Catalog::Entry)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every table's catalog entries, by namespace, table and partition.

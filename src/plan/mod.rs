@@ -264,6 +264,12 @@ pub enum Evaluation {
     },
 }
 
+/// The days of an input a target at `at` reads (its lookback from the
+/// column's first partition).
+fn read_range(input: &Input, column: &Column, at: Day) -> DayRange {
+    input.range(at, column.first_present())
+}
+
 /// Looks at one target's inputs. `columns[i]` is the column of
 /// `node.inputs[i]`; ordering-only inputs have none.
 pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Column>]) -> Evaluation {
@@ -292,7 +298,7 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
                 _ => {}
             }
         }
-        let range = input.range(at, column.first_present());
+        let range = read_range(input, column, at);
         if range.is_empty() {
             continue;
         }
@@ -330,6 +336,9 @@ pub struct TargetPlan {
     pub status: Status,
     /// The current key, when every input is known.
     pub key: Option<Hash>,
+    /// The hash of the inputs' digests the key was made from, when it was
+    /// made (recorded beside the key when the target is built).
+    pub inputs_hash: Option<Hash>,
 }
 
 #[derive(Debug, Default)]
@@ -467,12 +476,10 @@ fn probe_tables(
             tables.insert(output.clone());
         }
     }
-    let tables: Vec<String> = tables.into_iter().collect();
-    let listed: Result<Vec<(String, Partitions)>, _> = tables
-        .into_par_iter()
-        .map(|t| probe.list(&t).map(|p| (t, p)))
-        .collect();
-    Ok(listed?.into_iter().collect())
+    Ok(probe
+        .list_all(tables.into_iter().collect())?
+        .into_iter()
+        .collect())
 }
 
 /// Partitions of the planned daily nodes' probed outputs before their start
@@ -694,6 +701,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
                         day: *day,
                         status: Status::Fresh,
                         key,
+                        inputs_hash: None,
                     };
                     (target, false)
                 })
@@ -906,11 +914,18 @@ pub fn decide(
     output: Option<&Column>,
 ) -> (TargetPlan, bool) {
     let column = day_column(day);
-    let key = match &evaluation {
-        Evaluation::Ready { key, .. } => Some(*key),
-        Evaluation::Pending(_) => None,
+    let (key, inputs_hash) = match &evaluation {
+        Evaluation::Ready {
+            key, inputs_hash, ..
+        } => (Some(*key), Some(*inputs_hash)),
+        Evaluation::Pending(_) => (None, None),
     };
-    let plan = |status: Status| TargetPlan { day, status, key };
+    let plan = |status: Status| TargetPlan {
+        day,
+        status,
+        key,
+        inputs_hash,
+    };
     if let Evaluation::Pending(status @ Status::Blocked { .. }) = &evaluation {
         return (plan(status.clone()), false);
     }
@@ -1166,37 +1181,38 @@ pub struct BuildRecord {
 }
 
 impl BuildRecord {
-    /// For a target whose inputs are all known; `None` while it is blocked
-    /// or waiting. `slice_json` is the node's slice as JSON, shared by all
+    /// For a target whose key is known (its inputs all are); `None` while
+    /// it is blocked or waiting. The key and inputs hash are the plan's:
+    /// only the ranges read are worked out again, in the order `evaluate`
+    /// sorts them. `slice_json` is the node's slice as JSON, shared by all
     /// its targets.
     pub fn for_target(
         plan: &Plan,
         graph: &Graph,
         node: &Node,
-        day: Option<Day>,
+        target: &TargetPlan,
         slice_json: &Arc<str>,
     ) -> Option<BuildRecord> {
-        let columns = plan.input_columns(graph, node);
-        let at = day.unwrap_or(plan.until);
-        let Evaluation::Ready {
-            inputs,
-            inputs_hash,
-            key,
-        } = evaluate(node, day, at, &columns)
-        else {
-            return None;
-        };
+        let (key, inputs_hash) = (target.key?, target.inputs_hash?);
+        let at = target.day.unwrap_or(plan.until);
+        let mut ranges: Vec<(String, Day, Day)> = node
+            .inputs
+            .iter()
+            .zip(plan.input_columns(graph, node))
+            .filter_map(|(input, column)| {
+                let range = read_range(input, column?, at);
+                (!range.is_empty()).then(|| (input.table.clone(), range.from, range.to))
+            })
+            .collect();
+        ranges.sort();
         Some(BuildRecord {
             node: node_key(node),
-            day,
+            day: target.day,
             key,
             slice: node.slice_hash,
             slice_json: slice_json.clone(),
             inputs_hash,
-            ranges: inputs
-                .into_iter()
-                .map(|i| (i.table, i.from, i.to))
-                .collect(),
+            ranges,
             sole: node.schedule == Schedule::Latest && !node.probed_output,
         })
     }

@@ -38,9 +38,20 @@ pub trait Probe: Sync {
     /// The given days of `table` that exist, with fingerprints: what a job
     /// just wrote. Probes that can look at one partition override this.
     fn list_days(&self, table: &str, days: &[Day]) -> Result<Partitions, ProbeError> {
+        let wanted: std::collections::BTreeSet<&Day> = days.iter().collect();
         let mut all = self.list(table)?;
-        all.retain(|d, _| days.contains(d));
+        all.retain(|d, _| wanted.contains(d));
         Ok(all)
+    }
+
+    /// Lists many tables, in parallel. Probes that can share work between
+    /// tables (one connection for a namespace) override this.
+    fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
+        use rayon::prelude::*;
+        tables
+            .into_par_iter()
+            .map(|t| self.list(&t).map(|p| (t, p)))
+            .collect()
     }
 }
 
@@ -117,36 +128,83 @@ pub struct SqliteProbe {
     pub warehouse: crate::warehouse::Warehouse,
 }
 
-impl Probe for SqliteProbe {
-    fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
-        let listing = |message: String| ProbeError::Listing {
+impl SqliteProbe {
+    fn listing_error(&self, table: &str, message: String) -> ProbeError {
+        ProbeError::Listing {
             table: table.to_string(),
             path: self.warehouse.root.display().to_string(),
             message,
-        };
-        let name = crate::warehouse::TableName::parse(table).map_err(|e| listing(e.to_string()))?;
-        let entries = self
-            .warehouse
-            .partitions(&name)
-            .map_err(|e| listing(e.to_string()))?;
-        entries
-            .into_iter()
-            .map(|entry| {
-                let day = Day::parse(&entry.partition).ok_or_else(|| {
-                    listing(format!(
-                        "catalog partition {:?} is not a date",
-                        entry.partition
-                    ))
+        }
+    }
+
+    /// Tables of one namespace, read through one connection.
+    fn list_in(
+        &self,
+        namespace: &str,
+        tables: &[(&str, String)],
+    ) -> Result<Vec<(String, Partitions)>, ProbeError> {
+        let names: Vec<&str> = tables.iter().map(|(_, name)| name.as_str()).collect();
+        let mut out: Vec<Partitions> = vec![Partitions::new(); tables.len()];
+        self.warehouse
+            .read_catalogs(namespace, &names, |i, partition, fingerprint| {
+                let table = tables[i].0;
+                let day = Day::parse(partition).ok_or_else(|| {
+                    self.listing_error(
+                        table,
+                        format!("catalog partition {partition:?} is not a date"),
+                    )
                 })?;
-                let fingerprint = Hash::from_hex(&entry.fingerprint).ok_or_else(|| {
-                    listing(format!(
-                        "catalog fingerprint of {} is not a hash",
-                        entry.partition
-                    ))
+                let fingerprint = Hash::from_hex(fingerprint).ok_or_else(|| {
+                    self.listing_error(
+                        table,
+                        format!("catalog fingerprint of {partition} is not a hash"),
+                    )
                 })?;
-                Ok((day, fingerprint))
+                out[i].insert(day, fingerprint);
+                Ok(())
             })
-            .collect()
+            .map_err(|e| match e {
+                crate::warehouse::Catalog::Read(e) => {
+                    self.listing_error(tables.first().map_or("", |t| t.0), e.to_string())
+                }
+                crate::warehouse::Catalog::Entry(e) => e,
+            })?;
+        Ok(tables
+            .iter()
+            .map(|(table, _)| table.to_string())
+            .zip(out)
+            .collect())
+    }
+}
+
+impl Probe for SqliteProbe {
+    fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
+        let mut listed = self.list_all(vec![table.to_string()])?;
+        Ok(listed.pop().map(|(_, p)| p).unwrap_or_default())
+    }
+
+    /// One connection per namespace and batch of tables, not per table.
+    fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
+        use rayon::prelude::*;
+        let mut by_namespace: BTreeMap<String, Vec<(&str, String)>> = BTreeMap::new();
+        for table in &tables {
+            let name = crate::warehouse::TableName::parse(table)
+                .map_err(|e| self.listing_error(table, e.to_string()))?;
+            by_namespace
+                .entry(name.namespace)
+                .or_default()
+                .push((table.as_str(), name.table));
+        }
+        const BATCH: usize = 256;
+        let batches: Vec<(&str, &[(&str, String)])> = by_namespace
+            .iter()
+            .flat_map(|(ns, tables)| tables.chunks(BATCH).map(move |chunk| (ns.as_str(), chunk)))
+            .collect();
+        let listed: Vec<Vec<(String, Partitions)>> = batches
+            .into_par_iter()
+            .map(|(ns, chunk)| self.list_in(ns, chunk))
+            .collect::<Result<_, _>>()?;
+        Ok(listed.into_iter().flatten().collect())
     }
 }
 

@@ -243,12 +243,12 @@ impl<'c, 'a> Runner<'c, 'a> {
             let records = done
                 .iter()
                 .filter_map(|&i| {
-                    let day = self.live.target(id, i).day;
+                    let target = self.live.target(id, i);
                     BuildRecord::for_target(
                         self.live.plan(),
                         self.ctx.graph,
                         node,
-                        day,
+                        target,
                         &slice_json,
                     )
                 })
@@ -467,14 +467,15 @@ impl<'c, 'a> Runner<'c, 'a> {
                 (Some(from), Some(to)) => Some(DayRange::new(from, to)),
                 _ => None,
             };
-            let records: Vec<BuildRecord> = days
+            let records: Vec<BuildRecord> = targets
                 .iter()
-                .filter_map(|day| {
+                .filter_map(|&i| {
+                    let target = self.live.target(id, i);
                     BuildRecord::for_target(
                         self.live.plan(),
                         self.ctx.graph,
                         node,
-                        *day,
+                        target,
                         &slice_json,
                     )
                 })

@@ -208,7 +208,7 @@ impl Scenario {
                         continue;
                     }
                     let Some(record) =
-                        BuildRecord::for_target(&plan, &ws.graph, node, target.day, &slice_json)
+                        BuildRecord::for_target(&plan, &ws.graph, node, target, &slice_json)
                     else {
                         continue;
                     };
