@@ -5,7 +5,9 @@
 #                           # is `true`, -j 2, beside `ninja -j 2` on an
 #                           # equivalent build.ninja made from the same graph
 #   bench/run.sh adopt      # adopt, then plan and a no-op run, over ~1,000,000
-#                           # built targets, beside ninja -n on 73,000
+#                           # built targets (hive-dir in listing and folder
+#                           # modes, and the embedded warehouse), beside
+#                           # ninja -n on 73,000
 #
 # Outputs are created beforehand in the hive-dir warehouse, so `true` "writes"
 # them and the runner probes and records every target as a real job would.
@@ -25,18 +27,24 @@ measure() { # label, then the command
 }
 
 if [ "${1:-}" = adopt ]; then
-    # The warm case: a fully built ~1,000,000-target repository (hive-dir),
-    # adopted, then planned and run with nothing to do, in the default
-    # `listing` fingerprint mode and in `folder` mode; beside `ninja -n` on
-    # the 73,000-target graph (bench/plan.sh's default size), in the same run.
+    # The warm case: a fully built ~1,000,000-target repository, adopted,
+    # then planned and run with nothing to do: on hive-dir in the default
+    # `listing` fingerprint mode and in `folder` mode, and on the embedded
+    # warehouse (the same partitions listed in its catalog); beside
+    # `ninja -n` on the 73,000-target graph (bench/plan.sh's default size),
+    # in the same run.
     ninja_out=bench/out/gb200_d365_w30
     ./target/release/examples/gen_repo --group-bys 200 --days 365 --window 30 --out "$ninja_out" >/dev/null
     ninja -C "$ninja_out" -n >/dev/null
     out=bench/out/adopt1m
     ./target/release/examples/gen_repo --group-bys 2740 --days 365 --window 30 --no-ninja --out "$out" >/dev/null
-    ./target/release/examples/gen_run --repo "$out/repo"
-    for mode in listing folder; do
-        printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "hive-dir"\nfingerprint = "%s"\n' "$mode" > "$out/repo/chronon-build.toml"
+    ./target/release/examples/gen_run --repo "$out/repo" --sqlite sqlwh
+    for mode in listing folder sqlite; do
+        if [ "$mode" = sqlite ]; then
+            printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "sqlite"\nroot = "sqlwh"\n' > "$out/repo/chronon-build.toml"
+        else
+            printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "hive-dir"\nfingerprint = "%s"\n' "$mode" > "$out/repo/chronon-build.toml"
+        fi
         rm -rf "$out/repo/.chronon-build"
         measure "adopt, 1,000,100 targets ($mode)" $bin adopt --repo "$out/repo" --until 2025-12-31
         # The first run after adopting plans every target and records node

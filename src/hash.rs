@@ -69,7 +69,7 @@ impl Hash {
 
     /// Lowercase hex in a stack buffer: keys serialize several hashes each,
     /// a million times per plan.
-    fn hex_bytes(&self) -> [u8; 64] {
+    pub fn hex_bytes(&self) -> [u8; 64] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
         for (i, byte) in self.0.iter().enumerate() {

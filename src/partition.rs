@@ -77,6 +77,11 @@ impl DayText {
 }
 
 impl Day {
+    /// The `yyyy-MM-dd` text's bytes, as `Display` and serde write them.
+    pub fn text_bytes(self) -> [u8; 10] {
+        self.as_text().0
+    }
+
     /// `yyyy-MM-dd`, for years 0..=9999 (the only years `parse` accepts).
     fn as_text(self) -> DayText {
         let (y, m, d) = civil_from_days(self.0);

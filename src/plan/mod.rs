@@ -71,7 +71,7 @@ impl<'a> KeyDoc<'a> {
     /// inputs' JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
     /// checks the bytes are serde's).
     pub fn hashes(&self) -> (Hash, Hash) {
-        let inputs = serde_json::to_vec(self.inputs).expect("serializing to memory cannot fail");
+        let inputs = inputs_json(self.inputs);
         let mut head = Vec::with_capacity(160);
         head.extend_from_slice(b"{\"key_version\":");
         head.extend_from_slice(self.key_version.to_string().as_bytes());
@@ -90,6 +90,31 @@ impl<'a> KeyDoc<'a> {
         key.update(b"}");
         (Hash::of(&inputs), Hash(*key.finalize().as_bytes()))
     }
+}
+
+/// The inputs' JSON, byte for byte as serde writes it (field order, string
+/// escapes), without serde's per-field work: a plan writes one per target.
+fn inputs_json(inputs: &[InputDigest]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + inputs.len() * (160 + 2 * 32));
+    out.push(b'[');
+    for (i, input) in inputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"table\":");
+        serde_json::to_writer(&mut out, &input.table).expect("serializing to memory cannot fail");
+        out.extend_from_slice(b",\"from\":\"");
+        out.extend_from_slice(&input.from.text_bytes());
+        out.extend_from_slice(b"\",\"to\":\"");
+        out.extend_from_slice(&input.to.text_bytes());
+        out.extend_from_slice(b"\",\"present\":");
+        out.extend_from_slice(input.present.to_string().as_bytes());
+        out.extend_from_slice(b",\"digest\":\"");
+        out.extend_from_slice(&input.digest.hex_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.push(b']');
+    out
 }
 
 /// What a target reads of one table: the range, how many partitions are
@@ -1297,6 +1322,13 @@ mod tests {
                 to: Day(5),
                 present: 0,
                 digest: Hash::of(b"b"),
+            },
+            InputDigest {
+                table: "ns.t\u{1}\n\\é/".into(),
+                from: Day(2_932_896),
+                to: Day(2_932_896),
+                present: u32::MAX,
+                digest: Hash::of(b"c"),
             },
         ];
         for partition in [Some(Day(20_031)), None] {
