@@ -24,9 +24,10 @@
 //!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
 //! - `store`: the SQLite state;
-//! - `plan`: statuses, stale reasons, keys (`KeyDoc`), the planner and its
-//!   output, the live plan a run consumes (`plan::live`), and node memos
-//!   (`plan::memo`: skipping nodes nothing touched);
+//! - `plan`: the planner (`compute`, `decide`: where staleness is decided),
+//!   keys (`plan::key`: where a key is made), input columns, stale reasons,
+//!   what a build records, the live plan a run consumes (`plan::live`), node
+//!   memos (`plan::memo`: skipping nodes nothing touched), and its output;
 //! - `diff`: what a config change invalidates, for CI;
 //! - `monitor`: status, metrics and the HTML report, from plans and history;
 //! - `run`: the runner, its locks, progress and summary, and `gc` (orphaned

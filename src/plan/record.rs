@@ -1,0 +1,124 @@
+//! What `run` records when a target is built: its key and inputs hash (the
+//! plan's), its slice, the ranges it read (`BuildRecord`), and the input
+//! partitions its job read (`reads`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Column, Plan, TargetPlan, node_key, read_range};
+use crate::graph::{Graph, Node, Schedule};
+use crate::hash::Hash;
+use crate::partition::{Day, DayRange};
+use crate::store::NodeKey;
+
+/// What recording one target as built writes, apart from its output
+/// fingerprint (probed after the job, by the caller).
+pub struct BuildRecord {
+    pub node: NodeKey,
+    pub day: Option<Day>,
+    pub key: Hash,
+    pub slice: Hash,
+    pub slice_json: Arc<str>,
+    pub inputs_hash: Hash,
+    pub ranges: Vec<(String, Day, Day)>,
+    /// The output holds one version only (a KV dataset, an unpartitioned
+    /// upload table): building this day replaces what any other day built.
+    pub sole: bool,
+}
+
+impl BuildRecord {
+    /// For a target whose key is known (its inputs all are); `None` while
+    /// it is blocked or waiting. The key and inputs hash are the plan's:
+    /// only the ranges read are worked out again, in the order `evaluate`
+    /// sorts them. `slice_json` is the node's slice as JSON, shared by all
+    /// its targets.
+    pub fn for_target(
+        plan: &Plan,
+        graph: &Graph,
+        node: &Node,
+        target: &TargetPlan,
+        slice_json: &Arc<str>,
+    ) -> Option<BuildRecord> {
+        let (key, inputs_hash) = (target.key?, target.inputs_hash?);
+        let at = target.day.unwrap_or(plan.until);
+        let mut ranges: Vec<(String, Day, Day)> = node
+            .inputs
+            .iter()
+            .zip(plan.input_columns(graph, node))
+            .filter_map(|(input, column)| {
+                let range = read_range(input, column?, at);
+                (!range.is_empty()).then(|| (input.table.clone(), range.from, range.to))
+            })
+            .collect();
+        ranges.sort();
+        Some(BuildRecord {
+            node: node_key(node),
+            day: target.day,
+            key,
+            slice: node.slice_hash,
+            slice_json: slice_json.clone(),
+            inputs_hash,
+            ranges,
+            sole: node.schedule == Schedule::Latest && !node.probed_output,
+        })
+    }
+
+    /// The store's view, with the probed output fingerprint (or the key, for
+    /// steps whose output cannot be probed).
+    pub fn built(&self, output: Hash) -> crate::store::Built<'_> {
+        crate::store::Built {
+            node: &self.node,
+            day: self.day,
+            key: self.key,
+            slice: self.slice,
+            slice_json: &self.slice_json,
+            inputs: self.inputs_hash,
+            output,
+            ranges: &self.ranges,
+            sole: self.sole,
+        }
+    }
+}
+
+/// The node's slice as stored: canonical JSON.
+pub fn slice_json(node: &Node) -> Arc<str> {
+    serde_json::to_string(&node.slice)
+        .expect("slice serializes")
+        .into()
+}
+
+/// Every input partition that targets of `node` at `days` read, once each:
+/// per input, the union of the targets' ranges.
+pub fn reads(
+    node: &Node,
+    columns: &[Option<&Column>],
+    days: &[Option<Day>],
+    until: Day,
+) -> Vec<(String, Day, Hash)> {
+    let mut out: BTreeMap<(&str, Day), Hash> = BTreeMap::new();
+    for (input, column) in node.inputs.iter().zip(columns) {
+        let Some(column) = column else { continue };
+        let first = column.first_present();
+        let mut ranges: Vec<DayRange> = days
+            .iter()
+            .map(|d| input.range(d.unwrap_or(until), first))
+            .filter(|r| !r.is_empty())
+            .collect();
+        ranges.sort_by_key(|r| (r.from, r.to));
+        let mut merged: Vec<DayRange> = Vec::new();
+        for range in ranges {
+            match merged.last_mut() {
+                Some(last) if range.from.0 <= last.to.0 + 1 => last.to = last.to.max(range.to),
+                _ => merged.push(range),
+            }
+        }
+        for range in merged {
+            for (day, fp) in column.present_in(range) {
+                out.insert((input.table.as_str(), day), fp);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|((t, d), fp)| (t.to_string(), d, fp))
+        .collect()
+}
