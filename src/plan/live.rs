@@ -590,6 +590,15 @@ mod tests {
         ]))
     }
 
+    /// The join's left, part and final nodes.
+    fn join_nodes(graph: &Graph) -> (NodeId, NodeId, NodeId) {
+        (
+            node(graph, "join-left:t.j.v1"),
+            node(graph, "join-part:t.j.v1#t_gb_v1"),
+            node(graph, "join-final:t.j.v1"),
+        )
+    }
+
     fn node(graph: &Graph, label: &str) -> NodeId {
         graph.nodes.iter().find(|n| n.label() == label).unwrap().id
     }
@@ -656,11 +665,7 @@ mod tests {
     #[test]
     fn a_target_becomes_ready_when_the_days_it_reads_are_built() {
         let f = fixture();
-        let (left, part, last) = (
-            node(&f.graph, "join-left:t.j.v1"),
-            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
-            node(&f.graph, "join-final:t.j.v1"),
-        );
+        let (left, part, last) = join_nodes(&f.graph);
         let mut live = LivePlan::new(
             &f.graph,
             plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
@@ -694,11 +699,7 @@ mod tests {
     #[test]
     fn a_failure_stops_what_reads_it_transitively_and_nothing_else() {
         let f = fixture();
-        let (left, part, last) = (
-            node(&f.graph, "join-left:t.j.v1"),
-            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
-            node(&f.graph, "join-final:t.j.v1"),
-        );
+        let (left, part, last) = join_nodes(&f.graph);
         let mut live = LivePlan::new(
             &f.graph,
             plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
@@ -727,11 +728,7 @@ mod tests {
     #[test]
     fn a_rebuild_that_writes_the_same_output_cuts_off_what_reads_it() {
         let f = fixture();
-        let (left, part, last) = (
-            node(&f.graph, "join-left:t.j.v1"),
-            node(&f.graph, "join-part:t.j.v1#t_gb_v1"),
-            node(&f.graph, "join-final:t.j.v1"),
-        );
+        let (left, part, last) = join_nodes(&f.graph);
         // The key the part gets once the left's 01-03 wrote "left 3".
         let mut first = LivePlan::new(
             &f.graph,

@@ -238,21 +238,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
         }
         if !done.is_empty() {
-            let slice_json = self.slice_json(id);
-            let node = &self.ctx.graph.nodes[id];
-            let records = done
-                .iter()
-                .filter_map(|&i| {
-                    let target = self.live.target(id, i);
-                    BuildRecord::for_target(
-                        self.live.plan(),
-                        self.ctx.graph,
-                        node,
-                        target,
-                        &slice_json,
-                    )
-                })
-                .collect();
+            let records = self.records(id, &done);
             self.jobs.push(Job {
                 node: id,
                 targets: done,
@@ -381,6 +367,20 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.hooks.failure(vars);
     }
 
+    /// What building these targets of a node records (those whose key is
+    /// known).
+    fn records(&mut self, id: NodeId, targets: &[usize]) -> Vec<BuildRecord> {
+        let slice_json = self.slice_json(id);
+        let node = &self.ctx.graph.nodes[id];
+        targets
+            .iter()
+            .filter_map(|&i| {
+                let target = self.live.target(id, i);
+                BuildRecord::for_target(self.live.plan(), self.ctx.graph, node, target, &slice_json)
+            })
+            .collect()
+    }
+
     fn slice_json(&mut self, node: NodeId) -> Arc<str> {
         let graph = self.ctx.graph;
         self.slices
@@ -458,7 +458,6 @@ impl<'c, 'a> Runner<'c, 'a> {
             .iter()
             .map(|targets| targets.iter().map(|&i| day(i)).collect())
             .collect();
-        let slice_json = self.slice_json(id);
         for (targets, days) in chunks.into_iter().zip(days) {
             let range = match (
                 days.first().copied().flatten(),
@@ -467,19 +466,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 (Some(from), Some(to)) => Some(DayRange::new(from, to)),
                 _ => None,
             };
-            let records: Vec<BuildRecord> = targets
-                .iter()
-                .filter_map(|&i| {
-                    let target = self.live.target(id, i);
-                    BuildRecord::for_target(
-                        self.live.plan(),
-                        self.ctx.graph,
-                        node,
-                        target,
-                        &slice_json,
-                    )
-                })
-                .collect();
+            let records = self.records(id, &targets);
             let key = (records.len() == 1).then(|| records[0].key);
             let whole = self.whole_join(node);
             if let (true, Some(range)) = (whole, range) {
