@@ -494,25 +494,28 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     /// Dry runs and adoption: no processes, one job after another.
     fn inline_loop(&mut self) -> Result<(), Error> {
-        while let Some(job) = self.queue.pop_front() {
-            let node = self.jobs[job].node;
-            match self.opts.action {
-                Action::DryRun => {
-                    self.summary.commands.push(summary::PlannedCommand::new(
-                        &self.jobs[job],
-                        &self.ctx.graph.nodes[node],
-                    ));
-                    let outputs = self.jobs[job].dry_run_outputs();
-                    self.succeeded(job, outputs)?;
-                    self.set_cover(job, Cover::Done);
-                }
-                _ => {
-                    let outputs = self.jobs[job].probe_outputs(
-                        &self.ctx.graph.nodes[self.jobs[job].node],
-                        self.ctx.probe,
-                    )?;
-                    self.succeeded(job, outputs)?;
-                }
+        while !self.queue.is_empty() {
+            if self.opts.action == Action::DryRun {
+                let job = self.queue.pop_front().expect("the queue is not empty");
+                let node = &self.ctx.graph.nodes[self.jobs[job].node];
+                let command = summary::PlannedCommand::new(&self.jobs[job], node);
+                self.summary.commands.push(command);
+                let outputs = self.jobs[job].dry_run_outputs();
+                self.succeeded(job, outputs)?;
+                self.set_cover(job, Cover::Done);
+                continue;
+            }
+            // Adopting is probing: the outputs of every queued job are
+            // probed at once, in parallel, then recorded in order.
+            use rayon::prelude::*;
+            let jobs: Vec<usize> = self.queue.drain(..).collect();
+            let (graph, probe) = (self.ctx.graph, self.ctx.probe);
+            let probed: Vec<Result<Vec<Option<Hash>>, Error>> = jobs
+                .par_iter()
+                .map(|&j| self.jobs[j].probe_outputs(&graph.nodes[self.jobs[j].node], probe))
+                .collect();
+            for (job, outputs) in jobs.into_iter().zip(probed) {
+                self.succeeded(job, outputs?)?;
             }
         }
         Ok(())
