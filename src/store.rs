@@ -6,7 +6,9 @@
 //!
 //! - `nodes`: one row per (step, config, part), so targets store an integer;
 //! - `targets`: per built target its key, slice hash, inputs hash, output
-//!   fingerprint and the sequence number of the write that recorded it;
+//!   fingerprint, the sequence number of the write that recorded it, and
+//!   its key document's inputs (`inputs_doc`: what it read, the JSON its key
+//!   hashed);
 //! - `slices`: each semantic slice's canonical JSON once, content-addressed,
 //!   so a `config-changed` reason can name field paths;
 //! - `inputs_seen`: the fingerprint of every input partition as read by a
@@ -31,7 +33,7 @@ use crate::graph::Step;
 use crate::hash::Hash;
 use crate::partition::Day;
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2 and 3 only added and changed node memos, which a plan can do
@@ -118,6 +120,19 @@ const MIGRATIONS: &[&str] = &[
     // without loading the targets. Schema-2 memos are dropped, and a
     // schema-2 binary (which would not delete them) refuses this state.
     "DELETE FROM node_memos;",
+    // 4: each target's key document inputs beside its key (`inputs_doc`,
+    // the JSON the key hashed), in place of `target_reads`: one row per
+    // build, and any recorded key explains itself. Ranges recorded before
+    // carry table and days only.
+    "ALTER TABLE targets ADD COLUMN inputs_doc TEXT;
+     UPDATE targets SET inputs_doc = (
+         SELECT json_group_array(json_object(
+             'table', json_extract(e.value, '$[0]'),
+             'from', json_extract(e.value, '$[1]'),
+             'to', json_extract(e.value, '$[2]')))
+         FROM target_reads r, json_each(r.ranges) e
+         WHERE r.node = targets.node AND r.day = targets.day);
+     DROP TABLE target_reads;",
 ];
 
 /// Identifies a node across runs, independent of graph indices.
@@ -176,8 +191,9 @@ pub struct Built<'a> {
     pub slice_json: &'a str,
     pub inputs: Hash,
     pub output: Hash,
-    /// Every input range the target read: (table, from, to).
-    pub ranges: &'a [(String, Day, Day)],
+    /// The key document's inputs, as JSON: per input read, table, range,
+    /// partitions present and their digest.
+    pub inputs_doc: &'a str,
     /// The output holds one version (a KV dataset): recording this day
     /// forgets the node's other days, which it overwrote.
     pub sole: bool,
@@ -675,20 +691,43 @@ impl StateStore {
         node: &NodeKey,
         day: Option<Day>,
     ) -> Result<Vec<(String, Day, Day)>, StoreError> {
-        let text: Option<String> = self
+        // A reader of a state before schema 4 (readers never migrate).
+        if self.version()? < 4 {
+            let text: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT r.ranges FROM target_reads r JOIN nodes n ON n.id = r.node
+                     WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND r.day = ?4",
+                    params![node.step.name(), node.config, node.part, day_column(day)],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            return Ok(text
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default());
+        }
+        #[derive(serde::Deserialize)]
+        struct Read {
+            table: String,
+            from: Day,
+            to: Day,
+        }
+        let text: Option<Option<String>> = self
             .conn
             .query_row(
-                "SELECT r.ranges FROM target_reads r JOIN nodes n ON n.id = r.node
-                 WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND r.day = ?4",
+                "SELECT t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node
+                 WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND t.day = ?4",
                 params![node.step.name(), node.config, node.part, day_column(day)],
                 |row| row.get(0),
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let parsed: Vec<(String, Day, Day)> = text
+        let reads: Vec<Read> = text
+            .flatten()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        Ok(parsed)
+        Ok(reads.into_iter().map(|r| (r.table, r.from, r.to)).collect())
     }
 
     /// The node's id, inserting the node when new; cached, since ids never
@@ -822,13 +861,8 @@ impl StateStore {
                 .map_err(err)?;
             let mut target = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO targets (node, day, key, slice, inputs, output, seq, built_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(err)?;
-            let mut reads = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO target_reads (node, day, ranges) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO targets (node, day, key, slice, inputs, output, seq, built_at, inputs_doc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(err)?;
             let mut clear_failed = tx
@@ -839,9 +873,6 @@ impl StateStore {
                 .map_err(err)?;
             let mut forget_targets = tx
                 .prepare_cached("DELETE FROM targets WHERE node = ?1 AND day != ?2")
-                .map_err(err)?;
-            let mut forget_reads = tx
-                .prepare_cached("DELETE FROM target_reads WHERE node = ?1 AND day != ?2")
                 .map_err(err)?;
             // Its targets change: the node's memo no longer holds.
             let mut forget_memo = tx
@@ -878,7 +909,6 @@ impl StateStore {
                 let day = day_column(b.day);
                 if b.sole {
                     forget_targets.execute(params![node, day]).map_err(err)?;
-                    forget_reads.execute(params![node, day]).map_err(err)?;
                 }
                 target
                     .execute(params![
@@ -889,16 +919,10 @@ impl StateStore {
                         &b.inputs.0[..],
                         &b.output.0[..],
                         seq,
-                        now
+                        now,
+                        b.inputs_doc
                     ])
                     .map_err(err)?;
-                let ranges: Vec<(&str, String, String)> = b
-                    .ranges
-                    .iter()
-                    .map(|(t, from, to)| (t.as_str(), from.to_string(), to.to_string()))
-                    .collect();
-                let ranges = serde_json::to_string(&ranges).expect("ranges serialize");
-                reads.execute(params![node, day, ranges]).map_err(err)?;
                 if failed {
                     clear_failed.execute(params![node, day]).map_err(err)?;
                 }
@@ -1131,7 +1155,7 @@ mod tests {
             slice_json: "{}",
             inputs: Hash::of(b"in"),
             output: Hash::of(b"out"),
-            ranges: &[],
+            inputs_doc: "[]",
             sole: false,
         }
     }

@@ -14,8 +14,10 @@ use crate::graph::{Input, Node, Step};
 use crate::hash::{Hash, KEY_VERSION};
 use crate::partition::{Day, DayRange};
 
-/// The document a key hashes. Stored beside nothing: every part of it can be
-/// rebuilt from the config, the probe and the state, which `explain` does.
+/// The document a key hashes. A recorded key's is in the state: its slice
+/// in `slices`, its inputs in `targets.inputs_doc` (the same JSON, byte for
+/// byte), so the key is its blake3 over
+/// `{"key_version":V,"step":S,"slice":H[,"partition":D],"inputs":DOC}`.
 #[derive(Serialize)]
 pub struct KeyDoc<'a> {
     pub key_version: u32,
@@ -48,6 +50,13 @@ impl<'a> KeyDoc<'a> {
     /// inputs' JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
     /// checks the bytes are serde's).
     pub fn hashes(&self) -> (Hash, Hash) {
+        let (inputs_hash, key, _) = self.hashed();
+        (inputs_hash, key)
+    }
+
+    /// `hashes`, and the inputs' JSON they hashed (what the state stores
+    /// beside the key).
+    pub fn hashed(&self) -> (Hash, Hash, Vec<u8>) {
         let inputs = inputs_json(self.inputs);
         let mut head = Vec::with_capacity(160);
         head.extend_from_slice(b"{\"key_version\":");
@@ -65,7 +74,7 @@ impl<'a> KeyDoc<'a> {
         key.update(&head);
         key.update(&inputs);
         key.update(b"}");
-        (Hash::of(&inputs), Hash(*key.finalize().as_bytes()))
+        (Hash::of(&inputs), Hash(*key.finalize().as_bytes()), inputs)
     }
 }
 

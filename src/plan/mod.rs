@@ -57,9 +57,6 @@ pub struct TargetPlan {
     pub status: Status,
     /// The current key, when every input is known.
     pub key: Option<Hash>,
-    /// The hash of the inputs' digests the key was made from, when it was
-    /// made (recorded beside the key when the target is built).
-    pub inputs_hash: Option<Hash>,
 }
 
 #[derive(Debug, Default)]
@@ -422,7 +419,6 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
                         day: *day,
                         status: Status::Fresh,
                         key,
-                        inputs_hash: None,
                     };
                     (target, false)
                 })
@@ -635,18 +631,11 @@ pub fn decide(
     output: Option<&Column>,
 ) -> (TargetPlan, bool) {
     let column = day_column(day);
-    let (key, inputs_hash) = match &evaluation {
-        Evaluation::Ready {
-            key, inputs_hash, ..
-        } => (Some(*key), Some(*inputs_hash)),
-        Evaluation::Pending(_) => (None, None),
+    let key = match &evaluation {
+        Evaluation::Ready { key, .. } => Some(*key),
+        Evaluation::Pending(_) => None,
     };
-    let plan = |status: Status| TargetPlan {
-        day,
-        status,
-        key,
-        inputs_hash,
-    };
+    let plan = |status: Status| TargetPlan { day, status, key };
     if let Evaluation::Pending(status @ Status::Blocked { .. }) = &evaluation {
         return (plan(status.clone()), false);
     }

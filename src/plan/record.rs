@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Column, Plan, TargetPlan, node_key, read_range};
+use super::{Column, InputDigest, KeyDoc, Plan, TargetPlan, node_key, read_range};
 use crate::graph::{Graph, Node, Schedule};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
@@ -20,7 +20,9 @@ pub struct BuildRecord {
     pub slice: Hash,
     pub slice_json: Arc<str>,
     pub inputs_hash: Hash,
-    pub ranges: Vec<(String, Day, Day)>,
+    /// The key document's inputs, as JSON (`KeyDoc`): stored beside the
+    /// key, so the document of any recorded key can be read back.
+    pub inputs_doc: String,
     /// The output holds one version only (a KV dataset, an unpartitioned
     /// upload table): building this day replaces what any other day built.
     pub sole: bool,
@@ -28,9 +30,9 @@ pub struct BuildRecord {
 
 impl BuildRecord {
     /// For a target whose key is known (its inputs all are); `None` while
-    /// it is blocked or waiting. The key and inputs hash are the plan's:
-    /// only the ranges read are worked out again, in the order `evaluate`
-    /// sorts them. `slice_json` is the node's slice as JSON, shared by all
+    /// it is blocked or waiting. Its inputs' digests (O(1) each on the
+    /// columns, in the order `evaluate` sorts them) make the key document
+    /// stored beside the key. `slice_json` is the node's slice as JSON, shared by all
     /// its targets.
     pub fn for_target(
         plan: &Plan,
@@ -39,18 +41,32 @@ impl BuildRecord {
         target: &TargetPlan,
         slice_json: &Arc<str>,
     ) -> Option<BuildRecord> {
-        let (key, inputs_hash) = (target.key?, target.inputs_hash?);
+        target.key?;
         let at = target.day.unwrap_or(plan.until);
-        let mut ranges: Vec<(String, Day, Day)> = node
+        let mut inputs: Vec<InputDigest> = node
             .inputs
             .iter()
             .zip(plan.input_columns(graph, node))
             .filter_map(|(input, column)| {
-                let range = read_range(input, column?, at);
-                (!range.is_empty()).then(|| (input.table.clone(), range.from, range.to))
+                let column = column?;
+                let range = read_range(input, column, at);
+                if range.is_empty() {
+                    return None;
+                }
+                let (present, digest) = column.digest(range);
+                Some(InputDigest {
+                    table: input.table.clone(),
+                    from: range.from,
+                    to: range.to,
+                    present,
+                    digest,
+                })
             })
             .collect();
-        ranges.sort();
+        inputs.sort();
+        // The key as the job runs: the document and its hashes are made
+        // together, so the stored document is always the key's.
+        let (inputs_hash, key, doc) = KeyDoc::new(node, target.day, &inputs).hashed();
         Some(BuildRecord {
             node: node_key(node),
             day: target.day,
@@ -58,7 +74,7 @@ impl BuildRecord {
             slice: node.slice_hash,
             slice_json: slice_json.clone(),
             inputs_hash,
-            ranges,
+            inputs_doc: String::from_utf8(doc).expect("JSON is UTF-8"),
             sole: node.schedule == Schedule::Latest && !node.probed_output,
         })
     }
@@ -74,7 +90,7 @@ impl BuildRecord {
             slice_json: &self.slice_json,
             inputs: self.inputs_hash,
             output,
-            ranges: &self.ranges,
+            inputs_doc: &self.inputs_doc,
             sole: self.sole,
         }
     }

@@ -2,6 +2,7 @@
 //! records, where its log goes, and how its outputs are found.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Action;
@@ -12,6 +13,7 @@ use crate::graph::{Graph, Node, NodeId};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::BuildRecord;
+use crate::plan::live::LivePlan;
 use crate::probe::Probe;
 use crate::settings::Settings;
 
@@ -63,25 +65,13 @@ impl Job {
             .join(format!("{range}.attempt{}.log", self.attempt))
     }
 
-    /// Probes the job's output partitions: per record, its fingerprint, or
-    /// `None` when the partition is missing. Steps whose output cannot be
-    /// probed record their key.
+    /// Probes the job's output partitions (`probe_outputs`).
     pub fn probe_outputs(
         &self,
         node: &Node,
         probe: &dyn Probe,
     ) -> Result<Vec<Option<Hash>>, Error> {
-        let table = match &node.output {
-            Some(table) if node.probed_output => table,
-            _ => return Ok(self.records.iter().map(|r| Some(r.key)).collect()),
-        };
-        let days: Vec<Day> = self.records.iter().filter_map(|r| r.day).collect();
-        let listed = probe.list_days(table, &days)?;
-        Ok(self
-            .records
-            .iter()
-            .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
-            .collect())
+        probe_outputs(node, &self.records, probe)
     }
 
     /// Nothing is known of a dry run's outputs: assume they changed.
@@ -91,6 +81,44 @@ impl Job {
             .map(|r| Some(Hash::of(format!("dry-run {}", r.key).as_bytes())))
             .collect()
     }
+}
+
+/// Probes the output partitions of what a job of `node` records: per
+/// record, its fingerprint, or `None` when the partition is missing. Steps
+/// whose output cannot be probed record their key.
+pub(super) fn probe_outputs(
+    node: &Node,
+    records: &[BuildRecord],
+    probe: &dyn Probe,
+) -> Result<Vec<Option<Hash>>, Error> {
+    let table = match &node.output {
+        Some(table) if node.probed_output => table,
+        _ => return Ok(records.iter().map(|r| Some(r.key)).collect()),
+    };
+    let days: Vec<Day> = records.iter().filter_map(|r| r.day).collect();
+    let listed = probe.list_days(table, &days)?;
+    Ok(records
+        .iter()
+        .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
+        .collect())
+}
+
+/// What building these targets of a node records (those whose key is
+/// known), from the inputs as they are now.
+pub(super) fn records(
+    live: &LivePlan,
+    graph: &Graph,
+    id: NodeId,
+    targets: &[usize],
+    slice_json: &Arc<str>,
+) -> Vec<BuildRecord> {
+    let node = &graph.nodes[id];
+    targets
+        .iter()
+        .filter_map(|&i| {
+            BuildRecord::for_target(live.plan(), graph, node, live.target(id, i), slice_json)
+        })
+        .collect()
 }
 
 /// How many days one job of `node` may cover: the config's `stepDays`, else

@@ -367,18 +367,18 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.hooks.failure(vars);
     }
 
+    /// Makes a job's records as it starts: keys and their documents from
+    /// the inputs as they are now.
+    fn prepare(&mut self, job: usize) {
+        let (id, targets) = (self.jobs[job].node, self.jobs[job].targets.clone());
+        self.jobs[job].records = self.records(id, &targets);
+    }
+
     /// What building these targets of a node records (those whose key is
     /// known).
     fn records(&mut self, id: NodeId, targets: &[usize]) -> Vec<BuildRecord> {
         let slice_json = self.slice_json(id);
-        let node = &self.ctx.graph.nodes[id];
-        targets
-            .iter()
-            .filter_map(|&i| {
-                let target = self.live.target(id, i);
-                BuildRecord::for_target(self.live.plan(), self.ctx.graph, node, target, &slice_json)
-            })
-            .collect()
+        job::records(&self.live, self.ctx.graph, id, targets, &slice_json)
     }
 
     fn slice_json(&mut self, node: NodeId) -> Arc<str> {
@@ -466,8 +466,12 @@ impl<'c, 'a> Runner<'c, 'a> {
                 (Some(from), Some(to)) => Some(DayRange::new(from, to)),
                 _ => None,
             };
-            let records = self.records(id, &targets);
-            let key = (records.len() == 1).then(|| records[0].key);
+            // The records (keys and their documents) are made when the job
+            // starts, from the inputs as it finds them.
+            let key = match targets.as_slice() {
+                [i] => self.live.target(id, *i).key,
+                _ => None,
+            };
             let whole = self.whole_join(node);
             if let (true, Some(range)) = (whole, range) {
                 self.covers.queued(node.config, range);
@@ -477,7 +481,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 node: id,
                 targets,
                 range,
-                records,
+                records: Vec::new(),
                 command,
                 attempt: 0,
             });
@@ -497,6 +501,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         while !self.queue.is_empty() {
             if self.opts.action == Action::DryRun {
                 let job = self.queue.pop_front().expect("the queue is not empty");
+                self.prepare(job);
                 let node = &self.ctx.graph.nodes[self.jobs[job].node];
                 let command = summary::PlannedCommand::new(&self.jobs[job], node);
                 self.summary.commands.push(command);
@@ -505,16 +510,30 @@ impl<'c, 'a> Runner<'c, 'a> {
                 self.set_cover(job, Cover::Done);
                 continue;
             }
-            // Adopting is probing: the outputs of every queued job are
-            // probed at once, in parallel, then recorded in order.
+            // Adopting is probing: queued jobs are keyed and their outputs
+            // probed together, in parallel, then recorded in order.
             use rayon::prelude::*;
-            let jobs: Vec<usize> = self.queue.drain(..).collect();
-            let (graph, probe) = (self.ctx.graph, self.ctx.probe);
-            let probed: Vec<Result<Vec<Option<Hash>>, Error>> = jobs
-                .par_iter()
-                .map(|&j| self.jobs[j].probe_outputs(&graph.nodes[self.jobs[j].node], probe))
+            const CHUNK: usize = 64;
+            let take = self.queue.len().min(CHUNK);
+            let jobs: Vec<usize> = self.queue.drain(..take).collect();
+            let slices: Vec<Arc<str>> = jobs
+                .iter()
+                .map(|&j| self.slice_json(self.jobs[j].node))
                 .collect();
-            for (job, outputs) in jobs.into_iter().zip(probed) {
+            let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
+            type Prepared = (Vec<BuildRecord>, Result<Vec<Option<Hash>>, Error>);
+            let prepared: Vec<Prepared> = jobs
+                .par_iter()
+                .zip(&slices)
+                .map(|(&j, slice_json)| {
+                    let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
+                    let records = job::records(live, graph, id, targets, slice_json);
+                    let outputs = job::probe_outputs(&graph.nodes[id], &records, probe);
+                    (records, outputs)
+                })
+                .collect();
+            for (job, (records, outputs)) in jobs.into_iter().zip(prepared) {
+                self.jobs[job].records = records;
                 self.succeeded(job, outputs?)?;
             }
         }
@@ -646,6 +665,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let node = &self.ctx.graph.nodes[node_id];
         let log = self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id);
         self.slots.take(node);
+        self.prepare(job);
         let what = format!(
             "{} (attempt {})",
             self.describe(job),

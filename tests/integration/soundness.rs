@@ -368,10 +368,11 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
 /// it as it is (it never migrates), the next run migrates it forward and
 /// records memos, and nothing is rebuilt. Schema 1 had no memos; schema 2's
 /// digested the recorded targets, and are dropped (schema 3's rely on every
-/// write of a node's targets deleting its memo).
+/// write of a node's targets deleting its memo); before schema 4 the ranges
+/// each target read were in `target_reads`, and move beside the key.
 #[test]
 fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
-    for schema in [1, 2] {
+    for schema in [1, 2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
         Files::initial().write(&root);
@@ -381,13 +382,29 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         let old_memo = [7u8; 32];
         {
             let conn = rusqlite::Connection::open(&state).unwrap();
-            if schema == 1 {
-                conn.execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
-                    .unwrap();
-            } else {
-                conn.execute("UPDATE node_memos SET memo = ?1", [&old_memo[..]])
-                    .unwrap();
-                conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+            // What schemas 1 to 3 had: ranges read in their own table.
+            conn.execute_batch(
+                "CREATE TABLE target_reads (
+                     node INTEGER NOT NULL, day INTEGER NOT NULL, ranges TEXT NOT NULL,
+                     PRIMARY KEY (node, day)) WITHOUT ROWID;
+                 INSERT INTO target_reads SELECT node, day, (
+                     SELECT json_group_array(json_array(
+                         json_extract(e.value, '$.table'), json_extract(e.value, '$.from'),
+                         json_extract(e.value, '$.to')))
+                     FROM json_each(inputs_doc) e) FROM targets;
+                 ALTER TABLE targets DROP COLUMN inputs_doc;",
+            )
+            .unwrap();
+            match schema {
+                1 => conn
+                    .execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
+                    .unwrap(),
+                2 => {
+                    conn.execute("UPDATE node_memos SET memo = ?1", [&old_memo[..]])
+                        .unwrap();
+                    conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+                }
+                _ => conn.execute_batch("PRAGMA user_version = 3;").unwrap(),
             }
         }
         let version = || -> i64 {
@@ -407,7 +424,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
 
         let again = run(&root, &until);
         assert_eq!(jobs(&again), 0, "{}", again.stdout);
-        assert_eq!(version(), 3);
+        assert_eq!(version(), 4);
         let conn = rusqlite::Connection::open(&state).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert!(
@@ -421,7 +438,59 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
             0,
             "schema 2's memos are dropped"
         );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM targets t WHERE NOT EXISTS (SELECT 1 FROM json_each(t.inputs_doc) e WHERE json_extract(e.value, '$.table') IS NOT NULL)"
+            ),
+            count("SELECT count(*) FROM targets WHERE inputs_doc = '[]'"),
+            "every range read moved beside its target's key"
+        );
+        assert!(count("SELECT count(*) FROM targets WHERE inputs_doc != '[]'") > 0);
         let (with, without) = plans_with_and_without_memos(&root, &until);
         assert_eq!(with, without);
     }
+}
+
+/// The document each recorded key hashed is in the state beside it (cargo
+/// writes its fingerprint's document beside the hash): the key is blake3
+/// of the key version, step, slice, partition and the stored inputs.
+#[test]
+fn every_recorded_key_is_the_hash_of_its_stored_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    Files::initial().write(&root);
+    run(&root, &day(4));
+    let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT n.step, t.day, t.key, t.slice, t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node")
+        .unwrap();
+    /// Step, day, key, slice, inputs document.
+    type Row = (String, i64, Vec<u8>, Vec<u8>, String);
+    let rows: Vec<Row> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() > 10, "{}", rows.len());
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut with_inputs = 0;
+    for (step, day, key, slice, inputs) in rows {
+        let partition = match day {
+            i64::MIN => String::new(),
+            d => format!(
+                ",\"partition\":\"{}\"",
+                chronon_build::partition::Day(d as i32)
+            ),
+        };
+        let doc = format!(
+            "{{\"key_version\":{},\"step\":\"{step}\",\"slice\":\"{}\"{partition},\"inputs\":{inputs}}}",
+            chronon_build::hash::KEY_VERSION,
+            hex(&slice)
+        );
+        assert_eq!(blake3::hash(doc.as_bytes()).as_bytes(), &key[..], "{doc}");
+        with_inputs += usize::from(inputs != "[]");
+    }
+    assert!(with_inputs > 0);
 }
