@@ -72,7 +72,7 @@ out=bench/out/run10k
 states=$(mktemp -d "${TMPDIR:-/tmp}/chronon-build-bench.XXXXXX")
 trap 'rm -rf "$states"' EXIT
 for step_days in 1 30; do
-    printf '[executor]\nkind = "zipline"\nprogram = ["true"]\nstep_days = %s\n[warehouse]\nkind = "hive-dir"\n' "$step_days" > "$out/repo/chronon-build.toml"
+    printf '[executor]\nkind = "zipline"\ncli = "zipline"\nprogram = ["true"]\nstep_days = %s\n[warehouse]\nkind = "hive-dir"\n' "$step_days" > "$out/repo/chronon-build.toml"
     for i in 1 2 3; do
         measure "chronon-build run -j 2, step_days $step_days (run $i)" \
             $bin run --repo "$out/repo" --state "$states/$step_days-$i/state.db" --until 2025-12-31 -j 2 --progress quiet
