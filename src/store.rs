@@ -691,19 +691,26 @@ impl StateStore {
         node: &NodeKey,
         day: Option<Day>,
     ) -> Result<Vec<(String, Day, Day)>, StoreError> {
-        // A reader of a state before schema 4 (readers never migrate).
-        if self.version()? < 4 {
-            let text: Option<String> = self
+        // One text column of a target's row, found by its node's key.
+        let text = |sql: &str| -> Result<Option<String>, StoreError> {
+            let text: Option<Option<String>> = self
                 .conn
                 .query_row(
-                    "SELECT r.ranges FROM target_reads r JOIN nodes n ON n.id = r.node
-                     WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND r.day = ?4",
+                    sql,
                     params![node.step.name(), node.config, node.part, day_column(day)],
                     |row| row.get(0),
                 )
                 .optional()
                 .map_err(|e| self.err(e))?;
-            return Ok(text
+            Ok(text.flatten())
+        };
+        // A reader of a state before schema 4 (readers never migrate).
+        if self.version()? < 4 {
+            let ranges = text(
+                "SELECT r.ranges FROM target_reads r JOIN nodes n ON n.id = r.node
+                 WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND r.day = ?4",
+            )?;
+            return Ok(ranges
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default());
         }
@@ -713,18 +720,11 @@ impl StateStore {
             from: Day,
             to: Day,
         }
-        let text: Option<Option<String>> = self
-            .conn
-            .query_row(
-                "SELECT t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node
-                 WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND t.day = ?4",
-                params![node.step.name(), node.config, node.part, day_column(day)],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let reads: Vec<Read> = text
-            .flatten()
+        let doc = text(
+            "SELECT t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node
+             WHERE n.step = ?1 AND n.config = ?2 AND n.part = ?3 AND t.day = ?4",
+        )?;
+        let reads: Vec<Read> = doc
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         Ok(reads.into_iter().map(|r| (r.table, r.from, r.to)).collect())

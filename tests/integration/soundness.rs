@@ -413,6 +413,12 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap()
         };
+        // A copy left at the old schema, for a reader after an input edit.
+        let old_state = root.join("old-schema.db");
+        rusqlite::Connection::open(&state)
+            .unwrap()
+            .execute("VACUUM INTO ?1", [old_state.display().to_string()])
+            .unwrap();
         let plan = chronon_build(&root, &["plan", "--until", &until]);
         assert_eq!(plan.code, 0, "{}", plan.stderr);
         assert!(
@@ -448,6 +454,17 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         assert!(count("SELECT count(*) FROM targets WHERE inputs_doc != '[]'") > 0);
         let (with, without) = plans_with_and_without_memos(&root, &until);
         assert_eq!(with, without);
+
+        // The reader of the old schema still names what changed, from the
+        // ranges in `target_reads`.
+        let mut edited = Files::initial();
+        edited.rows[7].1 += 100;
+        edited.write(&root);
+        let old_state = old_state.display().to_string();
+        let plan = chronon_build(&root, &["plan", "--until", &until, "--state", &old_state]);
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        let changed = format!("input-changed raw.events ds={}", day(edited.rows[7].2));
+        assert!(plan.stdout.contains(&changed), "{}", plan.stdout);
     }
 }
 
