@@ -58,16 +58,19 @@ impl<'a> KeyDoc<'a> {
     /// beside the key).
     pub fn hashed(&self) -> (Hash, Hash, Vec<u8>) {
         let inputs = inputs_json(self.inputs);
-        let mut head = Vec::with_capacity(160);
+        // Step names and hex digits need no escapes.
+        let mut head = Vec::with_capacity(192);
         head.extend_from_slice(b"{\"key_version\":");
         head.extend_from_slice(self.key_version.to_string().as_bytes());
-        head.extend_from_slice(b",\"step\":");
-        serde_json::to_writer(&mut head, &self.step).expect("serializing to memory cannot fail");
-        head.extend_from_slice(b",\"slice\":");
-        serde_json::to_writer(&mut head, &self.slice).expect("serializing to memory cannot fail");
+        head.extend_from_slice(b",\"step\":\"");
+        head.extend_from_slice(self.step.name().as_bytes());
+        head.extend_from_slice(b"\",\"slice\":\"");
+        head.extend_from_slice(&self.slice.hex_bytes());
+        head.push(b'"');
         if let Some(day) = self.partition {
-            head.extend_from_slice(b",\"partition\":");
-            serde_json::to_writer(&mut head, &day).expect("serializing to memory cannot fail");
+            head.extend_from_slice(b",\"partition\":\"");
+            head.extend_from_slice(&day.text_bytes());
+            head.push(b'"');
         }
         head.extend_from_slice(b",\"inputs\":");
         let mut key = blake3::Hasher::new();
@@ -221,11 +224,14 @@ mod tests {
                 digest: Hash::of(b"c"),
             },
         ];
-        for partition in [Some(Day(20_031)), None] {
+        for (step, partition) in Step::ALL
+            .into_iter()
+            .flat_map(|step| [(step, Some(Day(20_031))), (step, None)])
+        {
             for inputs in [&inputs[..], &[]] {
                 let doc = KeyDoc {
                     key_version: KEY_VERSION,
-                    step: Step::JoinPart,
+                    step,
                     slice: Hash::of(b"slice"),
                     partition,
                     inputs,

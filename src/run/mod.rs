@@ -31,7 +31,7 @@ mod whole_join;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use crate::config::Repo;
@@ -140,6 +140,28 @@ pub struct Runner<'c, 'a> {
     finishing: Option<Attempt>,
     waiters: Option<process::Waiters>,
     hooks: hooks::Hooks,
+    /// `adopt`: recordings go to a writer thread, which owns the state
+    /// while keying and probing go on here.
+    writer: Option<SyncSender<Recording>>,
+}
+
+/// A job's targets to record, for the writer thread.
+struct Recording {
+    records: Vec<BuildRecord>,
+    outputs: Vec<Option<Hash>>,
+    read: Vec<(String, Day, Hash)>,
+}
+
+impl Recording {
+    fn write(&self, store: &mut StateStore) -> Result<i64, Error> {
+        let built: Vec<_> = self
+            .records
+            .iter()
+            .zip(&self.outputs)
+            .filter_map(|(r, o)| o.map(|o| r.built(o)))
+            .collect();
+        Ok(store.record_built_after(&built, &self.read, None)?)
+    }
 }
 
 impl<'c, 'a> Runner<'c, 'a> {
@@ -180,6 +202,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             finishing: None,
             waiters: None,
             hooks,
+            writer: None,
         }
     }
 
@@ -498,6 +521,37 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     /// Dry runs and adoption: no processes, one job after another.
     fn inline_loop(&mut self) -> Result<(), Error> {
+        let Some(store) = self
+            .ctx
+            .store
+            .take()
+            .filter(|_| self.opts.action == Action::Adopt)
+        else {
+            return self.inline_jobs();
+        };
+        // Adopting: SQLite writes one job's targets while the next jobs are
+        // keyed and probed. Each job stays one transaction; a failed write
+        // stops the adoption with its error.
+        // Bounded: the jobs keyed ahead of the writer are held in memory.
+        let (sender, receiver) = sync_channel::<Recording>(16);
+        let result = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| -> Result<(), Error> {
+                for recording in receiver {
+                    recording.write(store)?;
+                }
+                Ok(())
+            });
+            self.writer = Some(sender);
+            let result = self.inline_jobs();
+            self.writer = None;
+            let written = writer.join().expect("the state writer does not panic");
+            result.and(written)
+        });
+        self.ctx.store = Some(store);
+        result
+    }
+
+    fn inline_jobs(&mut self) -> Result<(), Error> {
         while !self.queue.is_empty() {
             if self.opts.action == Action::DryRun {
                 let job = self.queue.pop_front().expect("the queue is not empty");
@@ -839,16 +893,28 @@ impl<'c, 'a> Runner<'c, 'a> {
                 days.push(record.day);
             }
         }
-        let seq = match self.ctx.store.as_deref_mut() {
-            Some(store) if !built.is_empty() && self.opts.action != Action::DryRun => {
-                let plan = self.live.plan();
-                let columns = plan.input_columns(self.ctx.graph, node);
-                let read = plan::reads(node, &columns, &days, plan.until);
+        let reads = |plan: &Plan| {
+            let columns = plan.input_columns(self.ctx.graph, node);
+            plan::reads(node, &columns, &days, plan.until)
+        };
+        // With a writer thread, the sequence number of the write is not
+        // known here: the run's plan never reads it (reasons are found from
+        // the state by later plans).
+        let mut deferred = None;
+        let seq = match (self.ctx.store.as_deref_mut(), &self.writer) {
+            _ if built.is_empty() || self.opts.action == Action::DryRun => 0,
+            (_, Some(_)) => {
+                deferred = Some(reads(self.live.plan()));
+                0
+            }
+            (Some(store), None) => {
+                let read = reads(self.live.plan());
                 let attempt = self.finishing.take();
                 store.record_built_after(&built, &read, attempt.as_ref())?
             }
-            _ => 0,
+            (None, None) => 0,
         };
+        drop(built);
         let by_day: HashMap<i64, usize> = self.jobs[job]
             .targets
             .iter()
@@ -873,6 +939,16 @@ impl<'c, 'a> Runner<'c, 'a> {
                 )),
                 None => missing.push(i),
             }
+        }
+        if let (Some(read), Some(writer)) = (deferred, &self.writer) {
+            let recording = Recording {
+                records,
+                outputs: outputs.clone(),
+                read,
+            };
+            // A closed channel means the writer stopped on an error, which
+            // the adoption returns when it ends.
+            let _ = writer.send(recording);
         }
         self.summary.built += recorded.len();
         let mut ready = self
