@@ -144,7 +144,7 @@ fn main() {
 /// Lists every `<ns>.db/<table>/ds=<day>` folder under `hive` in the catalog
 /// of `<sqlite>/<ns>.sqlite`, with a fingerprint made from its path.
 fn catalog(hive: &std::path::Path, sqlite: &std::path::Path) -> usize {
-    std::fs::create_dir_all(sqlite).unwrap();
+    let warehouse = chronon_build::warehouse::Warehouse::new(sqlite.to_path_buf(), "ds");
     let mut listed = 0;
     for ns_dir in std::fs::read_dir(hive).unwrap() {
         let ns_dir = ns_dir.unwrap().path();
@@ -155,16 +155,8 @@ fn catalog(hive: &std::path::Path, sqlite: &std::path::Path) -> usize {
         else {
             continue;
         };
-        let mut conn = rusqlite::Connection::open(sqlite.join(format!("{ns}.sqlite"))).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _partitions (
-                tbl TEXT NOT NULL, partition TEXT NOT NULL, row_count INTEGER NOT NULL,
-                fingerprint TEXT NOT NULL, written_at INTEGER NOT NULL,
-                PRIMARY KEY (tbl, partition)) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS _tables (
-                tbl TEXT PRIMARY KEY, partition_column TEXT NOT NULL) WITHOUT ROWID;",
-        )
-        .unwrap();
+        // The namespace file as the warehouse makes it, catalog included.
+        let mut conn = warehouse.open_write(ns).unwrap();
         let tx = conn.transaction().unwrap();
         {
             let mut insert = tx

@@ -37,7 +37,8 @@ pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2 and 3 only added and changed node memos, which a plan can do
-/// without (a memo of another version never matches).
+/// without (a memo of another version never matches), and a reader of a
+/// state before 4 reads its ranges from `target_reads` (`ranges_read`).
 const READABLE_FROM: i64 = 1;
 
 /// How unpartitioned targets are stored in integer day columns.

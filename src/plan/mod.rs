@@ -391,7 +391,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let node = &graph.nodes[id];
         let key = node_key(node);
         let read_by_planned = graph.dependents[id].iter().any(|d| planned[*d]);
-        let state = state.entry(key).or_default();
+        let state = state.entry(key.clone()).or_default();
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
@@ -402,23 +402,23 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         // checked against the running job).
         if let Some(store) = ctx.store
             && opts.lazily
-            && built.contains(&node_key(node))
+            && built.contains(&key)
             && (held.is_none() || read_by_planned || node.step == Step::GroupByStreaming)
         {
-            state.built = store.load_targets(&node_key(node))?;
+            state.built = store.load_targets(&key)?;
         }
         let state = &*state;
         let decided: Vec<(TargetPlan, bool)> = match held {
             // Nothing that decides this node changed since it was all
-            // fresh: each target is fresh with its recorded key.
+            // fresh: each target is fresh, with its recorded key when its
+            // targets were loaded.
             Some(_) => days
                 .iter()
                 .map(|day| {
-                    let key = state.built.get(&day_column(*day)).map(|r| r.key);
                     let target = TargetPlan {
                         day: *day,
                         status: Status::Fresh,
-                        key,
+                        key: state.built.get(&day_column(*day)).map(|r| r.key),
                     };
                     (target, false)
                 })
@@ -454,7 +454,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             && state.memo != Some(memo)
             && targets.iter().all(|t| t.status == Status::Fresh)
         {
-            memos.push((node_key(node), memo));
+            memos.push((key, memo));
         }
         nodes[id].targets = targets;
         if !differ.is_empty() {

@@ -65,15 +65,6 @@ impl Job {
             .join(format!("{range}.attempt{}.log", self.attempt))
     }
 
-    /// Probes the job's output partitions (`probe_outputs`).
-    pub fn probe_outputs(
-        &self,
-        node: &Node,
-        probe: &dyn Probe,
-    ) -> Result<Vec<Option<Hash>>, Error> {
-        probe_outputs(node, &self.records, probe)
-    }
-
     /// Nothing is known of a dry run's outputs: assume they changed.
     pub fn dry_run_outputs(&self) -> Vec<Option<Hash>> {
         self.records

@@ -153,14 +153,15 @@ struct Recording {
 }
 
 impl Recording {
-    fn write(&self, store: &mut StateStore) -> Result<i64, Error> {
+    fn write(&self, store: &mut StateStore) -> Result<(), Error> {
         let built: Vec<_> = self
             .records
             .iter()
             .zip(&self.outputs)
             .filter_map(|(r, o)| o.map(|o| r.built(o)))
             .collect();
-        Ok(store.record_built_after(&built, &self.read, None)?)
+        store.record_built_after(&built, &self.read, None)?;
+        Ok(())
     }
 }
 
@@ -273,9 +274,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             let job = self.jobs.len() - 1;
             let outputs = match self.opts.action {
                 Action::DryRun => self.jobs[job].dry_run_outputs(),
-                _ => self.jobs[job]
-                    .probe_outputs(&self.ctx.graph.nodes[self.jobs[job].node], self.ctx.probe)
-                    .unwrap_or_default(),
+                _ => self.probe_outputs(job).unwrap_or_default(),
             };
             if let Err(e) = self.succeeded(job, outputs) {
                 self.progress.note(&format!("error: {e}"));
@@ -388,6 +387,21 @@ impl<'c, 'a> Runner<'c, 'a> {
             ("CHRONON_BUILD_LOG", log.to_string_lossy().into_owned()),
         ];
         self.hooks.failure(vars);
+    }
+
+    /// Probes a job's output partitions (`job::probe_outputs`).
+    fn probe_outputs(&self, job: usize) -> Result<Vec<Option<Hash>>, Error> {
+        let job = &self.jobs[job];
+        job::probe_outputs(
+            &self.ctx.graph.nodes[job.node],
+            &job.records,
+            self.ctx.probe,
+        )
+    }
+
+    /// Where a job's current attempt logs.
+    fn log_path(&self, job: usize) -> PathBuf {
+        self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id)
     }
 
     /// Makes a job's records as it starts: keys and their documents from
@@ -717,7 +731,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.jobs[job].attempt += 1;
         let node_id = self.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
-        let log = self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id);
+        let log = self.log_path(job);
         self.slots.take(node);
         self.prepare(job);
         let what = format!(
@@ -796,8 +810,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             retry: attempt > 1,
         });
         if code == Some(0) {
-            let outputs = self.jobs[job]
-                .probe_outputs(&self.ctx.graph.nodes[self.jobs[job].node], self.ctx.probe)?;
+            let outputs = self.probe_outputs(job)?;
             let missing = outputs.iter().filter(|o| o.is_none()).count();
             self.progress.ended(
                 job,
@@ -943,7 +956,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         if let (Some(read), Some(writer)) = (deferred, &self.writer) {
             let recording = Recording {
                 records,
-                outputs: outputs.clone(),
+                outputs,
                 read,
             };
             // A closed channel means the writer stopped on an error, which
@@ -960,7 +973,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 ready.extend(self.live.not_adopted(node_id, &missing));
             } else {
                 let table = node.output.clone().unwrap_or_default();
-                let log = self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id);
+                let log = self.log_path(job);
                 if self.opts.action == Action::Run {
                     self.failure_hook(
                         job,
