@@ -492,6 +492,46 @@ fn without_part_namespaces(group_by: &mut Value) {
     }
 }
 
+/// One node's step, and what it writes and reads.
+struct Shape {
+    step: Step,
+    part: Option<String>,
+    output: Option<String>,
+    schedule: Schedule,
+    inputs: Vec<Input>,
+}
+
+impl Shape {
+    fn new(step: Step, schedule: Schedule) -> Shape {
+        Shape {
+            step,
+            part: None,
+            output: None,
+            schedule,
+            inputs: Vec::new(),
+        }
+    }
+
+    /// A join part's label.
+    fn part(self, part: String) -> Shape {
+        Shape {
+            part: Some(part),
+            ..self
+        }
+    }
+
+    fn output(self, table: String) -> Shape {
+        Shape {
+            output: Some(table),
+            ..self
+        }
+    }
+
+    fn inputs(self, inputs: Vec<Input>) -> Shape {
+        Shape { inputs, ..self }
+    }
+}
+
 struct Builder<'s> {
     nodes: Vec<Node>,
     settings: &'s Settings,
@@ -522,18 +562,22 @@ fn omit(canonical: &Value, keys: &[&str]) -> Value {
 }
 
 impl Builder<'_> {
-    #[allow(clippy::too_many_arguments)]
+    /// Adds a node of `config` in `shape`, whose slice is taken from
+    /// `slice_source` (the fields of the config its step depends on).
     fn node(
         &mut self,
         config_index: usize,
         config: &Config,
-        step: Step,
-        part: Option<String>,
-        output: Option<String>,
-        schedule: Schedule,
-        inputs: Vec<Input>,
+        shape: Shape,
         slice_source: &Value,
     ) -> NodeId {
+        let Shape {
+            step,
+            part,
+            output,
+            schedule,
+            inputs,
+        } = shape;
         let slice = hash::slice(slice_source, "", step.scope()).unwrap_or(Value::Null);
         let slice_hash = Hash::of_json(&slice);
         let id = self.nodes.len();
@@ -585,11 +629,7 @@ impl Builder<'_> {
             self.node(
                 index,
                 config,
-                Step::MetadataUpload,
-                None,
-                None,
-                Schedule::Unpartitioned,
-                Vec::new(),
+                Shape::new(Step::MetadataUpload, Schedule::Unpartitioned),
                 &canonical,
             );
         }
@@ -605,11 +645,9 @@ impl Builder<'_> {
             self.node(
                 index,
                 config,
-                Step::GroupByBackfill,
-                None,
-                Some(table.clone()),
-                schedule,
-                inputs.clone(),
+                Shape::new(Step::GroupByBackfill, schedule)
+                    .output(table.clone())
+                    .inputs(inputs.clone()),
                 canonical,
             );
         }
@@ -618,11 +656,9 @@ impl Builder<'_> {
             self.node(
                 index,
                 config,
-                Step::GroupByUpload,
-                None,
-                Some(upload_table.clone()),
-                Schedule::Latest,
-                inputs,
+                Shape::new(Step::GroupByUpload, Schedule::Latest)
+                    .output(upload_table.clone())
+                    .inputs(inputs),
                 canonical,
             );
             let kv_input = Input::new(
@@ -638,11 +674,7 @@ impl Builder<'_> {
             let kv = self.node(
                 index,
                 config,
-                Step::UploadToKv,
-                None,
-                None,
-                Schedule::Latest,
-                vec![kv_input],
+                Shape::new(Step::UploadToKv, Schedule::Latest).inputs(vec![kv_input]),
                 &identity,
             );
             if gb.has_streaming_source() {
@@ -658,11 +690,8 @@ impl Builder<'_> {
                 self.node(
                     index,
                     config,
-                    Step::GroupByStreaming,
-                    None,
-                    None,
-                    Schedule::Unpartitioned,
-                    vec![after_kv],
+                    Shape::new(Step::GroupByStreaming, Schedule::Unpartitioned)
+                        .inputs(vec![after_kv]),
                     canonical,
                 );
             }
@@ -694,11 +723,9 @@ impl Builder<'_> {
             let left = self.node(
                 index,
                 config,
-                Step::JoinLeft,
-                None,
-                Some(left_table.clone()),
-                schedule,
-                left_inputs,
+                Shape::new(Step::JoinLeft, schedule)
+                    .output(left_table.clone())
+                    .inputs(left_inputs),
                 &left_slice,
             );
             self.archive(left, canonical, archive::Table::Left);
@@ -741,11 +768,10 @@ impl Builder<'_> {
                 let id = self.node(
                     index,
                     config,
-                    Step::JoinPart,
-                    Some(label),
-                    Some(part_table.clone()),
-                    schedule,
-                    inputs,
+                    Shape::new(Step::JoinPart, schedule)
+                        .part(label)
+                        .output(part_table.clone())
+                        .inputs(inputs),
                     &slice,
                 );
                 self.archive(id, canonical, archive::Table::Part(i));
@@ -768,12 +794,9 @@ impl Builder<'_> {
             let id = self.node(
                 index,
                 config,
-                Step::JoinFinal,
-                None,
-                Some(table.clone()),
-                schedule,
-                final_inputs,
-                // Labels are the label join's: not in the join's own table.
+                Shape::new(Step::JoinFinal, schedule)
+                    .output(table.clone())
+                    .inputs(final_inputs), // Labels are the label join's: not in the join's own table.
                 &omit(canonical, &["labelPart"]),
             );
             self.archive(id, canonical, archive::Table::Final);
@@ -807,11 +830,9 @@ impl Builder<'_> {
             self.node(
                 index,
                 config,
-                Step::LogFlattener,
-                None,
-                Some(logged.clone()),
-                schedule(),
-                vec![log_input],
+                Shape::new(Step::LogFlattener, schedule())
+                    .output(logged.clone())
+                    .inputs(vec![log_input]),
                 &identity,
             );
             if join.meta.check_consistency {
@@ -838,11 +859,9 @@ impl Builder<'_> {
                 self.node(
                     index,
                     config,
-                    Step::BuildComparisonTable,
-                    None,
-                    Some(comparison.clone()),
-                    schedule(),
-                    inputs,
+                    Shape::new(Step::BuildComparisonTable, schedule())
+                        .output(comparison.clone())
+                        .inputs(inputs),
                     canonical,
                 );
                 let metrics_input = Input::new(
@@ -855,11 +874,9 @@ impl Builder<'_> {
                 self.node(
                     index,
                     config,
-                    Step::ConsistencyMetricsCompute,
-                    None,
-                    Some(self.naming.consistency(&table)),
-                    schedule(),
-                    vec![metrics_input],
+                    Shape::new(Step::ConsistencyMetricsCompute, schedule())
+                        .output(self.naming.consistency(&table))
+                        .inputs(vec![metrics_input]),
                     &identity,
                 );
             }
@@ -923,11 +940,9 @@ impl Builder<'_> {
         self.node(
             index,
             config,
-            Step::LabelJoin,
-            None,
-            Some(self.naming.labels(&table)),
-            Schedule::Daily { start },
-            inputs,
+            Shape::new(Step::LabelJoin, Schedule::Daily { start })
+                .output(self.naming.labels(&table))
+                .inputs(inputs),
             &slice,
         );
     }
@@ -981,11 +996,9 @@ impl Builder<'_> {
         self.node(
             index,
             config,
-            Step::StagingQuery,
-            None,
-            Some(output),
-            Schedule::Daily { start },
-            inputs,
+            Shape::new(Step::StagingQuery, Schedule::Daily { start })
+                .output(output)
+                .inputs(inputs),
             canonical,
         );
     }

@@ -45,19 +45,22 @@ impl<'a> KeyDoc<'a> {
         Hash::of_json(self)
     }
 
-    /// The hash of the inputs' JSON and the key, serializing the inputs
-    /// once: the key document's JSON is its fields before `inputs`, then the
-    /// inputs' JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
+    /// The key, as `key` makes it, without serde's per-field work: the key
+    /// document's JSON is its fields before `inputs`, then the inputs'
+    /// JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
     /// checks the bytes are serde's).
-    pub fn hashes(&self) -> (Hash, Hash) {
-        let (inputs_hash, key, _) = self.hashed();
-        (inputs_hash, key)
+    pub fn hash(&self) -> Hash {
+        self.hash_with(&inputs_json(self.inputs))
     }
 
-    /// `hashes`, and the inputs' JSON they hashed (what the state stores
-    /// beside the key).
+    /// The hash of the inputs' JSON, the key, and the inputs' JSON they
+    /// hashed (what the state stores beside the key).
     pub fn hashed(&self) -> (Hash, Hash, Vec<u8>) {
         let inputs = inputs_json(self.inputs);
+        (Hash::of(&inputs), self.hash_with(&inputs), inputs)
+    }
+
+    fn hash_with(&self, inputs: &[u8]) -> Hash {
         // Step names and hex digits need no escapes.
         let mut head = Vec::with_capacity(192);
         head.extend_from_slice(b"{\"key_version\":");
@@ -75,10 +78,16 @@ impl<'a> KeyDoc<'a> {
         head.extend_from_slice(b",\"inputs\":");
         let mut key = blake3::Hasher::new();
         key.update(&head);
-        key.update(&inputs);
+        key.update(inputs);
         key.update(b"}");
-        (Hash::of(&inputs), Hash(*key.finalize().as_bytes()), inputs)
+        Hash(*key.finalize().as_bytes())
     }
+}
+
+/// The hash of inputs' JSON, as recorded beside a key: a key that changed
+/// while its slice and inputs did not was made by another key version.
+pub fn inputs_hash(inputs: &[InputDigest]) -> Hash {
+    Hash::of(&inputs_json(inputs))
 }
 
 /// The inputs' JSON, byte for byte as serde writes it (field order, string
@@ -124,7 +133,6 @@ pub enum Evaluation {
     Pending(Status),
     Ready {
         inputs: Vec<InputDigest>,
-        inputs_hash: Hash,
         key: Hash,
     },
 }
@@ -187,12 +195,8 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
         return Evaluation::Pending(status.clone());
     }
     inputs.sort();
-    let (inputs_hash, key) = KeyDoc::new(node, day, &inputs).hashes();
-    Evaluation::Ready {
-        inputs,
-        inputs_hash,
-        key,
-    }
+    let key = KeyDoc::new(node, day, &inputs).hash();
+    Evaluation::Ready { inputs, key }
 }
 
 #[cfg(test)]
@@ -236,7 +240,12 @@ mod tests {
                     partition,
                     inputs,
                 };
-                assert_eq!(doc.hashes(), (Hash::of_json(&inputs), doc.key()));
+                let (inputs_hash, key, json) = doc.hashed();
+                assert_eq!(json, serde_json::to_vec(inputs).unwrap());
+                assert_eq!(inputs_hash, Hash::of_json(&inputs));
+                assert_eq!(inputs_hash, super::inputs_hash(inputs));
+                assert_eq!(key, doc.key());
+                assert_eq!(doc.hash(), key);
             }
         }
     }

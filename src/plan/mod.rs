@@ -656,14 +656,12 @@ pub fn decide(
     if recorded.slice != node.slice_hash {
         return (plan(Status::Stale(NEVER_BUILT.clone())), true);
     }
-    let (inputs_hash, key) = match evaluation {
+    let (inputs, key) = match evaluation {
         Evaluation::Pending(status) => return (plan(status), false),
-        Evaluation::Ready {
-            inputs_hash, key, ..
-        } => (inputs_hash, key),
+        Evaluation::Ready { inputs, key } => (inputs, key),
     };
     if key != recorded.key {
-        if inputs_hash == recorded.inputs {
+        if key::inputs_hash(&inputs) == recorded.inputs {
             return (
                 plan(Status::Stale(Arc::new(StaleReason::KeyVersionChanged))),
                 false,

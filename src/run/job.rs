@@ -14,7 +14,7 @@ use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::BuildRecord;
 use crate::plan::live::LivePlan;
-use crate::probe::Probe;
+use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
 
 pub(super) struct Job {
@@ -74,6 +74,11 @@ impl Job {
     }
 }
 
+/// The table a job of `node` writes whose partitions are probed, if any.
+pub(super) fn probed_output(node: &Node) -> Option<&str> {
+    node.output.as_deref().filter(|_| node.probed_output)
+}
+
 /// Probes the output partitions of what a job of `node` records: per
 /// record, its fingerprint, or `None` when the partition is missing. Steps
 /// whose output cannot be probed record their key.
@@ -82,16 +87,26 @@ pub(super) fn probe_outputs(
     records: &[BuildRecord],
     probe: &dyn Probe,
 ) -> Result<Vec<Option<Hash>>, Error> {
-    let table = match &node.output {
-        Some(table) if node.probed_output => table,
-        _ => return Ok(records.iter().map(|r| Some(r.key)).collect()),
+    let listed = match probed_output(node) {
+        Some(table) => {
+            let days: Vec<Day> = records.iter().filter_map(|r| r.day).collect();
+            Some(probe.list_days(table, &days)?)
+        }
+        None => None,
     };
-    let days: Vec<Day> = records.iter().filter_map(|r| r.day).collect();
-    let listed = probe.list_days(table, &days)?;
-    Ok(records
+    Ok(outputs(records, listed.as_ref()))
+}
+
+/// Per record, its output's fingerprint in `listed` (the node's probed
+/// output table, listed), or its key when the node has none.
+pub(super) fn outputs(records: &[BuildRecord], listed: Option<&Partitions>) -> Vec<Option<Hash>> {
+    records
         .iter()
-        .map(|r| r.day.and_then(|d| listed.get(&d).copied()))
-        .collect())
+        .map(|r| match listed {
+            Some(listed) => r.day.and_then(|d| listed.get(&d).copied()),
+            None => Some(r.key),
+        })
+        .collect()
 }
 
 /// What building these targets of a node records (those whose key is

@@ -42,7 +42,7 @@ use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::live::{LivePlan, Ready};
 use crate::plan::{self, BuildRecord, Plan};
-use crate::probe::Probe;
+use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
 use crate::store::{Attempt, Recorded, StateStore, day_column};
 
@@ -145,6 +145,9 @@ pub struct Runner<'c, 'a> {
     writer: Option<SyncSender<Recording>>,
 }
 
+/// The most targets the adopt writer puts in one transaction.
+const BATCH_TARGETS: usize = 8192;
+
 /// A job's targets to record, for the writer thread.
 struct Recording {
     records: Vec<BuildRecord>,
@@ -153,14 +156,21 @@ struct Recording {
 }
 
 impl Recording {
-    fn write(&self, store: &mut StateStore) -> Result<(), Error> {
-        let built: Vec<_> = self
-            .records
+    /// Writes jobs' recordings in one transaction: one sequence number, the
+    /// input partitions they read recorded once.
+    fn write(batch: &[Recording], store: &mut StateStore) -> Result<(), Error> {
+        let built: Vec<_> = batch
             .iter()
-            .zip(&self.outputs)
+            .flat_map(|job| job.records.iter().zip(&job.outputs))
             .filter_map(|(r, o)| o.map(|o| r.built(o)))
             .collect();
-        store.record_built_after(&built, &self.read, None)?;
+        let mut read: Vec<(String, Day, Hash)> = batch
+            .iter()
+            .flat_map(|job| job.read.iter().cloned())
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        store.record_built_after(&built, &read, None)?;
         Ok(())
     }
 }
@@ -549,9 +559,19 @@ impl<'c, 'a> Runner<'c, 'a> {
         // Bounded: the jobs keyed ahead of the writer are held in memory.
         let (sender, receiver) = sync_channel::<Recording>(16);
         let result = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| -> Result<(), Error> {
-                for recording in receiver {
-                    recording.write(store)?;
+            let store = &mut *store;
+            let writer = scope.spawn(move || -> Result<(), Error> {
+                // What queued while the last batch was written goes in the
+                // next one (a transaction per batch, not per job).
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    let mut targets = batch[0].records.len();
+                    while targets < BATCH_TARGETS {
+                        let Ok(next) = receiver.try_recv() else { break };
+                        targets += next.records.len();
+                        batch.push(next);
+                    }
+                    Recording::write(&batch, store)?;
                 }
                 Ok(())
             });
@@ -578,8 +598,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                 self.set_cover(job, Cover::Done);
                 continue;
             }
-            // Adopting is probing: queued jobs are keyed and their outputs
-            // probed together, in parallel, then recorded in order.
+            // Adopting is probing: queued jobs are keyed, in parallel,
+            // while their output tables are listed (one listing for all),
+            // then recorded in order.
             use rayon::prelude::*;
             const CHUNK: usize = 64;
             let take = self.queue.len().min(CHUNK);
@@ -589,20 +610,33 @@ impl<'c, 'a> Runner<'c, 'a> {
                 .map(|&j| self.slice_json(self.jobs[j].node))
                 .collect();
             let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
-            type Prepared = (Vec<BuildRecord>, Result<Vec<Option<Hash>>, Error>);
-            let prepared: Vec<Prepared> = jobs
-                .par_iter()
-                .zip(&slices)
-                .map(|(&j, slice_json)| {
-                    let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
-                    let records = job::records(live, graph, id, targets, slice_json);
-                    let outputs = job::probe_outputs(&graph.nodes[id], &records, probe);
-                    (records, outputs)
-                })
+            let mut tables: Vec<String> = jobs
+                .iter()
+                .filter_map(|&j| job::probed_output(&graph.nodes[self.jobs[j].node]))
+                .map(str::to_string)
                 .collect();
-            for (job, (records, outputs)) in jobs.into_iter().zip(prepared) {
+            tables.sort_unstable();
+            tables.dedup();
+            let (records, listed): (Vec<Vec<BuildRecord>>, _) = rayon::join(
+                || {
+                    jobs.par_iter()
+                        .zip(&slices)
+                        .map(|(&j, slice_json)| {
+                            let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
+                            job::records(live, graph, id, targets, slice_json)
+                        })
+                        .collect()
+                },
+                || probe.list_all(tables),
+            );
+            let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
+            let unlisted = Partitions::new();
+            for (job, records) in jobs.into_iter().zip(records) {
+                let table = job::probed_output(&graph.nodes[self.jobs[job].node]);
+                let listed = table.map(|t| listed.get(t).unwrap_or(&unlisted));
+                let outputs = job::outputs(&records, listed);
                 self.jobs[job].records = records;
-                self.succeeded(job, outputs?)?;
+                self.succeeded(job, outputs)?;
             }
         }
         Ok(())

@@ -511,3 +511,47 @@ fn every_recorded_key_is_the_hash_of_its_stored_document() {
     }
     assert!(with_inputs > 0);
 }
+
+/// A key that changed while its slice and inputs did not was made by
+/// another key version: the plan says so, from the inputs hash recorded
+/// beside the key (blake3 of the stored inputs document).
+#[test]
+fn a_key_of_another_version_is_told_apart_by_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    Files::initial().write(&root);
+    let until = day(4);
+    run(&root, &until);
+    let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT inputs, inputs_doc FROM targets")
+        .unwrap();
+    let rows: Vec<(Vec<u8>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() > 10, "{}", rows.len());
+    for (inputs, doc) in &rows {
+        assert_eq!(
+            blake3::hash(doc.as_bytes()).as_bytes(),
+            &inputs[..],
+            "{doc}"
+        );
+    }
+    // As a binary with another key version finds it: other keys, and no
+    // memos (they digest the key version).
+    conn.execute_batch("UPDATE targets SET key = zeroblob(32); DELETE FROM node_memos;")
+        .unwrap();
+    let plan = chronon_build(&root, &["plan", "--until", &until, "--format", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let reasons: Vec<String> = crate::plan_groups(&plan)
+        .iter()
+        .filter(|g| g["status"] == "stale")
+        .map(|g| g["reason"].to_string())
+        .collect();
+    assert!(reasons.len() > 3, "{}", plan.stdout);
+    for reason in &reasons {
+        assert!(reason.contains("key-version-changed"), "{reason}");
+    }
+}
