@@ -553,9 +553,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         else {
             return self.inline_jobs();
         };
-        // Adopting: SQLite writes one job's targets while the next jobs are
-        // keyed and probed. Each job stays one transaction; a failed write
-        // stops the adoption with its error.
+        // Adopting: SQLite writes jobs' targets while the next jobs are
+        // keyed and probed. A job is never split between transactions (the
+        // jobs queued while the last write went on are written together);
+        // a failed write stops the adoption with its error.
         // Bounded: the jobs keyed ahead of the writer are held in memory.
         let (sender, receiver) = sync_channel::<Recording>(16);
         let result = std::thread::scope(|scope| {
