@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::graph::{Graph, Node, NodeId};
+use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::probe::Partitions;
 use crate::store::{Recorded, day_column};
@@ -113,6 +114,23 @@ impl<'g> LivePlan<'g> {
 
     pub fn cutoff(&self) -> usize {
         self.cutoff
+    }
+
+    /// Whether every target of a node was built in this run.
+    pub fn all_built(&self, id: NodeId) -> bool {
+        !self.phases[id].is_empty() && self.phases[id].iter().all(|p| *p == Phase::Built)
+    }
+
+    /// The memo of a node (`memo::memo`) from the columns as they are now,
+    /// its output table listed as `output`: what a later plan computes when
+    /// nothing that decides the node changed. It holds for targets keyed
+    /// from these columns.
+    pub fn memo(&self, id: NodeId, output: Option<&Column>) -> Option<Hash> {
+        let node = &self.graph.nodes[id];
+        let days: Vec<Option<Day>> = self.plan.nodes[id].targets.iter().map(|t| t.day).collect();
+        let inputs = self.plan.input_columns(self.graph, node);
+        let state = &self.plan.state[id];
+        super::memo::memo(node, &days, self.plan.until, &inputs, output, state)
     }
 
     /// What can run at the start: every planned node's ready targets, in

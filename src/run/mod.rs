@@ -41,10 +41,10 @@ use crate::graph::{Graph, Node, NodeId, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::live::{LivePlan, Ready};
-use crate::plan::{self, BuildRecord, Plan};
+use crate::plan::{self, BuildRecord, Column, Plan};
 use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
-use crate::store::{Attempt, Recorded, StateStore, day_column};
+use crate::store::{Attempt, NodeKey, Recorded, StateStore, day_column};
 
 pub use hooks::HookCommands;
 use job::{Job, Running};
@@ -142,11 +142,19 @@ pub struct Runner<'c, 'a> {
     hooks: hooks::Hooks,
     /// `adopt`: recordings go to a writer thread, which owns the state
     /// while keying and probing go on here.
-    writer: Option<SyncSender<Recording>>,
+    writer: Option<SyncSender<Write>>,
 }
 
 /// The most targets the adopt writer puts in one transaction.
 const BATCH_TARGETS: usize = 8192;
+
+/// What the adopt writer writes, in order.
+enum Write {
+    /// A job's targets.
+    Job(Recording),
+    /// A node's memo, sent after all its targets.
+    Memo(NodeKey, Hash),
+}
 
 /// A job's targets to record, for the writer thread.
 struct Recording {
@@ -155,22 +163,43 @@ struct Recording {
     read: Vec<(String, Day, Hash)>,
 }
 
-impl Recording {
-    /// Writes jobs' recordings in one transaction: one sequence number, the
-    /// input partitions they read recorded once.
-    fn write(batch: &[Recording], store: &mut StateStore) -> Result<(), Error> {
-        let built: Vec<_> = batch
+impl Write {
+    fn targets(&self) -> usize {
+        match self {
+            Write::Job(job) => job.records.len(),
+            Write::Memo(..) => 0,
+        }
+    }
+
+    /// Writes jobs' targets in one transaction (one sequence number, the
+    /// input partitions they read recorded once), then the memos (writing a
+    /// node's targets deletes its memo).
+    fn write(batch: Vec<Write>, store: &mut StateStore) -> Result<(), Error> {
+        let mut jobs = Vec::new();
+        let mut memos = Vec::new();
+        for write in batch {
+            match write {
+                Write::Job(job) => jobs.push(job),
+                Write::Memo(node, memo) => memos.push((node, memo)),
+            }
+        }
+        let built: Vec<_> = jobs
             .iter()
             .flat_map(|job| job.records.iter().zip(&job.outputs))
             .filter_map(|(r, o)| o.map(|o| r.built(o)))
             .collect();
-        let mut read: Vec<(String, Day, Hash)> = batch
+        let mut read: Vec<(String, Day, Hash)> = jobs
             .iter()
             .flat_map(|job| job.read.iter().cloned())
             .collect();
         read.sort_unstable();
         read.dedup();
-        store.record_built_after(&built, &read, None)?;
+        if !built.is_empty() {
+            store.record_built_after(&built, &read, None)?;
+        }
+        if !memos.is_empty() {
+            store.record_memos(&memos)?;
+        }
         Ok(())
     }
 }
@@ -558,21 +587,21 @@ impl<'c, 'a> Runner<'c, 'a> {
         // jobs queued while the last write went on are written together);
         // a failed write stops the adoption with its error.
         // Bounded: the jobs keyed ahead of the writer are held in memory.
-        let (sender, receiver) = sync_channel::<Recording>(16);
+        let (sender, receiver) = sync_channel::<Write>(16);
         let result = std::thread::scope(|scope| {
             let store = &mut *store;
             let writer = scope.spawn(move || -> Result<(), Error> {
                 // What queued while the last batch was written goes in the
                 // next one (a transaction per batch, not per job).
                 while let Ok(first) = receiver.recv() {
+                    let mut targets = first.targets();
                     let mut batch = vec![first];
-                    let mut targets = batch[0].records.len();
                     while targets < BATCH_TARGETS {
                         let Ok(next) = receiver.try_recv() else { break };
-                        targets += next.records.len();
+                        targets += next.targets();
                         batch.push(next);
                     }
-                    Recording::write(&batch, store)?;
+                    Write::write(batch, store)?;
                 }
                 Ok(())
             });
@@ -632,12 +661,35 @@ impl<'c, 'a> Runner<'c, 'a> {
             );
             let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
             let unlisted = Partitions::new();
-            for (job, records) in jobs.into_iter().zip(records) {
-                let table = job::probed_output(&graph.nodes[self.jobs[job].node]);
-                let listed = table.map(|t| listed.get(t).unwrap_or(&unlisted));
-                let outputs = job::outputs(&records, listed);
+            let output = |id: NodeId| {
+                let table = job::probed_output(&graph.nodes[id])?;
+                Some((table, listed.get(table).unwrap_or(&unlisted)))
+            };
+            // The memo of each node this chunk adopts whole, from the columns
+            // its keys were just made from (no target is recorded yet) and
+            // its output as listed: stored once all its targets are, so the
+            // first plan after adopting skips them as later plans do.
+            let memos: Vec<Option<Hash>> = jobs
+                .par_iter()
+                .map(|&j| {
+                    let id = self.jobs[j].node;
+                    if self.jobs[j].targets.len() != live.plan().nodes[id].targets.len() {
+                        return None;
+                    }
+                    let column = output(id).map(|(t, p)| Column::from_partitions(t, p));
+                    live.memo(id, column.as_ref())
+                })
+                .collect();
+            for ((job, records), memo) in jobs.into_iter().zip(records).zip(memos) {
+                let id = self.jobs[job].node;
+                let outputs = job::outputs(&records, output(id).map(|(_, p)| p));
                 self.jobs[job].records = records;
                 self.succeeded(job, outputs)?;
+                if let (Some(memo), Some(writer)) = (memo, &self.writer)
+                    && self.live.all_built(id)
+                {
+                    let _ = writer.send(Write::Memo(plan::node_key(&graph.nodes[id]), memo));
+                }
             }
         }
         Ok(())
@@ -996,7 +1048,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             };
             // A closed channel means the writer stopped on an error, which
             // the adoption returns when it ends.
-            let _ = writer.send(recording);
+            let _ = writer.send(Write::Job(recording));
         }
         self.summary.built += recorded.len();
         let mut ready = self

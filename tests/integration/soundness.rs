@@ -555,3 +555,40 @@ fn a_key_of_another_version_is_told_apart_by_its_inputs() {
         assert!(reason.contains("key-version-changed"), "{reason}");
     }
 }
+
+/// `adopt` stores the memo of each node it adopts whole (from the columns
+/// its keys were made from), so the first plan after adopting skips what
+/// nothing touched: a memo only saves work, before and after an input
+/// changes.
+#[test]
+fn adopted_nodes_have_memos_that_change_no_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    Files::initial().write(&root);
+    let until = day(4);
+    run(&root, &until);
+    // The embedded warehouse stays; the state goes.
+    let state = root.join(".chronon-build/state.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
+    }
+    let out = chronon_build(&root, &["adopt", "--until", &until]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let memos = count("SELECT count(*) FROM node_memos");
+    let nodes = count("SELECT count(DISTINCT node) FROM targets");
+    assert!(memos > 0 && memos <= nodes, "{memos} memos, {nodes} nodes");
+    drop(conn);
+    let (with, without) = plans_with_and_without_memos(&root, &until);
+    assert_eq!(with, without);
+    assert!(with.contains("\"fresh\": 13"), "{with}");
+    // An input changes under the memos.
+    let mut edited = Files::initial();
+    edited.rows[4].1 += 100;
+    edited.write(&root);
+    let out = chronon_build(&root, &["plan", "--until", &until]);
+    assert!(out.stdout.contains("input-changed"), "{}", out.stdout);
+    let (with, without) = plans_with_and_without_memos(&root, &until);
+    assert_eq!(with, without);
+}
