@@ -6,6 +6,8 @@
 //! what its targets read, its output column over its days, and its recorded
 //! state. The memo is a digest of all but the last. When a plan finds every
 //! target of a node fresh, `run` stores the memo (`StateStore::record_memos`);
+//! `adopt` stores the memo of each node it adopts whole, made from the
+//! columns its keys were made from (`LivePlan::memo`);
 //! a later plan that computes the same memo knows, without evaluating a
 //! target or loading it from the state, that each is still fresh. Anything
 //! that could change a decision changes the memo: a different key version or
