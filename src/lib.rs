@@ -30,8 +30,8 @@
 //!   memos (`plan::memo`: skipping nodes nothing touched), and its output;
 //! - `diff`: what a config change invalidates, for CI;
 //! - `monitor`: status, metrics and the HTML report, from plans and history;
-//! - `run`: the runner, its locks, progress and summary, and `gc` (orphaned
-//!   partitions);
+//! - `run`: the runner (where jobs run), its locks, progress and summary,
+//!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions);
 //! - `exec`: the executors' argv and environment (zipline, local), and the
 //!   tables' partition layouts as the Driver sees them (`partitioning`);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse

@@ -16,7 +16,8 @@
 //!
 //! The same machinery serves `run --dry-run` (each job "succeeds" with an
 //! unknown output, nothing is written) and `adopt` (a job "succeeds" when its
-//! output partitions already exist in the warehouse).
+//! output partitions already exist in the warehouse; a writer thread records
+//! them, `writer`).
 
 pub mod gc;
 mod hooks;
@@ -27,6 +28,7 @@ pub mod progress;
 mod slots;
 mod summary;
 mod whole_join;
+mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -44,13 +46,14 @@ use crate::plan::live::{LivePlan, Ready};
 use crate::plan::{self, BuildRecord, Column, Plan};
 use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
-use crate::store::{Attempt, NodeKey, Recorded, StateStore, day_column};
+use crate::store::{Attempt, Recorded, StateStore, day_column};
 
 pub use hooks::HookCommands;
 use job::{Job, Running};
 pub use progress::ProgressMode;
 pub use summary::{Outcome, Summary, tail};
 use whole_join::{Cover, Covers};
+use writer::{Recording, Write};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
@@ -143,65 +146,6 @@ pub struct Runner<'c, 'a> {
     /// `adopt`: recordings go to a writer thread, which owns the state
     /// while keying and probing go on here.
     writer: Option<SyncSender<Write>>,
-}
-
-/// The most targets the adopt writer puts in one transaction.
-const BATCH_TARGETS: usize = 8192;
-
-/// What the adopt writer writes, in order.
-enum Write {
-    /// A job's targets.
-    Job(Recording),
-    /// A node's memo, sent after all its targets.
-    Memo(NodeKey, Hash),
-}
-
-/// A job's targets to record, for the writer thread.
-struct Recording {
-    records: Vec<BuildRecord>,
-    outputs: Vec<Option<Hash>>,
-    read: Vec<(String, Day, Hash)>,
-}
-
-impl Write {
-    fn targets(&self) -> usize {
-        match self {
-            Write::Job(job) => job.records.len(),
-            Write::Memo(..) => 0,
-        }
-    }
-
-    /// Writes jobs' targets in one transaction (one sequence number, the
-    /// input partitions they read recorded once), then the memos (writing a
-    /// node's targets deletes its memo).
-    fn write(batch: Vec<Write>, store: &mut StateStore) -> Result<(), Error> {
-        let mut jobs = Vec::new();
-        let mut memos = Vec::new();
-        for write in batch {
-            match write {
-                Write::Job(job) => jobs.push(job),
-                Write::Memo(node, memo) => memos.push((node, memo)),
-            }
-        }
-        let built: Vec<_> = jobs
-            .iter()
-            .flat_map(|job| job.records.iter().zip(&job.outputs))
-            .filter_map(|(r, o)| o.map(|o| r.built(o)))
-            .collect();
-        let mut read: Vec<(String, Day, Hash)> = jobs
-            .iter()
-            .flat_map(|job| job.read.iter().cloned())
-            .collect();
-        read.sort_unstable();
-        read.dedup();
-        if !built.is_empty() {
-            store.record_built_after(&built, &read, None)?;
-        }
-        if !memos.is_empty() {
-            store.record_memos(&memos)?;
-        }
-        Ok(())
-    }
 }
 
 impl<'c, 'a> Runner<'c, 'a> {
@@ -590,21 +534,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let (sender, receiver) = sync_channel::<Write>(16);
         let result = std::thread::scope(|scope| {
             let store = &mut *store;
-            let writer = scope.spawn(move || -> Result<(), Error> {
-                // What queued while the last batch was written goes in the
-                // next one (a transaction per batch, not per job).
-                while let Ok(first) = receiver.recv() {
-                    let mut targets = first.targets();
-                    let mut batch = vec![first];
-                    while targets < BATCH_TARGETS {
-                        let Ok(next) = receiver.try_recv() else { break };
-                        targets += next.targets();
-                        batch.push(next);
-                    }
-                    Write::write(batch, store)?;
-                }
-                Ok(())
-            });
+            let writer = scope.spawn(move || writer::write_all(receiver, store));
             self.writer = Some(sender);
             let result = self.inline_jobs();
             self.writer = None;
@@ -628,68 +558,73 @@ impl<'c, 'a> Runner<'c, 'a> {
                 self.set_cover(job, Cover::Done);
                 continue;
             }
-            // Adopting is probing: queued jobs are keyed, in parallel,
-            // while their output tables are listed (one listing for all),
-            // then recorded in order.
-            use rayon::prelude::*;
-            const CHUNK: usize = 64;
-            let take = self.queue.len().min(CHUNK);
-            let jobs: Vec<usize> = self.queue.drain(..take).collect();
-            let slices: Vec<Arc<str>> = jobs
-                .iter()
-                .map(|&j| self.slice_json(self.jobs[j].node))
-                .collect();
-            let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
-            let mut tables: Vec<String> = jobs
-                .iter()
-                .filter_map(|&j| job::probed_output(&graph.nodes[self.jobs[j].node]))
-                .map(str::to_string)
-                .collect();
-            tables.sort_unstable();
-            tables.dedup();
-            let (records, listed): (Vec<Vec<BuildRecord>>, _) = rayon::join(
-                || {
-                    jobs.par_iter()
-                        .zip(&slices)
-                        .map(|(&j, slice_json)| {
-                            let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
-                            job::records(live, graph, id, targets, slice_json)
-                        })
-                        .collect()
-                },
-                || probe.list_all(tables),
-            );
-            let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
-            let unlisted = Partitions::new();
-            let output = |id: NodeId| {
-                let table = job::probed_output(&graph.nodes[id])?;
-                Some((table, listed.get(table).unwrap_or(&unlisted)))
-            };
-            // The memo of each node this chunk adopts whole, from the columns
-            // its keys were just made from (no target is recorded yet) and
-            // its output as listed: stored once all its targets are, so the
-            // first plan after adopting skips them as later plans do.
-            let memos: Vec<Option<Hash>> = jobs
-                .par_iter()
-                .map(|&j| {
-                    let id = self.jobs[j].node;
-                    if self.jobs[j].targets.len() != live.plan().nodes[id].targets.len() {
-                        return None;
-                    }
-                    let column = output(id).map(|(t, p)| Column::from_partitions(t, p));
-                    live.memo(id, column.as_ref())
-                })
-                .collect();
-            for ((job, records), memo) in jobs.into_iter().zip(records).zip(memos) {
-                let id = self.jobs[job].node;
-                let outputs = job::outputs(&records, output(id).map(|(_, p)| p));
-                self.jobs[job].records = records;
-                self.succeeded(job, outputs)?;
-                if let (Some(memo), Some(writer)) = (memo, &self.writer)
-                    && self.live.all_built(id)
-                {
-                    let _ = writer.send(Write::Memo(plan::node_key(&graph.nodes[id]), memo));
+            self.adopt_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Adopting is probing: up to 64 queued jobs are keyed, in parallel,
+    /// while their output tables are listed (one listing for all), then
+    /// recorded in order.
+    fn adopt_chunk(&mut self) -> Result<(), Error> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 64;
+        let take = self.queue.len().min(CHUNK);
+        let jobs: Vec<usize> = self.queue.drain(..take).collect();
+        let slices: Vec<Arc<str>> = jobs
+            .iter()
+            .map(|&j| self.slice_json(self.jobs[j].node))
+            .collect();
+        let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
+        let mut tables: Vec<String> = jobs
+            .iter()
+            .filter_map(|&j| job::probed_output(&graph.nodes[self.jobs[j].node]))
+            .map(str::to_string)
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        let (records, listed): (Vec<Vec<BuildRecord>>, _) = rayon::join(
+            || {
+                jobs.par_iter()
+                    .zip(&slices)
+                    .map(|(&j, slice_json)| {
+                        let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
+                        job::records(live, graph, id, targets, slice_json)
+                    })
+                    .collect()
+            },
+            || probe.list_all(tables),
+        );
+        let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
+        let unlisted = Partitions::new();
+        let output = |id: NodeId| {
+            let table = job::probed_output(&graph.nodes[id])?;
+            Some((table, listed.get(table).unwrap_or(&unlisted)))
+        };
+        // The memo of each node this chunk adopts whole, from the columns
+        // its keys were just made from (no target is recorded yet) and
+        // its output as listed: stored once all its targets are, so the
+        // first plan after adopting skips them as later plans do.
+        let memos: Vec<Option<Hash>> = jobs
+            .par_iter()
+            .map(|&j| {
+                let id = self.jobs[j].node;
+                if self.jobs[j].targets.len() != live.plan().nodes[id].targets.len() {
+                    return None;
                 }
+                let column = output(id).map(|(t, p)| Column::from_partitions(t, p));
+                live.memo(id, column.as_ref())
+            })
+            .collect();
+        for ((job, records), memo) in jobs.into_iter().zip(records).zip(memos) {
+            let id = self.jobs[job].node;
+            let outputs = job::outputs(&records, output(id).map(|(_, p)| p));
+            self.jobs[job].records = records;
+            self.succeeded(job, outputs)?;
+            if let (Some(memo), Some(writer)) = (memo, &self.writer)
+                && self.live.all_built(id)
+            {
+                let _ = writer.send(Write::Memo(plan::node_key(&graph.nodes[id]), memo));
             }
         }
         Ok(())
