@@ -12,7 +12,7 @@ use crate::plan::BuildRecord;
 use crate::store::{NodeKey, StateStore};
 
 /// The most targets the adopt writer puts in one transaction.
-const BATCH_TARGETS: usize = 8192;
+const BATCH_TARGETS: usize = 4096;
 
 /// What the adopt writer writes, in order.
 pub(super) enum Write {
