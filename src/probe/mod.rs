@@ -18,8 +18,12 @@
 //! query's `partitionColumn`/`partitionFormat`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 use crate::config::TableRef;
 use crate::error::ProbeError;
@@ -258,11 +262,12 @@ impl Probe for HiveDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Partitions::new()),
             Err(e) => return Err(listing_error(table, &dir, e)),
         };
-        // `folder` mode stats each partition folder relative to the open
-        // table folder: one path component to resolve, not the whole path
-        // (at a million partitions, most of the probe's time).
+        // `folder` and `listing` modes read each partition folder relative
+        // to the open table folder, and its files relative to it: one path
+        // component to resolve per name, not the whole path (at a million
+        // partitions, most of the probe's time).
         let relative = match (self.mode, sub) {
-            (FingerprintMode::Folder, None) => {
+            (FingerprintMode::Folder | FingerprintMode::Listing, None) => {
                 Some(std::fs::File::open(&dir).map_err(|e| listing_error(table, &dir, e))?)
             }
             _ => None,
@@ -281,12 +286,23 @@ impl Probe for HiveDir {
                 continue;
             };
             if let Some(folder) = &relative {
-                // Follows a symlink, as `is_dir` does.
-                let stat =
-                    stat_at(folder, &name).map_err(|e| listing_error(table, &entry.path(), e))?;
-                if stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    out.insert(day, folder_hash(&stat));
-                }
+                // Follows a symlink, as `is_dir` does; what is not a folder
+                // is no partition.
+                let fingerprint = match self.mode {
+                    FingerprintMode::Folder => stat_at(folder, &name).map(|stat| {
+                        (FileType::from_raw_mode(stat.st_mode) == FileType::Directory)
+                            .then(|| folder_hash(&stat))
+                    }),
+                    _ => match open_dir_at(folder, &name) {
+                        Ok(partition) => listing_fingerprint(partition).map(Some),
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                };
+                match fingerprint.map_err(|e| listing_error(table, &entry.path(), e))? {
+                    Some(fingerprint) => out.insert(day, fingerprint),
+                    None => continue,
+                };
                 continue;
             }
             let path = entry.path();
@@ -309,20 +325,15 @@ impl Probe for HiveDir {
 }
 
 /// `fstatat(2)` of `name` in the open folder, following symlinks.
-fn stat_at(folder: &std::fs::File, name: &std::ffi::OsStr) -> std::io::Result<libc::stat> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::CString::new(name.as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: a descriptor this File owns, a NUL-terminated name, and a
-    // buffer of the right type that fstatat fills when it returns 0.
-    let rc = unsafe { libc::fstatat(folder.as_raw_fd(), name.as_ptr(), stat.as_mut_ptr(), 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fstatat returned 0, so it filled the buffer.
-    Ok(unsafe { stat.assume_init() })
+fn stat_at(folder: impl AsFd, name: &std::ffi::OsStr) -> std::io::Result<Stat> {
+    Ok(rustix::fs::statat(folder, name, AtFlags::empty())?)
+}
+
+/// Opens the folder `name` in the open folder `folder` (following a
+/// symlink); `ENOTDIR` when it is something else.
+fn open_dir_at(folder: impl AsFd, name: &std::ffi::OsStr) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(folder, name, flags, Mode::empty())?)
 }
 
 fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
@@ -337,34 +348,82 @@ fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
 /// modification time) of its files, or their contents. Hidden files (`.crc`
 /// and the like) are left out.
 pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Hash> {
-    if mode == FingerprintMode::Folder {
-        return std::fs::metadata(dir).map(|m| folder_fingerprint(&m));
-    }
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
-    files.sort();
-    let mut hasher = blake3::Hasher::new();
-    for (rel, path) in files {
-        hasher.update(rel.as_bytes());
-        hasher.update(&[0]);
-        match mode {
-            FingerprintMode::Listing | FingerprintMode::Folder => {
-                let meta = std::fs::metadata(&path)?;
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .unwrap_or_default();
-                hasher.update(&meta.len().to_le_bytes());
-                hasher.update(&mtime.as_nanos().to_le_bytes());
-            }
-            FingerprintMode::Content => {
+    match mode {
+        FingerprintMode::Folder => std::fs::metadata(dir).map(|m| folder_fingerprint(&m)),
+        FingerprintMode::Listing => listing_fingerprint(std::fs::File::open(dir)?.into()),
+        FingerprintMode::Content => {
+            let mut files = Vec::new();
+            walk(dir, dir, &mut files)?;
+            files.sort();
+            let mut hasher = blake3::Hasher::new();
+            for (rel, path) in files {
+                hasher.update(rel.as_bytes());
+                hasher.update(&[0]);
                 let mut file = std::fs::File::open(&path)?;
                 std::io::copy(&mut file, &mut hasher)?;
             }
+            Ok(Hash(*hasher.finalize().as_bytes()))
         }
     }
+}
+
+/// The `listing` fingerprint of an open partition folder: per file, sorted
+/// by relative path, the path, a NUL, its size and its modification time in
+/// nanoseconds since the epoch (0 before it), little-endian (`u64`, `u128`).
+/// Names are read and stat'ed relative to their open folder.
+fn listing_fingerprint(folder: OwnedFd) -> std::io::Result<Hash> {
+    let mut files = Vec::new();
+    walk_at(folder, "", &mut files)?;
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = blake3::Hasher::new();
+    for (rel, size, mtime) in files {
+        hasher.update(rel.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(&size.to_le_bytes());
+        hasher.update(&mtime.to_le_bytes());
+    }
     Ok(Hash(*hasher.finalize().as_bytes()))
+}
+
+/// The files under an open folder, not hidden ones: (relative path, size,
+/// modification time in nanoseconds). A symlink counts as the file or
+/// folder it points to, not followed into.
+fn walk_at(
+    folder: OwnedFd,
+    prefix: &str,
+    out: &mut Vec<(String, u64, u128)>,
+) -> std::io::Result<()> {
+    let mut entries = rustix::fs::Dir::new(folder)?;
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+        let shown = name.to_string_lossy();
+        if shown.starts_with('.') {
+            continue;
+        }
+        let rel = match prefix {
+            "" => shown.into_owned(),
+            _ => format!("{prefix}/{shown}"),
+        };
+        let fd = entries.fd()?;
+        let file_type = match entry.file_type() {
+            FileType::Unknown => FileType::from_raw_mode(
+                rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+            ),
+            known => known,
+        };
+        if file_type == FileType::Directory {
+            walk_at(open_dir_at(fd, name)?, &rel, out)?;
+        } else {
+            let stat = stat_at(fd, name)?;
+            let mtime = match u128::try_from(stat.st_mtime) {
+                Ok(secs) => secs * 1_000_000_000 + u128::from(stat.st_mtime_nsec),
+                Err(_) => 0,
+            };
+            out.push((rel, stat.st_size as u64, mtime));
+        }
+    }
+    Ok(())
 }
 
 /// The `folder` fingerprint: the partition folder's modification and
@@ -381,12 +440,12 @@ fn folder_fingerprint(meta: &std::fs::Metadata) -> Hash {
 }
 
 /// `folder_fingerprint` of what `fstatat` gave.
-fn folder_hash(stat: &libc::stat) -> Hash {
+fn folder_hash(stat: &Stat) -> Hash {
     folder_digest([
         stat.st_mtime,
-        stat.st_mtime_nsec,
+        stat.st_mtime_nsec as i64,
         stat.st_ctime,
-        stat.st_ctime_nsec,
+        stat.st_ctime_nsec as i64,
         stat.st_ino as i64,
     ])
 }
@@ -482,5 +541,87 @@ impl Probe for CommandProbe {
             out.insert(day, Hash::of(fingerprint.trim().as_bytes()));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `listing` fingerprint as defined: files found through paths,
+    /// sorted, each its relative path, NUL, size and modification time.
+    fn listing_by_paths(dir: &Path) -> Hash {
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files).unwrap();
+        files.sort();
+        let mut hasher = blake3::Hasher::new();
+        for (rel, path) in files {
+            let meta = std::fs::metadata(&path).unwrap();
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            hasher.update(rel.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&meta.len().to_le_bytes());
+            hasher.update(&mtime.as_nanos().to_le_bytes());
+        }
+        Hash(*hasher.finalize().as_bytes())
+    }
+
+    #[test]
+    fn listing_through_descriptors_is_listing_through_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let table = root.path().join("ns.db/t");
+        let day = |d: &str| table.join(format!("ds={d}"));
+        let write = |path: PathBuf, text: &str| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(day("2025-01-01").join("part-0.parquet"), "rows");
+        write(day("2025-01-01").join("part-1.parquet"), "more rows");
+        write(day("2025-01-01").join(".part-0.crc"), "hidden");
+        write(day("2025-01-01").join("nested/deeper/part-2"), "x");
+        write(day("2025-01-01").join(".hidden/part-3"), "y");
+        write(day("2025-01-01").join("caf\u{e9}/part-4"), "z");
+        std::os::unix::fs::symlink("part-0.parquet", day("2025-01-01").join("link")).unwrap();
+        std::os::unix::fs::symlink("nested", day("2025-01-01").join("dir-link")).unwrap();
+        // Before the epoch: counted as 0, as `duration_since` fails.
+        write(day("2025-01-02").join("old"), "old");
+        let old = std::fs::File::options()
+            .write(true)
+            .open(day("2025-01-02").join("old"))
+            .unwrap();
+        old.set_modified(std::time::UNIX_EPOCH - std::time::Duration::from_secs(10))
+            .unwrap();
+        std::fs::create_dir_all(day("2025-01-03")).unwrap();
+        // Not partitions: a file, and a symlink to a folder that is one.
+        write(day("2025-01-04"), "a file");
+        std::os::unix::fs::symlink("ds=2025-01-01", day("2025-01-05")).unwrap();
+
+        let probe = HiveDir {
+            root: root.path().to_path_buf(),
+            layouts: Layouts::uniform("ds"),
+            mode: FingerprintMode::Listing,
+        };
+        let listed = probe.list("ns.t").unwrap();
+        let days: Vec<String> = listed.keys().map(|d| d.to_string()).collect();
+        assert_eq!(
+            days,
+            ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-05"]
+        );
+        for (d, fingerprint) in &listed {
+            let dir = day(&d.to_string());
+            assert_eq!(*fingerprint, listing_by_paths(&dir), "{d}");
+            assert_eq!(
+                fingerprint_dir(&dir, FingerprintMode::Listing).unwrap(),
+                *fingerprint
+            );
+        }
+        // What a few days' lookup finds is what the listing found.
+        let some: Vec<Day> = listed.keys().copied().collect();
+        assert_eq!(probe.list_days("ns.t", &some).unwrap(), listed);
+        assert_ne!(listed[&some[0]], listed[&some[2]]);
     }
 }
