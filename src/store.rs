@@ -888,10 +888,17 @@ impl StateStore {
             // Per node: its id, and whether it has failures or forced
             // marks to clear (most nodes have none: one query per node
             // instead of two deletes per target).
+            // A job's targets come one node after another: the last node's
+            // is found without hashing its key.
             let mut ids: HashMap<&NodeKey, (i64, bool, bool)> = HashMap::new();
+            let mut last: Option<(&NodeKey, (i64, bool, bool))> = None;
             for b in built {
-                let (node, failed, forced) = match ids.get(b.node) {
-                    Some(seen) => *seen,
+                let known = match last {
+                    Some((key, seen)) if key == b.node => Some(seen),
+                    _ => ids.get(b.node).copied(),
+                };
+                let (node, failed, forced) = match known {
+                    Some(seen) => seen,
                     None => {
                         let id = Self::node_id(&mut self.node_ids, &tx, b.node).map_err(err)?;
                         forget_memo.execute([id]).map_err(err)?;
@@ -901,6 +908,7 @@ impl StateStore {
                         (id, failed, forced)
                     }
                 };
+                last = Some((b.node, (node, failed, forced)));
                 if !self.slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
                     slice
                         .execute(params![&b.slice.0[..], b.slice_json])

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Column, InputDigest, KeyDoc, Plan, TargetPlan, node_key, read_range};
+use super::{Column, InputDigest, KeyDoc, Plan, TargetPlan, read_range};
 use crate::graph::{Graph, Node, Schedule};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
@@ -14,7 +14,8 @@ use crate::store::NodeKey;
 /// What recording one target as built writes, apart from its output
 /// fingerprint (probed after the job, by the caller).
 pub struct BuildRecord {
-    pub node: NodeKey,
+    /// Shared by a job's records.
+    pub node: Arc<NodeKey>,
     pub day: Option<Day>,
     pub key: Hash,
     pub slice: Hash,
@@ -32,13 +33,14 @@ impl BuildRecord {
     /// For a target whose key is known (its inputs all are); `None` while
     /// it is blocked or waiting. Its inputs' digests (O(1) each on the
     /// columns, in the order `evaluate` sorts them) make the key document
-    /// stored beside the key. `slice_json` is the node's slice as JSON, shared by all
-    /// its targets.
+    /// stored beside the key. `key` and `slice_json` are the node's key and
+    /// its slice as JSON, shared by all its targets.
     pub fn for_target(
         plan: &Plan,
         graph: &Graph,
         node: &Node,
         target: &TargetPlan,
+        key: &Arc<NodeKey>,
         slice_json: &Arc<str>,
     ) -> Option<BuildRecord> {
         target.key?;
@@ -66,11 +68,11 @@ impl BuildRecord {
         inputs.sort();
         // The key as the job runs: the document and its hashes are made
         // together, so the stored document is always the key's.
-        let (inputs_hash, key, doc) = KeyDoc::new(node, target.day, &inputs).hashed();
+        let (inputs_hash, target_key, doc) = KeyDoc::new(node, target.day, &inputs).hashed();
         Some(BuildRecord {
-            node: node_key(node),
+            node: key.clone(),
             day: target.day,
-            key,
+            key: target_key,
             slice: node.slice_hash,
             slice_json: slice_json.clone(),
             inputs_hash,

@@ -119,10 +119,12 @@ pub(super) fn records(
     slice_json: &Arc<str>,
 ) -> Vec<BuildRecord> {
     let node = &graph.nodes[id];
+    let key = Arc::new(crate::plan::node_key(node));
     targets
         .iter()
         .filter_map(|&i| {
-            BuildRecord::for_target(live.plan(), graph, node, live.target(id, i), slice_json)
+            let target = live.target(id, i);
+            BuildRecord::for_target(live.plan(), graph, node, target, &key, slice_json)
         })
         .collect()
 }
