@@ -203,12 +203,13 @@ impl Scenario {
             let mut read = Vec::new();
             for node in &ws.graph.nodes {
                 let slice_json = plan::slice_json(node);
+                let key = std::sync::Arc::new(plan::node_key(node));
                 for target in &plan.nodes[node.id].targets {
                     if !matches!(target.status, Status::Stale(_)) {
                         continue;
                     }
                     let Some(record) =
-                        BuildRecord::for_target(&plan, &ws.graph, node, target, &slice_json)
+                        BuildRecord::for_target(&plan, &ws.graph, node, target, &key, &slice_json)
                     else {
                         continue;
                     };
