@@ -779,6 +779,52 @@ impl StateStore {
         Ok(())
     }
 
+    /// Runs `write` with the WAL checkpointed by another connection on
+    /// another thread, every 20 ms (passive checkpoints, which never block
+    /// the writer): a long series of writes (adopt) does not stop for its
+    /// own checkpoints. The writer's own checkpoint waits until the WAL
+    /// holds 64 MB, by when the other thread has copied most of it, and it
+    /// lets the next write start the WAL over, which bounds it.
+    pub fn with_checkpoints_aside<T>(
+        &mut self,
+        write: impl FnOnce(&mut StateStore) -> T,
+    ) -> Result<T, StoreError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Stops the checkpoints when `write` returns or unwinds.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let checkpointer = Connection::open(&path).map_err(err)?;
+        const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+        const DEFAULT_CHECKPOINT_PAGES: i64 = 1_000;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(err)?;
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let done = &done;
+            scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    // A checkpoint that fails leaves its frames to the next.
+                    let _ =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            });
+            let _stop = Stop(done);
+            write(self)
+        });
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
+            .map_err(err)?;
+        Ok(result)
+    }
+
     /// Stores the memos of nodes planned all fresh (`plan::memo`).
     pub fn record_memos(&mut self, memos: &[(NodeKey, Hash)]) -> Result<(), StoreError> {
         if memos.is_empty() {

@@ -526,15 +526,17 @@ impl<'c, 'a> Runner<'c, 'a> {
         else {
             return self.inline_jobs();
         };
-        // Adopting: SQLite writes jobs' targets while the next jobs are
-        // keyed and probed. A job is never split between transactions (the
-        // jobs queued while the last write went on are written together);
-        // a failed write stops the adoption with its error.
-        // Bounded: the jobs keyed ahead of the writer are held in memory.
+        // Adopting: a writer thread records jobs' targets while the next
+        // jobs are keyed and probed (`writer`), and another connection
+        // checkpoints the WAL beside it. A failed write stops the adoption
+        // with its error. Bounded: the jobs keyed ahead of the writer are
+        // held in memory.
         let (sender, receiver) = sync_channel::<Write>(16);
         let result = std::thread::scope(|scope| {
             let store = &mut *store;
-            let writer = scope.spawn(move || writer::write_all(receiver, store));
+            let writer = scope.spawn(move || {
+                store.with_checkpoints_aside(|store| writer::write_all(receiver, store))?
+            });
             self.writer = Some(sender);
             let result = self.inline_jobs();
             self.writer = None;
