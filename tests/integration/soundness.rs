@@ -468,15 +468,23 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
     }
 }
 
+/// A repository built up to day 4: its folder (kept while the first is),
+/// root and `--until`.
+fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    Files::initial().write(&root);
+    let until = day(4);
+    run(&root, &until);
+    (dir, root, until)
+}
+
 /// The document each recorded key hashed is in the state beside it (cargo
 /// writes its fingerprint's document beside the hash): the key is blake3
 /// of the key version, step, slice, partition and the stored inputs.
 #[test]
 fn every_recorded_key_is_the_hash_of_its_stored_document() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    Files::initial().write(&root);
-    run(&root, &day(4));
+    let (_dir, root, _) = built_repo();
     let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
     let mut stmt = conn
         .prepare("SELECT n.step, t.day, t.key, t.slice, t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node")
@@ -517,11 +525,7 @@ fn every_recorded_key_is_the_hash_of_its_stored_document() {
 /// beside the key (blake3 of the stored inputs document).
 #[test]
 fn a_key_of_another_version_is_told_apart_by_its_inputs() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    Files::initial().write(&root);
-    let until = day(4);
-    run(&root, &until);
+    let (_dir, root, until) = built_repo();
     let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
     let mut stmt = conn
         .prepare("SELECT inputs, inputs_doc FROM targets")
@@ -562,11 +566,7 @@ fn a_key_of_another_version_is_told_apart_by_its_inputs() {
 /// changes.
 #[test]
 fn adopted_nodes_have_memos_that_change_no_decision() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    Files::initial().write(&root);
-    let until = day(4);
-    run(&root, &until);
+    let (_dir, root, until) = built_repo();
     // The embedded warehouse stays; the state goes.
     let state = root.join(".chronon-build/state.db");
     for suffix in ["", "-wal", "-shm"] {
