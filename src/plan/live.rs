@@ -860,4 +860,61 @@ mod tests {
         assert_eq!(ready_of(&ready, left), vec![d5]);
         assert!(live.blocked_tables().is_empty());
     }
+
+    #[test]
+    fn a_node_built_whole_has_the_memo_a_later_plan_computes() {
+        let f = fixture();
+        let gb = node(&f.graph, "group-by-backfill:t.gb.v1");
+        let mut live = LivePlan::new(
+            &f.graph,
+            plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)),
+        );
+        let all: Vec<usize> = (0..live.plan().nodes[gb].targets.len()).collect();
+        assert!(all.len() > 1);
+        assert!(!live.all_built(gb));
+        let output = Hash::of(b"gb");
+        let _ = build(&mut live, gb, &all[..1], output);
+        assert!(!live.all_built(gb), "one target is not built yet");
+        let _ = build(&mut live, gb, &all[1..], output);
+        assert!(live.all_built(gb));
+
+        // Its output as listed after the build, and a later plan's view of
+        // its inputs: the memo that plan computes is the live plan's.
+        let table = f.graph.nodes[gb].output.clone().unwrap();
+        let listed: Partitions = all
+            .iter()
+            .filter_map(|&i| live.target(gb, i).day)
+            .map(|d| (d, output))
+            .collect();
+        let column = Column::from_partitions(&table, &listed);
+        let later = plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4));
+        let node = &f.graph.nodes[gb];
+        let days: Vec<Option<Day>> = later.nodes[gb].targets.iter().map(|t| t.day).collect();
+        let memo = |inputs: Tables| {
+            let later = plan(&f.graph, &f.repo, &f.settings, inputs);
+            let columns = later.input_columns(&f.graph, node);
+            super::super::memo::memo(
+                node,
+                &days,
+                later.until,
+                &columns,
+                Some(&column),
+                &Default::default(),
+            )
+        };
+        let held = live.memo(gb, Some(&column));
+        assert!(held.is_some());
+        assert_eq!(held, memo(inputs(JAN_1 + 4)));
+        // An input partition changed since: another memo.
+        let mut changed = inputs(JAN_1 + 4);
+        changed
+            .0
+            .get_mut("raw.events")
+            .unwrap()
+            .insert(Day(JAN_1 + 1), Hash::of(b"rewritten"));
+        assert_ne!(held, memo(changed));
+        // Another listing of its output: another memo.
+        let other = Column::from_partitions(&table, &Partitions::new());
+        assert_ne!(held, live.memo(gb, Some(&other)));
+    }
 }
