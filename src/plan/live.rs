@@ -887,9 +887,13 @@ mod tests {
             .map(|d| (d, output))
             .collect();
         let column = Column::from_partitions(&table, &listed);
-        let later = plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4));
         let node = &f.graph.nodes[gb];
-        let days: Vec<Option<Day>> = later.nodes[gb].targets.iter().map(|t| t.day).collect();
+        let days: Vec<Option<Day>> = plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4)).nodes
+            [gb]
+            .targets
+            .iter()
+            .map(|t| t.day)
+            .collect();
         let memo = |inputs: Tables| {
             let later = plan(&f.graph, &f.repo, &f.settings, inputs);
             let columns = later.input_columns(&f.graph, node);

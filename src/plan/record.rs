@@ -1,6 +1,6 @@
-//! What `run` records when a target is built: its key and inputs hash (the
-//! plan's), its slice, the ranges it read (`BuildRecord`), and the input
-//! partitions its job read (`reads`).
+//! What `run` records when a target is built: its key, its key document's
+//! inputs and their hash (made when its job starts), its slice
+//! (`BuildRecord`), and the input partitions its job read (`reads`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
