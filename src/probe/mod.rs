@@ -287,22 +287,23 @@ impl Probe for HiveDir {
             };
             if let Some(folder) = &relative {
                 // Follows a symlink, as `is_dir` does; what is not a folder
-                // is no partition.
+                // (a file, a dangling symlink, a folder gone since the
+                // listing) is no partition.
                 let fingerprint = match self.mode {
                     FingerprintMode::Folder => stat_at(folder, &name).map(|stat| {
                         (FileType::from_raw_mode(stat.st_mode) == FileType::Directory)
                             .then(|| folder_hash(&stat))
                     }),
-                    _ => match open_dir_at(folder, &name) {
-                        Ok(partition) => listing_fingerprint(partition).map(Some),
-                        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
-                        Err(e) => Err(e),
-                    },
+                    _ => open_dir_at(folder, &name)
+                        .and_then(|partition| partition.map(listing_fingerprint).transpose()),
                 };
-                match fingerprint.map_err(|e| listing_error(table, &entry.path(), e))? {
-                    Some(fingerprint) => out.insert(day, fingerprint),
-                    None => continue,
+                let fingerprint = match fingerprint {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    other => other.map_err(|e| listing_error(table, &entry.path(), e))?,
                 };
+                if let Some(fingerprint) = fingerprint {
+                    out.insert(day, fingerprint);
+                }
                 continue;
             }
             let path = entry.path();
@@ -330,10 +331,14 @@ fn stat_at(folder: impl AsFd, name: &std::ffi::OsStr) -> std::io::Result<Stat> {
 }
 
 /// Opens the folder `name` in the open folder `folder` (following a
-/// symlink); `ENOTDIR` when it is something else.
-fn open_dir_at(folder: impl AsFd, name: &std::ffi::OsStr) -> std::io::Result<OwnedFd> {
+/// symlink); `None` when it is something else.
+fn open_dir_at(folder: impl AsFd, name: &std::ffi::OsStr) -> std::io::Result<Option<OwnedFd>> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    Ok(rustix::fs::openat(folder, name, flags, Mode::empty())?)
+    match rustix::fs::openat(folder, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
@@ -413,7 +418,9 @@ fn walk_at(
             known => known,
         };
         if file_type == FileType::Directory {
-            walk_at(open_dir_at(fd, name)?, &rel, out)?;
+            let folder = open_dir_at(fd, name)?
+                .ok_or_else(|| std::io::Error::other(format!("{rel} is no longer a folder")))?;
+            walk_at(folder, &rel, out)?;
         } else {
             let stat = stat_at(fd, name)?;
             let mtime = match u128::try_from(stat.st_mtime) {
@@ -596,14 +603,21 @@ mod tests {
         old.set_modified(std::time::UNIX_EPOCH - std::time::Duration::from_secs(10))
             .unwrap();
         std::fs::create_dir_all(day("2025-01-03")).unwrap();
-        // Not partitions: a file, and a symlink to a folder that is one.
+        // Not partitions: a file, and a dangling symlink. A symlink to a
+        // partition folder is one.
         write(day("2025-01-04"), "a file");
         std::os::unix::fs::symlink("ds=2025-01-01", day("2025-01-05")).unwrap();
+        std::os::unix::fs::symlink("nowhere", day("2025-01-06")).unwrap();
 
-        let probe = HiveDir {
+        let folder = HiveDir {
             root: root.path().to_path_buf(),
             layouts: Layouts::uniform("ds"),
+            mode: FingerprintMode::Folder,
+        };
+        let folders: Vec<Day> = folder.list("ns.t").unwrap().into_keys().collect();
+        let probe = HiveDir {
             mode: FingerprintMode::Listing,
+            ..folder
         };
         let listed = probe.list("ns.t").unwrap();
         let days: Vec<String> = listed.keys().map(|d| d.to_string()).collect();
@@ -611,6 +625,7 @@ mod tests {
             days,
             ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-05"]
         );
+        assert_eq!(folders, listed.keys().copied().collect::<Vec<_>>());
         for (d, fingerprint) in &listed {
             let dir = day(&d.to_string());
             assert_eq!(*fingerprint, listing_by_paths(&dir), "{d}");
