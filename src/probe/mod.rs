@@ -354,7 +354,7 @@ fn listing_error(table: &str, path: &Path, e: std::io::Error) -> ProbeError {
 /// and the like) are left out.
 pub fn fingerprint_dir(dir: &Path, mode: FingerprintMode) -> std::io::Result<Hash> {
     match mode {
-        FingerprintMode::Folder => std::fs::metadata(dir).map(|m| folder_fingerprint(&m)),
+        FingerprintMode::Folder => Ok(folder_hash(&rustix::fs::stat(dir)?)),
         FingerprintMode::Listing => listing_fingerprint(std::fs::File::open(dir)?.into()),
         FingerprintMode::Content => {
             let mut files = Vec::new();
@@ -433,31 +433,16 @@ fn walk_at(
     Ok(())
 }
 
-/// The `folder` fingerprint: the partition folder's modification and
-/// change times and inode.
-fn folder_fingerprint(meta: &std::fs::Metadata) -> Hash {
-    use std::os::unix::fs::MetadataExt;
-    folder_digest([
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-        meta.ino() as i64,
-    ])
-}
-
-/// `folder_fingerprint` of what `fstatat` gave.
+/// The `folder` fingerprint, from the partition folder's `stat`: its
+/// modification and change times and inode.
 fn folder_hash(stat: &Stat) -> Hash {
-    folder_digest([
+    let fields = [
         stat.st_mtime,
         stat.st_mtime_nsec as i64,
         stat.st_ctime,
         stat.st_ctime_nsec as i64,
         stat.st_ino as i64,
-    ])
-}
-
-fn folder_digest(fields: [i64; 5]) -> Hash {
+    ];
     let mut bytes = [0u8; 40];
     for (i, field) in fields.into_iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&field.to_le_bytes());
@@ -614,7 +599,16 @@ mod tests {
             layouts: Layouts::uniform("ds"),
             mode: FingerprintMode::Folder,
         };
-        let folders: Vec<Day> = folder.list("ns.t").unwrap().into_keys().collect();
+        let folders = folder.list("ns.t").unwrap();
+        for (d, fingerprint) in &folders {
+            let dir = day(&d.to_string());
+            assert_eq!(
+                fingerprint_dir(&dir, FingerprintMode::Folder).unwrap(),
+                *fingerprint,
+                "{d}"
+            );
+        }
+        let folders: Vec<Day> = folders.into_keys().collect();
         let probe = HiveDir {
             mode: FingerprintMode::Listing,
             ..folder
