@@ -41,14 +41,11 @@ impl<'a> KeyDoc<'a> {
         }
     }
 
-    pub fn key(&self) -> Hash {
-        Hash::of_json(self)
-    }
-
-    /// The key, as `key` makes it, without serde's per-field work: the key
-    /// document's JSON is its fields before `inputs`, then the inputs'
-    /// JSON, then `}` (`key_document_json_is_built_as_serde_writes_it`
-    /// checks the bytes are serde's).
+    /// The key: blake3 of the key document's JSON as serde writes it, made
+    /// without serde's per-field work: the document's fields before
+    /// `inputs`, then the inputs' JSON, then `}`
+    /// (`key_document_json_is_built_as_serde_writes_it` checks it is
+    /// `Hash::of_json` of the document).
     pub fn hash(&self) -> Hash {
         self.hash_with(&inputs_json(self.inputs))
     }
@@ -244,7 +241,7 @@ mod tests {
                 assert_eq!(json, serde_json::to_vec(inputs).unwrap());
                 assert_eq!(inputs_hash, Hash::of_json(&inputs));
                 assert_eq!(inputs_hash, super::inputs_hash(inputs));
-                assert_eq!(key, doc.key());
+                assert_eq!(key, Hash::of_json(&doc));
                 assert_eq!(doc.hash(), key);
             }
         }
