@@ -15,10 +15,11 @@
 //!   recorded build, versioned by sequence number, so an `input-changed`
 //!   reason can name the partition and its old fingerprint;
 //! - `runs`, `attempts`: run history; `failures`, `forced`: per target;
-//! - `node_memos`: per node, a digest of everything that decided it all
-//!   fresh the last time it was (`plan::memo`), so a plan with the same
-//!   digest skips evaluating its targets one by one, and loading them.
-//!   Writing any of a node's targets deletes its memo.
+//! - `node_memos`: per node, a digest of everything that decided its
+//!   targets up to a day (`last`) all fresh the last time they were
+//!   (`plan::memo`), so a plan with the same digest skips evaluating those
+//!   targets one by one, and loading them. Writing any of a node's targets
+//!   up to `last` deletes its memo.
 //!
 //! A target is written here only after its command exited 0 and its outputs
 //! were probed, in one transaction with everything else it implies.
@@ -33,11 +34,11 @@ use crate::graph::Step;
 use crate::hash::Hash;
 use crate::partition::Day;
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
-/// schemas 2 and 3 only added and changed node memos, which a plan can do
-/// without (a memo of another version never matches), and a reader of a
+/// schemas 2, 3 and 5 only added and changed node memos, which a plan can
+/// do without (a memo of another version never matches), and a reader of a
 /// state before 4 reads its ranges from `target_reads` (`ranges_read`).
 const READABLE_FROM: i64 = 1;
 
@@ -134,6 +135,12 @@ const MIGRATIONS: &[&str] = &[
          FROM target_reads r, json_each(r.ranges) e
          WHERE r.node = targets.node AND r.day = targets.day);
      DROP TABLE target_reads;",
+    // 5: a memo covers the node's targets up to a day (`last`), so a plan
+    // whose `--until` moved on evaluates only the days after it, and a
+    // write of later days keeps it. Schema-4 memos (whole nodes, deleted by
+    // any write) are dropped: their digests are of another version.
+    "DELETE FROM node_memos;
+     ALTER TABLE node_memos ADD COLUMN last INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Identifies a node across runs, independent of graph indices.
@@ -179,8 +186,17 @@ pub struct NodeState {
     pub built: HashMap<i64, Recorded>,
     pub failed: HashMap<i64, i64>,
     pub forced: Vec<i64>,
-    /// The memo of the node's last all-fresh plan.
-    pub memo: Option<Hash>,
+    /// The memo of the targets the node's last plan found all fresh, up to
+    /// a day.
+    pub memo: Option<Memo>,
+}
+
+/// A node memo (`plan::memo`): the digest of what decided the node's
+/// targets up to `last` (a day column) fresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memo {
+    pub digest: Hash,
+    pub last: i64,
 }
 
 /// One target to record as built.
@@ -430,17 +446,23 @@ impl StateStore {
         self.load_with(false)
     }
 
-    /// One node's recorded targets, by day column.
-    pub fn load_targets(&self, node: &NodeKey) -> Result<HashMap<i64, Recorded>, StoreError> {
+    /// One node's recorded targets from a day column on (`NO_PARTITION`:
+    /// all of them), by day column.
+    pub fn load_targets(
+        &self,
+        node: &NodeKey,
+        from: i64,
+    ) -> Result<HashMap<i64, Recorded>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT day, key, slice, inputs, output, seq FROM targets
-                 WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)",
+                 WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)
+                   AND day >= ?4",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt
-            .query(params![node.step.name(), node.config, node.part])
+            .query(params![node.step.name(), node.config, node.part, from])
             .map_err(|e| self.err(e))?;
         let mut built = HashMap::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
@@ -503,16 +525,22 @@ impl StateStore {
         for (node, day) in self.select("SELECT node, day FROM forced", [], node_and_day)? {
             by_id.entry(node).or_default().forced.push(day);
         }
-        // A reader never migrates: a state of schema 1 has no memos yet.
-        let memos = if self.version()? >= 2 {
-            self.select("SELECT node, memo FROM node_memos", [], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        // A reader never migrates: memos before schema 5 are of another
+        // version, which never matches, so they are not read.
+        let memos = if self.version()? >= 5 {
+            self.select("SELECT node, memo, last FROM node_memos", [], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             })?
         } else {
             Vec::new()
         };
-        for (node, memo) in memos {
-            by_id.entry(node).or_default().memo = Hash::from_slice(&memo);
+        for (node, digest, last) in memos {
+            by_id.entry(node).or_default().memo =
+                Hash::from_slice(&digest).map(|digest| Memo { digest, last });
         }
         Ok(by_id
             .into_iter()
@@ -825,8 +853,8 @@ impl StateStore {
         Ok(result)
     }
 
-    /// Stores the memos of nodes planned all fresh (`plan::memo`).
-    pub fn record_memos(&mut self, memos: &[(NodeKey, Hash)]) -> Result<(), StoreError> {
+    /// Stores the memos of nodes planned fresh up to a day (`plan::memo`).
+    pub fn record_memos(&mut self, memos: &[(NodeKey, Memo)]) -> Result<(), StoreError> {
         if memos.is_empty() {
             return Ok(());
         }
@@ -835,11 +863,14 @@ impl StateStore {
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut put = tx
-                .prepare_cached("INSERT OR REPLACE INTO node_memos (node, memo) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO node_memos (node, memo, last) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
             for (key, memo) in memos {
                 let node = Self::node_id(&mut self.node_ids, &tx, key).map_err(err)?;
-                put.execute(params![node, &memo.0[..]]).map_err(err)?;
+                put.execute(params![node, &memo.digest.0[..], memo.last])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -921,10 +952,13 @@ impl StateStore {
             let mut forget_targets = tx
                 .prepare_cached("DELETE FROM targets WHERE node = ?1 AND day != ?2")
                 .map_err(err)?;
-            // Its targets change: the node's memo no longer holds.
+            // Its targets up to a memo's last day change: the memo no longer
+            // holds. One that ends before every day written still does.
             let mut forget_memo = tx
-                .prepare_cached("DELETE FROM node_memos WHERE node = ?1")
+                .prepare_cached("DELETE FROM node_memos WHERE node = ?1 AND last >= ?2")
                 .map_err(err)?;
+            // Per node, in the order written: the earliest day written.
+            let mut earliest: Vec<(i64, i64)> = Vec::new();
             let mut has_failed = tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM failures WHERE node = ?1)")
                 .map_err(err)?;
@@ -947,7 +981,6 @@ impl StateStore {
                     Some(seen) => seen,
                     None => {
                         let id = Self::node_id(&mut self.node_ids, &tx, b.node).map_err(err)?;
-                        forget_memo.execute([id]).map_err(err)?;
                         let failed: bool = has_failed.query_row([id], |r| r.get(0)).map_err(err)?;
                         let forced: bool = has_forced.query_row([id], |r| r.get(0)).map_err(err)?;
                         ids.insert(b.node, (id, failed, forced));
@@ -962,6 +995,12 @@ impl StateStore {
                     new_slices.push(b.slice);
                 }
                 let day = day_column(b.day);
+                // Writing one version forgets every other day: no memo holds.
+                let from = if b.sole { NO_PARTITION } else { day };
+                match earliest.last_mut() {
+                    Some((id, min)) if *id == node => *min = from.min(*min),
+                    _ => earliest.push((node, from)),
+                }
                 if b.sole {
                     forget_targets.execute(params![node, day]).map_err(err)?;
                 }
@@ -984,6 +1023,9 @@ impl StateStore {
                 if forced {
                     clear_forced.execute(params![node, day]).map_err(err)?;
                 }
+            }
+            for (node, from) in earliest {
+                forget_memo.execute(params![node, from]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
@@ -1243,7 +1285,7 @@ mod tests {
     }
 
     #[test]
-    fn writing_a_nodes_targets_deletes_its_memo_and_lazy_loads_agree() {
+    fn writing_a_nodes_targets_up_to_its_memo_deletes_it_and_lazy_loads_agree() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
         let (node, other) = (
@@ -1253,7 +1295,14 @@ mod tests {
         store
             .record_built(&[built(&node, b"k1"), built(&other, b"k1")], &[])
             .unwrap();
-        let memo = Hash::of(b"memo");
+        // Both cover day 10, the day recorded.
+        let memo = Memo {
+            digest: Hash::of(b"memo"),
+            last: 10,
+        };
+        let memo_of = |store: &StateStore, node: &NodeKey| {
+            store.load_lazily().unwrap().get(node).and_then(|s| s.memo)
+        };
         store
             .record_memos(&[(node.clone(), memo), (other.clone(), memo)])
             .unwrap();
@@ -1261,7 +1310,7 @@ mod tests {
         assert_eq!(lazy[&node].memo, Some(memo));
         assert!(lazy[&node].built.is_empty(), "targets are not loaded");
         assert_eq!(
-            store.load_targets(&node).unwrap(),
+            store.load_targets(&node, NO_PARTITION).unwrap(),
             store.load().unwrap()[&node].built
         );
         assert_eq!(
@@ -1269,14 +1318,32 @@ mod tests {
             [node.clone(), other.clone()].into_iter().collect()
         );
 
-        store.record_built(&[built(&node, b"k2")], &[]).unwrap();
-        let state = store.load_lazily().unwrap();
+        // A day after the memo's last keeps it; the memo's own day does not.
+        let later = Built {
+            day: Some(Day(11)),
+            ..built(&node, b"k3")
+        };
+        store.record_built(&[later], &[]).unwrap();
+        assert_eq!(memo_of(&store, &node), Some(memo), "day 11 is after it");
+        store
+            .record_built(&[built(&node, b"k2"), built(&node, b"k4")], &[])
+            .unwrap();
+        assert_eq!(memo_of(&store, &node), None, "day 10 changed");
+        assert_eq!(memo_of(&store, &other), Some(memo), "another node's stays");
         assert_eq!(
-            state.get(&node).and_then(|s| s.memo),
-            None,
-            "its targets changed"
+            store.load_targets(&node, NO_PARTITION).unwrap()[&10].key,
+            Hash::of(b"k4")
         );
-        assert_eq!(state[&other].memo, Some(memo), "another node's memo stays");
-        assert_eq!(store.load_targets(&node).unwrap()[&10].key, Hash::of(b"k2"));
+        assert_eq!(store.load_targets(&node, 11).unwrap().len(), 1, "from day 11");
+
+        // A version that replaces every other day (a KV upload) forgets any
+        // memo, even one that ends before it.
+        let sole = Built {
+            day: Some(Day(12)),
+            sole: true,
+            ..built(&other, b"k5")
+        };
+        store.record_built(&[sole], &[]).unwrap();
+        assert_eq!(memo_of(&store, &other), None, "the other days are gone");
     }
 }

@@ -21,10 +21,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::graph::{Graph, Node, NodeId};
-use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::probe::Partitions;
-use crate::store::{Recorded, day_column};
+use crate::store::{Memo, Recorded, day_column};
 
 use super::{Column, Plan, StaleReason, Status, TargetPlan};
 
@@ -125,7 +124,7 @@ impl<'g> LivePlan<'g> {
     /// its output table listed as `output`: what a later plan computes when
     /// nothing that decides the node changed. It holds for targets keyed
     /// from these columns.
-    pub fn memo(&self, id: NodeId, output: Option<&Column>) -> Option<Hash> {
+    pub fn memo(&self, id: NodeId, output: Option<&Column>) -> Option<Memo> {
         let node = &self.graph.nodes[id];
         let days: Vec<Option<Day>> = self.plan.nodes[id].targets.iter().map(|t| t.day).collect();
         let inputs = self.plan.input_columns(self.graph, node);

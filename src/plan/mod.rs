@@ -42,7 +42,7 @@ use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
-use crate::store::{NodeKey, NodeState, Recorded, StateStore, day_column};
+use crate::store::{Memo, NO_PARTITION, NodeKey, NodeState, Recorded, StateStore, day_column};
 
 pub use column::{Column, Entry};
 pub use explain::Explainer;
@@ -83,9 +83,9 @@ pub struct Plan {
     /// Partitions of tables nodes write that lie before the node's start:
     /// no build wants them and a clean build would not have them.
     pub orphans: Vec<Orphan>,
-    /// Memos of nodes planned all fresh whose stored memo differs: `run`
-    /// stores them (`memo`).
-    pub memos: Vec<(NodeKey, Hash)>,
+    /// Memos of nodes planned fresh up to a day whose stored memo differs:
+    /// `run` stores them (`memo`).
+    pub memos: Vec<(NodeKey, Memo)>,
 }
 
 /// Partitions of a node's output before its start (a start moved later):
@@ -395,44 +395,45 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
-        let memo = memo::memo(node, &days, opts.until, &inputs, output_column, state);
-        let held = memo.filter(|m| state.memo == Some(*m));
-        // Loaded lazily: what the memo does not settle, what dependents
-        // read (their input columns), and streaming deploys (their keys are
-        // checked against the running job).
+        // The first `held` targets are fresh by the stored memo.
+        let (held, whole) = memo::held(node, &days, opts.until, &inputs, output_column, state);
+        // Loaded lazily: what the memo does not settle (the days after
+        // those it holds for), what dependents read (their input columns),
+        // and streaming deploys (their keys are checked against the running
+        // job).
         if let Some(store) = ctx.store
             && opts.lazily
             && built.contains(&key)
-            && (held.is_none() || read_by_planned || node.step == Step::GroupByStreaming)
         {
-            state.built = store.load_targets(&key)?;
+            let all = read_by_planned || node.step == Step::GroupByStreaming;
+            if all || held < days.len() {
+                let from = match held {
+                    0 => NO_PARTITION,
+                    _ if all => NO_PARTITION,
+                    held => day_column(days[held - 1]) + 1,
+                };
+                state.built = store.load_targets(&key, from)?;
+            }
         }
         let state = &*state;
-        let decided: Vec<(TargetPlan, bool)> = match held {
-            // Nothing that decides this node changed since it was all
-            // fresh: each target is fresh, with its recorded key when its
-            // targets were loaded.
-            Some(_) => days
-                .iter()
-                .map(|day| {
-                    let target = TargetPlan {
-                        day: *day,
-                        status: Status::Fresh,
-                        key: state.built.get(&day_column(*day)).map(|r| r.key),
-                    };
-                    (target, false)
-                })
-                .collect(),
-            None => days
-                .par_iter()
-                .map(|day| {
-                    let at = day.unwrap_or(opts.until);
-                    let recorded = state.built.get(&day_column(*day));
-                    let evaluation = evaluate(node, *day, at, &inputs);
-                    decide(node, *day, evaluation, recorded, state, output_column)
-                })
-                .collect(),
+        // Nothing that decides the first `held` targets changed since they
+        // were fresh: each is fresh, with its recorded key when its targets
+        // were loaded. The rest are evaluated.
+        let fresh = |day: &Option<Day>| {
+            let target = TargetPlan {
+                day: *day,
+                status: Status::Fresh,
+                key: state.built.get(&day_column(*day)).map(|r| r.key),
+            };
+            (target, false)
         };
+        let mut decided: Vec<(TargetPlan, bool)> = days[..held].iter().map(fresh).collect();
+        decided.par_extend(days[held..].par_iter().map(|day| {
+            let at = day.unwrap_or(opts.until);
+            let recorded = state.built.get(&day_column(*day));
+            let evaluation = evaluate(node, *day, at, &inputs);
+            decide(node, *day, evaluation, recorded, state, output_column)
+        }));
         let mut targets = Vec::with_capacity(decided.len());
         let mut differ = Vec::new();
         let invalid = invalid_input(node, &invalid_tables);
@@ -450,9 +451,19 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             }
             targets.push(target);
         }
+        // The memo of the targets fresh up to a day, for the next plan.
+        let fresh = targets
+            .iter()
+            .take_while(|t| t.status == Status::Fresh)
+            .count();
+        let memo = match fresh {
+            0 => None,
+            _ if fresh == days.len() => whole,
+            _ if fresh == held => state.memo,
+            _ => memo::memo(node, &days[..fresh], opts.until, &inputs, output_column, state),
+        };
         if let Some(memo) = memo
             && state.memo != Some(memo)
-            && targets.iter().all(|t| t.status == Status::Fresh)
         {
             memos.push((key, memo));
         }

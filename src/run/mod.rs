@@ -607,7 +607,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         // its keys were just made from (no target is recorded yet) and
         // its output as listed: stored once all its targets are, so the
         // first plan after adopting skips them as later plans do.
-        let memos: Vec<Option<Hash>> = jobs
+        let memos: Vec<Option<crate::store::Memo>> = jobs
             .par_iter()
             .map(|&j| {
                 let id = self.jobs[j].node;

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::hash::Hash;
 use crate::partition::Day;
 use crate::plan::BuildRecord;
-use crate::store::{NodeKey, StateStore};
+use crate::store::{Memo, NodeKey, StateStore};
 
 /// The most targets the adopt writer puts in one transaction.
 const BATCH_TARGETS: usize = 4096;
@@ -19,7 +19,7 @@ pub(super) enum Write {
     /// A job's targets.
     Job(Recording),
     /// A node's memo, sent after all its targets.
-    Memo(NodeKey, Hash),
+    Memo(NodeKey, Memo),
 }
 
 /// A job's targets to record, for the writer thread.
@@ -38,7 +38,7 @@ impl Write {
     }
 
     /// Writes jobs' targets in one transaction (`record`), then the memos
-    /// (writing a node's targets deletes its memo).
+    /// (writing a node's targets deletes a memo of their days).
     fn write(batch: Vec<Write>, store: &mut StateStore) -> Result<(), Error> {
         let mut jobs = Vec::new();
         let mut memos = Vec::new();
@@ -142,7 +142,13 @@ mod tests {
         let batch = vec![
             Write::Job(job("c", Hash::of(b"second"))),
             Write::Job(job("d", Hash::of(b"third"))),
-            Write::Memo(NodeKey::new(Step::StagingQuery, "d", None), Hash::of(b"m")),
+            Write::Memo(
+                NodeKey::new(Step::StagingQuery, "d", None),
+                Memo {
+                    digest: Hash::of(b"m"),
+                    last: crate::store::NO_PARTITION,
+                },
+            ),
         ];
         Write::write(batch, &mut store).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();

@@ -369,10 +369,11 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
 /// records memos, and nothing is rebuilt. Schema 1 had no memos; schema 2's
 /// digested the recorded targets, and are dropped (schema 3's rely on every
 /// write of a node's targets deleting its memo); before schema 4 the ranges
-/// each target read were in `target_reads`, and move beside the key.
+/// each target read were in `target_reads`, and move beside the key; schema
+/// 4's memos covered whole nodes, and are dropped for memos up to a day.
 #[test]
 fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
-    for schema in [1, 2, 3] {
+    for schema in [1, 2, 3, 4] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
         Files::initial().write(&root);
@@ -382,27 +383,32 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         let old_memo = [7u8; 32];
         {
             let conn = rusqlite::Connection::open(&state).unwrap();
+            // What schemas 1 to 4 had: memos of whole nodes.
+            conn.execute_batch("ALTER TABLE node_memos DROP COLUMN last;")
+                .unwrap();
             // What schemas 1 to 3 had: ranges read in their own table.
-            conn.execute_batch(
-                "CREATE TABLE target_reads (
-                     node INTEGER NOT NULL, day INTEGER NOT NULL, ranges TEXT NOT NULL,
-                     PRIMARY KEY (node, day)) WITHOUT ROWID;
-                 INSERT INTO target_reads SELECT node, day, (
-                     SELECT json_group_array(json_array(
-                         json_extract(e.value, '$.table'), json_extract(e.value, '$.from'),
-                         json_extract(e.value, '$.to')))
-                     FROM json_each(inputs_doc) e) FROM targets;
-                 ALTER TABLE targets DROP COLUMN inputs_doc;",
-            )
-            .unwrap();
+            if schema < 4 {
+                conn.execute_batch(
+                    "CREATE TABLE target_reads (
+                         node INTEGER NOT NULL, day INTEGER NOT NULL, ranges TEXT NOT NULL,
+                         PRIMARY KEY (node, day)) WITHOUT ROWID;
+                     INSERT INTO target_reads SELECT node, day, (
+                         SELECT json_group_array(json_array(
+                             json_extract(e.value, '$.table'), json_extract(e.value, '$.from'),
+                             json_extract(e.value, '$.to')))
+                         FROM json_each(inputs_doc) e) FROM targets;
+                     ALTER TABLE targets DROP COLUMN inputs_doc;",
+                )
+                .unwrap();
+            }
             match schema {
                 1 => conn
                     .execute_batch("DROP TABLE node_memos; PRAGMA user_version = 1;")
                     .unwrap(),
-                2 => {
+                2 | 4 => {
                     conn.execute("UPDATE node_memos SET memo = ?1", [&old_memo[..]])
                         .unwrap();
-                    conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+                    conn.pragma_update(None, "user_version", schema).unwrap();
                 }
                 _ => conn.execute_batch("PRAGMA user_version = 3;").unwrap(),
             }
@@ -430,7 +436,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
 
         let again = run(&root, &until);
         assert_eq!(jobs(&again), 0, "{}", again.stdout);
-        assert_eq!(version(), 4);
+        assert_eq!(version(), 5);
         let conn = rusqlite::Connection::open(&state).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert!(
@@ -442,7 +448,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
                 "SELECT count(*) FROM node_memos WHERE memo = x'0707070707070707070707070707070707070707070707070707070707070707'"
             ),
             0,
-            "schema 2's memos are dropped"
+            "schema 2's and 4's memos are dropped"
         );
         assert_eq!(
             count(
