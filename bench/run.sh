@@ -6,8 +6,9 @@
 #                           # equivalent build.ninja made from the same graph
 #   bench/run.sh adopt      # adopt, then plan and a no-op run, over ~1,000,000
 #                           # built targets (hive-dir in listing and folder
-#                           # modes, and the embedded warehouse), beside
-#                           # ninja -n on 73,000
+#                           # modes, and the embedded warehouse), and plans
+#                           # of the next day and 15 days on, beside ninja -n
+#                           # on 73,000
 #
 # Outputs are created beforehand in the hive-dir warehouse, so `true` "writes"
 # them and the runner probes and records every target as a real job would.
@@ -56,6 +57,10 @@ if [ "${1:-}" = adopt ]; then
         for i in 1 2; do
             measure "no-op run ($mode, run $i)" $bin run --repo "$out/repo" --until 2025-12-31 --progress quiet
         done
+        # The next day from cron: each node's memo holds up to yesterday,
+        # and only the new day is evaluated (its inputs have not landed).
+        measure "plan --format json, next day ($mode)" $bin plan --repo "$out/repo" --until 2026-01-01 --format json
+        measure "plan --format json, 15 days on ($mode)" $bin plan --repo "$out/repo" --until 2026-01-15 --format json
         $bin plan --repo "$out/repo" --until 2025-12-31 | tail -1
     done
     for i in 1 2 3; do

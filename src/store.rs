@@ -1334,7 +1334,11 @@ mod tests {
             store.load_targets(&node, NO_PARTITION).unwrap()[&10].key,
             Hash::of(b"k4")
         );
-        assert_eq!(store.load_targets(&node, 11).unwrap().len(), 1, "from day 11");
+        assert_eq!(
+            store.load_targets(&node, 11).unwrap().len(),
+            1,
+            "from day 11"
+        );
 
         // A version that replaces every other day (a KV upload) forgets any
         // memo, even one that ends before it.

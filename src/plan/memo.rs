@@ -145,3 +145,120 @@ pub fn held(
         _ => (0, whole),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Repo;
+    use crate::graph::Graph;
+    use crate::probe::Partitions;
+    use crate::settings::Settings;
+
+    const JAN_1: i32 = 20_089; // 2025-01-01
+
+    /// A group-by of a 2-day window over `raw.events`.
+    fn graph(dir: &std::path::Path) -> Graph {
+        let gb = json!({
+            "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out"},
+            "sources": [{"events": {"table": "raw.events", "query": {
+                "selects": {"k": "k", "v": "v"}, "timeColumn": "ts"}}}],
+            "keyColumns": ["k"],
+            "aggregations": [{"inputColumn": "v", "operation": 7,
+                "windows": [{"length": 2, "timeUnit": 1}]}],
+            "backfillStartDate": "2025-01-01"
+        });
+        let path = dir.join("production/group_bys/t/gb.v1");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, gb.to_string()).unwrap();
+        std::fs::write(dir.join("teams.json"), r#"{"t": {"namespace": "out"}}"#).unwrap();
+        let (repo, settings) = (Repo::load(dir).unwrap(), Settings::load(dir).unwrap());
+        Graph::build(&repo, &settings).unwrap()
+    }
+
+    fn column(table: &str, days: std::ops::RangeInclusive<i32>, changed: Option<i32>) -> Column {
+        let partitions: Partitions = days
+            .map(|d| {
+                let content = match Some(d) == changed {
+                    true => format!("{table} {d} rewritten"),
+                    false => format!("{table} {d}"),
+                };
+                (Day(JAN_1 + d), Hash::of(content.as_bytes()))
+            })
+            .collect();
+        Column::from_partitions(table, &partitions)
+    }
+
+    #[test]
+    fn a_memo_up_to_a_day_holds_for_those_days_while_nothing_they_read_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = graph(dir.path());
+        let node = graph
+            .nodes
+            .iter()
+            .find(|n| n.label() == "group-by-backfill:t.gb.v1")
+            .unwrap();
+        let days: Vec<Option<Day>> = (0..10).map(|d| Some(Day(JAN_1 + d))).collect();
+        let until = Day(JAN_1 + 9);
+        let events = column("raw.events", 0..=9, None);
+        let output = column("out.t_gb_v1", 0..=9, None);
+        let held = |state: &NodeState, events: &Column, days: &[Option<Day>]| {
+            held(node, days, until, &[Some(events)], Some(&output), state)
+        };
+        // Planned until day 5, all fresh: the memo of days 0..=5.
+        let yesterday = memo(
+            node,
+            &days[..6],
+            Day(JAN_1 + 5),
+            &[Some(&events)],
+            Some(&output),
+            &NodeState::default(),
+        )
+        .unwrap();
+        assert_eq!(yesterday.last, day_column(days[5]));
+        let state = NodeState {
+            memo: Some(yesterday),
+            ..NodeState::default()
+        };
+
+        // Until day 9: the first six are held, the other four are not.
+        let (count, whole) = held(&state, &events, &days);
+        assert_eq!(count, 6);
+        assert_eq!(whole.unwrap().last, day_column(days[9]));
+        // The whole memo stored: every day is held.
+        let stored = NodeState {
+            memo: whole,
+            ..NodeState::default()
+        };
+        assert_eq!(held(&stored, &events, &days).0, 10);
+
+        // Day 5 reads days 2..=5 (a 2-day window and its hop tail): a day
+        // after them rewritten changes no held day, one of them does.
+        assert_eq!(
+            held(&state, &column("raw.events", 0..=9, Some(7)), &days).0,
+            6
+        );
+        assert_eq!(
+            held(&state, &column("raw.events", 0..=9, Some(5)), &days).0,
+            0
+        );
+        // An output partition of a held day changed; one after them did not.
+        let output_changed = column("out.t_gb_v1", 0..=9, Some(3));
+        let with_output = |output: &Column| {
+            super::held(node, &days, until, &[Some(&events)], Some(output), &state).0
+        };
+        assert_eq!(with_output(&output_changed), 0);
+        assert_eq!(with_output(&column("out.t_gb_v1", 0..=9, Some(8))), 6);
+        // Days from a later start (--from) are other days.
+        assert_eq!(held(&state, &events, &days[1..]).0, 0);
+        // A failure, or days that end before the memo's last: nothing held.
+        let failed = NodeState {
+            memo: Some(yesterday),
+            failed: [(day_column(days[8]), 1)].into_iter().collect(),
+            ..NodeState::default()
+        };
+        assert_eq!(held(&failed, &events, &days).0, 0);
+        assert_eq!(held(&state, &events, &days[..4]).0, 0);
+    }
+}

@@ -460,7 +460,14 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             0 => None,
             _ if fresh == days.len() => whole,
             _ if fresh == held => state.memo,
-            _ => memo::memo(node, &days[..fresh], opts.until, &inputs, output_column, state),
+            _ => memo::memo(
+                node,
+                &days[..fresh],
+                opts.until,
+                &inputs,
+                output_column,
+                state,
+            ),
         };
         if let Some(memo) = memo
             && state.memo != Some(memo)
