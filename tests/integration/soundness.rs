@@ -485,6 +485,92 @@ fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
     (dir, root, until)
 }
 
+/// The cron case: `--until` moves on a day. A node's memo still holds for
+/// the days it covers, so a plan keys only the new day, and building the
+/// new day keeps the memo; the next run's plan extends it. Shown by
+/// tampering with recorded keys: one on a day the memo covers goes unseen
+/// (the memo vouches for the day; nothing keys it), one on the new day is
+/// seen, and without memos both are.
+#[test]
+fn when_until_moves_on_a_memo_holds_for_the_days_it_covers() {
+    let (_dir, root, until) = built_repo();
+    run(&root, &until);
+    let state = root.join(".chronon-build/state.db");
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let backfill_memo = || -> Option<i64> {
+        conn.query_row(
+            "SELECT m.last FROM node_memos m JOIN nodes n ON n.id = m.node
+             WHERE n.step = 'group-by-backfill' AND n.config = 't.g'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    assert_eq!(backfill_memo(), Some(FIRST + 4), "a no-op run stores memos");
+
+    let next = run(&root, &day(5));
+    assert!(jobs(&next) > 0, "{}", next.stdout);
+    assert_eq!(backfill_memo(), Some(FIRST + 4), "building day 5 keeps it");
+
+    let tamper = |d: i64| {
+        conn.execute(
+            "UPDATE targets SET key = zeroblob(32) WHERE day = ?1 AND node =
+                 (SELECT id FROM nodes WHERE step = 'group-by-backfill' AND config = 't.g')",
+            [FIRST + d],
+        )
+        .unwrap();
+    };
+    tamper(2);
+    tamper(5);
+    let stale = |state: &Path| -> Vec<String> {
+        let state = state.display().to_string();
+        let out = chronon_build(
+            &root,
+            &[
+                "plan",
+                "--until",
+                &day(5),
+                "--format",
+                "json",
+                "--state",
+                &state,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+        plan["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["target"] == "group-by-backfill:t.g" && g["status"] != "fresh")
+            .map(|g| {
+                format!(
+                    "{}..{}",
+                    g["from"].as_str().unwrap(),
+                    g["to"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let without = root.join("without-memos.db");
+    conn.execute("VACUUM INTO ?1", [without.display().to_string()])
+        .unwrap();
+    rusqlite::Connection::open(&without)
+        .unwrap()
+        .execute("DELETE FROM node_memos", [])
+        .unwrap();
+    let days = |d: i64| format!("{}..{}", day(d), day(d));
+    assert_eq!(stale(&state), vec![days(5)], "day 2 is the memo's");
+    assert_eq!(stale(&without), vec![days(2), days(5)]);
+
+    // Day 5 rebuilt (its key differed), then a no-op run: the memo now
+    // covers day 5.
+    run(&root, &day(5));
+    assert_eq!(backfill_memo(), Some(FIRST + 4));
+    run(&root, &day(5));
+    assert_eq!(backfill_memo(), Some(FIRST + 5), "the next plan extends it");
+}
+
 /// The document each recorded key hashed is in the state beside it (cargo
 /// writes its fingerprint's document beside the hash): the key is blake3
 /// of the key version, step, slice, partition and the stored inputs.
