@@ -8,7 +8,8 @@
 #                           # built targets (hive-dir in listing and folder
 #                           # modes, and the embedded warehouse), and plans
 #                           # of the next day and 15 days on, beside ninja -n
-#                           # on 73,000
+#                           # on 73,000, and the hive-dir probe's floor (its
+#                           # system calls alone, bench/hive_floor.rs)
 #
 # Outputs are created beforehand in the hive-dir warehouse, so `true` "writes"
 # them and the runner probes and records every target as a real job would.
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need ninja ninja-build
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run
+cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run --example hive_floor
 bin=$PWD/target/release/chronon-build
 
 measure() { # label, then the command
@@ -66,6 +67,8 @@ if [ "${1:-}" = adopt ]; then
     for i in 1 2 3; do
         measure "ninja -n, 73,000 targets (run $i)" ninja -C "$ninja_out" -n
     done
+    # What a hive-dir plan cannot go under: the probe's system calls alone.
+    ./target/release/examples/hive_floor "$out/repo/warehouse"
     exit 0
 fi
 

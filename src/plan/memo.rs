@@ -116,10 +116,10 @@ pub fn memo(
     })
 }
 
-/// How many of a node's first targets the stored memo vouches for, and the
-/// memo of all of `days`: every target when the stored memo is that memo;
-/// when the days run past the stored memo's last day (the `--until` moved
-/// on), those up to it if the stored memo is the memo of those; else none.
+/// How many of a node's first targets the stored memo vouches for: those
+/// up to its last day (all of `days`, or the first ones when the days run
+/// past it: the `--until` moved on) if it is the memo of those days, else
+/// none.
 pub fn held(
     node: &Node,
     days: &[Option<Day>],
@@ -127,22 +127,18 @@ pub fn held(
     inputs: &[Option<&Column>],
     output: Option<&Column>,
     state: &NodeState,
-) -> (usize, Option<Memo>) {
-    let whole = memo(node, days, until, inputs, output, state);
+) -> usize {
     let Some(stored) = state.memo else {
-        return (0, whole);
+        return 0;
     };
-    if whole == Some(stored) {
-        return (days.len(), whole);
-    }
     // Days are in order: the first ones up to the stored memo's last day.
     let upto = days.partition_point(|d| day_column(*d) <= stored.last);
-    if upto == 0 || upto == days.len() || day_column(days[upto - 1]) != stored.last {
-        return (0, whole);
+    if upto == 0 || day_column(days[upto - 1]) != stored.last {
+        return 0;
     }
     match memo(node, &days[..upto], until, inputs, output, state) {
-        Some(memo) if memo == stored => (upto, whole),
-        _ => (0, whole),
+        Some(memo) if memo == stored => upto,
+        _ => 0,
     }
 }
 
@@ -223,42 +219,42 @@ mod tests {
         };
 
         // Until day 9: the first six are held, the other four are not.
-        let (count, whole) = held(&state, &events, &days);
-        assert_eq!(count, 6);
+        assert_eq!(held(&state, &events, &days), 6);
+        // The memo of every day stored: every day is held.
+        let whole = memo(node, &days, until, &[Some(&events)], Some(&output), &state);
         assert_eq!(whole.unwrap().last, day_column(days[9]));
-        // The whole memo stored: every day is held.
         let stored = NodeState {
             memo: whole,
             ..NodeState::default()
         };
-        assert_eq!(held(&stored, &events, &days).0, 10);
+        assert_eq!(held(&stored, &events, &days), 10);
 
         // Day 5 reads days 2..=5 (a 2-day window and its hop tail): a day
         // after them rewritten changes no held day, one of them does.
         assert_eq!(
-            held(&state, &column("raw.events", 0..=9, Some(7)), &days).0,
+            held(&state, &column("raw.events", 0..=9, Some(7)), &days),
             6
         );
         assert_eq!(
-            held(&state, &column("raw.events", 0..=9, Some(5)), &days).0,
+            held(&state, &column("raw.events", 0..=9, Some(5)), &days),
             0
         );
         // An output partition of a held day changed; one after them did not.
         let output_changed = column("out.t_gb_v1", 0..=9, Some(3));
         let with_output = |output: &Column| {
-            super::held(node, &days, until, &[Some(&events)], Some(output), &state).0
+            super::held(node, &days, until, &[Some(&events)], Some(output), &state)
         };
         assert_eq!(with_output(&output_changed), 0);
         assert_eq!(with_output(&column("out.t_gb_v1", 0..=9, Some(8))), 6);
         // Days from a later start (--from) are other days.
-        assert_eq!(held(&state, &events, &days[1..]).0, 0);
+        assert_eq!(held(&state, &events, &days[1..]), 0);
         // A failure, or days that end before the memo's last: nothing held.
         let failed = NodeState {
             memo: Some(yesterday),
             failed: [(day_column(days[8]), 1)].into_iter().collect(),
             ..NodeState::default()
         };
-        assert_eq!(held(&failed, &events, &days).0, 0);
-        assert_eq!(held(&state, &events, &days[..4]).0, 0);
+        assert_eq!(held(&failed, &events, &days), 0);
+        assert_eq!(held(&state, &events, &days[..4]), 0);
     }
 }

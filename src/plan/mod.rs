@@ -396,7 +396,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
         // The first `held` targets are fresh by the stored memo.
-        let (held, whole) = memo::held(node, &days, opts.until, &inputs, output_column, state);
+        let held = memo::held(node, &days, opts.until, &inputs, output_column, state);
         // Loaded lazily: what the memo does not settle (the days after
         // those it holds for), what dependents read (their input columns),
         // and streaming deploys (their keys are checked against the running
@@ -458,7 +458,6 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             .count();
         let memo = match fresh {
             0 => None,
-            _ if fresh == days.len() => whole,
             _ if fresh == held => state.memo,
             _ => memo::memo(
                 node,
