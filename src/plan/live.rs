@@ -25,7 +25,7 @@ use crate::partition::{Day, DayRange};
 use crate::probe::Partitions;
 use crate::store::{Memo, Recorded, day_column};
 
-use super::{Column, Plan, StaleReason, Status, TargetPlan};
+use super::{Column, Entry, Plan, StaleReason, Status, TargetPlan};
 
 /// Where a target is in this run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -383,17 +383,20 @@ impl<'g> LivePlan<'g> {
     fn update_column(&mut self, id: NodeId, targets: &[usize]) {
         let node = &self.graph.nodes[id];
         let Some(output) = &node.output else { return };
+        let probed = self.plan.columns.get(output);
+        let entries: Vec<(Day, Entry)> = targets
+            .iter()
+            .filter_map(|&i| {
+                let target = &self.plan.nodes[id].targets[i];
+                let entry = super::internal_entry(node, target, &self.plan.state[id], probed);
+                Some((target.day?, entry))
+            })
+            .collect();
         let Some(column) = self.plan.columns.get_mut(&super::internal_key(output)) else {
             return;
         };
-        for &i in targets {
-            let target = &self.plan.nodes[id].targets[i];
-            if let Some(day) = target.day {
-                column.set(
-                    day,
-                    super::internal_entry(node, target, &self.plan.state[id]),
-                );
-            }
+        for (day, entry) in entries {
+            column.set(day, entry);
         }
     }
 

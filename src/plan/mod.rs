@@ -398,14 +398,15 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         // The first `held` targets are fresh by the stored memo.
         let held = memo::held(node, &days, opts.until, &inputs, output_column, state);
         // Loaded lazily: what the memo does not settle (the days after
-        // those it holds for), what dependents read (their input columns),
-        // and streaming deploys (their keys are checked against the running
-        // job).
+        // those it holds for), what dependents read (their input columns)
+        // unless the node's probed output shows it, and streaming deploys
+        // (their keys are checked against the running job).
         if let Some(store) = ctx.store
             && opts.lazily
             && built.contains(&key)
         {
-            let all = read_by_planned || node.step == Step::GroupByStreaming;
+            let all = (read_by_planned && !output_shows_fresh(node, output_column))
+                || node.step == Step::GroupByStreaming;
             if all || held < days.len() {
                 let from = match held {
                     0 => NO_PARTITION,
@@ -481,7 +482,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         if let Some(output) = &node.output
             && read_by_planned
         {
-            let column = internal_column(node, output, &nodes[id], state);
+            let column = internal_column(node, output, &nodes[id], state, output_column);
             columns.insert(internal_key(output), column);
         }
     }
@@ -600,25 +601,49 @@ fn internal_or_external(graph: &Graph, input: &Input) -> String {
 
 /// What dependents see of a node's output: recorded output fingerprints of
 /// fresh targets, and pending marks for the rest.
-pub fn internal_column(node: &Node, output: &str, plan: &NodePlan, state: &NodeState) -> Column {
+pub fn internal_column(
+    node: &Node,
+    table: &str,
+    plan: &NodePlan,
+    state: &NodeState,
+    output: Option<&Column>,
+) -> Column {
     let days: Vec<Day> = plan.targets.iter().filter_map(|t| t.day).collect();
     let (Some(first), Some(last)) = (days.first(), days.last()) else {
-        return Column::new(output, Day(0), Vec::new());
+        return Column::new(table, Day(0), Vec::new());
     };
     let mut entries = vec![Entry::Absent; (last.0 - first.0 + 1) as usize];
     for target in &plan.targets {
         let Some(day) = target.day else { continue };
-        entries[(day.0 - first.0) as usize] = internal_entry(node, target, state);
+        entries[(day.0 - first.0) as usize] = internal_entry(node, target, state, output);
     }
-    Column::new(output, *first, entries)
+    Column::new(table, *first, entries)
 }
 
-/// What dependents see of one target of a node.
-pub fn internal_entry(node: &Node, target: &TargetPlan, state: &NodeState) -> Entry {
+/// Whether dependents can see a node's fresh targets in its probed output
+/// column, its recorded targets left unloaded: a fresh target's output
+/// partition is there as recorded (`decide`), so its entry there is its
+/// recorded output.
+fn output_shows_fresh(node: &Node, output: Option<&Column>) -> bool {
+    node.probed_output && output.is_some()
+}
+
+/// What dependents see of one target of a node: a fresh one's recorded
+/// output (from the node's probed `output` column when its targets were
+/// not loaded: `output_shows_fresh`).
+pub fn internal_entry(
+    node: &Node,
+    target: &TargetPlan,
+    state: &NodeState,
+    output: Option<&Column>,
+) -> Entry {
     match &target.status {
-        Status::Fresh => match state.built.get(&day_column(target.day)) {
-            Some(recorded) => Entry::Present(recorded.output),
-            None => Entry::Absent,
+        Status::Fresh => match (state.built.get(&day_column(target.day)), target.day) {
+            (Some(recorded), _) => Entry::Present(recorded.output),
+            (None, Some(day)) if output_shows_fresh(node, output) => {
+                output.map_or(Entry::Absent, |column| column.get(day).clone())
+            }
+            (None, _) => Entry::Absent,
         },
         Status::Blocked { input } => Entry::Pending(Status::Blocked {
             input: input.clone(),
