@@ -409,8 +409,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
                 || node.step == Step::GroupByStreaming;
             if all || held < days.len() {
                 let from = match held {
-                    0 => NO_PARTITION,
-                    _ if all => NO_PARTITION,
+                    _ if all || held == 0 => NO_PARTITION,
                     held => day_column(days[held - 1]) + 1,
                 };
                 state.built = store.load_targets(&key, from)?;
