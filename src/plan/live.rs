@@ -129,7 +129,13 @@ impl<'g> LivePlan<'g> {
         let days: Vec<Option<Day>> = self.plan.nodes[id].targets.iter().map(|t| t.day).collect();
         let inputs = self.plan.input_columns(self.graph, node);
         let state = &self.plan.state[id];
-        super::memo::memo(node, &days, self.plan.until, &inputs, output, state)
+        let basis = super::memo::Basis {
+            node,
+            until: self.plan.until,
+            inputs: &inputs,
+            output,
+        };
+        basis.memo(&days, state)
     }
 
     /// What can run at the start: every planned node's ready targets, in
@@ -899,14 +905,13 @@ mod tests {
         let memo = |inputs: Tables| {
             let later = plan(&f.graph, &f.repo, &f.settings, inputs);
             let columns = later.input_columns(&f.graph, node);
-            super::super::memo::memo(
+            let basis = super::super::memo::Basis {
                 node,
-                &days,
-                later.until,
-                &columns,
-                Some(&column),
-                &Default::default(),
-            )
+                until: later.until,
+                inputs: &columns,
+                output: Some(&column),
+            };
+            basis.memo(&days, &Default::default())
         };
         let held = live.memo(gb, Some(&column));
         assert!(held.is_some());

@@ -11,7 +11,7 @@
 //! adopts whole, made from the columns its keys were made from
 //! (`LivePlan::memo`). A later plan that computes the same memo for the
 //! same days knows, without evaluating a target or loading it from the
-//! state, that each is still fresh (`held`): all of its targets, or, when
+//! state, that each is still fresh (`Basis::held`): all of its targets, or, when
 //! its `--until` moved on, those up to the memo's last day, the rest being
 //! evaluated one by one. Anything that could change a decision changes the
 //! memo: a different key version or slice, another day, a partition added,
@@ -31,114 +31,120 @@ use super::Column;
 /// Bumped whenever what a memo covers changes, so older memos never match.
 const MEMO_VERSION: u32 = 3;
 
-/// The memo of `node` planned for `days` (at `until` when unpartitioned);
-/// `None` when its targets cannot all be fresh from the state alone (a
-/// failure or forced mark, or a pending input).
-pub fn memo(
-    node: &Node,
-    days: &[Option<Day>],
-    until: Day,
-    inputs: &[Option<&Column>],
-    output: Option<&Column>,
-    state: &NodeState,
-) -> Option<Memo> {
-    let last = day_column(*days.last()?);
-    if !state.failed.is_empty() || !state.forced.is_empty() {
-        return None;
-    }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&MEMO_VERSION.to_le_bytes());
-    hasher.update(&KEY_VERSION.to_le_bytes());
-    hasher.update(node.step.name().as_bytes());
-    hasher.update(&node.slice_hash.0);
-    // Only an unpartitioned target reads at `until`: a daily one reads at
-    // its day, so a memo of days holds whatever `--until` is.
-    if days.contains(&None) {
-        hasher.update(&until.0.to_le_bytes());
-    }
-    for day in days {
-        hasher.update(&day_column(*day).to_le_bytes());
-    }
-    // How each input reads: with the days, these fix every target's range.
-    hasher.update(&serde_json::to_vec(&node.inputs).expect("serializing to memory cannot fail"));
-    for (input, column) in node.inputs.iter().zip(inputs) {
-        let Some(column) = column else {
-            hasher.update(b"-");
-            continue;
-        };
-        hasher.update(column.table.as_bytes());
-        hasher.update(&[0]);
-        let first = column.first_present();
-        hasher.update(&first.map_or(i32::MIN, |d| d.0).to_le_bytes());
-        let mut span: Option<(Day, Day)> = None;
-        for day in days {
-            let range = input.range(day.unwrap_or(until), first);
-            if range.is_empty() {
-                continue;
-            }
-            span = Some(match span {
-                None => (range.from, range.to),
-                Some((from, to)) => (from.min(range.from), to.max(range.to)),
-            });
-        }
-        let Some((from, to)) = span else {
-            hasher.update(b"empty");
-            continue;
-        };
-        let span = crate::partition::DayRange::new(from, to);
-        if column.first_pending(span).is_some() {
+/// What a node's targets are decided from, besides their days and its
+/// recorded state: the node, the plan's `--until`, its input columns (in the
+/// order of its inputs) and its output column as probed.
+#[derive(Clone, Copy)]
+pub struct Basis<'a> {
+    pub node: &'a Node,
+    pub until: Day,
+    pub inputs: &'a [Option<&'a Column>],
+    pub output: Option<&'a Column>,
+}
+
+impl Basis<'_> {
+    /// The memo of the node planned for `days`; `None` when its targets
+    /// cannot all be fresh from the state alone (a failure or forced mark,
+    /// or a pending input).
+    pub fn memo(&self, days: &[Option<Day>], state: &NodeState) -> Option<Memo> {
+        let Basis {
+            node,
+            until,
+            inputs,
+            output,
+        } = *self;
+        let last = day_column(*days.last()?);
+        if !state.failed.is_empty() || !state.forced.is_empty() {
             return None;
         }
-        let (present, digest) = column.digest(span);
-        hasher.update(&from.0.to_le_bytes());
-        hasher.update(&to.0.to_le_bytes());
-        hasher.update(&present.to_le_bytes());
-        hasher.update(&digest.0);
-    }
-    match (
-        output.filter(|_| node.probed_output),
-        days.first(),
-        days.last(),
-    ) {
-        (Some(column), Some(Some(first)), Some(Some(last))) => {
-            let span = crate::partition::DayRange::new(*first, *last);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&MEMO_VERSION.to_le_bytes());
+        hasher.update(&KEY_VERSION.to_le_bytes());
+        hasher.update(node.step.name().as_bytes());
+        hasher.update(&node.slice_hash.0);
+        // Only an unpartitioned target reads at `until`: a daily one reads at
+        // its day, so a memo of days holds whatever `--until` is.
+        if days.contains(&None) {
+            hasher.update(&until.0.to_le_bytes());
+        }
+        for day in days {
+            hasher.update(&day_column(*day).to_le_bytes());
+        }
+        // How each input reads: with the days, these fix every target's range.
+        hasher
+            .update(&serde_json::to_vec(&node.inputs).expect("serializing to memory cannot fail"));
+        for (input, column) in node.inputs.iter().zip(inputs) {
+            let Some(column) = column else {
+                hasher.update(b"-");
+                continue;
+            };
+            hasher.update(column.table.as_bytes());
+            hasher.update(&[0]);
+            let first = column.first_present();
+            hasher.update(&first.map_or(i32::MIN, |d| d.0).to_le_bytes());
+            let mut span: Option<(Day, Day)> = None;
+            for day in days {
+                let range = input.range(day.unwrap_or(until), first);
+                if range.is_empty() {
+                    continue;
+                }
+                span = Some(match span {
+                    None => (range.from, range.to),
+                    Some((from, to)) => (from.min(range.from), to.max(range.to)),
+                });
+            }
+            let Some((from, to)) = span else {
+                hasher.update(b"empty");
+                continue;
+            };
+            let span = crate::partition::DayRange::new(from, to);
+            if column.first_pending(span).is_some() {
+                return None;
+            }
             let (present, digest) = column.digest(span);
+            hasher.update(&from.0.to_le_bytes());
+            hasher.update(&to.0.to_le_bytes());
             hasher.update(&present.to_le_bytes());
             hasher.update(&digest.0);
         }
-        _ => {
-            hasher.update(b"no output");
+        match (
+            output.filter(|_| node.probed_output),
+            days.first(),
+            days.last(),
+        ) {
+            (Some(column), Some(Some(first)), Some(Some(last))) => {
+                let span = crate::partition::DayRange::new(*first, *last);
+                let (present, digest) = column.digest(span);
+                hasher.update(&present.to_le_bytes());
+                hasher.update(&digest.0);
+            }
+            _ => {
+                hasher.update(b"no output");
+            }
         }
+        Some(Memo {
+            digest: Hash(*hasher.finalize().as_bytes()),
+            last,
+        })
     }
-    Some(Memo {
-        digest: Hash(*hasher.finalize().as_bytes()),
-        last,
-    })
-}
 
-/// How many of a node's first targets the stored memo vouches for: those
-/// up to its last day (all of `days`, or the first ones when the days run
-/// past it: the `--until` moved on) if it is the memo of those days, else
-/// none.
-pub fn held(
-    node: &Node,
-    days: &[Option<Day>],
-    until: Day,
-    inputs: &[Option<&Column>],
-    output: Option<&Column>,
-    state: &NodeState,
-) -> usize {
-    let Some(stored) = state.memo else {
-        return 0;
-    };
-    // Days are in order: the first ones up to the stored memo's last day.
-    let upto = days.partition_point(|d| day_column(*d) <= stored.last);
-    if upto == 0 || day_column(days[upto - 1]) != stored.last {
-        return 0;
-    }
-    match memo(node, &days[..upto], until, inputs, output, state) {
-        Some(memo) if memo == stored => upto,
-        _ => 0,
+    /// How many of the node's first targets the stored memo vouches for:
+    /// those up to its last day (all of `days`, or the first ones when the
+    /// days run past it: the `--until` moved on) if it is the memo of those
+    /// days, else none.
+    pub fn held(&self, days: &[Option<Day>], state: &NodeState) -> usize {
+        let Some(stored) = state.memo else {
+            return 0;
+        };
+        // Days are in order: the first ones up to the stored memo's last day.
+        let upto = days.partition_point(|d| day_column(*d) <= stored.last);
+        if upto == 0 || day_column(days[upto - 1]) != stored.last {
+            return 0;
+        }
+        match self.memo(&days[..upto], state) {
+            Some(memo) if memo == stored => upto,
+            _ => 0,
+        }
     }
 }
 
@@ -199,19 +205,30 @@ mod tests {
         let until = Day(JAN_1 + 9);
         let events = column("raw.events", 0..=9, None);
         let output = column("out.t_gb_v1", 0..=9, None);
-        let held = |state: &NodeState, events: &Column, days: &[Option<Day>]| {
-            held(node, days, until, &[Some(events)], Some(&output), state)
+        let held_with = |state: &NodeState, events: &Column, output: &Column, days: &[_]| {
+            let inputs = [Some(events)];
+            let basis = Basis {
+                node,
+                until,
+                inputs: &inputs,
+                output: Some(output),
+            };
+            basis.held(days, state)
+        };
+        let held = |state: &NodeState, events: &Column, days: &[_]| {
+            held_with(state, events, &output, days)
+        };
+        let inputs = [Some(&events)];
+        let basis = |until| Basis {
+            node,
+            until,
+            inputs: &inputs,
+            output: Some(&output),
         };
         // Planned until day 5, all fresh: the memo of days 0..=5.
-        let yesterday = memo(
-            node,
-            &days[..6],
-            Day(JAN_1 + 5),
-            &[Some(&events)],
-            Some(&output),
-            &NodeState::default(),
-        )
-        .unwrap();
+        let yesterday = basis(Day(JAN_1 + 5))
+            .memo(&days[..6], &NodeState::default())
+            .unwrap();
         assert_eq!(yesterday.last, day_column(days[5]));
         let state = NodeState {
             memo: Some(yesterday),
@@ -221,7 +238,7 @@ mod tests {
         // Until day 9: the first six are held, the other four are not.
         assert_eq!(held(&state, &events, &days), 6);
         // The memo of every day stored: every day is held.
-        let whole = memo(node, &days, until, &[Some(&events)], Some(&output), &state);
+        let whole = basis(until).memo(&days, &state);
         assert_eq!(whole.unwrap().last, day_column(days[9]));
         let stored = NodeState {
             memo: whole,
@@ -241,11 +258,9 @@ mod tests {
         );
         // An output partition of a held day changed; one after them did not.
         let output_changed = column("out.t_gb_v1", 0..=9, Some(3));
-        let with_output = |output: &Column| {
-            super::held(node, &days, until, &[Some(&events)], Some(output), &state)
-        };
-        assert_eq!(with_output(&output_changed), 0);
-        assert_eq!(with_output(&column("out.t_gb_v1", 0..=9, Some(8))), 6);
+        assert_eq!(held_with(&state, &events, &output_changed, &days), 0);
+        let output_later = column("out.t_gb_v1", 0..=9, Some(8));
+        assert_eq!(held_with(&state, &events, &output_later, &days), 6);
         // Days from a later start (--from) are other days.
         assert_eq!(held(&state, &events, &days[1..]), 0);
         // A failure, or days that end before the memo's last: nothing held.

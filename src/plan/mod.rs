@@ -396,7 +396,13 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let output_column = node.output.as_ref().and_then(|t| columns.get(t));
         let inputs = input_columns(&columns, graph, node);
         // The first `held` targets are fresh by the stored memo.
-        let held = memo::held(node, &days, opts.until, &inputs, output_column, state);
+        let basis = memo::Basis {
+            node,
+            until: opts.until,
+            inputs: &inputs,
+            output: output_column,
+        };
+        let held = basis.held(&days, state);
         // Loaded lazily: what the memo does not settle (the days after
         // those it holds for), what dependents read (their input columns)
         // unless the node's probed output shows it, and streaming deploys
@@ -459,14 +465,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         let memo = match fresh {
             0 => None,
             _ if fresh == held => state.memo,
-            _ => memo::memo(
-                node,
-                &days[..fresh],
-                opts.until,
-                &inputs,
-                output_column,
-                state,
-            ),
+            _ => basis.memo(&days[..fresh], state),
         };
         if let Some(memo) = memo
             && state.memo != Some(memo)
