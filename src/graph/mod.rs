@@ -202,6 +202,12 @@ impl Node {
     pub fn label(&self) -> String {
         node_label(self.step, &self.name, self.part.as_deref())
     }
+
+    /// The table this node writes whose partitions are probed to record
+    /// and check a build (`probed_output`), if any.
+    pub fn probed_table(&self) -> Option<&str> {
+        self.output.as_deref().filter(|_| self.probed_output)
+    }
 }
 
 pub fn node_label(step: Step, name: &str, part: Option<&str>) -> String {
@@ -796,7 +802,8 @@ impl Builder<'_> {
                 config,
                 Shape::new(Step::JoinFinal, schedule)
                     .output(table.clone())
-                    .inputs(final_inputs), // Labels are the label join's: not in the join's own table.
+                    .inputs(final_inputs),
+                // Labels are the label join's: not in the join's own table.
                 &omit(canonical, &["labelPart"]),
             );
             self.archive(id, canonical, archive::Table::Final);

@@ -108,7 +108,7 @@ impl Basis<'_> {
             hasher.update(&digest.0);
         }
         match (
-            output.filter(|_| node.probed_output),
+            super::probed_column(node, output),
             days.first(),
             days.last(),
         ) {

@@ -190,8 +190,8 @@ fn probe_tables(
             tables.insert(table.to_string());
         }
         let built = built.contains(&node_key(node));
-        if let Some(output) = node.output.as_ref().filter(|_| built && node.probed_output) {
-            tables.insert(output.clone());
+        if let Some(output) = node.probed_table().filter(|_| built) {
+            tables.insert(output.to_string());
         }
     }
     Ok(probe
@@ -205,13 +205,8 @@ fn probe_tables(
 /// the view and changes nothing here).
 fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>) -> Vec<Orphan> {
     let mut out = Vec::new();
-    for node in ctx
-        .graph
-        .nodes
-        .iter()
-        .filter(|n| planned[n.id] && n.probed_output)
-    {
-        let (Schedule::Daily { start }, Some(table)) = (&node.schedule, &node.output) else {
+    for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
+        let (Schedule::Daily { start }, Some(table)) = (&node.schedule, node.probed_table()) else {
             continue;
         };
         let Some(partitions) = probed.get(table) else {
@@ -228,7 +223,7 @@ fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>
         if !before.is_empty() {
             out.push(Orphan {
                 target: node.label(),
-                table: table.clone(),
+                table: table.to_string(),
                 start,
                 partitions: before,
             });
@@ -411,7 +406,7 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             && opts.lazily
             && built.contains(&key)
         {
-            let all = (read_by_planned && !output_shows_fresh(node, output_column))
+            let all = (read_by_planned && probed_column(node, output_column).is_none())
                 || node.step == Step::GroupByStreaming;
             if all || held < days.len() {
                 let from = match held {
@@ -618,17 +613,17 @@ pub fn internal_column(
     Column::new(table, *first, entries)
 }
 
-/// Whether dependents can see a node's fresh targets in its probed output
-/// column, its recorded targets left unloaded: a fresh target's output
-/// partition is there as recorded (`decide`), so its entry there is its
-/// recorded output.
-fn output_shows_fresh(node: &Node, output: Option<&Column>) -> bool {
-    node.probed_output && output.is_some()
+/// A node's output column when its partitions are probed (`Node::probed_table`),
+/// `None` when its recorded output is its key. A fresh target's partition
+/// there is as recorded (`decide`), so dependents can see its fresh targets
+/// in it, their records left unloaded; and the node's memo digests it.
+fn probed_column<'c>(node: &Node, output: Option<&'c Column>) -> Option<&'c Column> {
+    output.filter(|_| node.probed_output)
 }
 
 /// What dependents see of one target of a node: a fresh one's recorded
-/// output (from the node's probed `output` column when its targets were
-/// not loaded: `output_shows_fresh`).
+/// output (from the node's `probed_column` when its targets were not
+/// loaded).
 pub fn internal_entry(
     node: &Node,
     target: &TargetPlan,
@@ -638,10 +633,10 @@ pub fn internal_entry(
     match &target.status {
         Status::Fresh => match (state.built.get(&day_column(target.day)), target.day) {
             (Some(recorded), _) => Entry::Present(recorded.output),
-            (None, Some(day)) if output_shows_fresh(node, output) => {
-                output.map_or(Entry::Absent, |column| column.get(day).clone())
+            (None, Some(day)) => {
+                probed_column(node, output).map_or(Entry::Absent, |column| column.get(day).clone())
             }
-            (None, _) => Entry::Absent,
+            (None, None) => Entry::Absent,
         },
         Status::Blocked { input } => Entry::Pending(Status::Blocked {
             input: input.clone(),
@@ -709,14 +704,12 @@ pub fn decide(
         }
         return (plan(Status::Stale(NEVER_BUILT.clone())), true);
     }
-    if let (Some(table), Some(day), Some(output)) = (node.output.as_ref(), day, output)
-        && node.probed_output
-    {
+    if let (Some(table), Some(day), Some(output)) = (node.probed_table(), day, output) {
         match output.get(day) {
             Entry::Present(fp) if *fp == recorded.output => {}
             Entry::Present(fp) => {
                 let reason = StaleReason::OutputModified {
-                    table: table.clone(),
+                    table: table.to_string(),
                     partition: day,
                     old: recorded.output,
                     new: *fp,
@@ -726,7 +719,7 @@ pub fn decide(
             _ => {
                 return (
                     plan(Status::Stale(Arc::new(StaleReason::OutputMissing {
-                        table: table.clone(),
+                        table: table.to_string(),
                         partition: day,
                     }))),
                     false,

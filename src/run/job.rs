@@ -74,11 +74,6 @@ impl Job {
     }
 }
 
-/// The table a job of `node` writes whose partitions are probed, if any.
-pub(super) fn probed_output(node: &Node) -> Option<&str> {
-    node.output.as_deref().filter(|_| node.probed_output)
-}
-
 /// Probes the output partitions of what a job of `node` records: per
 /// record, its fingerprint, or `None` when the partition is missing. Steps
 /// whose output cannot be probed record their key.
@@ -87,7 +82,7 @@ pub(super) fn probe_outputs(
     records: &[BuildRecord],
     probe: &dyn Probe,
 ) -> Result<Vec<Option<Hash>>, Error> {
-    let listed = match probed_output(node) {
+    let listed = match node.probed_table() {
         Some(table) => {
             let days: Vec<Day> = records.iter().filter_map(|r| r.day).collect();
             Some(probe.list_days(table, &days)?)

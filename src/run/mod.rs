@@ -580,7 +580,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
         let mut tables: Vec<String> = jobs
             .iter()
-            .filter_map(|&j| job::probed_output(&graph.nodes[self.jobs[j].node]))
+            .filter_map(|&j| graph.nodes[self.jobs[j].node].probed_table())
             .map(str::to_string)
             .collect();
         tables.sort_unstable();
@@ -600,7 +600,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
         let unlisted = Partitions::new();
         let output = |id: NodeId| {
-            let table = job::probed_output(&graph.nodes[id])?;
+            let table = graph.nodes[id].probed_table()?;
             Some((table, listed.get(table).unwrap_or(&unlisted)))
         };
         // The memo of each node this chunk adopts whole, from the columns
