@@ -1,6 +1,10 @@
 //! Errors by domain, and the one place that maps them to exit codes.
 
 use crate::config::ConfigErrors;
+use crate::probe::ProbeError;
+use crate::settings::SettingsError;
+use crate::store::StoreError;
+use crate::warehouse::WarehouseError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,7 +19,7 @@ pub enum Error {
     #[error("probe: {0}")]
     Probe(#[from] ProbeError),
     #[error("{0}")]
-    Warehouse(#[from] crate::warehouse::WarehouseError),
+    Warehouse(#[from] WarehouseError),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -23,48 +27,6 @@ pub enum Error {
     /// An error in one of several inputs, e.g. the head side of a diff.
     #[error("{what}: {source}")]
     Within { what: String, source: Box<Error> },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: {message}")]
-    Open { path: String, message: String },
-    #[error(
-        "{path}: schema version {found} is newer than this chronon-build understands (up to {known}); use a newer chronon-build"
-    )]
-    TooNew {
-        path: String,
-        found: i64,
-        known: i64,
-    },
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("{table}: cannot list {path}: {message}")]
-    Listing {
-        table: String,
-        path: String,
-        message: String,
-    },
-    #[error("{table}: command {argv:?} failed: {message}")]
-    Command {
-        table: String,
-        argv: Vec<String>,
-        message: String,
-    },
-    #[error("{table}: command {argv:?} printed a bad line {line}: {message}")]
-    BadLine {
-        table: String,
-        argv: Vec<String>,
-        line: usize,
-        message: String,
-    },
 }
 
 /// How a command ended. `Exit::code` and `Error::code` are the one map
@@ -109,5 +71,11 @@ impl Error {
     /// was written.
     pub fn code(&self) -> i32 {
         Exit::Invalid.code()
+    }
+}
+
+impl From<SettingsError> for Error {
+    fn from(e: SettingsError) -> Error {
+        Error::Settings(e.0)
     }
 }

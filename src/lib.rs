@@ -58,6 +58,7 @@ macro_rules! errln {
 }
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod diff;
 pub mod engine;
@@ -71,6 +72,7 @@ pub mod plan;
 pub mod probe;
 pub mod run;
 pub mod settings;
+pub mod sqlite;
 pub mod step;
 pub mod store;
 pub mod warehouse;

@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::Error;
 use crate::partition::Day;
+
+/// A bad `chronon-build.toml`, or a setting that does not fit the
+/// repository: the message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
 
 pub const FILE_NAME: &str = "chronon-build.toml";
 
@@ -458,13 +463,13 @@ fn default_schema_table() -> String {
 impl Settings {
     /// Reads `chronon-build.toml` from the repository root; absent means
     /// defaults.
-    pub fn load(repo_root: &Path) -> Result<Settings, Error> {
+    pub fn load(repo_root: &Path) -> Result<Settings, SettingsError> {
         let path = repo_root.join(FILE_NAME);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
             Err(e) => {
-                return Err(Error::Settings(format!(
+                return Err(SettingsError(format!(
                     "{}: cannot read: {e}",
                     path.display()
                 )));
@@ -484,18 +489,18 @@ impl Settings {
                     }
                 })
             })
-            .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
+            .map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
         if settings.warehouse.kind == WarehouseKind::Command
             && settings.warehouse.command.is_empty()
         {
-            return Err(Error::Settings(format!(
+            return Err(SettingsError(format!(
                 "{}: warehouse.command: expected an argv array such as [\"probe\", \"{{table}}\"] when warehouse.kind = \"command\"",
                 path.display()
             )));
         }
         settings
             .check()
-            .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
+            .map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
         Ok(settings)
     }
 

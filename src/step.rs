@@ -97,3 +97,12 @@ impl fmt::Display for Step {
         f.write_str(self.name())
     }
 }
+
+/// `step:config` or `step:config#part`: how a node is named on the command
+/// line and in the state.
+pub fn node_label(step: Step, name: &str, part: Option<&str>) -> String {
+    match part {
+        Some(part) => format!("{step}:{name}#{part}"),
+        None => format!("{step}:{name}"),
+    }
+}

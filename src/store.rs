@@ -27,12 +27,31 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::StoreError;
-use crate::graph::Step;
 use crate::hash::Hash;
 use crate::partition::Day;
+use crate::step::Step;
+
+/// What can go wrong with the state; each names the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {message}")]
+    Open { path: String, message: String },
+    #[error(
+        "{path}: schema version {found} is newer than this chronon-build understands (up to {known}); use a newer chronon-build"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
 
 pub const SCHEMA_VERSION: i64 = 5;
 
@@ -154,7 +173,7 @@ pub struct NodeKey {
 impl NodeKey {
     /// `step:config[#part]`, as `Node::label`.
     pub fn label(&self) -> String {
-        crate::graph::node_label(
+        crate::step::node_label(
             self.step,
             &self.config,
             Some(self.part.as_str()).filter(|p| !p.is_empty()),
@@ -292,7 +311,10 @@ impl StateStore {
                 message: e.to_string(),
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        let conn = crate::sqlite::open_write(path).map_err(|e| sqlite(path, e))?;
+        crate::sqlite::use_wal(&conn).map_err(|e| sqlite(path, e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sqlite(path, e))?;
         let mut store = StateStore {
             conn,
             path: path.to_path_buf(),
@@ -300,18 +322,6 @@ impl StateStore {
             slices_stored: Default::default(),
             node_ids: HashMap::new(),
         };
-        store
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| sqlite(path, e))?;
-        store
-            .conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| sqlite(path, e))?;
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| sqlite(path, e))?;
         store.migrate()?;
         Ok(store)
     }
@@ -323,7 +333,7 @@ impl StateStore {
             return Ok(None);
         }
         check_state_path(path)?;
-        let conn = open_read_only(path).map_err(|e| sqlite(path, e))?;
+        let conn = crate::sqlite::open_read_only(path).map_err(|e| sqlite(path, e))?;
         let store = StateStore {
             conn,
             path: path.to_path_buf(),
@@ -827,7 +837,7 @@ impl StateStore {
         }
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let checkpointer = Connection::open(&path).map_err(err)?;
+        let checkpointer = crate::sqlite::open_write(&path).map_err(err)?;
         const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
         const DEFAULT_CHECKPOINT_PAGES: i64 = 1_000;
         self.conn
@@ -915,7 +925,7 @@ impl StateStore {
             [seq],
         )
         .map_err(err)?;
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         if let Some(attempt) = attempt {
             Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
         }
@@ -1045,7 +1055,7 @@ impl StateStore {
         self.conn
             .execute(
                 "INSERT INTO runs (args, started_at) VALUES (?1, ?2)",
-                params![args, unix_now()],
+                params![args, crate::clock::unix_now()],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
@@ -1055,7 +1065,7 @@ impl StateStore {
         self.conn
             .execute(
                 "UPDATE runs SET ended_at = ?2, result = ?3 WHERE id = ?1",
-                params![run, unix_now(), result],
+                params![run, crate::clock::unix_now(), result],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -1147,10 +1157,7 @@ fn day_and_fingerprint(row: &rusqlite::Row) -> rusqlite::Result<(Day, Hash)> {
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    if let rusqlite::Error::SqliteFailure(e, _) = &source
-        && matches!(e.code, DatabaseCorrupt | NotADatabase)
-    {
+    if crate::sqlite::is_damaged(&source) {
         return StoreError::Open {
             path: path.display().to_string(),
             message: format!(
@@ -1164,13 +1171,6 @@ fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
         path: path.display().to_string(),
         source,
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A state path must name a file: a folder or a device is said plainly
@@ -1189,36 +1189,6 @@ fn check_state_path(path: &Path) -> Result<(), StoreError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Opens a SQLite file for reading only, creating nothing. A WAL database
-/// needs its `-shm` file, which a reader cannot create in a folder it may
-/// not write (a read-only mount, another user's state): then the file is
-/// read as it is (no writer can be running there either). Used for the
-/// state and the embedded warehouse alike.
-pub(crate) fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let opened = Connection::open_with_flags(path, flags).and_then(|conn| {
-        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
-            .map(|_| conn)
-    });
-    match opened {
-        Ok(conn) => Ok(conn),
-        Err(e) => {
-            let uri = format!("file:{}?immutable=1", uri_path(path));
-            Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI).map_err(|_| e)
-        }
-    }
-}
-
-/// A path for a SQLite `file:` URI: `%`, `?` and `#` escaped.
-fn uri_path(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    absolute
-        .to_string_lossy()
-        .replace('%', "%25")
-        .replace('?', "%3f")
-        .replace('#', "%23")
 }
 
 #[cfg(test)]

@@ -218,9 +218,7 @@ impl Warehouse {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = crate::store::open_read_only(&path).map_err(|e| sqlite_error(&path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| sqlite_error(&path, e))?;
+        let conn = crate::sqlite::open_read_only(&path).map_err(|e| sqlite_error(&path, e))?;
         Ok(Some(conn))
     }
 
@@ -228,26 +226,19 @@ impl Warehouse {
     pub fn open_write(&self, namespace: &str) -> Result<Connection, WarehouseError> {
         std::fs::create_dir_all(&self.root).map_err(io_error(&self.root, "cannot create"))?;
         let path = self.namespace_file(namespace);
-        let conn = Connection::open(&path).map_err(|e| sqlite_error(&path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(|e| sqlite_error(&path, e))?;
+        let conn = crate::sqlite::open_write(&path).map_err(|e| sqlite_error(&path, e))?;
         // WAL lets jobs read a namespace while another writes it. The mode
         // is kept in the file, so it is set once, by one process: jobs that
         // start together on a new namespace would otherwise race to switch
         // it ("database is locked", "disk I/O error"), so the switch and
         // the catalog's creation hold an exclusive lock on a file beside it.
-        let journal_mode = |conn: &Connection| -> Result<String, WarehouseError> {
-            conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))
-                .map_err(|e| sqlite_error(&path, e))
-        };
-        let _held = if journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
+        let wal =
+            |conn: &Connection| crate::sqlite::is_wal(conn).map_err(|e| sqlite_error(&path, e));
+        let _held = if wal(&conn)? {
             None
         } else {
             let held = InitLock::take(&path)?;
-            if !journal_mode(&conn)?.eq_ignore_ascii_case("wal") {
-                conn.pragma_update(None, "journal_mode", "WAL")
-                    .map_err(|e| sqlite_error(&path, e))?;
-            }
+            crate::sqlite::use_wal(&conn).map_err(|e| sqlite_error(&path, e))?;
             Some(held)
         };
         conn.execute_batch(CATALOG_SCHEMA)
@@ -258,9 +249,7 @@ impl Warehouse {
     /// A connection with every namespace attached under its name, for
     /// queries across namespaces (`SELECT ... FROM raw.purchases`).
     pub fn attach_all(&self) -> Result<Connection, WarehouseError> {
-        let conn = Connection::open_in_memory().map_err(|e| sqlite_error(&self.root, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(|e| sqlite_error(&self.root, e))?;
+        let conn = crate::sqlite::open_in_memory().map_err(|e| sqlite_error(&self.root, e))?;
         for namespace in self.namespaces()? {
             let path = self.namespace_file(&namespace);
             conn.execute(
@@ -619,7 +608,7 @@ impl Warehouse {
                     tx.execute(
                         "INSERT OR REPLACE INTO _partitions (tbl, partition, row_count, fingerprint, written_at)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![table, partition, rows as i64, fingerprint, crate::store::unix_now()],
+                        params![table, partition, rows as i64, fingerprint, crate::clock::unix_now()],
                     )
                     .map_err(err)?;
                     found.push(Mismatch {
@@ -873,7 +862,7 @@ fn write_in(
         }
     }
 
-    let now = crate::store::unix_now();
+    let now = crate::clock::unix_now();
     if schema_changed {
         // The other partitions' rows now read differently (a column more
         // or less): their catalog fingerprints follow.

@@ -122,7 +122,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<Exit, Error> {
     }
     let ts = args
         .ts
-        .unwrap_or_else(|| crate::store::unix_now().saturating_mul(1000));
+        .unwrap_or_else(|| crate::clock::unix_now().saturating_mul(1000));
     let engine = Engine::new(&ws.repo, &ws.settings, &ws.graph);
     if !engine.kv_path.exists() {
         return Err(Error::Usage(format!(

@@ -127,7 +127,7 @@ fn load(side: &str, source: &source::Materialized) -> Result<Side, Error> {
         source: Box::new(e),
     };
     let repo = Repo::load(&source.root).map_err(|e| within(Error::Config(e)))?;
-    let settings = Settings::load(&source.root).map_err(within)?;
+    let settings = Settings::load(&source.root).map_err(|e| within(e.into()))?;
     let graph = Graph::build(&repo, &settings).map_err(|e| within(Error::Config(e)))?;
     Ok(Side {
         label: source.label.clone(),

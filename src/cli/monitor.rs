@@ -448,7 +448,7 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
         attempts: &attempts,
         failures: args.failures,
         out_dir: &out_dir,
-        generated_at: crate::store::unix_now(),
+        generated_at: crate::clock::unix_now(),
         state: &state,
     });
     super::write_output(if to_stdout { &args.out } else { &out_path }, &html)

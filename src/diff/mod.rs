@@ -65,7 +65,7 @@ pub struct History {
 }
 
 impl History {
-    pub fn from_store(store: &StateStore) -> Result<History, crate::error::StoreError> {
+    pub fn from_store(store: &StateStore) -> Result<History, crate::store::StoreError> {
         let mut by_node: HashMap<NodeKey, Vec<f64>> = HashMap::new();
         let mut by_step: HashMap<Step, Vec<f64>> = HashMap::new();
         for (node, partitions, duration) in store.job_durations()? {

@@ -36,9 +36,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
-    let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
-        .map_err(|e| fail(e.to_string()))?;
+    let conn = crate::sqlite::open_write(path).map_err(|e| fail(e.to_string()))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail(e.to_string()))?;
     Ok(conn)

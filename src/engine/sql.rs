@@ -134,7 +134,7 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("unix_timestamp", -1, FunctionFlags::SQLITE_UTF8, |ctx| {
         if ctx.is_empty() {
-            return Ok(Some(crate::store::unix_now()));
+            return Ok(Some(crate::clock::unix_now()));
         }
         let Some(text) = text_of(ctx.get_raw(0)) else {
             return Ok(None);

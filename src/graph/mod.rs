@@ -200,20 +200,13 @@ impl Node {
     /// `step:config` or `step:config#part`: how targets are named on the
     /// command line.
     pub fn label(&self) -> String {
-        node_label(self.step, &self.name, self.part.as_deref())
+        crate::step::node_label(self.step, &self.name, self.part.as_deref())
     }
 
     /// The table this node writes whose partitions are probed to record
     /// and check a build (`probed_output`), if any.
     pub fn probed_table(&self) -> Option<&str> {
         self.output.as_deref().filter(|_| self.probed_output)
-    }
-}
-
-pub fn node_label(step: Step, name: &str, part: Option<&str>) -> String {
-    match part {
-        Some(part) => format!("{step}:{name}#{part}"),
-        None => format!("{step}:{name}"),
     }
 }
 

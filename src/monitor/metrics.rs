@@ -113,7 +113,7 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
         "gauge",
         "When the latest run ended, in unix seconds.",
     );
-    ended.add(Vec::new(), crate::store::unix_now() as f64);
+    ended.add(Vec::new(), crate::clock::unix_now() as f64);
     families.push(ended);
 
     let mut wall = Family::new(

@@ -543,9 +543,9 @@ mod tests {
 
     use super::*;
     use crate::config::Repo;
-    use crate::error::ProbeError;
     use crate::hash::Hash;
     use crate::probe::Probe;
+    use crate::probe::ProbeError;
     use crate::settings::Settings;
 
     /// Tables and their partitions, in memory.

@@ -26,13 +26,37 @@ use std::process::Command;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 use crate::config::TableRef;
-use crate::error::ProbeError;
 use crate::hash::Hash;
 use crate::partition::{Day, DayFormat};
 use crate::settings::{FingerprintMode, Settings, WarehouseKind};
 
 /// A table's partitions and their fingerprints.
 pub type Partitions = BTreeMap<Day, Hash>;
+
+/// A table that could not be listed; each names the table and what was
+/// read or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{table}: cannot list {path}: {message}")]
+    Listing {
+        table: String,
+        path: String,
+        message: String,
+    },
+    #[error("{table}: command {argv:?} failed: {message}")]
+    Command {
+        table: String,
+        argv: Vec<String>,
+        message: String,
+    },
+    #[error("{table}: command {argv:?} printed a bad line {line}: {message}")]
+    BadLine {
+        table: String,
+        argv: Vec<String>,
+        line: usize,
+        message: String,
+    },
+}
 
 pub trait Probe: Sync {
     /// Lists `table` (as in configs: `ns.t`, `t`, or `ns.t/hr=00:00`). A table

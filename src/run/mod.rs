@@ -788,7 +788,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 started,
                 deadline: self.opts.timeout.map(|t| started + t),
                 terminated: None,
-                started_at: crate::store::unix_now(),
+                started_at: crate::clock::unix_now(),
                 log,
             },
         );

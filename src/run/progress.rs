@@ -120,7 +120,7 @@ impl Progress {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, UTC.
 pub fn timestamp() -> String {
-    let now = crate::store::unix_now();
+    let now = crate::clock::unix_now();
     let day = crate::partition::Day(now.div_euclid(86400) as i32);
     let secs = now.rem_euclid(86400);
     format!(
