@@ -247,13 +247,20 @@ fn default_hook_timeout() -> std::time::Duration {
 }
 
 /// Streaming keep-alive.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamingSettings {
     /// Argv with `{config}`; prints `running HASH` when the group-by's job
     /// runs with that config hash, anything else (or nothing) when not.
     #[serde(default)]
     pub status_command: Vec<String>,
+    /// A status command running longer is killed, and the plan fails
+    /// naming it, e.g. `"60s"`.
+    #[serde(
+        default = "default_status_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub status_timeout: std::time::Duration,
     /// `--kafka-bootstrap` for deploys, when set.
     pub kafka_bootstrap: Option<String>,
     /// `--flink-state-uri` for deploys, when set.
@@ -266,6 +273,23 @@ pub struct StreamingSettings {
     pub savepoint: Savepoint,
     /// `--parallelism N` for deploys, when set.
     pub parallelism: Option<u32>,
+}
+
+impl Default for StreamingSettings {
+    fn default() -> Self {
+        StreamingSettings {
+            status_command: Vec::new(),
+            status_timeout: default_status_timeout(),
+            kafka_bootstrap: None,
+            flink_state_uri: None,
+            savepoint: Savepoint::default(),
+            parallelism: None,
+        }
+    }
+}
+
+fn default_status_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 /// `streaming.savepoint`.
@@ -402,6 +426,13 @@ pub struct WarehouseSettings {
     /// `["hive", "-e", "..."]` or a script of yours.
     #[serde(default)]
     pub delete_command: Vec<String>,
+    /// A probe or delete command running longer is killed, and the plan or
+    /// `gc` fails naming it, e.g. `"10m"`.
+    #[serde(
+        default = "default_command_timeout",
+        deserialize_with = "duration::required"
+    )]
+    pub command_timeout: std::time::Duration,
 }
 
 impl Default for WarehouseSettings {
@@ -410,6 +441,7 @@ impl Default for WarehouseSettings {
             kind: WarehouseKind::default(),
             root: None,
             delete_command: Vec::new(),
+            command_timeout: default_command_timeout(),
             fingerprint: FingerprintMode::default(),
             partition_column: default_partition_column(),
             command: Vec::new(),
@@ -427,6 +459,10 @@ impl WarehouseSettings {
             (None, _) => PathBuf::from(".chronon-build/warehouse"),
         }
     }
+}
+
+fn default_command_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
 }
 
 fn default_partition_column() -> String {

@@ -304,7 +304,7 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)], verbose: bool) -> String {
                 .as_deref()
                 .unwrap_or("unfinished (running, or it crashed)"),
             attempts.len(),
-            crate::exec::display(&run.args),
+            crate::exec::command::display(&run.args),
         );
         for a in attempts.iter().filter(|a| verbose || !a.succeeded()) {
             let result = if a.succeeded() { "ok" } else { "FAILED" };
@@ -319,7 +319,7 @@ fn history_text(runs: &[(&RunRow, &Vec<Attempt>)], verbose: bool) -> String {
                 a.duration.as_secs_f64()
             );
             if verbose {
-                let _ = writeln!(out, "         $ {}", crate::exec::display(&a.argv));
+                let _ = writeln!(out, "         $ {}", crate::exec::command::display(&a.argv));
             }
             if !a.log_path.is_empty() {
                 let _ = writeln!(out, "         log: {}", a.log_path);

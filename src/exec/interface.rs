@@ -177,7 +177,7 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// `auto`: runs `program --help` once and reads which CLI answered.
 /// Returns the interface and the command shown to people.
 pub fn detect(program: &[String], dir: &Path) -> Result<Interface, String> {
-    let shown = crate::exec::display(&[program, &["--help".to_string()]].concat());
+    let shown = crate::exec::command::display(&[program, &["--help".to_string()]].concat());
     let text = help_text(program, dir).map_err(|e| {
         format!("executor.cli = \"auto\": cannot run `{shown}` to tell which CLI it is: {e}; set executor.cli to \"zipline\", \"zipline-1.0\" or \"chronon\"")
     })?;
@@ -225,7 +225,7 @@ fn help_text(program: &[String], dir: &Path) -> Result<String, String> {
         env: Default::default(),
         dir: dir.to_path_buf(),
     };
-    if crate::run::process::run_with_timeout(&command, log.path(), DETECT_TIMEOUT)?.is_none() {
+    if crate::exec::command::run_logged(&command, log.path(), DETECT_TIMEOUT)?.is_none() {
         return Err(format!("no answer within {}s", DETECT_TIMEOUT.as_secs()));
     }
     let text = std::fs::read(log.path()).map_err(|e| e.to_string())?;

@@ -10,11 +10,15 @@
 //! substituted per argument, so a value can never split into two arguments
 //! or reach a shell.
 
+pub mod command;
 pub mod env;
 pub mod interface;
 pub mod partitioning;
 
 use std::collections::BTreeMap;
+
+pub use command::CommandLine;
+use command::display;
 
 use crate::config::Repo;
 use crate::error::Error;
@@ -24,16 +28,6 @@ use crate::partition::DayRange;
 use crate::settings::{ExecutorKind, Savepoint, Settings};
 
 pub use interface::{Interface, JOIN_BACKFILL, mode, takes_range};
-
-/// A command ready to spawn.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CommandLine {
-    pub argv: Vec<String>,
-    /// Added to the runner's own environment.
-    pub env: BTreeMap<String, String>,
-    /// The repository root: `--conf` paths are relative to it.
-    pub dir: std::path::PathBuf,
-}
 
 /// The executor of a run: the local engine, or a real CLI whose interface
 /// is known (set, or detected once for the run).
@@ -171,24 +165,22 @@ impl<'a> Executor<'a> {
         let (template, whole_command) = self
             .template(template_key)
             .unwrap_or_else(|| (Vec::new(), false));
-        let fill = |arg: &str| -> String {
-            if !arg.contains('{') {
-                return arg.to_string();
-            }
-            let (start, end) = match range {
-                Some(r) => (r.from.to_string(), r.to.to_string()),
-                None => (String::new(), String::new()),
-            };
-            arg.replace("{conf}", &config.path)
-                .replace("{config}", &node.name)
-                .replace("{start_ds}", &start)
-                .replace("{end_ds}", &end)
-                .replace("{ds}", &end)
-                .replace("{part}", node.part.as_deref().unwrap_or_default())
-                .replace("{output}", node.output.as_deref().unwrap_or_default())
-                .replace("{log_table}", &settings.consistency.log_table)
-                .replace("{schema_table}", &settings.consistency.schema_table)
+        let (start, end) = match range {
+            Some(r) => (r.from.to_string(), r.to.to_string()),
+            None => (String::new(), String::new()),
         };
+        let vars = [
+            ("conf", config.path.as_str()),
+            ("config", node.name.as_str()),
+            ("start_ds", start.as_str()),
+            ("end_ds", end.as_str()),
+            ("ds", end.as_str()),
+            ("part", node.part.as_deref().unwrap_or_default()),
+            ("output", node.output.as_deref().unwrap_or_default()),
+            ("log_table", settings.consistency.log_table.as_str()),
+            ("schema_table", settings.consistency.schema_table.as_str()),
+        ];
+        let fill = |arg: &str| command::fill(arg, &vars);
         let mut argv: Vec<String> = if whole_command {
             Vec::new()
         } else {
@@ -324,20 +316,3 @@ fn local_command(
     }
 }
 
-/// How a command is shown to people: each argument quoted when it would not
-/// survive a shell as is. Only for display; nothing ever runs it in a shell.
-pub fn display(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-            if plain {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}

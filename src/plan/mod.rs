@@ -30,6 +30,7 @@ mod record;
 pub mod render;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -37,6 +38,7 @@ use serde::Serialize;
 
 use crate::config::Repo;
 use crate::error::Error;
+use crate::exec::command::{self, CommandLine};
 use crate::graph::{Graph, Input, Node, NodeId, Schedule, Start, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
@@ -533,8 +535,8 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
 /// Streaming keep-alive: a deploy recorded as built is still stale when the
 /// status command says no job runs, or one runs with another config hash.
 fn check_streaming(ctx: &Context, nodes: &mut [NodePlan], planned: &[bool]) -> Result<(), Error> {
-    let argv = &ctx.settings.streaming.status_command;
-    if argv.is_empty() {
+    let streaming = &ctx.settings.streaming;
+    if streaming.status_command.is_empty() {
         return Ok(());
     }
     for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
@@ -545,7 +547,7 @@ fn check_streaming(ctx: &Context, nodes: &mut [NodePlan], planned: &[bool]) -> R
             let (Status::Fresh, Some(key)) = (&target.status, target.key) else {
                 continue;
             };
-            let reason = match streaming_status(argv, &node.name)? {
+            let reason = match streaming_status(streaming, &node.name)? {
                 Some(running) if running == key.to_string() => continue,
                 Some(running) => StaleReason::StreamingOutdated { running },
                 None => StaleReason::StreamingNotRunning,
@@ -557,19 +559,23 @@ fn check_streaming(ctx: &Context, nodes: &mut [NodePlan], planned: &[bool]) -> R
 }
 
 /// Runs the status command: `Some(hash)` when it prints `running HASH`.
-fn streaming_status(argv: &[String], config: &str) -> Result<Option<String>, Error> {
-    let argv: Vec<String> = argv.iter().map(|a| a.replace("{config}", config)).collect();
-    let output = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .output()
+fn streaming_status(
+    streaming: &crate::settings::StreamingSettings,
+    config: &str,
+) -> Result<Option<String>, Error> {
+    let command = CommandLine::filled(
+        &streaming.status_command,
+        &[("config", config)],
+        Path::new("."),
+    );
+    let argv = &command.argv;
+    let output = command::run_captured(&command, b"", streaming.status_timeout)
         .map_err(|e| Error::Io(format!("streaming.status_command {argv:?}: {e}")))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(Error::Io(format!(
             "streaming.status_command {argv:?} failed ({}): {}",
             output.status,
-            stderr.trim()
+            output.stderr_text()
         )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);

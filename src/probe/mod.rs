@@ -21,11 +21,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
 use crate::config::TableRef;
+use crate::exec::command::{self, CommandLine};
 use crate::hash::Hash;
 use crate::partition::{Day, DayFormat};
 use crate::settings::{FingerprintMode, Settings, WarehouseKind};
@@ -148,6 +148,7 @@ pub fn from_settings(settings: &Settings, repo_root: &Path, layouts: Layouts) ->
         WarehouseKind::Command => Box::new(CommandProbe {
             argv: warehouse.command.clone(),
             layouts,
+            timeout: warehouse.command_timeout,
         }),
     }
 }
@@ -503,34 +504,29 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::R
 pub struct CommandProbe {
     pub argv: Vec<String>,
     pub layouts: Layouts,
+    pub timeout: std::time::Duration,
 }
 
 impl Probe for CommandProbe {
     fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
         let layout = self.layouts.of(table);
-        let argv: Vec<String> = self
-            .argv
-            .iter()
-            .map(|a| {
-                a.replace("{table}", table)
-                    .replace("{partition_column}", &layout.column)
-                    .replace("{partition_format}", layout.format.pattern())
-            })
-            .collect();
+        let vars = [
+            ("table", table),
+            ("partition_column", layout.column.as_str()),
+            ("partition_format", layout.format.pattern()),
+        ];
+        let command = CommandLine::filled(&self.argv, &vars, Path::new("."))
+            .with_env("CHRONON_BUILD_PARTITION_COLUMN", &layout.column)
+            .with_env("CHRONON_BUILD_PARTITION_FORMAT", layout.format.pattern());
+        let argv = command.argv.clone();
         let fail = |message: String| ProbeError::Command {
             table: table.to_string(),
             argv: argv.clone(),
             message,
         };
-        let output = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("CHRONON_BUILD_PARTITION_COLUMN", &layout.column)
-            .env("CHRONON_BUILD_PARTITION_FORMAT", layout.format.pattern())
-            .output()
-            .map_err(|e| fail(e.to_string()))?;
+        let output = command::run_captured(&command, b"", self.timeout).map_err(fail)?;
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(fail(format!("{}: {}", output.status, stderr.trim())));
+            return Err(fail(format!("{}: {}", output.status, output.stderr_text())));
         }
         let stdout =
             String::from_utf8(output.stdout).map_err(|_| fail("output is not UTF-8".into()))?;

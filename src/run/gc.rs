@@ -6,6 +6,7 @@
 //! `ninja -t cleandead`.
 
 use crate::error::Error;
+use crate::exec::command::{self, CommandLine};
 use crate::plan::Orphan;
 use crate::probe::Layouts;
 use crate::settings::{Settings, WarehouseKind};
@@ -67,25 +68,22 @@ fn delete_each(
     let layout = layouts.of(&orphan.table);
     for day in &orphan.partitions {
         let value = layout.format.format(*day);
-        let filled: Vec<String> = argv
-            .iter()
-            .map(|a| {
-                a.replace("{table}", &orphan.table)
-                    .replace("{partition_column}", &layout.column)
-                    .replace("{partition}", &value)
-            })
-            .collect();
-        let status = std::process::Command::new(&filled[0])
-            .args(&filled[1..])
-            .current_dir(repo_root)
-            .status()
-            .map_err(|e| Error::Io(format!("{}: cannot start: {e}", filled[0])))?;
-        if !status.success() {
+        let vars = [
+            ("table", orphan.table.as_str()),
+            ("partition_column", layout.column.as_str()),
+            ("partition", value.as_str()),
+        ];
+        let command = CommandLine::filled(argv, &vars, repo_root);
+        let shown = command::display(&command.argv);
+        let output = command::run_captured(&command, b"", settings.warehouse.command_timeout)
+            .map_err(|e| Error::Io(format!("{shown}: {e}")))?;
+        if !output.status.success() {
             return Err(Error::Io(format!(
-                "{}: {status} deleting {} {}={value}",
-                crate::exec::display(&filled),
+                "{shown}: {} deleting {} {}={value}: {}",
+                output.status,
                 orphan.table,
-                layout.column
+                layout.column,
+                output.stderr_text()
             )));
         }
     }

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::process;
-use crate::exec::CommandLine;
+use crate::exec::command::{self, CommandLine};
 
 /// The hook commands of a run (empty: none).
 #[derive(Clone, Debug, Default)]
@@ -102,7 +101,7 @@ fn run_hook(
             .collect(),
         dir: PathBuf::from("."),
     };
-    match process::run_with_timeout(&command, log, timeout) {
+    match command::run_logged(&command, log, timeout) {
         Ok(Some(status)) if status.success() => None,
         Ok(Some(status)) => problem(format!("exited with {status}")),
         Ok(None) => problem(format!(

@@ -705,7 +705,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             self.progress
                 .note("interrupted again: killing running jobs");
             for running in self.running.values() {
-                process::kill_group(running.pid, libc::SIGKILL);
+                crate::exec::command::kill_group(running.pid, libc::SIGKILL);
             }
         }
     }
@@ -716,12 +716,12 @@ impl<'c, 'a> Runner<'c, 'a> {
         for (job, running) in self.running.iter_mut() {
             match running.terminated {
                 None if running.deadline.is_some_and(|d| now >= d) => {
-                    process::kill_group(running.pid, libc::SIGTERM);
+                    crate::exec::command::kill_group(running.pid, libc::SIGTERM);
                     running.terminated = Some(now);
                     let _ = job;
                 }
                 Some(t) if now >= t + KILL_GRACE => {
-                    process::kill_group(running.pid, libc::SIGKILL);
+                    crate::exec::command::kill_group(running.pid, libc::SIGKILL);
                 }
                 _ => {}
             }

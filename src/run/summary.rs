@@ -193,7 +193,7 @@ impl Summary {
         let mut out = String::new();
         if self.action == Action::DryRun {
             for c in &self.commands {
-                let _ = writeln!(out, "{}", exec::display(&c.argv));
+                let _ = writeln!(out, "{}", exec::command::display(&c.argv));
             }
             let _ = writeln!(
                 out,
