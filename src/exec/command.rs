@@ -256,7 +256,10 @@ mod tests {
     #[test]
     fn fills_each_placeholder_once_and_leaves_unknown_braces() {
         let vars = [("table", "ns.{partition}"), ("partition", "2025-01-01")];
-        assert_eq!(fill("{table}/{partition}", &vars), "ns.{partition}/2025-01-01");
+        assert_eq!(
+            fill("{table}/{partition}", &vars),
+            "ns.{partition}/2025-01-01"
+        );
         assert_eq!(fill("{other} {", &vars), "{other} {");
         assert_eq!(fill("{{table}}", &vars), "{ns.{partition}}");
         assert_eq!(fill("plain", &vars), "plain");
@@ -277,10 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("child-alive");
         // The child outlives the shell unless its group is killed.
-        let command = sh(&format!(
-            "(sleep 1; touch {}) & sleep 30",
-            marker.display()
-        ));
+        let command = sh(&format!("(sleep 1; touch {}) & sleep 30", marker.display()));
         let started = Instant::now();
         let e = run_captured(&command, b"", Duration::from_millis(200)).unwrap_err();
         assert!(e.contains("timeout"), "{e}");

@@ -315,4 +315,3 @@ fn local_command(
         dir: repo.root.clone(),
     }
 }
-
