@@ -51,5 +51,5 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
             super::print_out(&text);
         }
     }
-    Ok(ws.exit(Exit::Ok))
+    Ok(Exit::Ok)
 }

@@ -220,7 +220,7 @@ where
         Command::Help(args) => docs::help(args),
     };
     match result {
-        Ok(outcome) => outcome.code(),
+        Ok(outcome) => with_invalid_configs(outcome).code(),
         Err(e) => {
             errln!("error: {e}");
             e.code()
@@ -228,15 +228,18 @@ where
     }
 }
 
-impl Workspace {
-    /// A command's outcome, made `Failed` when invalid configs were left
-    /// out (an `Invalid` outcome stays).
-    pub fn exit(&self, exit: Exit) -> Exit {
-        if self.repo.invalid.is_empty() || exit == Exit::Invalid {
-            exit
-        } else {
-            Exit::Failed
-        }
+/// How many invalid configs the commands of this process set apart
+/// (`Workspace::load`): the one rule for them is applied once, to the
+/// outcome of whichever command loaded them.
+static INVALID_LEFT_OUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A command's outcome, made `Failed` when invalid configs were left out
+/// (an `Invalid` outcome, or a stronger one, stays).
+fn with_invalid_configs(exit: Exit) -> Exit {
+    let left_out = INVALID_LEFT_OUT.load(std::sync::atomic::Ordering::Relaxed);
+    match exit {
+        Exit::Ok | Exit::Blocked | Exit::Attention if left_out > 0 => Exit::Failed,
+        other => other,
     }
 }
 
@@ -314,6 +317,7 @@ impl Workspace {
             }
         }
         if !repo.invalid.is_empty() {
+            INVALID_LEFT_OUT.fetch_add(repo.invalid.len(), std::sync::atomic::Ordering::Relaxed);
             errln!(
                 "error: {} invalid config(s) left out; what reads their tables is blocked \
                  (invalid config), the rest goes on, and the command exits 1 (--strict refuses \

@@ -95,11 +95,11 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
         }
     }
     let all_fresh = statuses.iter().all(|s| s.counts.all_fresh());
-    Ok(ws.exit(if args.exit_code && !all_fresh {
+    Ok(if args.exit_code && !all_fresh {
         Exit::Attention
     } else {
         Exit::Ok
-    }))
+    })
 }
 
 /// One screen: configs with their steps below, one line each.
@@ -464,5 +464,5 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
         until.0 - from.0 + 1,
         html.len() / 1024
     );
-    Ok(ws.exit(Exit::Ok))
+    Ok(Exit::Ok)
 }

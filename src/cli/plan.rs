@@ -40,9 +40,9 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
         .filter(|(k, _)| **k != StatusKind::Fresh.name())
         .map(|(_, v)| v)
         .sum();
-    Ok(ws.exit(if args.exit_code && not_fresh > 0 {
+    Ok(if args.exit_code && not_fresh > 0 {
         Exit::Attention
     } else {
         Exit::Ok
-    }))
+    })
 }

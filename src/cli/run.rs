@@ -336,7 +336,7 @@ fn execute(
             });
         }
     }
-    Ok(ws.exit(summary.exit()))
+    Ok(summary.exit())
 }
 
 /// The nodes with work to do, each with its template key.

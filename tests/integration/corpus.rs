@@ -181,3 +181,36 @@ fn real_compiler_output_with_its_invalid_files_still_plans_the_rest() {
     crate::assert_contains(&plan.stderr, "2 invalid config(s) left out");
     crate::assert_contains(&plan.stdout, "targets up to 2023-12-01");
 }
+
+/// One rule for invalid configs: every command that loads the repository
+/// sets them apart, says so, does the rest and exits 1 (`graph` and
+/// `explain` used to exit 0 after saying "exits 1").
+#[test]
+fn every_command_that_loads_configs_exits_1_when_invalid_ones_are_left_out() {
+    let s = Scenario::copy("corpus/chronon-ai-0.0.115-compiled");
+    crate::copy_dir(
+        &crate::testdata("corpus/chronon-ai-0.0.115-rejected"),
+        &s.repo,
+    );
+    let commands: [&[&str]; 5] = [
+        &["graph"],
+        &[
+            "explain",
+            "join-left:sample_team.sample_backfill_mutation_join.v0@2023-12-01",
+            "--until",
+            "2023-12-01",
+        ],
+        &["plan", "--until", "2023-12-01"],
+        &["status", "--until", "2023-12-01"],
+        &["gc", "-n", "--until", "2023-12-01"],
+    ];
+    for args in commands {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        crate::assert_contains(&out.stderr, "2 invalid config(s) left out");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    // --strict refuses the repository instead.
+    let strict = s.run(&["graph", "--strict"]);
+    assert_eq!(strict.code, 2, "{}", strict.stderr);
+}

@@ -51,6 +51,28 @@ pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     Output::from(out)
 }
 
+/// Whether a test that needs an outside tool (a real CLI, Chromium, a
+/// Python package) can run. `cargo test` on a fresh clone skips it and says
+/// why on standard error (not captured); `scripts/test` installs every tool
+/// and sets `CHRONON_BUILD_REQUIRE_TOOLS=1`, so there a missing tool fails
+/// the test instead.
+pub fn tool_or_skip(test: &str, present: bool, missing: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var_os("CHRONON_BUILD_REQUIRE_TOOLS").is_some() {
+        panic!(
+            "{test}: {missing}, and CHRONON_BUILD_REQUIRE_TOOLS is set (scripts/test installs it)"
+        );
+    }
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: {missing}; scripts/test installs it"
+    );
+    false
+}
+
 /// `text` contains `needle`; else the assertion shows all of `text`.
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in:\n{text}");

@@ -514,6 +514,17 @@ print(json.dumps(out))
 
 #[test]
 fn metrics_file_is_prometheus_text_with_targets_durations_failures_and_lag() {
+    let parser = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !crate::tool_or_skip(
+        "metrics_file_is_prometheus_text_with_targets_durations_failures_and_lag",
+        parser,
+        "python3 with prometheus_client is missing",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let metrics = dir.path().join("chronon.prom");
     let (p, out) = failed_once(
@@ -755,6 +766,17 @@ const PROBE: &str = r#"<script>
 
 #[test]
 fn report_is_a_self_contained_page_whose_grid_chromium_renders_in_the_right_colours() {
+    let present = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !crate::tool_or_skip(
+        "report_is_a_self_contained_page_whose_grid_chromium_renders_in_the_right_colours",
+        present,
+        "Chromium is missing",
+    ) {
+        return;
+    }
     let (p, _) = failed_once("", &["--retries", "1"]);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.html");
