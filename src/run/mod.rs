@@ -19,6 +19,7 @@
 //! output partitions already exist in the warehouse; a writer thread records
 //! them, `writer`).
 
+mod blocks;
 pub mod gc;
 mod hooks;
 mod job;
@@ -117,6 +118,8 @@ pub struct Runner<'c, 'a> {
     opts: RunOptions,
     /// The plan, kept current: it decides what is ready.
     live: LivePlan<'a>,
+    /// Each node's job ranges, cut once from the plan.
+    blocks: blocks::Blocks,
     /// Nodes whose targets this executor cannot run at all (mutation
     /// streams on the local engine): reported as skipped, not as failed or
     /// not run.
@@ -163,10 +166,15 @@ impl<'c, 'a> Runner<'c, 'a> {
         let wait_deadline = opts.wait.map(|w| Instant::now() + w);
         // Set up in `run`, when the run's id (and so its log folder) is known.
         let hooks = hooks::Hooks::new(HookCommands::default(), PathBuf::new());
+        let live = LivePlan::new(graph, plan);
+        let blocks = blocks::Blocks::new(&live, |id| {
+            job::step_days(ctx.repo, settings, opts.action, &graph.nodes[id])
+        });
         Runner {
             ctx,
             opts,
-            live: LivePlan::new(graph, plan),
+            live,
+            blocks,
             skipped,
             slices: HashMap::new(),
             jobs: Vec::new(),
@@ -428,13 +436,34 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
     }
 
-    /// Turns ready targets of a node into jobs: contiguous days, at most
-    /// `step_days` each.
+    /// Turns ready targets of a node into jobs: the blocks they complete
+    /// (`blocks`), each cut where its days are not contiguous.
     fn enqueue(&mut self, id: NodeId, ready: Vec<usize>) {
         if ready.is_empty() || self.live.ordering_busy(id) {
             return;
         }
-        let mut ready = self.live.take_ready(id, ready);
+        let due = self.blocks.due(&self.live, id, &ready);
+        for group in due {
+            self.enqueue_group(id, group);
+        }
+    }
+
+    /// Hands out the targets held by blocks that still wait, when nothing
+    /// else is left to do; whether any were.
+    fn release_blocks(&mut self) -> bool {
+        let released = self.blocks.release(&self.live);
+        let queued = self.queue.len();
+        for (id, group) in released {
+            if !self.live.ordering_busy(id) {
+                self.enqueue_group(id, group);
+            }
+        }
+        self.queue.len() > queued
+    }
+
+    /// Jobs for one group of a node's ready targets, sorted by day.
+    fn enqueue_group(&mut self, id: NodeId, group: Vec<usize>) {
+        let mut ready = self.live.take_ready(id, group);
         if ready.is_empty() {
             return;
         }
@@ -458,16 +487,14 @@ impl<'c, 'a> Runner<'c, 'a> {
             }
         }
         let node = &self.ctx.graph.nodes[id];
-        let step_days = job::step_days(self.ctx.repo, self.ctx.settings, self.opts.action, node);
         ready.sort_by_key(|&i| self.live.target(id, i).day);
         let live = &self.live;
         let day = |i: usize| live.target(id, i).day;
         let mut chunks: Vec<Vec<usize>> = Vec::new();
         for i in ready {
-            let joins = chunks.last().is_some_and(|chunk| {
-                let last = day(*chunk.last().expect("non-empty"));
-                chunk.len() < step_days && contiguous(last, day(i))
-            });
+            let joins = chunks
+                .last()
+                .is_some_and(|chunk| contiguous(day(*chunk.last().expect("non-empty")), day(i)));
             if joins {
                 chunks.last_mut().expect("non-empty").push(i);
             } else {
@@ -548,7 +575,7 @@ impl<'c, 'a> Runner<'c, 'a> {
     }
 
     fn inline_jobs(&mut self) -> Result<(), Error> {
-        while !self.queue.is_empty() {
+        while !self.queue.is_empty() || self.release_blocks() {
             if self.opts.action == Action::DryRun {
                 let job = self.queue.pop_front().expect("the queue is not empty");
                 self.prepare(job);
@@ -647,6 +674,9 @@ impl<'c, 'a> Runner<'c, 'a> {
                 self.dispatch()?;
             }
             let idle = self.running.is_empty() && self.queue.is_empty() && self.delayed.is_empty();
+            if idle && self.interrupts == 0 && self.release_blocks() {
+                continue;
+            }
             let stopped = self.interrupts > 0 && self.running.is_empty();
             if (idle || stopped) && (self.interrupts > 0 || !self.should_poll()) {
                 break;

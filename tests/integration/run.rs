@@ -221,8 +221,8 @@ fn dry_run_prints_the_commands_in_order_and_runs_nothing() {
     let p = Pipeline::new("");
     let out = p.build(&["--dry-run"], 0);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 54, "{}", out.stdout);
-    assert!(lines[53].starts_with("dry run: 53 command(s)"));
+    assert_eq!(lines.len(), 50, "{}", out.stdout);
+    assert!(lines[49].starts_with("dry run: 49 command(s)"));
     let first = lines
         .iter()
         .position(|l| l.contains("compiled/joins/risk/risk.checkout.v1 --mode backfill-left"))
@@ -372,14 +372,16 @@ fn argv_for_each_mode_follows_the_zipline_cli() {
             UNTIL,
         ],
     );
+    // One job: the final's days are one block (`executor.step_days`),
+    // however its parts' jobs end.
     expect(
-        &["backfill-final", join, "2025-01-08"],
+        &["backfill-final", join, "2025-01-03"],
         &[
             join,
             "--mode",
             "backfill-final",
             "--start-ds",
-            "2025-01-08",
+            "2025-01-03",
             "--end-ds",
             UNTIL,
         ],
@@ -1146,4 +1148,37 @@ fn the_run_summary_in_json_says_what_ran() {
             .unwrap()
             .ends_with(".attempt1.log")
     );
+}
+
+/// Job ranges are a function of the plan: whichever upstream jobs end
+/// first, the same days go to the same jobs, and the dry run lists them.
+#[test]
+fn the_same_plan_makes_the_same_jobs_whatever_order_upstream_jobs_end_in() {
+    let mut runs = Vec::new();
+    for slow in [
+        "",
+        "group-by-backfill:risk.purchases.v1 staging-query:risk.merchants.v1",
+        "group-by-backfill:risk.merchant_profile.v1 join-left:risk.checkout.v1",
+    ] {
+        let p = Pipeline::new("");
+        let out = p.run_with(
+            &["run", "--until", UNTIL, "-j", "4"],
+            &[
+                ("FAKE_ZIPLINE_SLOW", slow),
+                ("FAKE_ZIPLINE_SLOW_SECONDS", "0.7"),
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        runs.push(p.call_summary());
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2]);
+    let p = Pipeline::new("");
+    let dry = p.build(&["--dry-run"], 0);
+    let commands = dry
+        .stdout
+        .lines()
+        .filter(|l| l.contains("fake-zipline"))
+        .count();
+    assert_eq!(commands, runs[0].len(), "{}", dry.stdout);
 }
