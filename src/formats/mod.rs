@@ -28,6 +28,7 @@
 //!   files, so a path, its size and its record count stand for its rows;
 //! - the table's location, schema and properties: they change no rows.
 
+pub mod delta;
 pub mod iceberg;
 pub mod storage;
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde::Deserialize;
 
 use super::{Change, Content, FileIdentity, PartitionSums};
-use crate::partition::Day;
+use crate::partition::{Day, DayFormat};
 use crate::probe::Partitions;
 
 /// One scenario's tables, in a folder removed when dropped.
@@ -44,15 +44,16 @@ pub struct WrittenFile {
 
 impl Step {
     /// The partitions a cold read must find: the live files the library
-    /// lists, summed by day. Delta's files are hashed without their record
-    /// counts, as the reader does not read statistics.
-    pub fn expected(&self, with_records: bool) -> Partitions {
+    /// lists, summed by day (their partition values in `format`). Delta's
+    /// files are hashed without their record counts, as the reader does
+    /// not read statistics.
+    pub fn expected(&self, with_records: bool, format: &DayFormat) -> Partitions {
         let mut sums = PartitionSums::default();
         for file in &self.files {
             let day = file
                 .day
                 .as_deref()
-                .and_then(Day::parse)
+                .and_then(|value| format.parse_day(value))
                 .unwrap_or_else(|| panic!("{}: {file:?} has no day", self.step));
             let content = match file.content {
                 0 => Content::Data,

@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import sys
+import urllib.parse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -271,14 +272,18 @@ def iceberg_unpartitioned(out):
 
 
 def delta_files(path):
+    """Live files; paths URL-decoded, as the reader keys them (the log
+    writes them URL-encoded, and deltalake reports them so)."""
     from deltalake import DeltaTable
 
     actions = pa.table(DeltaTable(path).get_add_actions(flatten=True))
     out = []
     for a in actions.to_pylist():
+        decoded = urllib.parse.unquote(a["path"])
+        assert os.path.exists(os.path.join(path, decoded)), decoded
         out.append(
             {
-                "path": a["path"],
+                "path": decoded,
                 "day": a.get("partition.ds"),
                 "size": a["size_bytes"],
                 "records": a.get("num_records"),
@@ -330,6 +335,23 @@ def delta_basic(out, multipart=False):
     return steps
 
 
+def delta_encoded(out):
+    """Partition values with spaces: folders `ds=2024%2001%2001`, paths in
+    the log encoded once more (`ds=2024%252001%252001/...`)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    spaced = [d.replace("-", " ") for d in DAYS]
+    table = os.path.join(out, "table")
+    steps = []
+    write_deltalake(table, rows(spaced[:2], [1, 2]), partition_by=["ds"])
+    delta_step(table, out, steps, "append", DAYS[:2])
+    DeltaTable(table).delete(f"ds = '{spaced[0]}'")
+    delta_step(table, out, steps, "delete-day", DAYS[:1])
+    write_deltalake(table, rows([spaced[1]], [3]), mode="append")
+    delta_step(table, out, steps, "late-row", DAYS[1:2])
+    return steps
+
+
 def split_checkpoint(table, version):
     """Replaces the classic checkpoint at `version` by a two-part one."""
     log = os.path.join(table, "_delta_log")
@@ -355,6 +377,7 @@ SCENARIOS = {
     "iceberg-unpartitioned": iceberg_unpartitioned,
     "delta-basic": delta_basic,
     "delta-multipart": lambda out: delta_basic(out, multipart=True),
+    "delta-encoded": delta_encoded,
 }
 
 

@@ -34,7 +34,12 @@ fn path(location: &str) -> &Path {
 fn cold_reads_match_pyiceberg(scenario: &Scenario, column: &str) {
     for step in &scenario.steps {
         let (partitions, memory) = cold(&step.location, column).unwrap();
-        assert_eq!(partitions, step.expected(true), "{}", step.step);
+        assert_eq!(
+            partitions,
+            step.expected(true, &DayFormat::default()),
+            "{}",
+            step.step
+        );
         let data_files: i64 = memory.partitions.0.values().map(|s| s.data_files).sum();
         let listed = step.files.iter().filter(|f| f.content == 0).count();
         assert_eq!(data_files, listed as i64, "{}", step.step);
@@ -88,7 +93,7 @@ fn each_manifest_is_read_with_its_own_partition_spec() {
         Some(&memory),
     )
     .unwrap();
-    assert_eq!(warm, after.expected(true));
+    assert_eq!(warm, after.expected(true, &DayFormat::default()));
     assert_eq!(changed_days(&before, &warm), after.touched);
 }
 
@@ -185,7 +190,10 @@ fn a_rollback_or_another_layout_is_read_cold() {
         Some(&later),
     )
     .unwrap();
-    assert_eq!(partitions, scenario.steps[1].expected(true));
+    assert_eq!(
+        partitions,
+        scenario.steps[1].expected(true, &DayFormat::default())
+    );
     assert_eq!(memory, cold(&scenario.steps[1].location, "ds").unwrap().1);
     // A memory made for another format of the column is not used.
     let other = TableLayout {
