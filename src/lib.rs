@@ -20,6 +20,7 @@
 //! - `graph`: steps, nodes, inputs and lookback, order, DOT/JSON output;
 //! - `hash`: canonical JSON, the field classification table, slices, digests;
 //! - `partition`: days and day ranges;
+//! - `formats`: Iceberg and Delta metadata readers: days and fingerprints;
 //! - `probe`: warehouse probes (sqlite, hive-dir, command), each table
 //!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
@@ -64,6 +65,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod formats;
 pub mod graph;
 pub mod hash;
 pub mod monitor;

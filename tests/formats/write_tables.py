@@ -1,0 +1,393 @@
+"""Writes real Iceberg and Delta tables for the `formats` tests.
+
+    python write_tables.py OUT_DIR SCENARIO
+
+Runs one scenario's steps under OUT_DIR and prints one JSON document: the
+steps in order, each with
+
+- `location`: where the table is as of that step: Iceberg, the metadata file
+  the step committed (metadata files are immutable, so an older one is the
+  table as it was); Delta, a copy of the table folder made after the step;
+- `touched`: the days the step changed (`yyyy-MM-dd`), as the scenario means
+  them: the days whose fingerprint must change, and only those;
+- `files`: the live files as the writing library reports them (pyiceberg's
+  `inspect.files()`, deltalake's `get_add_actions()`), with their day.
+
+Iceberg tables are written through pyiceberg's SqlCatalog on SQLite
+(`OUT_DIR/catalog.db`, catalog `test`, namespace `ns`) with a local
+warehouse; Delta tables with deltalake (delta-rs).
+
+pyiceberg has no public API to rewrite files (compaction), so the `replace`
+step commits a snapshot through `_OverwriteFiles`, pyiceberg's own snapshot
+producer for overwrites, with `Operation.REPLACE`: it deletes the day's data
+files and adds one file with the same rows, as Spark's `rewrite_data_files`
+does. pyiceberg's summary builder refuses `replace`, so the summary is built
+as for an overwrite and its operation then set to `replace`.
+
+deltalake cannot write a multi-part checkpoint; the `delta-multipart`
+scenario splits the classic checkpoint delta-rs wrote into two parts with
+pyarrow (same schema, rows divided between the parts, named
+`V.checkpoint.0000000001.0000000002.parquet` and so on, as PROTOCOL.md's
+"Multi-part checkpoint" says) and points `_last_checkpoint` at them.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import sys
+import urllib.parse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+
+
+def rows(days, ids, value="v"):
+    return pa.table(
+        {
+            "ds": pa.array(days, pa.string()),
+            "id": pa.array(ids, pa.int64()),
+            "value": pa.array([f"{value}{i}" for i in ids], pa.string()),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------
+# Iceberg
+
+
+def iceberg_catalog(out):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = os.path.join(out, "warehouse")
+    os.makedirs(warehouse, exist_ok=True)
+    catalog = SqlCatalog(
+        "test",
+        uri=f"sqlite:///{os.path.join(out, 'catalog.db')}",
+        warehouse=f"file://{warehouse}",
+    )
+    try:
+        catalog.create_namespace("ns")
+    except Exception:  # already there: one catalog serves several tables
+        pass
+    return catalog
+
+
+def iceberg_files(table):
+    """Live files, data and delete, from pyiceberg's own reading."""
+    if table.current_snapshot() is None:
+        return []
+    files = table.inspect.files().to_pylist()
+    out = []
+    for f in files:
+        partition = f["partition"] or {}
+        day = next((v for v in partition.values() if v is not None), None)
+        if isinstance(day, datetime.date):
+            day = day.isoformat()
+        out.append(
+            {
+                "path": f["file_path"],
+                "day": day,
+                "size": f["file_size_in_bytes"],
+                "records": f["record_count"],
+                "content": f["content"],
+            }
+        )
+    return out
+
+
+def iceberg_step(table, name, touched):
+    table = table.refresh()
+    snapshot = table.current_snapshot()
+    return {
+        "step": name,
+        "location": table.metadata_location,
+        "snapshot_id": snapshot.snapshot_id if snapshot else None,
+        "operation": snapshot.summary.operation.value if snapshot else None,
+        "touched": touched,
+        "files": iceberg_files(table),
+    }
+
+
+def iceberg_replace(table, day):
+    """Rewrites the data files of one day into one file with the same rows,
+    committed as a `replace` snapshot (see the module's docstring)."""
+    from pyiceberg.expressions import EqualTo
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+    from pyiceberg.table.snapshots import Operation, Summary
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+    from pyiceberg.utils.concurrent import ExecutorFactory  # noqa: F401
+
+    class ReplaceFiles(_OverwriteFiles):
+        def _summary(self, snapshot_properties={}):
+            self._operation = Operation.OVERWRITE
+            try:
+                summary = super()._summary(snapshot_properties)
+            finally:
+                self._operation = Operation.REPLACE
+            props = {k: v for k, v in summary.additional_properties.items()}
+            return Summary(operation=Operation.REPLACE, **props)
+
+    scan = table.scan(row_filter=EqualTo("ds", day))
+    old = [task.file for task in scan.plan_files()]
+    data = scan.to_arrow()
+    with table.transaction() as tx:
+        producer = ReplaceFiles(operation=Operation.REPLACE, transaction=tx, io=table.io)
+        with producer:
+            for data_file in old:
+                producer.delete_data_file(data_file)
+            for data_file in _dataframe_to_data_files(
+                table_metadata=tx.table_metadata,
+                write_uuid=producer.commit_uuid,
+                df=data,
+                io=table.io,
+            ):
+                producer.append_data_file(data_file)
+    return len(old)
+
+
+def iceberg_basic(out):
+    """identity(ds) on a string column, format version 2."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "value", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
+    table = catalog.create_table("ns.basic", schema=schema, partition_spec=spec)
+    steps = []
+    table.append(rows(DAYS[:3] * 2, [1, 2, 3, 4, 5, 6]))
+    steps.append(iceberg_step(table, "append", DAYS[:3]))
+    table.append(rows([DAYS[1]], [7], "late"))
+    steps.append(iceberg_step(table, "late-row", [DAYS[1]]))
+    table.delete(f"ds = '{DAYS[0]}'")
+    steps.append(iceberg_step(table, "delete-day", [DAYS[0]]))
+    table.overwrite(rows([DAYS[2]], [8], "new"), overwrite_filter=f"ds = '{DAYS[2]}'")
+    steps.append(iceberg_step(table, "overwrite-day", [DAYS[2]]))
+    rewritten = iceberg_replace(table.refresh(), DAYS[1])
+    assert rewritten == 2, rewritten
+    steps.append(iceberg_step(table, "replace", []))
+    table.refresh().append(rows([DAYS[3]], [9]))
+    steps.append(iceberg_step(table, "append-after-replace", [DAYS[3]]))
+    table.refresh().delete(f"ds = '{DAYS[1]}'")
+    steps.append(iceberg_step(table, "delete-replaced-day", [DAYS[1]]))
+    return steps
+
+
+def iceberg_day_transform(out):
+    """day(ts) on a timestamp column."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import DayTransform
+    from pyiceberg.types import LongType, NestedField, TimestampType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ts", TimestampType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, DayTransform(), "ts_day"))
+    table = catalog.create_table("ns.by_ts", schema=schema, partition_spec=spec)
+
+    def ts_rows(stamps, ids):
+        return pa.table(
+            {
+                "ts": pa.array([datetime.datetime.fromisoformat(s) for s in stamps], pa.timestamp("us")),
+                "id": pa.array(ids, pa.int64()),
+            }
+        )
+
+    steps = []
+    table.append(ts_rows(["2024-01-01T05:00:00", "2024-01-02T23:59:59", "2024-01-02T00:00:00"], [1, 2, 3]))
+    steps.append(iceberg_step(table, "append", DAYS[:2]))
+    table.append(ts_rows(["2024-01-01T12:00:00"], [4]))
+    steps.append(iceberg_step(table, "late-row", [DAYS[0]]))
+    return steps
+
+
+def iceberg_evolution(out):
+    """Format version 1; identity(ds), then identity(region) added (spec 1):
+    old manifests keep spec 0, new ones have spec 1."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "region", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
+    table = catalog.create_table(
+        "ns.evolved", schema=schema, partition_spec=spec, properties={"format-version": "1"}
+    )
+
+    def region_rows(days, ids, region):
+        return pa.table(
+            {
+                "ds": pa.array(days, pa.string()),
+                "id": pa.array(ids, pa.int64()),
+                "region": pa.array([region] * len(ids), pa.string()),
+            }
+        )
+
+    steps = []
+    table.append(region_rows(DAYS[:2], [1, 2], "eu"))
+    steps.append(iceberg_step(table, "append-spec-0", DAYS[:2]))
+    with table.update_spec() as update:
+        update.add_identity("region")
+    table = table.refresh()
+    table.append(region_rows([DAYS[1], DAYS[2]], [3, 4], "us"))
+    steps.append(iceberg_step(table, "append-spec-1", DAYS[1:3]))
+    return steps
+
+
+def iceberg_unpartitioned(out):
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "value", StringType(), required=False),
+    )
+    table = catalog.create_table("ns.flat", schema=schema)
+    table.append(rows(DAYS[:2], [1, 2]))
+    return [iceberg_step(table, "append", DAYS[:2])]
+
+
+# ---------------------------------------------------------------------------
+# Delta
+
+
+def delta_files(path):
+    """Live files; paths URL-decoded, as the reader keys them (the log
+    writes them URL-encoded, and deltalake reports them so)."""
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(path).get_add_actions(flatten=True))
+    out = []
+    for a in actions.to_pylist():
+        decoded = urllib.parse.unquote(a["path"])
+        assert os.path.exists(os.path.join(path, decoded)), decoded
+        out.append(
+            {
+                "path": decoded,
+                "day": a.get("partition.ds"),
+                "size": a["size_bytes"],
+                "records": a.get("num_records"),
+                "content": 0,
+            }
+        )
+    return out
+
+
+def delta_step(table, out, steps, name, touched):
+    from deltalake import DeltaTable
+
+    copy = os.path.join(out, "steps", f"{len(steps)}-{name}")
+    shutil.copytree(table, copy)
+    steps.append(
+        {
+            "step": name,
+            "location": copy,
+            "version": DeltaTable(table).version(),
+            "touched": touched,
+            "files": delta_files(copy),
+        }
+    )
+
+
+def delta_basic(out, multipart=False):
+    from deltalake import DeltaTable, write_deltalake
+
+    table = os.path.join(out, "table")
+    steps = []
+    write_deltalake(table, rows(DAYS[:3] * 2, [1, 2, 3, 4, 5, 6]), partition_by=["ds"])
+    delta_step(table, out, steps, "append", DAYS[:3])
+    write_deltalake(table, rows([DAYS[1]], [7], "late"), mode="append")
+    delta_step(table, out, steps, "late-row", [DAYS[1]])
+    DeltaTable(table).delete(f"ds = '{DAYS[0]}'")
+    delta_step(table, out, steps, "delete-day", [DAYS[0]])
+    write_deltalake(table, rows([DAYS[2]], [8], "new"), mode="overwrite", predicate=f"ds = '{DAYS[2]}'")
+    delta_step(table, out, steps, "overwrite-day", [DAYS[2]])
+    metrics = DeltaTable(table).optimize.compact()
+    assert metrics["numFilesRemoved"] >= 2, metrics
+    delta_step(table, out, steps, "compact", [])
+    DeltaTable(table).create_checkpoint()
+    if multipart:
+        split_checkpoint(table, DeltaTable(table).version())
+    write_deltalake(table, rows([DAYS[3]], [9]), mode="append")
+    delta_step(table, out, steps, "checkpoint-then-append", [DAYS[3]])
+    write_deltalake(table, rows([DAYS[1]], [10], "later"), mode="append")
+    delta_step(table, out, steps, "append-after-checkpoint", [DAYS[1]])
+    return steps
+
+
+def delta_encoded(out):
+    """Partition values with spaces: folders `ds=2024%2001%2001`, paths in
+    the log encoded once more (`ds=2024%252001%252001/...`)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    spaced = [d.replace("-", " ") for d in DAYS]
+    table = os.path.join(out, "table")
+    steps = []
+    write_deltalake(table, rows(spaced[:2], [1, 2]), partition_by=["ds"])
+    delta_step(table, out, steps, "append", DAYS[:2])
+    DeltaTable(table).delete(f"ds = '{spaced[0]}'")
+    delta_step(table, out, steps, "delete-day", DAYS[:1])
+    write_deltalake(table, rows([spaced[1]], [3]), mode="append")
+    delta_step(table, out, steps, "late-row", DAYS[1:2])
+    return steps
+
+
+def split_checkpoint(table, version):
+    """Replaces the classic checkpoint at `version` by a two-part one."""
+    log = os.path.join(table, "_delta_log")
+    single = os.path.join(log, f"{version:020}.checkpoint.parquet")
+    whole = pq.read_table(single)
+    half = whole.num_rows // 2
+    for part, piece in [(1, whole.slice(0, half)), (2, whole.slice(half))]:
+        pq.write_table(piece, os.path.join(log, f"{version:020}.checkpoint.{part:010}.{2:010}.parquet"))
+    os.remove(single)
+    with open(os.path.join(log, "_last_checkpoint")) as f:
+        last = json.load(f)
+    last["parts"] = 2
+    for key in ["checksum", "sizeInBytes"]:
+        last.pop(key, None)
+    with open(os.path.join(log, "_last_checkpoint"), "w") as f:
+        json.dump(last, f)
+
+
+SCENARIOS = {
+    "iceberg-basic": iceberg_basic,
+    "iceberg-day-transform": iceberg_day_transform,
+    "iceberg-evolution": iceberg_evolution,
+    "iceberg-unpartitioned": iceberg_unpartitioned,
+    "delta-basic": delta_basic,
+    "delta-multipart": lambda out: delta_basic(out, multipart=True),
+    "delta-encoded": delta_encoded,
+}
+
+
+def main():
+    out, scenario = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    steps = SCENARIOS[scenario](out)
+    json.dump({"scenario": scenario, "steps": steps}, sys.stdout, indent=1, default=str)
+    print()
+
+
+if __name__ == "__main__":
+    main()
