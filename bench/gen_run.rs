@@ -44,7 +44,8 @@ fn main() {
         strict: true,
     };
     let ws = Workspace::load(&global).expect("the repo loads");
-    let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone());
+    let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())
+        .expect("a probe");
     let plan = plan::compute(
         &Context {
             repo: &ws.repo,

@@ -381,6 +381,12 @@ pub enum WarehouseKind {
     HiveDir,
     /// A user program that prints `partition<TAB>fingerprint` lines.
     Command,
+    /// Iceberg tables, read from their own metadata: through a SQL or REST
+    /// catalog (`catalog_uri`), or found by path under `root`.
+    Iceberg,
+    /// Delta Lake tables at `ROOT/<ns>.db/<table>` (or `tables`), read from
+    /// their `_delta_log`.
+    Delta,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -405,9 +411,26 @@ pub struct WarehouseSettings {
     pub kind: WarehouseKind,
     /// The warehouse folder; relative paths are relative to the repository
     /// root. Default: `.chronon-build/warehouse` for `sqlite`, `warehouse`
-    /// for `hive-dir`.
-    #[serde(default)]
+    /// for `hive-dir`, `iceberg` and `delta`. For `iceberg` and `delta` also
+    /// a `gs://` or `s3://` URL (`warehouse` is accepted as its name, as
+    /// Iceberg catalogs call it).
+    #[serde(default, alias = "warehouse")]
     pub root: Option<PathBuf>,
+    /// For `iceberg`: the catalog that names each table's current metadata
+    /// file: `sqlite:///path/catalog.db` or `postgresql://...` (the SQL
+    /// catalog's `iceberg_tables`, as pyiceberg and Java's JdbcCatalog
+    /// write it), or `http(s)://...` (a REST catalog). Absent: tables are
+    /// found by path, `ROOT/<ns>.db/<table>/metadata/`.
+    #[serde(default)]
+    pub catalog_uri: Option<String>,
+    /// For `iceberg`: the catalog's name (`iceberg_tables.catalog_name`; a
+    /// REST catalog's warehouse).
+    #[serde(default = "default_catalog_name")]
+    pub catalog_name: String,
+    /// For `iceberg` and `delta`: tables that live elsewhere than
+    /// `ROOT/<ns>.db/<table>`, by name: `"ns.t" = "gs://bucket/path/t"`.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub fingerprint: FingerprintMode,
     #[serde(default = "default_partition_column")]
@@ -415,6 +438,11 @@ pub struct WarehouseSettings {
     /// For `kind = "command"`: argv, with `{table}` replaced by the table.
     #[serde(default)]
     pub command: Vec<String>,
+    /// For `kind = "command"`: one run of `command` per plan, given every
+    /// table on standard input (`table<TAB>partition_column<TAB>format`
+    /// lines) and printing `table<TAB>partition<TAB>fingerprint` lines.
+    #[serde(default)]
+    pub batch: bool,
     /// For `sqlite`: source tables to import from files (CSV or JSON lines,
     /// relative to the repository root), e.g. `"data.purchases" =
     /// "data/purchases.csv"`. `plan` and `run` import a file again whenever
@@ -442,9 +470,13 @@ impl Default for WarehouseSettings {
             root: None,
             delete_command: Vec::new(),
             command_timeout: default_command_timeout(),
+            catalog_uri: None,
+            catalog_name: default_catalog_name(),
+            tables: Default::default(),
             fingerprint: FingerprintMode::default(),
             partition_column: default_partition_column(),
             command: Vec::new(),
+            batch: false,
             seed: Default::default(),
         }
     }
@@ -455,10 +487,82 @@ impl WarehouseSettings {
     pub fn root(&self) -> PathBuf {
         match (&self.root, self.kind) {
             (Some(root), _) => root.clone(),
-            (None, WarehouseKind::HiveDir) => PathBuf::from("warehouse"),
+            (None, WarehouseKind::HiveDir | WarehouseKind::Iceberg | WarehouseKind::Delta) => {
+                PathBuf::from("warehouse")
+            }
             (None, _) => PathBuf::from(".chronon-build/warehouse"),
         }
     }
+}
+
+impl WarehouseSettings {
+    /// Catalogs and object-store URLs only where the kind reads them.
+    fn check_locations(&self) -> Result<(), String> {
+        let formats = matches!(self.kind, WarehouseKind::Iceberg | WarehouseKind::Delta);
+        if let Some(uri) = &self.catalog_uri {
+            if self.kind != WarehouseKind::Iceberg {
+                return Err("warehouse.catalog_uri: expected warehouse.kind = \"iceberg\"".into());
+            }
+            let known = [
+                "sqlite:///",
+                "postgresql://",
+                "postgres://",
+                "http://",
+                "https://",
+            ];
+            if !known.iter().any(|prefix| uri.starts_with(prefix)) {
+                return Err(format!(
+                    "warehouse.catalog_uri: {:?}: expected sqlite:///PATH, postgresql://... or http(s)://...",
+                    crate::settings::redact_url(uri)
+                ));
+            }
+        }
+        if !self.tables.is_empty() && !formats {
+            return Err(
+                "warehouse.tables: expected warehouse.kind = \"iceberg\" or \"delta\"".into(),
+            );
+        }
+        let roots = self.root.iter().map(|r| r.to_string_lossy().into_owned());
+        for (field, location) in roots.map(|r| ("warehouse.root".to_string(), r)).chain(
+            self.tables
+                .iter()
+                .map(|(t, l)| (format!("warehouse.tables.{t:?}"), l.clone())),
+        ) {
+            if !is_url(&location) {
+                continue;
+            }
+            let scheme = location.split("://").next().unwrap_or_default();
+            let allowed: &[&str] = if formats { &["gs", "s3", "file"] } else { &[] };
+            if !allowed.contains(&scheme) {
+                return Err(format!(
+                    "{field}: {location:?}: {scheme}:// is not a location this warehouse kind reads \
+                     (iceberg and delta read local paths, gs:// and s3://; the others local paths)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A URL with its password (`user:password@`) replaced by `***`, for
+/// messages: credentials are never printed.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn default_catalog_name() -> String {
+    "default".into()
 }
 
 fn default_command_timeout() -> std::time::Duration {
@@ -599,6 +703,7 @@ impl Settings {
         if !self.warehouse.seed.is_empty() && self.warehouse.kind != WarehouseKind::Sqlite {
             return Err("warehouse.seed: expected warehouse.kind = \"sqlite\"".into());
         }
+        self.warehouse.check_locations()?;
         if self.executor.step_days == 0 {
             return Err("executor.step_days: expected at least 1".into());
         }
@@ -629,12 +734,24 @@ impl Settings {
     }
 
     pub fn resolve(&self, repo_root: &Path, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        if path.is_absolute() || is_url(&path.to_string_lossy()) {
             path.to_path_buf()
         } else {
             repo_root.join(path)
         }
     }
+}
+
+/// Whether a location is a URL (`gs://b/p`, `s3://b/p`, `file:///p`)
+/// rather than a path: it is taken as it is, never joined to the
+/// repository root.
+pub fn is_url(location: &str) -> bool {
+    location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
 }
 
 /// The most jobs at once (`-j`, `limits.*`): each job is a process and a

@@ -362,22 +362,22 @@ impl Workspace {
             &self.settings,
             &self.repo.root,
             self.partitioning.layouts.clone(),
-        ))
+        )?)
     }
 
     /// The warehouse probe, importing nothing: for `run --dry-run`, which
     /// writes nothing. Seed files that changed are said, not imported.
-    pub fn probe_read_only(&self) -> Box<dyn crate::probe::Probe> {
+    pub fn probe_read_only(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
         if !self.settings.warehouse.seed.is_empty() {
             errln!(
                 "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
             );
         }
-        crate::probe::from_settings(
+        Ok(crate::probe::from_settings(
             &self.settings,
             &self.repo.root,
             self.partitioning.layouts.clone(),
-        )
+        )?)
     }
 
     /// Plans without writing anything: what `plan`, `status` and `report`

@@ -230,7 +230,7 @@ fn execute(
         (Some(lock), Some(StateStore::open(&state_path)?))
     };
     let probe = if action == Action::DryRun {
-        ws.probe_read_only()
+        ws.probe_read_only()?
     } else {
         ws.probe()?
     };

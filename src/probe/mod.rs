@@ -31,8 +31,12 @@ use crate::partition::{Day, DayFormat};
 use crate::settings::{Settings, WarehouseKind};
 
 mod command;
+mod delta;
 mod hive_dir;
+mod iceberg;
+mod memory;
 mod sqlite;
+mod table_format;
 
 pub use command::CommandProbe;
 pub use hive_dir::{HiveDir, fingerprint_dir};
@@ -64,6 +68,12 @@ pub enum ProbeError {
         line: usize,
         message: String,
     },
+    /// An Iceberg or Delta table whose metadata could not be read.
+    #[error("{0}")]
+    Format(#[from] crate::formats::FormatError),
+    /// Settings the probe cannot work with.
+    #[error("{0}")]
+    Settings(String),
 }
 
 pub trait Probe: Sync {
@@ -139,9 +149,13 @@ impl Layouts {
     }
 }
 
-pub fn from_settings(settings: &Settings, repo_root: &Path, layouts: Layouts) -> Box<dyn Probe> {
+pub fn from_settings(
+    settings: &Settings,
+    repo_root: &Path,
+    layouts: Layouts,
+) -> Result<Box<dyn Probe>, ProbeError> {
     let warehouse = &settings.warehouse;
-    match warehouse.kind {
+    Ok(match warehouse.kind {
         WarehouseKind::Sqlite => Box::new(SqliteProbe {
             warehouse: crate::warehouse::Warehouse::new(
                 settings.resolve(repo_root, &warehouse.root()),
@@ -157,6 +171,76 @@ pub fn from_settings(settings: &Settings, repo_root: &Path, layouts: Layouts) ->
             argv: warehouse.command.clone(),
             layouts,
             timeout: warehouse.command_timeout,
+            batch: warehouse.batch,
         }),
+        WarehouseKind::Iceberg => {
+            let catalog = iceberg_catalog(settings, repo_root)?;
+            Box::new(table_format_probe(
+                settings,
+                repo_root,
+                layouts,
+                iceberg::IcebergReader { catalog },
+            ))
+        }
+        WarehouseKind::Delta => Box::new(table_format_probe(
+            settings,
+            repo_root,
+            layouts,
+            delta::DeltaReader,
+        )),
+    })
+}
+
+fn table_format_probe<R: table_format::TableReader>(
+    settings: &Settings,
+    repo_root: &Path,
+    layouts: Layouts,
+    reader: R,
+) -> table_format::TableFormatProbe<R> {
+    let warehouse = &settings.warehouse;
+    let location = |path: &Path| {
+        settings
+            .resolve(repo_root, path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    table_format::TableFormatProbe {
+        reader,
+        storage: Box::new(crate::formats::storage::LocalStorage),
+        root: location(&warehouse.root()),
+        tables: warehouse
+            .tables
+            .iter()
+            .map(|(table, at)| (table.clone(), location(Path::new(at))))
+            .collect(),
+        layouts,
+        memories: memory::Memories::new(settings.state_dir(repo_root).join("tables.sqlite")),
+    }
+}
+
+/// The Iceberg catalog of `warehouse.catalog_uri`.
+fn iceberg_catalog(settings: &Settings, repo_root: &Path) -> Result<iceberg::Catalog, ProbeError> {
+    let warehouse = &settings.warehouse;
+    let Some(uri) = &warehouse.catalog_uri else {
+        return Ok(iceberg::Catalog::None);
+    };
+    match uri.strip_prefix("sqlite:///") {
+        Some(path) => {
+            // `sqlite:///abs` is `/abs`; `sqlite:///rel` is relative to the repository.
+            let path = Path::new(path);
+            let path = if uri.starts_with("sqlite:////") {
+                path.to_path_buf()
+            } else {
+                settings.resolve(repo_root, path)
+            };
+            Ok(iceberg::Catalog::Sqlite(
+                path,
+                warehouse.catalog_name.clone(),
+            ))
+        }
+        None => Err(ProbeError::Settings(format!(
+            "warehouse.catalog_uri: {}: this catalog kind is not supported yet (sqlite:///PATH is)",
+            crate::settings::redact_url(uri)
+        ))),
     }
 }

@@ -206,7 +206,8 @@ impl Scenario {
         let until = chronon_build::partition::Day::parse(until).unwrap();
         let mut store = StateStore::open(&ws.state_path()).unwrap();
         let probe =
-            probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone());
+            probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())
+                .unwrap();
         let mut recorded = 0;
         loop {
             let ctx = Context {
