@@ -24,7 +24,8 @@
 //! - `probe`: warehouse probes (sqlite, hive-dir, command), each table
 //!   listed by its partition column and format (`Layouts`);
 //! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
-//! - `store`: the SQLite state;
+//! - `store`: the SQLite state: schema and migrations (`store::schema`),
+//!   recorded targets and their writes, node memos, run history;
 //! - `plan`: the planner (`compute`, `decide`: where staleness is decided),
 //!   keys (`plan::key`: where a key is made), input columns, stale reasons,
 //!   what a build records, the live plan a run consumes (`plan::live`), node

@@ -1,0 +1,162 @@
+//! The schema: its version, the oldest version a reader reads as it is,
+//! and the migrations a writer runs to reach the current one.
+
+use super::{StateStore, StoreError, sqlite};
+
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// The oldest schema a reader reads as it is (readers never migrate):
+/// schemas 2, 3 and 5 only added and changed node memos, which a plan can
+/// do without (a memo of another version never matches), and a reader of a
+/// state before 4 reads its ranges from `target_reads` (`ranges_read`).
+pub(super) const READABLE_FROM: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        step TEXT NOT NULL,
+        config TEXT NOT NULL,
+        part TEXT NOT NULL DEFAULT '',
+        UNIQUE (step, config, part)
+    );
+    CREATE TABLE targets (
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        slice BLOB NOT NULL,
+        inputs BLOB NOT NULL,
+        output BLOB,
+        seq INTEGER NOT NULL,
+        built_at INTEGER NOT NULL,
+        PRIMARY KEY (node, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_reads (
+        node INTEGER NOT NULL,
+        day INTEGER NOT NULL,
+        ranges TEXT NOT NULL,
+        PRIMARY KEY (node, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE slices (hash BLOB PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE inputs_seen (
+        tbl TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        fingerprint BLOB NOT NULL,
+        PRIMARY KEY (tbl, day, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        args TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        result TEXT
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id),
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day_from INTEGER NOT NULL,
+        day_to INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        argv TEXT NOT NULL,
+        exit_code INTEGER,
+        duration_ms INTEGER,
+        log_path TEXT,
+        started_at INTEGER NOT NULL
+    );
+    CREATE TABLE failures (
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day INTEGER NOT NULL,
+        run INTEGER,
+        exit_code INTEGER,
+        PRIMARY KEY (node, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE forced (
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day INTEGER NOT NULL,
+        PRIMARY KEY (node, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2: per node, the memo of its last all-fresh plan (plan::memo).
+    "CREATE TABLE node_memos (
+        node INTEGER PRIMARY KEY REFERENCES nodes(id),
+        memo BLOB NOT NULL
+    );",
+    // 3: memos no longer digest the node's recorded targets: every write of
+    // a node's targets deletes its memo instead, so a plan can trust a memo
+    // without loading the targets. Schema-2 memos are dropped, and a
+    // schema-2 binary (which would not delete them) refuses this state.
+    "DELETE FROM node_memos;",
+    // 4: each target's key document inputs beside its key (`inputs_doc`,
+    // the JSON the key hashed), in place of `target_reads`: one row per
+    // build, and any recorded key explains itself. Ranges recorded before
+    // carry table and days only.
+    "ALTER TABLE targets ADD COLUMN inputs_doc TEXT;
+     UPDATE targets SET inputs_doc = (
+         SELECT json_group_array(json_object(
+             'table', json_extract(e.value, '$[0]'),
+             'from', json_extract(e.value, '$[1]'),
+             'to', json_extract(e.value, '$[2]')))
+         FROM target_reads r, json_each(r.ranges) e
+         WHERE r.node = targets.node AND r.day = targets.day);
+     DROP TABLE target_reads;",
+    // 5: a memo covers the node's targets up to a day (`last`), so a plan
+    // whose `--until` moved on evaluates only the days after it, and a
+    // write of later days keeps it. Schema-4 memos (whole nodes, deleted by
+    // any write) are dropped: their digests are of another version.
+    "DELETE FROM node_memos;
+     ALTER TABLE node_memos ADD COLUMN last INTEGER NOT NULL DEFAULT 0;",
+];
+
+impl StateStore {
+    pub(super) fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.display().to_string(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| sqlite(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| sqlite(&self.path, e))?;
+            tx.commit().map_err(|e| sqlite(&self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    #[test]
+    fn refuses_a_newer_schema_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(StateStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = StateStore::open(&path).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("newer than this chronon-build understands"),
+            "{err}"
+        );
+        assert!(StateStore::open_read(&path).is_err());
+    }
+}

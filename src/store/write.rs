@@ -1,0 +1,451 @@
+//! Recording builds: targets, their slices, the input partitions they read
+//! and everything a build clears, in one transaction per write. This is
+//! the hot path of `adopt` (a million targets): statements are prepared
+//! once per transaction and most nodes cost no query per target.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
+
+use super::records::day_and_fingerprint;
+use super::{Attempt, Built, NO_PARTITION, NodeKey, StateStore, StoreError, day_column, sqlite};
+use crate::hash::Hash;
+use crate::partition::Day;
+
+impl StateStore {
+    /// Records targets as built, in one transaction: keys, slices, the
+    /// ranges they read, the input partitions they read (`read`: table, day,
+    /// fingerprint, once each), and clears their failures and forced marks.
+    /// Returns the sequence number of the write.
+    pub fn record_built(
+        &mut self,
+        built: &[Built],
+        read: &[(String, Day, Hash)],
+    ) -> Result<i64, StoreError> {
+        self.record_built_after(built, read, None)
+    }
+
+    /// `record_built`, and in the same transaction the end of the attempt
+    /// that built them: (attempt id, exit code, duration).
+    pub fn record_built_after(
+        &mut self,
+        built: &[Built],
+        read: &[(String, Day, Hash)],
+        attempt: Option<&Attempt>,
+    ) -> Result<i64, StoreError> {
+        let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
+        tables.dedup();
+        self.load_latest_seen(tables.into_iter())?;
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let seq = next_seq(&tx).map_err(err)?;
+        let now = crate::clock::unix_now();
+        if let Some(attempt) = attempt {
+            Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
+        }
+        let new_seen = record_inputs_seen(&tx, &self.latest_seen, read, seq).map_err(err)?;
+        let new_slices = {
+            let mut writes = TargetWrites::prepare(&tx, seq, now).map_err(err)?;
+            let nodes = &mut self.node_ids;
+            writes
+                .write_all(&tx, nodes, &self.slices_stored, built)
+                .map_err(err)?
+        };
+        tx.commit().map_err(err)?;
+        for (table, day, fp) in new_seen {
+            self.latest_seen
+                .entry(table.to_string())
+                .or_default()
+                .insert(day, fp);
+        }
+        self.slices_stored.extend(new_slices);
+        Ok(seq)
+    }
+
+    /// Forces targets stale until they are next built (a restatement).
+    pub fn force(&mut self, node: &NodeKey, days: &[Option<Day>]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
+        for day in days {
+            tx.execute(
+                "INSERT OR IGNORE INTO forced (node, day) VALUES (?1, ?2)",
+                params![id, day_column(*day)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Loads the newest fingerprint per day of the tables not cached yet.
+    fn load_latest_seen<'t>(
+        &mut self,
+        tables: impl Iterator<Item = &'t str>,
+    ) -> Result<(), StoreError> {
+        for table in tables {
+            if self.latest_seen.contains_key(table) {
+                continue;
+            }
+            // In write order, so each day keeps its newest fingerprint.
+            let rows = self.select(
+                "SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq",
+                [table],
+                day_and_fingerprint,
+            )?;
+            self.latest_seen
+                .insert(table.to_string(), rows.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Runs `write` with the WAL checkpointed by another connection on
+    /// another thread, every 20 ms (passive checkpoints, which never block
+    /// the writer): a long series of writes (adopt) does not stop for its
+    /// own checkpoints. The writer's own checkpoint waits until the WAL
+    /// holds 64 MB, by when the other thread has copied most of it, and it
+    /// lets the next write start the WAL over, which bounds it.
+    pub fn with_checkpoints_aside<T>(
+        &mut self,
+        write: impl FnOnce(&mut StateStore) -> T,
+    ) -> Result<T, StoreError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Stops the checkpoints when `write` returns or unwinds.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let checkpointer = crate::sqlite::open_write(&path).map_err(err)?;
+        const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+        const DEFAULT_CHECKPOINT_PAGES: i64 = 1_000;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(err)?;
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let done = &done;
+            scope.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    // A checkpoint that fails leaves its frames to the next.
+                    let _ =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            });
+            let _stop = Stop(done);
+            write(self)
+        });
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
+            .map_err(err)?;
+        Ok(result)
+    }
+}
+
+/// The sequence number of this write: one more than the last one, stored.
+fn next_seq(tx: &Transaction) -> rusqlite::Result<i64> {
+    let seq: i64 = tx
+        .query_row("SELECT value FROM counters WHERE name = 'seq'", [], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .unwrap_or(0)
+        + 1;
+    tx.execute(
+        "INSERT OR REPLACE INTO counters (name, value) VALUES ('seq', ?1)",
+        [seq],
+    )?;
+    Ok(seq)
+}
+
+/// Writes the input partitions read (table, day, fingerprint) whose
+/// fingerprint differs from the newest one recorded, at `seq`; returns
+/// them, for the cache once the transaction commits.
+fn record_inputs_seen<'r>(
+    tx: &Transaction,
+    latest_seen: &HashMap<String, HashMap<Day, Hash>>,
+    read: &'r [(String, Day, Hash)],
+    seq: i64,
+) -> rusqlite::Result<Vec<(&'r str, Day, Hash)>> {
+    let mut new_seen = Vec::new();
+    let mut seen = tx.prepare_cached(
+        "INSERT OR REPLACE INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (table, day, fp) in read {
+        let latest = latest_seen.get(table.as_str()).and_then(|m| m.get(day));
+        if latest != Some(fp) {
+            seen.execute(params![table, day.0, seq, &fp.0[..]])?;
+            new_seen.push((table.as_str(), *day, *fp));
+        }
+    }
+    Ok(new_seen)
+}
+
+/// A node as a write of its targets finds it: its id, and whether it has
+/// failures or forced marks to clear (most nodes have none: one query per
+/// node instead of two deletes per target).
+#[derive(Clone, Copy)]
+struct NodeMarks {
+    id: i64,
+    failed: bool,
+    forced: bool,
+}
+
+/// The statements that record targets, prepared once per transaction, and
+/// the write's sequence number and time.
+struct TargetWrites<'tx> {
+    seq: i64,
+    now: i64,
+    slice: CachedStatement<'tx>,
+    target: CachedStatement<'tx>,
+    clear_failed: CachedStatement<'tx>,
+    clear_forced: CachedStatement<'tx>,
+    forget_targets: CachedStatement<'tx>,
+    forget_memo: CachedStatement<'tx>,
+    has_failed: CachedStatement<'tx>,
+    has_forced: CachedStatement<'tx>,
+}
+
+impl<'tx> TargetWrites<'tx> {
+    fn prepare(tx: &'tx Transaction, seq: i64, now: i64) -> rusqlite::Result<TargetWrites<'tx>> {
+        Ok(TargetWrites {
+            seq,
+            now,
+            slice: tx.prepare_cached("INSERT OR IGNORE INTO slices (hash, json) VALUES (?1, ?2)")?,
+            target: tx.prepare_cached(
+                "INSERT OR REPLACE INTO targets (node, day, key, slice, inputs, output, seq, built_at, inputs_doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            clear_failed: tx.prepare_cached("DELETE FROM failures WHERE node = ?1 AND day = ?2")?,
+            clear_forced: tx.prepare_cached("DELETE FROM forced WHERE node = ?1 AND day = ?2")?,
+            forget_targets: tx
+                .prepare_cached("DELETE FROM targets WHERE node = ?1 AND day != ?2")?,
+            // Its targets up to a memo's last day change: the memo no longer
+            // holds. One that ends before every day written still does.
+            forget_memo: tx
+                .prepare_cached("DELETE FROM node_memos WHERE node = ?1 AND last >= ?2")?,
+            has_failed: tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM failures WHERE node = ?1)")?,
+            has_forced: tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM forced WHERE node = ?1)")?,
+        })
+    }
+
+    /// Writes the targets, their slices not stored yet, and what they
+    /// imply (failures and forced marks cleared, memos forgotten); returns
+    /// the slices written.
+    fn write_all(
+        &mut self,
+        tx: &Transaction,
+        node_ids: &mut HashMap<NodeKey, i64>,
+        slices_stored: &HashSet<Hash>,
+        built: &[Built],
+    ) -> rusqlite::Result<Vec<Hash>> {
+        let mut new_slices = Vec::new();
+        // Per node, in the order written: the earliest day written.
+        let mut earliest: Vec<(i64, i64)> = Vec::new();
+        let mut nodes: HashMap<&NodeKey, NodeMarks> = HashMap::new();
+        // A job's targets come one node after another: the last node's
+        // is found without hashing its key.
+        let mut last: Option<(&NodeKey, NodeMarks)> = None;
+        for b in built {
+            let marks = match last {
+                Some((key, marks)) if key == b.node => marks,
+                _ => self.node_marks(tx, node_ids, &mut nodes, b.node)?,
+            };
+            last = Some((b.node, marks));
+            if !slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
+                self.slice.execute(params![&b.slice.0[..], b.slice_json])?;
+                new_slices.push(b.slice);
+            }
+            let day = day_column(b.day);
+            // Writing one version forgets every other day: no memo holds.
+            let from = if b.sole { NO_PARTITION } else { day };
+            match earliest.last_mut() {
+                Some((id, min)) if *id == marks.id => *min = from.min(*min),
+                _ => earliest.push((marks.id, from)),
+            }
+            self.target_row(b, marks, day)?;
+        }
+        self.forget_memos(&earliest)?;
+        Ok(new_slices)
+    }
+
+    /// The node's id and marks: from this write's own map, or read (the
+    /// node inserted when new) and kept in it.
+    fn node_marks<'b>(
+        &mut self,
+        tx: &Transaction,
+        node_ids: &mut HashMap<NodeKey, i64>,
+        nodes: &mut HashMap<&'b NodeKey, NodeMarks>,
+        node: &'b NodeKey,
+    ) -> rusqlite::Result<NodeMarks> {
+        if let Some(marks) = nodes.get(node) {
+            return Ok(*marks);
+        }
+        let id = StateStore::node_id(node_ids, tx, node)?;
+        let marks = NodeMarks {
+            id,
+            failed: self.has_failed.query_row([id], |r| r.get(0))?,
+            forced: self.has_forced.query_row([id], |r| r.get(0))?,
+        };
+        nodes.insert(node, marks);
+        Ok(marks)
+    }
+
+    /// One target's row, in place of the node's other days when it is
+    /// their sole version, and its failure and forced marks cleared.
+    fn target_row(&mut self, b: &Built, marks: NodeMarks, day: i64) -> rusqlite::Result<()> {
+        let node = marks.id;
+        if b.sole {
+            self.forget_targets.execute(params![node, day])?;
+        }
+        self.target.execute(params![
+            node,
+            day,
+            &b.key.0[..],
+            &b.slice.0[..],
+            &b.inputs.0[..],
+            &b.output.0[..],
+            self.seq,
+            self.now,
+            b.inputs_doc
+        ])?;
+        if marks.failed {
+            self.clear_failed.execute(params![node, day])?;
+        }
+        if marks.forced {
+            self.clear_forced.execute(params![node, day])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the memos of the nodes written that cover a day written:
+    /// per node, the earliest day written.
+    fn forget_memos(&mut self, earliest: &[(i64, i64)]) -> rusqlite::Result<()> {
+        for (node, from) in earliest {
+            self.forget_memo.execute(params![node, from])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::Step;
+    use crate::store::Memo;
+
+    fn built<'a>(node: &'a NodeKey, key: &[u8]) -> Built<'a> {
+        Built {
+            node,
+            day: Some(Day(10)),
+            key: Hash::of(key),
+            slice: Hash::of(b"slice"),
+            slice_json: "{}",
+            inputs: Hash::of(b"in"),
+            output: Hash::of(b"out"),
+            inputs_doc: "[]",
+            sole: false,
+        }
+    }
+
+    #[test]
+    fn records_and_reads_back_builds_with_versioned_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let node = NodeKey::new(Step::GroupByBackfill, "t.g", None);
+        let read1 = vec![("ns.src".to_string(), Day(10), Hash::of(b"a"))];
+        let read2 = vec![("ns.src".to_string(), Day(10), Hash::of(b"b"))];
+        store.record_built(&[built(&node, b"k1")], &read1).unwrap();
+        store.record_built(&[built(&node, b"k2")], &read2).unwrap();
+        let state = store.load().unwrap();
+        let recorded = state[&node].built[&10];
+        assert_eq!(recorded.key, Hash::of(b"k2"));
+        assert_eq!(recorded.seq, 2);
+        assert_eq!(
+            store.seen_at("ns.src", Day(0), Day(20), 1).unwrap()[&Day(10)],
+            Hash::of(b"a")
+        );
+        assert_eq!(
+            store.seen_at("ns.src", Day(0), Day(20), 2).unwrap()[&Day(10)],
+            Hash::of(b"b")
+        );
+        assert_eq!(
+            store.slice_json(&Hash::of(b"slice")).unwrap().as_deref(),
+            Some("{}")
+        );
+    }
+
+    #[test]
+    fn writing_a_nodes_targets_up_to_its_memo_deletes_it_and_lazy_loads_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let (node, other) = (
+            NodeKey::new(Step::GroupByBackfill, "t.g", None),
+            NodeKey::new(Step::GroupByUpload, "t.g", None),
+        );
+        store
+            .record_built(&[built(&node, b"k1"), built(&other, b"k1")], &[])
+            .unwrap();
+        // Both cover day 10, the day recorded.
+        let memo = Memo {
+            digest: Hash::of(b"memo"),
+            last: 10,
+        };
+        let memo_of = |store: &StateStore, node: &NodeKey| {
+            store.load_lazily().unwrap().get(node).and_then(|s| s.memo)
+        };
+        store
+            .record_memos(&[(node.clone(), memo), (other.clone(), memo)])
+            .unwrap();
+        let lazy = store.load_lazily().unwrap();
+        assert_eq!(lazy[&node].memo, Some(memo));
+        assert!(lazy[&node].built.is_empty(), "targets are not loaded");
+        assert_eq!(
+            store.load_targets(&node, NO_PARTITION).unwrap(),
+            store.load().unwrap()[&node].built
+        );
+        assert_eq!(
+            store.built_nodes().unwrap(),
+            [node.clone(), other.clone()].into_iter().collect()
+        );
+
+        // A day after the memo's last keeps it; the memo's own day does not.
+        let later = Built {
+            day: Some(Day(11)),
+            ..built(&node, b"k3")
+        };
+        store.record_built(&[later], &[]).unwrap();
+        assert_eq!(memo_of(&store, &node), Some(memo), "day 11 is after it");
+        store
+            .record_built(&[built(&node, b"k2"), built(&node, b"k4")], &[])
+            .unwrap();
+        assert_eq!(memo_of(&store, &node), None, "day 10 changed");
+        assert_eq!(memo_of(&store, &other), Some(memo), "another node's stays");
+        assert_eq!(
+            store.load_targets(&node, NO_PARTITION).unwrap()[&10].key,
+            Hash::of(b"k4")
+        );
+        assert_eq!(
+            store.load_targets(&node, 11).unwrap().len(),
+            1,
+            "from day 11"
+        );
+
+        // A version that replaces every other day (a KV upload) forgets any
+        // memo, even one that ends before it.
+        let sole = Built {
+            day: Some(Day(12)),
+            sole: true,
+            ..built(&other, b"k5")
+        };
+        store.record_built(&[sole], &[]).unwrap();
+        assert_eq!(memo_of(&store, &other), None, "the other days are gone");
+    }
+}
