@@ -39,6 +39,10 @@ impl TableReader for IcebergReader {
         "iceberg"
     }
 
+    fn namespace_folders(&self) -> bool {
+        true
+    }
+
     fn catalog(&self) -> Result<Pointers, FormatError> {
         match &self.catalog {
             Catalog::None => Ok(None),

@@ -28,6 +28,11 @@ pub trait TableReader: Sync {
     /// The name memories are kept under: `iceberg` or `delta`.
     fn kind(&self) -> &'static str;
 
+    /// Whether a table by path may also be at `ROOT/<ns>/<table>`.
+    fn namespace_folders(&self) -> bool {
+        false
+    }
+
     fn catalog(&self) -> Result<Self::Catalog, FormatError>;
 
     /// Where `table` (without sub-partition) is; `None` when a catalog
@@ -71,10 +76,21 @@ pub struct TableFormatProbe<R: TableReader> {
 }
 
 impl<R: TableReader> TableFormatProbe<R> {
-    /// Where a table is by default: `ROOT/<ns>.db/<table>`.
-    fn default_location(&self, table: &str) -> String {
+    /// Where a table may be by path: `ROOT/<ns>.db/<table>` (Hive's and
+    /// Spark's session catalog's layout), and for formats that allow it
+    /// `ROOT/<ns>/<table>` (Iceberg's Hadoop catalog, and pyiceberg's SQL
+    /// catalog, place tables so), unless `warehouse.tables` names it.
+    fn candidates(&self, table: &str) -> Vec<String> {
+        if let Some(location) = self.tables.get(table) {
+            return vec![location.clone()];
+        }
         let (ns, name) = table.split_once('.').unwrap_or(("default", table));
-        format!("{}/{ns}.db/{name}", self.root.trim_end_matches('/'))
+        let root = self.root.trim_end_matches('/');
+        let mut out = vec![format!("{root}/{ns}.db/{name}")];
+        if self.reader.namespace_folders() {
+            out.push(format!("{root}/{ns}/{name}"));
+        }
+        out
     }
 
     /// One table, with what to remember when that changed.
@@ -85,29 +101,27 @@ impl<R: TableReader> TableFormatProbe<R> {
         remembered: &HashMap<String, String>,
     ) -> Result<Read, ProbeError> {
         let base = TableRef::split(table).0;
-        let default = self
-            .tables
-            .get(base)
-            .cloned()
-            .unwrap_or_else(|| self.default_location(base));
-        let located = match self.reader.locate(catalog, base, default) {
-            Ok(Some(located)) => located,
-            Ok(None) => return Ok((Partitions::new(), None)),
-            Err(e) => return Err(ProbeError::Format(e)),
-        };
-        let memory = remembered.get(&located.key).map(String::as_str);
-        let layout = self.layouts.of(table);
-        match self
-            .reader
-            .read(self.storage.as_ref(), &located, layout, memory)
-        {
-            Ok((partitions, next)) => {
-                let changed = memory != Some(next.as_str());
-                Ok((partitions, changed.then_some((located.key, next))))
+        for default in self.candidates(base) {
+            let located = match self.reader.locate(catalog, base, default) {
+                Ok(Some(located)) => located,
+                Ok(None) => return Ok((Partitions::new(), None)),
+                Err(e) => return Err(ProbeError::Format(e)),
+            };
+            let memory = remembered.get(&located.key).map(String::as_str);
+            let layout = self.layouts.of(table);
+            match self
+                .reader
+                .read(self.storage.as_ref(), &located, layout, memory)
+            {
+                Ok((partitions, next)) => {
+                    let changed = memory != Some(next.as_str());
+                    return Ok((partitions, changed.then_some((located.key, next))));
+                }
+                Err(e) if e.is_absent() => continue,
+                Err(e) => return Err(ProbeError::Format(e)),
             }
-            Err(e) if e.is_absent() => Ok((Partitions::new(), None)),
-            Err(e) => Err(ProbeError::Format(e)),
         }
+        Ok((Partitions::new(), None))
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod diff;
 mod engine;
+mod formats;
 mod fuzz;
 mod keys;
 mod monitor;
