@@ -30,8 +30,11 @@
 //!   keys (`plan::key`: where a key is made), input columns, stale reasons,
 //!   what a build records, the live plan a run consumes (`plan::live`), node
 //!   memos (`plan::memo`: skipping nodes nothing touched), and its output;
-//! - `diff`: what a config change invalidates, for CI;
-//! - `monitor`: status, metrics and the HTML report, from plans and history;
+//! - `diff`: what a config change invalidates, for CI: configs matched
+//!   across the sides (`diff::configs`), targets whose keys change
+//!   (`diff::targets`), cost from run history, and text/Markdown output;
+//! - `monitor`: status, metrics (`monitor::metrics`) and the HTML report
+//!   (`monitor::report`), from plans and history;
 //! - `run`: the runner (where jobs run), its locks, progress and summary,
 //!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions);
 //! - `exec`: the executors' argv and environment (zipline, local), and the

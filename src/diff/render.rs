@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Invalidated, Report, job_time, next_version, thousands};
+use super::{ConfigChanges, Invalidated, Report, ServingChange, job_time, next_version, thousands};
 
 /// Per config: what changed in it, and its invalidated targets. Configs
 /// only reached downstream have no change of their own.
@@ -133,6 +133,33 @@ pub fn in_place_online_changes(report: &Report) -> Vec<String> {
 
 pub fn to_text(report: &Report) -> String {
     let mut out = String::new();
+    text_header(&mut out, report);
+    if report.configs.count() > 0 {
+        text_configs(&mut out, &report.configs);
+    }
+    if !report.targets.is_empty() {
+        text_invalidated(&mut out, report);
+    }
+    if !report.metadata_uploads.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nmetadata re-uploads (no data changes): {}",
+            report.metadata_uploads.join(", ")
+        );
+    }
+    if !report.serving.is_empty() {
+        text_serving(&mut out, &report.serving);
+    }
+    if !report.notes.is_empty() {
+        let _ = writeln!(out);
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+fn text_header(out: &mut String, report: &Report) {
     let _ = writeln!(out, "{}", report.headline);
     let _ = writeln!(
         out,
@@ -146,94 +173,83 @@ pub fn to_text(report: &Report) -> String {
             ""
         }
     );
-    let configs = &report.configs;
-    if configs.count() > 0 {
-        let _ = writeln!(out, "\nconfigs");
-        for c in &configs.added {
-            let _ = writeln!(out, "  added     {} {} ({})", c.kind, c.name, c.path);
-        }
-        for c in &configs.removed {
-            let _ = writeln!(out, "  removed   {} {} ({})", c.kind, c.name, c.path);
-        }
-        for r in &configs.renamed {
-            let _ = writeln!(
-                out,
-                "  renamed   {} {} -> {} ({})",
-                r.kind, r.from, r.to, r.to_path
-            );
-        }
-        for m in &configs.modified {
-            let _ = writeln!(out, "  modified  {} {} ({})", m.kind, m.name, m.path);
-            let width = m
-                .fields
-                .iter()
-                .map(|f| f.class.name().len())
-                .max()
-                .unwrap_or(0);
-            for f in &m.fields {
-                let _ = writeln!(
-                    out,
-                    "      {:width$}  {}: {} -> {}",
-                    f.class.name(),
-                    f.path,
-                    value(&f.old),
-                    value(&f.new)
-                );
-            }
-        }
+}
+
+fn text_configs(out: &mut String, configs: &ConfigChanges) {
+    let _ = writeln!(out, "\nconfigs");
+    for c in &configs.added {
+        let _ = writeln!(out, "  added     {} {} ({})", c.kind, c.name, c.path);
     }
-    if !report.targets.is_empty() {
-        let _ = writeln!(out, "\ninvalidated");
-        let rows: Vec<Vec<String>> = report
-            .targets
-            .iter()
-            .map(|t| {
-                let mut row = vec![t.step.to_string(), target_name(t), count(t), ranges(t)];
-                if report.with_state {
-                    row.push(estimate(t));
-                }
-                row.push(why(t));
-                row
-            })
-            .collect();
-        let columns = rows.first().map_or(0, Vec::len);
-        let widths: Vec<usize> = (0..columns)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in rows {
-            let mut line = String::from(" ");
-            for (cell, width) in row.iter().zip(&widths) {
-                let pad = width - cell.chars().count();
-                let _ = write!(line, " {cell}{}", " ".repeat(pad));
-            }
-            let _ = writeln!(out, "{}", line.trim_end());
-        }
+    for c in &configs.removed {
+        let _ = writeln!(out, "  removed   {} {} ({})", c.kind, c.name, c.path);
     }
-    if !report.metadata_uploads.is_empty() {
+    for r in &configs.renamed {
         let _ = writeln!(
             out,
-            "\nmetadata re-uploads (no data changes): {}",
-            report.metadata_uploads.join(", ")
+            "  renamed   {} {} -> {} ({})",
+            r.kind, r.from, r.to, r.to_path
         );
     }
-    if !report.serving.is_empty() {
-        let _ = writeln!(out, "\nserving");
-        for s in &report.serving {
-            let how = if s.in_place {
-                "in place (same name)"
-            } else {
-                "under a new name"
-            };
-            let _ = writeln!(out, "  online {} {} changes serving {how}", s.kind, s.name);
+    for m in &configs.modified {
+        let _ = writeln!(out, "  modified  {} {} ({})", m.kind, m.name, m.path);
+        let width = m
+            .fields
+            .iter()
+            .map(|f| f.class.name().len())
+            .max()
+            .unwrap_or(0);
+        for f in &m.fields {
+            let _ = writeln!(
+                out,
+                "      {:width$}  {}: {} -> {}",
+                f.class.name(),
+                f.path,
+                value(&f.old),
+                value(&f.new)
+            );
         }
     }
-    if !report.notes.is_empty() {
-        let _ = writeln!(out);
+}
+
+/// One row per target, its columns padded to their widest cell.
+fn text_invalidated(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "\ninvalidated");
+    let rows: Vec<Vec<String>> = report
+        .targets
+        .iter()
+        .map(|t| {
+            let mut row = vec![t.step.to_string(), target_name(t), count(t), ranges(t)];
+            if report.with_state {
+                row.push(estimate(t));
+            }
+            row.push(why(t));
+            row
+        })
+        .collect();
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::from(" ");
+        for (cell, width) in row.iter().zip(&widths) {
+            let pad = width - cell.chars().count();
+            let _ = write!(line, " {cell}{}", " ".repeat(pad));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
-    for note in &report.notes {
-        let _ = writeln!(out, "note: {note}");
+}
+
+fn text_serving(out: &mut String, serving: &[ServingChange]) {
+    let _ = writeln!(out, "\nserving");
+    for s in serving {
+        let how = if s.in_place {
+            "in place (same name)"
+        } else {
+            "under a new name"
+        };
+        let _ = writeln!(out, "  online {} {} changes serving {how}", s.kind, s.name);
     }
-    out
 }
 
 /// Escapes a table cell: pipes end cells, newlines end rows.
@@ -243,114 +259,16 @@ fn cell(text: &str) -> String {
 
 pub fn to_markdown(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### chronon-build diff\n");
-    let _ = writeln!(out, "**{}**\n", cell(&report.headline));
-    let _ = writeln!(
-        out,
-        "Base `{}`, head `{}`, partitions up to {}{}.\n",
-        report.base,
-        report.head,
-        report.until,
-        if report.with_state {
-            " (built partitions, from the state)"
-        } else {
-            ""
-        }
-    );
+    markdown_header(&mut out, report);
     for line in in_place_online_changes(report) {
         let _ = writeln!(out, "> [!WARNING]\n> {}\n", cell(&line));
     }
     let sections = sections(report);
     if !sections.is_empty() {
-        let _ = writeln!(
-            out,
-            "| config | change | steps invalidated | partitions |{}\n|---|---|---|---|{}",
-            if report.with_state {
-                " est. job time |"
-            } else {
-                ""
-            },
-            if report.with_state { "---|" } else { "" }
-        );
-        for (name, section) in &sections {
-            let mut steps: Vec<String> =
-                section.targets.iter().map(|t| t.step.to_string()).collect();
-            steps.dedup();
-            let partitions: usize = section
-                .targets
-                .iter()
-                .filter(|t| t.partitioned)
-                .filter_map(|t| t.partitions)
-                .sum();
-            let seconds: f64 = section
-                .targets
-                .iter()
-                .filter_map(|t| t.estimate.map(|e| e.seconds))
-                .sum();
-            let time = match (
-                report.with_state,
-                section.targets.iter().any(|t| t.estimate.is_some()),
-            ) {
-                (false, _) => String::new(),
-                (true, true) => format!(" ≈ {} |", job_time(seconds)),
-                (true, false) => " – |".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} |{time}",
-                cell(name),
-                cell(section.change.as_deref().unwrap_or("downstream")),
-                cell(&steps.join(", ")),
-                thousands(partitions),
-            );
-        }
-        let _ = writeln!(out);
+        markdown_summary(&mut out, &sections, report.with_state);
     }
     for (name, section) in &sections {
-        let _ = writeln!(
-            out,
-            "<details><summary><code>{}</code>: {}</summary>\n",
-            html(name),
-            html(
-                section
-                    .change
-                    .as_deref()
-                    .unwrap_or("downstream of a change")
-            )
-        );
-        if !section.fields.is_empty() {
-            let _ = writeln!(out, "| field | class | old | new |\n|---|---|---|---|");
-            for (path, class, old, new) in &section.fields {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {class} | `{}` | `{}` |",
-                    cell(path),
-                    cell(old),
-                    cell(new)
-                );
-            }
-            let _ = writeln!(out);
-        }
-        if !section.targets.is_empty() {
-            let _ = writeln!(
-                out,
-                "| step | target | partitions | ranges | est. | why |\n|---|---|---|---|---|---|"
-            );
-            for t in &section.targets {
-                let _ = writeln!(
-                    out,
-                    "| {} | `{}` | {} | {} | {} | {} |",
-                    t.step,
-                    cell(&target_name(t)),
-                    count(t),
-                    cell(&ranges(t)),
-                    estimate(t),
-                    cell(&why(t))
-                );
-            }
-            let _ = writeln!(out);
-        }
-        let _ = writeln!(out, "</details>\n");
+        markdown_details(&mut out, name, section);
     }
     if !report.metadata_uploads.is_empty() {
         let names: Vec<String> = report
@@ -368,6 +286,117 @@ pub fn to_markdown(report: &Report) -> String {
         let _ = writeln!(out, "_Note: {}_\n", cell(note));
     }
     out
+}
+
+fn markdown_header(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "### chronon-build diff\n");
+    let _ = writeln!(out, "**{}**\n", cell(&report.headline));
+    let _ = writeln!(
+        out,
+        "Base `{}`, head `{}`, partitions up to {}{}.\n",
+        report.base,
+        report.head,
+        report.until,
+        if report.with_state {
+            " (built partitions, from the state)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// The table of configs: one row per config, its targets summed.
+fn markdown_summary(
+    out: &mut String,
+    sections: &BTreeMap<&str, ConfigSection<'_>>,
+    with_state: bool,
+) {
+    let _ = writeln!(
+        out,
+        "| config | change | steps invalidated | partitions |{}\n|---|---|---|---|{}",
+        if with_state { " est. job time |" } else { "" },
+        if with_state { "---|" } else { "" }
+    );
+    for (name, section) in sections {
+        let mut steps: Vec<String> = section.targets.iter().map(|t| t.step.to_string()).collect();
+        steps.dedup();
+        let partitions: usize = section
+            .targets
+            .iter()
+            .filter(|t| t.partitioned)
+            .filter_map(|t| t.partitions)
+            .sum();
+        let seconds: f64 = section
+            .targets
+            .iter()
+            .filter_map(|t| t.estimate.map(|e| e.seconds))
+            .sum();
+        let time = match (
+            with_state,
+            section.targets.iter().any(|t| t.estimate.is_some()),
+        ) {
+            (false, _) => String::new(),
+            (true, true) => format!(" ≈ {} |", job_time(seconds)),
+            (true, false) => " – |".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |{time}",
+            cell(name),
+            cell(section.change.as_deref().unwrap_or("downstream")),
+            cell(&steps.join(", ")),
+            thousands(partitions),
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// A config's folded section: its changed fields, then its targets.
+fn markdown_details(out: &mut String, name: &str, section: &ConfigSection<'_>) {
+    let _ = writeln!(
+        out,
+        "<details><summary><code>{}</code>: {}</summary>\n",
+        html(name),
+        html(
+            section
+                .change
+                .as_deref()
+                .unwrap_or("downstream of a change")
+        )
+    );
+    if !section.fields.is_empty() {
+        let _ = writeln!(out, "| field | class | old | new |\n|---|---|---|---|");
+        for (path, class, old, new) in &section.fields {
+            let _ = writeln!(
+                out,
+                "| `{}` | {class} | `{}` | `{}` |",
+                cell(path),
+                cell(old),
+                cell(new)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !section.targets.is_empty() {
+        let _ = writeln!(
+            out,
+            "| step | target | partitions | ranges | est. | why |\n|---|---|---|---|---|---|"
+        );
+        for t in &section.targets {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} | {} |",
+                t.step,
+                cell(&target_name(t)),
+                count(t),
+                cell(&ranges(t)),
+                estimate(t),
+                cell(&why(t))
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "</details>\n");
 }
 
 /// Escapes text inside HTML tags.

@@ -92,8 +92,50 @@ fn le(bound: f64) -> String {
 
 /// The metrics of a run, from its summary and every node's status after it.
 pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
-    let mut families = Vec::new();
+    let attempts = StepAttempts::of(summary);
+    let mut families = vec![
+        run_info(summary),
+        run_end(),
+        run_duration(summary),
+        run_targets(summary),
+        targets(statuses),
+        job_durations(&attempts),
+    ];
+    families.extend(retries_and_failures(summary, &attempts));
+    families.extend(freshness(statuses));
 
+    let mut out = String::new();
+    for family in &families {
+        family.write(&mut out);
+    }
+    out
+}
+
+/// The run's job attempts by step name: their durations, and how many
+/// were retries.
+struct StepAttempts<'s> {
+    seconds: BTreeMap<&'s str, Vec<f64>>,
+    retries: BTreeMap<&'s str, usize>,
+}
+
+impl StepAttempts<'_> {
+    fn of(summary: &Summary) -> StepAttempts<'_> {
+        let mut seconds: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut retries: BTreeMap<&str, usize> = BTreeMap::new();
+        for attempt in &summary.attempts {
+            seconds
+                .entry(attempt.step.name())
+                .or_default()
+                .push(attempt.duration.as_secs_f64());
+            if attempt.retry {
+                *retries.entry(attempt.step.name()).or_default() += 1;
+            }
+        }
+        StepAttempts { seconds, retries }
+    }
+}
+
+fn run_info(summary: &Summary) -> Family {
     let mut info = Family::new(
         "chronon_build_run_info",
         "gauge",
@@ -106,24 +148,30 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
         ],
         1.0,
     );
-    families.push(info);
+    info
+}
 
+fn run_end() -> Family {
     let mut ended = Family::new(
         "chronon_build_run_end_timestamp_seconds",
         "gauge",
         "When the latest run ended, in unix seconds.",
     );
     ended.add(Vec::new(), crate::clock::unix_now() as f64);
-    families.push(ended);
+    ended
+}
 
+fn run_duration(summary: &Summary) -> Family {
     let mut wall = Family::new(
         "chronon_build_run_duration_seconds",
         "gauge",
         "Wall time of the latest run, planning included.",
     );
     wall.add(Vec::new(), summary.wall.as_secs_f64());
-    families.push(wall);
+    wall
+}
 
+fn run_targets(summary: &Summary) -> Family {
     let mut run_targets = Family::new(
         "chronon_build_run_targets",
         "gauge",
@@ -147,8 +195,10 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
     ] {
         run_targets.add(vec![("status", status.to_string())], count as f64);
     }
-    families.push(run_targets);
+    run_targets
+}
 
+fn targets(statuses: &[NodeStatus]) -> Family {
     let mut targets = Family::new(
         "chronon_build_targets",
         "gauge",
@@ -176,25 +226,16 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
             *n as f64,
         );
     }
-    families.push(targets);
+    targets
+}
 
+fn job_durations(attempts: &StepAttempts) -> Family {
     let mut durations = Family::new(
         "chronon_build_job_duration_seconds",
         "histogram",
         "Durations of the latest run's job attempts, by step.",
     );
-    let mut steps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut retries: BTreeMap<&str, usize> = BTreeMap::new();
-    for attempt in &summary.attempts {
-        steps
-            .entry(attempt.step.name())
-            .or_default()
-            .push(attempt.duration.as_secs_f64());
-        if attempt.retry {
-            *retries.entry(attempt.step.name()).or_default() += 1;
-        }
-    }
-    for (step, seconds) in &steps {
+    for (step, seconds) in &attempts.seconds {
         for bound in BUCKETS.iter().copied().chain([f64::INFINITY]) {
             let n = seconds.iter().filter(|s| **s <= bound).count();
             durations.add_suffixed(
@@ -214,8 +255,12 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
             seconds.len() as f64,
         );
     }
-    families.push(durations);
+    durations
+}
 
+/// Retries and failures per step, zeros included, for every step that ran
+/// or failed a job.
+fn retries_and_failures(summary: &Summary, attempts: &StepAttempts) -> [Family; 2] {
     let mut retry = Family::new(
         "chronon_build_job_retries",
         "gauge",
@@ -232,10 +277,10 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
     }
     for step in Step::ALL {
         let name = step.name();
-        if steps.contains_key(name) || failed.contains_key(name) {
+        if attempts.seconds.contains_key(name) || failed.contains_key(name) {
             retry.add(
                 vec![("step", name.to_string())],
-                retries.get(name).copied().unwrap_or(0) as f64,
+                attempts.retries.get(name).copied().unwrap_or(0) as f64,
             );
             failures.add(
                 vec![("step", name.to_string())],
@@ -243,9 +288,12 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
             );
         }
     }
-    families.push(retry);
-    families.push(failures);
+    [retry, failures]
+}
 
+/// Per config, the freshness lag; or, while nothing of it is fresh, the
+/// never-fresh flag instead.
+fn freshness(statuses: &[NodeStatus]) -> [Family; 2] {
     let mut lag = Family::new(
         "chronon_build_freshness_lag_days",
         "gauge",
@@ -268,12 +316,5 @@ pub fn render(summary: &Summary, statuses: &[NodeStatus]) -> String {
             None => unknown.add(labels, 1.0),
         }
     }
-    families.push(lag);
-    families.push(unknown);
-
-    let mut out = String::new();
-    for family in &families {
-        family.write(&mut out);
-    }
-    out
+    [lag, unknown]
 }

@@ -6,6 +6,12 @@
 //! its last recorded build, and its latest attempt. A partition is `failed`
 //! when it is stale because the run that last tried it failed; it then counts
 //! as failed, not as stale.
+//!
+//! Files:
+//! - `mod.rs`: health, per-node statuses and freshness lags (what `status`
+//!   shows), and the time and file helpers the outputs share;
+//! - `metrics.rs`: `run --metrics-file`, one function per metric family;
+//! - `report.rs`: the HTML page of `report`: grid, duration charts, failures.
 
 pub mod metrics;
 pub mod report;

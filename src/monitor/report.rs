@@ -209,6 +209,28 @@ pub fn render(input: &ReportInput) -> String {
         _ => 3,
     };
     let mut out = String::with_capacity(64 * 1024);
+    head(&mut out, input, width);
+    let rows: Vec<(&NodeStatus, Vec<Cell>)> = input
+        .statuses
+        .iter()
+        .map(|s| (s, row_cells(input.plan, input.graph, s.node, days)))
+        .collect();
+    legend(&mut out, &rows);
+    out.push_str(
+        "<div class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"filter rows by config or step\"> \
+         <label><input id=\"problems\" type=\"checkbox\"> only rows that are not all fresh</label></div>\n",
+    );
+    grid(&mut out, &rows, days, width);
+    durations(&mut out, input.attempts);
+    failures(&mut out, input);
+    let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
+    out
+}
+
+/// The document's head, the title and what the page covers; `width` is a
+/// day's width in pixels.
+fn head(out: &mut String, input: &ReportInput, width: usize) {
+    let days = input.days;
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -232,15 +254,12 @@ pub fn render(input: &ReportInput) -> String {
         escape(input.state),
         timestamp(input.generated_at),
     );
+}
 
-    // Totals by health over the shown days.
-    let rows: Vec<(&NodeStatus, Vec<Cell>)> = input
-        .statuses
-        .iter()
-        .map(|s| (s, row_cells(input.plan, input.graph, s.node, days)))
-        .collect();
+/// The colours with their totals over the shown days.
+fn legend(out: &mut String, rows: &[(&NodeStatus, Vec<Cell>)]) {
     let mut totals: BTreeMap<Health, usize> = BTreeMap::new();
-    for (_, cells) in &rows {
+    for (_, cells) in rows {
         for cell in cells {
             *totals.entry(cell.health).or_default() += DayRange::new(cell.from, cell.to).len();
         }
@@ -255,13 +274,32 @@ pub fn render(input: &ReportInput) -> String {
         );
     }
     out.push_str("</div>\n");
-    out.push_str(
-        "<div class=\"controls\"><input id=\"filter\" type=\"search\" placeholder=\"filter rows by config or step\"> \
-         <label><input id=\"problems\" type=\"checkbox\"> only rows that are not all fresh</label></div>\n",
-    );
+}
 
-    // The grid.
+/// The grid: the months, then per config a heading row and its targets'
+/// rows.
+fn grid(out: &mut String, rows: &[(&NodeStatus, Vec<Cell>)], days: DayRange, width: usize) {
     out.push_str("<div class=\"grid\" id=\"grid\">\n<div class=\"row months\"><div class=\"label\">config / step</div><div class=\"track\">");
+    months(out, days, width);
+    out.push_str("</div></div>\n");
+    let mut config = "";
+    for (status, cells) in rows {
+        if status.config != config {
+            config = &status.config;
+            let _ = writeln!(
+                out,
+                "<div class=\"row config\" data-config=\"{c}\"><div class=\"label\" title=\"{c} (team {t})\">{c} <span style=\"color:#59636e;font-weight:400\">{t}</span></div></div>",
+                c = escape(config),
+                t = escape(&status.team),
+            );
+        }
+        target_row(out, status, cells);
+    }
+    out.push_str("</div>\n");
+}
+
+/// One span per month of `days`, labelled when it is wide enough to read.
+fn months(out: &mut String, days: DayRange, width: usize) {
     let mut month_start = days.from;
     for day in days.days().chain(std::iter::once(days.to.plus(1))) {
         let new_month = day.to_string()[..7] != month_start.to_string()[..7];
@@ -276,55 +314,39 @@ pub fn render(input: &ReportInput) -> String {
             month_start = day;
         }
     }
-    out.push_str("</div></div>\n");
-    let mut config = "";
-    for (status, cells) in &rows {
-        if status.config != config {
-            config = &status.config;
-            let _ = writeln!(
-                out,
-                "<div class=\"row config\" data-config=\"{c}\"><div class=\"label\" title=\"{c} (team {t})\">{c} <span style=\"color:#59636e;font-weight:400\">{t}</span></div></div>",
-                c = escape(config),
-                t = escape(&status.team),
-            );
-        }
-        let name = match &status.part {
-            Some(part) => format!("{} #{part}", status.step),
-            None => status.step.to_string(),
+}
+
+fn target_row(out: &mut String, status: &NodeStatus, cells: &[Cell]) {
+    let name = match &status.part {
+        Some(part) => format!("{} #{part}", status.step),
+        None => status.step.to_string(),
+    };
+    let ok = status.counts.all_fresh();
+    let _ = write!(
+        out,
+        "<div class=\"row\" data-target=\"{target}\" data-config=\"{config}\" data-ok=\"{ok}\"><div class=\"label\" title=\"{target}\">&nbsp;&nbsp;{name}</div><div class=\"track\">",
+        target = escape(&status.target),
+        config = escape(&status.config),
+        ok = u8::from(ok),
+        name = escape(&name),
+    );
+    for cell in cells {
+        let n = cell.to.0 - cell.from.0 + 1;
+        let range = if cell.from == cell.to {
+            cell.from.to_string()
+        } else {
+            format!("{}..{} ({n} days)", cell.from, cell.to)
         };
-        let ok = status.counts.all_fresh();
         let _ = write!(
             out,
-            "<div class=\"row\" data-target=\"{target}\" data-config=\"{config}\" data-ok=\"{ok}\"><div class=\"label\" title=\"{target}\">&nbsp;&nbsp;{name}</div><div class=\"track\">",
-            target = escape(&status.target),
-            config = escape(&status.config),
-            ok = u8::from(ok),
-            name = escape(&name),
+            "<i class=\"h-{h}\" style=\"--n:{n}\" data-from=\"{}\" data-to=\"{}\" data-health=\"{h}\" title=\"{}\"></i>",
+            cell.from,
+            cell.to,
+            escape(&format!("{} {range}: {}", status.target, cell.reason)),
+            h = cell.health.name(),
         );
-        for cell in cells {
-            let n = cell.to.0 - cell.from.0 + 1;
-            let range = if cell.from == cell.to {
-                cell.from.to_string()
-            } else {
-                format!("{}..{} ({n} days)", cell.from, cell.to)
-            };
-            let _ = write!(
-                out,
-                "<i class=\"h-{h}\" style=\"--n:{n}\" data-from=\"{}\" data-to=\"{}\" data-health=\"{h}\" title=\"{}\"></i>",
-                cell.from,
-                cell.to,
-                escape(&format!("{} {range}: {}", status.target, cell.reason)),
-                h = cell.health.name(),
-            );
-        }
-        out.push_str("</div></div>\n");
     }
-    out.push_str("</div>\n");
-
-    durations(&mut out, input.attempts);
-    failures(&mut out, input);
-    let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
-    out
+    out.push_str("</div></div>\n");
 }
 
 /// Per step, an SVG scatter of attempt durations over time.
