@@ -182,6 +182,35 @@ def iceberg_basic(out):
     return steps
 
 
+def iceberg_merge(out):
+    """Manifest merging on: an append writes one manifest holding its
+    ADDED entries and the EXISTING entries of the manifests it merged."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "value", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
+    properties = {
+        "commit.manifest-merge.enabled": "true",
+        "commit.manifest.min-count-to-merge": "2",
+    }
+    table = catalog.create_table("ns.merged", schema=schema, partition_spec=spec, properties=properties)
+    steps = []
+    table.append(rows(DAYS[:2], [1, 2]))
+    steps.append(iceberg_step(table, "append", DAYS[:2]))
+    for i, day in enumerate([DAYS[1], DAYS[2], DAYS[0]]):
+        table.refresh().append(rows([day], [3 + i]))
+        steps.append(iceberg_step(table, f"append-merged-{i}", [day]))
+    return steps
+
+
 def iceberg_day_transform(out):
     """day(ts) on a timestamp column."""
     from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -373,6 +402,7 @@ def split_checkpoint(table, version):
 SCENARIOS = {
     "iceberg-basic": iceberg_basic,
     "iceberg-day-transform": iceberg_day_transform,
+    "iceberg-merge": iceberg_merge,
     "iceberg-evolution": iceberg_evolution,
     "iceberg-unpartitioned": iceberg_unpartitioned,
     "delta-basic": delta_basic,

@@ -97,11 +97,9 @@ fn each_manifest_is_read_with_its_own_partition_spec() {
     assert_eq!(changed_days(&before, &warm), after.touched);
 }
 
-#[test]
-fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
-    let Some(scenario) = testing::write("iceberg warm reads", "iceberg-basic") else {
-        return;
-    };
+/// Reads every step warm from the one before: exactly the days the step
+/// touched change; until a `replace`, warm and cold reads agree.
+fn warm_reads_follow_the_steps(scenario: &Scenario, column: &str) {
     let mut memory: Option<TableMemory> = None;
     let mut before = Partitions::new();
     let mut compacted = false;
@@ -109,12 +107,12 @@ fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
         let (warm, next) = read(
             &LocalStorage,
             IcebergTable::MetadataFile(&step.location),
-            &layout("ds"),
+            &layout(column),
             memory.as_ref(),
         )
         .unwrap();
         assert_eq!(changed_days(&before, &warm), step.touched, "{}", step.step);
-        let (cold, _) = cold(&step.location, "ds").unwrap();
+        let (cold, _) = cold(&step.location, column).unwrap();
         assert_eq!(days(&warm), days(&cold), "{}", step.step);
         compacted |= step.step == "replace";
         if !compacted {
@@ -131,6 +129,23 @@ fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
         memory = Some(serde_json::from_str(&text).unwrap());
         before = warm;
     }
+}
+
+#[test]
+fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
+    let Some(scenario) = testing::write("iceberg warm reads", "iceberg-basic") else {
+        return;
+    };
+    warm_reads_follow_the_steps(&scenario, "ds");
+}
+
+#[test]
+fn warm_reads_skip_the_existing_entries_of_merged_manifests() {
+    let Some(scenario) = testing::write("iceberg merged manifests", "iceberg-merge") else {
+        return;
+    };
+    cold_reads_match_pyiceberg(&scenario, "ds");
+    warm_reads_follow_the_steps(&scenario, "ds");
 }
 
 #[test]
