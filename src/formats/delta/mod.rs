@@ -159,13 +159,14 @@ impl Log<'_> {
         Ok(Some(actions))
     }
 
+    /// `_last_checkpoint`, a hint: one that does not parse (written
+    /// halfway, on a store without atomic overwrite) is as none, and the
+    /// log is listed from its start.
     fn last_checkpoint(&self) -> Result<Option<LastCheckpoint>, FormatError> {
         let Some(bytes) = self.object("_last_checkpoint")? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| self.corrupt(&self.path("_last_checkpoint"), e.to_string()))
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     /// Whether the log still ends at `version`, with nothing cleaned up

@@ -329,3 +329,48 @@ fn corrupt_metadata_non_avro_manifests_and_new_versions_are_told_apart() {
     let err = cold(&step.location, "ds").unwrap_err();
     assert!(matches!(err, FormatError::Unreachable { .. }), "{err}");
 }
+
+#[test]
+fn by_location_the_newest_metadata_file_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().display().to_string();
+    let metadata = dir.path().join("metadata");
+    std::fs::create_dir(&metadata).unwrap();
+    let write = |name: &str| {
+        std::fs::write(metadata.join(name), r#"{"format-version": 2}"#).unwrap();
+    };
+    let found = || {
+        let location = metadata_location(&LocalStorage, IcebergTable::Location(&table)).unwrap();
+        location.rsplit('/').next().unwrap().to_string()
+    };
+    let err = metadata_location(&LocalStorage, IcebergTable::Location(&table)).unwrap_err();
+    assert!(err.is_absent(), "{err}");
+    // Versions compare as numbers, not text.
+    for name in ["v1.metadata.json", "v9.metadata.json", "v10.metadata.json"] {
+        write(name);
+    }
+    assert_eq!(found(), "v10.metadata.json");
+    // A stale hint is looked past; a hint at a missing file is not used.
+    std::fs::write(metadata.join("version-hint.text"), "9\n").unwrap();
+    assert_eq!(found(), "v10.metadata.json");
+    std::fs::write(metadata.join("version-hint.text"), "12").unwrap();
+    assert_eq!(found(), "v10.metadata.json");
+    std::fs::remove_file(metadata.join("version-hint.text")).unwrap();
+    // Metastore tables' names: the highest sequence number.
+    write("00011-3d8c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json");
+    write("00002-9f0c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json");
+    assert_eq!(
+        found(),
+        "00011-3d8c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json"
+    );
+    // A table without snapshots has no partitions.
+    let (partitions, memory) = read(
+        &LocalStorage,
+        IcebergTable::Location(&table),
+        &layout("ds"),
+        None,
+    )
+    .unwrap();
+    assert!(partitions.is_empty());
+    assert_eq!(memory.snapshot_id, None);
+}
