@@ -374,3 +374,15 @@ fn by_location_the_newest_metadata_file_is_found() {
     assert!(partitions.is_empty());
     assert_eq!(memory.snapshot_id, None);
 }
+
+#[test]
+fn a_position_delete_file_changes_its_day() {
+    let Some(scenario) = testing::write("iceberg delete files", "iceberg-deletes") else {
+        return;
+    };
+    let step = &scenario.steps[1];
+    assert!(step.files.iter().any(|f| f.content == 1));
+    // Counts data files only: the delete file makes no day on its own.
+    cold_reads_match_pyiceberg(&scenario, "ds");
+    warm_reads_follow_the_steps(&scenario, "ds");
+}
