@@ -182,6 +182,115 @@ def iceberg_basic(out):
     return steps
 
 
+def iceberg_merge(out):
+    """Manifest merging on: an append writes one manifest holding its
+    ADDED entries and the EXISTING entries of the manifests it merged."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "value", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
+    properties = {
+        "commit.manifest-merge.enabled": "true",
+        "commit.manifest.min-count-to-merge": "2",
+    }
+    table = catalog.create_table("ns.merged", schema=schema, partition_spec=spec, properties=properties)
+    steps = []
+    table.append(rows(DAYS[:2], [1, 2]))
+    steps.append(iceberg_step(table, "append", DAYS[:2]))
+    for i, day in enumerate([DAYS[1], DAYS[2], DAYS[0]]):
+        table.refresh().append(rows([day], [3 + i]))
+        steps.append(iceberg_step(table, f"append-merged-{i}", [day]))
+    return steps
+
+
+def iceberg_position_deletes(table, data_file, positions):
+    """Commits a v2 position delete file for rows of `data_file`.
+
+    pyiceberg deletes copy-on-write only; this writes the delete file
+    (`file_path`, `pos`, with the spec's reserved field ids) with pyarrow
+    and commits it through `_FastAppendFiles` (operation `delete`) whose
+    manifest writer says `content: deletes`, as Java's RowDelta would."""
+    import uuid
+
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
+    from pyiceberg.table.snapshots import Operation
+    from pyiceberg.table.update.snapshot import _FastAppendFiles
+    from pyiceberg.typedef import Record
+
+    class DeleteManifestWriter(ManifestWriterV2):
+        def content(self):
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self):
+            return {**super()._meta, "content": "deletes"}
+
+    class AddDeletes(_FastAppendFiles):
+        def new_manifest_writer(self, spec):
+            return DeleteManifestWriter(
+                spec, self.schema(), self.new_manifest_output(), self._snapshot_id, self._compression
+            )
+
+    schema = pa.schema(
+        [
+            pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": "2147483546"}),
+            pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": "2147483545"}),
+        ]
+    )
+    deletes = pa.table({"file_path": [data_file.file_path] * len(positions), "pos": positions}, schema=schema)
+    location = data_file.file_path.rsplit("/", 1)[0] + f"/deletes-{uuid.uuid4()}.parquet"
+    pq.write_table(deletes, location.removeprefix("file://"))
+    delete_file = DataFile.from_args(
+        content=DataFileContent.POSITION_DELETES,
+        file_path=location,
+        file_format=FileFormat.PARQUET,
+        partition=data_file.partition,
+        record_count=len(positions),
+        file_size_in_bytes=os.path.getsize(location.removeprefix("file://")),
+    )
+    delete_file.spec_id = data_file.spec_id
+    with table.transaction() as tx:
+        with AddDeletes(operation=Operation.DELETE, transaction=tx, io=table.io) as producer:
+            producer.append_data_file(delete_file)
+
+
+def iceberg_deletes(out):
+    """Format 2 delete files: a position delete file on one day."""
+    from pyiceberg.expressions import EqualTo
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = iceberg_catalog(out)
+    schema = Schema(
+        NestedField(1, "ds", StringType(), required=False),
+        NestedField(2, "id", LongType(), required=False),
+        NestedField(3, "value", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
+    table = catalog.create_table("ns.deletes", schema=schema, partition_spec=spec)
+    steps = []
+    table.append(rows(DAYS[:2] * 2, [1, 2, 3, 4]))
+    steps.append(iceberg_step(table, "append", DAYS[:2]))
+    table = table.refresh()
+    [task] = table.scan(row_filter=EqualTo("ds", DAYS[0])).plan_files()
+    iceberg_position_deletes(table, task.file, [0])
+    table = table.refresh()
+    # pyiceberg applies the delete file when it reads the table.
+    assert table.scan(row_filter=EqualTo("ds", DAYS[0])).to_arrow().num_rows == 1
+    steps.append(iceberg_step(table, "position-delete", DAYS[:1]))
+    return steps
+
+
 def iceberg_day_transform(out):
     """day(ts) on a timestamp column."""
     from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -373,6 +482,8 @@ def split_checkpoint(table, version):
 SCENARIOS = {
     "iceberg-basic": iceberg_basic,
     "iceberg-day-transform": iceberg_day_transform,
+    "iceberg-merge": iceberg_merge,
+    "iceberg-deletes": iceberg_deletes,
     "iceberg-evolution": iceberg_evolution,
     "iceberg-unpartitioned": iceberg_unpartitioned,
     "delta-basic": delta_basic,

@@ -101,6 +101,12 @@ struct LiveFile {
     deletion_vector: Option<String>,
 }
 
+/// What a cold read reads: a checkpoint (version, parts), then commits.
+struct Plan {
+    checkpoint: Option<(u64, u32)>,
+    commits: Vec<u64>,
+}
+
 /// The protocol and metadata in force, with the file that set them.
 #[derive(Default)]
 struct Governing {
@@ -159,13 +165,14 @@ impl Log<'_> {
         Ok(Some(actions))
     }
 
+    /// `_last_checkpoint`, a hint: one that does not parse (written
+    /// halfway, on a store without atomic overwrite) is as none, and the
+    /// log is listed from its start.
     fn last_checkpoint(&self) -> Result<Option<LastCheckpoint>, FormatError> {
         let Some(bytes) = self.object("_last_checkpoint")? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| self.corrupt(&self.path("_last_checkpoint"), e.to_string()))
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     /// Whether the log still ends at `version`, with nothing cleaned up
@@ -266,7 +273,11 @@ impl Log<'_> {
             _ if after.is_some() => self.plan(&self.listing(None)?)?,
             other => other?,
         };
-        let Some((checkpoint, commits)) = plan else {
+        let Some(Plan {
+            checkpoint,
+            commits,
+        }) = plan
+        else {
             return Err(FormatError::Absent {
                 table: self.table.to_string(),
                 looked: format!("no commit in {}", self.folder),
@@ -339,11 +350,7 @@ impl Log<'_> {
     /// Which checkpoint (version, parts) and commits a cold read reads: the
     /// newest complete checkpoint with every commit after it listed, or
     /// every commit from 0. `None` when the listing has neither.
-    #[allow(clippy::type_complexity)]
-    fn plan(
-        &self,
-        files: &[LogFile],
-    ) -> Result<Option<(Option<(u64, u32)>, Vec<u64>)>, FormatError> {
+    fn plan(&self, files: &[LogFile]) -> Result<Option<Plan>, FormatError> {
         let commits: BTreeSet<u64> = files
             .iter()
             .filter_map(|f| match f {
@@ -379,14 +386,17 @@ impl Log<'_> {
         let contiguous = |from: u64| (from..=latest).all(|v| commits.contains(&v));
         for (version, of) in complete.iter().rev() {
             if contiguous(version + 1) {
-                return Ok(Some((
-                    Some((*version, *of)),
-                    (version + 1..=latest).collect(),
-                )));
+                return Ok(Some(Plan {
+                    checkpoint: Some((*version, *of)),
+                    commits: (version + 1..=latest).collect(),
+                }));
             }
         }
         if contiguous(0) {
-            return Ok(Some((None, (0..=latest).collect())));
+            return Ok(Some(Plan {
+                checkpoint: None,
+                commits: (0..=latest).collect(),
+            }));
         }
         if files
             .iter()

@@ -399,3 +399,23 @@ fn a_rearranging_commit_changes_no_fingerprint_warm() {
     let (gone, _) = warm(&table.location(), &memory).unwrap();
     assert!(gone.is_empty());
 }
+
+#[test]
+fn a_torn_last_checkpoint_is_read_past() {
+    let table = Table::new();
+    table.commit(
+        0,
+        &[
+            protocol(1, &[]),
+            metadata(&["ds"], json!({})),
+            add("ds=2024-01-01/a.parquet", "2024-01-01", None),
+        ],
+    );
+    let expected = cold(&table.location()).unwrap();
+    let last = table.dir.path().join("_delta_log/_last_checkpoint");
+    std::fs::write(&last, "{\"version\": 0, \"si").unwrap();
+    assert_eq!(cold(&table.location()).unwrap(), expected);
+    // One naming a checkpoint that is not there: the log from its start.
+    std::fs::write(&last, "{\"version\": 0, \"size\": 3}").unwrap();
+    assert_eq!(cold(&table.location()).unwrap(), expected);
+}

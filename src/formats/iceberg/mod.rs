@@ -57,16 +57,49 @@ pub struct TableMemory {
     pub partitions: PartitionSums,
 }
 
-/// The table's current metadata file.
+/// The table's current metadata file. By location: the version
+/// `metadata/version-hint.text` names, or a newer one when the hint is
+/// stale ("File System Tables"; the hint is written after the metadata
+/// file, and Java's `HadoopTableOperations` looks past it the same way);
+/// without a usable hint, the highest version listed in `metadata/`.
 pub fn metadata_location(
     storage: &dyn Storage,
     table: IcebergTable<'_>,
 ) -> Result<String, FormatError> {
+    locate(storage, table).map(|(location, _)| location)
+}
+
+/// The current metadata file, and its bytes when finding it read them.
+fn locate(
+    storage: &dyn Storage,
+    table: IcebergTable<'_>,
+) -> Result<(String, Option<Vec<u8>>), FormatError> {
     let location = match table {
-        IcebergTable::MetadataFile(location) => return Ok(location.to_string()),
+        IcebergTable::MetadataFile(location) => return Ok((location.to_string(), None)),
         IcebergTable::Location(location) => location,
     };
     let folder = join(location, "metadata");
+    let read = |name: &str| {
+        let file = join(&folder, name);
+        match storage.read(&file) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(StorageError::NotFound) => Ok(None),
+            Err(e) => Err(unreachable(location, &file, e)),
+        }
+    };
+    let hint = read("version-hint.text")?
+        .and_then(|text| String::from_utf8(text).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    if let Some(hint) = hint {
+        let name = |version: u64| format!("v{version}.metadata.json");
+        if let Some(mut bytes) = read(&name(hint))? {
+            let mut version = hint;
+            while let Some(newer) = read(&name(version + 1))? {
+                (version, bytes) = (version + 1, newer);
+            }
+            return Ok((join(&folder, &name(version)), Some(bytes)));
+        }
+    }
     let listed = storage
         .list(&folder, None)
         .map_err(|e| unreachable(location, &folder, e))?;
@@ -76,7 +109,7 @@ pub fn metadata_location(
         .filter_map(|l| metadata_version(&l.name).map(|v| (v, &l.name)))
         .max();
     match newest {
-        Some((_, name)) => Ok(join(&folder, name)),
+        Some((_, name)) => Ok((join(&folder, name), None)),
         None => Err(FormatError::Absent {
             table: location.to_string(),
             looked: format!("no metadata file in {folder}"),
@@ -107,8 +140,12 @@ fn unreachable(table: &str, file: &str, e: StorageError) -> FormatError {
     }
 }
 
-fn load(storage: &dyn Storage, table: &str, location: &str) -> Result<TableMetadata, FormatError> {
-    let bytes = match storage.read(location) {
+fn load(
+    storage: &dyn Storage,
+    table: &str,
+    (location, read): (&str, Option<Vec<u8>>),
+) -> Result<TableMetadata, FormatError> {
+    let bytes = match read.map_or_else(|| storage.read(location), Ok) {
         Ok(bytes) => bytes,
         Err(StorageError::NotFound) => {
             return Err(FormatError::Absent {
@@ -139,11 +176,11 @@ pub fn changed(
     table: IcebergTable<'_>,
     memory: &TableMemory,
 ) -> Result<bool, FormatError> {
-    let location = metadata_location(storage, table)?;
+    let (location, bytes) = locate(storage, table)?;
     if location == memory.metadata_location {
         return Ok(false);
     }
-    let metadata = load(storage, table.name(), &location)?;
+    let metadata = load(storage, table.name(), (&location, bytes))?;
     Ok(metadata.current_snapshot().map(|s| s.snapshot_id) != memory.snapshot_id)
 }
 
@@ -157,7 +194,7 @@ pub fn read(
     memory: Option<&TableMemory>,
 ) -> Result<(Partitions, TableMemory), FormatError> {
     let name = table.name();
-    let location = metadata_location(storage, table)?;
+    let (location, bytes) = locate(storage, table)?;
     let key = LayoutKey::of(layout);
     let memory = memory.filter(|m| m.layout == key);
     let remember = |snapshot_id: Option<i64>, mut sums: PartitionSums| {
@@ -176,7 +213,7 @@ pub fn read(
     {
         return Ok(remember(m.snapshot_id, m.partitions.clone()));
     }
-    let metadata = load(storage, name, &location)?;
+    let metadata = load(storage, name, (&location, bytes))?;
     let Some(snapshot) = metadata.current_snapshot() else {
         return Ok(remember(None, PartitionSums::default()));
     };

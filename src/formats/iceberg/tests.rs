@@ -97,11 +97,9 @@ fn each_manifest_is_read_with_its_own_partition_spec() {
     assert_eq!(changed_days(&before, &warm), after.touched);
 }
 
-#[test]
-fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
-    let Some(scenario) = testing::write("iceberg warm reads", "iceberg-basic") else {
-        return;
-    };
+/// Reads every step warm from the one before: exactly the days the step
+/// touched change; until a `replace`, warm and cold reads agree.
+fn warm_reads_follow_the_steps(scenario: &Scenario, column: &str) {
     let mut memory: Option<TableMemory> = None;
     let mut before = Partitions::new();
     let mut compacted = false;
@@ -109,12 +107,12 @@ fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
         let (warm, next) = read(
             &LocalStorage,
             IcebergTable::MetadataFile(&step.location),
-            &layout("ds"),
+            &layout(column),
             memory.as_ref(),
         )
         .unwrap();
         assert_eq!(changed_days(&before, &warm), step.touched, "{}", step.step);
-        let (cold, _) = cold(&step.location, "ds").unwrap();
+        let (cold, _) = cold(&step.location, column).unwrap();
         assert_eq!(days(&warm), days(&cold), "{}", step.step);
         compacted |= step.step == "replace";
         if !compacted {
@@ -131,6 +129,23 @@ fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
         memory = Some(serde_json::from_str(&text).unwrap());
         before = warm;
     }
+}
+
+#[test]
+fn warm_reads_change_exactly_the_days_each_snapshot_touched() {
+    let Some(scenario) = testing::write("iceberg warm reads", "iceberg-basic") else {
+        return;
+    };
+    warm_reads_follow_the_steps(&scenario, "ds");
+}
+
+#[test]
+fn warm_reads_skip_the_existing_entries_of_merged_manifests() {
+    let Some(scenario) = testing::write("iceberg merged manifests", "iceberg-merge") else {
+        return;
+    };
+    cold_reads_match_pyiceberg(&scenario, "ds");
+    warm_reads_follow_the_steps(&scenario, "ds");
 }
 
 #[test]
@@ -313,4 +328,61 @@ fn corrupt_metadata_non_avro_manifests_and_new_versions_are_told_apart() {
     std::fs::remove_file(path(&manifest)).unwrap();
     let err = cold(&step.location, "ds").unwrap_err();
     assert!(matches!(err, FormatError::Unreachable { .. }), "{err}");
+}
+
+#[test]
+fn by_location_the_newest_metadata_file_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().display().to_string();
+    let metadata = dir.path().join("metadata");
+    std::fs::create_dir(&metadata).unwrap();
+    let write = |name: &str| {
+        std::fs::write(metadata.join(name), r#"{"format-version": 2}"#).unwrap();
+    };
+    let found = || {
+        let location = metadata_location(&LocalStorage, IcebergTable::Location(&table)).unwrap();
+        location.rsplit('/').next().unwrap().to_string()
+    };
+    let err = metadata_location(&LocalStorage, IcebergTable::Location(&table)).unwrap_err();
+    assert!(err.is_absent(), "{err}");
+    // Versions compare as numbers, not text.
+    for name in ["v1.metadata.json", "v9.metadata.json", "v10.metadata.json"] {
+        write(name);
+    }
+    assert_eq!(found(), "v10.metadata.json");
+    // A stale hint is looked past; a hint at a missing file is not used.
+    std::fs::write(metadata.join("version-hint.text"), "9\n").unwrap();
+    assert_eq!(found(), "v10.metadata.json");
+    std::fs::write(metadata.join("version-hint.text"), "12").unwrap();
+    assert_eq!(found(), "v10.metadata.json");
+    std::fs::remove_file(metadata.join("version-hint.text")).unwrap();
+    // Metastore tables' names: the highest sequence number.
+    write("00011-3d8c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json");
+    write("00002-9f0c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json");
+    assert_eq!(
+        found(),
+        "00011-3d8c1b7e-0a4c-4c55-9d0a-2b1f0e7a9c11.metadata.json"
+    );
+    // A table without snapshots has no partitions.
+    let (partitions, memory) = read(
+        &LocalStorage,
+        IcebergTable::Location(&table),
+        &layout("ds"),
+        None,
+    )
+    .unwrap();
+    assert!(partitions.is_empty());
+    assert_eq!(memory.snapshot_id, None);
+}
+
+#[test]
+fn a_position_delete_file_changes_its_day() {
+    let Some(scenario) = testing::write("iceberg delete files", "iceberg-deletes") else {
+        return;
+    };
+    let step = &scenario.steps[1];
+    assert!(step.files.iter().any(|f| f.content == 1));
+    // Counts data files only: the delete file makes no day on its own.
+    cold_reads_match_pyiceberg(&scenario, "ds");
+    warm_reads_follow_the_steps(&scenario, "ds");
 }
