@@ -20,12 +20,21 @@
 //! - `graph`: steps, nodes, inputs and lookback, order, DOT/JSON output;
 //! - `hash`: canonical JSON, the field classification table, slices, digests;
 //! - `partition`: days and day ranges;
-//! - `formats`: Iceberg and Delta metadata readers: days and fingerprints;
-//! - `probe`: warehouse probes (sqlite, hive-dir, command), each table
-//!   listed by its partition column and format (`Layouts`);
-//! - `warehouse`: the embedded SQLite warehouse and its partition catalog;
+//! - `table`: a warehouse table's layout (partition column and format) and
+//!   its partitions with fingerprints, whatever holds it;
+//! - `formats`: Iceberg and Delta metadata readers: days and fingerprints
+//!   from a table's own metadata, through a `Storage` (local disk);
+//! - `probe`: warehouse probes, one file per kind (sqlite, hive-dir,
+//!   command, iceberg, delta), each table listed by its partition column and
+//!   format (`Layouts`); what Iceberg and Delta reads remember
+//!   (`probe::memory`);
+//! - `warehouse`: the embedded SQLite warehouse: namespace files, partition
+//!   catalog, writes, imports, verify and gc, one file each;
 //! - `store`: the SQLite state: schema and migrations (`store::schema`),
 //!   recorded targets and their writes, node memos, run history;
+//! - `sqlite`: how every SQLite file is opened (state, warehouse, KV, the
+//!   table-read cache): one lock policy, read-only opens that create
+//!   nothing;
 //! - `plan`: the planner (`compute`, `decide`: where staleness is decided),
 //!   keys (`plan::key`: where a key is made), input columns, stale reasons,
 //!   what a build records, the live plan a run consumes (`plan::live`), node
@@ -37,21 +46,26 @@
 //!   (`monitor::report`), from plans and history;
 //! - `run`: the runner (where jobs run), its locks, progress and summary,
 //!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions);
-//! - `exec`: the executors' argv and environment (zipline, local), and the
-//!   tables' partition layouts as the Driver sees them (`partitioning`);
+//! - `exec`: the executors' argv and environment (zipline, local), the
+//!   tables' partition layouts as the Driver sees them (`partitioning`), and
+//!   `exec::command`: how every process is started (jobs, hooks, probe,
+//!   status and delete commands) with one policy;
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
 //!   (label joins included), staging SQL read-only, and serving: batch IRs
 //!   (`ir`), local streaming (`streaming`) and `fetch`;
 //! - `settings`: `chronon-build.toml`;
 //! - `step`: the kinds of work (`Step`), shared by the graph and the
 //!   settings without either importing the other;
-//! - `error`: error types and exit codes.
+//! - `clock`: wall-clock time as stored (seconds since the epoch);
+//! - `error`: the command-level error, converted from each domain's own
+//!   (`StoreError`, `ProbeError`, `SettingsError`, `WarehouseError`), and
+//!   the one map to exit codes.
 //!
 //! Files on disk:
 //! - `<repo>/chronon-build.toml`: settings (optional);
 //! - `<repo>/.chronon-build/state.db` (and its `-wal`, `-shm`): the state,
-//!   unless `state.path` or `--state` says otherwise; beside it `state.db.lock`
-//!   and `logs/`.
+//!   unless `state.path` or `--state` says otherwise; beside it `state.db.lock`,
+//!   `logs/` and `tables.sqlite` (what Iceberg and Delta reads remember).
 
 /// `eprintln!` that never panics: standard error closed early (`2>&1 |
 /// head`) must not crash a run mid-way, or lose what it would record.
@@ -81,6 +95,7 @@ pub mod settings;
 pub mod sqlite;
 pub mod step;
 pub mod store;
+pub mod table;
 pub mod warehouse;
 
 pub use cli::run;

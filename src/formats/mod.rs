@@ -38,7 +38,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{Hash, Lanes};
 use crate::partition::Day;
-use crate::probe::{Partitions, TableLayout};
+use crate::table::{Partitions, TableLayout};
 
 /// Bump to change every table-format fingerprint (and so every key that
 /// reads an Iceberg or Delta table). History:

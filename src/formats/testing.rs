@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{Change, Content, FileIdentity, PartitionSums};
 use crate::partition::{Day, DayFormat};
-use crate::probe::Partitions;
+use crate::table::Partitions;
 
 /// One scenario's tables, in a folder removed when dropped.
 pub struct Scenario {

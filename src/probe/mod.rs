@@ -22,13 +22,13 @@
 //! (`HiveDir`, its fingerprint modes and rustix-based listing) and
 //! `command.rs` (`CommandProbe`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::TableRef;
-use crate::hash::Hash;
-use crate::partition::{Day, DayFormat};
+use crate::partition::Day;
 use crate::settings::{Settings, WarehouseKind};
+pub use crate::table::{Partitions, TableLayout};
 
 mod command;
 mod delta;
@@ -41,9 +41,6 @@ mod table_format;
 pub use command::CommandProbe;
 pub use hive_dir::{HiveDir, fingerprint_dir};
 pub use sqlite::SqliteProbe;
-
-/// A table's partitions and their fingerprints.
-pub type Partitions = BTreeMap<Day, Hash>;
 
 /// A table that could not be listed; each names the table and what was
 /// read or run.
@@ -103,27 +100,6 @@ fn only_days(mut all: Partitions, days: &[Day]) -> Partitions {
     let wanted: std::collections::BTreeSet<&Day> = days.iter().collect();
     all.retain(|d, _| wanted.contains(d));
     all
-}
-
-/// How a table is partitioned: the column and the format of its values.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableLayout {
-    pub column: String,
-    pub format: DayFormat,
-}
-
-impl TableLayout {
-    pub fn new(column: &str) -> TableLayout {
-        TableLayout {
-            column: column.to_string(),
-            format: DayFormat::default(),
-        }
-    }
-
-    /// `column=value`, as a folder name or a Hive partition spec.
-    pub fn partition_name(&self, day: Day) -> String {
-        format!("{}={}", self.column, self.format.format(day))
-    }
 }
 
 /// Each table's layout; tables not named have the warehouse's.

@@ -31,7 +31,7 @@ use self::log::{Action, LastCheckpoint, LogFile, Metadata, Protocol};
 use super::storage::{Storage, StorageError, join};
 use super::{Change, Content, FileIdentity, FormatError, LayoutKey, PartitionSums};
 use crate::partition::Day;
-use crate::probe::{Partitions, TableLayout};
+use crate::table::{Partitions, TableLayout};
 
 /// What a read remembers, for the next read of the same table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

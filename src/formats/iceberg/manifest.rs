@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use super::metadata::{PartitionField, SchemaField};
 use crate::formats::{Content, FormatError};
 use crate::partition::Day;
-use crate::probe::TableLayout;
+use crate::table::TableLayout;
 
 /// A manifest list's entry.
 #[derive(Debug)]

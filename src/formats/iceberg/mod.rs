@@ -25,7 +25,7 @@ use self::manifest::{Entry, ManifestContext, ManifestFile, Status};
 use self::metadata::{Snapshot, TableMetadata};
 use super::storage::{Storage, StorageError, join};
 use super::{Change, FileIdentity, FormatError, LayoutKey, PartitionSums};
-use crate::probe::{Partitions, TableLayout};
+use crate::table::{Partitions, TableLayout};
 
 /// Where an Iceberg table is found.
 #[derive(Clone, Copy, Debug)]
