@@ -21,10 +21,10 @@ pub use command::CommandLine;
 use command::display;
 
 use crate::config::Repo;
-use crate::error::Error;
 use crate::graph::Node;
 use crate::hash::Hash;
 use crate::partition::DayRange;
+use crate::settings::SettingsError;
 use crate::settings::{ExecutorKind, Savepoint, Settings};
 
 pub use interface::{Interface, JOIN_BACKFILL, mode, takes_range};
@@ -42,7 +42,7 @@ pub struct Executor<'a> {
 
 impl<'a> Executor<'a> {
     /// Resolves `executor.cli`; `auto` runs `program --help` once.
-    pub fn new(repo: &'a Repo, settings: &'a Settings) -> Result<Executor<'a>, Error> {
+    pub fn new(repo: &'a Repo, settings: &'a Settings) -> Result<Executor<'a>, SettingsError> {
         let exec = &settings.executor;
         let (interface, origin) = match exec.kind {
             ExecutorKind::Local => (None, "local engine".to_string()),
@@ -50,7 +50,7 @@ impl<'a> Executor<'a> {
                 Some(i) => (Some(i), "executor.cli".to_string()),
                 None => {
                     let found =
-                        interface::detect(&exec.program, &repo.root).map_err(Error::Settings)?;
+                        interface::detect(&exec.program, &repo.root).map_err(SettingsError)?;
                     let shown = display(&[&exec.program[..], &["--help".to_string()]].concat());
                     (Some(found), format!("detected from `{shown}`"))
                 }
@@ -60,7 +60,7 @@ impl<'a> Executor<'a> {
             && !i.is_zipline()
         {
             let refuse = |field: &str| {
-                Err(Error::Settings(format!(
+                Err(SettingsError(format!(
                     "{field}: airbnb's run.py (executor.cli = chronon) has no such option; \
                      the Driver would reject it. Remove it, or pass it through executor.extra_args \
                      if your run.py wrapper takes it"
@@ -129,13 +129,13 @@ impl<'a> Executor<'a> {
     pub fn check<'n>(
         &self,
         jobs: impl IntoIterator<Item = (String, &'n str)>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SettingsError> {
         let Some(interface) = self.interface else {
             return Ok(());
         };
         for (label, key) in jobs {
             if self.template(key).is_none() {
-                return Err(Error::Settings(format!(
+                return Err(SettingsError(format!(
                     "{label}: the {} CLI has no mode for {key}; give the command under \
                      [executor.commands] (e.g. {key} = [\"my-kv-upload\", \"{{conf}}\", \"{{ds}}\"]), \
                      or leave it out with --step",

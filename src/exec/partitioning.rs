@@ -28,12 +28,12 @@ use serde_json::Value;
 
 use crate::config::TableRef;
 use crate::config::{Config, Layout, Repo};
-use crate::error::Error;
 use crate::exec::{Interface, env, interface};
 use crate::graph::{Graph, Node, Step};
 use crate::partition::DayFormat;
 use crate::probe::{Layouts, TableLayout};
 use crate::settings::Settings;
+use crate::settings::SettingsError;
 
 /// The column of a label join's output table besides the partition column
 /// (airbnb/chronon `Constants.LabelPartitionColumn`).
@@ -58,7 +58,11 @@ pub struct Partitioning {
 impl Partitioning {
     /// Every table's layout as the Driver would see it; a format that is
     /// not a daily one is an error naming the config and where it was set.
-    pub fn of(repo: &Repo, settings: &Settings, graph: &Graph) -> Result<Partitioning, Error> {
+    pub fn of(
+        repo: &Repo,
+        settings: &Settings,
+        graph: &Graph,
+    ) -> Result<Partitioning, SettingsError> {
         let default = TableLayout::new(&settings.warehouse.partition_column);
         let mut layouts = Layouts {
             default: default.clone(),
@@ -134,13 +138,13 @@ impl Partitioning {
         &self,
         repo: &Repo,
         nodes: impl IntoIterator<Item = &'n Node>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SettingsError> {
         let default = &self.layouts.default;
         for node in nodes {
             let path = &repo.configs[node.config].path;
             let job = &self.jobs[node.id];
             if job.layout != *default {
-                return Err(Error::Settings(format!(
+                return Err(SettingsError(format!(
                     "{path}: {}: the job would write partitions {}={}, set by {}; the local \
                      engine writes {}={} only. Set warehouse.partition_column, or run it with \
                      the zipline executor",
@@ -154,7 +158,7 @@ impl Partitioning {
             }
             for input in &node.inputs {
                 if let Some(format) = input.partition_format.as_ref().filter(|f| !f.is_default()) {
-                    return Err(Error::Settings(format!(
+                    return Err(SettingsError(format!(
                         "{path}: {}.partitionFormat: {format}: the local engine reads \
                          yyyy-MM-dd partitions only",
                         input.origin
@@ -172,7 +176,7 @@ fn job_layout(
     config: &Config,
     node: &Node,
     default: &TableLayout,
-) -> Result<JobLayout, Error> {
+) -> Result<JobLayout, SettingsError> {
     let mode = interface::mode(node.step);
     let (column, format) = match repo.layout {
         Layout::Chronon => {
@@ -226,7 +230,7 @@ fn job_layout(
     }
     if let Some((value, from)) = format.filter(|(v, _)| !v.is_empty()) {
         layout.format = DayFormat::parse(&value)
-            .map_err(|e| Error::Settings(format!("{}: {from}: {e}", config.path)))?;
+            .map_err(|e| SettingsError(format!("{}: {from}: {e}", config.path)))?;
         if !layout.format.is_default() {
             origin.push(from);
         }

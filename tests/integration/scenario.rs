@@ -410,6 +410,61 @@ fn the_command_probe_lists_each_table_with_one_call() {
     );
 }
 
+/// `batch = true`: one run of the probe command for every table of a plan,
+/// the tables on its standard input with their layouts; lines for a table
+/// not asked for are refused.
+#[test]
+fn the_batch_command_probe_lists_every_table_in_one_run() {
+    let s = Scenario::copy("scenario");
+    let calls = s.repo.join("calls.log");
+    let script = s.repo.join("probe.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo run >> '{}'\nwhile IFS=$(printf '\\t') read -r table column format; do\n  \
+             echo \"$table $column $format\" >> '{}'\n  \
+             case \"$table\" in raw.purchases) for d in 01 02 03 04 05 06; do printf 'raw.purchases\\t2025-01-%s\\tetag-%s\\n' $d $d; done;; esac\n\
+             done\n",
+            calls.display(),
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        s.repo.join("chronon-build.toml"),
+        format!(
+            "[executor]\nkind = \"zipline\"\n[warehouse]\nkind = \"command\"\nbatch = true\ncommand = [\"bash\", \"{}\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = s.run(&[
+        "plan",
+        "--until",
+        "2025-01-07",
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "group-by-backfill",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with(
+            "group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-06 (2)  stale: never-built\n\
+             group-by-backfill  risk.purchases.v1  2025-01-07 (1)              blocked: missing raw.purchases ds=2025-01-07\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.lines().filter(|l| *l == "run").count(), 1, "{calls}");
+    assert!(calls.contains("raw.purchases ds yyyy-MM-dd"), "{calls}");
+
+    std::fs::write(&script, "printf 'raw.nope\\t2025-01-01\\tx\\n'\n").unwrap();
+    let out = s.run(&["plan", "--until", "2025-01-07"]);
+    crate::assert_error(&out, "\"raw.nope\" is not a table that was asked for");
+}
+
 /// Zipline's Driver partitions by the Spark conf the compiler writes into
 /// every config (`executionInfo.conf.common`'s
 /// `spark.chronon.partition.column`/`.format`): with `dt` in `yyyyMMdd`, the
