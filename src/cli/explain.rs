@@ -6,14 +6,14 @@ use serde::Serialize;
 
 use super::{Format, Global, Workspace, default_until, parse_day, print_json};
 use crate::error::{Error, Exit};
-use crate::graph::{Node, Step};
+use crate::graph::{Graph, Node, Step};
 use crate::hash::Hash;
 use crate::partition::Day;
 use crate::plan::{
-    self, Context, Evaluation, Explainer, FieldChange, InputDigest, KeyDoc, PlanOptions,
-    StaleReason, Status,
+    self, Column, Context, Evaluation, Explainer, FieldChange, InputDigest, KeyDoc, PlanOptions,
+    StaleReason, Status, TargetPlan,
 };
-use crate::store::day_column;
+use crate::store::{Recorded, StateStore, day_column};
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
@@ -120,98 +120,25 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
     };
     let plan = plan::compute(&ctx, &PlanOptions::new(until, None, selected))?;
     let targets = &plan.nodes[node.id].targets;
-    let target = match spec.day {
-        Some(day) => targets.iter().find(|t| t.day == Some(day)),
-        None => targets.last(),
-    }
-    .ok_or_else(|| {
-        let wanted = match (
-            targets.first().and_then(|t| t.day),
-            targets.last().and_then(|t| t.day),
-        ) {
-            (Some(a), Some(b)) => format!("wanted up to {until}: {a}..{b}"),
-            _ => format!("no partition is wanted up to {until}"),
-        };
-        Error::Usage(format!(
-            "{} is not a wanted partition of {} ({wanted})",
-            args.target,
-            node.label()
-        ))
-    })?;
+    let target = wanted_target(targets, node, spec.day, until, &args.target)?;
 
     let columns = plan.input_columns(&ws.graph, node);
     let at = target.day.unwrap_or(until);
     let evaluation = plan::evaluate(node, target.day, at, &columns);
-    let key_document = match &evaluation {
-        Evaluation::Ready { inputs, .. } => Some(
-            serde_json::to_value(KeyDoc::new(node, target.day, inputs))
-                .expect("key document serializes"),
+    let (key_document, digests): (_, &[InputDigest]) = match &evaluation {
+        Evaluation::Ready { inputs, .. } => (
+            Some(
+                serde_json::to_value(KeyDoc::new(node, target.day, inputs))
+                    .expect("key document serializes"),
+            ),
+            inputs,
         ),
-        Evaluation::Pending(_) => None,
+        Evaluation::Pending(_) => (None, &[]),
     };
-    let digests: &[InputDigest] = match &evaluation {
-        Evaluation::Ready { inputs, .. } => inputs,
-        Evaluation::Pending(_) => &[],
-    };
-    let inputs = node
-        .inputs
-        .iter()
-        .zip(&columns)
-        .filter(|(input, _)| !input.ordering_only)
-        .map(|(input, column)| {
-            let range = column.map(|c| input.range(at, c.first_present()));
-            InputRead {
-                table: &input.table,
-                origin: &input.origin,
-                producer: input.producer.map(|p| ws.graph.nodes[p].label()),
-                range: digests
-                    .iter()
-                    .find(|d| {
-                        d.table == input.table
-                            && range.is_some_and(|r| r.from == d.from && r.to == d.to)
-                    })
-                    .cloned(),
-                partitions: match (column, range) {
-                    (Some(c), Some(r)) if !r.is_empty() => c.present_in(r),
-                    _ => Vec::new(),
-                },
-            }
-        })
-        .collect();
+    let inputs = input_reads(&ws.graph, node, &columns, at, digests);
 
-    let recorded = match &store {
-        Some(store) => store
-            .load()?
-            .remove(&plan::node_key(node))
-            .and_then(|s| s.built.get(&day_column(target.day)).copied()),
-        None => None,
-    };
-    let mut differences = Vec::new();
-    if let Some(recorded) = &recorded {
-        let mut explainer = Explainer::new(&ctx);
-        if recorded.slice != node.slice_hash {
-            differences.extend(
-                explainer
-                    .config_changes(node, &recorded.slice)?
-                    .into_iter()
-                    .map(Difference::Field),
-            );
-        }
-        differences.extend(
-            explainer
-                .input_changes(node, at, target.day, recorded, &columns, false)?
-                .into_iter()
-                .map(Difference::Reason),
-        );
-    }
-    if let Status::Stale(reason) = &target.status
-        && matches!(
-            **reason,
-            StaleReason::OutputMissing { .. } | StaleReason::OutputModified { .. }
-        )
-    {
-        differences.push(Difference::Reason((**reason).clone()));
-    }
+    let recorded = recorded_build(store.as_ref(), node, target.day)?;
+    let differences = differences(&ctx, node, target, at, recorded.as_ref(), &columns)?;
 
     let explanation = Explanation {
         target: target_label(node, target.day),
@@ -229,6 +156,124 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
         Format::Text => print!("{}", to_text(&explanation)),
     }
     Ok(Exit::Ok)
+}
+
+/// The target of the day asked for, else the latest wanted; a usage error
+/// saying which days are wanted when there is none.
+fn wanted_target<'p>(
+    targets: &'p [TargetPlan],
+    node: &Node,
+    day: Option<Day>,
+    until: Day,
+    asked: &str,
+) -> Result<&'p TargetPlan, Error> {
+    match day {
+        Some(day) => targets.iter().find(|t| t.day == Some(day)),
+        None => targets.last(),
+    }
+    .ok_or_else(|| {
+        let wanted = match (
+            targets.first().and_then(|t| t.day),
+            targets.last().and_then(|t| t.day),
+        ) {
+            (Some(a), Some(b)) => format!("wanted up to {until}: {a}..{b}"),
+            _ => format!("no partition is wanted up to {until}"),
+        };
+        Error::Usage(format!(
+            "{asked} is not a wanted partition of {} ({wanted})",
+            node.label()
+        ))
+    })
+}
+
+/// What the target reads, per input that is more than ordering: the range
+/// its key digests and the partitions present in it.
+fn input_reads<'a>(
+    graph: &Graph,
+    node: &'a Node,
+    columns: &[Option<&Column>],
+    at: Day,
+    digests: &[InputDigest],
+) -> Vec<InputRead<'a>> {
+    node.inputs
+        .iter()
+        .zip(columns)
+        .filter(|(input, _)| !input.ordering_only)
+        .map(|(input, column)| {
+            let range = column.map(|c| input.range(at, c.first_present()));
+            InputRead {
+                table: &input.table,
+                origin: &input.origin,
+                producer: input.producer.map(|p| graph.nodes[p].label()),
+                range: digests
+                    .iter()
+                    .find(|d| {
+                        d.table == input.table
+                            && range.is_some_and(|r| r.from == d.from && r.to == d.to)
+                    })
+                    .cloned(),
+                partitions: match (column, range) {
+                    (Some(c), Some(r)) if !r.is_empty() => c.present_in(r),
+                    _ => Vec::new(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The target's build as the state recorded it; none without a state.
+fn recorded_build(
+    store: Option<&StateStore>,
+    node: &Node,
+    day: Option<Day>,
+) -> Result<Option<Recorded>, Error> {
+    Ok(match store {
+        Some(store) => store
+            .load()?
+            .remove(&plan::node_key(node))
+            .and_then(|s| s.built.get(&day_column(day)).copied()),
+        None => None,
+    })
+}
+
+/// Every difference from the recorded build: config fields (when the slice
+/// changed), then inputs; and a missing or modified output, which no input
+/// explains.
+fn differences(
+    ctx: &Context,
+    node: &Node,
+    target: &TargetPlan,
+    at: Day,
+    recorded: Option<&Recorded>,
+    columns: &[Option<&Column>],
+) -> Result<Vec<Difference>, Error> {
+    let mut differences = Vec::new();
+    if let Some(recorded) = recorded {
+        let mut explainer = Explainer::new(ctx);
+        if recorded.slice != node.slice_hash {
+            differences.extend(
+                explainer
+                    .config_changes(node, &recorded.slice)?
+                    .into_iter()
+                    .map(Difference::Field),
+            );
+        }
+        differences.extend(
+            explainer
+                .input_changes(node, at, target.day, recorded, columns, false)?
+                .into_iter()
+                .map(Difference::Reason),
+        );
+    }
+    if let Status::Stale(reason) = &target.status
+        && matches!(
+            **reason,
+            StaleReason::OutputMissing { .. } | StaleReason::OutputModified { .. }
+        )
+    {
+        differences.push(Difference::Reason((**reason).clone()));
+    }
+    Ok(differences)
 }
 
 fn target_label(node: &Node, day: Option<Day>) -> String {

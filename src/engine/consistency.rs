@@ -144,95 +144,140 @@ pub fn flatten(engine: &Engine, node: &Node, range: DayRange) -> Result<String> 
 }
 
 pub fn compare(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
-    let Chain {
-        join,
-        served,
-        partition,
-        conn,
-        input: logged,
-    } = Chain::open(engine, node, range, "the logged table")?;
-    if join.meta.lag != 0 {
+    let chain = Chain::open(engine, node, range, "the logged table")?;
+    if chain.join.meta.lag != 0 {
         return Err(EngineError::unsupported("metaData.lag: lagged joins"));
     }
-    let at = |c: &str| logged.columns.iter().position(|x| x == c);
-    let (Some(ts_at), Some(day_at)) = (at("ts"), at(&partition)) else {
-        return Err(EngineError::failed(
-            "the logged table has no ts or partition column",
-        ));
-    };
-    let day_of = |row: &[Value]| match &row[day_at] {
-        Value::Text(t) => Day::parse(t),
-        _ => None,
-    };
-    let left_is_events = !matches!(join.left, Source::Entities { .. });
-    // Offline values of each part's features for each logged request.
-    let mut offline: Vec<Vec<Value>> = vec![Vec::new(); logged.rows.len()];
-    let mut offline_columns: Vec<String> = served.keys.clone();
-    for (r, row) in logged.rows.iter().enumerate() {
-        offline[r] = served
-            .keys
-            .iter()
-            .map(|k| at(k).map_or(Value::Null, |i| row[i].clone()))
-            .collect();
+    let logged = Logged::new(&chain.input, &chain.partition)?;
+    let offline = offline_values(engine, node, &chain, &logged, range)?;
+    let derived = derive(
+        &chain.conn,
+        offline,
+        &chain.join.derivations,
+        &chain.served.keys,
+        "derivations",
+    )?;
+    let mut columns = chain.served.keys.clone();
+    columns.push("ts".into());
+    for f in &chain.served.features {
+        columns.push(format!("{f}_online"));
+        columns.push(format!("{f}_offline"));
     }
+    columns.push(chain.partition.clone());
+    let rows = side_by_side(&chain.served, &logged, &derived);
+    let (output, written) = engine.write_untyped(node, columns, rows, range)?;
+    Ok(format!(
+        "{output}: {written} requests compared over {range}"
+    ))
+}
+
+/// The logged table, with where its request time and partition sit.
+struct Logged<'c> {
+    table: &'c Rows,
+    ts_at: usize,
+    day_at: usize,
+}
+
+impl<'c> Logged<'c> {
+    fn new(table: &'c Rows, partition: &str) -> Result<Logged<'c>> {
+        let at = |c: &str| table.columns.iter().position(|x| x == c);
+        let (Some(ts_at), Some(day_at)) = (at("ts"), at(partition)) else {
+            return Err(EngineError::failed(
+                "the logged table has no ts or partition column",
+            ));
+        };
+        Ok(Logged {
+            table,
+            ts_at,
+            day_at,
+        })
+    }
+
+    /// A row's value of `column`: null when the table lacks the column.
+    fn value(&self, row: &[Value], column: &str) -> Value {
+        let at = self.table.columns.iter().position(|x| x == column);
+        at.map_or(Value::Null, |i| row[i].clone())
+    }
+
+    fn keys(&self, row: &[Value], keys: &[String]) -> Vec<Value> {
+        keys.iter().map(|k| self.value(row, k)).collect()
+    }
+
+    fn day(&self, row: &[Value]) -> Option<Day> {
+        match &row[self.day_at] {
+            Value::Text(t) => Day::parse(t),
+            _ => None,
+        }
+    }
+}
+
+/// Each logged request's keys and offline features, as the join computes
+/// them for a left row at the request's time, before derivations.
+fn offline_values(
+    engine: &Engine,
+    node: &Node,
+    chain: &Chain,
+    logged: &Logged,
+    range: DayRange,
+) -> Result<Rows> {
+    let (join, served) = (chain.join, &chain.served);
+    let left_is_events = !matches!(join.left, Source::Entities { .. });
+    let mut offline: Vec<Vec<Value>> = logged
+        .table
+        .rows
+        .iter()
+        .map(|row| logged.keys(row, &served.keys))
+        .collect();
+    let mut offline_columns: Vec<String> = served.keys.clone();
     for (i, part) in join.join_parts.iter().enumerate() {
         let spec = Spec::new(&part.group_by, &engine.warehouse.partition_column)?;
         let asks: Vec<Ask> = logged
+            .table
             .rows
             .iter()
             .map(|row| Ask {
                 key: served.part_keys[i]
                     .iter()
-                    .map(|(_, left)| at(left).map_or(Value::Null, |c| row[c].clone()))
+                    .map(|(_, left)| logged.value(row, left))
                     .collect(),
-                ts: match &row[ts_at] {
+                ts: match &row[logged.ts_at] {
                     Value::Integer(ts) => Some(*ts),
                     _ => None,
                 },
-                day: day_of(row).unwrap_or(range.from),
+                day: logged.day(row).unwrap_or(range.from),
             })
             .collect();
         let temporal = left_is_events && part.group_by.effective_accuracy() == Accuracy::Temporal;
         let prefix = format!("joinParts[{i}].groupBy.");
-        let values = part_values(&conn, &spec, node, &prefix, &asks, temporal, range)?;
+        let values = part_values(&chain.conn, &spec, node, &prefix, &asks, temporal, range)?;
         for (r, v) in values.into_iter().enumerate() {
             offline[r].extend(v);
         }
         offline_columns.extend(served.part_features[i].iter().cloned());
     }
-    let rows = Rows {
+    Ok(Rows {
         types: vec![""; offline_columns.len()],
         columns: offline_columns,
         rows: offline,
-    };
-    let derived = derive(&conn, rows, &join.derivations, &served.keys, "derivations")?;
-    let mut columns = served.keys.clone();
-    columns.push("ts".into());
-    for f in &served.features {
-        columns.push(format!("{f}_online"));
-        columns.push(format!("{f}_offline"));
-    }
-    columns.push(partition);
-    let mut rows = Vec::with_capacity(logged.rows.len());
-    for (r, row) in logged.rows.iter().enumerate() {
-        let mut out: Vec<Value> = served
-            .keys
-            .iter()
-            .map(|k| at(k).map_or(Value::Null, |i| row[i].clone()))
-            .collect();
-        out.push(row[ts_at].clone());
+    })
+}
+
+/// Per logged request: its keys, its time, each feature online then
+/// offline, and its partition.
+fn side_by_side(served: &Served, logged: &Logged, offline: &Rows) -> Vec<Vec<Value>> {
+    let mut rows = Vec::with_capacity(logged.table.rows.len());
+    for (r, row) in logged.table.rows.iter().enumerate() {
+        let mut out = logged.keys(row, &served.keys);
+        out.push(row[logged.ts_at].clone());
         for f in &served.features {
-            out.push(at(f).map_or(Value::Null, |i| row[i].clone()));
-            let offline_at = derived.columns.iter().position(|c| c == f);
-            out.push(offline_at.map_or(Value::Null, |i| derived.rows[r][i].clone()));
+            out.push(logged.value(row, f));
+            let offline_at = offline.columns.iter().position(|c| c == f);
+            out.push(offline_at.map_or(Value::Null, |i| offline.rows[r][i].clone()));
         }
-        out.push(row[day_at].clone());
+        out.push(row[logged.day_at].clone());
         rows.push(out);
     }
-    let (output, written) = engine.write_untyped(node, columns, rows, range)?;
-    Ok(format!(
-        "{output}: {written} requests compared over {range}"
-    ))
+    rows
 }
 
 /// Whether two feature values agree: numbers within a relative 1e-9, other

@@ -126,65 +126,10 @@ pub fn fetch(
         )));
     }
     let served = served(join)?;
-    let missing: Vec<&String> = served
-        .keys
-        .iter()
-        .filter(|k| !keys.contains_key(*k))
-        .collect();
-    if !missing.is_empty() {
-        return Err(EngineError::failed(format!(
-            "--key: {name} needs {} (missing {})",
-            served.keys.join(", "),
-            missing
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if let Some(extra) = keys.keys().find(|k| !served.keys.contains(k)) {
-        return Err(EngineError::failed(format!(
-            "--key {extra}: {name} is keyed by {}",
-            served.keys.join(", ")
-        )));
-    }
+    check_keys(name, &served, keys)?;
     let conn = Connection::open_in_memory().map_err(|e| EngineError::failed(e.to_string()))?;
     super::sql::register(&conn).map_err(|e| EngineError::failed(e.to_string()))?;
-    let mut columns: Vec<String> = served.keys.clone();
-    let mut row: Vec<Value> = served.keys.iter().map(|k| typed(&keys[k])).collect();
-    let mut exceptions = Map::new();
-    for (i, part) in join.join_parts.iter().enumerate() {
-        let request: Vec<&String> = served.part_keys[i].iter().map(|(_, l)| &keys[l]).collect();
-        let candidates = [
-            request.iter().map(|v| typed(v)).collect::<Vec<Value>>(),
-            request.iter().map(|v| Value::Text((*v).clone())).collect(),
-        ];
-        let label = part.label();
-        let response = match group_by_response(engine, &conn, &part.group_by, &candidates, ts) {
-            Ok(values) => values,
-            Err(e) => {
-                // As Chronon's fetcher: the part's features are missing and
-                // the response says why under `{prefix}_exception`.
-                exceptions.insert(format!("{label}_exception"), e.message.into());
-                None
-            }
-        };
-        for feature in &served.part_features[i] {
-            let bare = &feature[label.len() + 1..];
-            let value = response
-                .as_ref()
-                .and_then(|v| v.get(bare))
-                .map_or(Value::Null, from_json);
-            columns.push(feature.clone());
-            row.push(value);
-        }
-    }
-    let types = vec![""; columns.len()];
-    let rows = Rows {
-        columns,
-        types,
-        rows: vec![row],
-    };
+    let (rows, exceptions) = request_row(engine, &conn, join, &served, keys, ts);
     let derived = derive(&conn, rows, &join.derivations, &served.keys, "derivations")?;
     let mut response = Map::new();
     for (c, v) in derived.columns.iter().zip(&derived.rows[0]) {
@@ -214,6 +159,81 @@ pub fn fetch(
         out.insert("exceptions".into(), Json::Object(exceptions));
     }
     Ok(Json::Object(out))
+}
+
+/// Refuses keys the join does not serve, and a request missing any.
+fn check_keys(name: &str, served: &Served, keys: &BTreeMap<String, String>) -> Result<()> {
+    let missing: Vec<&String> = served
+        .keys
+        .iter()
+        .filter(|k| !keys.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(EngineError::failed(format!(
+            "--key: {name} needs {} (missing {})",
+            served.keys.join(", "),
+            missing
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if let Some(extra) = keys.keys().find(|k| !served.keys.contains(k)) {
+        return Err(EngineError::failed(format!(
+            "--key {extra}: {name} is keyed by {}",
+            served.keys.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The request's keys and every part's features, before derivations, as
+/// one row; and the exceptions of the parts that could not answer.
+fn request_row(
+    engine: &Engine,
+    conn: &Connection,
+    join: &Join,
+    served: &Served,
+    keys: &BTreeMap<String, String>,
+    ts: i64,
+) -> (Rows, Map<String, Json>) {
+    let mut columns: Vec<String> = served.keys.clone();
+    let mut row: Vec<Value> = served.keys.iter().map(|k| typed(&keys[k])).collect();
+    let mut exceptions = Map::new();
+    for (i, part) in join.join_parts.iter().enumerate() {
+        let request: Vec<&String> = served.part_keys[i].iter().map(|(_, l)| &keys[l]).collect();
+        let candidates = [
+            request.iter().map(|v| typed(v)).collect::<Vec<Value>>(),
+            request.iter().map(|v| Value::Text((*v).clone())).collect(),
+        ];
+        let label = part.label();
+        let response = match group_by_response(engine, conn, &part.group_by, &candidates, ts) {
+            Ok(values) => values,
+            Err(e) => {
+                // As Chronon's fetcher: the part's features are missing and
+                // the response says why under `{prefix}_exception`.
+                exceptions.insert(format!("{label}_exception"), e.message.into());
+                None
+            }
+        };
+        for feature in &served.part_features[i] {
+            let bare = &feature[label.len() + 1..];
+            let value = response
+                .as_ref()
+                .and_then(|v| v.get(bare))
+                .map_or(Value::Null, from_json);
+            columns.push(feature.clone());
+            row.push(value);
+        }
+    }
+    let types = vec![""; columns.len()];
+    let rows = Rows {
+        columns,
+        types,
+        rows: vec![row],
+    };
+    (rows, exceptions)
 }
 
 /// The log table's columns, as Chronon's logging writes them

@@ -421,65 +421,12 @@ fn compute(
     prefix: &str,
 ) -> Result<(Rows, Option<Events>)> {
     let conn = engine.connect()?;
-    let mut out = Vec::new();
-    let mut read = None;
-    let partition = |day: Day| Value::Text(day.to_string());
-    if !spec.plain.is_empty() || !spec.is_events() {
-        // Entities: each day reads its own snapshot.
-        for day in range.days() {
-            let snapshot = source_input(node, prefix, 0)?.range(day, None).to;
-            if !spec.plain.is_empty() {
-                let (_, rows) = load_plain(&conn, spec, snapshot, prefix)?;
-                out.extend(rows.into_iter().map(|mut row| {
-                    row.push(partition(day));
-                    row
-                }));
-                continue;
-            }
-            let events = load_snapshot(&conn, spec, snapshot, prefix)?;
-            for key in 0..events.keys.len() {
-                if let Some(Some(values)) = spec.evaluate(&events, key, &[i64::MAX]).pop() {
-                    let mut row = events.keys[key].clone();
-                    row.extend(values);
-                    row.push(partition(day));
-                    out.push(row);
-                }
-            }
-        }
+    let (out, read) = if !spec.plain.is_empty() || !spec.is_events() {
+        (snapshot_rows(&conn, spec, node, range, prefix)?, None)
     } else {
         let events = load_events(&conn, spec, node, prefix, range)?;
-        let days: Vec<Day> = range.days().collect();
-        let queries: Vec<i64> = days.iter().map(|d| (d.0 as i64 + 1) * DAY_MS).collect();
-        let per_key: Vec<Vec<Vec<Value>>> = (0..events.keys.len())
-            .into_par_iter()
-            .map(|key| {
-                spec.evaluate(&events, key, &queries)
-                    .into_iter()
-                    .zip(&days)
-                    .filter_map(|(values, day)| {
-                        let mut row = events.keys[key].clone();
-                        row.extend(values?);
-                        row.push(partition(*day));
-                        Some(row)
-                    })
-                    .collect()
-            })
-            .collect();
-        out = per_key.into_iter().flatten().collect();
-        // By day, then key: rows come out per key.
-        let ds = out.first().map_or(0, Vec::len).saturating_sub(1);
-        let keys = spec.gb.key_columns.len();
-        out.par_sort_by(|a, b| {
-            let by_key = a[..keys]
-                .iter()
-                .zip(&b[..keys])
-                .map(|(x, y)| super::sql::compare_values(x, y))
-                .find(|o| o.is_ne())
-                .unwrap_or(std::cmp::Ordering::Equal);
-            super::sql::compare_values(&a[ds], &b[ds]).then(by_key)
-        });
-        read = Some(events);
-    }
+        (event_rows(spec, &events, range), Some(events))
+    };
     let mut columns: Vec<String> = spec.gb.key_columns.clone();
     let mut types: Vec<&'static str> = vec![""; columns.len()];
     for (name, kind) in spec.columns() {
@@ -503,6 +450,79 @@ fn compute(
         &format!("{prefix}derivations"),
     )?;
     Ok((rows, read))
+}
+
+/// A day's value in the partition column.
+fn partition_value(day: Day) -> Value {
+    Value::Text(day.to_string())
+}
+
+/// Rows of entities (or of a group-by without aggregations): each day reads
+/// its own snapshot.
+fn snapshot_rows(
+    conn: &Connection,
+    spec: &Spec,
+    node: &Node,
+    range: DayRange,
+    prefix: &str,
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    for day in range.days() {
+        let snapshot = source_input(node, prefix, 0)?.range(day, None).to;
+        if !spec.plain.is_empty() {
+            let (_, rows) = load_plain(conn, spec, snapshot, prefix)?;
+            out.extend(rows.into_iter().map(|mut row| {
+                row.push(partition_value(day));
+                row
+            }));
+            continue;
+        }
+        let events = load_snapshot(conn, spec, snapshot, prefix)?;
+        for key in 0..events.keys.len() {
+            if let Some(Some(values)) = spec.evaluate(&events, key, &[i64::MAX]).pop() {
+                let mut row = events.keys[key].clone();
+                row.extend(values);
+                row.push(partition_value(day));
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rows of events, each day's as of its end, sorted by day, then key.
+fn event_rows(spec: &Spec, events: &Events, range: DayRange) -> Vec<Vec<Value>> {
+    let days: Vec<Day> = range.days().collect();
+    let queries: Vec<i64> = days.iter().map(|d| (d.0 as i64 + 1) * DAY_MS).collect();
+    let per_key: Vec<Vec<Vec<Value>>> = (0..events.keys.len())
+        .into_par_iter()
+        .map(|key| {
+            spec.evaluate(events, key, &queries)
+                .into_iter()
+                .zip(&days)
+                .filter_map(|(values, day)| {
+                    let mut row = events.keys[key].clone();
+                    row.extend(values?);
+                    row.push(partition_value(*day));
+                    Some(row)
+                })
+                .collect()
+        })
+        .collect();
+    let mut out: Vec<Vec<Value>> = per_key.into_iter().flatten().collect();
+    // Rows come out per key; the output goes by day, then key.
+    let ds = out.first().map_or(0, Vec::len).saturating_sub(1);
+    let keys = spec.gb.key_columns.len();
+    out.par_sort_by(|a, b| {
+        let by_key = a[..keys]
+            .iter()
+            .zip(&b[..keys])
+            .map(|(x, y)| super::sql::compare_values(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal);
+        super::sql::compare_values(&a[ds], &b[ds]).then(by_key)
+    });
+    out
 }
 
 pub fn backfill(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {

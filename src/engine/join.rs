@@ -321,35 +321,79 @@ pub fn final_(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     columns.push(partition.clone());
     let conn = engine.connect()?;
     let left = read_left(&conn, node, &columns, &partition, range)?;
-    let mut rows = left.rows;
-    let mut out_columns = columns.clone();
-    let n_left = columns.len();
-    let position: HashMap<(String, i64), usize> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, row)| match (&row[n_left - 1], &row[n_left - 2]) {
-            (Value::Text(day), Value::Integer(id)) => Some(((day.clone(), *id), i)),
-            _ => None,
-        })
-        .collect();
+    let mut table = FinalTable::new(columns, left.rows);
     for (i, part) in join.join_parts.iter().enumerate() {
-        let table = &node
-            .inputs
+        let (name, found) = read_part(&conn, node, i, &partition, range)?;
+        table.add_part(name, &found, &part.label(), &partition)?;
+    }
+    let rows = table.without_row_ids();
+    let mut keep = left_columns(join)?;
+    keep.push(partition);
+    let rows = super::derive(&conn, rows, &join.derivations, &keep, "derivations")?;
+    let output = node.output.as_deref().unwrap_or_default();
+    let written = engine.write(output, &rows, range)?;
+    Ok(format!("{output}: {written} rows over {range}"))
+}
+
+/// The rows of the table of `joinParts[i]` in `range`, and the table's name.
+fn read_part<'n>(
+    conn: &Connection,
+    node: &'n Node,
+    i: usize,
+    partition: &str,
+    range: DayRange,
+) -> Result<(&'n str, Rows)> {
+    let table = &node
+        .inputs
+        .iter()
+        .find(|input| input.origin == format!("joinParts[{i}]"))
+        .ok_or_else(|| EngineError::failed(format!("no input for joinParts[{i}]")))?
+        .table;
+    let found = select_rows(
+        conn,
+        &format!(
+            "SELECT * FROM {} WHERE {} BETWEEN ?1 AND ?2",
+            sql_table(table)?,
+            quote(partition)
+        ),
+        &[&range.from.to_string(), &range.to.to_string()],
+        &format!("joinParts[{i}]"),
+    )?;
+    Ok((table, found))
+}
+
+/// The final table as it is put together: the left rows (their columns
+/// end with `row_id` and the partition), each part's features appended.
+struct FinalTable {
+    columns: Vec<String>,
+    rows: Vec<Vec<Value>>,
+    n_left: usize,
+    /// Each left row's position, by its partition and row id.
+    position: HashMap<(String, i64), usize>,
+}
+
+impl FinalTable {
+    fn new(columns: Vec<String>, rows: Vec<Vec<Value>>) -> FinalTable {
+        let n_left = columns.len();
+        let position = rows
             .iter()
-            .find(|input| input.origin == format!("joinParts[{i}]"))
-            .ok_or_else(|| EngineError::failed(format!("no input for joinParts[{i}]")))?
-            .table;
-        let label = part.label();
-        let found = select_rows(
-            &conn,
-            &format!(
-                "SELECT * FROM {} WHERE {} BETWEEN ?1 AND ?2",
-                sql_table(table)?,
-                quote(&partition)
-            ),
-            &[&range.from.to_string(), &range.to.to_string()],
-            &format!("joinParts[{i}]"),
-        )?;
+            .enumerate()
+            .filter_map(|(i, row)| match (&row[n_left - 1], &row[n_left - 2]) {
+                (Value::Text(day), Value::Integer(id)) => Some(((day.clone(), *id), i)),
+                _ => None,
+            })
+            .collect();
+        FinalTable {
+            columns,
+            rows,
+            n_left,
+            position,
+        }
+    }
+
+    /// Appends the `{label}_` columns of a part's table (`found`, read from
+    /// `table`) to the left rows they match; nulls for the rows without.
+    fn add_part(&mut self, table: &str, found: &Rows, label: &str, partition: &str) -> Result<()> {
         let feature_at: Vec<usize> = (0..found.columns.len())
             .filter(|&c| found.columns[c].starts_with(&format!("{label}_")))
             .collect();
@@ -361,37 +405,34 @@ pub fn final_(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
             )));
         };
         for &c in &feature_at {
-            out_columns.push(found.columns[c].clone());
+            self.columns.push(found.columns[c].clone());
         }
-        let width = out_columns.len();
+        let width = self.columns.len();
         for row in &found.rows {
             let (Value::Text(day), Value::Integer(id)) = (&row[day_at], &row[id_at]) else {
                 continue;
             };
-            if let Some(&r) = position.get(&(day.clone(), *id)) {
-                rows[r].extend(feature_at.iter().map(|&c| row[c].clone()));
+            if let Some(&r) = self.position.get(&(day.clone(), *id)) {
+                self.rows[r].extend(feature_at.iter().map(|&c| row[c].clone()));
             }
         }
-        for row in &mut rows {
+        for row in &mut self.rows {
             row.resize(width, Value::Null);
         }
+        Ok(())
     }
-    // The final table keeps the left columns, not the row ids.
-    let id = n_left - 2;
-    out_columns.remove(id);
-    for row in &mut rows {
-        row.remove(id);
+
+    /// The final table keeps the left columns, not the row ids.
+    fn without_row_ids(mut self) -> Rows {
+        let id = self.n_left - 2;
+        self.columns.remove(id);
+        for row in &mut self.rows {
+            row.remove(id);
+        }
+        Rows {
+            types: vec![""; self.columns.len()],
+            columns: self.columns,
+            rows: self.rows,
+        }
     }
-    let types = vec![""; out_columns.len()];
-    let rows = Rows {
-        columns: out_columns,
-        types,
-        rows,
-    };
-    let mut keep = left_columns(join)?;
-    keep.push(partition);
-    let rows = super::derive(&conn, rows, &join.derivations, &keep, "derivations")?;
-    let output = node.output.as_deref().unwrap_or_default();
-    let written = engine.write(output, &rows, range)?;
-    Ok(format!("{output}: {written} rows over {range}"))
 }

@@ -20,14 +20,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::groupby::{self, Spec};
 use super::{Engine, EngineError, Result, column_expr, key_string, scan_sql, select_rows};
-use crate::config::{Body, Join, LabelPart, Source, TimeUnit};
+use crate::config::{Body, Join, LabelPart, Query, Source, TimeUnit};
 use crate::exec::partitioning::LABEL_PARTITION_COLUMN;
 use crate::graph::Node;
-use crate::partition::DayRange;
+use crate::partition::{Day, DayRange};
 use crate::warehouse::{Rows, quote};
 
 pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
@@ -45,79 +46,21 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
         .inputs
         .first()
         .ok_or_else(|| EngineError::failed("no input for the left"))?;
-    let query = join.left.query();
-    let source_partition = super::source_partition(query, &partition);
-    let select: Vec<(String, String)> = row_id
-        .iter()
-        .map(|c| {
-            let expr = if *c == partition {
-                quote(source_partition)
-            } else {
-                column_expr(query, c)
-            };
-            (c.clone(), expr)
-        })
-        .collect();
-    let table = groupby::source_table(&join.left);
-    // Per label part, what does not change with the day: its path in the
-    // config, its spec, where its keys sit in a left row, its prefix.
-    let mut parts = Vec::with_capacity(label.labels.len());
-    for (i, part) in label.labels.iter().enumerate() {
-        let prefix = format!("labelPart.labels[{i}].groupBy.");
-        let spec = Spec::new(&part.group_by, &partition).map_err(|e| within(&prefix, e))?;
-        let key_at: Vec<usize> = part
-            .mapped_keys()
-            .iter()
-            .map(|(_, left)| row_id.iter().position(|c| c == left).unwrap_or(usize::MAX))
-            .collect();
-        parts.push((prefix, spec, key_at, part.label()));
-    }
+    let left = LeftScan::new(join, &row_id, &partition);
+    let parts = label_parts(label, &row_id, &partition)?;
 
     let mut label_columns: Option<Vec<String>> = None;
     let mut rows: Vec<Vec<Value>> = Vec::new();
     for label_ds in range.days() {
         // An empty window (before the left's cutoff) reads no rows, but the
         // labels are still computed, so every partition has the same columns.
-        let window = left_input.range(label_ds, None);
-        let mut text = scan_sql(&table, source_partition, query, &select, window)?;
-        text.push_str(&format!(" ORDER BY {}", quote(source_partition)));
-        let mut joined: Vec<Vec<Value>> = select_rows(&conn, &text, &[], "left")?.rows;
+        let mut joined = left.rows(&conn, left_input.range(label_ds, None))?;
         let mut day_columns = Vec::new();
-        for (prefix, spec, key_at, full_prefix) in &parts {
-            let day = DayRange::new(label_ds, label_ds);
-            let labels = groupby::compute_days(engine, node, spec, day, prefix)
-                .map_err(|e| within(prefix, e))?;
-            let n_keys = spec.gb.key_columns.len();
-            let values = labels.columns.len() - n_keys - 1;
-            let by_key: HashMap<String, &[Value]> = labels
-                .rows
-                .iter()
-                .map(|r| (key_string(&r[..n_keys]), &r[n_keys..n_keys + values]))
-                .collect();
-            day_columns.extend(
-                labels.columns[n_keys..n_keys + values]
-                    .iter()
-                    .map(|c| format!("{full_prefix}_{c}")),
-            );
-            for row in &mut joined {
-                let key: Vec<Value> = key_at
-                    .iter()
-                    .map(|at| row.get(*at).cloned().unwrap_or(Value::Null))
-                    .collect();
-                match by_key.get(&key_string(&key)) {
-                    Some(found) => row.extend(found.iter().cloned()),
-                    None => row.extend(std::iter::repeat_n(Value::Null, values)),
-                }
-            }
+        for part in &parts {
+            day_columns.extend(part.join_day(engine, node, label_ds, &mut joined)?);
         }
         label_columns.get_or_insert(day_columns);
-        let mut seen = HashSet::new();
-        for mut row in joined {
-            if seen.insert(key_string(&row[..row_id.len()])) {
-                row.push(Value::Text(label_ds.to_string()));
-                rows.push(row);
-            }
-        }
+        keep_first_per_row(&mut rows, joined, row_id.len(), label_ds);
     }
     let mut columns = row_id;
     columns.extend(label_columns.unwrap_or_default());
@@ -132,6 +75,143 @@ pub fn label_join(engine: &Engine, node: &Node, range: DayRange) -> Result<Strin
     Ok(format!(
         "{output}: {written} labelled rows for label_ds {range}"
     ))
+}
+
+/// How the left is read: its row identifier, from its source table.
+struct LeftScan<'j> {
+    table: String,
+    partition: &'j str,
+    query: &'j Query,
+    select: Vec<(String, String)>,
+}
+
+impl<'j> LeftScan<'j> {
+    fn new(join: &'j Join, row_id: &[String], partition: &'j str) -> LeftScan<'j> {
+        let query = join.left.query();
+        let source_partition = super::source_partition(query, partition);
+        let select = row_id
+            .iter()
+            .map(|c| {
+                let expr = if c == partition {
+                    quote(source_partition)
+                } else {
+                    column_expr(query, c)
+                };
+                (c.clone(), expr)
+            })
+            .collect();
+        LeftScan {
+            table: groupby::source_table(&join.left),
+            partition: source_partition,
+            query,
+            select,
+        }
+    }
+
+    fn rows(&self, conn: &Connection, window: DayRange) -> Result<Vec<Vec<Value>>> {
+        let mut text = scan_sql(
+            &self.table,
+            self.partition,
+            self.query,
+            &self.select,
+            window,
+        )?;
+        text.push_str(&format!(" ORDER BY {}", quote(self.partition)));
+        Ok(select_rows(conn, &text, &[], "left")?.rows)
+    }
+}
+
+/// A label part, as every `label_ds` uses it: made once, as it does not
+/// change with the day.
+struct LabelColumns<'j> {
+    /// Its path in the config, which its errors start with.
+    path: String,
+    spec: Spec<'j>,
+    /// Where each of its keys sits in a left row (`usize::MAX` when the row
+    /// identifier lacks it, so the key is null).
+    key_at: Vec<usize>,
+    /// What its columns are prefixed with (`JoinPart.fullPrefix`).
+    prefix: String,
+}
+
+fn label_parts<'j>(
+    label: &'j LabelPart,
+    row_id: &[String],
+    partition: &'j str,
+) -> Result<Vec<LabelColumns<'j>>> {
+    let mut parts = Vec::with_capacity(label.labels.len());
+    for (i, part) in label.labels.iter().enumerate() {
+        let path = format!("labelPart.labels[{i}].groupBy.");
+        let spec = Spec::new(&part.group_by, partition).map_err(|e| within(&path, e))?;
+        let key_at = part
+            .mapped_keys()
+            .iter()
+            .map(|(_, left)| row_id.iter().position(|c| c == left).unwrap_or(usize::MAX))
+            .collect();
+        parts.push(LabelColumns {
+            path,
+            spec,
+            key_at,
+            prefix: part.label(),
+        });
+    }
+    Ok(parts)
+}
+
+impl LabelColumns<'_> {
+    /// Appends the part's labels as of `label_ds` to each left row (nulls
+    /// for a key without labels) and returns their column names.
+    fn join_day(
+        &self,
+        engine: &Engine,
+        node: &Node,
+        label_ds: Day,
+        joined: &mut [Vec<Value>],
+    ) -> Result<Vec<String>> {
+        let (path, spec) = (&self.path, &self.spec);
+        let day = DayRange::new(label_ds, label_ds);
+        let labels =
+            groupby::compute_days(engine, node, spec, day, path).map_err(|e| within(path, e))?;
+        let n_keys = spec.gb.key_columns.len();
+        let values = labels.columns.len() - n_keys - 1;
+        let by_key: HashMap<String, &[Value]> = labels
+            .rows
+            .iter()
+            .map(|r| (key_string(&r[..n_keys]), &r[n_keys..n_keys + values]))
+            .collect();
+        for row in joined {
+            let key: Vec<Value> = self
+                .key_at
+                .iter()
+                .map(|at| row.get(*at).cloned().unwrap_or(Value::Null))
+                .collect();
+            match by_key.get(&key_string(&key)) {
+                Some(found) => row.extend(found.iter().cloned()),
+                None => row.extend(std::iter::repeat_n(Value::Null, values)),
+            }
+        }
+        Ok(labels.columns[n_keys..n_keys + values]
+            .iter()
+            .map(|c| format!("{}_{c}", self.prefix))
+            .collect())
+    }
+}
+
+/// Moves `joined` into `rows` with `label_ds` appended, keeping the first
+/// row of each row identifier (`computeRange` drops the duplicates).
+fn keep_first_per_row(
+    rows: &mut Vec<Vec<Value>>,
+    joined: Vec<Vec<Value>>,
+    id_len: usize,
+    label_ds: Day,
+) {
+    let mut seen = HashSet::new();
+    for mut row in joined {
+        if seen.insert(key_string(&row[..id_len])) {
+            row.push(Value::Text(label_ds.to_string()));
+            rows.push(row);
+        }
+    }
 }
 
 /// An error of a label part's group-by, at its path in the config.

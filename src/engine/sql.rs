@@ -39,6 +39,14 @@ pub const SPARK_FUNCTIONS: &[&str] = &[
 ];
 
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    register_encodings(conn)?;
+    register_choices(conn)?;
+    register_strings(conn)?;
+    register_extremes(conn)?;
+    register_dates(conn)
+}
+
+fn register_encodings(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("base64", 1, DETERMINISTIC, |ctx| {
         use base64::Engine as _;
         Ok(match ctx.get_raw(0) {
@@ -69,7 +77,10 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             ValueRef::Text(b) | ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
             other => text_of(other),
         })
-    })?;
+    })
+}
+
+fn register_choices(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("if", 3, DETERMINISTIC, |ctx| {
         let pick = if truthy(ctx.get_raw(0)) { 1 } else { 2 };
         ctx.get::<Value>(pick)
@@ -79,7 +90,10 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             Value::Null => ctx.get::<Value>(1),
             value => Ok(value),
         }
-    })?;
+    })
+}
+
+fn register_strings(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("concat", -1, DETERMINISTIC, |ctx| {
         let mut out = String::new();
         for i in 0..ctx.len() {
@@ -101,7 +115,11 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             .filter_map(|i| text_of(ctx.get_raw(i)))
             .collect();
         Ok(Some(parts.join(&separator)))
-    })?;
+    })
+}
+
+/// As Spark's, `greatest` and `least` skip nulls.
+fn register_extremes(conn: &Connection) -> rusqlite::Result<()> {
     for (name, want) in [
         ("greatest", std::cmp::Ordering::Greater),
         ("least", std::cmp::Ordering::Less),
@@ -123,6 +141,11 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
             Ok(best.unwrap_or(Value::Null))
         })?;
     }
+    Ok(())
+}
+
+/// Date and time functions; times are UTC (see the module header).
+fn register_dates(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("from_unixtime", -1, DETERMINISTIC, |ctx| {
         let Some(seconds) = number_of(ctx.get_raw(0)) else {
             return Ok(None);
