@@ -3,8 +3,9 @@
 //! their fingerprints (`Partitions`). Probes list them; the table formats
 //! read them from metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::config::TableRef;
 use crate::hash::Hash;
 use crate::partition::{Day, DayFormat};
 
@@ -29,5 +30,28 @@ impl TableLayout {
     /// `column=value`, as a folder name or a Hive partition spec.
     pub fn partition_name(&self, day: Day) -> String {
         format!("{}={}", self.column, self.format.format(day))
+    }
+}
+
+/// Each table's layout; tables not named have the warehouse's.
+#[derive(Clone, Debug)]
+pub struct Layouts {
+    pub default: TableLayout,
+    pub tables: HashMap<String, TableLayout>,
+}
+
+impl Layouts {
+    pub fn uniform(column: &str) -> Layouts {
+        Layouts {
+            default: TableLayout::new(column),
+            tables: HashMap::new(),
+        }
+    }
+
+    /// The layout of `table` (as in configs, with or without a sub-partition).
+    pub fn of(&self, table: &str) -> &TableLayout {
+        self.tables
+            .get(TableRef::split(table).0)
+            .unwrap_or(&self.default)
     }
 }

@@ -31,9 +31,9 @@ use crate::config::{Config, Layout, Repo};
 use crate::exec::{Interface, env, interface};
 use crate::graph::{Graph, Node, Step};
 use crate::partition::DayFormat;
-use crate::probe::{Layouts, TableLayout};
 use crate::settings::Settings;
 use crate::settings::SettingsError;
+use crate::table::{Layouts, TableLayout};
 
 /// The column of a label join's output table besides the partition column
 /// (airbnb/chronon `Constants.LabelPartitionColumn`).

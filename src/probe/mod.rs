@@ -22,13 +22,11 @@
 //! (`HiveDir`, its fingerprint modes and rustix-based listing) and
 //! `command.rs` (`CommandProbe`).
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::TableRef;
 use crate::partition::Day;
 use crate::settings::{Settings, WarehouseKind};
-pub use crate::table::{Partitions, TableLayout};
+pub use crate::table::{Layouts, Partitions, TableLayout};
 
 mod command;
 mod delta;
@@ -100,29 +98,6 @@ fn only_days(mut all: Partitions, days: &[Day]) -> Partitions {
     let wanted: std::collections::BTreeSet<&Day> = days.iter().collect();
     all.retain(|d, _| wanted.contains(d));
     all
-}
-
-/// Each table's layout; tables not named have the warehouse's.
-#[derive(Clone, Debug)]
-pub struct Layouts {
-    pub default: TableLayout,
-    pub tables: HashMap<String, TableLayout>,
-}
-
-impl Layouts {
-    pub fn uniform(column: &str) -> Layouts {
-        Layouts {
-            default: TableLayout::new(column),
-            tables: HashMap::new(),
-        }
-    }
-
-    /// The layout of `table` (as in configs, with or without a sub-partition).
-    pub fn of(&self, table: &str) -> &TableLayout {
-        self.tables
-            .get(TableRef::split(table).0)
-            .unwrap_or(&self.default)
-    }
 }
 
 pub fn from_settings(
