@@ -258,47 +258,8 @@ fn execute(
     {
         store.record_memos(&plan.memos)?;
     }
-    let jobs = jobs_to_run(&ws, &plan);
-    // Nothing to run (every target fresh): no program is asked which CLI it
-    // is, so a no-op run from cron needs no CLI on the machine.
-    let executor = if action == Action::Adopt || jobs.is_empty() {
-        Executor::idle(&ws.repo, &ws.settings)
-    } else {
-        let executor = Executor::new(&ws.repo, &ws.settings)?;
-        if executor.interface().is_none() {
-            ws.partitioning
-                .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;
-        }
-        executor.check(jobs.iter().map(|(node, key)| (node.label(), *key)))?;
-        errln!("{}", executor.describe());
-        executor
-    };
-    // Partitions before a node's start: gone before anything reads them on
-    // the embedded warehouse; elsewhere `gc` removes them.
-    if action != Action::Adopt && !plan.orphans.is_empty() {
-        if ws.settings.warehouse.kind == crate::settings::WarehouseKind::Sqlite {
-            let said = crate::run::gc::remove(
-                &ws.settings,
-                &ws.repo.root,
-                &ws.partitioning.layouts,
-                &plan.orphans,
-                action == Action::DryRun,
-            )?;
-            for line in said {
-                errln!("{line}");
-            }
-        } else {
-            for orphan in &plan.orphans {
-                errln!(
-                    "note: {} has {} partition(s) before {}'s start {}; `chronon-build gc` removes them",
-                    orphan.table,
-                    orphan.partitions.len(),
-                    orphan.target,
-                    orphan.start
-                );
-            }
-        }
-    }
+    let executor = executor_for(&ws, &plan, action)?;
+    remove_orphans(&ws, &plan, action)?;
     let mut ctx = run::Context {
         repo: &ws.repo,
         settings: &ws.settings,
@@ -317,26 +278,90 @@ fn execute(
         Format::Text => super::print_out(&summary.text()),
         Format::Json => print_json(&summary.to_json()),
     }
-    if let Some(path) = metrics_file {
-        // The run is recorded whatever happens here; a metrics file that
-        // cannot be written is an error of its own.
-        let latest = match store.as_ref() {
-            Some(store) => store.latest_attempts()?,
-            None => Default::default(),
-        };
-        let statuses = monitor::statuses(&plan, &ws.graph, &latest);
-        let text = monitor::metrics::render(&summary, &statuses);
-        if let Err(e) = super::write_output(path, &text) {
-            errln!("error: --metrics-file {}: {e}", path.display());
-            let outcome = summary.exit();
-            return Ok(if outcome == Exit::Ok {
-                Exit::Invalid
-            } else {
-                outcome
-            });
-        }
+    match metrics_file {
+        Some(path) => write_metrics(path, &ws, &plan, store.as_ref(), summary),
+        None => Ok(summary.exit()),
     }
-    Ok(summary.exit())
+}
+
+/// The executor of the run. Nothing to run (every target fresh): no
+/// program is asked which CLI it is, so a no-op run from cron needs no CLI
+/// on the machine.
+fn executor_for<'w>(
+    ws: &'w Workspace,
+    plan: &plan::Plan,
+    action: Action,
+) -> Result<Executor<'w>, Error> {
+    let jobs = jobs_to_run(ws, plan);
+    if action == Action::Adopt || jobs.is_empty() {
+        return Ok(Executor::idle(&ws.repo, &ws.settings));
+    }
+    let executor = Executor::new(&ws.repo, &ws.settings)?;
+    if executor.interface().is_none() {
+        ws.partitioning
+            .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;
+    }
+    executor.check(jobs.iter().map(|(node, key)| (node.label(), *key)))?;
+    errln!("{}", executor.describe());
+    Ok(executor)
+}
+
+/// Partitions before a node's start: gone before anything reads them on
+/// the embedded warehouse; elsewhere `gc` removes them.
+fn remove_orphans(ws: &Workspace, plan: &plan::Plan, action: Action) -> Result<(), Error> {
+    if action == Action::Adopt || plan.orphans.is_empty() {
+        return Ok(());
+    }
+    if ws.settings.warehouse.kind == crate::settings::WarehouseKind::Sqlite {
+        let said = crate::run::gc::remove(
+            &ws.settings,
+            &ws.repo.root,
+            &ws.partitioning.layouts,
+            &plan.orphans,
+            action == Action::DryRun,
+        )?;
+        for line in said {
+            errln!("{line}");
+        }
+        return Ok(());
+    }
+    for orphan in &plan.orphans {
+        errln!(
+            "note: {} has {} partition(s) before {}'s start {}; `chronon-build gc` removes them",
+            orphan.table,
+            orphan.partitions.len(),
+            orphan.target,
+            orphan.start
+        );
+    }
+    Ok(())
+}
+
+/// `--metrics-file`: the run is recorded whatever happens here; a metrics
+/// file that cannot be written is an error of its own.
+fn write_metrics(
+    path: &std::path::Path,
+    ws: &Workspace,
+    plan: &plan::Plan,
+    store: Option<&StateStore>,
+    summary: crate::run::Summary,
+) -> Result<Exit, Error> {
+    let latest = match store {
+        Some(store) => store.latest_attempts()?,
+        None => Default::default(),
+    };
+    let statuses = monitor::statuses(plan, &ws.graph, &latest);
+    let text = monitor::metrics::render(&summary, &statuses);
+    let outcome = summary.exit();
+    if let Err(e) = super::write_output(path, &text) {
+        errln!("error: --metrics-file {}: {e}", path.display());
+        return Ok(if outcome == Exit::Ok {
+            Exit::Invalid
+        } else {
+            outcome
+        });
+    }
+    Ok(outcome)
 }
 
 /// The nodes with work to do, each with its template key.

@@ -19,9 +19,12 @@
 //! output partitions already exist in the warehouse; a writer thread records
 //! them, `writer`).
 
+mod alerts;
 mod blocks;
+mod events;
 pub mod gc;
 mod hooks;
+mod inline;
 mod job;
 pub mod lock;
 pub(crate) mod process;
@@ -34,7 +37,7 @@ mod writer;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel};
 use std::time::{Duration, Instant};
 
 use crate::config::Repo;
@@ -44,8 +47,8 @@ use crate::graph::{Graph, Node, NodeId, Step};
 use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::plan::live::{LivePlan, Ready};
-use crate::plan::{self, BuildRecord, Column, Plan};
-use crate::probe::{Partitions, Probe};
+use crate::plan::{self, BuildRecord, Plan};
+use crate::probe::Probe;
 use crate::settings::Settings;
 use crate::store::{Attempt, Recorded, StateStore, day_column};
 
@@ -118,37 +121,65 @@ pub struct Runner<'c, 'a> {
     opts: RunOptions,
     /// The plan, kept current: it decides what is ready.
     live: LivePlan<'a>,
-    /// Each node's job ranges, cut once from the plan.
-    blocks: blocks::Blocks,
     /// Nodes whose targets this executor cannot run at all (mutation
     /// streams on the local engine): reported as skipped, not as failed or
     /// not run.
     skipped: Vec<bool>,
-    slices: HashMap<NodeId, Arc<str>>,
-    jobs: Vec<Job>,
-    queue: VecDeque<usize>,
-    delayed: Vec<(Instant, usize)>,
-    running: HashMap<usize, Running>,
+    names: Names,
+    work: Work,
     slots: slots::Slots<'a>,
     run_id: i64,
-    events: (Sender<Event>, Receiver<Event>),
+    processes: Processes,
     progress: progress::Progress,
     summary: Summary,
     interrupts: u32,
-    wait_deadline: Option<Instant>,
-    next_poll: Option<Instant>,
-    /// Node labels, once each.
-    labels: Vec<String>,
-    /// Whole-join runs: what each join's backfills of this run cover.
-    covers: Covers,
-    /// The attempt whose outputs are being recorded: (id, exit code,
-    /// duration), ended in the recording's transaction.
-    finishing: Option<Attempt>,
-    waiters: Option<process::Waiters>,
+    sensing: Sensing,
     hooks: hooks::Hooks,
     /// `adopt`: recordings go to a writer thread, which owns the state
     /// while keying and probing go on here.
     writer: Option<SyncSender<Write>>,
+}
+
+/// Names made once per node: labels for messages, slices for records.
+#[derive(Default)]
+struct Names {
+    labels: Vec<String>,
+    slices: HashMap<NodeId, Arc<str>>,
+}
+
+/// The run's jobs: how ready targets are cut into jobs, the jobs made, and
+/// where each is.
+struct Work {
+    /// Each node's job ranges, cut once from the plan.
+    blocks: blocks::Blocks,
+    /// Whole-join runs: what each join's backfills of this run cover.
+    covers: Covers,
+    jobs: Vec<Job>,
+    queue: VecDeque<usize>,
+    /// Jobs waiting for a retry, with when.
+    delayed: Vec<(Instant, usize)>,
+    running: HashMap<usize, Running>,
+}
+
+/// What `write_built` did: the write's sequence number (0 when none was
+/// made here), the reads to send to the writer thread, and the attempt
+/// when it was not recorded with the targets.
+struct Written {
+    seq: i64,
+    deferred: Option<Vec<(String, Day, Hash)>>,
+    attempt: Option<Attempt>,
+}
+
+/// The processes' side: their exits come as events; threads wait for them.
+struct Processes {
+    events: (Sender<Event>, Receiver<Event>),
+    waiters: Option<process::Waiters>,
+}
+
+/// `--wait`: until when blocked inputs are polled for, and the next poll.
+struct Sensing {
+    wait_deadline: Option<Instant>,
+    next_poll: Option<Instant>,
 }
 
 impl<'c, 'a> Runner<'c, 'a> {
@@ -174,25 +205,32 @@ impl<'c, 'a> Runner<'c, 'a> {
             ctx,
             opts,
             live,
-            blocks,
             skipped,
-            slices: HashMap::new(),
-            jobs: Vec::new(),
-            queue: VecDeque::new(),
-            delayed: Vec::new(),
-            running: HashMap::new(),
+            names: Names {
+                labels,
+                slices: HashMap::new(),
+            },
+            work: Work {
+                blocks,
+                covers: Covers::default(),
+                jobs: Vec::new(),
+                queue: VecDeque::new(),
+                delayed: Vec::new(),
+                running: HashMap::new(),
+            },
             slots,
             run_id: 0,
-            events: channel(),
+            processes: Processes {
+                events: channel(),
+                waiters: None,
+            },
             progress,
             summary: Summary::default(),
             interrupts: 0,
-            wait_deadline,
-            next_poll: None,
-            labels,
-            covers: Covers::default(),
-            finishing: None,
-            waiters: None,
+            sensing: Sensing {
+                wait_deadline,
+                next_poll: None,
+            },
             hooks,
             writer: None,
         }
@@ -207,13 +245,13 @@ impl<'c, 'a> Runner<'c, 'a> {
     }
 
     fn set_cover(&mut self, job: usize, cover: Cover) {
-        let node = &self.ctx.graph.nodes[self.jobs[job].node];
+        let node = &self.ctx.graph.nodes[self.work.jobs[job].node];
         if !self.whole_join(node) {
             return;
         }
-        let (config, range) = (node.config, self.jobs[job].range);
+        let (config, range) = (node.config, self.work.jobs[job].range);
         if let Some(range) = range {
-            self.covers.ended(config, range, cover);
+            self.work.covers.ended(config, range, cover);
         }
         self.release_join(config);
     }
@@ -242,7 +280,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         let mut rest = Vec::new();
         let mut done = Vec::new();
         for i in ready {
-            match self.covers.get(config, self.live.target(id, i).day) {
+            match self.work.covers.get(config, self.live.target(id, i).day) {
                 None => rest.push(i),
                 Some(Cover::Pending) => self.live.hold(id, &[i], None),
                 Some(Cover::Done) => done.push(i),
@@ -254,7 +292,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         if !done.is_empty() {
             let records = self.records(id, &done);
-            self.jobs.push(Job {
+            self.work.jobs.push(Job {
                 node: id,
                 targets: done,
                 range: None,
@@ -262,12 +300,12 @@ impl<'c, 'a> Runner<'c, 'a> {
                 command: CommandLine::default(),
                 attempt: 0,
             });
-            let job = self.jobs.len() - 1;
+            let job = self.work.jobs.len() - 1;
             let outputs = match self.opts.action {
-                Action::DryRun => self.jobs[job].dry_run_outputs(),
+                Action::DryRun => self.work.jobs[job].dry_run_outputs(),
                 _ => self.probe_outputs(job).unwrap_or_default(),
             };
-            if let Err(e) = self.succeeded(job, outputs) {
+            if let Err(e) = self.succeeded(job, outputs, None) {
                 self.progress.note(&format!("error: {e}"));
             }
         }
@@ -303,7 +341,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.summary.wall = started.elapsed();
         self.summary.cutoff = self.live.cutoff();
         self.summary
-            .add_left(&self.live, &self.labels, &self.skipped);
+            .add_left(&self.live, &self.names.labels, &self.skipped);
         if self.opts.action == Action::Run
             && let Some(store) = self.ctx.store.as_deref_mut()
         {
@@ -318,71 +356,9 @@ impl<'c, 'a> Runner<'c, 'a> {
         })
     }
 
-    /// `on_success_run`, with the summary as JSON in `run-N/summary.json`.
-    fn success_hook(&mut self, run_dir: &std::path::Path) {
-        let path = run_dir.join("summary.json");
-        let json =
-            serde_json::to_string_pretty(&self.summary.to_json()).expect("summary serializes");
-        if let Err(e) = std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&path, json))
-        {
-            self.summary.hook_failures.push(format!(
-                "on_success_run: cannot write {}: {e}",
-                path.display()
-            ));
-        }
-        let s = &self.summary;
-        let vars = vec![
-            ("CHRONON_BUILD_EVENT", "success-run".to_string()),
-            ("CHRONON_BUILD_RUN_ID", s.run_id.to_string()),
-            ("CHRONON_BUILD_OUTCOME", s.outcome().name().to_string()),
-            ("CHRONON_BUILD_BUILT", s.built.to_string()),
-            ("CHRONON_BUILD_FRESH", s.fresh.to_string()),
-            ("CHRONON_BUILD_CUTOFF", s.cutoff.to_string()),
-            ("CHRONON_BUILD_JOBS", s.ran.len().to_string()),
-            (
-                "CHRONON_BUILD_WALL_SECONDS",
-                format!("{:.3}", s.wall.as_secs_f64()),
-            ),
-            ("CHRONON_BUILD_SUMMARY", path.to_string_lossy().into_owned()),
-        ];
-        if let Some(problem) = self.hooks.success_run(vars) {
-            self.summary.hook_failures.push(problem);
-        }
-    }
-
-    /// `on_failure` for a job that failed for good.
-    fn failure_hook(&mut self, job: usize, code: Option<i32>, how: &str, log: &std::path::Path) {
-        let j = &self.jobs[job];
-        let node = &self.ctx.graph.nodes[j.node];
-        let day = |d: Option<Day>| d.map(|d| d.to_string()).unwrap_or_default();
-        let vars = vec![
-            ("CHRONON_BUILD_EVENT", "failure".to_string()),
-            ("CHRONON_BUILD_RUN_ID", self.run_id.to_string()),
-            ("CHRONON_BUILD_TARGET", self.describe(job)),
-            ("CHRONON_BUILD_CONFIG", node.name.clone()),
-            (
-                "CHRONON_BUILD_FILE",
-                self.ctx.repo.configs[node.config].path.clone(),
-            ),
-            ("CHRONON_BUILD_STEP", node.step.name().to_string()),
-            ("CHRONON_BUILD_PART", node.part.clone().unwrap_or_default()),
-            ("CHRONON_BUILD_TEAM", node.team.clone()),
-            ("CHRONON_BUILD_START_DS", day(j.range.map(|r| r.from))),
-            ("CHRONON_BUILD_END_DS", day(j.range.map(|r| r.to))),
-            (
-                "CHRONON_BUILD_EXIT_CODE",
-                code.map(|c| c.to_string()).unwrap_or_default(),
-            ),
-            ("CHRONON_BUILD_REASON", how.to_string()),
-            ("CHRONON_BUILD_ATTEMPTS", j.attempt.to_string()),
-            ("CHRONON_BUILD_LOG", log.to_string_lossy().into_owned()),
-        ];
-        self.hooks.failure(vars);
-    }
-
     /// Probes a job's output partitions (`job::probe_outputs`).
     fn probe_outputs(&self, job: usize) -> Result<Vec<Option<Hash>>, Error> {
-        let job = &self.jobs[job];
+        let job = &self.work.jobs[job];
         job::probe_outputs(
             &self.ctx.graph.nodes[job.node],
             &job.records,
@@ -392,14 +368,17 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     /// Where a job's current attempt logs.
     fn log_path(&self, job: usize) -> PathBuf {
-        self.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id)
+        self.work.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id)
     }
 
     /// Makes a job's records as it starts: keys and their documents from
     /// the inputs as they are now.
     fn prepare(&mut self, job: usize) {
-        let (id, targets) = (self.jobs[job].node, self.jobs[job].targets.clone());
-        self.jobs[job].records = self.records(id, &targets);
+        let (id, targets) = (
+            self.work.jobs[job].node,
+            self.work.jobs[job].targets.clone(),
+        );
+        self.work.jobs[job].records = self.records(id, &targets);
     }
 
     /// What building these targets of a node records (those whose key is
@@ -411,7 +390,8 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     fn slice_json(&mut self, node: NodeId) -> Arc<str> {
         let graph = self.ctx.graph;
-        self.slices
+        self.names
+            .slices
             .entry(node)
             .or_insert_with(|| plan::slice_json(&graph.nodes[node]))
             .clone()
@@ -442,7 +422,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         if ready.is_empty() || self.live.ordering_busy(id) {
             return;
         }
-        let due = self.blocks.due(&self.live, id, &ready);
+        let due = self.work.blocks.due(&self.live, id, &ready);
         for group in due {
             self.enqueue_group(id, group);
         }
@@ -451,14 +431,14 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// Hands out the targets held by blocks that still wait, when nothing
     /// else is left to do; whether any were.
     fn release_blocks(&mut self) -> bool {
-        let released = self.blocks.release(&self.live);
-        let queued = self.queue.len();
+        let released = self.work.blocks.release(&self.live);
+        let queued = self.work.queue.len();
         for (id, group) in released {
             if !self.live.ordering_busy(id) {
                 self.enqueue_group(id, group);
             }
         }
-        self.queue.len() > queued
+        self.work.queue.len() > queued
     }
 
     /// Jobs for one group of a node's ready targets, sorted by day.
@@ -521,10 +501,10 @@ impl<'c, 'a> Runner<'c, 'a> {
             };
             let whole = self.whole_join(node);
             if let (true, Some(range)) = (whole, range) {
-                self.covers.queued(node.config, range);
+                self.work.covers.queued(node.config, range);
             }
             let command = self.ctx.executor.command(node, range, whole, key);
-            self.jobs.push(Job {
+            self.work.jobs.push(Job {
                 node: id,
                 targets,
                 range,
@@ -532,464 +512,120 @@ impl<'c, 'a> Runner<'c, 'a> {
                 command,
                 attempt: 0,
             });
-            self.queue.push_back(self.jobs.len() - 1);
+            self.work.queue.push_back(self.work.jobs.len() - 1);
             self.progress.queued(1);
         }
     }
 
     fn describe(&self, job: usize) -> String {
-        let job = &self.jobs[job];
+        let job = &self.work.jobs[job];
         let range = crate::partition::at_range(job.range.map(|r| r.from), job.range.map(|r| r.to));
-        format!("{}{range}", self.labels[job.node])
+        format!("{}{range}", self.names.labels[job.node])
     }
 
-    /// Dry runs and adoption: no processes, one job after another.
-    fn inline_loop(&mut self) -> Result<(), Error> {
-        let Some(store) = self
-            .ctx
-            .store
-            .take()
-            .filter(|_| self.opts.action == Action::Adopt)
-        else {
-            return self.inline_jobs();
-        };
-        // Adopting: a writer thread records jobs' targets while the next
-        // jobs are keyed and probed (`writer`), and another connection
-        // checkpoints the WAL beside it. A failed write stops the adoption
-        // with its error. Bounded: the jobs keyed ahead of the writer are
-        // held in memory.
-        let (sender, receiver) = sync_channel::<Write>(16);
-        let result = std::thread::scope(|scope| {
-            let store = &mut *store;
-            let writer = scope.spawn(move || {
-                store.with_checkpoints_aside(|store| writer::write_all(receiver, store))?
-            });
-            self.writer = Some(sender);
-            let result = self.inline_jobs();
-            self.writer = None;
-            let written = writer.join().expect("the state writer does not panic");
-            result.and(written)
-        });
-        self.ctx.store = Some(store);
-        result
-    }
-
-    fn inline_jobs(&mut self) -> Result<(), Error> {
-        while !self.queue.is_empty() || self.release_blocks() {
-            if self.opts.action == Action::DryRun {
-                let job = self.queue.pop_front().expect("the queue is not empty");
-                self.prepare(job);
-                let node = &self.ctx.graph.nodes[self.jobs[job].node];
-                let command = summary::PlannedCommand::new(&self.jobs[job], node);
-                self.summary.commands.push(command);
-                let outputs = self.jobs[job].dry_run_outputs();
-                self.succeeded(job, outputs)?;
-                self.set_cover(job, Cover::Done);
-                continue;
-            }
-            self.adopt_chunk()?;
-        }
-        Ok(())
-    }
-
-    /// Adopting is probing: up to 64 queued jobs are keyed, in parallel,
-    /// while their output tables are listed (one listing for all), then
-    /// recorded in order.
-    fn adopt_chunk(&mut self) -> Result<(), Error> {
-        use rayon::prelude::*;
-        const CHUNK: usize = 64;
-        let take = self.queue.len().min(CHUNK);
-        let jobs: Vec<usize> = self.queue.drain(..take).collect();
-        let slices: Vec<Arc<str>> = jobs
-            .iter()
-            .map(|&j| self.slice_json(self.jobs[j].node))
-            .collect();
-        let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
-        let mut tables: Vec<String> = jobs
-            .iter()
-            .filter_map(|&j| graph.nodes[self.jobs[j].node].probed_table())
-            .map(str::to_string)
-            .collect();
-        tables.sort_unstable();
-        tables.dedup();
-        let (records, listed): (Vec<Vec<BuildRecord>>, _) = rayon::join(
-            || {
-                jobs.par_iter()
-                    .zip(&slices)
-                    .map(|(&j, slice_json)| {
-                        let (id, targets) = (self.jobs[j].node, &self.jobs[j].targets);
-                        job::records(live, graph, id, targets, slice_json)
-                    })
-                    .collect()
-            },
-            || probe.list_all(tables),
-        );
-        let listed: HashMap<String, Partitions> = listed?.into_iter().collect();
-        let unlisted = Partitions::new();
-        let output = |id: NodeId| {
-            let table = graph.nodes[id].probed_table()?;
-            Some((table, listed.get(table).unwrap_or(&unlisted)))
-        };
-        // The memo of each node this chunk adopts whole, from the columns
-        // its keys were just made from (no target is recorded yet) and
-        // its output as listed: stored once all its targets are, so the
-        // first plan after adopting skips them as later plans do.
-        let memos: Vec<Option<crate::store::Memo>> = jobs
-            .par_iter()
-            .map(|&j| {
-                let id = self.jobs[j].node;
-                if self.jobs[j].targets.len() != live.plan().nodes[id].targets.len() {
-                    return None;
-                }
-                let column = output(id).map(|(t, p)| Column::from_partitions(t, p));
-                live.memo(id, column.as_ref())
-            })
-            .collect();
-        for ((job, records), memo) in jobs.into_iter().zip(records).zip(memos) {
-            let id = self.jobs[job].node;
-            let outputs = job::outputs(&records, output(id).map(|(_, p)| p));
-            self.jobs[job].records = records;
-            self.succeeded(job, outputs)?;
-            if let (Some(memo), Some(writer)) = (memo, &self.writer)
-                && self.live.all_built(id)
-            {
-                let _ = writer.send(Write::Memo(plan::node_key(&graph.nodes[id]), memo));
-            }
-        }
-        Ok(())
-    }
-
-    fn event_loop(&mut self) -> Result<(), Error> {
-        let signals = process::forward_interrupts(self.events.0.clone(), || Event::Interrupt);
-        let result = self.event_loop_inner();
-        if let Some(handle) = signals {
-            handle.close();
-        }
-        result
-    }
-
-    fn event_loop_inner(&mut self) -> Result<(), Error> {
-        loop {
-            if self.interrupts == 0 {
-                self.dispatch()?;
-            }
-            let idle = self.running.is_empty() && self.queue.is_empty() && self.delayed.is_empty();
-            if idle && self.interrupts == 0 && self.release_blocks() {
-                continue;
-            }
-            let stopped = self.interrupts > 0 && self.running.is_empty();
-            if (idle || stopped) && (self.interrupts > 0 || !self.should_poll()) {
-                break;
-            }
-            let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
-            match self.events.1.recv_timeout(timeout) {
-                Ok(Event::Exited { job, code }) => self.exited(job, code)?,
-                Ok(Event::Interrupt) => self.interrupted(),
-                Err(RecvTimeoutError::Timeout) => self.tick()?,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        Ok(())
-    }
-
-    /// With `--wait`, whether blocked targets are worth probing for again.
-    fn should_poll(&mut self) -> bool {
-        let Some(deadline) = self.wait_deadline else {
-            return false;
-        };
-        if Instant::now() >= deadline || self.live.blocked_tables().is_empty() {
-            return false;
-        }
-        if self.next_poll.is_none() {
-            self.next_poll = Some(Instant::now() + self.opts.poll);
-        }
-        true
-    }
-
-    fn next_wakeup(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(3600);
-        let deadlines = self.running.values().filter_map(|r| match r.terminated {
-            Some(t) => Some(t + KILL_GRACE),
-            None => r.deadline,
-        });
-        let retries = self.delayed.iter().map(|(at, _)| *at);
-        deadlines
-            .chain(retries)
-            .chain(self.next_poll)
-            .chain(self.wait_deadline)
-            .min()
-            .unwrap_or(far)
-            .min(far)
-    }
-
-    fn interrupted(&mut self) {
-        self.interrupts += 1;
-        self.summary.interrupted = true;
-        if self.interrupts == 1 {
-            self.delayed.clear();
-            self.progress.note(&format!(
-                "interrupted: no new jobs; waiting for {} running job(s) (Ctrl-C again to kill them)",
-                self.running.len()
-            ));
-        } else {
-            self.progress
-                .note("interrupted again: killing running jobs");
-            for running in self.running.values() {
-                crate::exec::command::kill_group(running.pid, libc::SIGKILL);
-            }
-        }
-    }
-
-    /// Timeouts, retries that are due, and sensor polls.
-    fn tick(&mut self) -> Result<(), Error> {
-        let now = Instant::now();
-        for (job, running) in self.running.iter_mut() {
-            match running.terminated {
-                None if running.deadline.is_some_and(|d| now >= d) => {
-                    crate::exec::command::kill_group(running.pid, libc::SIGTERM);
-                    running.terminated = Some(now);
-                    let _ = job;
-                }
-                Some(t) if now >= t + KILL_GRACE => {
-                    crate::exec::command::kill_group(running.pid, libc::SIGKILL);
-                }
-                _ => {}
-            }
-        }
-        let (due, later): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(at, _)| *at <= now);
-        self.delayed = later;
-        for (_, job) in due {
-            self.queue.push_back(job);
-        }
-        if self.next_poll.is_some_and(|p| now >= p) {
-            self.next_poll = None;
-            self.poll_inputs()?;
-        }
-        Ok(())
-    }
-
-    fn dispatch(&mut self) -> Result<(), Error> {
-        let nodes = &self.ctx.graph.nodes;
-        while !self.slots.full() {
-            let fits = |&j: &usize| self.slots.fits(&nodes[self.jobs[j].node]);
-            let Some(pos) = self.queue.iter().position(fits) else {
-                break;
-            };
-            let job = self.queue.remove(pos).expect("position is in the queue");
-            self.start(job)?;
-        }
-        Ok(())
-    }
-
-    fn start(&mut self, job: usize) -> Result<(), Error> {
-        self.jobs[job].attempt += 1;
-        let node_id = self.jobs[job].node;
-        let node = &self.ctx.graph.nodes[node_id];
-        let log = self.log_path(job);
-        self.slots.take(node);
-        self.prepare(job);
-        let what = format!(
-            "{} (attempt {})",
-            self.describe(job),
-            self.jobs[job].attempt
-        );
-        self.progress.started(job, &what);
-        let started = Instant::now();
-        let tx = self.events.0.clone();
-        let waiters = self
-            .waiters
-            .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
-        let spawned = process::spawn(waiters, &self.jobs[job].command, &log, move |code| {
-            let _ = tx.send(Event::Exited { job, code });
-        });
-        let pid = match spawned {
-            Ok(pid) => pid,
-            Err(message) => {
-                // The command could not start: an attempt that failed.
-                process::append_log(&log, &message);
-                let _ = self.events.0.send(Event::Exited { job, code: None });
-                0
-            }
-        };
-        self.running.insert(
-            job,
-            Running {
-                pid,
-                started,
-                deadline: self.opts.timeout.map(|t| started + t),
-                terminated: None,
-                started_at: crate::clock::unix_now(),
-                log,
-            },
-        );
-        Ok(())
-    }
-
-    fn exited(&mut self, job: usize, code: Option<i32>) -> Result<(), Error> {
-        let Some(running) = self.running.remove(&job) else {
-            return Ok(());
-        };
-        let node_id = self.jobs[job].node;
-        let node = &self.ctx.graph.nodes[node_id];
-        self.slots.give_back(node);
-        let elapsed = running.started.elapsed();
-        // Keep the slots busy: start what is queued before recording.
-        if self.interrupts == 0 {
-            self.dispatch()?;
-        }
-        let node = &self.ctx.graph.nodes[node_id];
-        let attempt = Attempt {
-            run: self.run_id,
-            node: plan::node_key(node),
-            from: self.jobs[job].range.map(|r| r.from),
-            to: self.jobs[job].range.map(|r| r.to),
-            attempt: self.jobs[job].attempt,
-            argv: self.jobs[job].command.argv.clone(),
-            log_path: running.log.to_string_lossy().into_owned(),
-            started_at: running.started_at,
-            exit_code: code,
-            duration: elapsed,
-        };
-        if code == Some(0) {
-            // Recorded with the targets it built, in their transaction.
-            self.finishing = Some(attempt);
-        } else if let Some(store) = self.ctx.store.as_deref_mut() {
+    /// Records a job's targets whose outputs are there, in one transaction
+    /// with the attempt that built them (`attempt`, from a real run), and
+    /// dispatches what became ready.
+    fn succeeded(
+        &mut self,
+        job: usize,
+        outputs: Vec<Option<Hash>>,
+        attempt: Option<Attempt>,
+    ) -> Result<(), Error> {
+        let node_id = self.work.jobs[job].node;
+        let records = std::mem::take(&mut self.work.jobs[job].records);
+        let written = self.write_built(node_id, &records, &outputs, attempt)?;
+        if let (Some(attempt), Some(store)) = (written.attempt, self.ctx.store.as_deref_mut()) {
             store.record_attempt(&attempt)?;
         }
-        let what = self.describe(job);
-        let attempt = self.jobs[job].attempt;
-        self.summary.attempts.push(summary::AttemptReport {
-            step: node.step,
-            duration: elapsed,
-            retry: attempt > 1,
-        });
-        if code == Some(0) {
-            let outputs = self.probe_outputs(job)?;
-            let missing = outputs.iter().filter(|o| o.is_none()).count();
-            self.progress.ended(
-                job,
-                &format!("done {what} in {}", summary::seconds(elapsed)),
-                true,
-            );
-            self.summary.ran.push(summary::JobReport {
-                target: what,
-                attempts: attempt,
-                duration: elapsed,
-                log: running.log.clone(),
-            });
-            if missing > 0 {
-                self.progress.note(&format!(
-                    "{}: the job exited 0 but {missing} output partition(s) are missing",
-                    self.describe(job)
-                ));
-            }
-            self.succeeded(job, outputs)?;
-            if let (Some(attempt), Some(store)) =
-                (self.finishing.take(), self.ctx.store.as_deref_mut())
-            {
-                store.record_attempt(&attempt)?;
-            }
-            self.set_cover(job, Cover::Done);
-            return Ok(());
+        let (recorded, missing) = self.recorded(job, &records, &outputs, written.seq);
+        if let (Some(read), Some(writer)) = (written.deferred, &self.writer) {
+            // A closed channel means the writer stopped on an error, which
+            // the adoption returns when it ends.
+            let recording = Recording {
+                records,
+                outputs,
+                read,
+            };
+            let _ = writer.send(Write::Job(recording));
         }
-        if self.interrupts >= 2 {
-            // Killed on request: not a failure of the job; it stays stale.
-            self.progress.ended(job, &format!("killed {what}"), true);
-            let why: Arc<str> = "killed by the second interrupt".into();
-            self.live.hold(node_id, &self.jobs[job].targets, Some(&why));
-            return Ok(());
+        self.summary.built += recorded.len();
+        let mut ready = self
+            .live
+            .built(node_id, &self.work.jobs[job].targets, recorded, &missing);
+        if !missing.is_empty() {
+            ready.extend(self.outputs_missing(job, &missing)?);
         }
-        let how = match (code, running.terminated) {
-            (_, Some(_)) => format!(
-                "timed out after {}",
-                summary::seconds(self.opts.timeout.unwrap_or_default())
-            ),
-            (Some(c), None) => format!("exit code {c}"),
-            (None, None) => "killed by a signal or could not start".to_string(),
-        };
-        let retry = attempt <= self.opts.retries && self.interrupts == 0;
-        if retry {
-            let delay = self
-                .opts
-                .backoff
-                .checked_mul(2u32.saturating_pow(attempt - 1))
-                .unwrap_or(crate::settings::duration::MAX)
-                .min(crate::settings::duration::MAX);
-            self.progress.ended(
-                job,
-                &format!(
-                    "failed {what} ({how}); retry {attempt}/{} in {}",
-                    self.opts.retries,
-                    summary::seconds(delay)
-                ),
-                false,
-            );
-            self.delayed.push((Instant::now() + delay, job));
-            return Ok(());
-        }
-        self.progress
-            .ended(job, &format!("FAILED {what} ({how})"), true);
-        self.failure_hook(job, code, &how, &running.log);
-        self.summary.failed.push(summary::FailureReport {
-            target: what,
-            step: node.step,
-            how,
-            exit_code: code,
-            attempts: attempt,
-            log: running.log.clone(),
-            tail: summary::tail(&running.log, 10),
-        });
-        let targets = self.jobs[job].targets.clone();
-        let ready = self.fail(node_id, &targets, code.unwrap_or(-1))?;
         self.dispatch_ready(ready);
-        self.set_cover(job, Cover::Failed);
         Ok(())
     }
 
-    /// Records a job's targets whose outputs are there, and dispatches what
-    /// became ready.
-    fn succeeded(&mut self, job: usize, outputs: Vec<Option<Hash>>) -> Result<(), Error> {
-        let node_id = self.jobs[job].node;
+    /// Writes the targets whose outputs are there: now, with the attempt,
+    /// when the state is here; later, through the writer thread (`adopt`),
+    /// with the reads given back; not at all in a dry run.
+    fn write_built(
+        &mut self,
+        node_id: NodeId,
+        records: &[BuildRecord],
+        outputs: &[Option<Hash>],
+        attempt: Option<Attempt>,
+    ) -> Result<Written, Error> {
         let node = &self.ctx.graph.nodes[node_id];
-        let records = std::mem::take(&mut self.jobs[job].records);
         let mut built = Vec::new();
         let mut days = Vec::new();
-        for (record, output) in records.iter().zip(&outputs) {
+        for (record, output) in records.iter().zip(outputs) {
             if let Some(output) = output {
                 built.push(record.built(*output));
                 days.push(record.day);
             }
         }
-        let reads = |plan: &Plan| {
-            let columns = plan.input_columns(self.ctx.graph, node);
-            plan::reads(node, &columns, &days, plan.until)
+        let plan = self.live.plan();
+        let reads = || {
+            plan::reads(
+                node,
+                &plan.input_columns(self.ctx.graph, node),
+                &days,
+                plan.until,
+            )
         };
         // With a writer thread, the sequence number of the write is not
         // known here: the run's plan never reads it (reasons are found from
         // the state by later plans).
-        let mut deferred = None;
-        let seq = match (self.ctx.store.as_deref_mut(), &self.writer) {
-            _ if built.is_empty() || self.opts.action == Action::DryRun => 0,
-            (_, Some(_)) => {
-                deferred = Some(reads(self.live.plan()));
-                0
-            }
-            (Some(store), None) => {
-                let read = reads(self.live.plan());
-                let attempt = self.finishing.take();
-                store.record_built_after(&built, &read, attempt.as_ref())?
-            }
-            (None, None) => 0,
+        let unwritten = |attempt, deferred| Written {
+            seq: 0,
+            deferred,
+            attempt,
         };
-        drop(built);
-        let by_day: HashMap<i64, usize> = self.jobs[job]
+        Ok(match (self.ctx.store.as_deref_mut(), &self.writer) {
+            _ if built.is_empty() || self.opts.action == Action::DryRun => unwritten(attempt, None),
+            (_, Some(_)) => unwritten(attempt, Some(reads())),
+            (Some(store), None) => Written {
+                seq: store.record_built_after(&built, &reads(), attempt.as_ref())?,
+                deferred: None,
+                attempt: None,
+            },
+            (None, None) => unwritten(attempt, None),
+        })
+    }
+
+    /// The job's targets as recorded (by target index), and those whose
+    /// outputs are missing.
+    fn recorded(
+        &self,
+        job: usize,
+        records: &[BuildRecord],
+        outputs: &[Option<Hash>],
+        seq: i64,
+    ) -> (Vec<(usize, Recorded)>, Vec<usize>) {
+        let node_id = self.work.jobs[job].node;
+        let by_day: HashMap<i64, usize> = self.work.jobs[job]
             .targets
             .iter()
             .map(|&i| (day_column(self.live.target(node_id, i).day), i))
             .collect();
         let mut recorded = Vec::new();
         let mut missing = Vec::new();
-        for (record, output) in records.iter().zip(&outputs) {
+        for (record, output) in records.iter().zip(outputs) {
             let Some(&i) = by_day.get(&day_column(record.day)) else {
                 continue;
             };
@@ -1007,54 +643,41 @@ impl<'c, 'a> Runner<'c, 'a> {
                 None => missing.push(i),
             }
         }
-        if let (Some(read), Some(writer)) = (deferred, &self.writer) {
-            let recording = Recording {
-                records,
-                outputs,
-                read,
-            };
-            // A closed channel means the writer stopped on an error, which
-            // the adoption returns when it ends.
-            let _ = writer.send(Write::Job(recording));
+        (recorded, missing)
+    }
+
+    /// Targets whose job exited well without writing them: not adopted
+    /// (`adopt`), or failed, as a failed job counts.
+    fn outputs_missing(&mut self, job: usize, missing: &[usize]) -> Result<Ready, Error> {
+        let node_id = self.work.jobs[job].node;
+        if self.opts.action == Action::Adopt {
+            self.summary.not_adopted += missing.len();
+            return Ok(self.live.not_adopted(node_id, missing));
         }
-        self.summary.built += recorded.len();
-        let mut ready = self
-            .live
-            .built(node_id, &self.jobs[job].targets, recorded, &missing);
-        if !missing.is_empty() {
-            if self.opts.action == Action::Adopt {
-                self.summary.not_adopted += missing.len();
-                ready.extend(self.live.not_adopted(node_id, &missing));
-            } else {
-                let table = node.output.clone().unwrap_or_default();
-                let log = self.log_path(job);
-                if self.opts.action == Action::Run {
-                    self.failure_hook(
-                        job,
-                        Some(0),
-                        "exited 0 but output partitions are missing",
-                        &log,
-                    );
-                }
-                // A job that leaves outputs missing is a failed job, and
-                // counts as one.
-                self.summary.failed.push(summary::FailureReport {
-                    target: self.describe(job),
-                    step: node.step,
-                    how: format!(
-                        "exited 0 but {} output partition(s) of {table} are missing",
-                        missing.len()
-                    ),
-                    exit_code: Some(0),
-                    attempts: self.jobs[job].attempt,
-                    tail: summary::tail(&log, 10),
-                    log,
-                });
-                ready.extend(self.fail(node_id, &missing, 0)?);
-            }
+        let node = &self.ctx.graph.nodes[node_id];
+        let table = node.output.clone().unwrap_or_default();
+        let log = self.log_path(job);
+        if self.opts.action == Action::Run {
+            self.failure_hook(
+                job,
+                Some(0),
+                "exited 0 but output partitions are missing",
+                &log,
+            );
         }
-        self.dispatch_ready(ready);
-        Ok(())
+        self.summary.failed.push(summary::FailureReport {
+            target: self.describe(job),
+            step: node.step,
+            how: format!(
+                "exited 0 but {} output partition(s) of {table} are missing",
+                missing.len()
+            ),
+            exit_code: Some(0),
+            attempts: self.work.jobs[job].attempt,
+            tail: summary::tail(&log, 10),
+            log,
+        });
+        self.fail(node_id, missing, 0)
     }
 
     /// Marks targets failed (recorded, so the next plan says so); what reads
@@ -1069,22 +692,6 @@ impl<'c, 'a> Runner<'c, 'a> {
             store.record_failed(&plan::node_key(node), &days, self.run_id, exit_code)?;
         }
         Ok(self.live.failed(node_id, targets, self.run_id))
-    }
-
-    /// Sensors: probes the tables blocking targets again; the live plan
-    /// evaluates the targets reading those that landed.
-    fn poll_inputs(&mut self) -> Result<(), Error> {
-        let mut listed = Vec::new();
-        for table in self.live.blocked_tables() {
-            let partitions = self.ctx.probe.list(&table)?;
-            listed.push((table, partitions));
-        }
-        let (landed, ready) = self.live.landed(listed);
-        for table in &landed {
-            self.progress.note(&format!("input landed: {table}"));
-        }
-        self.dispatch_ready(ready);
-        Ok(())
     }
 }
 

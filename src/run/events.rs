@@ -1,0 +1,358 @@
+//! The real run's driver: jobs started as processes within the limits,
+//! their exits received as events, retries after a backoff, timeouts,
+//! interrupts (Ctrl-C twice), and `--wait`'s polls for inputs that land.
+
+use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use super::job::Running;
+use super::whole_join::Cover;
+use super::{Event, KILL_GRACE, Runner, process, summary};
+use crate::error::Error;
+use crate::plan;
+use crate::store::Attempt;
+
+impl Runner<'_, '_> {
+    pub(super) fn event_loop(&mut self) -> Result<(), Error> {
+        let signals =
+            process::forward_interrupts(self.processes.events.0.clone(), || Event::Interrupt);
+        let result = self.event_loop_inner();
+        if let Some(handle) = signals {
+            handle.close();
+        }
+        result
+    }
+
+    pub(super) fn event_loop_inner(&mut self) -> Result<(), Error> {
+        loop {
+            if self.interrupts == 0 {
+                self.dispatch()?;
+            }
+            let idle = self.work.running.is_empty()
+                && self.work.queue.is_empty()
+                && self.work.delayed.is_empty();
+            if idle && self.interrupts == 0 && self.release_blocks() {
+                continue;
+            }
+            let stopped = self.interrupts > 0 && self.work.running.is_empty();
+            if (idle || stopped) && (self.interrupts > 0 || !self.should_poll()) {
+                break;
+            }
+            let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
+            match self.processes.events.1.recv_timeout(timeout) {
+                Ok(Event::Exited { job, code }) => self.exited(job, code)?,
+                Ok(Event::Interrupt) => self.interrupted(),
+                Err(RecvTimeoutError::Timeout) => self.tick()?,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// With `--wait`, whether blocked targets are worth probing for again.
+    pub(super) fn should_poll(&mut self) -> bool {
+        let Some(deadline) = self.sensing.wait_deadline else {
+            return false;
+        };
+        if Instant::now() >= deadline || self.live.blocked_tables().is_empty() {
+            return false;
+        }
+        if self.sensing.next_poll.is_none() {
+            self.sensing.next_poll = Some(Instant::now() + self.opts.poll);
+        }
+        true
+    }
+
+    pub(super) fn next_wakeup(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let deadlines = self
+            .work
+            .running
+            .values()
+            .filter_map(|r| match r.terminated {
+                Some(t) => Some(t + KILL_GRACE),
+                None => r.deadline,
+            });
+        let retries = self.work.delayed.iter().map(|(at, _)| *at);
+        deadlines
+            .chain(retries)
+            .chain(self.sensing.next_poll)
+            .chain(self.sensing.wait_deadline)
+            .min()
+            .unwrap_or(far)
+            .min(far)
+    }
+
+    pub(super) fn interrupted(&mut self) {
+        self.interrupts += 1;
+        self.summary.interrupted = true;
+        if self.interrupts == 1 {
+            self.work.delayed.clear();
+            self.progress.note(&format!(
+                "interrupted: no new jobs; waiting for {} running job(s) (Ctrl-C again to kill them)",
+                self.work.running.len()
+            ));
+        } else {
+            self.progress
+                .note("interrupted again: killing running jobs");
+            for running in self.work.running.values() {
+                crate::exec::command::kill_group(running.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Timeouts, retries that are due, and sensor polls.
+    pub(super) fn tick(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        for (job, running) in self.work.running.iter_mut() {
+            match running.terminated {
+                None if running.deadline.is_some_and(|d| now >= d) => {
+                    crate::exec::command::kill_group(running.pid, libc::SIGTERM);
+                    running.terminated = Some(now);
+                    let _ = job;
+                }
+                Some(t) if now >= t + KILL_GRACE => {
+                    crate::exec::command::kill_group(running.pid, libc::SIGKILL);
+                }
+                _ => {}
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.work.delayed.drain(..).partition(|(at, _)| *at <= now);
+        self.work.delayed = later;
+        for (_, job) in due {
+            self.work.queue.push_back(job);
+        }
+        if self.sensing.next_poll.is_some_and(|p| now >= p) {
+            self.sensing.next_poll = None;
+            self.poll_inputs()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn dispatch(&mut self) -> Result<(), Error> {
+        let nodes = &self.ctx.graph.nodes;
+        while !self.slots.full() {
+            let fits = |&j: &usize| self.slots.fits(&nodes[self.work.jobs[j].node]);
+            let Some(pos) = self.work.queue.iter().position(fits) else {
+                break;
+            };
+            let job = self
+                .work
+                .queue
+                .remove(pos)
+                .expect("position is in the queue");
+            self.start(job)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn start(&mut self, job: usize) -> Result<(), Error> {
+        self.work.jobs[job].attempt += 1;
+        let node_id = self.work.jobs[job].node;
+        let node = &self.ctx.graph.nodes[node_id];
+        let log = self.log_path(job);
+        self.slots.take(node);
+        self.prepare(job);
+        let what = format!(
+            "{} (attempt {})",
+            self.describe(job),
+            self.work.jobs[job].attempt
+        );
+        self.progress.started(job, &what);
+        let started = Instant::now();
+        let tx = self.processes.events.0.clone();
+        let waiters = self
+            .processes
+            .waiters
+            .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
+        let spawned = process::spawn(waiters, &self.work.jobs[job].command, &log, move |code| {
+            let _ = tx.send(Event::Exited { job, code });
+        });
+        let pid = match spawned {
+            Ok(pid) => pid,
+            Err(message) => {
+                // The command could not start: an attempt that failed.
+                process::append_log(&log, &message);
+                let _ = self
+                    .processes
+                    .events
+                    .0
+                    .send(Event::Exited { job, code: None });
+                0
+            }
+        };
+        self.work.running.insert(
+            job,
+            Running {
+                pid,
+                started,
+                deadline: self.opts.timeout.map(|t| started + t),
+                terminated: None,
+                started_at: crate::clock::unix_now(),
+                log,
+            },
+        );
+        Ok(())
+    }
+
+    /// A job's process ended: its slot is given back, and the job
+    /// succeeded, is retried, or failed for good.
+    pub(super) fn exited(&mut self, job: usize, code: Option<i32>) -> Result<(), Error> {
+        let Some(running) = self.work.running.remove(&job) else {
+            return Ok(());
+        };
+        let node_id = self.work.jobs[job].node;
+        self.slots.give_back(&self.ctx.graph.nodes[node_id]);
+        let elapsed = running.started.elapsed();
+        // Keep the slots busy: start what is queued before recording.
+        if self.interrupts == 0 {
+            self.dispatch()?;
+        }
+        let attempt = self.attempt(job, &running, code, elapsed);
+        self.summary.attempts.push(summary::AttemptReport {
+            step: self.ctx.graph.nodes[node_id].step,
+            duration: elapsed,
+            retry: attempt.attempt > 1,
+        });
+        if code == Some(0) {
+            // Recorded with the targets it built, in their transaction.
+            return self.exited_well(job, &running, attempt);
+        }
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.record_attempt(&attempt)?;
+        }
+        if self.interrupts >= 2 {
+            // Killed on request: not a failure of the job; it stays stale.
+            let what = self.describe(job);
+            self.progress.ended(job, &format!("killed {what}"), true);
+            let why: Arc<str> = "killed by the second interrupt".into();
+            self.live
+                .hold(node_id, &self.work.jobs[job].targets, Some(&why));
+            return Ok(());
+        }
+        self.exited_badly(job, &running, code)
+    }
+
+    /// The history's record of the attempt that just ended.
+    fn attempt(&self, job: usize, running: &Running, code: Option<i32>, took: Duration) -> Attempt {
+        let j = &self.work.jobs[job];
+        Attempt {
+            run: self.run_id,
+            node: plan::node_key(&self.ctx.graph.nodes[j.node]),
+            from: j.range.map(|r| r.from),
+            to: j.range.map(|r| r.to),
+            attempt: j.attempt,
+            argv: j.command.argv.clone(),
+            log_path: running.log.to_string_lossy().into_owned(),
+            started_at: running.started_at,
+            exit_code: code,
+            duration: took,
+        }
+    }
+
+    /// A job that exited 0: its outputs probed and recorded.
+    fn exited_well(
+        &mut self,
+        job: usize,
+        running: &Running,
+        attempt: Attempt,
+    ) -> Result<(), Error> {
+        let what = self.describe(job);
+        let outputs = self.probe_outputs(job)?;
+        let missing = outputs.iter().filter(|o| o.is_none()).count();
+        self.progress.ended(
+            job,
+            &format!("done {what} in {}", summary::seconds(attempt.duration)),
+            true,
+        );
+        self.summary.ran.push(summary::JobReport {
+            target: what.clone(),
+            attempts: attempt.attempt,
+            duration: attempt.duration,
+            log: running.log.clone(),
+        });
+        if missing > 0 {
+            self.progress.note(&format!(
+                "{what}: the job exited 0 but {missing} output partition(s) are missing"
+            ));
+        }
+        self.succeeded(job, outputs, Some(attempt))?;
+        self.set_cover(job, Cover::Done);
+        Ok(())
+    }
+
+    /// A job that failed: retried after its backoff while retries are
+    /// left, else failed for good, and what reads it cannot run.
+    fn exited_badly(
+        &mut self,
+        job: usize,
+        running: &Running,
+        code: Option<i32>,
+    ) -> Result<(), Error> {
+        let what = self.describe(job);
+        let attempt = self.work.jobs[job].attempt;
+        let how = match (code, running.terminated) {
+            (_, Some(_)) => format!(
+                "timed out after {}",
+                summary::seconds(self.opts.timeout.unwrap_or_default())
+            ),
+            (Some(c), None) => format!("exit code {c}"),
+            (None, None) => "killed by a signal or could not start".to_string(),
+        };
+        if attempt <= self.opts.retries && self.interrupts == 0 {
+            let delay = self
+                .opts
+                .backoff
+                .checked_mul(2u32.saturating_pow(attempt - 1))
+                .unwrap_or(crate::settings::duration::MAX)
+                .min(crate::settings::duration::MAX);
+            self.progress.ended(
+                job,
+                &format!(
+                    "failed {what} ({how}); retry {attempt}/{} in {}",
+                    self.opts.retries,
+                    summary::seconds(delay)
+                ),
+                false,
+            );
+            self.work.delayed.push((Instant::now() + delay, job));
+            return Ok(());
+        }
+        self.progress
+            .ended(job, &format!("FAILED {what} ({how})"), true);
+        self.failure_hook(job, code, &how, &running.log);
+        let node_id = self.work.jobs[job].node;
+        self.summary.failed.push(summary::FailureReport {
+            target: what,
+            step: self.ctx.graph.nodes[node_id].step,
+            how,
+            exit_code: code,
+            attempts: attempt,
+            log: running.log.clone(),
+            tail: summary::tail(&running.log, 10),
+        });
+        let targets = self.work.jobs[job].targets.clone();
+        let ready = self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        self.dispatch_ready(ready);
+        self.set_cover(job, Cover::Failed);
+        Ok(())
+    }
+
+    /// Sensors: probes the tables blocking targets again; the live plan
+    /// evaluates the targets reading those that landed.
+    pub(super) fn poll_inputs(&mut self) -> Result<(), Error> {
+        let mut listed = Vec::new();
+        for table in self.live.blocked_tables() {
+            let partitions = self.ctx.probe.list(&table)?;
+            listed.push((table, partitions));
+        }
+        let (landed, ready) = self.live.landed(listed);
+        for table in &landed {
+            self.progress.note(&format!("input landed: {table}"));
+        }
+        self.dispatch_ready(ready);
+        Ok(())
+    }
+}
