@@ -104,150 +104,178 @@ fn table_name(text: &str) -> Result<TableName, Error> {
 
 pub fn run(global: &Global, args: &WarehouseArgs) -> Result<Exit, Error> {
     let warehouse = open(global)?;
-    let failed = Error::Warehouse;
     match &args.command {
         WarehouseCommand::Import {
             table,
             file,
             partition_column,
             format,
-        } => {
-            let name = table_name(table)?;
-            let rows = warehouse::read_file(file)?;
-            let written = warehouse
-                .write_partitions(&name, &rows, Some(partition_column))
-                .map_err(|e| warehouse::WarehouseError::Import {
-                    path: file.display().to_string(),
-                    source: Box::new(e),
-                })?;
-            match format {
-                Format::Json => print_json(&serde_json::json!({
-                    "table": name.to_string(),
-                    "rows": rows.rows.len(),
-                    "partitions": written,
-                })),
-                Format::Text => {
-                    println!(
-                        "imported {} rows into {name}: {} partition(s)",
-                        rows.rows.len(),
-                        written.len()
-                    );
-                    print!("{}", partition_lines(&written));
-                }
-            }
-        }
-        WarehouseCommand::Ls { table, format } => {
-            let listing: Vec<(String, Vec<PartitionEntry>)> = match table {
-                Some(table) => {
-                    let name = table_name(table)?;
-                    vec![(
-                        name.namespace.clone(),
-                        warehouse.partitions(&name).map_err(failed)?,
-                    )]
-                }
-                None => warehouse.all_partitions().map_err(failed)?,
-            };
-            let entries: Vec<(String, &PartitionEntry)> = listing
-                .iter()
-                .flat_map(|(ns, entries)| {
-                    entries
-                        .iter()
-                        .map(move |e| (format!("{ns}.{}", e.table), e))
-                })
-                .collect();
-            match (format, table) {
-                (Format::Json, _) => print_json(
-                    &entries
-                        .iter()
-                        .map(|(table, e)| {
-                            serde_json::json!({
-                                "table": table,
-                                "partition": e.partition,
-                                "rows": e.rows,
-                                "fingerprint": e.fingerprint,
-                                "written_at": e.written_at,
-                            })
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                (Format::Text, Some(_)) => {
-                    let only: Vec<PartitionEntry> =
-                        entries.iter().map(|(_, e)| (*e).clone()).collect();
-                    print!("{}", partition_lines(&only));
-                }
-                (Format::Text, None) => print!("{}", table_lines(&entries)),
-            }
-        }
+        } => import(&warehouse, table, file, partition_column, *format),
+        WarehouseCommand::Ls { table, format } => ls(&warehouse, table.as_deref(), *format),
         WarehouseCommand::Show {
             table,
             ds,
             limit,
             format,
-        } => {
-            let name = table_name(table)?;
-            let (columns, rows) = read_partition(&warehouse, &name, *ds, Some(*limit))?;
-            match format {
-                ShowFormat::Csv => write_csv(&columns, &rows)?,
-                ShowFormat::Json => print_json(
-                    &rows
-                        .iter()
-                        .map(|row| {
-                            columns
-                                .iter()
-                                .zip(row)
-                                .map(|(c, v)| (c.clone(), warehouse::json(v)))
-                                .collect::<serde_json::Map<_, _>>()
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
-            }
-        }
-        WarehouseCommand::Verify { tables, format } => {
-            let names = tables
-                .iter()
-                .map(|t| table_name(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let found = warehouse.verify(&names).map_err(failed)?;
-            match format {
-                Format::Json => print_json(&found),
-                Format::Text => {
-                    let mut text = String::new();
-                    for m in &found {
-                        let short = |f: &str| f.chars().take(12).collect::<String>();
-                        text.push_str(&match (&m.catalog_fingerprint, m.catalog_rows) {
-                            (Some(old), Some(rows)) => format!(
-                                "{} {}: {rows} -> {} row(s), fingerprint {} -> {} (catalog corrected)\n",
-                                m.table,
-                                m.partition,
-                                m.rows,
-                                short(old),
-                                short(&m.fingerprint)
-                            ),
-                            _ => format!(
-                                "{} {}: {} row(s) the catalog did not list (added)\n",
-                                m.table, m.partition, m.rows
-                            ),
-                        });
-                    }
-                    text.push_str(&format!(
-                        "{} partition(s) differed from the catalog\n",
-                        found.len()
-                    ));
-                    super::print_out(&text);
-                }
-            }
-            if !found.is_empty() {
-                return Ok(Exit::Failed);
-            }
-        }
+        } => show(&warehouse, table, *ds, *limit, *format),
+        WarehouseCommand::Verify { tables, format } => verify(&warehouse, tables, *format),
         WarehouseCommand::Export { table, ds } => {
             let name = table_name(table)?;
             let (columns, rows) = read_partition(&warehouse, &name, *ds, None)?;
             write_csv(&columns, &rows)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// `warehouse import`: a file's rows replace the partitions they hold.
+fn import(
+    warehouse: &Warehouse,
+    table: &str,
+    file: &std::path::Path,
+    partition_column: &str,
+    format: Format,
+) -> Result<Exit, Error> {
+    let name = table_name(table)?;
+    let rows = warehouse::read_file(file)?;
+    let written = warehouse
+        .write_partitions(&name, &rows, Some(partition_column))
+        .map_err(|e| warehouse::WarehouseError::Import {
+            path: file.display().to_string(),
+            source: Box::new(e),
+        })?;
+    match format {
+        Format::Json => print_json(&serde_json::json!({
+            "table": name.to_string(),
+            "rows": rows.rows.len(),
+            "partitions": written,
+        })),
+        Format::Text => {
+            println!(
+                "imported {} rows into {name}: {} partition(s)",
+                rows.rows.len(),
+                written.len()
+            );
+            print!("{}", partition_lines(&written));
         }
     }
     Ok(Exit::Ok)
+}
+
+/// `warehouse ls`: one table's partitions, or every table's.
+fn ls(warehouse: &Warehouse, table: Option<&str>, format: Format) -> Result<Exit, Error> {
+    let listing: Vec<(String, Vec<PartitionEntry>)> = match table {
+        Some(table) => {
+            let name = table_name(table)?;
+            vec![(
+                name.namespace.clone(),
+                warehouse.partitions(&name).map_err(Error::Warehouse)?,
+            )]
+        }
+        None => warehouse.all_partitions().map_err(Error::Warehouse)?,
+    };
+    let entries: Vec<(String, &PartitionEntry)> = listing
+        .iter()
+        .flat_map(|(ns, entries)| {
+            entries
+                .iter()
+                .map(move |e| (format!("{ns}.{}", e.table), e))
+        })
+        .collect();
+    match (format, table) {
+        (Format::Json, _) => print_json(
+            &entries
+                .iter()
+                .map(|(table, e)| {
+                    serde_json::json!({
+                        "table": table,
+                        "partition": e.partition,
+                        "rows": e.rows,
+                        "fingerprint": e.fingerprint,
+                        "written_at": e.written_at,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        (Format::Text, Some(_)) => {
+            let only: Vec<PartitionEntry> = entries.iter().map(|(_, e)| (*e).clone()).collect();
+            print!("{}", partition_lines(&only));
+        }
+        (Format::Text, None) => print!("{}", table_lines(&entries)),
+    }
+    Ok(Exit::Ok)
+}
+
+/// `warehouse show`: one partition's rows.
+fn show(
+    warehouse: &Warehouse,
+    table: &str,
+    ds: Day,
+    limit: usize,
+    format: ShowFormat,
+) -> Result<Exit, Error> {
+    let name = table_name(table)?;
+    let (columns, rows) = read_partition(warehouse, &name, ds, Some(limit))?;
+    match format {
+        ShowFormat::Csv => write_csv(&columns, &rows)?,
+        ShowFormat::Json => print_json(
+            &rows
+                .iter()
+                .map(|row| {
+                    columns
+                        .iter()
+                        .zip(row)
+                        .map(|(c, v)| (c.clone(), warehouse::json(v)))
+                        .collect::<serde_json::Map<_, _>>()
+                })
+                .collect::<Vec<_>>(),
+        ),
+        ShowFormat::Text => print!("{}", grid(&columns, &rows, terminal_width())),
+    }
+    Ok(Exit::Ok)
+}
+
+/// `warehouse verify`: every partition's fingerprint recomputed; the
+/// catalog corrected where it differed, which fails the command.
+fn verify(warehouse: &Warehouse, tables: &[String], format: Format) -> Result<Exit, Error> {
+    let names = tables
+        .iter()
+        .map(|t| table_name(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = warehouse.verify(&names).map_err(Error::Warehouse)?;
+    match format {
+        Format::Json => print_json(&found),
+        Format::Text => {
+            let mut text = String::new();
+            for m in &found {
+                let short = |f: &str| f.chars().take(12).collect::<String>();
+                text.push_str(&match (&m.catalog_fingerprint, m.catalog_rows) {
+                    (Some(old), Some(rows)) => format!(
+                        "{} {}: {rows} -> {} row(s), fingerprint {} -> {} (catalog corrected)\n",
+                        m.table,
+                        m.partition,
+                        m.rows,
+                        short(old),
+                        short(&m.fingerprint)
+                    ),
+                    _ => format!(
+                        "{} {}: {} row(s) the catalog did not list (added)\n",
+                        m.table, m.partition, m.rows
+                    ),
+                });
+            }
+            text.push_str(&format!(
+                "{} partition(s) differed from the catalog\n",
+                found.len()
+            ));
+            super::print_out(&text);
+        }
+    }
+    Ok(if found.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }
 
 type Table = (Vec<String>, Vec<Vec<rusqlite::types::Value>>);
