@@ -335,21 +335,74 @@ pub fn wanted_days(
     }
 }
 
+/// The plan, in phases: load the state while the warehouse is probed
+/// (`load`); key and decide each planned node's targets, producers first
+/// (`Pass::plan_node`); name the reasons of the targets whose hashes
+/// differ from their recorded builds (`Pass::explain`); check streaming
+/// deploys against what runs; then the notes (`Pass::finish`).
 pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
     let graph = ctx.graph;
     let roots: Vec<NodeId> = (0..graph.nodes.len())
         .filter(|id| opts.selected[*id])
         .collect();
     let planned = graph.with_upstream(&roots);
-    // The warehouse is probed while the state loads: the outputs probed are
-    // those of nodes with a build recorded, which one query finds.
+    let Loaded {
+        mut state,
+        probed,
+        built,
+    } = load(ctx, opts, &planned)?;
+    let mut pass = Pass::new(ctx, opts, &planned, &probed, &built);
+    for &id in &graph.order {
+        if planned[id] {
+            pass.plan_node(id, &mut state)?;
+        }
+    }
+    pass.explain(&state)?;
+    check_streaming(ctx, &mut pass.nodes, &planned)?;
+    let decided = pass.finish(state);
+    Ok(Plan {
+        until: opts.until,
+        nodes: decided.nodes,
+        shown: opts.selected.clone(),
+        notes: decided.notes,
+        columns: decided.columns,
+        planned,
+        state: decided.state,
+        orphans: decided.orphans,
+        probed,
+        memos: decided.memos,
+    })
+}
+
+/// What a pass decided, for the plan.
+struct Decided {
+    nodes: Vec<NodePlan>,
+    notes: Vec<String>,
+    columns: HashMap<String, Column>,
+    state: Vec<NodeState>,
+    orphans: Vec<Orphan>,
+    memos: Vec<(NodeKey, Memo)>,
+}
+
+/// What the planner reads before deciding: the state (lazily or whole), the
+/// probed tables, and which nodes have a build recorded.
+struct Loaded {
+    state: HashMap<NodeKey, NodeState>,
+    probed: HashMap<String, Partitions>,
+    built: HashSet<NodeKey>,
+}
+
+/// Loads the state while the warehouse is probed: the outputs probed are
+/// those of nodes with a build recorded, which one query finds.
+fn load(ctx: &Context, opts: &PlanOptions, planned: &[bool]) -> Result<Loaded, Error> {
+    let graph = ctx.graph;
     let built = match ctx.store {
         Some(store) => store.built_nodes()?,
         None => HashSet::new(),
     };
-    let (mut state, probed) = match ctx.store {
+    let (state, probed) = match ctx.store {
         Some(store) => std::thread::scope(|s| {
-            let probing = s.spawn(|| probe_tables(graph, ctx.probe, &planned, &built));
+            let probing = s.spawn(|| probe_tables(graph, ctx.probe, planned, &built));
             let state = match opts.lazily {
                 true => store.load_lazily(),
                 false => store.load(),
@@ -359,40 +412,84 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         })?,
         None => (
             HashMap::new(),
-            probe_tables(graph, ctx.probe, &planned, &built)?,
+            probe_tables(graph, ctx.probe, planned, &built)?,
         ),
     };
-    // Tables that invalid configs (left out of the graph) would write.
-    let invalid_tables: HashMap<&str, &str> = ctx
-        .repo
-        .invalid
-        .iter()
-        .flat_map(|c| c.tables.iter().map(|t| (t.as_str(), c.path.as_str())))
-        .collect();
-    // One hash per probed partition: in parallel across tables.
-    let mut columns: HashMap<String, Column> = probed
-        .par_iter()
-        .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
-        .collect();
+    Ok(Loaded {
+        state,
+        probed,
+        built,
+    })
+}
 
-    let mut nodes: Vec<NodePlan> = (0..graph.nodes.len())
-        .map(|_| NodePlan::default())
-        .collect();
-    // Per node, the targets whose hashes differ from the recorded build.
-    let mut to_explain: Vec<(NodeId, Vec<usize>)> = Vec::new();
-    let mut memos = Vec::new();
-    for &id in &graph.order {
-        if !planned[id] {
-            continue;
+/// One plan being made: the columns so far (probed, and the internal ones
+/// of nodes already planned), each node's targets, and what is left to
+/// explain.
+struct Pass<'p> {
+    ctx: &'p Context<'p>,
+    opts: &'p PlanOptions,
+    planned: &'p [bool],
+    probed: &'p HashMap<String, Partitions>,
+    built: &'p HashSet<NodeKey>,
+    /// Tables that invalid configs (left out of the graph) would write.
+    invalid_tables: HashMap<&'p str, &'p str>,
+    columns: HashMap<String, Column>,
+    nodes: Vec<NodePlan>,
+    /// Per node, the targets whose hashes differ from the recorded build.
+    to_explain: Vec<(NodeId, Vec<usize>)>,
+    memos: Vec<(NodeKey, Memo)>,
+}
+
+impl<'p> Pass<'p> {
+    fn new(
+        ctx: &'p Context<'p>,
+        opts: &'p PlanOptions,
+        planned: &'p [bool],
+        probed: &'p HashMap<String, Partitions>,
+        built: &'p HashSet<NodeKey>,
+    ) -> Pass<'p> {
+        let invalid_tables = ctx
+            .repo
+            .invalid
+            .iter()
+            .flat_map(|c| c.tables.iter().map(|t| (t.as_str(), c.path.as_str())))
+            .collect();
+        // One hash per probed partition: in parallel across tables.
+        let columns = probed
+            .par_iter()
+            .map(|(table, partitions)| (table.clone(), Column::from_partitions(table, partitions)))
+            .collect();
+        Pass {
+            ctx,
+            opts,
+            planned,
+            probed,
+            built,
+            invalid_tables,
+            columns,
+            nodes: (0..ctx.graph.nodes.len())
+                .map(|_| NodePlan::default())
+                .collect(),
+            to_explain: Vec::new(),
+            memos: Vec::new(),
         }
-        let node = &graph.nodes[id];
+    }
+
+    /// Keys and decides one node's targets: the first `held` fresh by the
+    /// stored memo, the rest evaluated one by one.
+    fn plan_node(
+        &mut self,
+        id: NodeId,
+        state: &mut HashMap<NodeKey, NodeState>,
+    ) -> Result<(), Error> {
+        let (ctx, opts) = (self.ctx, self.opts);
+        let node = &ctx.graph.nodes[id];
         let key = node_key(node);
-        let read_by_planned = graph.dependents[id].iter().any(|d| planned[*d]);
+        let read_by_planned = ctx.graph.dependents[id].iter().any(|d| self.planned[*d]);
         let state = state.entry(key.clone()).or_default();
-        let days = wanted_days(node, opts.until, opts.from, ctx.settings, &probed)?;
-        let output_column = node.output.as_ref().and_then(|t| columns.get(t));
-        let inputs = input_columns(&columns, graph, node);
-        // The first `held` targets are fresh by the stored memo.
+        let days = wanted_days(node, opts.until, opts.from, ctx.settings, self.probed)?;
+        let output_column = node.output.as_ref().and_then(|t| self.columns.get(t));
+        let inputs = input_columns(&self.columns, ctx.graph, node);
         let basis = memo::Basis {
             node,
             until: opts.until,
@@ -400,60 +497,12 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
             output: output_column,
         };
         let held = basis.held(&days, state);
-        // Loaded lazily: what the memo does not settle (the days after
-        // those it holds for), what dependents read (their input columns)
-        // unless the node's probed output shows it, and streaming deploys
-        // (their keys are checked against the running job).
-        if let Some(store) = ctx.store
-            && opts.lazily
-            && built.contains(&key)
-        {
-            let all = (read_by_planned && probed_column(node, output_column).is_none())
-                || node.step == Step::GroupByStreaming;
-            if all || held < days.len() {
-                let from = match held {
-                    _ if all || held == 0 => NO_PARTITION,
-                    held => day_column(days[held - 1]) + 1,
-                };
-                state.built = store.load_targets(&key, from)?;
-            }
-        }
+        let all = (read_by_planned && probed_column(node, output_column).is_none())
+            || node.step == Step::GroupByStreaming;
+        self.load_targets(&key, state, &days, held, all)?;
         let state = &*state;
-        // Nothing that decides the first `held` targets changed since they
-        // were fresh: each is fresh, with its recorded key when its targets
-        // were loaded. The rest are evaluated.
-        let fresh = |day: &Option<Day>| {
-            let target = TargetPlan {
-                day: *day,
-                status: Status::Fresh,
-                key: state.built.get(&day_column(*day)).map(|r| r.key),
-            };
-            (target, false)
-        };
-        let mut decided: Vec<(TargetPlan, bool)> = days[..held].iter().map(fresh).collect();
-        decided.par_extend(days[held..].par_iter().map(|day| {
-            let at = day.unwrap_or(opts.until);
-            let recorded = state.built.get(&day_column(*day));
-            let evaluation = evaluate(node, *day, at, &inputs);
-            decide(node, *day, evaluation, recorded, state, output_column)
-        }));
-        let mut targets = Vec::with_capacity(decided.len());
-        let mut differ = Vec::new();
-        let invalid = invalid_input(node, &invalid_tables);
-        for (i, (mut target, needs_reason)) in decided.into_iter().enumerate() {
-            if let Some((table, config)) = invalid {
-                target.status = Status::Blocked {
-                    input: Arc::new(Missing {
-                        table: table.to_string(),
-                        partition: target.day.unwrap_or(opts.until),
-                        invalid_config: Some(config.to_string()),
-                    }),
-                };
-            } else if needs_reason {
-                differ.push(i);
-            }
-            targets.push(target);
-        }
+        let decided = decide_all(node, &days, held, opts.until, &inputs, state, output_column);
+        let (targets, differ) = self.blocked_by_invalid(node, decided);
         // The memo of the targets fresh up to a day, for the next plan.
         let fresh = targets
             .iter()
@@ -467,69 +516,161 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         if let Some(memo) = memo
             && state.memo != Some(memo)
         {
-            memos.push((key, memo));
+            self.memos.push((key, memo));
         }
-        nodes[id].targets = targets;
+        self.nodes[id].targets = targets;
         if !differ.is_empty() {
-            to_explain.push((id, differ));
+            self.to_explain.push((id, differ));
         }
-
         if let Some(output) = &node.output
             && read_by_planned
         {
-            let column = internal_column(node, output, &nodes[id], state, output_column);
-            columns.insert(internal_key(output), column);
+            let column = internal_column(node, output, &self.nodes[id], state, output_column);
+            self.columns.insert(internal_key(output), column);
         }
+        Ok(())
     }
 
-    let mut explainer = Explainer::new(ctx);
-    for (id, differ) in to_explain {
-        let node = &graph.nodes[id];
-        let Some(built) = state.get(&node_key(node)).map(|s| &s.built) else {
-            continue;
+    /// Loaded lazily: what the memo does not settle (the days after those
+    /// it holds for, `held`), what dependents read (their input columns)
+    /// unless the node's probed output shows it, and streaming deploys
+    /// (their keys are checked against the running job): `all`.
+    fn load_targets(
+        &self,
+        key: &NodeKey,
+        state: &mut NodeState,
+        days: &[Option<Day>],
+        held: usize,
+        all: bool,
+    ) -> Result<(), Error> {
+        let Some(store) = self.ctx.store else {
+            return Ok(());
         };
-        let inputs = input_columns(&columns, graph, node);
-        for i in differ {
-            let day = nodes[id].targets[i].day;
-            let Some(recorded) = built.get(&day_column(day)) else {
+        if !self.opts.lazily || !self.built.contains(key) {
+            return Ok(());
+        }
+        if all || held < days.len() {
+            let from = match held {
+                _ if all || held == 0 => NO_PARTITION,
+                held => day_column(days[held - 1]) + 1,
+            };
+            state.built = store.load_targets(key, from)?;
+        }
+        Ok(())
+    }
+
+    /// Targets that read a table an invalid config writes are blocked on
+    /// it; the others, and the indexes of those whose reason is to be
+    /// looked up.
+    fn blocked_by_invalid(
+        &self,
+        node: &Node,
+        decided: Vec<(TargetPlan, bool)>,
+    ) -> (Vec<TargetPlan>, Vec<usize>) {
+        let mut targets = Vec::with_capacity(decided.len());
+        let mut differ = Vec::new();
+        let invalid = invalid_input(node, &self.invalid_tables);
+        for (i, (mut target, needs_reason)) in decided.into_iter().enumerate() {
+            if let Some((table, config)) = invalid {
+                target.status = Status::Blocked {
+                    input: Arc::new(Missing {
+                        table: table.to_string(),
+                        partition: target.day.unwrap_or(self.opts.until),
+                        invalid_config: Some(config.to_string()),
+                    }),
+                };
+            } else if needs_reason {
+                differ.push(i);
+            }
+            targets.push(target);
+        }
+        (targets, differ)
+    }
+
+    /// The reasons of targets whose hashes differ from their recorded
+    /// builds: the stored slice and input versions are read to name the
+    /// changed field or partition.
+    fn explain(&mut self, state: &HashMap<NodeKey, NodeState>) -> Result<(), Error> {
+        let graph = self.ctx.graph;
+        let mut explainer = Explainer::new(self.ctx);
+        for (id, differ) in std::mem::take(&mut self.to_explain) {
+            let node = &graph.nodes[id];
+            let Some(built) = state.get(&node_key(node)).map(|s| &s.built) else {
                 continue;
             };
-            let reason =
-                explainer.reason(node, day.unwrap_or(opts.until), day, recorded, &inputs)?;
-            nodes[id].targets[i].status = Status::Stale(reason);
+            let inputs = input_columns(&self.columns, graph, node);
+            for i in differ {
+                let day = self.nodes[id].targets[i].day;
+                let Some(recorded) = built.get(&day_column(day)) else {
+                    continue;
+                };
+                let at = day.unwrap_or(self.opts.until);
+                let reason = explainer.reason(node, at, day, recorded, &inputs)?;
+                self.nodes[id].targets[i].status = Status::Stale(reason);
+            }
         }
+        Ok(())
     }
 
-    check_streaming(ctx, &mut nodes, &planned)?;
-
-    let orphans = orphans(ctx, &planned, &probed);
-    let mut notes = ctx.repo.notes.clone();
-    notes.extend(graph.notes.iter().cloned());
-    for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
-        if !nodes[node.id].targets.is_empty() {
-            continue;
+    /// What was decided, with the notes: configs with no target up to
+    /// `--until` say why.
+    fn finish(self, mut state: HashMap<NodeKey, NodeState>) -> Decided {
+        let (ctx, opts) = (self.ctx, self.opts);
+        let graph = ctx.graph;
+        let orphans = orphans(ctx, self.planned, self.probed);
+        let mut notes = ctx.repo.notes.clone();
+        notes.extend(graph.notes.iter().cloned());
+        for node in graph.nodes.iter().filter(|n| opts.selected[n.id]) {
+            if !self.nodes[node.id].targets.is_empty() {
+                continue;
+            }
+            if let Schedule::Daily { start } = &node.schedule {
+                notes.push(no_targets_note(node, start, opts, self.probed));
+            }
         }
-        if let Schedule::Daily { start } = &node.schedule {
-            notes.push(no_targets_note(node, start, opts, &probed));
+        let state = graph
+            .nodes
+            .iter()
+            .map(|n| state.remove(&node_key(n)).unwrap_or_default())
+            .collect();
+        Decided {
+            nodes: self.nodes,
+            notes,
+            columns: self.columns,
+            state,
+            orphans,
+            memos: self.memos,
         }
     }
-    let state = graph
-        .nodes
-        .iter()
-        .map(|n| state.remove(&node_key(n)).unwrap_or_default())
-        .collect();
-    Ok(Plan {
-        until: opts.until,
-        nodes,
-        shown: opts.selected.clone(),
-        notes,
-        columns,
-        planned,
-        state,
-        orphans,
-        probed,
-        memos,
-    })
+}
+
+/// Every target of a node decided: the first `held` fresh (with their
+/// recorded keys when loaded), the rest keyed and decided in parallel.
+fn decide_all(
+    node: &Node,
+    days: &[Option<Day>],
+    held: usize,
+    until: Day,
+    inputs: &[Option<&Column>],
+    state: &NodeState,
+    output_column: Option<&Column>,
+) -> Vec<(TargetPlan, bool)> {
+    let fresh = |day: &Option<Day>| {
+        let target = TargetPlan {
+            day: *day,
+            status: Status::Fresh,
+            key: state.built.get(&day_column(*day)).map(|r| r.key),
+        };
+        (target, false)
+    };
+    let mut decided: Vec<(TargetPlan, bool)> = days[..held].iter().map(fresh).collect();
+    decided.par_extend(days[held..].par_iter().map(|day| {
+        let at = day.unwrap_or(until);
+        let recorded = state.built.get(&day_column(*day));
+        let evaluation = evaluate(node, *day, at, inputs);
+        decide(node, *day, evaluation, recorded, state, output_column)
+    }));
+    decided
 }
 
 /// Streaming keep-alive: a deploy recorded as built is still stale when the
