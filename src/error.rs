@@ -50,6 +50,10 @@ pub enum Exit {
     Attention,
     /// `run` was interrupted (Ctrl-C) before it finished.
     Interrupted,
+    /// `run` was stopped by SIGTERM: its jobs were stopped too.
+    Terminated,
+    /// `run` was stopped by SIGHUP: its jobs were stopped too.
+    HungUp,
 }
 
 impl Exit {
@@ -62,6 +66,9 @@ impl Exit {
             Exit::Attention => 4,
             // 128 + SIGINT, as shells report an interrupted command.
             Exit::Interrupted => 130,
+            // 128 + the signal, likewise.
+            Exit::Terminated => 143,
+            Exit::HungUp => 129,
         }
     }
 }

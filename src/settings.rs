@@ -87,6 +87,13 @@ pub struct ExecutorSettings {
     /// Kill a job that runs longer, e.g. `"6h"`.
     #[serde(default, deserialize_with = "duration::optional")]
     pub timeout: Option<std::time::Duration>,
+    /// On SIGTERM or SIGHUP to a run, how long its jobs get between the
+    /// SIGTERM forwarded to them and SIGKILL, e.g. `"30s"`.
+    #[serde(
+        default = "default_stop_grace",
+        deserialize_with = "duration::required"
+    )]
+    pub stop_grace: std::time::Duration,
     /// `--uploader` for `upload-to-kv`.
     #[serde(default = "default_uploader")]
     pub uploader: String,
@@ -119,6 +126,7 @@ impl Default for ExecutorSettings {
             joins: JoinMode::default(),
             step_days: default_step_days(),
             timeout: None,
+            stop_grace: default_stop_grace(),
             uploader: default_uploader(),
             env: Default::default(),
         }
@@ -559,6 +567,10 @@ pub fn redact_url(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+fn default_stop_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_catalog_name() -> String {

@@ -165,6 +165,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 retries: args.retries.unwrap_or(ws.settings.retry.retries),
                 backoff: args.backoff.unwrap_or(ws.settings.retry.backoff),
                 timeout: args.timeout.or(ws.settings.executor.timeout),
+                stop_grace: ws.settings.executor.stop_grace,
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
@@ -206,6 +207,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 args: std::env::args().collect(),
                 started,
                 hooks: HookCommands::default(),
+                stop_grace: Duration::ZERO,
             })
         },
         None,

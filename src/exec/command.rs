@@ -230,6 +230,12 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>, Stri
     }
 }
 
+/// Whether any process of a command's group is still alive.
+pub fn group_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks; no memory is involved.
+    pid != 0 && unsafe { libc::kill(-(pid as i32), 0) } == 0
+}
+
 /// Signals a command's whole process group.
 pub fn kill_group(pid: u32, signal: i32) {
     if pid == 0 {

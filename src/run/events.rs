@@ -15,8 +15,7 @@ use crate::store::Attempt;
 
 impl Runner<'_, '_> {
     pub(super) fn event_loop(&mut self) -> Result<(), Error> {
-        let signals =
-            process::forward_interrupts(self.processes.events.0.clone(), || Event::Interrupt);
+        let signals = process::forward_signals(self.processes.events.0.clone(), Event::Signal);
         let result = self.event_loop_inner();
         if let Some(handle) = signals {
             handle.close();
@@ -30,19 +29,23 @@ impl Runner<'_, '_> {
                 self.dispatch()?;
             }
             let idle = self.work.running.is_empty()
+                && self.work.lingering.is_empty()
                 && self.work.queue.is_empty()
                 && self.work.delayed.is_empty();
             if idle && self.interrupts == 0 && self.release_blocks() {
                 continue;
             }
-            let stopped = self.interrupts > 0 && self.work.running.is_empty();
+            let stopped = self.interrupts > 0
+                && self.work.running.is_empty()
+                && self.work.lingering.is_empty();
             if (idle || stopped) && (self.interrupts > 0 || !self.should_poll()) {
                 break;
             }
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
             match self.processes.events.1.recv_timeout(timeout) {
                 Ok(Event::Exited { job, code }) => self.exited(job, code)?,
-                Ok(Event::Interrupt) => self.interrupted(),
+                Ok(Event::Signal(libc::SIGINT)) => self.interrupted(),
+                Ok(Event::Signal(signal)) => self.stopped(signal),
                 Err(RecvTimeoutError::Timeout) => self.tick()?,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -70,10 +73,8 @@ impl Runner<'_, '_> {
             .work
             .running
             .values()
-            .filter_map(|r| match r.terminated {
-                Some(t) => Some(t + KILL_GRACE),
-                None => r.deadline,
-            });
+            .filter_map(|r| r.kill_at.or(r.deadline))
+            .chain(self.work.lingering.iter().map(|(_, at)| *at));
         let retries = self.work.delayed.iter().map(|(at, _)| *at);
         deadlines
             .chain(retries)
@@ -82,6 +83,37 @@ impl Runner<'_, '_> {
             .min()
             .unwrap_or(far)
             .min(far)
+    }
+
+    /// SIGTERM or SIGHUP to the run (what cron wrappers, systemd, CI
+    /// runners and Kubernetes send to stop something): no new jobs, SIGTERM
+    /// forwarded at once to every running job's process group, SIGKILL to
+    /// what is left after `stop_grace`; what finishes meanwhile is recorded.
+    pub(super) fn stopped(&mut self, signal: i32) {
+        let first = self.summary.stopped_by.is_none();
+        self.summary.stopped_by.get_or_insert(signal);
+        self.summary.interrupted = true;
+        self.interrupts = self.interrupts.max(2);
+        self.work.delayed.clear();
+        if !first {
+            return;
+        }
+        let now = Instant::now();
+        self.progress.note(&format!(
+            "{}: stopping {} running job(s) (SIGTERM now, SIGKILL in {})",
+            if signal == libc::SIGHUP {
+                "SIGHUP"
+            } else {
+                "SIGTERM"
+            },
+            self.work.running.len(),
+            summary::seconds(self.opts.stop_grace)
+        ));
+        for running in self.work.running.values_mut() {
+            crate::exec::command::kill_group(running.pid, libc::SIGTERM);
+            running.terminated = Some(now);
+            running.kill_at = Some(now + self.opts.stop_grace);
+        }
     }
 
     pub(super) fn interrupted(&mut self) {
@@ -105,19 +137,26 @@ impl Runner<'_, '_> {
     /// Timeouts, retries that are due, and sensor polls.
     pub(super) fn tick(&mut self) -> Result<(), Error> {
         let now = Instant::now();
-        for (job, running) in self.work.running.iter_mut() {
-            match running.terminated {
+        for running in self.work.running.values_mut() {
+            match running.kill_at {
                 None if running.deadline.is_some_and(|d| now >= d) => {
                     crate::exec::command::kill_group(running.pid, libc::SIGTERM);
                     running.terminated = Some(now);
-                    let _ = job;
+                    running.kill_at = Some(now + KILL_GRACE);
                 }
-                Some(t) if now >= t + KILL_GRACE => {
+                Some(at) if now >= at => {
                     crate::exec::command::kill_group(running.pid, libc::SIGKILL);
                 }
                 _ => {}
             }
         }
+        self.work.lingering.retain(|&(pid, at)| {
+            let alive = crate::exec::command::group_alive(pid);
+            if alive && now >= at {
+                crate::exec::command::kill_group(pid, libc::SIGKILL);
+            }
+            alive && now < at
+        });
         let (due, later): (Vec<_>, Vec<_>) =
             self.work.delayed.drain(..).partition(|(at, _)| *at <= now);
         self.work.delayed = later;
@@ -190,6 +229,7 @@ impl Runner<'_, '_> {
                 started,
                 deadline: self.opts.timeout.map(|t| started + t),
                 terminated: None,
+                kill_at: None,
                 started_at: crate::clock::unix_now(),
                 log,
             },
@@ -205,6 +245,13 @@ impl Runner<'_, '_> {
         };
         let node_id = self.work.jobs[job].node;
         self.slots.give_back(&self.ctx.graph.nodes[node_id]);
+        // Sent SIGTERM, its leader is gone, others of its group live on:
+        // they get the rest of the grace, then SIGKILL.
+        if let Some(at) = running.kill_at
+            && crate::exec::command::group_alive(running.pid)
+        {
+            self.work.lingering.push((running.pid, at));
+        }
         let elapsed = running.started.elapsed();
         // Keep the slots busy: start what is queued before recording.
         if self.interrupts == 0 {

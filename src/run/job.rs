@@ -32,8 +32,10 @@ pub(super) struct Running {
     pub pid: u32,
     pub started: Instant,
     pub deadline: Option<Instant>,
-    /// When the job was sent SIGTERM (timeout); SIGKILL follows.
+    /// When the job was sent SIGTERM (its timeout, or a stop signal to the
+    /// run), and when SIGKILL follows.
     pub terminated: Option<Instant>,
+    pub kill_at: Option<Instant>,
     pub started_at: i64,
     pub log: PathBuf,
 }

@@ -85,6 +85,8 @@ pub struct RunOptions {
     pub started: Instant,
     /// Alerting commands (real runs only).
     pub hooks: HookCommands,
+    /// On SIGTERM or SIGHUP: the jobs' time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
 }
 
 /// What a run leaves: its summary, and the plan as the run ended (every
@@ -109,8 +111,12 @@ pub struct Context<'a> {
 }
 
 enum Event {
-    Exited { job: usize, code: Option<i32> },
-    Interrupt,
+    Exited {
+        job: usize,
+        code: Option<i32>,
+    },
+    /// SIGINT, SIGTERM or SIGHUP to the run.
+    Signal(i32),
 }
 
 /// How long a job killed for its timeout gets between SIGTERM and SIGKILL.
@@ -159,6 +165,9 @@ struct Work {
     /// Jobs waiting for a retry, with when.
     delayed: Vec<(Instant, usize)>,
     running: HashMap<usize, Running>,
+    /// Process groups whose leader exited after SIGTERM while others of the
+    /// group live on: SIGKILLed when their grace ends.
+    lingering: Vec<(u32, Instant)>,
 }
 
 /// What `write_built` did: the write's sequence number (0 when none was
@@ -217,6 +226,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 queue: VecDeque::new(),
                 delayed: Vec::new(),
                 running: HashMap::new(),
+                lingering: Vec::new(),
             },
             slots,
             run_id: 0,

@@ -73,20 +73,21 @@ pub fn append_log(log: &Path, line: &str) {
     }
 }
 
-/// Forwards SIGINT and SIGTERM to the run's event channel.
-pub fn forward_interrupts<E: Send + 'static>(
+/// Forwards SIGINT, SIGTERM and SIGHUP to the run's event channel.
+pub fn forward_signals<E: Send + 'static>(
     tx: std::sync::mpsc::Sender<E>,
-    event: impl Fn() -> E + Send + 'static,
+    event: impl Fn(i32) -> E + Send + 'static,
 ) -> Option<signal_hook::iterator::Handle> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .ok()?;
     let handle = signals.handle();
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if tx.send(event()).is_err() {
+        for signal in signals.forever() {
+            if tx.send(event(signal)).is_err() {
                 break;
             }
         }

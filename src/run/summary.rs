@@ -118,6 +118,9 @@ pub struct Summary {
     pub cutoff: usize,
     pub not_adopted: usize,
     pub interrupted: bool,
+    /// The stop signal (SIGTERM, SIGHUP) that ended the run, if one did.
+    #[serde(skip)]
+    pub stopped_by: Option<i32>,
     #[serde(serialize_with = "as_seconds")]
     pub wall: Duration,
     pub ran: Vec<JobReport>,
@@ -179,7 +182,11 @@ impl Summary {
         match self.outcome() {
             RunResult::Ok => Exit::Ok,
             RunResult::Failed => Exit::Failed,
-            RunResult::Interrupted => Exit::Interrupted,
+            RunResult::Interrupted => match self.stopped_by {
+                Some(libc::SIGTERM) => Exit::Terminated,
+                Some(libc::SIGHUP) => Exit::HungUp,
+                _ => Exit::Interrupted,
+            },
             RunResult::Blocked => Exit::Blocked,
         }
     }

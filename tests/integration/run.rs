@@ -1075,6 +1075,52 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
     assert!(!out.stdout.contains("FAILED"), "{}", out.stdout);
 }
 
+/// SIGTERM (and SIGHUP) stop a run as a supervisor means it: the jobs get
+/// SIGTERM at once and SIGKILL after `executor.stop_grace`, the run ends
+/// within that grace with 143 (129), no job process is left, and nothing
+/// killed is recorded as built.
+#[test]
+fn sigterm_and_sighup_stop_the_running_jobs_within_the_grace_period() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+        let p = Pipeline::new("stop_grace = \"2s\"\n");
+        // A job that ignores SIGTERM: only SIGKILL ends it.
+        let marker = format!("{}.{}{signal}", 40 + signal, std::process::id());
+        let sleeper = p.s.repo.join("sleeper.sh");
+        std::fs::write(&sleeper, format!("trap '' TERM\nsleep {marker}\n")).unwrap();
+        let child = p.spawn(
+            &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+            &[("FAKE_ZIPLINE_RUN_FIRST", sleeper.to_str().unwrap())],
+        );
+        p.wait_for_calls(2);
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        // SAFETY: signalling a child process we own.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let out = finish(child);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(out.code, code, "{}\n{}", out.stdout, out.stderr);
+        assert_contains(&out.stderr, "stopping 2 running job(s)");
+        assert!(!out.stdout.contains("FAILED"), "{}", out.stdout);
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "job processes outlived the run: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        // The two killed jobs' targets are still to build.
+        assert_eq!(p.not_fresh_count(), 124);
+    }
+}
+
 #[test]
 fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
     let p = Pipeline::new("[limits.steps]\ngroup-by-backfil = 3\n");
