@@ -94,6 +94,10 @@ pub struct ExecutorSettings {
         deserialize_with = "duration::required"
     )]
     pub stop_grace: std::time::Duration,
+    /// The most output an attempt's log keeps, e.g. `"32MiB"`: the first
+    /// half and the last half, with a line saying how much was left out.
+    #[serde(default = "default_log_limit", deserialize_with = "size::required")]
+    pub log_limit: u64,
     /// `--uploader` for `upload-to-kv`.
     #[serde(default = "default_uploader")]
     pub uploader: String,
@@ -127,6 +131,7 @@ impl Default for ExecutorSettings {
             step_days: default_step_days(),
             timeout: None,
             stop_grace: default_stop_grace(),
+            log_limit: default_log_limit(),
             uploader: default_uploader(),
             env: Default::default(),
         }
@@ -566,6 +571,47 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}{path}")
         }
         None => url.to_string(),
+    }
+}
+
+fn default_log_limit() -> u64 {
+    32 << 20
+}
+
+/// Sizes such as `32MiB`, `500KB`, `1GiB` or a number of bytes: at least
+/// 1 KiB (a log must hold its header and a few lines), at most 1 TiB.
+pub mod size {
+    use serde::{Deserialize, Deserializer};
+
+    const EXPECTED: &str = "expected a size such as 32MiB, 500KB or 1GiB";
+
+    pub fn parse(text: &str) -> Result<u64, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let unit_bytes: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1000,
+            "KiB" => 1 << 10,
+            "MB" => 1000 * 1000,
+            "MiB" => 1 << 20,
+            "GB" => 1000 * 1000 * 1000,
+            "GiB" => 1 << 30,
+            _ => return Err(format!("{EXPECTED}, got {text:?}")),
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{EXPECTED}, got {text:?}"))?;
+        n.checked_mul(unit_bytes)
+            .filter(|b| (1 << 10..=1 << 40).contains(b))
+            .ok_or_else(|| format!("{text:?}: expected 1KiB to 1024GiB"))
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

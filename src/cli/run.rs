@@ -166,6 +166,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 backoff: args.backoff.unwrap_or(ws.settings.retry.backoff),
                 timeout: args.timeout.or(ws.settings.executor.timeout),
                 stop_grace: ws.settings.executor.stop_grace,
+                log_limit: ws.settings.executor.log_limit,
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
@@ -194,7 +195,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
         global,
         &args.scope,
         Action::Adopt,
-        |_| {
+        |ws| {
             Ok(RunOptions {
                 action: Action::Adopt,
                 jobs: 1,
@@ -208,6 +209,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 started,
                 hooks: HookCommands::default(),
                 stop_grace: Duration::ZERO,
+                log_limit: ws.settings.executor.log_limit,
             })
         },
         None,

@@ -119,6 +119,41 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
     spawn(command, Stdio::null(), file, stderr)
 }
 
+/// Starts the command as `start` does, its standard output and error
+/// going into one pipe the caller reads (to bound what reaches the log);
+/// returns the child, the log file after the header line, and the pipe.
+pub fn start_piped(
+    command: &CommandLine,
+    log: &Path,
+) -> Result<(Child, File, std::io::PipeReader), String> {
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut file =
+        File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let _ = file.write_all(format!("$ {}\n", display(&command.argv)).as_bytes());
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let stderr = writer
+        .try_clone()
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let (program, args) = command
+        .argv
+        .split_first()
+        .ok_or_else(|| "empty command".to_string())?;
+    let child = Command::new(program)
+        .args(args)
+        .envs(&command.env)
+        .current_dir(&command.dir)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    Ok((child, file, reader))
+}
+
 fn spawn(
     command: &CommandLine,
     stdin: impl Into<Stdio>,

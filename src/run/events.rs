@@ -206,9 +206,15 @@ impl Runner<'_, '_> {
             .processes
             .waiters
             .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
-        let spawned = process::spawn(waiters, &self.work.jobs[job].command, &log, move |code| {
-            let _ = tx.send(Event::Exited { job, code });
-        });
+        let spawned = process::spawn(
+            waiters,
+            &self.work.jobs[job].command,
+            &log,
+            self.opts.log_limit,
+            move |code| {
+                let _ = tx.send(Event::Exited { job, code });
+            },
+        );
         let pid = match spawned {
             Ok(pid) => pid,
             Err(message) => {

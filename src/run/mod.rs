@@ -27,6 +27,7 @@ mod hooks;
 mod inline;
 mod job;
 pub mod lock;
+mod log;
 pub(crate) mod process;
 pub mod progress;
 mod slots;
@@ -87,6 +88,8 @@ pub struct RunOptions {
     pub hooks: HookCommands,
     /// On SIGTERM or SIGHUP: the jobs' time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// The most bytes of output an attempt's log keeps.
+    pub log_limit: u64,
 }
 
 /// What a run leaves: its summary, and the plan as the run ended (every

@@ -2,9 +2,10 @@
 //! process group, output in its log file), each waited for by a thread of
 //! a small pool.
 //!
-//! A job is not tied to the runner's life: if the runner is killed, its
-//! jobs run on like any orphan, and nothing records them; the next run finds
-//! their targets stale, as it must.
+//! A job is not killed with its runner: if the runner is killed, its jobs'
+//! output pipe closes, so their next write fails (SIGPIPE ends most
+//! programs); one that writes nothing runs on, and nothing records it; the
+//! next run finds its targets stale, as it must.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -17,28 +18,48 @@ use crate::exec::command::{self, CommandLine};
 
 type OnExit = Box<dyn FnOnce(Option<i32>) + Send>;
 
+/// A started job for a waiting thread: its process, its output to copy
+/// into its log (bounded), and what to do when it ended.
+struct Started {
+    child: Child,
+    output: std::io::PipeReader,
+    log: std::fs::File,
+    limit: u64,
+    on_exit: OnExit,
+}
+
 /// Threads that wait for jobs: one per job slot, reused, since starting a
-/// thread per job costs more than the job's `true` in the benchmark.
+/// thread per job costs more than the job's `true` in the benchmark. Each
+/// copies its job's output into the log (`log::copy_bounded`) until the
+/// job's processes close it, then reaps the job.
 pub struct Waiters {
-    tx: Sender<(Child, OnExit)>,
+    tx: Sender<Started>,
 }
 
 impl Waiters {
     pub fn new(threads: usize) -> Waiters {
-        let (tx, rx) = channel::<(Child, OnExit)>();
+        let (tx, rx) = channel::<Started>();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..threads.max(1) {
             let rx = rx.clone();
             let _ = std::thread::Builder::new()
-                .stack_size(64 * 1024)
+                .stack_size(256 * 1024)
                 .spawn(move || {
                     loop {
                         let next = rx.lock().map(|r| r.recv());
-                        let Ok(Ok((mut child, on_exit))) = next else {
+                        let Ok(Ok(mut started)) = next else {
                             break;
                         };
-                        let code = child.wait().ok().and_then(|status| status.code());
-                        on_exit(code);
+                        if let Err(e) = super::log::copy_bounded(
+                            &mut started.output,
+                            &mut started.log,
+                            started.limit,
+                        ) {
+                            use std::io::Write as _;
+                            let _ = writeln!(started.log, "chronon-build: output lost: {e}");
+                        }
+                        let code = started.child.wait().ok().and_then(|status| status.code());
+                        (started.on_exit)(code);
                     }
                 });
         }
@@ -46,19 +67,28 @@ impl Waiters {
     }
 }
 
-/// Starts the command; `on_exit` gets its exit code (`None` when a signal
-/// ended it) from a waiting thread. Returns the pid.
+/// Starts the command; its output goes to `log`, at most `limit` bytes;
+/// `on_exit` gets its exit code (`None` when a signal ended it) from a
+/// waiting thread. Returns the pid.
 pub fn spawn(
     waiters: &Waiters,
     command: &CommandLine,
     log: &Path,
+    limit: u64,
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> Result<u32, String> {
-    let child = command::start(command, log)?;
+    let (child, log, output) = command::start_piped(command, log)?;
     let pid = child.id();
+    let started = Started {
+        child,
+        output,
+        log,
+        limit,
+        on_exit: Box::new(on_exit),
+    };
     waiters
         .tx
-        .send((child, Box::new(on_exit)))
+        .send(started)
         .map_err(|_| format!("cannot wait for {:?}: no waiting thread", command.argv[0]))?;
     Ok(pid)
 }

@@ -1121,6 +1121,52 @@ fn sigterm_and_sighup_stop_the_running_jobs_within_the_grace_period() {
     }
 }
 
+/// A job that prints 1 GiB leaves a log of at most `executor.log_limit`:
+/// its first and last output, and a line saying how much was left out.
+#[test]
+fn a_job_printing_a_gibibyte_leaves_a_log_under_the_limit() {
+    let p = Pipeline::new("log_limit = \"1MiB\"\n");
+    let printer = p.s.repo.join("printer.sh");
+    std::fs::write(
+        &printer,
+        "echo FIRST-LINE\nyes chronon-build | head -c 1073741824\necho LAST-LINE >&2\n",
+    )
+    .unwrap();
+    let out = p.run_with(
+        &[
+            "run",
+            "--until",
+            UNTIL,
+            "--select",
+            "risk.purchases.v1",
+            "--step",
+            "group-by-backfill",
+        ],
+        &[("FAKE_ZIPLINE_RUN_FIRST", printer.to_str().unwrap())],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let logs =
+        p.s.repo
+            .join(".chronon-build/logs/run-1/group-by-backfill/risk.purchases.v1");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        let path = entry.unwrap().path();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= (1 << 20) + 4096, "{}: {size} bytes", path.display());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("FIRST-LINE"), "{}", &text[..200]);
+        // What came last is kept, after the line that says what was not.
+        let left_out = text.find("byte(s) of output left out").expect("the line");
+        assert!(
+            text[left_out..].contains("LAST-LINE\n"),
+            "{}",
+            &text[text.len() - 300..]
+        );
+        seen += 1;
+    }
+    assert!(seen > 0);
+}
+
 #[test]
 fn bad_run_settings_and_flags_are_refused_before_anything_runs() {
     let p = Pipeline::new("[limits.steps]\ngroup-by-backfil = 3\n");
