@@ -30,6 +30,7 @@
 
 pub mod delta;
 pub mod iceberg;
+pub mod remote;
 pub mod storage;
 
 use std::collections::BTreeMap;

@@ -7,10 +7,15 @@
 //! pyiceberg's `SqlCatalog` shares (apache/iceberg `core/src/main/java/org/
 //! apache/iceberg/jdbc/JdbcUtil.java`: `catalog_name`, `table_namespace`,
 //! `table_name`, `metadata_location`): read whole once per listing, one
-//! query for every table.
+//! query for every table. The REST catalog (`rest`) is asked per table,
+//! several tables at once.
+
+mod rest;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+pub use rest::RestCatalog;
 
 use super::table_format::{Located, TableReader};
 use super::{Partitions, TableLayout};
@@ -23,14 +28,23 @@ pub enum Catalog {
     None,
     /// A SQL catalog in a SQLite file, and the catalog name.
     Sqlite(PathBuf, String),
+    /// A REST catalog.
+    Rest(RestCatalog),
 }
 
 pub struct IcebergReader {
     pub catalog: Catalog,
 }
 
-/// Per (namespace, table), its current metadata file.
-pub type Pointers = Option<HashMap<(String, String), String>>;
+/// Where a listing finds each table's current metadata file.
+pub enum Pointers {
+    /// By path, no catalog.
+    ByPath,
+    /// Per (namespace, table), read whole from a SQL catalog.
+    Read(HashMap<(String, String), String>),
+    /// Asked per table.
+    Rest(rest::Session),
+}
 
 impl TableReader for IcebergReader {
     type Catalog = Pointers;
@@ -45,8 +59,9 @@ impl TableReader for IcebergReader {
 
     fn catalog(&self) -> Result<Pointers, FormatError> {
         match &self.catalog {
-            Catalog::None => Ok(None),
-            Catalog::Sqlite(path, name) => sqlite_pointers(path, name).map(Some),
+            Catalog::None => Ok(Pointers::ByPath),
+            Catalog::Sqlite(path, name) => sqlite_pointers(path, name).map(Pointers::Read),
+            Catalog::Rest(catalog) => catalog.connect().map(Pointers::Rest),
         }
     }
 
@@ -56,19 +71,23 @@ impl TableReader for IcebergReader {
         table: &str,
         default: String,
     ) -> Result<Option<Located>, FormatError> {
-        let Some(pointers) = pointers else {
-            return Ok(Some(Located {
-                key: default.clone(),
-                target: default,
-            }));
-        };
         let (namespace, name) = table.rsplit_once('.').unwrap_or(("default", table));
-        Ok(pointers
-            .get(&(namespace.to_string(), name.to_string()))
-            .map(|metadata| Located {
-                key: format!("catalog:{table}"),
-                target: metadata.clone(),
-            }))
+        let metadata = match pointers {
+            Pointers::ByPath => {
+                return Ok(Some(Located {
+                    key: default.clone(),
+                    target: default,
+                }));
+            }
+            Pointers::Read(read) => read
+                .get(&(namespace.to_string(), name.to_string()))
+                .cloned(),
+            Pointers::Rest(session) => session.metadata_location(namespace, name)?,
+        };
+        Ok(metadata.map(|metadata| Located {
+            key: format!("catalog:{table}"),
+            target: metadata,
+        }))
     }
 
     fn read(

@@ -157,7 +157,7 @@ fn table_format_probe<R: table_format::TableReader>(
     };
     table_format::TableFormatProbe {
         reader,
-        storage: Box::new(crate::formats::storage::LocalStorage),
+        storage: Box::new(crate::formats::remote::Storages::default()),
         root: location(&warehouse.root()),
         tables: warehouse
             .tables
@@ -175,6 +175,15 @@ fn iceberg_catalog(settings: &Settings, repo_root: &Path) -> Result<iceberg::Cat
     let Some(uri) = &warehouse.catalog_uri else {
         return Ok(iceberg::Catalog::None);
     };
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        let name = &warehouse.catalog_name;
+        return Ok(iceberg::Catalog::Rest(iceberg::RestCatalog {
+            uri: uri.trim_end_matches('/').to_string(),
+            // `default` is the setting's default: a catalog that needs no
+            // warehouse is sent none.
+            warehouse: (name != "default").then(|| name.clone()),
+        }));
+    }
     match uri.strip_prefix("sqlite:///") {
         Some(path) => {
             // `sqlite:///abs` is `/abs`; `sqlite:///rel` is relative to the repository.
@@ -190,7 +199,8 @@ fn iceberg_catalog(settings: &Settings, repo_root: &Path) -> Result<iceberg::Cat
             ))
         }
         None => Err(ProbeError::Settings(format!(
-            "warehouse.catalog_uri: {}: this catalog kind is not supported yet (sqlite:///PATH is)",
+            "warehouse.catalog_uri: {}: PostgreSQL catalogs are not supported yet \
+             (sqlite:///PATH and REST catalogs at http(s)://... are)",
             crate::settings::redact_url(uri)
         ))),
     }
