@@ -109,3 +109,148 @@ fn daily_runs_and_one_backfill_agree_with_late_and_time_zone_shifted_events() {
     run(&backfill, &day(28));
     assert_same_partitions(&backfill, &daily, "one backfill against daily runs");
 }
+
+/// Per column of `table`: its declared type, and per partition its values
+/// with their SQLite types, read from the namespace file.
+fn table_dump(warehouse: &Path, table: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let (ns, name) = table.split_once('.').unwrap();
+    let conn = rusqlite::Connection::open_with_flags(
+        warehouse.join(format!("{ns}.sqlite")),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let declared: Vec<(String, String)> = conn
+        .prepare(&format!("PRAGMA table_info(\"{name}\")"))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let typed: Vec<String> = declared
+        .iter()
+        .map(|(c, _)| format!("\"{c}\", typeof(\"{c}\")"))
+        .collect();
+    let mut stmt = conn
+        .prepare(&format!("SELECT {} FROM \"{name}\"", typed.join(", ")))
+        .unwrap();
+    let n = declared.len() * 2;
+    let mut rows: Vec<String> = stmt
+        .query_map([], |r| {
+            let values: Vec<rusqlite::types::Value> =
+                (0..n).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+            Ok(format!("{values:?}"))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    (declared, rows)
+}
+
+fn import(root: &Path, warehouse: &Path, table: &str, file: &str) {
+    let out = chronon_build(
+        root,
+        &[
+            "warehouse",
+            "import",
+            table,
+            &root.join(file).display().to_string(),
+            "--warehouse",
+            &warehouse.display().to_string(),
+        ],
+    );
+    assert_eq!(out.code, 0, "import {file}: {}", out.stderr);
+}
+
+#[test]
+fn a_reimport_whose_inferred_types_change_equals_a_fresh_import_of_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |name: &str, text: &str| std::fs::write(root.join(name), text).unwrap();
+    // Two files feed one table: a.csv the first days, b.csv the next.
+    write(
+        "a.csv",
+        "user_id,price,ds\n1,10.5,2025-09-01\n2,0.30000000000000004,2025-09-02\n",
+    );
+    write(
+        "b1.csv",
+        "user_id,price,ds\n3,7.25,2025-09-03\n4,8.5,2025-09-04\n",
+    );
+    // The new b: a guest user (ids become text), whole prices (INTEGER).
+    write(
+        "b2.csv",
+        "user_id,price,ds\n3,7,2025-09-03\nguest,8,2025-09-04\n",
+    );
+    // The new a: whole prices too.
+    write(
+        "a2.csv",
+        "user_id,price,ds\n1,10,2025-09-01\n2,3,2025-09-02\n",
+    );
+    let (old, fresh) = (root.join("old"), root.join("fresh"));
+    let table = "data.purchases";
+    import(root, &old, table, "a.csv");
+    import(root, &old, table, "b1.csv");
+    for files in [
+        vec!["a.csv", "b2.csv"],
+        vec!["a.csv", "b1.csv"],
+        vec!["a2.csv", "b2.csv"],
+        vec!["a2.csv", "b1.csv"],
+    ] {
+        // Over the old warehouse: only the file that changed.
+        for file in &files {
+            import(root, &old, table, file);
+        }
+        let _ = std::fs::remove_dir_all(&fresh);
+        for file in &files {
+            import(root, &fresh, table, file);
+        }
+        let (a, b) = (table_dump(&old, table), table_dump(&fresh, table));
+        assert_eq!(a, b, "{files:?}: a re-import against a fresh import");
+        let ls = |w: &Path| {
+            let out = chronon_build(
+                root,
+                &["warehouse", "ls", table, "--format", "json", "--warehouse"]
+                    .into_iter()
+                    .chain([w.to_str().unwrap()])
+                    .collect::<Vec<_>>(),
+            );
+            let entries: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+            entries
+                .iter()
+                .map(|e| (e["partition"].clone(), e["fingerprint"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ls(&old), ls(&fresh), "{files:?}: fingerprints");
+    }
+}
+
+#[test]
+fn a_source_whose_user_ids_gain_a_guest_builds_as_a_clean_checkout_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let incremental = demo(dir.path(), "incremental");
+    run(&incremental, &day(28));
+    // Two purchases by a guest: a fresh import reads user_id as text.
+    let path = incremental.join("data/purchases.csv");
+    let mut csv = std::fs::read_to_string(&path).unwrap();
+    for (i, d) in [(0, 10), (1, 20)] {
+        let ts = (FIRST + d) as i64 * 86_400_000 + 3_600_000;
+        csv.push_str(&format!("p-guest-{i},guest,12.5,{ts},{}\n", day(d)));
+    }
+    std::fs::write(&path, csv).unwrap();
+    run(&incremental, &day(28));
+    let clean = dir.path().join("clean");
+    copy_dir(&incremental, &clean);
+    std::fs::remove_dir_all(clean.join(".chronon-build")).unwrap();
+    run(&clean, &day(28));
+    let warehouse = |root: &Path| root.join(".chronon-build/warehouse");
+    assert_eq!(
+        table_dump(&warehouse(&incremental), "data.purchases"),
+        table_dump(&warehouse(&clean), "data.purchases"),
+        "the source, re-imported over the old one and imported fresh"
+    );
+    assert_same_partitions(
+        &clean,
+        &incremental,
+        "an incremental build against a clean one",
+    );
+}
