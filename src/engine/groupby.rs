@@ -7,6 +7,7 @@ use rusqlite::types::Value;
 
 use super::aggregate::{self, DAY_MS, Feature, Op};
 use super::ir;
+use super::seen::{self, At, Seen};
 use super::{
     Engine, EngineError, KeyIndex, Result, column_expr, key_string, scan_sql, select_rows,
 };
@@ -116,15 +117,45 @@ impl<'a> Spec<'a> {
             .collect()
     }
 
-    /// The features of one key at each query time; `None` where the key had
-    /// no event in the longest window (it is then not in the output).
-    pub fn evaluate(
+    /// The features of one key for each query (ascending times), from
+    /// the events its day sees (`seen`); `None` where the key had no event
+    /// in the longest window (it is then not in the output).
+    pub fn evaluate(&self, events: &Events, key: usize, queries: &[At]) -> Vec<Option<Vec<Value>>> {
+        let longest = aggregate::longest_window(&self.features);
+        let (times, seen) = (&events.times[key], &events.seen[key]);
+        if seen::sees_all(times, seen, queries, longest) {
+            let at: Vec<i64> = queries.iter().map(|q| q.t).collect();
+            return self.evaluate_on(times, &events.values[key], &at);
+        }
+        let mut out = vec![None; queries.len()];
+        for group in seen::groups(times, seen, queries, longest) {
+            let times: Vec<i64> = times
+                .iter()
+                .zip(seen)
+                .filter(|(ts, s)| group.sees(**ts, **s, longest))
+                .map(|(ts, _)| *ts)
+                .collect();
+            let values: Vec<Vec<(i64, Value)>> = events.values[key]
+                .iter()
+                .zip(&events.value_seen[key])
+                .map(|(values, seen)| group.filter(values, seen, longest))
+                .collect();
+            let at: Vec<i64> = group.queries.iter().map(|&q| queries[q].t).collect();
+            let found = self.evaluate_on(&times, &values, &at);
+            for (q, v) in group.queries.iter().zip(found) {
+                out[*q] = v;
+            }
+        }
+        out
+    }
+
+    /// `evaluate` over the events given, all of which every query sees.
+    fn evaluate_on(
         &self,
-        events: &Events,
-        key: usize,
+        times: &[i64],
+        values: &[Vec<(i64, Value)>],
         queries: &[i64],
     ) -> Vec<Option<Vec<Value>>> {
-        let times = &events.times[key];
         let longest = aggregate::longest_window(&self.features);
         let present: Vec<bool> = queries
             .iter()
@@ -141,7 +172,7 @@ impl<'a> Spec<'a> {
         let columns: Vec<Vec<Value>> = self
             .features
             .iter()
-            .map(|f| aggregate::evaluate(&events.values[key][f.input], f, queries))
+            .map(|f| aggregate::evaluate(&values[f.input], f, queries))
             .collect();
         present
             .iter()
@@ -152,13 +183,15 @@ impl<'a> Spec<'a> {
 }
 
 /// Per key: every event time, and the non-null values of each input
-/// column, sorted by (time, value).
+/// column, sorted by (time, value); beside each, the days that see it.
 #[derive(Default)]
 pub struct Events {
     pub keys: Vec<Vec<Value>>,
     pub index: KeyIndex,
     pub times: Vec<Vec<i64>>,
+    pub seen: Vec<Vec<Seen>>,
     pub values: Vec<Vec<Vec<(i64, Value)>>>,
+    pub value_seen: Vec<Vec<Vec<Seen>>>,
 }
 
 impl Events {
@@ -170,22 +203,37 @@ impl Events {
         self.index.insert(text, self.keys.len());
         self.keys.push(values);
         self.times.push(Vec::new());
+        self.seen.push(Vec::new());
         self.values.push(vec![Vec::new(); inputs]);
+        self.value_seen.push(vec![Vec::new(); inputs]);
         self.keys.len() - 1
     }
 
     pub fn sort(&mut self) {
-        let (times, values) = (&mut self.times, &mut self.values);
+        let (times, seen) = (&mut self.times, &mut self.seen);
         times
             .par_iter_mut()
-            .zip(values.par_iter_mut())
-            .for_each(|(times, columns)| {
-                times.sort_unstable();
-                for column in columns {
-                    column.sort_by(|a, b| {
+            .zip(seen.par_iter_mut())
+            .for_each(|(times, seen)| {
+                let mut both: Vec<(i64, Seen)> =
+                    times.iter().copied().zip(seen.drain(..)).collect();
+                both.sort_unstable();
+                (*times, *seen) = both.into_iter().unzip();
+            });
+        let (values, seen) = (&mut self.values, &mut self.value_seen);
+        values
+            .par_iter_mut()
+            .zip(seen.par_iter_mut())
+            .for_each(|(columns, seen)| {
+                for (column, seen) in columns.iter_mut().zip(seen) {
+                    let mut both: Vec<((i64, Value), Seen)> =
+                        column.drain(..).zip(seen.drain(..)).collect();
+                    both.sort_by(|(a, sa), (b, sb)| {
                         a.0.cmp(&b.0)
                             .then_with(|| super::sql::compare_values(&a.1, &b.1))
+                            .then(sa.cmp(sb))
                     });
+                    (*column, *seen) = both.into_iter().unzip();
                 }
             });
     }
@@ -207,17 +255,9 @@ pub fn source_table(source: &Source) -> String {
     }
 }
 
-/// Reads one source's rows in `range` into `events`; entities snapshots
-/// without a time column get time 0 (one snapshot has no order).
-pub fn load(
-    conn: &Connection,
-    spec: &Spec,
-    source: &Source,
-    range: DayRange,
-    events: &mut Events,
-    what: &str,
-) -> Result<()> {
-    let query = source.query();
+/// What `load` selects: the keys, `__ts`, the partition (`__ds`), then
+/// the inputs.
+fn scan_columns(spec: &Spec, query: &Query, partition: &str) -> Vec<(String, String)> {
     let mut columns: Vec<(String, String)> = spec
         .gb
         .key_columns
@@ -229,16 +269,29 @@ pub fn load(
         "__ts".into(),
         if timed { time_expr(query) } else { "0".into() },
     ));
+    columns.push(("__ds".into(), crate::warehouse::quote(partition)));
     for input in &spec.inputs {
         columns.push((format!("__in_{input}"), column_expr(query, input)));
     }
-    let text = scan_sql(
-        &source_table(source),
-        super::source_partition(query, spec.partition),
-        query,
-        &columns,
-        range,
-    )?;
+    columns
+}
+
+/// Reads one source's rows in `range` into `events`; entities snapshots
+/// without a time column get time 0 (one snapshot has no order). Each
+/// event is seen by the days whose read of `input` holds its partition;
+/// by every day without one.
+pub fn load(
+    conn: &Connection,
+    spec: &Spec,
+    source: &Source,
+    (range, input): (DayRange, Option<&Input>),
+    events: &mut Events,
+    what: &str,
+) -> Result<()> {
+    let query = source.query();
+    let partition = super::source_partition(query, spec.partition);
+    let columns = scan_columns(spec, query, partition);
+    let text = scan_sql(&source_table(source), partition, query, &columns, range)?;
     let mut stmt = conn.prepare(&text).map_err(|e| super::sql_error(e, what))?;
     let n_keys = spec.gb.key_columns.len();
     let numeric: Vec<bool> = (0..spec.inputs.len())
@@ -270,10 +323,16 @@ pub fn load(
                 )));
             }
         };
+        let seen = match (input, get(n_keys + 1)?) {
+            (Some(input), Value::Text(day)) => Day::parse(&day).map(|d| Seen::of(input, d)),
+            _ => None,
+        }
+        .unwrap_or(Seen::ALWAYS);
         let k = events.key(key, spec.inputs.len());
         events.times[k].push(ts);
+        events.seen[k].push(seen);
         for (i, input) in spec.inputs.iter().enumerate() {
-            let value = get(n_keys + 1 + i)?;
+            let value = get(n_keys + 2 + i)?;
             match value {
                 Value::Null => {}
                 Value::Text(ref t) if numeric[i] => {
@@ -282,7 +341,10 @@ pub fn load(
                          needs numbers"
                     )));
                 }
-                value => events.values[k][i].push((ts, value)),
+                value => {
+                    events.values[k][i].push((ts, value));
+                    events.value_seen[k][i].push(seen);
+                }
             }
         }
     }
@@ -321,11 +383,12 @@ pub fn load_events(
     let mut events = Events::default();
     for (i, source) in spec.gb.sources.iter().enumerate() {
         let read = read_range(node, prefix, i, range)?;
+        let input = source_input(node, prefix, i)?;
         load(
             conn,
             spec,
             source,
-            read,
+            (read, Some(input)),
             &mut events,
             &format!("{prefix}sources[{i}]"),
         )?;
@@ -343,7 +406,7 @@ pub fn load_snapshot(conn: &Connection, spec: &Spec, day: Day, prefix: &str) -> 
             conn,
             spec,
             source,
-            DayRange::new(day, day),
+            (DayRange::new(day, day), None),
             &mut events,
             &what,
         )?;
@@ -479,7 +542,11 @@ fn snapshot_rows(
         }
         let events = load_snapshot(conn, spec, snapshot, prefix)?;
         for key in 0..events.keys.len() {
-            if let Some(Some(values)) = spec.evaluate(&events, key, &[i64::MAX]).pop() {
+            let at = At {
+                t: i64::MAX,
+                day: snapshot,
+            };
+            if let Some(Some(values)) = spec.evaluate(&events, key, &[at]).pop() {
                 let mut row = events.keys[key].clone();
                 row.extend(values);
                 row.push(partition_value(day));
@@ -493,7 +560,7 @@ fn snapshot_rows(
 /// Rows of events, each day's as of its end, sorted by day, then key.
 fn event_rows(spec: &Spec, events: &Events, range: DayRange) -> Vec<Vec<Value>> {
     let days: Vec<Day> = range.days().collect();
-    let queries: Vec<i64> = days.iter().map(|d| (d.0 as i64 + 1) * DAY_MS).collect();
+    let queries: Vec<At> = days.iter().map(|d| At::end_of(*d)).collect();
     let per_key: Vec<Vec<Vec<Value>>> = (0..events.keys.len())
         .into_par_iter()
         .map(|key| {

@@ -16,6 +16,7 @@ use rusqlite::types::Value;
 
 use super::aggregate::DAY_MS;
 use super::groupby::{self, Spec};
+use super::seen::At;
 use super::{
     Engine, EngineError, Result, column_expr, key_string, scan_sql, select_rows, sql_table,
 };
@@ -238,7 +239,8 @@ pub struct Ask {
 }
 
 /// A part's features for each ask: TEMPORAL asks see the events before
-/// their `ts`, SNAPSHOT asks the values as of the end of the previous day;
+/// their `ts` in the partitions their day reads, SNAPSHOT asks the values
+/// as of the end of the previous day, as that day's backfill has them;
 /// entities read the snapshot the node's input names for the ask's day.
 /// `range` spans the asks' days.
 pub fn part_values(
@@ -255,27 +257,27 @@ pub fn part_values(
     if spec.is_events() && spec.plain.is_empty() {
         let events = groupby::load_events(conn, spec, node, prefix, range)?;
         // Per key, the asks and their times.
-        let mut by_key: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
+        let mut by_key: HashMap<usize, Vec<(i64, Day, usize)>> = HashMap::new();
         for (r, ask) in asks.iter().enumerate() {
             let Some(&k) = events.index.get(&key_string(&ask.key)) else {
                 continue;
             };
-            let t = match (temporal, ask.ts) {
-                (true, Some(ts)) => ts,
+            let (t, day) = match (temporal, ask.ts) {
+                (true, Some(ts)) => (ts, ask.day),
                 (true, None) => continue,
-                (false, _) => ask.day.0 as i64 * DAY_MS,
+                (false, _) => (ask.day.0 as i64 * DAY_MS, ask.day.minus(1)),
             };
-            by_key.entry(k).or_default().push((t, r));
+            by_key.entry(k).or_default().push((t, day, r));
         }
         let answers: Vec<(usize, Vec<Value>)> = by_key
             .into_par_iter()
             .flat_map_iter(|(k, mut asks)| {
                 asks.sort_unstable();
-                let times: Vec<i64> = asks.iter().map(|(t, _)| *t).collect();
-                let found = spec.evaluate(&events, k, &times);
+                let at: Vec<At> = asks.iter().map(|&(t, day, _)| At { t, day }).collect();
+                let found = spec.evaluate(&events, k, &at);
                 asks.into_iter()
                     .zip(found)
-                    .filter_map(|((_, r), v)| Some((r, v?)))
+                    .filter_map(|((_, _, r), v)| Some((r, v?)))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -303,8 +305,12 @@ pub fn part_values(
         }
         let events = groupby::load_snapshot(conn, spec, snapshot, prefix)?;
         for r in rows {
+            let at = At {
+                t: i64::MAX,
+                day: snapshot,
+            };
             if let Some(&k) = events.index.get(&key_string(&asks[r].key))
-                && let Some(Some(v)) = spec.evaluate(&events, k, &[i64::MAX]).pop()
+                && let Some(Some(v)) = spec.evaluate(&events, k, &[at]).pop()
             {
                 values[r] = v;
             }

@@ -18,6 +18,7 @@ mod ir;
 mod join;
 pub mod kv;
 mod label;
+mod seen;
 pub mod sql;
 pub mod streaming;
 

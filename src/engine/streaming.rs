@@ -182,7 +182,8 @@ pub fn fold(
             &conn,
             spec,
             source,
-            DayRange::new(*first, *last),
+            // The topic: every event, from its `ts` on.
+            (DayRange::new(*first, *last), None),
             &mut events,
             &what,
         )?;

@@ -47,5 +47,5 @@ pub(super) fn drop_partition(
         "DELETE FROM _partitions WHERE tbl = ?1 AND partition = ?2",
         [table, day],
     )?;
-    Ok(())
+    super::types::forget(conn, table, day)
 }

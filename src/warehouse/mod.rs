@@ -18,7 +18,8 @@
 //! Files: the warehouse, its namespace files, connections and partition
 //! reads, table names, rows and errors here; `catalog.rs` the
 //! `_partitions`/`_tables` catalog and reading it; `write.rs` writing
-//! partitions and the fingerprint; `import.rs` reading CSV and JSON-lines
+//! partitions and the fingerprint; `types.rs` each column's declared type,
+//! the same whatever order the partitions were written in; `import.rs` reading CSV and JSON-lines
 //! files, value conversions and `[warehouse.seed]`; `verify.rs` checking
 //! files and catalogs against the rows; `gc.rs` removing partitions.
 
@@ -33,6 +34,7 @@ use crate::partition::Day;
 mod catalog;
 mod gc;
 mod import;
+mod types;
 mod verify;
 mod write;
 
@@ -225,6 +227,7 @@ impl Warehouse {
             Some(held)
         };
         conn.execute_batch(catalog::CATALOG_SCHEMA)
+            .and_then(|_| conn.execute_batch(types::SCHEMA))
             .map_err(|e| sqlite_error(&path, e))?;
         Ok(conn)
     }

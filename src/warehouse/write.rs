@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::catalog::{PartitionEntry, read_catalog};
 use super::gc::drop_partition;
+use super::types::{self, table_columns};
 use super::{Rows, TableName, Warehouse, WarehouseError, quote, quote_list, sqlite_error};
 use crate::hash::{Hash, Lanes};
 use crate::partition::Day;
@@ -112,15 +113,6 @@ impl From<rusqlite::Error> for WriteError {
     }
 }
 
-/// The columns a table has, in order, with their declared types.
-fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-    stmt.query_map([], |row| {
-        Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-    })?
-    .collect()
-}
-
 /// Which partitions a write replaces.
 #[derive(Clone, Copy)]
 enum Scope<'d> {
@@ -134,8 +126,10 @@ enum Scope<'d> {
 
 /// Writes `rows` into `table` inside the caller's transaction: checks the
 /// partition column, fits the table's columns to the rows, replaces the
-/// partitions of `scope`, and updates their catalog entries (and the other
-/// partitions' when the columns changed).
+/// partitions of `scope`, declares each column's type from every
+/// partition's (`types`), and updates the catalog entries of the
+/// partitions written (and the others' when the columns or their types
+/// changed).
 fn write_in(
     conn: &Connection,
     table: &str,
@@ -146,11 +140,14 @@ fn write_in(
     let part_index = partition_index(rows, partition_column)?;
     record_partition_column(conn, table, partition_column)?;
     let days = days_written(rows, part_index, partition_column, scope)?;
-    let schema_changed = fit_columns(conn, table, partition_column, rows, scope)?;
-    replace_rows(conn, table, partition_column, rows, &days)?;
+    let mut schema_changed = fit_columns(conn, table, partition_column, rows, scope)?;
     if matches!(scope, Scope::WholeTable) {
         drop_other_partitions(conn, table, partition_column, &days)?;
     }
+    delete_days(conn, table, partition_column, &days)?;
+    let (declared, retyped) = types::fit(conn, table, partition_column, rows, &days)?;
+    schema_changed |= retyped;
+    insert_rows(conn, table, rows, &declared)?;
     let now = crate::clock::unix_now();
     if schema_changed {
         refingerprint_others(conn, table, partition_column, &days)?;
@@ -340,12 +337,11 @@ fn drop_columns(
     Ok(dropped)
 }
 
-/// Deletes the rows of `days` and inserts the rows given.
-fn replace_rows(
+/// Deletes the rows of `days`.
+fn delete_days(
     conn: &Connection,
     table: &str,
     partition_column: &str,
-    rows: &Rows,
     days: &BTreeSet<String>,
 ) -> rusqlite::Result<()> {
     let delete = format!(
@@ -356,6 +352,27 @@ fn replace_rows(
     for day in days {
         conn.execute(&delete, [day])?;
     }
+    Ok(())
+}
+
+/// Inserts the rows given, each value as its column's `declared` type
+/// stores it (`types::store`).
+fn insert_rows(
+    conn: &Connection,
+    table: &str,
+    rows: &Rows,
+    declared: &[(String, String)],
+) -> rusqlite::Result<()> {
+    let kinds: Vec<&str> = rows
+        .columns
+        .iter()
+        .map(|c| {
+            declared
+                .iter()
+                .find(|(d, _)| d == c)
+                .map_or("", |(_, t)| t.as_str())
+        })
+        .collect();
     let placeholders: Vec<String> = (1..=rows.columns.len()).map(|i| format!("?{i}")).collect();
     let insert = format!(
         "INSERT INTO {} ({}) VALUES ({})",
@@ -365,7 +382,8 @@ fn replace_rows(
     );
     let mut stmt = conn.prepare(&insert)?;
     for row in &rows.rows {
-        stmt.execute(rusqlite::params_from_iter(row.iter()))?;
+        let values = row.iter().zip(&kinds).map(|(v, t)| types::store(v, t));
+        stmt.execute(rusqlite::params_from_iter(values))?;
     }
     Ok(())
 }

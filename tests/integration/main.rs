@@ -8,6 +8,7 @@ mod diff;
 mod engine;
 mod formats;
 mod fuzz;
+mod history;
 mod keys;
 mod monitor;
 mod quickstart;
