@@ -9,6 +9,17 @@
 //! What goes in:
 //! - the *semantic slice* of the config for the step: canonical JSON of the
 //!   fields that change the data the step writes (`FIELD_RULES` says which);
+//! - the values the step's job acts on as *resolved* from the config, under
+//!   the slice's `resolved` (`graph::builder`): the table it writes
+//!   (`MetaData::output_table` and the names derived from it), the effective
+//!   accuracy (`GroupBy::effective_accuracy`) of the upload, streaming, each
+//!   join part and the comparison table, and the left's data model
+//!   (`Source::data_model`) of every join step. They come from the same
+//!   functions the engine and the executors call, so a raw field classed
+//!   below as serving-only or non-semantic that moves one of them (a topic
+//!   makes an unset accuracy TEMPORAL; `executionInfo.outputTableInfo.table`
+//!   renames the output) still changes the key, and `explain` names
+//!   `resolved.<field>`;
 //! - per input table, a digest of the fingerprints of the partitions the
 //!   target reads. Internal inputs use the producer's recorded output
 //!   fingerprint, so keys form a Merkle chain.
@@ -37,8 +48,10 @@ use serde_json::{Map, Number, Value};
 use crate::partition::Day;
 
 /// Bump to invalidate every cache. History:
-/// 1: first release.
-pub const KEY_VERSION: u32 = 1;
+/// 1: first release;
+/// 2: slices carry the values jobs act on as resolved (`resolved`: output
+///    table, effective accuracy, the left's data model).
+pub const KEY_VERSION: u32 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hash(pub [u8; 32]);

@@ -16,7 +16,7 @@ use super::fetch::{LOG_COLUMNS, Served, served};
 use super::groupby::Spec;
 use super::join::{Ask, part_values};
 use super::{Engine, EngineError, Result, derive, select_rows, sql_table};
-use crate::config::{Accuracy, Body, Join, Source};
+use crate::config::{Accuracy, Body, Join};
 use crate::graph::Node;
 use crate::partition::{Day, DayRange};
 use crate::warehouse::{Rows, from_json, quote};
@@ -221,7 +221,7 @@ fn offline_values(
     range: DayRange,
 ) -> Result<Rows> {
     let (join, served) = (chain.join, &chain.served);
-    let left_is_events = !matches!(join.left, Source::Entities { .. });
+    let left_is_events = join.left_is_events();
     let mut offline: Vec<Vec<Value>> = logged
         .table
         .rows

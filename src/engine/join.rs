@@ -20,7 +20,7 @@ use super::seen::At;
 use super::{
     Engine, EngineError, Result, column_expr, key_string, scan_sql, select_rows, sql_table,
 };
-use crate::config::{Accuracy, Body, Join, JoinPart, Source};
+use crate::config::{Accuracy, Body, Join, JoinPart};
 use crate::graph::Node;
 use crate::partition::{Day, DayRange};
 use crate::warehouse::{Rows, quote, quote_list};
@@ -44,10 +44,6 @@ fn join_of<'e>(engine: &'e Engine, node: &Node) -> Result<&'e Join> {
     }
 }
 
-fn left_is_events(join: &Join) -> bool {
-    !matches!(join.left, Source::Entities { .. })
-}
-
 /// The left table's columns before `row_id` and the partition: the
 /// selected columns, and `ts` for an events left.
 pub fn left_columns(join: &Join) -> Result<Vec<String>> {
@@ -58,7 +54,7 @@ pub fn left_columns(join: &Join) -> Result<Vec<String>> {
             "left.query.selects: expected the columns the left side selects",
         ));
     }
-    if left_is_events(join) && !columns.iter().any(|c| c == "ts") {
+    if join.left_is_events() && !columns.iter().any(|c| c == "ts") {
         columns.push("ts".into());
     }
     Ok(columns)
@@ -165,7 +161,7 @@ pub fn part(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
     let partition = engine.warehouse.partition_column.clone();
     let keys = part.mapped_keys();
     let mut columns: Vec<String> = vec![ROW_ID.into(), partition.clone()];
-    if left_is_events(join) {
+    if join.left_is_events() {
         columns.push("ts".into());
     }
     for (_, left) in &keys {
@@ -185,7 +181,8 @@ pub fn part(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
         .ok_or_else(|| EngineError::failed("the left table has a bad partition value"))
     };
     let features = spec.columns();
-    let temporal = left_is_events(join) && part.group_by.effective_accuracy() == Accuracy::Temporal;
+    let temporal =
+        join.left_is_events() && part.group_by.effective_accuracy() == Accuracy::Temporal;
     let asks: Vec<Ask> = left
         .rows
         .iter()
@@ -193,7 +190,7 @@ pub fn part(engine: &Engine, node: &Node, range: DayRange) -> Result<String> {
             Ok(Ask {
                 key: key_at.iter().map(|&i| row[i].clone()).collect(),
                 ts: match row.get(2) {
-                    Some(Value::Integer(ts)) if left_is_events(join) => Some(*ts),
+                    Some(Value::Integer(ts)) if join.left_is_events() => Some(*ts),
                     _ => None,
                 },
                 day: day_of(row)?,

@@ -237,7 +237,7 @@ fn row_identifier(join: &Join, label: &LabelPart, partition: &str) -> Vec<String
 
 /// The Driver's own checks (`LabelJoin.scala` lines 56-90), with its words.
 fn validate(join: &Join, label: &LabelPart) -> Result<()> {
-    if !matches!(join.left, Source::Events { .. }) {
+    if !join.left_is_events() {
         return Err(EngineError::failed(
             "left: join.left.dataModel needs to be Events for label join",
         ));

@@ -223,7 +223,7 @@ impl<'a> Engine<'a> {
 /// The column a source is partitioned by: its query's `partitionColumn`,
 /// else `default` (the warehouse's).
 pub fn source_partition<'q>(query: &'q Query, default: &'q str) -> &'q str {
-    query.partition_column.as_deref().unwrap_or(default)
+    query.partition_column_or(default)
 }
 
 /// Makes `conn` read-only for SQL from configs (an SQLite authorizer):

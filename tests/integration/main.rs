@@ -13,6 +13,7 @@ mod keys;
 mod monitor;
 mod quickstart;
 mod real_cli;
+mod resolved;
 mod robustness;
 mod run;
 mod scenario;

@@ -4,7 +4,9 @@
 //! Only what decides steps, inputs, outputs and partitions is typed here. The
 //! semantic content that decides *keys* is hashed from the raw JSON (see
 //! `crate::hash`), so a field this model does not know still invalidates
-//! correctly.
+//! correctly; what the model *resolves* from several fields (the effective
+//! accuracy, a source's data model, the output table) is hashed too, from
+//! the functions here, which the engine and the executors call as well.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,33 @@ thrift_enum!(Operation, "operation", {
 thrift_enum!(TimeUnit, "time unit", { Hours = 0, Days = 1 });
 
 thrift_enum!(Accuracy, "accuracy", { Temporal = 0, Snapshot = 1 });
+
+impl Accuracy {
+    /// The name Chronon gives it, as keys and `explain` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accuracy::Temporal => "temporal",
+            Accuracy::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// Whether a source is a stream of events or daily snapshots of entities
+/// (Chronon's `DataModel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataModel {
+    Events,
+    Entities,
+}
+
+impl DataModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataModel::Events => "events",
+            DataModel::Entities => "entities",
+        }
+    }
+}
 
 /// A table reference; Chronon allows a fixed sub-partition after the table
 /// name, as in `ns.t/hr=00:00`.
@@ -92,6 +121,14 @@ pub struct Query {
     pub partition_format: Option<DayFormat>,
 }
 
+impl Query {
+    /// The column the source is partitioned by: `partitionColumn`, else
+    /// `default` (the job's).
+    pub fn partition_column_or<'q>(&'q self, default: &'q str) -> &'q str {
+        self.partition_column.as_deref().unwrap_or(default)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Source {
     Events {
@@ -118,6 +155,18 @@ impl Source {
             Source::Events { query, .. }
             | Source::Entities { query, .. }
             | Source::JoinSource { query, .. } => query,
+        }
+    }
+
+    /// The source's data model as Chronon resolves it: a `joinSource` has
+    /// its join's left's (airbnb/chronon `api/src/main/scala/ai/chronon/api/Extensions.scala`,
+    /// `SourceOps.dataModel`). The one answer to "is this left events?":
+    /// the graph's reads, the keys and the engine all ask here.
+    pub fn data_model(&self) -> DataModel {
+        match self {
+            Source::Events { .. } => DataModel::Events,
+            Source::Entities { .. } => DataModel::Entities,
+            Source::JoinSource { join, .. } => join.left.data_model(),
         }
     }
 
@@ -378,6 +427,13 @@ impl LabelPart {
 }
 
 impl Join {
+    /// Whether the left is events (`left.dataModel == Events`): it decides
+    /// TEMPORAL or SNAPSHOT point-in-time joins, the snapshot shift of
+    /// entity parts and the left table's columns.
+    pub fn left_is_events(&self) -> bool {
+        self.left.data_model() == DataModel::Events
+    }
+
     pub fn scheduled(&self) -> bool {
         self.meta.offline_schedule.as_deref() != Some("@never")
     }

@@ -7,7 +7,7 @@ use crate::config::{Config, GroupBy};
 use crate::graph::{Input, Lookback, Schedule, Start, Step};
 
 use super::sources::source_inputs;
-use super::{Builder, Shape, pick};
+use super::{ACCURACY, Builder, Shape, pick};
 
 impl Builder<'_> {
     pub(super) fn add_group_by(
@@ -37,9 +37,11 @@ impl Builder<'_> {
             self.node(
                 index,
                 config,
+                // A TEMPORAL upload holds batch IRs, not values.
                 Shape::new(Step::GroupByUpload, Schedule::Latest)
                     .output(upload_table.clone())
-                    .inputs(inputs),
+                    .inputs(inputs)
+                    .resolved(ACCURACY, gb.effective_accuracy().name()),
                 canonical,
             );
             let kv_input = Input::new(
@@ -72,7 +74,8 @@ impl Builder<'_> {
                     index,
                     config,
                     Shape::new(Step::GroupByStreaming, Schedule::Unpartitioned)
-                        .inputs(vec![after_kv]),
+                        .inputs(vec![after_kv])
+                        .resolved(ACCURACY, gb.effective_accuracy().name()),
                     canonical,
                 );
             }

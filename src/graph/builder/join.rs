@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use crate::config::{Config, Join, JoinPart, Source};
+use crate::config::{Config, Join, JoinPart};
 use crate::graph::{Input, Lookback, NodeId, Schedule, Start, Step, archive};
 
 use super::sources::{left_inputs, primary_table, source_inputs};
-use super::{Builder, Shape, omit, pick};
+use super::{ACCURACY, Builder, LEFT_DATA_MODEL, Shape, omit, pick};
 
 /// What the nodes of one join's own days share.
 struct Backfill<'a> {
@@ -23,10 +23,13 @@ struct Backfill<'a> {
 }
 
 impl Backfill<'_> {
-    fn schedule(&self) -> Schedule {
-        Schedule::Daily {
+    /// A node of the join's own days, keyed on the left's data model:
+    /// every one of them reads or writes columns that depend on it.
+    fn shape(&self, step: Step) -> Shape {
+        let schedule = Schedule::Daily {
             start: self.start.clone(),
-        }
+        };
+        Shape::new(step, schedule).resolved(LEFT_DATA_MODEL, self.join.left.data_model().name())
     }
 }
 
@@ -100,7 +103,7 @@ impl Builder<'_> {
         let id = self.node(
             b.index,
             b.config,
-            Shape::new(Step::JoinLeft, b.schedule())
+            b.shape(Step::JoinLeft)
                 .output(b.left_table.clone())
                 .inputs(inputs),
             &slice,
@@ -110,7 +113,7 @@ impl Builder<'_> {
 
     /// Adds join part `i`; returns how the final table reads the part's table.
     fn add_join_part(&mut self, b: &Backfill, i: usize, part: &JoinPart) -> Input {
-        let left_is_events = matches!(b.join.left, Source::Events { .. });
+        let left_is_events = b.join.left_is_events();
         let part_table = self.naming.part(&b.table, part);
         let origin = format!("joinParts[{i}]");
         let mut inputs = vec![reads_left(&b.left_table)];
@@ -130,10 +133,11 @@ impl Builder<'_> {
         let id = self.node(
             b.index,
             b.config,
-            Shape::new(Step::JoinPart, b.schedule())
+            b.shape(Step::JoinPart)
                 .part(part.label())
                 .output(part_table.clone())
-                .inputs(inputs),
+                .inputs(inputs)
+                .resolved(ACCURACY, part.group_by.effective_accuracy().name()),
             &slice,
         );
         self.archive(id, b.canonical, archive::Table::Part(i));
@@ -144,7 +148,7 @@ impl Builder<'_> {
         let id = self.node(
             b.index,
             b.config,
-            Shape::new(Step::JoinFinal, b.schedule())
+            b.shape(Step::JoinFinal)
                 .output(b.table.clone())
                 .inputs(inputs),
             // Labels are the label join's: not in the join's own table.
@@ -190,7 +194,9 @@ impl Builder<'_> {
             config,
             Shape::new(Step::BuildComparisonTable, schedule())
                 .output(comparison.clone())
-                .inputs(comparison_inputs(join, logged)),
+                .inputs(comparison_inputs(join, logged))
+                .resolved(LEFT_DATA_MODEL, join.left.data_model().name())
+                .resolved(ACCURACY, part_accuracies(join)),
             canonical,
         );
         let metrics_input = Input::new(
@@ -239,6 +245,14 @@ fn bootstrap_inputs(join: &Join, lag: u32) -> Vec<Input> {
     inputs
 }
 
+/// Each part's effective accuracy, in part order.
+fn part_accuracies(join: &Join) -> Vec<&'static str> {
+    join.join_parts
+        .iter()
+        .map(|part| part.group_by.effective_accuracy().name())
+        .collect()
+}
+
 /// The logged requests, and what the offline values are recomputed from.
 fn comparison_inputs(join: &Join, logged: String) -> Vec<Input> {
     let lag = join.meta.lag as u32;
@@ -252,7 +266,7 @@ fn comparison_inputs(join: &Join, logged: String) -> Vec<Input> {
     inputs.extend(left_inputs(&join.left, lag));
     // Offline values are recomputed as the join part computes
     // them: entity snapshots shift as they do there.
-    let left_is_events = !matches!(join.left, Source::Entities { .. });
+    let left_is_events = join.left_is_events();
     for (i, part) in join.join_parts.iter().enumerate() {
         inputs.extend(source_inputs(
             &part.group_by,

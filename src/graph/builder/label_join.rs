@@ -6,7 +6,7 @@ use crate::config::{Config, Join, LabelPart};
 use crate::graph::{Input, Lookback, NodeId, Schedule, Start, Step};
 
 use super::sources::{left_inputs, primary_table, source_inputs};
-use super::{Builder, Shape, pick};
+use super::{Builder, LEFT_DATA_MODEL, Shape, pick};
 
 impl Builder<'_> {
     /// A label join (airbnb/chronon `LabelJoin.scala`): one target per
@@ -68,7 +68,8 @@ impl Builder<'_> {
             config,
             Shape::new(Step::LabelJoin, Schedule::Daily { start })
                 .output(self.naming.labels(&table))
-                .inputs(inputs),
+                .inputs(inputs)
+                .resolved(LEFT_DATA_MODEL, join.left.data_model().name()),
             &slice,
         );
     }

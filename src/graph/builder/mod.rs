@@ -48,6 +48,9 @@ struct Shape {
     output: Option<String>,
     schedule: Schedule,
     inputs: Vec<Input>,
+    /// What the job acts on as resolved from the config, beyond the
+    /// output table (which every node's key carries): see `resolved`.
+    resolved: Map<String, Value>,
 }
 
 impl Shape {
@@ -58,7 +61,14 @@ impl Shape {
             output: None,
             schedule,
             inputs: Vec::new(),
+            resolved: Map::new(),
         }
+    }
+
+    /// A resolved value the step's job acts on (see `resolved`).
+    fn resolved(mut self, field: &str, value: impl Into<Value>) -> Shape {
+        self.resolved.insert(field.to_string(), value.into());
+        self
     }
 
     /// A join part's label.
@@ -111,6 +121,35 @@ fn omit(canonical: &Value, keys: &[&str]) -> Value {
     out
 }
 
+/// The slice with the values the job acts on under `resolved` (see
+/// `crate::hash`): the table it writes, and what `Shape::resolved` adds.
+/// They are put beside the raw fields, not filtered by the step's scope:
+/// a raw field classed as serving-only or non-semantic (`events.topic`,
+/// `executionInfo.outputTableInfo.table`) can still change them, and then
+/// `explain` names `resolved.<field>`.
+fn with_resolved(slice: Value, output: Option<&str>, mut resolved: Map<String, Value>) -> Value {
+    if let Some(table) = output {
+        resolved.insert(OUTPUT_TABLE.into(), table.into());
+    }
+    if resolved.is_empty() {
+        return slice;
+    }
+    let mut map = match slice {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    map.insert(RESOLVED.into(), Value::Object(resolved));
+    Value::Object(map)
+}
+
+/// Where a slice keeps the resolved values.
+pub(crate) const RESOLVED: &str = "resolved";
+
+/// The resolved fields, as `explain` names them under `resolved.`.
+const OUTPUT_TABLE: &str = "outputTable";
+const ACCURACY: &str = "accuracy";
+const LEFT_DATA_MODEL: &str = "leftDataModel";
+
 impl Builder<'_> {
     /// Adds a node of `config` in `shape`, whose slice is taken from
     /// `slice_source` (the fields of the config its step depends on).
@@ -127,8 +166,10 @@ impl Builder<'_> {
             output,
             schedule,
             inputs,
+            resolved,
         } = shape;
         let slice = hash::slice(slice_source, "", step.scope()).unwrap_or(Value::Null);
+        let slice = with_resolved(slice, output.as_deref(), resolved);
         let slice_hash = Hash::of_json(&slice);
         let id = self.nodes.len();
         self.nodes.push(Node {
