@@ -16,6 +16,7 @@ mod robustness;
 mod run;
 mod scenario;
 mod soundness;
+mod undeclared_reads;
 mod warehouse;
 
 use std::path::{Path, PathBuf};
