@@ -45,7 +45,8 @@
 //! - `monitor`: status, metrics (`monitor::metrics`) and the HTML report
 //!   (`monitor::report`), from plans and history;
 //! - `run`: the runner (where jobs run), its locks, progress and summary,
-//!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions);
+//!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions,
+//!   and what nodes no config makes any more left);
 //! - `exec`: the executors' argv and environment (zipline, local), the
 //!   tables' partition layouts as the Driver sees them (`partitioning`), and
 //!   `exec::command`: how every process is started (jobs, hooks, probe,

@@ -68,6 +68,9 @@ struct StatusJson<'a> {
     nodes: &'a [NodeStatus],
     /// Per config, days behind `until` (null: nothing fresh yet).
     lag_days: serde_json::Map<String, serde_json::Value>,
+    /// Nodes no config makes any more whose tables, KV entries or state
+    /// rows are still there (`gc -n` lists them).
+    orphans: usize,
 }
 
 pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
@@ -80,8 +83,18 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
         None => HashMap::new(),
     };
     let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+    let orphans = orphan_count(&ws, store.as_ref())?;
     match args.format {
-        Format::Text => print!("{}", status_text(until, &statuses)),
+        Format::Text => {
+            print!("{}", status_text(until, &statuses));
+            if orphans > 0 {
+                println!(
+                    "{orphans} orphan(s) of removed or renamed configs (their tables, KV \
+                     datasets and state rows are kept): `gc -n` lists them, `gc --orphans` \
+                     removes them"
+                );
+            }
+        }
         Format::Json => {
             let lag_days = monitor::config_lags(&statuses)
                 .into_iter()
@@ -91,6 +104,7 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
                 until,
                 nodes: &statuses,
                 lag_days,
+                orphans,
             });
         }
     }
@@ -100,6 +114,17 @@ pub fn status(global: &Global, args: &StatusArgs) -> Result<Exit, Error> {
     } else {
         Exit::Ok
     })
+}
+
+/// How many nodes no config makes any more left something behind; none
+/// counted while configs are set apart (their nodes would look removed).
+fn orphan_count(ws: &Workspace, store: Option<&StateStore>) -> Result<usize, Error> {
+    match store {
+        Some(store) if ws.repo.invalid.is_empty() => {
+            Ok(crate::run::gc::leftovers(&ws.graph, store.recorded_nodes()?).len())
+        }
+        _ => Ok(0),
+    }
 }
 
 /// One screen: configs with their steps below, one line each.

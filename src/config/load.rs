@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::decode::Decoder;
 use super::files::{collect_files, read_json, relative, sorted_dir, without_bom};
+use super::sql_reads;
 use super::teams::load_teams;
 use super::{Body, Config, ConfigErrors, ConfigKind, InvalidConfig, Layout, Problem, Repo, model};
 
@@ -86,7 +87,12 @@ impl Repo {
         let parsed = parse_files(root, &files);
         let mut configs = Vec::with_capacity(parsed.len());
         let mut invalid = Vec::new();
-        for ((_, path), (config, found)) in files.iter().zip(parsed) {
+        for ((_, path), (config, mut found)) in files.iter().zip(parsed) {
+            if let Some(config) = &config {
+                let reads = sql_reads::check(config, layout);
+                found.extend(reads.problems);
+                notes.extend(reads.note);
+            }
             if lenient && !found.is_empty() {
                 invalid.push(InvalidConfig {
                     path: relative(root, path),

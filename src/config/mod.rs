@@ -16,12 +16,15 @@
 //! - `files`: listing the config folders, reading JSON (`strict_json`);
 //! - `teams`: the teams' settings;
 //! - `model`: the typed configs, and in `model/read.rs` their readers;
-//! - `decode`: the JSON decoder the readers use, which records problems.
+//! - `decode`: the JSON decoder the readers use, which records problems;
+//! - `sql_reads`: the tables a staging query's SQL reads, against the ones
+//!   it declares.
 
 pub mod decode;
 mod files;
 mod load;
 pub mod model;
+pub mod sql_reads;
 mod teams;
 
 use std::collections::BTreeMap;

@@ -103,11 +103,19 @@ fn notes(
     with_state: bool,
 ) -> Vec<String> {
     // Notes the head brings: what was already true on the base is not news.
+    // The loader's say which staging queries' SQL was not read (their
+    // reads are not checked against their dependencies).
     let mut notes: Vec<String> = head
-        .graph
+        .repo
         .notes
         .iter()
-        .filter(|n| !base.graph.notes.contains(n))
+        .filter(|n| !base.repo.notes.contains(n))
+        .chain(
+            head.graph
+                .notes
+                .iter()
+                .filter(|n| !base.graph.notes.contains(n)),
+        )
         .cloned()
         .collect();
     if targets.iter().any(|t| {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json};
 
 use super::groupby::dataset;
 use super::{Engine, EngineError, Result, select_rows, sql_table};
-use crate::config::Body;
+use crate::config::{Body, sanitize};
 use crate::graph::Node;
 use crate::partition::DayRange;
 use crate::warehouse::{json, quote};
@@ -30,6 +30,28 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS kv (
     version TEXT NOT NULL,
     PRIMARY KEY (dataset, key)
 ) WITHOUT ROWID;";
+
+/// The batch dataset of a group-by, by its name, as Chronon names it.
+pub fn batch_dataset(config: &str) -> String {
+    format!("{}_BATCH", sanitize(config).to_uppercase())
+}
+
+/// Removes a dataset, or one key of it, from the store at `path` (nothing
+/// when the store does not exist); returns how many values went.
+pub fn remove(path: &Path, dataset: &str, key: Option<&str>) -> Result<usize> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let conn = open(path)?;
+    let removed = match key {
+        Some(key) => conn.execute(
+            "DELETE FROM kv WHERE dataset = ?1 AND key = ?2",
+            params![dataset, key],
+        ),
+        None => conn.execute("DELETE FROM kv WHERE dataset = ?1", [dataset]),
+    };
+    removed.map_err(|e| EngineError::failed(format!("{}: {e}", path.display())))
+}
 
 pub fn open(path: &Path) -> Result<Connection> {
     let fail = |e: String| EngineError::failed(format!("{}: {e}", path.display()));
@@ -188,4 +210,30 @@ pub fn get(conn: &Connection, dataset: &str, key: &str) -> Result<Option<(Json, 
                 })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigKind, parse_value};
+
+    /// `gc` names a removed group-by's datasets from its name alone: the
+    /// same names the engine writes.
+    #[test]
+    fn datasets_by_name_are_the_ones_the_engine_writes() {
+        let raw = serde_json::from_str(include_str!(
+            "../../testdata/demo/production/group_bys/quickstart/purchases.v1"
+        ))
+        .unwrap();
+        let mut problems = Vec::new();
+        let config = parse_value(ConfigKind::GroupBy, raw, "purchases.v1", &mut problems).unwrap();
+        let Body::GroupBy(gb) = &config.body else {
+            panic!("a group-by")
+        };
+        assert_eq!(batch_dataset(&gb.meta.name), dataset(gb));
+        assert_eq!(
+            super::super::streaming::streaming_dataset_of(&gb.meta.name),
+            super::super::streaming::streaming_dataset(gb)
+        );
+    }
 }

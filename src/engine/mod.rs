@@ -192,15 +192,17 @@ impl<'a> Engine<'a> {
         }
         let mut conn = self.connect()?;
         let text = sql::quote_default_namespace(&text);
-        let denied = read_only(&mut conn)?;
+        let guard = read_only(&mut conn)?;
         let result = select_rows(&conn, &text, &[], "query");
-        if let Some(what) = denied.lock().ok().and_then(|mut d| d.take()) {
+        if let Some(what) = guard.denied.lock().ok().and_then(|mut d| d.take()) {
             return Err(EngineError::failed(format!(
                 "query: staging queries run read-only; {what} is not allowed (the engine \
                  writes the result to the output table itself)"
             )));
         }
         let rows = result?;
+        let reads = guard.reads.lock().map(|r| r.clone()).unwrap_or_default();
+        sql::check_declared(sq, self.repo.layout, &reads)?;
         let partition = &self.warehouse.partition_column;
         let Some(at) = rows.columns.iter().position(|c| c == partition) else {
             return Err(EngineError::failed(format!(
@@ -226,20 +228,36 @@ pub fn source_partition<'q>(query: &'q Query, default: &'q str) -> &'q str {
     query.partition_column_or(default)
 }
 
+/// What `read_only` records: the first refused action, and every table
+/// read (`ns.table`, as SQLite's authorizer names them).
+struct Guard {
+    denied: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    reads: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
 /// Makes `conn` read-only for SQL from configs (an SQLite authorizer):
 /// SELECT, reads and functions of the attached namespaces, nothing else: no
 /// ATTACH or DETACH (which create files anywhere), VACUUM, PRAGMA, writes,
-/// DDL or triggers. Returns where the first refused action is recorded.
-fn read_only(conn: &mut Connection) -> Result<std::sync::Arc<std::sync::Mutex<Option<String>>>> {
+/// DDL or triggers. Records the first refused action, and the tables read.
+fn read_only(conn: &mut Connection) -> Result<Guard> {
     use rusqlite::hooks::{AuthAction, Authorization};
-    let denied = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-    let record = denied.clone();
+    let guard = Guard {
+        denied: Default::default(),
+        reads: Default::default(),
+    };
+    let record = guard.denied.clone();
+    let reads = guard.reads.clone();
     conn.authorizer(Some(move |ctx: rusqlite::hooks::AuthContext<'_>| {
         let what = match ctx.action {
-            AuthAction::Select
-            | AuthAction::Read { .. }
-            | AuthAction::Function { .. }
-            | AuthAction::Recursive => return Authorization::Allow,
+            AuthAction::Read { table_name, .. } => {
+                if let (Some(namespace), Ok(mut reads)) = (ctx.database_name, reads.lock()) {
+                    reads.insert(format!("{namespace}.{table_name}"));
+                }
+                return Authorization::Allow;
+            }
+            AuthAction::Select | AuthAction::Function { .. } | AuthAction::Recursive => {
+                return Authorization::Allow;
+            }
             AuthAction::Attach { filename } => format!("ATTACH DATABASE {filename:?}"),
             AuthAction::Detach { database_name } => format!("DETACH {database_name}"),
             AuthAction::Pragma { pragma_name, .. } => format!("PRAGMA {pragma_name}"),
@@ -260,7 +278,7 @@ fn read_only(conn: &mut Connection) -> Result<std::sync::Arc<std::sync::Mutex<Op
     .map_err(|e| {
         EngineError::failed(format!("query: cannot make the connection read-only: {e}"))
     })?;
-    Ok(denied)
+    Ok(guard)
 }
 
 pub fn table_name(table: &str) -> Result<TableName> {

@@ -1,6 +1,7 @@
 //! SQL as configs write it, run by SQLite: the Spark SQL functions SQLite
 //! lacks, registered under their Spark names; `default.` (a keyword in
-//! SQLite) quoted; and the staging-query templates substituted.
+//! SQLite) quoted; the staging-query templates substituted; and a staging
+//! query's reads checked against what it declares.
 //!
 //! Times are UTC: Spark uses the session time zone, which the local engine
 //! takes to be UTC.
@@ -9,6 +10,10 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Error};
 
+use std::collections::BTreeSet;
+
+use super::EngineError;
+use crate::config::{Layout, StagingQuery, sql_reads};
 use crate::partition::{Day, civil_from_days, days_from_civil};
 
 const DETERMINISTIC: FunctionFlags = FunctionFlags::SQLITE_UTF8
@@ -451,6 +456,36 @@ pub fn substitute_dates(sql: &str, start: Day, end: Day, latest: Day) -> String 
         }
     }
     out
+}
+
+/// Refuses a staging query that read a table it does not declare: its
+/// keys are made of what it declares, so a change to that table would never
+/// rerun it (`config::sql_reads` finds the same in the SQL, for CI). `reads`
+/// are the tables SQLite's authorizer saw it read. A query that declares
+/// nothing is let through, as the loader does: the graph notes it.
+pub fn check_declared(
+    sq: &StagingQuery,
+    layout: Layout,
+    reads: &BTreeSet<String>,
+) -> Result<(), EngineError> {
+    let declared = sql_reads::declared_tables(sq);
+    if declared.is_empty() {
+        return Ok(());
+    }
+    let undeclared: Vec<String> = reads
+        .iter()
+        .filter(|table| !sql_reads::is_declared(table, &declared))
+        .map(|table| {
+            format!(
+                "query: {}",
+                sql_reads::undeclared_message(table, sq, layout)
+            )
+        })
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::failed(undeclared.join("\n")))
 }
 
 #[cfg(test)]

@@ -29,7 +29,12 @@ pub const DEPLOYED: &str = "CHRONON_LOCAL_STREAMING_JOBS";
 
 /// The KV dataset a group-by's streaming head goes to, as Chronon names it.
 pub fn streaming_dataset(gb: &GroupBy) -> String {
-    format!("{}_STREAMING", sanitize(&gb.meta.name).to_uppercase())
+    streaming_dataset_of(&gb.meta.name)
+}
+
+/// `streaming_dataset`, by the group-by's name alone.
+pub fn streaming_dataset_of(config: &str) -> String {
+    format!("{}_STREAMING", sanitize(config).to_uppercase())
 }
 
 /// Why the local engine cannot run this group-by's streaming job, if it

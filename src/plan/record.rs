@@ -27,6 +27,8 @@ pub struct BuildRecord {
     /// The output holds one version only (a KV dataset, an unpartitioned
     /// upload table): building this day replaces what any other day built.
     pub sole: bool,
+    /// The table the node writes, kept with the node in the state.
+    pub output_table: Option<Arc<str>>,
 }
 
 impl BuildRecord {
@@ -78,6 +80,7 @@ impl BuildRecord {
             inputs_hash,
             inputs_doc: String::from_utf8(doc).expect("JSON is UTF-8"),
             sole: node.schedule == Schedule::Latest && !node.probed_output,
+            output_table: node.output.as_deref().map(Arc::from),
         })
     }
 
@@ -94,6 +97,7 @@ impl BuildRecord {
             output,
             inputs_doc: &self.inputs_doc,
             sole: self.sole,
+            output_table: self.output_table.as_deref(),
         }
     }
 }

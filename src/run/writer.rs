@@ -121,6 +121,7 @@ mod tests {
             inputs_hash: Hash::of(b"[]"),
             inputs_doc: "[]".into(),
             sole: false,
+            output_table: None,
         };
         Recording {
             outputs: vec![Some(Hash::of(b"out"))],

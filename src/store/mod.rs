@@ -4,7 +4,8 @@
 //! mode, schema version in `PRAGMA user_version`. A file with a newer version
 //! than this binary knows is refused. Tables:
 //!
-//! - `nodes`: one row per (step, config, part), so targets store an integer;
+//! - `nodes`: one row per (step, config, part), so targets store an integer,
+//!   with the table it writes (`output`) as its last recorded build named it;
 //! - `targets`: per built target its key, slice hash, inputs hash, output
 //!   fingerprint, the sequence number of the write that recorded it, and
 //!   its key document's inputs (`inputs_doc`: what it read, the JSON its key
@@ -34,10 +35,13 @@
 //! - `write.rs`: recording builds (the hot path of `adopt`) and forced
 //!   marks;
 //! - `memos.rs`: node memos;
+//! - `nodes.rs`: every node with rows, the table it wrote and when (what
+//!   `gc` finds orphans with), and forgetting nodes;
 //! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`.
 
 mod keys;
 mod memos;
+mod nodes;
 mod records;
 mod runs;
 mod schema;
@@ -53,6 +57,7 @@ use crate::partition::Day;
 
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
 pub use memos::Memo;
+pub use nodes::RecordedNode;
 pub use records::{Built, NodeState, Recorded};
 pub use runs::{Attempt, RunRow};
 use schema::READABLE_FROM;

@@ -46,6 +46,9 @@ pub struct Built<'a> {
     /// The output holds one version (a KV dataset): recording this day
     /// forgets the node's other days, which it overwrote.
     pub sole: bool,
+    /// The table the node writes, if it writes one: kept with the node
+    /// (`nodes.output`), so `gc` knows it once no config makes the node.
+    pub output_table: Option<&'a str>,
 }
 
 impl StateStore {

@@ -3,12 +3,13 @@
 
 use super::{StateStore, StoreError, sqlite};
 
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2, 3 and 5 only added and changed node memos, which a plan can
-/// do without (a memo of another version never matches), and a reader of a
-/// state before 4 reads its ranges from `target_reads` (`ranges_read`).
+/// do without (a memo of another version never matches), a reader of a
+/// state before 4 reads its ranges from `target_reads` (`ranges_read`), and
+/// one before 6 knows no node's output table (`recorded_nodes`).
 pub(super) const READABLE_FROM: i64 = 1;
 
 const MIGRATIONS: &[&str] = &[
@@ -107,6 +108,11 @@ const MIGRATIONS: &[&str] = &[
     // any write) are dropped: their digests are of another version.
     "DELETE FROM node_memos;
      ALTER TABLE node_memos ADD COLUMN last INTEGER NOT NULL DEFAULT 0;",
+    // 6: the table each node writes, as its last recorded build wrote it
+    // (`nodes.output`): once no config makes the node any more (a config
+    // renamed, a join part removed), `gc` still knows which table it left.
+    // Nodes recorded before have none until they are built again.
+    "ALTER TABLE nodes ADD COLUMN output TEXT;",
 ];
 
 impl StateStore {

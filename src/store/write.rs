@@ -209,6 +209,7 @@ struct TargetWrites<'tx> {
     forget_memo: CachedStatement<'tx>,
     has_failed: CachedStatement<'tx>,
     has_forced: CachedStatement<'tx>,
+    set_output: CachedStatement<'tx>,
 }
 
 impl<'tx> TargetWrites<'tx> {
@@ -233,6 +234,9 @@ impl<'tx> TargetWrites<'tx> {
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM failures WHERE node = ?1)")?,
             has_forced: tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM forced WHERE node = ?1)")?,
+            set_output: tx.prepare_cached(
+                "UPDATE nodes SET output = ?2 WHERE id = ?1 AND output IS NOT ?2",
+            )?,
         })
     }
 
@@ -256,7 +260,7 @@ impl<'tx> TargetWrites<'tx> {
         for b in built {
             let marks = match last {
                 Some((key, marks)) if key == b.node => marks,
-                _ => self.node_marks(tx, node_ids, &mut nodes, b.node)?,
+                _ => self.node_marks(tx, node_ids, &mut nodes, b)?,
             };
             last = Some((b.node, marks));
             if !slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
@@ -277,18 +281,22 @@ impl<'tx> TargetWrites<'tx> {
     }
 
     /// The node's id and marks: from this write's own map, or read (the
-    /// node inserted when new) and kept in it.
+    /// node inserted when new, its output table kept) and kept in it.
     fn node_marks<'b>(
         &mut self,
         tx: &Transaction,
         node_ids: &mut HashMap<NodeKey, i64>,
         nodes: &mut HashMap<&'b NodeKey, NodeMarks>,
-        node: &'b NodeKey,
+        b: &Built<'b>,
     ) -> rusqlite::Result<NodeMarks> {
+        let node = b.node;
         if let Some(marks) = nodes.get(node) {
             return Ok(*marks);
         }
         let id = StateStore::node_id(node_ids, tx, node)?;
+        if let Some(table) = b.output_table {
+            self.set_output.execute(params![id, table])?;
+        }
         let marks = NodeMarks {
             id,
             failed: self.has_failed.query_row([id], |r| r.get(0))?,
@@ -352,6 +360,7 @@ mod tests {
             output: Hash::of(b"out"),
             inputs_doc: "[]",
             sole: false,
+            output_table: Some("t.g"),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Removing partitions: their rows and their catalog entries together.
+//! Removing partitions, or whole tables: their rows and their catalog
+//! entries together.
 
 use rusqlite::Connection;
 
@@ -25,6 +26,29 @@ impl Warehouse {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// Drops a table with its catalog entries, in one transaction; returns
+    /// how many partitions it had. A table that does not exist is no error.
+    pub fn drop_table(&self, table: &TableName) -> Result<usize, WarehouseError> {
+        let path = self.namespace_file(&table.namespace);
+        if !path.exists() {
+            return Ok(0);
+        }
+        let err = |e| sqlite_error(&path, e);
+        let mut conn = self.open_write(&table.namespace)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let partitions = tx
+            .execute("DELETE FROM _partitions WHERE tbl = ?1", [&table.table])
+            .map_err(err)?;
+        tx.execute("DELETE FROM _tables WHERE tbl = ?1", [&table.table])
+            .map_err(err)?;
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&table.table)))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(partitions)
     }
 }
 

@@ -11,6 +11,7 @@ mod fuzz;
 mod history;
 mod keys;
 mod monitor;
+mod orphans;
 mod quickstart;
 mod real_cli;
 mod resolved;
@@ -18,6 +19,7 @@ mod robustness;
 mod run;
 mod scenario;
 mod soundness;
+mod undeclared_reads;
 mod warehouse;
 
 use std::path::{Path, PathBuf};

@@ -383,9 +383,12 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         let old_memo = [7u8; 32];
         {
             let conn = rusqlite::Connection::open(&state).unwrap();
-            // What schemas 1 to 4 had: memos of whole nodes.
-            conn.execute_batch("ALTER TABLE node_memos DROP COLUMN last;")
-                .unwrap();
+            // What schemas 1 to 4 had: memos of whole nodes; and 1 to 5: no
+            // output table with the nodes.
+            conn.execute_batch(
+                "ALTER TABLE node_memos DROP COLUMN last; ALTER TABLE nodes DROP COLUMN output;",
+            )
+            .unwrap();
             // What schemas 1 to 3 had: ranges read in their own table.
             if schema < 4 {
                 conn.execute_batch(
@@ -436,7 +439,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
 
         let again = run(&root, &until);
         assert_eq!(jobs(&again), 0, "{}", again.stdout);
-        assert_eq!(version(), 5);
+        assert_eq!(version(), chronon_build::store::SCHEMA_VERSION);
         let conn = rusqlite::Connection::open(&state).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert!(
