@@ -153,18 +153,8 @@ pub struct ObjectStores {
     turns: OnceLock<tokio::sync::Semaphore>,
 }
 
-impl ObjectStores {
-    /// Stores configured from `env` rather than the process's environment.
-    pub fn with_env(env: Env) -> ObjectStores {
-        ObjectStores {
-            env,
-            buckets: Mutex::default(),
-            turns: OnceLock::new(),
-        }
-    }
-}
-
 impl Default for ObjectStores {
+    /// Stores configured from the process's environment.
     fn default() -> ObjectStores {
         ObjectStores::with_env(
             std::env::vars_os()
@@ -175,6 +165,15 @@ impl Default for ObjectStores {
 }
 
 impl ObjectStores {
+    /// Stores configured from `env` rather than the process's environment.
+    pub fn with_env(env: Env) -> ObjectStores {
+        ObjectStores {
+            env,
+            buckets: Mutex::default(),
+            turns: OnceLock::new(),
+        }
+    }
+
     fn bucket(&self, at: &Remote<'_>) -> Result<Arc<dyn Bucket>, StorageError> {
         let key = (at.cloud, at.bucket.to_string());
         let mut buckets = self
