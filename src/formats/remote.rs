@@ -11,8 +11,8 @@
 //! or listing, retries included, given `OPERATION_TIMEOUT`; so an emulator
 //! that is down or failing is an error within a bounded time, never a hang.
 //!
-//! Credentials come from each cloud's standard environment, through
-//! `object_store`'s `from_env()` builders:
+//! Credentials come from each cloud's standard environment, read as
+//! `object_store`'s `from_env()` builders read it:
 //! - S3: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 //!   `AWS_REGION`, `AWS_ENDPOINT` or `AWS_ENDPOINT_URL` (an emulator, MinIO),
 //!   `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint; without keys, the
@@ -23,7 +23,8 @@
 //!   without any, the instance's metadata server. For an emulator
 //!   (fake-gcs-server), a service-account file with `"gcs_base_url":
 //!   "http://127.0.0.1:PORT"`, `"disable_oauth": true` and empty
-//!   `client_email` and `private_key`: `object_store` honours those two
+//!   `client_email`, `private_key` and `private_key_id`: `object_store`
+//!   honours those two
 //!   fields only in a service-account file, so a file named by
 //!   `GOOGLE_APPLICATION_CREDENTIALS` that has either is read as one.
 //!
@@ -146,14 +147,34 @@ impl<T: ObjectStore + PaginatedListStore> Bucket for T {}
 
 /// The `gs://` and `s3://` buckets: one store per bucket, made on its first
 /// use and kept.
-#[derive(Default)]
 pub struct ObjectStores {
+    env: Env,
     buckets: Mutex<HashMap<(Cloud, String), Arc<dyn Bucket>>>,
     turns: OnceLock<tokio::sync::Semaphore>,
 }
 
+impl Default for ObjectStores {
+    /// Stores configured from the process's environment.
+    fn default() -> ObjectStores {
+        ObjectStores::with_env(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        )
+    }
+}
+
 impl ObjectStores {
-    fn bucket(&self, location: &str, at: &Remote<'_>) -> Result<Arc<dyn Bucket>, StorageError> {
+    /// Stores configured from `env` rather than the process's environment.
+    pub fn with_env(env: Env) -> ObjectStores {
+        ObjectStores {
+            env,
+            buckets: Mutex::default(),
+            turns: OnceLock::new(),
+        }
+    }
+
+    fn bucket(&self, at: &Remote<'_>) -> Result<Arc<dyn Bucket>, StorageError> {
         let key = (at.cloud, at.bucket.to_string());
         let mut buckets = self
             .buckets
@@ -163,13 +184,12 @@ impl ObjectStores {
             return Ok(bucket.clone());
         }
         let made = match at.cloud {
-            Cloud::Gcs => gcs(at.bucket),
-            Cloud::S3 => s3(at.bucket),
+            Cloud::Gcs => gcs(at.bucket, &self.env),
+            Cloud::S3 => s3(at.bucket, &self.env),
         }
         .map_err(|e| {
             StorageError::Other(format!(
-                "{}: cannot set up the bucket's client: {}",
-                redact_url(location),
+                "cannot set up a client for the bucket: {}",
                 redact_message(&e)
             ))
         })?;
@@ -180,7 +200,6 @@ impl ObjectStores {
     /// Runs a request on the runtime, waiting for a turn among `MAX_REQUESTS`.
     fn request<T>(
         &self,
-        location: &str,
         request: impl Future<Output = Result<T, object_store::Error>>,
     ) -> Result<T, StorageError> {
         let turns = self
@@ -193,40 +212,29 @@ impl ObjectStores {
         match answer {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(object_store::Error::NotFound { .. })) => Err(StorageError::NotFound),
-            Ok(Err(e)) => Err(StorageError::Other(format!(
-                "{}: {}",
-                redact_url(location),
-                redact_message(&error_chain(&e))
-            ))),
-            Err(timeout) => Err(StorageError::Other(format!(
-                "{}: {timeout}",
-                redact_url(location)
-            ))),
+            // The callers name the object; the message says what befell it.
+            Ok(Err(e)) => Err(StorageError::Other(redact_message(&error_chain(&e)))),
+            Err(timeout) => Err(StorageError::Other(timeout)),
         }
     }
 
     fn read(&self, location: &str, at: &Remote<'_>) -> Result<Vec<u8>, StorageError> {
-        let bucket = self.bucket(location, at)?;
+        let bucket = self.bucket(at)?;
         let path = object_path(location, at.key)?;
-        self.request(location, async {
+        self.request(async {
             let got = bucket.get_opts(&path, GetOptions::default()).await?;
             Ok(got.bytes().await?.to_vec())
         })
     }
 
     /// A delimited listing of `folder/` from `after`, page by page.
-    fn list(
-        &self,
-        folder: &str,
-        at: &Remote<'_>,
-        after: Option<&str>,
-    ) -> Result<Vec<Listed>, StorageError> {
-        let bucket = self.bucket(folder, at)?;
+    fn list(&self, at: &Remote<'_>, after: Option<&str>) -> Result<Vec<Listed>, StorageError> {
+        let bucket = self.bucket(at)?;
         let prefix = match at.key.trim_end_matches('/') {
             "" => String::new(),
             key => format!("{key}/"),
         };
-        let objects = self.request(folder, async {
+        let objects = self.request(async {
             let mut objects = Vec::new();
             let mut page_token = None;
             loop {
@@ -291,8 +299,33 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn gcs(bucket: &str) -> Result<Arc<dyn Bucket>, String> {
-    let mut builder = GoogleCloudStorageBuilder::from_env()
+/// The environment the stores are configured from: the process's,
+/// or one given (tests).
+type Env = Vec<(String, String)>;
+
+fn var<'a>(env: &'a Env, name: &str) -> Option<&'a str> {
+    env.iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// As `GoogleCloudStorageBuilder::from_env()` does, from `env`.
+fn gcs(bucket: &str, env: &Env) -> Result<Arc<dyn Bucket>, String> {
+    let mut builder = GoogleCloudStorageBuilder::new();
+    if let Some(path) = var(env, "SERVICE_ACCOUNT") {
+        builder = builder.with_service_account_path(path);
+    }
+    for (key, value) in env {
+        if key.starts_with("GOOGLE_")
+            && let Ok(config) = key.to_ascii_lowercase().parse::<GoogleConfigKey>()
+        {
+            builder = builder.with_config(config, value);
+        }
+    }
+    if let Some(path) = emulator_service_account(env) {
+        builder = builder.with_service_account_path(path);
+    }
+    let store = builder
         .with_bucket_name(bucket)
         .with_retry(retry_config())
         .with_config(
@@ -302,40 +335,48 @@ fn gcs(bucket: &str) -> Result<Arc<dyn Bucket>, String> {
         .with_config(
             GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
             humantime::format_duration(CONNECT_TIMEOUT).to_string(),
-        );
-    if let Some(path) = emulator_service_account() {
-        builder = builder.with_service_account_path(path);
-    }
-    Ok(Arc::new(builder.build().map_err(|e| error_chain(&e))?))
+        )
+        .build()
+        .map_err(|e| error_chain(&e))?;
+    Ok(Arc::new(store))
 }
 
 /// `GOOGLE_APPLICATION_CREDENTIALS` when it names a service-account file
 /// for an emulator (`gcs_base_url` or `disable_oauth`), and no service
 /// account is named otherwise: `object_store` reads those fields only from
 /// a service-account file.
-fn emulator_service_account() -> Option<String> {
+fn emulator_service_account(env: &Env) -> Option<String> {
     let named = [
         "GOOGLE_SERVICE_ACCOUNT",
         "GOOGLE_SERVICE_ACCOUNT_PATH",
         "GOOGLE_SERVICE_ACCOUNT_KEY",
         "SERVICE_ACCOUNT",
     ];
-    if named.iter().any(|var| std::env::var_os(var).is_some()) {
+    if named.iter().any(|name| var(env, name).is_some()) {
         return None;
     }
-    let path = std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok()?;
-    let text = std::fs::read_to_string(&path).ok()?;
+    let path = var(env, "GOOGLE_APPLICATION_CREDENTIALS")?;
+    let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let emulator = json.get("gcs_base_url").is_some()
         || json
             .get("disable_oauth")
             .and_then(serde_json::Value::as_bool)
             == Some(true);
-    emulator.then_some(path)
+    emulator.then(|| path.to_string())
 }
 
-fn s3(bucket: &str) -> Result<Arc<dyn Bucket>, String> {
-    let store = AmazonS3Builder::from_env()
+/// As `AmazonS3Builder::from_env()` does, from `env`.
+fn s3(bucket: &str, env: &Env) -> Result<Arc<dyn Bucket>, String> {
+    let mut builder = AmazonS3Builder::new();
+    for (key, value) in env {
+        if key.starts_with("AWS_")
+            && let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+        {
+            builder = builder.with_config(config, value);
+        }
+    }
+    let store = builder
         .with_bucket_name(bucket)
         .with_retry(retry_config())
         .with_config(
@@ -359,6 +400,13 @@ pub struct Storages {
 }
 
 impl Storages {
+    /// With the object stores configured from `env` (tests).
+    pub fn with_env(env: Vec<(String, String)>) -> Storages {
+        Storages {
+            remote: ObjectStores::with_env(env),
+        }
+    }
+
     fn unsupported(location: &str) -> Option<StorageError> {
         let scheme = location.split("://").next().unwrap_or_default();
         (is_url(location) && scheme != "file").then(|| {
@@ -383,7 +431,7 @@ impl Storage for Storages {
 
     fn list(&self, folder: &str, after: Option<&str>) -> Result<Vec<Listed>, StorageError> {
         match Remote::parse(folder) {
-            Some(at) => self.remote.list(folder, &at?, after),
+            Some(at) => self.remote.list(&at?, after),
             None => match Storages::unsupported(folder) {
                 Some(e) => Err(e),
                 None => LocalStorage.list(folder, after),

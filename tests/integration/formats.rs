@@ -368,6 +368,74 @@ fn iceberg_tables_on_gcs_plan_adopt_and_change_day_by_day() {
     );
 }
 
+/// What `Storage` promises, kept by both emulated stores: a listing has
+/// only the folder's direct children, sorted, from an offset; a folder
+/// that is not there lists empty; an object that is not there is
+/// `NotFound`.
+#[test]
+fn object_stores_keep_the_storage_contract() {
+    use chronon_build::formats::remote::Storages;
+    use chronon_build::formats::storage::{Storage, StorageError};
+
+    let test = "object_stores_keep_the_storage_contract";
+    let Some(python) = python(test) else {
+        return;
+    };
+    if !emulators_or_skip(test, &python) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for cloud in [Cloud::Gcs, Cloud::S3] {
+        let emulator = Emulator::start(&python, cloud, dir.path());
+        for key in [
+            "wh/log/02.json",
+            "wh/log/00.json",
+            "wh/log/01.json",
+            "wh/log/sub/03.json",
+            "wh/logs/04.json",
+        ] {
+            emulator.put(key, key.as_bytes());
+        }
+        let storages = Storages::with_env(emulator.env.clone());
+        let names = |folder: &str, after| -> Vec<(String, u64)> {
+            storages
+                .list(&emulator.url(folder), after)
+                .unwrap_or_else(|e| panic!("{cloud:?} {folder}: {e}"))
+                .into_iter()
+                .map(|l| (l.name, l.size))
+                .collect()
+        };
+        let listed = |names: &[&str]| -> Vec<(String, u64)> {
+            names.iter().map(|n| (n.to_string(), 14)).collect()
+        };
+        assert_eq!(
+            names("wh/log", None),
+            listed(&["00.json", "01.json", "02.json"])
+        );
+        assert_eq!(
+            names("wh/log/", None),
+            listed(&["00.json", "01.json", "02.json"])
+        );
+        assert_eq!(
+            names("wh/log", Some("00.json")),
+            listed(&["01.json", "02.json"])
+        );
+        assert_eq!(names("wh/log", Some("02.json")), listed(&[]));
+        assert_eq!(names("wh/none", None), listed(&[]));
+        assert_eq!(
+            storages.read(&emulator.url("wh/log/01.json")).unwrap(),
+            b"wh/log/01.json"
+        );
+        assert!(
+            matches!(
+                storages.read(&emulator.url("wh/log/09.json")),
+                Err(StorageError::NotFound)
+            ),
+            "{cloud:?}"
+        );
+    }
+}
+
 /// A failed plan: exit 2 within a bounded time, the object's URL named,
 /// the secret never shown.
 fn assert_store_error(out: &Output, took: Duration, url: &str) {
@@ -420,6 +488,8 @@ fn a_store_down_or_failing_is_an_error_naming_the_url_not_a_hang() {
             &format!("{root}/raw.db/merchants/_delta_log"),
         );
         crate::assert_contains(&out.stderr, what);
+        // Retried with backoff, as many times as `formats::remote` says.
+        crate::assert_contains(&out.stderr, "after 4 retries");
     }
 }
 
@@ -559,4 +629,19 @@ fn a_rest_catalog_failing_or_down_is_an_error_naming_it_not_a_hang() {
     crate::assert_contains(&out.stderr, &url);
     crate::assert_contains(&out.stderr, "cannot reach the catalog");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// PostgreSQL catalogs are not read yet: said so, with the URL's password
+/// redacted, and nothing is connected to.
+#[test]
+fn a_postgresql_catalog_is_refused_clearly() {
+    let tables = Tables::new(
+        PathBuf::from("python3"),
+        "iceberg",
+        "catalog_uri = \"postgresql://reader:pa55@127.0.0.1:1/catalog\"\n",
+    );
+    let out = tables.run(&["plan", "--until", "2025-01-01"]);
+    crate::assert_error(&out, "PostgreSQL catalogs are not supported yet");
+    crate::assert_contains(&out.stderr, "postgresql://reader:***@127.0.0.1:1/catalog");
+    assert!(!out.stderr.contains("pa55"), "{}", out.stderr);
 }

@@ -150,8 +150,8 @@ pub fn emulator_programs(python: &Path) -> Option<(PathBuf, PathBuf)> {
 /// An object-store emulator with one bucket, and the environment that
 /// reaches it: what the reader (`object_store`) and the table writer read.
 pub struct Emulator {
-    /// Kept for its `Drop`: the emulator lives as long as this.
-    _server: Server,
+    /// The emulator's process: it lives as long as this.
+    server: Server,
     pub cloud: Cloud,
     pub bucket: &'static str,
     pub env: Vec<(String, String)>,
@@ -204,11 +204,32 @@ impl Emulator {
         };
         assert_eq!(status, 200, "creating the bucket on {cloud:?}");
         Emulator {
-            _server: server,
+            server,
             cloud,
             bucket: BUCKET,
             env,
         }
+    }
+
+    /// Puts an object straight into the bucket.
+    pub fn put(&self, key: &str, body: &[u8]) {
+        let status = match self.cloud {
+            Cloud::Gcs => {
+                let name: String = key.replace('/', "%2F");
+                let path = format!(
+                    "/upload/storage/v1/b/{}/o?uploadType=media&name={name}",
+                    self.bucket
+                );
+                http(self.server.port, "POST", &path, body)
+            }
+            Cloud::S3 => http(
+                self.server.port,
+                "PUT",
+                &format!("/{}/{key}", self.bucket),
+                body,
+            ),
+        };
+        assert_eq!(status, 200, "putting {key} on {:?}", self.cloud);
     }
 
     /// `gs://lake/PATH` or `s3://lake/PATH`.
