@@ -10,6 +10,7 @@ mod formats;
 mod fuzz;
 mod keys;
 mod monitor;
+mod mutation;
 mod quickstart;
 mod real_cli;
 mod resolved;
