@@ -11,6 +11,7 @@ mod fuzz;
 mod history;
 mod keys;
 mod monitor;
+mod mutation;
 mod orphans;
 mod quickstart;
 mod real_cli;
