@@ -37,6 +37,8 @@ pub struct Settings {
     pub streaming: StreamingSettings,
     #[serde(default)]
     pub hooks: HookSettings,
+    #[serde(default)]
+    pub bounds: BoundSettings,
 }
 
 /// How jobs are run: the `zipline` CLI's argv, built from templates.
@@ -87,17 +89,6 @@ pub struct ExecutorSettings {
     /// Kill a job that runs longer, e.g. `"6h"`.
     #[serde(default, deserialize_with = "duration::optional")]
     pub timeout: Option<std::time::Duration>,
-    /// On SIGTERM or SIGHUP to a run, how long its jobs get between the
-    /// SIGTERM forwarded to them and SIGKILL, e.g. `"30s"`.
-    #[serde(
-        default = "default_stop_grace",
-        deserialize_with = "duration::required"
-    )]
-    pub stop_grace: std::time::Duration,
-    /// The most output an attempt's log keeps, e.g. `"32MiB"`: the first
-    /// half and the last half, with a line saying how much was left out.
-    #[serde(default = "default_log_limit", deserialize_with = "size::required")]
-    pub log_limit: u64,
     /// `--uploader` for `upload-to-kv`.
     #[serde(default = "default_uploader")]
     pub uploader: String,
@@ -130,8 +121,6 @@ impl Default for ExecutorSettings {
             joins: JoinMode::default(),
             step_days: default_step_days(),
             timeout: None,
-            stop_grace: default_stop_grace(),
-            log_limit: default_log_limit(),
             uploader: default_uploader(),
             env: Default::default(),
         }
@@ -221,6 +210,33 @@ impl Default for RetrySettings {
 
 fn default_backoff() -> std::time::Duration {
     std::time::Duration::from_secs(30)
+}
+
+/// Bounds on every job of a run: how long a stop signal gives them, how
+/// much of their output a log keeps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundSettings {
+    /// On SIGTERM or SIGHUP to a run, how long its jobs get between the
+    /// SIGTERM forwarded to them and SIGKILL, e.g. `"30s"`.
+    #[serde(
+        default = "default_stop_grace",
+        deserialize_with = "duration::required"
+    )]
+    pub stop_grace: std::time::Duration,
+    /// The most output an attempt's log keeps, e.g. `"32MiB"`: the first
+    /// half and the last half, with a line saying how much was left out.
+    #[serde(default = "default_log_limit", deserialize_with = "size::required")]
+    pub log_limit: u64,
+}
+
+impl Default for BoundSettings {
+    fn default() -> Self {
+        BoundSettings {
+            stop_grace: default_stop_grace(),
+            log_limit: default_log_limit(),
+        }
+    }
 }
 
 /// Alerting: commands a run starts when targets fail or when it ends well.

@@ -7,6 +7,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use super::job::Running;
+use super::summary::Interruption;
 use super::whole_join::Cover;
 use super::{Event, KILL_GRACE, Runner, process, summary};
 use crate::error::Error;
@@ -90,9 +91,10 @@ impl Runner<'_, '_> {
     /// forwarded at once to every running job's process group, SIGKILL to
     /// what is left after `stop_grace`; what finishes meanwhile is recorded.
     pub(super) fn stopped(&mut self, signal: i32) {
-        let first = self.summary.stopped_by.is_none();
-        self.summary.stopped_by.get_or_insert(signal);
-        self.summary.interrupted = true;
+        let first = !matches!(self.summary.interrupted, Interruption::Signal(_));
+        if first {
+            self.summary.interrupted = Interruption::Signal(signal);
+        }
         self.interrupts = self.interrupts.max(2);
         self.work.delayed.clear();
         if !first {
@@ -118,7 +120,9 @@ impl Runner<'_, '_> {
 
     pub(super) fn interrupted(&mut self) {
         self.interrupts += 1;
-        self.summary.interrupted = true;
+        if self.summary.interrupted == Interruption::None {
+            self.summary.interrupted = Interruption::Interrupt;
+        }
         if self.interrupts == 1 {
             self.work.delayed.clear();
             self.progress.note(&format!(

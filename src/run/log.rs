@@ -1,5 +1,5 @@
 //! Bounded job logs: a job's output (standard output and error, through
-//! one pipe) goes to its attempt's log up to `executor.log_limit`: the
+//! one pipe) goes to its attempt's log up to `bounds.log_limit`: the
 //! first half as it comes, then only the last half is kept (in memory, a
 //! ring), written after a line that says how much was left out. A job
 //! that prints without end fills neither the disk nor the memory; the
@@ -38,7 +38,7 @@ pub fn copy_bounded(mut from: impl Read, log: &mut File, limit: u64) -> io::Resu
     if tail.dropped > 0 {
         writeln!(
             log,
-            "\n[chronon-build: {} byte(s) of output left out here; the log keeps the first {head} and the last {} (executor.log_limit)]",
+            "\n[chronon-build: {} byte(s) of output left out here; the log keeps the first {head} and the last {} (bounds.log_limit)]",
             tail.dropped,
             tail.len()
         )?;

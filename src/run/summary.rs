@@ -117,10 +117,8 @@ pub struct Summary {
     pub fresh: usize,
     pub cutoff: usize,
     pub not_adopted: usize,
-    pub interrupted: bool,
-    /// The stop signal (SIGTERM, SIGHUP) that ended the run, if one did.
-    #[serde(skip)]
-    pub stopped_by: Option<i32>,
+    /// Whether, and how, the run was stopped before it finished.
+    pub interrupted: Interruption,
     #[serde(serialize_with = "as_seconds")]
     pub wall: Duration,
     pub ran: Vec<JobReport>,
@@ -133,6 +131,22 @@ pub struct Summary {
     /// Alerting hooks that did not exit 0 (they change nothing else).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hook_failures: Vec<String>,
+}
+
+/// How a run was stopped before it finished: by Ctrl-C, or by a stop
+/// signal (SIGTERM, SIGHUP). Shown as a flag (`interrupted: true`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interruption {
+    #[default]
+    None,
+    Interrupt,
+    Signal(i32),
+}
+
+impl Serialize for Interruption {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(*self != Interruption::None)
+    }
 }
 
 /// The overall result, which decides the exit code.
@@ -163,7 +177,7 @@ impl Summary {
             .any(|l| l.outcome == Outcome::UpstreamFailed && self.action != Action::Adopt);
         if !self.failed.is_empty() || upstream_failed {
             RunResult::Failed
-        } else if self.interrupted {
+        } else if self.interrupted != Interruption::None {
             RunResult::Interrupted
         } else if self
             .left
@@ -182,9 +196,9 @@ impl Summary {
         match self.outcome() {
             RunResult::Ok => Exit::Ok,
             RunResult::Failed => Exit::Failed,
-            RunResult::Interrupted => match self.stopped_by {
-                Some(libc::SIGTERM) => Exit::Terminated,
-                Some(libc::SIGHUP) => Exit::HungUp,
+            RunResult::Interrupted => match self.interrupted {
+                Interruption::Signal(libc::SIGTERM) => Exit::Terminated,
+                Interruption::Signal(libc::SIGHUP) => Exit::HungUp,
                 _ => Exit::Interrupted,
             },
             RunResult::Blocked => Exit::Blocked,

@@ -1076,13 +1076,13 @@ fn the_first_interrupt_lets_running_jobs_finish_and_records_them() {
 }
 
 /// SIGTERM (and SIGHUP) stop a run as a supervisor means it: the jobs get
-/// SIGTERM at once and SIGKILL after `executor.stop_grace`, the run ends
+/// SIGTERM at once and SIGKILL after `bounds.stop_grace`, the run ends
 /// within that grace with 143 (129), no job process is left, and nothing
 /// killed is recorded as built.
 #[test]
 fn sigterm_and_sighup_stop_the_running_jobs_within_the_grace_period() {
     for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
-        let p = Pipeline::new("stop_grace = \"2s\"\n");
+        let p = Pipeline::new("[bounds]\nstop_grace = \"2s\"\n");
         // A job that ignores SIGTERM: only SIGKILL ends it.
         let marker = format!("{}.{}{signal}", 40 + signal, std::process::id());
         let sleeper = p.s.repo.join("sleeper.sh");
@@ -1121,11 +1121,11 @@ fn sigterm_and_sighup_stop_the_running_jobs_within_the_grace_period() {
     }
 }
 
-/// A job that prints 1 GiB leaves a log of at most `executor.log_limit`:
+/// A job that prints 1 GiB leaves a log of at most `bounds.log_limit`:
 /// its first and last output, and a line saying how much was left out.
 #[test]
 fn a_job_printing_a_gibibyte_leaves_a_log_under_the_limit() {
-    let p = Pipeline::new("log_limit = \"1MiB\"\n");
+    let p = Pipeline::new("[bounds]\nlog_limit = \"1MiB\"\n");
     let printer = p.s.repo.join("printer.sh");
     std::fs::write(
         &printer,
