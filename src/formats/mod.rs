@@ -35,6 +35,8 @@ pub mod storage;
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hash::{Hash, Lanes};
@@ -171,9 +173,8 @@ impl FileIdentity<'_> {
 
 /// A day's running sum: the lanes of its files' hashes, and how many data
 /// files it has (a day with none is no partition, whatever its lanes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PartitionSum {
-    #[serde(serialize_with = "lanes_hex", deserialize_with = "lanes_from_hex")]
     pub lanes: Lanes,
     pub data_files: i64,
 }
@@ -186,9 +187,10 @@ pub enum Change {
 }
 
 /// Each day's `PartitionSum`: what a read returns besides the partitions,
-/// and what the next read starts from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// and what the next read starts from. Kept as one string (see
+/// `PartitionSums::encode`): a warm plan reads every table's sums, about a
+/// million days on a large repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionSums(pub BTreeMap<Day, PartitionSum>);
 
 impl PartitionSums {
@@ -254,23 +256,104 @@ impl LayoutKey {
     }
 }
 
-fn lanes_hex<S: Serializer>(lanes: &Lanes, s: S) -> Result<S::Ok, S::Error> {
-    let text: String = lanes.0.iter().map(|lane| format!("{lane:016x}")).collect();
-    s.serialize_str(&text)
+/// The prefix of `PartitionSums::encode`'s text: another encoding (or the
+/// JSON map of days that came before) is not read, and the read is cold.
+const SUMS_ENCODING: &str = "s1:";
+
+impl PartitionSums {
+    /// `SUMS_ENCODING`, then base64 (standard alphabet, no padding) of each
+    /// day in order: the day's difference from the previous one (from day
+    /// 0) and its data files, each a zigzag LEB128 varint, then its four
+    /// lanes as little-endian u64s. About 46 characters a day, against 105
+    /// as a JSON map of objects, and read without parsing one.
+    pub fn encode(&self) -> String {
+        let mut bytes = Vec::with_capacity(self.0.len() * 36);
+        let mut previous = 0i64;
+        for (day, sum) in &self.0 {
+            put_varint(&mut bytes, i64::from(day.0) - previous);
+            previous = i64::from(day.0);
+            put_varint(&mut bytes, sum.data_files);
+            for lane in sum.lanes.0 {
+                bytes.extend_from_slice(&lane.to_le_bytes());
+            }
+        }
+        let mut text = String::with_capacity(SUMS_ENCODING.len() + bytes.len() * 4 / 3 + 4);
+        text.push_str(SUMS_ENCODING);
+        STANDARD_NO_PAD.encode_string(&bytes, &mut text);
+        text
+    }
+
+    /// The sums `encode` wrote; `None` for anything else.
+    pub fn decode(text: &str) -> Option<PartitionSums> {
+        let bytes = STANDARD_NO_PAD
+            .decode(text.strip_prefix(SUMS_ENCODING)?)
+            .ok()?;
+        let mut rest = bytes.as_slice();
+        let mut days = Vec::with_capacity(bytes.len() / 34);
+        let mut previous = 0i64;
+        while !rest.is_empty() {
+            let step = take_varint(&mut rest)?;
+            if step <= 0 && !days.is_empty() {
+                return None;
+            }
+            let day = i32::try_from(previous.checked_add(step)?).ok()?;
+            previous = i64::from(day);
+            let data_files = take_varint(&mut rest)?;
+            let (lanes, after) = rest.split_first_chunk::<32>()?;
+            rest = after;
+            let lane = |i: usize| u64::from_le_bytes(lanes[i * 8..i * 8 + 8].try_into().unwrap());
+            let lanes = Lanes([lane(0), lane(1), lane(2), lane(3)]);
+            days.push((Day(day), PartitionSum { lanes, data_files }));
+        }
+        // In order already: built without sorting.
+        Some(PartitionSums(days.into_iter().collect()))
+    }
 }
 
-fn lanes_from_hex<'de, D: Deserializer<'de>>(d: D) -> Result<Lanes, D::Error> {
-    let text = String::deserialize(d)?;
-    let lane = |i: usize| {
-        text.get(i * 16..i * 16 + 16)
-            .and_then(|digits| u64::from_str_radix(digits, 16).ok())
-    };
-    match (text.len(), lane(0), lane(1), lane(2), lane(3)) {
-        (64, Some(a), Some(b), Some(c), Some(d)) => Ok(Lanes([a, b, c, d])),
-        _ => Err(serde::de::Error::custom(format!(
-            "expected 64 hex digits of lanes, got {text:?}"
-        ))),
+impl Serialize for PartitionSums {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.encode())
     }
+}
+
+impl<'de> Deserialize<'de> for PartitionSums {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PartitionSums, D::Error> {
+        struct Sums;
+        impl serde::de::Visitor<'_> for Sums {
+            type Value = PartitionSums;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "partition sums encoded as {SUMS_ENCODING}<base64>")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PartitionSums, E> {
+                PartitionSums::decode(text)
+                    .ok_or_else(|| E::custom("partition sums that do not decode"))
+            }
+        }
+        d.deserialize_str(Sums)
+    }
+}
+
+/// A zigzag LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<i64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -355,15 +438,49 @@ mod tests {
         let mut sums = PartitionSums::default();
         sums.apply(Day(19_000), &file("a"), Change::Added, true);
         sums.apply(Day(19_001), &file("b"), Change::Added, true);
+        sums.apply(Day(19_001), &file("c"), Change::Added, true);
+        sums.apply(Day(19_200), &file("d"), Change::Added, true);
+        sums.apply(Day(-3), &file("e"), Change::Removed, false);
         let text = serde_json::to_string(&sums).unwrap();
-        assert!(text.contains("\"2022-01-08\""), "{text}");
+        assert!(text.starts_with("\"s1:"), "{text}");
         let back: PartitionSums = serde_json::from_str(&text).unwrap();
         assert_eq!(back, sums);
-        assert!(
-            serde_json::from_str::<PartitionSums>(
-                r#"{"2022-01-08": {"lanes": "00", "data_files": 1}}"#
-            )
-            .is_err()
+        assert_eq!(
+            serde_json::from_str::<PartitionSums>("\"s1:\"").unwrap(),
+            PartitionSums::default()
         );
+        // The JSON map of days that came before, and damaged text, are not
+        // read (the read is then cold).
+        let truncated = &text[..text.len() - 3];
+        for bad in [
+            r#"{"2022-01-08": {"lanes": "00", "data_files": 1}}"#,
+            &text.replace("s1:", "s2:"),
+            &format!("{truncated}\""),
+            "\"s1:!!\"",
+        ] {
+            assert!(serde_json::from_str::<PartitionSums>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for value in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            19_000,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut bytes = Vec::new();
+            put_varint(&mut bytes, value);
+            let mut rest = bytes.as_slice();
+            assert_eq!(take_varint(&mut rest), Some(value));
+            assert!(rest.is_empty());
+        }
     }
 }
