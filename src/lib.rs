@@ -23,7 +23,8 @@
 //! - `table`: a warehouse table's layout (partition column and format) and
 //!   its partitions with fingerprints, whatever holds it;
 //! - `formats`: Iceberg and Delta metadata readers: days and fingerprints
-//!   from a table's own metadata, through a `Storage` (local disk);
+//!   from a table's own metadata, through a `Storage` (local disk, or
+//!   `gs://` and `s3://` through `formats::remote`);
 //! - `probe`: warehouse probes, one file per kind (sqlite, hive-dir,
 //!   command, iceberg, delta), each table listed by its partition column and
 //!   format (`Layouts`); what Iceberg and Delta reads remember

@@ -149,9 +149,16 @@ fn table_format_probe<R: table_format::TableReader>(
     reader: R,
 ) -> table_format::TableFormatProbe<R> {
     let warehouse = &settings.warehouse;
+    // Absolute, so what a read remembers is found again whichever folder
+    // the command runs from (`--repo repo` or `--repo /abs/repo`).
     let location = |path: &Path| {
-        settings
-            .resolve(repo_root, path)
+        let resolved = settings.resolve(repo_root, path);
+        let text = resolved.to_string_lossy();
+        if crate::settings::is_url(&text) {
+            return text.into_owned();
+        }
+        std::path::absolute(&resolved)
+            .unwrap_or(resolved)
             .to_string_lossy()
             .into_owned()
     };
