@@ -9,8 +9,9 @@
 //!   a terminal;
 //! - its own process group, so a terminal's Ctrl-C reaches the runner
 //!   only, and a kill reaches the command's children too;
-//! - standard output and error to files, never pipes, so a command that
-//!   prints much cannot block on a full pipe;
+//! - standard output and error to files (for jobs, one pipe the waiting
+//!   thread drains into the log, bounded: `run::log`), so a command that
+//!   prints much never blocks on a full pipe;
 //! - a time bound, past which its whole group is killed and reaped.
 //!
 //! Processes are started with `posix_spawn` (std does so when nothing runs
@@ -103,16 +104,9 @@ pub fn display(argv: &[String]) -> String {
 
 /// Starts the command in its own process group, its standard input
 /// closed, with its output in `log` after a first line that shows the
-/// command. Jobs and hooks are started here.
+/// command. Hooks and the CLI detection are started here.
 pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
-    if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let mut file =
-        File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    // One write: the header must not cost a syscall per piece.
-    let _ = file.write_all(format!("$ {}\n", display(&command.argv)).as_bytes());
+    let file = open_log(command, log)?;
     let stderr = file
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
@@ -122,43 +116,38 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
 /// Starts the command as `start` does, its standard output and error
 /// going into one pipe the caller reads (to bound what reaches the log);
 /// returns the child, the log file after the header line, and the pipe.
+/// Jobs are started here.
 pub fn start_piped(
     command: &CommandLine,
     log: &Path,
 ) -> Result<(Child, File, std::io::PipeReader), String> {
+    let file = open_log(command, log)?;
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let stderr = writer
+        .try_clone()
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let child = spawn(command, Stdio::null(), writer, stderr)?;
+    Ok((child, file, reader))
+}
+
+/// Creates a command's log (and its folder), its first line the command.
+fn open_log(command: &CommandLine, log: &Path) -> Result<File, String> {
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let mut file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    // One write: the header must not cost a syscall per piece.
     let _ = file.write_all(format!("$ {}\n", display(&command.argv)).as_bytes());
-    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let stderr = writer
-        .try_clone()
-        .map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let (program, args) = command
-        .argv
-        .split_first()
-        .ok_or_else(|| "empty command".to_string())?;
-    let child = Command::new(program)
-        .args(args)
-        .envs(&command.env)
-        .current_dir(&command.dir)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
-    Ok((child, file, reader))
+    Ok(file)
 }
 
 fn spawn(
     command: &CommandLine,
     stdin: impl Into<Stdio>,
-    stdout: File,
-    stderr: File,
+    stdout: impl Into<Stdio>,
+    stderr: impl Into<Stdio>,
 ) -> Result<Child, String> {
     let (program, args) = command
         .argv

@@ -11,6 +11,7 @@ pub struct DeltaReader;
 
 impl TableReader for DeltaReader {
     type Catalog = ();
+    type Memory = delta::TableMemory;
 
     fn kind(&self) -> &'static str {
         "delta"
@@ -32,10 +33,8 @@ impl TableReader for DeltaReader {
         storage: &dyn Storage,
         located: &Located,
         layout: &TableLayout,
-        memory: Option<&str>,
-    ) -> Result<(Partitions, String), FormatError> {
-        let memory: Option<delta::TableMemory> = memory.and_then(|m| serde_json::from_str(m).ok());
-        let (partitions, next) = delta::read(storage, &located.target, layout, memory.as_ref())?;
-        Ok((partitions, serde_json::to_string(&next).unwrap_or_default()))
+        memory: Option<&delta::TableMemory>,
+    ) -> Result<(Partitions, delta::TableMemory), FormatError> {
+        delta::read(storage, &located.target, layout, memory)
     }
 }

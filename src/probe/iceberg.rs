@@ -48,6 +48,7 @@ pub enum Pointers {
 
 impl TableReader for IcebergReader {
     type Catalog = Pointers;
+    type Memory = iceberg::TableMemory;
 
     fn kind(&self) -> &'static str {
         "iceberg"
@@ -60,7 +61,9 @@ impl TableReader for IcebergReader {
     fn catalog(&self) -> Result<Pointers, FormatError> {
         match &self.catalog {
             Catalog::None => Ok(Pointers::ByPath),
-            Catalog::Sqlite(path, name) => sqlite_pointers(path, name).map(Pointers::Read),
+            Catalog::Sqlite(path, name) => {
+                iceberg::sql_catalog_pointers(path, name).map(Pointers::Read)
+            }
             Catalog::Rest(catalog) => catalog.connect().map(Pointers::Rest),
         }
     }
@@ -95,44 +98,12 @@ impl TableReader for IcebergReader {
         storage: &dyn Storage,
         located: &Located,
         layout: &TableLayout,
-        memory: Option<&str>,
-    ) -> Result<(Partitions, String), FormatError> {
+        memory: Option<&iceberg::TableMemory>,
+    ) -> Result<(Partitions, iceberg::TableMemory), FormatError> {
         let table = match self.catalog {
             Catalog::None => IcebergTable::Location(&located.target),
             _ => IcebergTable::MetadataFile(&located.target),
         };
-        let memory: Option<iceberg::TableMemory> =
-            memory.and_then(|m| serde_json::from_str(m).ok());
-        let (partitions, next) = iceberg::read(storage, table, layout, memory.as_ref())?;
-        Ok((partitions, serde_json::to_string(&next).unwrap_or_default()))
+        iceberg::read(storage, table, layout, memory)
     }
-}
-
-/// Every table's metadata file in a SQLite catalog, under `name`.
-fn sqlite_pointers(
-    path: &std::path::Path,
-    name: &str,
-) -> Result<HashMap<(String, String), String>, FormatError> {
-    let fail = |message: String| FormatError::Catalog {
-        catalog: path.display().to_string(),
-        message,
-    };
-    if !path.is_file() {
-        return Err(fail("no catalog file there".into()));
-    }
-    let conn = crate::sqlite::open_read_only(path)
-        .map_err(|e| fail(format!("cannot open the catalog: {e}")))?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables
-             WHERE catalog_name = ?1 AND metadata_location IS NOT NULL",
-        )
-        .map_err(|e| fail(format!("not an Iceberg SQL catalog: {e}")))?;
-    let rows = stmt
-        .query_map([name], |row| {
-            Ok(((row.get(0)?, row.get(1)?), row.get::<_, String>(2)?))
-        })
-        .and_then(|rows| rows.collect::<Result<HashMap<_, _>, _>>())
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(rows)
 }

@@ -44,13 +44,16 @@ pub trait TableReader: Sync {
         default: String,
     ) -> Result<Option<Located>, FormatError>;
 
+    /// What a read remembers for the next (`formats::*::TableMemory`).
+    type Memory: serde::Serialize + serde::de::DeserializeOwned;
+
     fn read(
         &self,
         storage: &dyn Storage,
         located: &Located,
         layout: &super::TableLayout,
-        memory: Option<&str>,
-    ) -> Result<(Partitions, String), FormatError>;
+        memory: Option<&Self::Memory>,
+    ) -> Result<(Partitions, Self::Memory), FormatError>;
 }
 
 /// A read table's partitions, and what it remembers (key and JSON) when
@@ -108,12 +111,15 @@ impl<R: TableReader> TableFormatProbe<R> {
                 Err(e) => return Err(ProbeError::Format(e)),
             };
             let memory = remembered.get(&located.key).map(String::as_str);
+            // A memory that does not parse (another version's) is a cold read.
+            let parsed: Option<R::Memory> = memory.and_then(|m| serde_json::from_str(m).ok());
             let layout = self.layouts.of(table);
             match self
                 .reader
-                .read(self.storage.as_ref(), &located, layout, memory)
+                .read(self.storage.as_ref(), &located, layout, parsed.as_ref())
             {
                 Ok((partitions, next)) => {
+                    let next = serde_json::to_string(&next).unwrap_or_default();
                     let changed = memory != Some(next.as_str());
                     return Ok((partitions, changed.then_some((located.key, next))));
                 }

@@ -1,41 +1,42 @@
 //! Iceberg's SQL catalog (the JDBC catalog's schema, which pyiceberg's
-//! `SqlCatalog` shares): a table's current metadata file is the
+//! `SqlCatalog` shares: apache/iceberg `core/src/main/java/org/apache/
+//! iceberg/jdbc/JdbcUtil.java`): a table's current metadata file is the
 //! `metadata_location` of its row in `iceberg_tables`.
 
+use std::collections::HashMap;
 use std::path::Path;
-
-use rusqlite::OptionalExtension;
 
 use crate::formats::FormatError;
 
-/// The metadata location of `namespace.table` in the SQLite catalog file
-/// `catalog`, under the catalog name `catalog_name`; `None` when the
-/// catalog has no such table (absent, not an error). A namespace of several
-/// levels is written with dots (`a.b`), as the catalog stores it.
-pub fn sql_catalog_metadata_location(
+/// Per (namespace, table), its current metadata file, in the SQLite catalog
+/// file `catalog` under the catalog name `catalog_name`: read whole, one
+/// query for every table a listing asks about. A table the catalog lacks
+/// is absent, not an error. A namespace of several levels is written with
+/// dots (`a.b`), as the catalog stores it.
+pub fn sql_catalog_pointers(
     catalog: &Path,
     catalog_name: &str,
-    namespace: &str,
-    table: &str,
-) -> Result<Option<String>, FormatError> {
+) -> Result<HashMap<(String, String), String>, FormatError> {
     let fail = |message: String| FormatError::Catalog {
         catalog: catalog.display().to_string(),
         message,
     };
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = rusqlite::Connection::open_with_flags(catalog, flags)
+    if !catalog.is_file() {
+        return Err(fail("no catalog file there".into()));
+    }
+    let conn = crate::sqlite::open_read_only(catalog)
         .map_err(|e| fail(format!("cannot open the catalog: {e}")))?;
-    connection
-        .query_row(
-            "SELECT metadata_location FROM iceberg_tables
-             WHERE catalog_name = ?1 AND table_namespace = ?2 AND table_name = ?3",
-            [catalog_name, namespace, table],
-            |row| row.get::<_, Option<String>>(0),
+    let mut stmt = conn
+        .prepare(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables
+             WHERE catalog_name = ?1 AND metadata_location IS NOT NULL",
         )
-        .optional()
-        .map(Option::flatten)
-        .map_err(|e| fail(format!("{catalog_name}.{namespace}.{table}: {e}")))
+        .map_err(|e| fail(format!("not an Iceberg SQL catalog: {e}")))?;
+    stmt.query_map([catalog_name], |row| {
+        Ok(((row.get(0)?, row.get(1)?), row.get::<_, String>(2)?))
+    })
+    .and_then(|rows| rows.collect::<Result<HashMap<_, _>, _>>())
+    .map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]
@@ -55,16 +56,14 @@ mod tests {
         )
         .unwrap();
         drop(db);
+        let key = |t: &str| ("ns".to_string(), t.to_string());
+        let pointers = sql_catalog_pointers(&path, "prod").unwrap();
         assert_eq!(
-            sql_catalog_metadata_location(&path, "prod", "ns", "t").unwrap(),
-            Some("file:///w/t/metadata/1.json".to_string())
+            pointers.get(&key("t")),
+            Some(&"file:///w/t/metadata/1.json".to_string())
         );
-        assert_eq!(
-            sql_catalog_metadata_location(&path, "prod", "ns", "u").unwrap(),
-            None
-        );
-        let err = sql_catalog_metadata_location(&dir.path().join("none.db"), "prod", "ns", "t")
-            .unwrap_err();
+        assert_eq!(pointers.get(&key("u")), None);
+        let err = sql_catalog_pointers(&dir.path().join("none.db"), "prod").unwrap_err();
         assert!(matches!(err, FormatError::Catalog { .. }), "{err}");
     }
 }

@@ -19,7 +19,7 @@ mod metadata;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::sql_catalog_metadata_location;
+pub use catalog::sql_catalog_pointers;
 
 use self::manifest::{Entry, ManifestContext, ManifestFile, Status};
 use self::metadata::{Snapshot, TableMetadata};
@@ -31,7 +31,7 @@ use crate::table::{Partitions, TableLayout};
 #[derive(Clone, Copy, Debug)]
 pub enum IcebergTable<'a> {
     /// A metadata file, as a catalog points at it (see
-    /// `sql_catalog_metadata_location`).
+    /// `sql_catalog_pointers`).
     MetadataFile(&'a str),
     /// The table's location: its newest metadata file under `metadata/`
     /// ("File System Tables": `vN.metadata.json`; metastore tables'

@@ -249,14 +249,10 @@ fn a_table_is_found_by_location_or_through_the_sql_catalog() {
         *last
     );
     let catalog = scenario.dir.path().join("catalog.db");
-    assert_eq!(
-        sql_catalog_metadata_location(&catalog, "test", "ns", "basic").unwrap(),
-        Some(last.clone())
-    );
-    assert_eq!(
-        sql_catalog_metadata_location(&catalog, "test", "ns", "nothing").unwrap(),
-        None
-    );
+    let pointers = sql_catalog_pointers(&catalog, "test").unwrap();
+    let key = |t: &str| ("ns".to_string(), t.to_string());
+    assert_eq!(pointers.get(&key("basic")), Some(last));
+    assert_eq!(pointers.get(&key("nothing")), None);
     let missing = scenario.dir.path().join("warehouse/ns/nothing");
     let err = read(
         &LocalStorage,
