@@ -28,12 +28,11 @@ const OUTPUT: &str = "risk_db.risk_merchants_v1";
 fn python(test: &str) -> Option<PathBuf> {
     let python = std::env::var_os("CHRONON_BUILD_FORMATS_PY").map(PathBuf::from);
     let present = python.as_ref().is_some_and(|p| p.exists());
-    crate::tool_or_skip(
-        test,
-        present,
-        "the table writers are not installed (CHRONON_BUILD_FORMATS_PY names no python)",
-    )
-    .then(|| python.expect("present"))
+    let missing = format!(
+        "the table writers are not installed (CHRONON_BUILD_FORMATS_PY={:?} names no python)",
+        python.as_deref().unwrap_or(Path::new(""))
+    );
+    crate::tool_or_skip(test, present, &missing).then(|| python.expect("present"))
 }
 
 /// The emulators, or a skip when the virtualenv predates them.
