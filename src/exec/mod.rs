@@ -12,6 +12,7 @@
 
 pub mod command;
 pub mod env;
+pub mod identity;
 pub mod interface;
 pub mod partitioning;
 

@@ -22,7 +22,7 @@ impl StateStore {
         }
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::write_transaction(&mut self.conn, &path)?;
         {
             let mut put = tx
                 .prepare_cached(

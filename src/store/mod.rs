@@ -16,6 +16,7 @@
 //!   recorded build, versioned by sequence number, so an `input-changed`
 //!   reason can name the partition and its old fingerprint;
 //! - `runs`, `attempts`: run history; `failures`, `forced`: per target;
+//! - `claims`: the targets runs are building now (`claims.rs`);
 //! - `node_memos`: per node, a digest of everything that decided its
 //!   targets up to a day (`last`) all fresh the last time they were
 //!   (`plan::memo`), so a plan with the same digest skips evaluating those
@@ -37,8 +38,11 @@
 //! - `memos.rs`: node memos;
 //! - `nodes.rs`: every node with rows, the table it wrote and when (what
 //!   `gc` finds orphans with), and forgetting nodes;
-//! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`.
+//! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`;
+//! - `claims.rs`: per-target claims, so runs started together build each
+//!   target once (`claims`).
 
+mod claims;
 mod keys;
 mod memos;
 mod nodes;
@@ -55,6 +59,7 @@ use rusqlite::Connection;
 use crate::hash::Hash;
 use crate::partition::Day;
 
+pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
 pub use memos::Memo;
 pub use nodes::RecordedNode;
@@ -179,6 +184,17 @@ impl StateStore {
         let rows = stmt.query_map(args, read).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
+}
+
+/// A write transaction that takes the write lock at once (`BEGIN
+/// IMMEDIATE`), so runs writing one state together wait for each other
+/// (`BUSY_TIMEOUT`) instead of failing when a read turns into a write.
+fn write_transaction<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<rusqlite::Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sqlite(path, e))
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {

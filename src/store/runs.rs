@@ -199,7 +199,7 @@ impl StateStore {
     pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::write_transaction(&mut self.conn, &path)?;
         Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
         tx.commit().map_err(err)
     }
@@ -239,7 +239,7 @@ impl StateStore {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::write_transaction(&mut self.conn, &path)?;
         let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
         for day in days {
             tx.execute(

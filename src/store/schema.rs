@@ -3,7 +3,7 @@
 
 use super::{StateStore, StoreError, sqlite};
 
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2, 3 and 5 only added and changed node memos, which a plan can
@@ -113,6 +113,22 @@ const MIGRATIONS: &[&str] = &[
     // renamed, a join part removed), `gc` still knows which table it left.
     // Nodes recorded before have none until they are built again.
     "ALTER TABLE nodes ADD COLUMN output TEXT;",
+    // 7: per-target claims (`claims.rs`): the run building a target now,
+    // its runner (host, pid, start time), the job's process group once
+    // started, and the lease the runner renews.
+    "CREATE TABLE claims (
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day INTEGER NOT NULL,
+        run INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER NOT NULL,
+        job_pid INTEGER,
+        job_start INTEGER,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (node, day)
+    );
+    CREATE INDEX claims_by_run ON claims (run);",
 ];
 
 impl StateStore {
@@ -122,23 +138,32 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Runs the migrations this file lacks, each in a write transaction
+    /// that reads the version again first: runs opening one state together
+    /// migrate it once between them.
     pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
-        let version = self.version()?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.display().to_string(),
-                found: version,
-                known: SCHEMA_VERSION,
-            });
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        loop {
+            let tx = super::write_transaction(&mut self.conn, &path)?;
+            let version: i64 = tx
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(err)?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path: path.display().to_string(),
+                    found: version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            let Some(sql) = MIGRATIONS.get(version as usize) else {
+                return Ok(());
+            };
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", version + 1)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
-            tx.execute_batch(sql).map_err(|e| sqlite(&self.path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| sqlite(&self.path, e))?;
-            tx.commit().map_err(|e| sqlite(&self.path, e))?;
-        }
-        Ok(())
     }
 }
 

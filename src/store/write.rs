@@ -38,7 +38,7 @@ impl StateStore {
         self.load_latest_seen(tables.into_iter())?;
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::write_transaction(&mut self.conn, &path)?;
         let seq = next_seq(&tx).map_err(err)?;
         let now = crate::clock::unix_now();
         if let Some(attempt) = attempt {
@@ -67,7 +67,7 @@ impl StateStore {
     pub fn force(&mut self, node: &NodeKey, days: &[Option<Day>]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = super::write_transaction(&mut self.conn, &path)?;
         let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
         for day in days {
             tx.execute(

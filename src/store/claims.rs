@@ -1,0 +1,396 @@
+//! Per-target claims: which run is building a target now, so that runs
+//! started together (from one host or several) build each target once.
+//!
+//! A run claims a job's targets just before it starts the job, all of them
+//! or none, in one write transaction (the state's writers are serialized:
+//! SQLite's write lock, a row lock on PostgreSQL), and releases them when
+//! the job's result is recorded or the run ends. A claim names its run, the
+//! runner (host, pid, start time), the job's process group once started,
+//! and a lease the runner renews while it lives.
+//!
+//! A claim is **held** while its runner lives: on the claimant's own host
+//! that is known exactly (the pid with its start time); from another host
+//! only the lease tells, so a claim whose lease lapsed is taken over. A
+//! taken-over claim may leave its job running on its own host (a runner
+//! killed with SIGKILL): jobs run under a supervisor that stops them when
+//! their runner dies (`exec::supervise`), and a run on that host waits for
+//! the job's process group to be gone before it starts the target again.
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{NodeKey, StateStore, StoreError, day_column, day_from_column, sqlite};
+use crate::exec::identity::Identity;
+use crate::partition::Day;
+
+/// Who claims: a run and its runner, and how long its claims hold without
+/// being renewed.
+#[derive(Clone, Debug)]
+pub struct Claimant {
+    pub run: i64,
+    pub runner: Identity,
+    pub lease: Duration,
+}
+
+/// A claim as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub run: i64,
+    pub runner: Identity,
+    /// The job's process group leader, once the job started.
+    pub job: Option<Identity>,
+    /// Unix seconds after which the claim lapses unless renewed.
+    pub expires: i64,
+}
+
+impl Holder {
+    /// Whether the claim still holds: its runner lives (known exactly on
+    /// its own host), or, from another host, its lease has not lapsed.
+    pub fn holds(&self, now: i64) -> bool {
+        if self.runner.is_here() {
+            self.runner.alive_here()
+        } else {
+            now < self.expires
+        }
+    }
+
+    /// "run 12 on host h (pid 345)".
+    pub fn describe(&self) -> String {
+        format!(
+            "run {} on host {} (pid {})",
+            self.run, self.runner.host, self.runner.pid
+        )
+    }
+}
+
+/// What claiming a job's targets found.
+#[derive(Debug)]
+pub enum Claimed {
+    /// All are this run's now; claims taken over from runners that are gone
+    /// are returned, so their jobs can be waited for.
+    Taken { over: Vec<Holder> },
+    /// One is held by another live run: none was claimed.
+    Held(Holder),
+}
+
+/// A claim in `state info`: the target and who holds it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ActiveClaim {
+    pub target: String,
+    pub run: i64,
+    pub host: String,
+    pub pid: u32,
+    pub expires: i64,
+    pub held: bool,
+}
+
+const HOLDER_COLUMNS: &str = "run, host, pid, pid_start, job_pid, job_start, expires";
+
+fn holder(row: &rusqlite::Row, at: usize) -> rusqlite::Result<Holder> {
+    let host: String = row.get(at + 1)?;
+    let job_pid: Option<i64> = row.get(at + 4)?;
+    let job_start: Option<i64> = row.get(at + 5)?;
+    Ok(Holder {
+        run: row.get(at)?,
+        runner: Identity {
+            host: host.clone(),
+            pid: row.get::<_, i64>(at + 2)? as u32,
+            start: row.get::<_, i64>(at + 3)? as u64,
+        },
+        job: job_pid.map(|pid| Identity {
+            host,
+            pid: pid as u32,
+            start: job_start.unwrap_or(0) as u64,
+        }),
+        expires: row.get(at + 6)?,
+    })
+}
+
+fn expiry(lease: Duration) -> i64 {
+    crate::clock::unix_now().saturating_add(lease.as_secs().min(i64::MAX as u64) as i64)
+}
+
+impl StateStore {
+    /// Claims a job's targets for `me`, all or none.
+    pub fn claim(
+        &mut self,
+        me: &Claimant,
+        node: &NodeKey,
+        days: &[Option<Day>],
+    ) -> Result<Claimed, StoreError> {
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = super::write_transaction(&mut self.conn, &path)?;
+        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
+        let now = crate::clock::unix_now();
+        let mut over = Vec::new();
+        {
+            let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
+            let mut find = tx.prepare_cached(&sql).map_err(err)?;
+            for day in days {
+                let found = find
+                    .query_row(params![id, day_column(*day)], |row| holder(row, 0))
+                    .optional()
+                    .map_err(err)?;
+                match found {
+                    Some(h) if h.run == me.run => {}
+                    Some(h) if h.holds(now) => return Ok(Claimed::Held(h)),
+                    Some(h) => over.push(h),
+                    None => {}
+                }
+            }
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO claims
+                     (node, day, run, host, pid, pid_start, job_pid, job_start, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7)",
+                )
+                .map_err(err)?;
+            for day in days {
+                put.execute(params![
+                    id,
+                    day_column(*day),
+                    me.run,
+                    me.runner.host,
+                    me.runner.pid,
+                    me.runner.start as i64,
+                    expiry(me.lease)
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        over.dedup();
+        Ok(Claimed::Taken { over })
+    }
+
+    /// Who holds a claim on any of these targets other than run `me`, if
+    /// a live run does.
+    pub fn held_elsewhere(
+        &self,
+        me: i64,
+        node: &NodeKey,
+        days: &[Option<Day>],
+    ) -> Result<Option<Holder>, StoreError> {
+        let Some(id) = self.node_id_if_known(node)? else {
+            return Ok(None);
+        };
+        let now = crate::clock::unix_now();
+        let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
+        for day in days {
+            let found = self.select(&sql, params![id, day_column(*day)], |row| holder(row, 0))?;
+            if let Some(h) = found.into_iter().find(|h| h.run != me && h.holds(now)) {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the process group leader of the job that builds claimed
+    /// targets.
+    pub fn claim_started(
+        &mut self,
+        run: i64,
+        node: &NodeKey,
+        days: &[Option<Day>],
+        job: &Identity,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = super::write_transaction(&mut self.conn, &path)?;
+        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
+        {
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE claims SET job_pid = ?1, job_start = ?2
+                     WHERE node = ?3 AND day = ?4 AND run = ?5",
+                )
+                .map_err(err)?;
+            for day in days {
+                set.execute(params![
+                    job.pid,
+                    job.start as i64,
+                    id,
+                    day_column(*day),
+                    run
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Releases run `run`'s claims on these targets.
+    pub fn release(
+        &mut self,
+        run: i64,
+        node: &NodeKey,
+        days: &[Option<Day>],
+    ) -> Result<(), StoreError> {
+        let Some(id) = self.node_id_if_known(node)? else {
+            return Ok(());
+        };
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = super::write_transaction(&mut self.conn, &path)?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3")
+                .map_err(err)?;
+            for day in days {
+                delete
+                    .execute(params![id, day_column(*day), run])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Releases every claim of a run (it ends).
+    pub fn release_run(&mut self, run: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM claims WHERE run = ?1", [run])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Renews a run's claims for another lease.
+    pub fn renew(&mut self, me: &Claimant) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE claims SET expires = ?1 WHERE run = ?2",
+                params![expiry(me.lease), me.run],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every claim, for `state info`.
+    pub fn active_claims(&self) -> Result<Vec<ActiveClaim>, StoreError> {
+        let keys = self.node_keys()?;
+        let now = crate::clock::unix_now();
+        let sql = format!("SELECT node, day, {HOLDER_COLUMNS} FROM claims ORDER BY run, node, day");
+        let rows = self.select(&sql, [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                holder(row, 2)?,
+            ))
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, day, h)| ActiveClaim {
+                target: match keys.get(&node) {
+                    Some(key) => format!(
+                        "{}{}",
+                        key.label(),
+                        crate::partition::at_range(day_from_column(day), day_from_column(day))
+                    ),
+                    None => format!("node {node}"),
+                },
+                held: h.holds(now),
+                run: h.run,
+                host: h.runner.host,
+                pid: h.runner.pid,
+                expires: h.expires,
+            })
+            .collect())
+    }
+
+    /// A node's id when it is recorded (claims of an unknown node: none).
+    fn node_id_if_known(&self, node: &NodeKey) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.node_ids.get(node) {
+            return Ok(Some(*id));
+        }
+        let ids = self.select(
+            "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
+            params![node.step.name(), node.config, node.part],
+            |row| row.get::<_, i64>(0),
+        )?;
+        Ok(ids.first().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::Step;
+
+    fn claimant(run: i64, runner: Identity) -> Claimant {
+        Claimant {
+            run,
+            runner,
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    fn node() -> NodeKey {
+        NodeKey {
+            step: Step::StagingQuery,
+            config: "team.sq.v1".into(),
+            part: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_live_claim_holds_and_a_dead_runners_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let days = [Some(Day(1)), Some(Day(2))];
+        let me = claimant(1, Identity::me());
+        assert!(matches!(
+            store.claim(&me, &node(), &days).unwrap(),
+            Claimed::Taken { over } if over.is_empty()
+        ));
+        // Another run, same host: run 1's runner (this process) lives.
+        let other = claimant(2, Identity::me());
+        match store.claim(&other, &node(), &days[1..]).unwrap() {
+            Claimed::Held(h) => assert_eq!(h.run, 1),
+            taken => panic!("{taken:?}"),
+        }
+        assert_eq!(
+            store
+                .held_elsewhere(2, &node(), &days)
+                .unwrap()
+                .unwrap()
+                .run,
+            1
+        );
+        // A runner of this host that is gone: its claims are taken over.
+        let mut dead = Identity::me();
+        dead.start += 1;
+        let gone = claimant(3, dead);
+        store.release_run(1).unwrap();
+        store.claim(&gone, &node(), &days).unwrap();
+        match store.claim(&other, &node(), &days).unwrap() {
+            Claimed::Taken { over } => assert_eq!(over.len(), 1),
+            held => panic!("{held:?}"),
+        }
+        assert!(store.held_elsewhere(3, &node(), &days).unwrap().is_some());
+        store.release(2, &node(), &days[..1]).unwrap();
+        assert_eq!(store.active_claims().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn another_hosts_claim_holds_until_its_lease_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let days = [Some(Day(7))];
+        let mut there = Identity::me();
+        there.host.push_str("-elsewhere");
+        let mut remote = claimant(1, there);
+        store.claim(&remote, &node(), &days).unwrap();
+        let me = claimant(2, Identity::me());
+        assert!(matches!(
+            store.claim(&me, &node(), &days).unwrap(),
+            Claimed::Held(_)
+        ));
+        remote.lease = Duration::ZERO;
+        store.renew(&remote).unwrap();
+        assert!(matches!(
+            store.claim(&me, &node(), &days).unwrap(),
+            Claimed::Taken { over } if over.len() == 1
+        ));
+    }
+}
