@@ -15,6 +15,7 @@ pub mod env;
 pub mod identity;
 pub mod interface;
 pub mod partitioning;
+pub mod supervise;
 
 use std::collections::BTreeMap;
 
