@@ -386,14 +386,23 @@ pub struct StateSettings {
     /// Relative paths are relative to the repository root.
     #[serde(default = "default_state_path")]
     pub path: PathBuf,
+    /// How long a run's claims hold, seen from another host, unless renewed
+    /// (`store::claims`), e.g. `"2m"`; more than `bounds.stop_grace`.
+    #[serde(default = "default_lease", deserialize_with = "duration::required")]
+    pub lease: std::time::Duration,
 }
 
 impl Default for StateSettings {
     fn default() -> Self {
         StateSettings {
             path: default_state_path(),
+            lease: default_lease(),
         }
     }
+}
+
+fn default_lease() -> std::time::Duration {
+    std::time::Duration::from_secs(120)
 }
 
 fn default_state_path() -> PathBuf {
@@ -788,6 +797,13 @@ impl Settings {
             for (name, n) in limits {
                 check_jobs(&format!("limits.{table}.{name}"), *n)?;
             }
+        }
+        let least = self.bounds.stop_grace + std::time::Duration::from_secs(5);
+        if self.state.lease <= least {
+            let least = humantime::format_duration(least);
+            return Err(format!(
+                "state.lease: expected more than bounds.stop_grace + 5s ({least}), so a killed runner's jobs stop before another host takes their targets over"
+            ));
         }
         if self.retry.retries > MAX_RETRIES {
             return Err(format!(

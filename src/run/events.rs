@@ -32,7 +32,8 @@ impl Runner<'_, '_> {
             let idle = self.work.running.is_empty()
                 && self.work.lingering.is_empty()
                 && self.work.queue.is_empty()
-                && self.work.delayed.is_empty();
+                && self.work.delayed.is_empty()
+                && !self.work.claims.waiting();
             if idle && self.interrupts == 0 && self.release_blocks() {
                 continue;
             }
@@ -47,8 +48,13 @@ impl Runner<'_, '_> {
                 Ok(Event::Exited { job, code }) => self.exited(job, code)?,
                 Ok(Event::Signal(libc::SIGINT)) => self.interrupted(),
                 Ok(Event::Signal(signal)) => self.stopped(signal),
-                Err(RecvTimeoutError::Timeout) => self.tick()?,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Due even while events keep coming: timeouts, retries, polls,
+            // claims to renew.
+            if Instant::now() >= self.next_wakeup() {
+                self.tick()?;
             }
         }
         Ok(())
@@ -79,6 +85,7 @@ impl Runner<'_, '_> {
         let retries = self.work.delayed.iter().map(|(at, _)| *at);
         deadlines
             .chain(retries)
+            .chain(self.work.claims.next_wakeup())
             .chain(self.sensing.next_poll)
             .chain(self.sensing.wait_deadline)
             .min()
@@ -97,6 +104,7 @@ impl Runner<'_, '_> {
         }
         self.interrupts = self.interrupts.max(2);
         self.work.delayed.clear();
+        self.drop_waiting();
         if !first {
             return;
         }
@@ -125,6 +133,7 @@ impl Runner<'_, '_> {
         }
         if self.interrupts == 1 {
             self.work.delayed.clear();
+            self.drop_waiting();
             self.progress.note(&format!(
                 "interrupted: no new jobs; waiting for {} running job(s) (Ctrl-C again to kill them)",
                 self.work.running.len()
@@ -171,6 +180,10 @@ impl Runner<'_, '_> {
             self.sensing.next_poll = None;
             self.poll_inputs()?;
         }
+        self.renew_claims()?;
+        if self.interrupts == 0 {
+            self.recheck_claims()?;
+        }
         Ok(())
     }
 
@@ -192,12 +205,15 @@ impl Runner<'_, '_> {
     }
 
     pub(super) fn start(&mut self, job: usize) -> Result<(), Error> {
+        self.prepare(job);
+        if let super::claims::Go::Not = self.claim(job)? {
+            return Ok(());
+        }
         self.work.jobs[job].attempt += 1;
         let node_id = self.work.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
         let log = self.log_path(job);
         self.slots.take(node);
-        self.prepare(job);
         let what = format!(
             "{} (attempt {})",
             self.describe(job),
@@ -287,7 +303,7 @@ impl Runner<'_, '_> {
             let why: Arc<str> = "killed by the second interrupt".into();
             self.live
                 .hold(node_id, &self.work.jobs[job].targets, Some(&why));
-            return Ok(());
+            return self.release_claims(job);
         }
         self.exited_badly(job, &running, code)
     }
@@ -392,6 +408,7 @@ impl Runner<'_, '_> {
         });
         let targets = self.work.jobs[job].targets.clone();
         let ready = self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        self.release_claims(job)?;
         self.dispatch_ready(ready);
         self.set_cover(job, Cover::Failed);
         Ok(())

@@ -114,8 +114,7 @@ const MIGRATIONS: &[&str] = &[
     // Nodes recorded before have none until they are built again.
     "ALTER TABLE nodes ADD COLUMN output TEXT;",
     // 7: per-target claims (`claims.rs`): the run building a target now,
-    // its runner (host, pid, start time), the job's process group once
-    // started, and the lease the runner renews.
+    // its runner (host, pid, start time), and the lease the runner renews.
     "CREATE TABLE claims (
         node INTEGER NOT NULL REFERENCES nodes(id),
         day INTEGER NOT NULL,
@@ -123,8 +122,6 @@ const MIGRATIONS: &[&str] = &[
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
         pid_start INTEGER NOT NULL,
-        job_pid INTEGER,
-        job_start INTEGER,
         expires INTEGER NOT NULL,
         PRIMARY KEY (node, day)
     );

@@ -52,6 +52,11 @@ impl StateStore {
                 .write_all(&tx, nodes, &self.slices_stored, built)
                 .map_err(err)?
         };
+        if let Some(attempt) = attempt {
+            // The attempt's run held claims on what it built: released in
+            // the transaction that records it.
+            super::claims::release_built(&tx, &self.node_ids, built, attempt.run).map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         for (table, day, fp) in new_seen {
             self.latest_seen

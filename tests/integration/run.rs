@@ -808,7 +808,7 @@ fn job_logs(dir: &Path) -> usize {
 }
 
 #[test]
-fn a_second_concurrent_run_is_refused_naming_the_holder() {
+fn runs_share_the_state_while_adopt_and_gc_wait_for_them() {
     let p = Pipeline::new("");
     let mut first = p.spawn(
         &[
@@ -823,23 +823,24 @@ fn a_second_concurrent_run_is_refused_naming_the_holder() {
         &[("FAKE_ZIPLINE_SLEEP", "30")],
     );
     p.wait_for_calls(1);
-    let second = p.run(&["run", "--until", UNTIL]);
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second
-            .stderr
-            .contains(&format!("is in use by pid {}", first.id())),
-        "{}",
-        second.stderr
-    );
-    assert_contains(&second.stderr, "--wait-lock");
-    let adopt = p.run(&["adopt", "--until", UNTIL]);
-    assert_eq!(adopt.code, 2, "{}", adopt.stderr);
+    // Another run goes on beside it (claims keep them apart).
+    let second = p.run(&["run", "--until", UNTIL, "--select", "risk.returns.v1"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    // What writes across the whole state waits for the runs.
+    for args in [
+        &["adopt", "--until", UNTIL][..],
+        &["gc", "--until", UNTIL][..],
+    ] {
+        let out = p.run(args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert_contains(&out.stderr, "is in use by one or more runs");
+        assert_contains(&out.stderr, "--wait-lock");
+    }
     first.kill().unwrap();
     first.wait().unwrap();
     // The lock went away with its holder.
-    let out = p.run(&["run", "--until", UNTIL, "--dry-run"]);
-    assert_eq!(out.code, 0);
+    let out = p.run(&["adopt", "--until", UNTIL]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let out = p.run(&["run", "--until", UNTIL, "--select", "risk.returns.v1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
