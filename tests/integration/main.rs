@@ -2,6 +2,7 @@
 //! folders copied to temporary directories.
 
 mod bad_input;
+mod bounds;
 mod cli;
 mod corpus;
 mod diff;
