@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::job::Running;
 use super::summary::Interruption;
 use super::whole_join::Cover;
-use super::{Event, KILL_GRACE, Runner, process, summary};
-use crate::error::Error;
+use super::{BOUND_BACKSTOP, Event, KILL_GRACE, Runner, process, summary};
+use crate::error::{Error, Exit};
 use crate::plan;
 use crate::store::Attempt;
 
@@ -248,12 +248,20 @@ impl Runner<'_, '_> {
                 0
             }
         };
+        // A local job's time bound is enforced inside it; a little after
+        // it, the runner stops the job as it would for `--timeout`.
+        let timeout = self.opts.timeout.map(|t| started + t);
+        let bound = self
+            .local_bounds(job)
+            .map(|b| started + b.time + BOUND_BACKSTOP)
+            .filter(|b| timeout.is_none_or(|t| *b < t));
         self.work.running.insert(
             job,
             Running {
                 pid,
                 started,
-                deadline: self.opts.timeout.map(|t| started + t),
+                deadline: bound.or(timeout),
+                bounded: bound.is_some(),
                 terminated: None,
                 kill_at: None,
                 started_at: crate::clock::unix_now(),
@@ -366,13 +374,17 @@ impl Runner<'_, '_> {
     ) -> Result<(), Error> {
         let what = self.describe(job);
         let attempt = self.work.jobs[job].attempt;
-        let how = match (code, running.terminated) {
-            (_, Some(_)) => format!(
+        let bounds = self.local_bounds(job);
+        let how = match (code, running.terminated, &bounds) {
+            (_, Some(_), Some(b)) if running.bounded => b.time_exceeded(),
+            (Some(c), None, Some(b)) if c == Exit::OverMemory.code() => b.memory_exceeded(),
+            (Some(c), None, Some(b)) if c == Exit::OverTime.code() => b.time_exceeded(),
+            (_, Some(_), _) => format!(
                 "timed out after {}",
                 summary::seconds(self.opts.timeout.unwrap_or_default())
             ),
-            (Some(c), None) => format!("exit code {c}"),
-            (None, None) => "killed by a signal or could not start".to_string(),
+            (Some(c), None, _) => format!("exit code {c}"),
+            (None, None, _) => "killed by a signal or could not start".to_string(),
         };
         if attempt <= self.opts.retries && self.interrupts == 0 {
             let delay = self
@@ -412,6 +424,15 @@ impl Runner<'_, '_> {
         self.dispatch_ready(ready);
         self.set_cover(job, Cover::Failed);
         Ok(())
+    }
+
+    /// A local engine job's bounds (`None` for the zipline executor's).
+    fn local_bounds(&self, job: usize) -> Option<crate::settings::JobBounds> {
+        if self.ctx.executor.interface().is_some() {
+            return None;
+        }
+        let step = self.ctx.graph.nodes[self.work.jobs[job].node].step;
+        Some(self.ctx.settings.bounds.for_step(step, self.opts.jobs))
     }
 
     /// Sensors: probes the tables blocking targets again; the live plan

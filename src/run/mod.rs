@@ -129,6 +129,10 @@ enum Event {
 /// How long a job killed for its timeout gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// How long after a local engine job's time bound the runner stops it (the
+/// job stops itself at the bound: `engine::bounds`).
+const BOUND_BACKSTOP: Duration = Duration::from_secs(30);
+
 pub struct Runner<'c, 'a> {
     ctx: &'c mut Context<'a>,
     opts: RunOptions,
@@ -532,7 +536,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             if let (true, Some(range)) = (whole, range) {
                 self.work.covers.queued(node.config, range);
             }
-            let command = self.ctx.executor.command(node, range, whole, key);
+            let command = self.command(node, range, whole, key);
             self.work.jobs.push(Job {
                 node: id,
                 targets,
@@ -544,6 +548,25 @@ impl<'c, 'a> Runner<'c, 'a> {
             self.work.queue.push_back(self.work.jobs.len() - 1);
             self.progress.queued(1);
         }
+    }
+
+    /// A job's command; a local engine job is told how many jobs share
+    /// the machine's memory (its default memory bound).
+    fn command(
+        &self,
+        node: &Node,
+        range: Option<DayRange>,
+        whole: bool,
+        key: Option<Hash>,
+    ) -> CommandLine {
+        let mut command = self.ctx.executor.command(node, range, whole, key);
+        if self.ctx.executor.interface().is_none() {
+            let jobs = self.opts.jobs.to_string();
+            command
+                .env
+                .insert(crate::engine::bounds::JOBS_ENV.into(), jobs);
+        }
+        command
     }
 
     fn describe(&self, job: usize) -> String {
