@@ -166,11 +166,18 @@ impl Runner<'_, '_> {
             .iter()
             .map(|&i| (day_column(self.live.target(id, i).day), i))
             .collect();
+        // Recorded since this run's plan read the state (a newer write
+        // than the plan knew of), with this run's key: built elsewhere. A
+        // record the plan knew is what this run was asked to build again
+        // (forced, a streaming job not running).
+        let known = &self.live.plan().state[id].built;
         let done: Vec<(usize, Recorded)> = records
             .iter()
             .filter_map(|r| {
                 let day = day_column(r.day);
-                let found = recorded.get(&day).filter(|found| found.key == r.key)?;
+                let found = recorded.get(&day).filter(|found| {
+                    found.key == r.key && known.get(&day).is_none_or(|k| found.seq > k.seq)
+                })?;
                 Some((*by_day.get(&day)?, *found))
             })
             .collect();

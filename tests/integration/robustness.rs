@@ -86,8 +86,18 @@ fn a_config_name_of_70000_characters_plans_and_runs() {
 #[test]
 fn jobs_limits_and_durations_out_of_range_are_refused_naming_the_field() {
     let gb = text(&group_by("t.g"));
-    let cases: [(&str, &[&str], &str); 8] = [
+    let cases: [(&str, &[&str], &str); 10] = [
         ("", &["-j", "1000000"], "expected 1 to 1024 jobs at once"),
+        (
+            "[state]\nlease = \"30s\"\n",
+            &[],
+            "state.lease: expected more than bounds.stop_grace + 5s (35s)",
+        ),
+        (
+            "[state]\nlease = \"2m\"\n[bounds]\nstop_grace = \"2m\"\n",
+            &[],
+            "state.lease",
+        ),
         (
             "[limits]\njobs = 1000000\n",
             &[],
