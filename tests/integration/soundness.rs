@@ -383,10 +383,11 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         let old_memo = [7u8; 32];
         {
             let conn = rusqlite::Connection::open(&state).unwrap();
-            // What schemas 1 to 4 had: memos of whole nodes; and 1 to 5: no
-            // output table with the nodes.
+            // What schemas 1 to 4 had: memos of whole nodes; 1 to 5: no
+            // output table with the nodes; 1 to 6: no claims.
             conn.execute_batch(
-                "ALTER TABLE node_memos DROP COLUMN last; ALTER TABLE nodes DROP COLUMN output;",
+                "ALTER TABLE node_memos DROP COLUMN last; ALTER TABLE nodes DROP COLUMN output;
+                 DROP TABLE claims;",
             )
             .unwrap();
             // What schemas 1 to 3 had: ranges read in their own table.
