@@ -18,10 +18,26 @@ impl ColdReads {
     /// A bar over `tables` when `cold` of them (no memory to start from)
     /// are many and standard error is a terminal.
     pub fn new(kind: &str, tables: usize, cold: usize) -> ColdReads {
-        if cold < MANY || !std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        ColdReads::drawn(
+            kind,
+            tables,
+            cold,
+            terminal.then(ProgressDrawTarget::stderr),
+        )
+    }
+
+    /// The same, drawn on `target` (`None`: not a terminal).
+    fn drawn(
+        kind: &str,
+        tables: usize,
+        cold: usize,
+        target: Option<ProgressDrawTarget>,
+    ) -> ColdReads {
+        let Some(target) = target.filter(|_| cold >= MANY) else {
             return ColdReads(None);
-        }
-        let bar = ProgressBar::with_draw_target(Some(tables as u64), ProgressDrawTarget::stderr());
+        };
+        let bar = ProgressBar::with_draw_target(Some(tables as u64), target);
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
                 .expect("template")
@@ -48,5 +64,27 @@ impl Drop for ColdReads {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bar_only_for_many_cold_reads_on_a_terminal() {
+        let shown = |cold: usize, terminal: bool| {
+            let target = terminal.then(ProgressDrawTarget::hidden);
+            ColdReads::drawn("delta", 100, cold, target).0.is_some()
+        };
+        assert!(shown(50, true));
+        assert!(!shown(49, true));
+        assert!(!shown(100, false));
+        let reads = ColdReads::drawn("delta", 100, 60, Some(ProgressDrawTarget::hidden()));
+        reads.read();
+        reads.read();
+        let bar = reads.0.as_ref().unwrap();
+        assert_eq!((bar.position(), bar.length()), (2, Some(100)));
+        assert!(bar.message().contains("60 from their metadata"));
     }
 }
