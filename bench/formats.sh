@@ -6,6 +6,11 @@
 #
 #   bench/formats.sh          # ~1,000,000 targets over 2,760 tables
 #   FRESH=1 bench/formats.sh  # make the repository and tables again
+#   GROUP_BYS=690 bench/formats.sh  # a quarter of the size (~2.5 GB of
+#                                   # disk, under bench/out/formats-690)
+#   RUNS=5 bench/formats.sh   # more runs per measurement (default 3)
+#   BIN=/path/chronon-build bench/formats.sh  # measure that binary (an
+#                                   # older build, say) and build nothing
 #
 # The repository is `bench/run.sh adopt`'s: 2,740 group-bys x 365 days,
 # 30-day windows, over 20 source tables (gen_repo), every partition of every
@@ -44,15 +49,25 @@ cd "$(dirname "$0")/.."
 command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
 
 py=$(scripts/formats-venv)
-cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run
 target=${CARGO_TARGET_DIR:-$PWD/target}
-bin=$target/release/chronon-build
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run
+    bin=$target/release/chronon-build
+fi
 
-out=bench/out/formats1m
+group_bys=${GROUP_BYS:-2740}
+runs=${RUNS:-3}
+case $group_bys in
+    2740) out=bench/out/formats1m ;;
+    *[!0-9]* | '') echo "GROUP_BYS must be a number" >&2 && exit 2 ;;
+    *) out=bench/out/formats-$group_bys ;;
+esac
 repo=$out/repo
 until=2025-12-31
 if [ "${FRESH:-0}" = 1 ] || [ ! -f "$out/made" ]; then
-    "$target/release/examples/gen_repo" --group-bys 2740 --days 365 --window 30 --no-ninja --out "$out"
+    "$target/release/examples/gen_repo" --group-bys "$group_bys" --days 365 --window 30 --no-ninja --out "$out"
     "$target/release/examples/gen_run" --repo "$repo" --until "$until" --sqlite sqlwh
     for format in delta iceberg; do
         rm -rf "$repo/wh-$format"
@@ -100,7 +115,7 @@ done
 # the Python libraries list (a plan with no state reads only the 20 source
 # tables: nothing is built, so no output is probed; measured too).
 echo "== the Python libraries, and cold plans"
-for i in 1 2 3; do
+for i in $(seq "$runs"); do
     for format in delta iceberg; do
         measure "py-$format" "python $format listing (run $i)" "$py" bench/formats_tables.py list "$format" "$repo/wh-$format"
         settings "$format"
@@ -117,7 +132,7 @@ done
 rm -rf "$out"/cold-*
 
 echo "== warm: plans with tables.sqlite present (the last cold plan's)"
-for i in 1 2 3; do
+for i in $(seq "$runs"); do
     for kind in delta iceberg sqlite; do
         settings "$kind"
         measure "warm-$kind" "warm plan, $kind (run $i)" \
@@ -130,7 +145,7 @@ for kind in delta iceberg sqlite; do
 done
 
 echo
-echo "== summary (medians of 3, wall time; CPU time (user + sys) below, as other"
+echo "== summary (medians of $runs, wall time; CPU time (user + sys) below, as other"
 echo "   work on the machine inflates wall times; goals from issue 27)"
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 for field in 2 4; do

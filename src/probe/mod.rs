@@ -33,6 +33,7 @@ mod delta;
 mod hive_dir;
 mod iceberg;
 mod memory;
+mod progress;
 mod sqlite;
 mod table_format;
 

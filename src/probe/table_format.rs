@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 
 use super::memory::Memories;
+use super::progress::ColdReads;
 use super::{Layouts, Partitions, Probe, ProbeError};
 use crate::config::TableRef;
 use crate::formats::FormatError;
@@ -96,6 +97,14 @@ impl<R: TableReader> TableFormatProbe<R> {
         out
     }
 
+    /// Whether a read of `table` has a memory to start from (by path, or
+    /// by a catalog's name).
+    fn remembers(&self, table: &str, remembered: &HashMap<String, String>) -> bool {
+        let base = TableRef::split(table).0;
+        remembered.contains_key(&format!("catalog:{base}"))
+            || (self.candidates(base).iter()).any(|c| remembered.contains_key(c))
+    }
+
     /// One table, with what to remember when that changed.
     fn read_one(
         &self,
@@ -141,13 +150,20 @@ impl<R: TableReader> Probe for TableFormatProbe<R> {
     fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
         let remembered = self.memories.load(self.reader.kind());
         let catalog = self.reader.catalog().map_err(ProbeError::Format)?;
+        let cold = tables
+            .iter()
+            .filter(|t| !self.remembers(t, &remembered))
+            .count();
+        let progress = ColdReads::new(self.reader.kind(), tables.len(), cold);
         let read: Vec<(String, Read)> = tables
             .into_par_iter()
             .map(|table| {
                 let read = self.read_one(&catalog, &table, &remembered)?;
+                progress.read();
                 Ok((table, read))
             })
             .collect::<Result<_, ProbeError>>()?;
+        drop(progress);
         let mut memories: Vec<(String, String)> =
             read.iter().filter_map(|(_, (_, m))| m.clone()).collect();
         memories.sort();

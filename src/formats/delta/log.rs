@@ -139,7 +139,7 @@ fn yes() -> bool {
 }
 
 /// "Deletion Vector Descriptor Schema".
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeletionVector {
     pub storage_type: String,

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use apache_avro::types::Value;
+use std::sync::Arc;
+
+use super::avro::{self, AvroError, Container, Plan, Value, Want};
 
 use super::metadata::{PartitionField, SchemaField};
 use crate::formats::{Content, FormatError};
@@ -111,16 +113,24 @@ impl DaySource {
 }
 
 /// Opens an Avro object container file: what is not one is `NotAvro`.
-fn open<'a>(
-    table: &str,
-    file: &str,
-    bytes: &'a [u8],
-) -> Result<apache_avro::Reader<'a, &'a [u8]>, FormatError> {
-    apache_avro::Reader::new(bytes).map_err(|e| FormatError::NotAvro {
-        table: table.to_string(),
-        file: file.to_string(),
-        message: e.to_string(),
-    })
+fn open<'a>(table: &str, file: &str, bytes: &'a [u8]) -> Result<Container<'a>, FormatError> {
+    Container::open(bytes).map_err(|e| avro_error(table, file, e))
+}
+
+fn avro_error(table: &str, file: &str, e: AvroError) -> FormatError {
+    match e {
+        AvroError::NotAvro(message) => FormatError::NotAvro {
+            table: table.to_string(),
+            file: file.to_string(),
+            message,
+        },
+        AvroError::Codec(_) => FormatError::Unsupported {
+            table: table.to_string(),
+            file: file.to_string(),
+            what: e.to_string(),
+        },
+        AvroError::Corrupt(message) => corrupt(table, file, message),
+    }
 }
 
 fn corrupt(table: &str, file: &str, message: impl Into<String>) -> FormatError {
@@ -131,31 +141,33 @@ fn corrupt(table: &str, file: &str, message: impl Into<String>) -> FormatError {
     }
 }
 
-/// A record's field by name, through a `["null", T]` union; `None` when
-/// absent or null.
-fn field<'a>(record: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
-    let value = record.iter().find(|(n, _)| n == name).map(|(_, v)| v)?;
-    let value = match value {
-        Value::Union(_, inner) => inner.as_ref(),
-        other => other,
-    };
-    (*value != Value::Null).then_some(value)
+/// The plan for a container's records keeping `wants`.
+fn plan_of(
+    table: &str,
+    file: &str,
+    container: &Container<'_>,
+    wants: &[Want],
+) -> Result<Arc<Plan>, FormatError> {
+    avro::plan(container.schema(), wants).map_err(|e| avro_error(table, file, e))
 }
 
-fn as_i64(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(i64::from(*i)),
-        Value::Long(l) => Some(*l),
-        _ => None,
-    }
+/// A field asked for, `None` when absent or null.
+fn non_null(value: &Value) -> Option<&Value> {
+    (!value.is_null()).then_some(value)
 }
 
-fn as_record(value: &Value) -> Option<&[(String, Value)]> {
-    match value {
-        Value::Record(fields) => Some(fields),
-        _ => None,
-    }
-}
+/// "Manifest Lists": the fields read, in slot order. Format 1 writers
+/// named the counts `added_data_files_count` and so on; format 2
+/// `added_files_count` (the field ids are the same).
+const LIST_FIELDS: [&str; 7] = [
+    "manifest_path",
+    "partition_spec_id",
+    "added_snapshot_id",
+    "added_files_count",
+    "added_data_files_count",
+    "deleted_files_count",
+    "deleted_data_files_count",
+];
 
 /// The manifests a manifest list names.
 pub fn read_manifest_list(
@@ -163,30 +175,33 @@ pub fn read_manifest_list(
     file: &str,
     bytes: &[u8],
 ) -> Result<Vec<ManifestFile>, FormatError> {
+    let container = open(table, file, bytes)?;
+    let wants: Vec<Want> = LIST_FIELDS.iter().map(|n| Want::whole(n)).collect();
+    let plan = plan_of(table, file, &container, &wants)?;
     let mut out = Vec::new();
-    for (i, value) in open(table, file, bytes)?.enumerate() {
-        let value = value.map_err(|e| corrupt(table, file, format!("entry {i}: {e}")))?;
-        let record = as_record(&value)
-            .ok_or_else(|| corrupt(table, file, format!("entry {i} is not a record")))?;
-        let int = |names: &[&str]| names.iter().find_map(|n| field(record, n).and_then(as_i64));
-        let Some(Value::String(path)) = field(record, "manifest_path") else {
-            return Err(corrupt(
-                table,
-                file,
-                format!("entry {i} has no manifest_path"),
-            ));
-        };
-        // Format 1 writers named the counts `added_data_files_count` and so
-        // on; format 2 `added_files_count` (the field ids are the same).
-        let added = int(&["added_files_count", "added_data_files_count"]);
-        let deleted = int(&["deleted_files_count", "deleted_data_files_count"]);
-        out.push(ManifestFile {
-            path: path.clone(),
-            spec_id: int(&["partition_spec_id"]).and_then(|id| i32::try_from(id).ok()),
-            added_snapshot_id: int(&["added_snapshot_id"]),
-            changed_files: added.zip(deleted).map(|(a, d)| a + d),
-        });
-    }
+    container.read(
+        &plan,
+        |e| avro_error(table, file, e),
+        |i, record| {
+            let int = |slots: &[usize]| slots.iter().find_map(|s| record.field(*s).as_i64());
+            let Some(path) = record.field(0).as_str() else {
+                return Err(corrupt(
+                    table,
+                    file,
+                    format!("entry {i} has no manifest_path"),
+                ));
+            };
+            let added = int(&[3, 4]);
+            let deleted = int(&[5, 6]);
+            out.push(ManifestFile {
+                path: path.to_string(),
+                spec_id: int(&[1]).and_then(|id| i32::try_from(id).ok()),
+                added_snapshot_id: int(&[2]),
+                changed_files: added.zip(deleted).map(|(a, d)| a + d),
+            });
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -217,6 +232,27 @@ pub struct ManifestContext<'a> {
     pub sources: &'a HashMap<i32, &'a SchemaField>,
 }
 
+/// "Manifest Entry Fields" and "Data File Fields": what is read of an
+/// entry (slots in this order), and of its `data_file`; the partition
+/// tuple's one field with the day. Every other field (column sizes, value
+/// and null counts, bounds, split offsets, key metadata, ...) is skipped.
+fn entry_wants(day_field: Option<&str>) -> Vec<Want> {
+    let mut data_file = vec![
+        Want::whole("file_path"),
+        Want::whole("file_size_in_bytes"),
+        Want::whole("record_count"),
+        Want::whole("content"),
+    ];
+    if let Some(name) = day_field {
+        data_file.push(Want::some("partition", vec![Want::whole(name)]));
+    }
+    vec![
+        Want::whole("status"),
+        Want::whole("snapshot_id"),
+        Want::some("data_file", data_file),
+    ]
+}
+
 /// The entries of a manifest that `wanted(status, snapshot_id)` keeps,
 /// each with its day. Only kept entries need a day, so a manifest of
 /// files deleted long ago in a spec without the column is no error.
@@ -227,81 +263,110 @@ pub fn read_manifest(
     wanted: impl Fn(Status, Option<i64>) -> bool,
 ) -> Result<Vec<Entry>, FormatError> {
     let (table, file) = (context.table, manifest.path.as_str());
-    let reader = open(table, file, bytes)?;
+    let container = open(table, file, bytes)?;
     let spec_id = manifest.spec_id.or_else(|| {
-        let text = reader.user_metadata().get("partition-spec-id")?;
+        let text = container.metadata.get("partition-spec-id")?;
         std::str::from_utf8(text).ok()?.parse().ok()
     });
     let own;
     let spec = match spec_id.and_then(|id| context.specs.get(&id)) {
         Some(spec) => *spec,
         None => {
-            own = own_spec(table, file, reader.user_metadata())?;
+            own = own_spec(table, file, &container.metadata)?;
             &own
         }
     };
     let source = DaySource::of(spec, context.sources, &context.layout.column);
+    let day_field = match &source {
+        DaySource::Field { name } => Some(name.as_str()),
+        DaySource::Missing { .. } => None,
+    };
+    let plan = plan_of(table, file, &container, &entry_wants(day_field))?;
     let mut out = Vec::new();
-    for (i, value) in reader.enumerate() {
-        let value = value.map_err(|e| corrupt(table, file, format!("entry {i}: {e}")))?;
-        let entry = as_record(&value)
-            .ok_or_else(|| corrupt(table, file, format!("entry {i} is not a record")))?;
-        let status = match field(entry, "status").and_then(as_i64) {
-            Some(0) => Status::Existing,
-            Some(1) => Status::Added,
-            Some(2) => Status::Deleted,
-            other => {
-                return Err(corrupt(table, file, format!("entry {i}: status {other:?}")));
+    container.read(
+        &plan,
+        |e| avro_error(table, file, e),
+        |i, entry| {
+            let status = match non_null(entry.field(0)).and_then(Value::as_i64) {
+                Some(0) => Status::Existing,
+                Some(1) => Status::Added,
+                Some(2) => Status::Deleted,
+                other => {
+                    return Err(corrupt(table, file, format!("entry {i}: status {other:?}")));
+                }
+            };
+            if !wanted(status, entry.field(1).as_i64()) {
+                return Ok(());
             }
-        };
-        if !wanted(status, field(entry, "snapshot_id").and_then(as_i64)) {
-            continue;
-        }
-        let data_file = field(entry, "data_file")
-            .and_then(as_record)
-            .ok_or_else(|| corrupt(table, file, format!("entry {i} has no data_file")))?;
-        let bad = |what: &str| corrupt(table, file, format!("entry {i}: data_file.{what}"));
-        let Some(Value::String(path)) = field(data_file, "file_path") else {
-            return Err(bad("file_path"));
-        };
-        let count = |name: &str| {
-            field(data_file, name)
-                .and_then(as_i64)
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| bad(name))
-        };
-        let content = match field(data_file, "content").and_then(as_i64) {
-            None | Some(0) => Content::Data,
-            Some(1) => Content::PositionDeletes,
-            Some(2) => Content::EqualityDeletes,
-            Some(_) => return Err(bad("content")),
-        };
-        let day = match &source {
-            DaySource::Field { name } => {
-                let partition = field(data_file, "partition")
-                    .and_then(as_record)
-                    .ok_or_else(|| bad("partition"))?;
-                day_of(context, path, name, field(partition, name))?
-            }
-            DaySource::Missing { detail } => {
-                return Err(FormatError::NoPartitionColumn {
-                    table: table.to_string(),
-                    file: path.clone(),
-                    column: context.layout.column.clone(),
-                    detail: format!("{detail}, in the spec of {file}"),
-                });
-            }
-        };
-        out.push(Entry {
-            status,
-            day,
-            path: path.clone(),
-            size: count("file_size_in_bytes")?,
-            records: count("record_count")?,
-            content,
-        });
-    }
+            out.push(data_file(
+                context,
+                file,
+                &source,
+                i,
+                status,
+                entry.field(2),
+            )?);
+            Ok(())
+        },
+    )?;
     Ok(out)
+}
+
+/// A kept entry's `data_file` (slots as `entry_wants` asks).
+fn data_file(
+    context: &ManifestContext<'_>,
+    file: &str,
+    source: &DaySource,
+    i: usize,
+    status: Status,
+    data_file: &Value,
+) -> Result<Entry, FormatError> {
+    let table = context.table;
+    if !matches!(data_file, Value::Record(_)) {
+        return Err(corrupt(table, file, format!("entry {i} has no data_file")));
+    }
+    let bad = |what: &str| corrupt(table, file, format!("entry {i}: data_file.{what}"));
+    let Some(path) = data_file.field(0).as_str() else {
+        return Err(bad("file_path"));
+    };
+    let count = |slot: usize, name: &str| {
+        data_file
+            .field(slot)
+            .as_i64()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad(name))
+    };
+    let content = match data_file.field(3).as_i64() {
+        None | Some(0) => Content::Data,
+        Some(1) => Content::PositionDeletes,
+        Some(2) => Content::EqualityDeletes,
+        Some(_) => return Err(bad("content")),
+    };
+    let day = match source {
+        DaySource::Field { name } => {
+            let partition = data_file.field(4);
+            if !matches!(partition, Value::Record(_)) {
+                return Err(bad("partition"));
+            }
+            day_of(context, path, name, non_null(partition.field(0)))?
+        }
+        DaySource::Missing { detail } => {
+            return Err(FormatError::NoPartitionColumn {
+                table: table.to_string(),
+                file: path.to_string(),
+                column: context.layout.column.clone(),
+                detail: format!("{detail}, in the spec of {file}"),
+            });
+        }
+    };
+    Ok(Entry {
+        status,
+        day,
+        path: path.to_string(),
+        size: count(1, "file_size_in_bytes")?,
+        records: count(2, "record_count")?,
+        content,
+    })
 }
 
 /// The day a partition value names: text in the layout's format, or days

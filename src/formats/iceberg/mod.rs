@@ -12,6 +12,7 @@
 //! counted but changes no fingerprint. Anything else (a rollback, an
 //! expired snapshot between, a memory of another layout) is a cold read.
 
+mod avro;
 mod catalog;
 mod manifest;
 mod metadata;
