@@ -13,6 +13,7 @@ mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod postgres;
 mod quickstart;
 mod real_cli;
 mod resolved;
@@ -48,13 +49,19 @@ impl From<std::process::Output> for Output {
 }
 
 pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("the binary runs");
+    let out = command(repo).args(args).output().expect("the binary runs");
     Output::from(out)
+}
+
+/// The binary with `--repo`; with `CHRONON_BUILD_TEST_STATE=postgres`, its
+/// state in the repository's database on the tests' PostgreSQL server.
+pub fn command(repo: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+    command.arg("--repo").arg(repo);
+    if postgres::on_postgres() {
+        command.env("CHRONON_BUILD_STATE_URL", postgres::state_url_for(repo));
+    }
+    command
 }
 
 /// Whether a test that needs an outside tool (a real CLI, Chromium, a
