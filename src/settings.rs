@@ -14,6 +14,9 @@ use crate::partition::Day;
 #[error("{0}")]
 pub struct SettingsError(pub String);
 
+mod state;
+pub use state::StateSettings;
+
 pub const FILE_NAME: &str = "chronon-build.toml";
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -378,26 +381,6 @@ pub mod duration {
         text.map(|t| parse(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateSettings {
-    /// Relative paths are relative to the repository root.
-    #[serde(default = "default_state_path")]
-    pub path: PathBuf,
-}
-
-impl Default for StateSettings {
-    fn default() -> Self {
-        StateSettings {
-            path: default_state_path(),
-        }
-    }
-}
-
-fn default_state_path() -> PathBuf {
-    PathBuf::from(".chronon-build/state.db")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -778,6 +761,10 @@ impl Settings {
             return Err("warehouse.seed: expected warehouse.kind = \"sqlite\"".into());
         }
         self.warehouse.check_locations()?;
+        if let Some(url) = &self.state.url {
+            crate::store::StateLocation::parse(url, Path::new("/"))
+                .map_err(|e| format!("state.url: {e}"))?;
+        }
         if self.executor.step_days == 0 {
             return Err("executor.step_days: expected at least 1".into());
         }
@@ -796,15 +783,6 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-
-    /// The folder of the state file: logs and the lock live beside it.
-    pub fn state_dir(&self, repo_root: &Path) -> PathBuf {
-        let state = self.resolve(repo_root, &self.state.path);
-        state
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     pub fn resolve(&self, repo_root: &Path, path: &Path) -> PathBuf {

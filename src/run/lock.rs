@@ -8,8 +8,27 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-pub struct StateLock {
-    _file: File,
+pub enum StateLock {
+    File(File),
+    /// On PostgreSQL: an advisory lock, held by its own connection.
+    Postgres(Box<crate::store::pg_lock::PgLock>),
+}
+
+/// Takes the lock of the state wherever it is (`acquire` for a file),
+/// or fails naming the holder; with `wait`, blocks until the holder is
+/// done.
+pub fn acquire_at(location: &crate::store::StateLocation, wait: bool) -> Result<StateLock, Error> {
+    use crate::store::StateLocation;
+    match location {
+        StateLocation::File(path) => acquire(path, wait),
+        StateLocation::Postgres(pg) => match crate::store::pg_lock::lock(pg, wait)? {
+            Ok(lock) => Ok(StateLock::Postgres(Box::new(lock))),
+            Err(held) => Err(Error::Locked(format!(
+                "{} is in use by {}; wait for it to finish, or pass --wait-lock",
+                pg.name, held.0
+            ))),
+        },
+    }
 }
 
 pub fn lock_path(state: &Path) -> PathBuf {
@@ -54,7 +73,7 @@ pub fn acquire(state: &Path, wait: bool) -> Result<StateLock, Error> {
     let me = format!(
         "pid {} ({})",
         std::process::id(),
-        std::env::args().collect::<Vec<_>>().join(" ")
+        crate::store::redacted_args().join(" ")
     );
     let written = file
         .set_len(0)
@@ -62,7 +81,7 @@ pub fn acquire(state: &Path, wait: bool) -> Result<StateLock, Error> {
         .and_then(|_| file.write_all(me.as_bytes()))
         .and_then(|_| file.flush());
     written.map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    Ok(StateLock { _file: file })
+    Ok(StateLock::File(file))
 }
 
 fn holder(file: &mut File) -> String {

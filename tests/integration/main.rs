@@ -21,6 +21,7 @@ mod robustness;
 mod run;
 mod scenario;
 mod soundness;
+mod state_pg;
 mod undeclared_reads;
 mod warehouse;
 
@@ -212,12 +213,13 @@ impl Scenario {
         let global = Global {
             repo: self.repo.clone(),
             state: None,
+            state_url: None,
             warehouse: None,
             strict: true,
         };
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();
-        let mut store = StateStore::open(&ws.state_path()).unwrap();
+        let mut store = StateStore::open_at(&ws.state_location()).unwrap();
         let probe =
             probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())
                 .unwrap();

@@ -47,11 +47,8 @@ impl Pipeline {
     }
 
     pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
-        cmd.arg("--repo")
-            .arg(&self.s.repo)
-            .args(args)
-            .envs(&self.env);
+        let mut cmd = crate::command(&self.s.repo);
+        cmd.args(args).envs(&self.env);
         for (k, v) in extra {
             cmd.env(k, v);
         }

@@ -1,0 +1,112 @@
+//! The state on PostgreSQL through the real binary: `--state-url`,
+//! `CHRONON_BUILD_STATE_URL` and `[state] url`, the password kept out of
+//! everything printed, and bad URLs refused.
+
+use crate::postgres::{PASSWORD, PgServer, bin_dir};
+use crate::run::Pipeline;
+use crate::{assert_contains, assert_error};
+
+fn server_or_skip(test: &str) -> Option<PgServer> {
+    crate::tool_or_skip(
+        test,
+        bin_dir().is_some(),
+        "PostgreSQL (initdb) is not installed",
+    )
+    .then(PgServer::start)
+}
+
+/// Everything a command printed, checked for the password.
+fn assert_no_password(out: &crate::Output) {
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(PASSWORD), "the password shows in:\n{text}");
+    }
+}
+
+#[test]
+fn a_run_on_postgres_records_there_and_the_password_never_shows() {
+    let Some(server) =
+        server_or_skip("a_run_on_postgres_records_there_and_the_password_never_shows")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let until = ["--until", "2025-01-10"];
+    let flag = ["--state-url", url.as_str()];
+    let run = p.run(&[&flag[..], &["run", "--progress", "plain"], &until].concat());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "ok: 124 built");
+    assert!(
+        !p.s.repo.join(".chronon-build/state.db").exists(),
+        "no state file beside the repository"
+    );
+    // Recorded in the database: a second run has nothing to do, whichever
+    // way the URL is given.
+    let again = p.run_with(
+        &[&["run", "--progress", "plain"][..], &until].concat(),
+        &[("CHRONON_BUILD_STATE_URL", url.as_str())],
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    let targets: i64 = postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap()
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(targets >= 124, "{targets} targets recorded");
+
+    let mut outputs = vec![run, again];
+    for args in [
+        &["plan", "--until", "2025-01-10", "--format", "json"][..],
+        &["status", "--until", "2025-01-10", "--format", "json"],
+        &["history", "--format", "json"],
+        &["run", "--dry-run", "--until", "2025-01-10"],
+    ] {
+        let out = p.run(&[&flag[..], args].concat());
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        outputs.push(out);
+    }
+    // A wrong password, and a server that is not there: the error names
+    // the database without the password.
+    let wrong = url.replace(PASSWORD, &format!("{PASSWORD}x"));
+    let out = p.run(&["--state-url", &wrong, "plan", "--until", "2025-01-10"]);
+    assert_ne!(out.code, 0);
+    assert_contains(&out.stderr, "password authentication failed");
+    assert!(
+        !out.stderr.contains(&format!("{PASSWORD}x")),
+        "{}",
+        out.stderr
+    );
+    outputs.push(out);
+    for out in &outputs {
+        assert_no_password(out);
+    }
+}
+
+#[test]
+fn state_urls_that_cannot_work_are_refused_naming_where_they_came_from() {
+    let p = Pipeline::new("");
+    let out = p.run(&["--state-url", "mysql://u:hunter2@h/db", "plan"]);
+    assert_error(&out, "--state-url: ");
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    let out = p.run(&[
+        "--state-url",
+        "postgresql://u@h/db?sslmode=verify-all",
+        "plan",
+    ]);
+    assert_error(
+        &out,
+        "sslmode=verify-all: expected disable, prefer or require",
+    );
+    let out = p.run_with(&["plan"], &[("CHRONON_BUILD_STATE_URL", "ftp://x")]);
+    assert_error(&out, "CHRONON_BUILD_STATE_URL: ");
+    let settings = p.s.repo.join("chronon-build.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        format!("{text}\n[state]\nurl = \"postgresql://u:hunter2@h:99999/db\"\n"),
+    )
+    .unwrap();
+    let out = p.run(&["plan"]);
+    assert_error(&out, "state.url: port \"99999\"");
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
