@@ -116,12 +116,18 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
 /// Starts the command as `start` does, its standard output and error
 /// going into one pipe the caller reads (to bound what reaches the log);
 /// returns the child, the log file after the header line, and the pipe.
-/// Jobs are started here.
+/// Jobs are started here, under a supervisor that stops them if the runner
+/// dies (`supervised`: its stop grace).
 pub fn start_piped(
     command: &CommandLine,
     log: &Path,
+    supervised: Option<Duration>,
 ) -> Result<(Child, File, std::io::PipeReader), String> {
     let file = open_log(command, log)?;
+    // Under a supervisor (`supervise`), with its stop grace: the log names
+    // the job's own command.
+    let wrapped = supervised.map(|grace| super::supervise::wrap(command, grace));
+    let command = wrapped.as_ref().unwrap_or(command);
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let stderr = writer
         .try_clone()

@@ -12,8 +12,10 @@
 
 pub mod command;
 pub mod env;
+pub mod identity;
 pub mod interface;
 pub mod partitioning;
+pub mod supervise;
 
 use std::collections::BTreeMap;
 

@@ -214,7 +214,7 @@ impl Runner<'_, '_> {
             waiters,
             &self.work.jobs[job].command,
             &log,
-            self.opts.log_limit,
+            (self.opts.log_limit, self.opts.stop_grace),
             move |code| {
                 let _ = tx.send(Event::Exited { job, code });
             },

@@ -2,10 +2,9 @@
 //! process group, output in its log file), each waited for by a thread of
 //! a small pool.
 //!
-//! A job is not killed with its runner: if the runner is killed, its jobs'
-//! output pipe closes, so their next write fails (SIGPIPE ends most
-//! programs); one that writes nothing runs on, and nothing records it; the
-//! next run finds its targets stale, as it must.
+//! A job dies with its runner: it runs under a supervisor that stops its
+//! process group when the runner is gone (`exec::supervise`); nothing
+//! records it, and the next run finds its targets stale, as it must.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -67,17 +66,19 @@ impl Waiters {
     }
 }
 
-/// Starts the command; its output goes to `log`, at most `limit` bytes;
-/// `on_exit` gets its exit code (`None` when a signal ended it) from a
-/// waiting thread. Returns the pid.
+/// Starts the command under a supervisor that stops it, `grace` after
+/// SIGTERM, if the runner dies (`exec::supervise`); its output goes to
+/// `log`, at most `limit` bytes; `on_exit` gets its exit code (`None` when
+/// a signal ended it) from a waiting thread. Returns the pid of the
+/// group's leader.
 pub fn spawn(
     waiters: &Waiters,
     command: &CommandLine,
     log: &Path,
-    limit: u64,
+    (limit, grace): (u64, std::time::Duration),
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> Result<u32, String> {
-    let (child, log, output) = command::start_piped(command, log)?;
+    let (child, log, output) = command::start_piped(command, log, Some(grace))?;
     let pid = child.id();
     let started = Started {
         child,

@@ -12,6 +12,9 @@ use std::collections::HashMap;
 
 use super::location::{PgLocation, SslMode};
 
+/// The advisory lock key that serializes writers on PostgreSQL.
+const WRITERS_LOCK: i64 = 0x0063_6872_6f6e_6f02;
+
 /// A connection to the state.
 pub(super) enum Db {
     Sqlite(rusqlite::Connection),
@@ -312,10 +315,19 @@ impl Db {
         Ok(self.query(sql, args, read)?.into_iter().next())
     }
 
-    /// Runs `work` in a transaction: committed when it returns `Ok`,
-    /// rolled back otherwise.
+    /// Runs `work` in a write transaction: committed when it returns `Ok`,
+    /// rolled back otherwise. Writers are serialized, on SQLite by its
+    /// write lock taken at once (`BEGIN IMMEDIATE`: runs writing together
+    /// wait for each other instead of failing when a read turns into a
+    /// write), on PostgreSQL by a transaction advisory lock, so that what
+    /// a writer read (a claim) still holds when it writes.
     pub fn transaction<T>(&self, work: impl FnOnce(&Db) -> DbResult<T>) -> DbResult<T> {
-        self.batch("BEGIN")?;
+        match self {
+            Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
+            Db::Pg(_) => self.batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITERS_LOCK})"
+            ))?,
+        }
         match work(self) {
             Ok(value) => {
                 self.batch("COMMIT")?;

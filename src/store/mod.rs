@@ -19,6 +19,7 @@
 //!   recorded build, versioned by sequence number, so an `input-changed`
 //!   reason can name the partition and its old fingerprint;
 //! - `runs`, `attempts`: run history; `failures`, `forced`: per target;
+//! - `claims`: the targets runs are building now (`claims.rs`);
 //! - `node_memos`: per node, a digest of everything that decided its
 //!   targets up to a day (`last`) all fresh the last time they were
 //!   (`plan::memo`), so a plan with the same digest skips evaluating those
@@ -46,8 +47,11 @@
 //! - `memos.rs`: node memos;
 //! - `nodes.rs`: every node with rows, the table it wrote and when (what
 //!   `gc` finds orphans with), and forgetting nodes;
-//! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`.
+//! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`;
+//! - `claims.rs`: per-target claims, so runs started together build each
+//!   target once (`claims`).
 
+mod claims;
 mod db;
 mod keys;
 mod location;
@@ -67,6 +71,7 @@ use std::path::Path;
 use crate::hash::Hash;
 use crate::partition::Day;
 
+pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
 use db::{Db, DbError};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
 pub use location::{PgLocation, SslMode, StateLocation, redact_url, redacted_args};

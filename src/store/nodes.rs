@@ -136,6 +136,7 @@ mod tests {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(
                 "ALTER TABLE nodes DROP COLUMN output;
+                 DROP TABLE claims;
                  INSERT INTO nodes (step, config, part) VALUES ('group-by-backfill', 't.g', '');
                  INSERT INTO targets (node, day, key, slice, inputs, output, seq, built_at)
                      VALUES (1, 10, x'00', x'00', x'00', x'00', 1, 100);
@@ -151,7 +152,7 @@ mod tests {
         );
         drop(old);
         let store = StateStore::open(&path).unwrap();
-        assert_eq!(store.version().unwrap(), 6);
+        assert_eq!(store.version().unwrap(), crate::store::SCHEMA_VERSION);
         let recorded = store.recorded_nodes().unwrap();
         assert_eq!(recorded[0].output, None);
         assert_eq!(recorded[0].last_built, Some(100));

@@ -7,7 +7,7 @@
 use super::db::{Db, DbResult, pg_ddl};
 use super::{StateStore, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2, 3 and 5 only added and changed node memos, which a plan can
@@ -17,7 +17,7 @@ pub const SCHEMA_VERSION: i64 = 6;
 pub(super) const READABLE_FROM: i64 = 1;
 
 /// A migration's statements: for both backends, or only to convert rows
-/// of a SQLite state (a PostgreSQL state begins at schema 6, empty).
+/// of a SQLite state (a PostgreSQL state begins empty, at the latest schema).
 enum Part {
     Both(&'static str),
     SqliteRows(&'static str),
@@ -137,6 +137,24 @@ const MIGRATIONS: &[&[Part]] = &[
     // renamed, a join part removed), `gc` still knows which table it left.
     // Nodes recorded before have none until they are built again.
     &[Part::Both("ALTER TABLE nodes ADD COLUMN output TEXT;")],
+    // 7: per-target claims (`claims.rs`): the run building a target now,
+    // its runner (host, pid, start time), the job's process group once
+    // started, and the lease the runner renews.
+    &[Part::Both(
+        "CREATE TABLE claims (
+        node INTEGER NOT NULL REFERENCES nodes(id),
+        day INTEGER NOT NULL,
+        run INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER NOT NULL,
+        job_pid INTEGER,
+        job_start INTEGER,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (node, day)
+    );
+    CREATE INDEX claims_by_run ON claims (run);",
+    )],
 ];
 
 impl StateStore {
