@@ -24,7 +24,7 @@ pub fn lock(pg: &PgLocation, wait: bool) -> Result<Result<PgLock, Held>, StoreEr
     let location = StateLocation::Postgres(pg.clone());
     let fail = |e: postgres::Error| pg_error(&location, DbError::Pg(e));
     let mut client = connect(pg).map_err(fail)?;
-    let me = format!("chronon-build pid {} on {}", std::process::id(), hostname());
+    let me = format!("pid {} on {}", std::process::id(), hostname());
     client
         .execute("SELECT set_config('application_name', $1, false)", &[&me])
         .map_err(fail)?;
@@ -53,7 +53,7 @@ fn holder(client: &mut postgres::Client) -> Option<String> {
         .query_opt(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted
-               AND l.classid::bigint = ($1 >> 32) AND l.objid::bigint = ($1 & 4294967295)
+               AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
              LIMIT 1",
             &[&STATE_LOCK],
         )

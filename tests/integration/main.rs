@@ -87,6 +87,13 @@ pub fn tool_or_skip(test: &str, present: bool, missing: &str) -> bool {
     false
 }
 
+/// Loses a repository's state and logs: its `.chronon-build` folder, and
+/// on PostgreSQL its database.
+pub fn forget_state(repo: &Path) {
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    postgres::forget_state_of(repo);
+}
+
 /// `text` contains `needle`; else the assertion shows all of `text`.
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in:\n{text}");

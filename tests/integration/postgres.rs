@@ -368,10 +368,20 @@ pub fn with_shared<T>(f: impl FnOnce(&PgServer) -> T) -> T {
     f(guard.as_ref().expect("the shared server runs until exit"))
 }
 
+static URLS: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+
+/// Forgets a repository's database: its next command starts on a new,
+/// empty one (what deleting its state file does on SQLite).
+pub fn forget_state_of(repo: &Path) {
+    let key = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
+    if let Some(urls) = URLS.get() {
+        urls.lock().unwrap().remove(&key);
+    }
+}
+
 /// The state URL of a repository on the shared server: one database per
 /// repository, made on first use.
 pub fn state_url_for(repo: &Path) -> String {
-    static URLS: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
     let urls = URLS.get_or_init(Default::default);
     let key = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
     if let Some(url) = urls.lock().unwrap().get(&key) {
