@@ -10,6 +10,7 @@ mod graph;
 mod monitor;
 mod plan;
 mod run;
+mod state;
 mod validate;
 mod warehouse;
 
@@ -101,6 +102,8 @@ pub enum Command {
     Logs(monitor::LogsArgs),
     /// Write a self-contained HTML page of partition health, durations and failures.
     Report(monitor::ReportArgs),
+    /// The state itself: `state info` (backend, schema, size, runs, claims) and `state copy FROM TO`.
+    State(state::StateArgs),
     /// Print shell completions to standard output, e.g. `chronon-build completions bash > /etc/bash_completion.d/chronon-build`.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) to standard output, or write one page per command into a folder.
@@ -227,6 +230,7 @@ where
         Command::Fetch(args) => compute::fetch(&cli.global, args),
         Command::Status(args) => monitor::status(&cli.global, args),
         Command::History(args) => monitor::history(&cli.global, args),
+        Command::State(args) => state::run(&cli.global, args),
         Command::Logs(args) => monitor::logs(&cli.global, args),
         Command::Report(args) => monitor::report(&cli.global, args),
         Command::Completions(args) => docs::completions(args),

@@ -48,9 +48,11 @@
 //! - `nodes.rs`: every node with rows, the table it wrote and when (what
 //!   `gc` finds orphans with), and forgetting nodes;
 //! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`;
+//! - `admin.rs`: `state info` and `state copy` (every row, verified);
 //! - `claims.rs`: per-target claims, so runs started together build each
 //!   target once (`claims`).
 
+mod admin;
 mod claims;
 mod db;
 mod keys;
@@ -71,6 +73,7 @@ use std::path::Path;
 use crate::hash::Hash;
 use crate::partition::Day;
 
+pub use admin::StateInfo;
 pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
 use db::{Db, DbError};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};

@@ -110,3 +110,66 @@ fn state_urls_that_cannot_work_are_refused_naming_where_they_came_from() {
     assert_error(&out, "state.url: port \"99999\"");
     assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
 }
+
+#[test]
+fn state_copy_moves_a_state_to_postgres_and_back_verified_and_info_describes_it() {
+    let Some(server) = server_or_skip("state_copy_moves_a_state_to_postgres_and_back") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let file = p.s.repo.join("local.db");
+    let file = file.to_str().unwrap();
+    let until = ["--until", "2025-01-10"];
+    let run = p.run(&[&["--state", file, "run", "--progress", "plain"][..], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let copy = p.run(&["state", "copy", file, &url, "--format", "json"]);
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    assert_no_password(&copy);
+    let copied: serde_json::Value = serde_json::from_str(&copy.stdout).unwrap();
+    assert_eq!(copied["verified"], true);
+    assert!(
+        copied["rows"]["targets"].as_i64().unwrap() >= 124,
+        "{copied}"
+    );
+
+    // The copy is the state: nothing to do on PostgreSQL, and a new run
+    // there goes on with new ids after the copied ones.
+    let again = p.run(
+        &[
+            &["--state-url", url.as_str(), "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    let info = p.run(&["--state-url", &url, "state", "info", "--format", "json"]);
+    assert_eq!(info.code, 0, "{}", info.stderr);
+    assert_no_password(&info);
+    let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(info["backend"], "postgresql");
+    assert_eq!(info["runs"], 2, "{info}");
+    assert_eq!(info["claims"], serde_json::json!([]));
+    assert!(info["schema_version"].as_i64().unwrap() >= 7);
+
+    // Into an occupied state: refused, nothing changed.
+    let refused = p.run(&["state", "copy", file, &url]);
+    assert_error(&refused, "already holds a state");
+
+    // And back into a new file.
+    let back = p.s.repo.join("back.db");
+    let back = back.to_str().unwrap();
+    let copy = p.run(&["state", "copy", &url, back]);
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    assert_contains(&copy.stdout, "verified");
+    let plan = p.run(&[&["--state", back, "plan", "--format", "json"][..], &until].concat());
+    assert!(
+        crate::plan_groups(&plan)
+            .iter()
+            .all(|g| g["status"] == "fresh")
+    );
+    let info = p.run(&["--state", back, "state", "info"]);
+    assert_contains(&info.stdout, "backend: sqlite");
+    assert_contains(&info.stdout, "runs: 2");
+}
