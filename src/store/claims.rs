@@ -119,7 +119,7 @@ impl StateStore {
         days: &[Option<Day>],
     ) -> Result<Claimed, StoreError> {
         let node_ids = &mut self.node_ids;
-        let claimed = self.db.transaction(|db| {
+        let claimed = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             let id = Self::node_id(node_ids, db, node)?;
             let now = crate::clock::unix_now();
             let mut over = Vec::new();
@@ -192,7 +192,7 @@ impl StateStore {
         job: &Identity,
     ) -> Result<(), StoreError> {
         let node_ids = &mut self.node_ids;
-        let done = self.db.transaction(|db| {
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             let id = Self::node_id(node_ids, db, node)?;
             for day in days {
                 db.execute(
@@ -216,7 +216,7 @@ impl StateStore {
         let Some(id) = self.node_id_if_known(node)? else {
             return Ok(());
         };
-        let done = self.db.transaction(|db| {
+        let done = super::retry::retrying(&self.db, &self.location, &mut self.node_ids, |db, _| {
             for day in days {
                 db.execute(
                     "DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3",
@@ -230,21 +230,23 @@ impl StateStore {
 
     /// Releases every claim of a run (it ends).
     pub fn release_run(&mut self, run: i64) -> Result<(), StoreError> {
-        self.db
-            .execute("DELETE FROM claims WHERE run = ?1", args![run])
-            .map(drop)
-            .map_err(|e| self.err(e))
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute("DELETE FROM claims WHERE run = ?1", args![run])
+        })
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Renews a run's claims for another lease.
     pub fn renew(&mut self, me: &Claimant) -> Result<(), StoreError> {
-        self.db
-            .execute(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute(
                 "UPDATE claims SET expires = ?1 WHERE run = ?2",
                 args![expiry(me.lease), me.run],
             )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        })
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Every claim, for `state info`.

@@ -253,6 +253,41 @@ impl Db {
         }
     }
 
+    /// Whether `error` lost the connection (a server that stopped or went
+    /// away): then a new one may succeed.
+    pub fn lost(&self, error: &DbError) -> bool {
+        use postgres::error::SqlState;
+        let Db::Pg(pg) = self else { return false };
+        if pg.borrow().client.is_closed() {
+            return true;
+        }
+        match error {
+            DbError::Pg(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|code| {
+                        [
+                            SqlState::ADMIN_SHUTDOWN,
+                            SqlState::CRASH_SHUTDOWN,
+                            SqlState::CANNOT_CONNECT_NOW,
+                            SqlState::CONNECTION_FAILURE,
+                        ]
+                        .contains(code)
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// A new connection in place of a lost one.
+    pub fn reconnect(&self, location: &PgLocation) -> DbResult<()> {
+        let Db::Pg(pg) = self else { return Ok(()) };
+        let client = connect(location)?;
+        let mut pg = pg.borrow_mut();
+        pg.client = client;
+        pg.statements.clear();
+        Ok(())
+    }
+
     /// Statements without arguments, separated by `;`.
     pub fn batch(&self, sql: &str) -> DbResult<()> {
         match self {

@@ -20,7 +20,7 @@ impl StateStore {
             return Ok(());
         }
         let node_ids = &mut self.node_ids;
-        let written = self.db.transaction(|db| {
+        let written = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             for (key, memo) in memos {
                 let node = Self::node_id(node_ids, db, key)?;
                 db.execute(

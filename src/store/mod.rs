@@ -35,6 +35,7 @@
 //! - `location.rs`: where it is (a file, or a PostgreSQL URL with its
 //!   credentials, kept out of every message);
 //! - `db.rs`: the two backends behind one interface, and the dialect;
+//! - `retry.rs`: writes run again on a new connection when it was lost;
 //! - `tls.rs`: TLS for PostgreSQL connections;
 //! - `pg_lock.rs`: the state's lock on PostgreSQL (an advisory lock);
 //! - `pg_write.rs`: recording builds on PostgreSQL, in bulk (`COPY`);
@@ -62,6 +63,7 @@ mod nodes;
 pub mod pg_lock;
 mod pg_write;
 mod records;
+mod retry;
 mod runs;
 mod schema;
 mod tls;
@@ -216,7 +218,11 @@ impl StateStore {
         args: &[db::Arg],
         read: impl FnMut(&db::Row) -> db::DbResult<T>,
     ) -> Result<Vec<T>, StoreError> {
-        self.db.query(sql, args, read).map_err(|e| self.err(e))
+        let mut read = read;
+        retry::reading(&self.db, &self.location, |db| {
+            db.query(sql, args, &mut read)
+        })
+        .map_err(|e| self.err(e))
     }
 }
 

@@ -61,22 +61,23 @@ impl StateStore {
     /// transaction; the nodes and their attempts stay, so `history` still
     /// shows what ran. Returns how many rows went.
     pub fn forget_nodes(&mut self, keys: &[NodeKey]) -> Result<usize, StoreError> {
-        let removed = self.db.transaction(|db| {
-            let mut removed = 0;
-            for key in keys {
-                let id = db.query_opt(
-                    "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
-                    args![key.step.name(), &key.config, &key.part],
-                    |row| row.int(0),
-                )?;
-                let Some(id) = id else { continue };
-                for table in ["targets", "failures", "forced", "node_memos"] {
-                    removed +=
-                        db.execute(&format!("DELETE FROM {table} WHERE node = ?1"), args![id])?;
+        let removed =
+            super::retry::retrying(&self.db, &self.location, &mut self.node_ids, |db, _| {
+                let mut removed = 0;
+                for key in keys {
+                    let id = db.query_opt(
+                        "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
+                        args![key.step.name(), &key.config, &key.part],
+                        |row| row.int(0),
+                    )?;
+                    let Some(id) = id else { continue };
+                    for table in ["targets", "failures", "forced", "node_memos"] {
+                        removed +=
+                            db.execute(&format!("DELETE FROM {table} WHERE node = ?1"), args![id])?;
+                    }
                 }
-            }
-            Ok(removed)
-        });
+                Ok(removed)
+            });
         removed.map_err(|e| self.err(e))
     }
 }

@@ -84,8 +84,8 @@ impl StateStore {
         from: i64,
     ) -> Result<HashMap<i64, Recorded>, StoreError> {
         let mut built = HashMap::new();
-        self.db
-            .for_each(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.for_each(
                 "SELECT day, key, slice, inputs, output, seq FROM targets
                  WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)
                    AND day >= ?4",
@@ -95,7 +95,8 @@ impl StateStore {
                     Ok(())
                 },
             )
-            .map_err(|e| self.err(e))?;
+        })
+        .map_err(|e| self.err(e))?;
         Ok(built)
     }
 
@@ -160,13 +161,14 @@ impl StateStore {
     }
 
     pub fn slice_json(&self, hash: &Hash) -> Result<Option<String>, StoreError> {
-        self.db
-            .query_opt(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.query_opt(
                 "SELECT json FROM slices WHERE hash = ?1",
                 args![&hash.0[..]],
                 |row| row.text(0),
             )
-            .map_err(|e| self.err(e))
+        })
+        .map_err(|e| self.err(e))
     }
 
     /// The fingerprint each partition of `table` in `[from, to]` had as read

@@ -162,33 +162,34 @@ impl StateStore {
     /// Starts a run in the history; returns its id.
     pub fn begin_run(&mut self, args: &[String]) -> Result<i64, StoreError> {
         let args = serde_json::to_string(args).expect("args serialize");
-        let id = self
-            .db
-            .query_opt(
+        let id = super::retry::reading(&self.db, &self.location, |db| {
+            db.query_opt(
                 "INSERT INTO runs (args, started_at) VALUES (?1, ?2) RETURNING id",
                 args![&args, crate::clock::unix_now()],
                 |row| row.int(0),
             )
-            .map_err(|e| self.err(e))?;
+        })
+        .map_err(|e| self.err(e))?;
         id.ok_or_else(|| self.err(super::db::DbError::Other("no run id returned".into())))
     }
 
     pub fn end_run(&mut self, run: i64, result: &str) -> Result<(), StoreError> {
-        self.db
-            .execute(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute(
                 "UPDATE runs SET ended_at = ?2, result = ?3 WHERE id = ?1",
                 args![run, crate::clock::unix_now(), result],
             )
-            .map_err(|e| self.err(e))?;
+        })
+        .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// Records an ended attempt.
     pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
         let node_ids = &mut self.node_ids;
-        let done = self
-            .db
-            .transaction(|db| Self::insert_attempt(node_ids, db, attempt));
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            Self::insert_attempt(node_ids, db, attempt)
+        });
         done.map_err(|e| self.err(e))
     }
 
@@ -227,7 +228,7 @@ impl StateStore {
         exit_code: i32,
     ) -> Result<(), StoreError> {
         let node_ids = &mut self.node_ids;
-        let done = self.db.transaction(|db| {
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             let id = Self::node_id(node_ids, db, node)?;
             for day in days {
                 db.execute(

@@ -40,7 +40,7 @@ impl StateStore {
         let now = crate::clock::unix_now();
         let (node_ids, latest_seen) = (&mut self.node_ids, &self.latest_seen);
         let slices_stored = &self.slices_stored;
-        let written = self.db.transaction(|db| {
+        let written = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             let seq = next_seq(db)?;
             if let Some(attempt) = attempt {
                 Self::insert_attempt(node_ids, db, attempt)?;
@@ -71,7 +71,7 @@ impl StateStore {
     /// Forces targets stale until they are next built (a restatement).
     pub fn force(&mut self, node: &NodeKey, days: &[Option<Day>]) -> Result<(), StoreError> {
         let node_ids = &mut self.node_ids;
-        let done = self.db.transaction(|db| {
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             let id = Self::node_id(node_ids, db, node)?;
             for day in days {
                 db.execute(

@@ -173,3 +173,60 @@ fn state_copy_moves_a_state_to_postgres_and_back_verified_and_info_describes_it(
     assert_contains(&info.stdout, "backend: sqlite");
     assert_contains(&info.stdout, "runs: 2");
 }
+
+/// The server stopped in the middle of a run and started again: the jobs
+/// that ended while it was away are recorded once it is back, the run
+/// ends well, and the next run has nothing to do. A server that stays
+/// away ends the run with an error naming the database.
+#[test]
+fn a_run_outlives_a_postgres_restart_and_fails_clearly_when_it_stays_down() {
+    let Some(mut server) = server_or_skip("a_run_outlives_a_postgres_restart") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.3"),
+    ];
+    let child = p.spawn(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &env,
+    );
+    p.wait_for_calls(3);
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    let out = crate::Output::from(out);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "connection lost");
+    assert_contains(&out.stdout, "ok: 124 built");
+    assert_no_password(&out);
+    let again = p.run_with(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &[("CHRONON_BUILD_STATE_URL", url.as_str())],
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+
+    // Down for good: the run stops with an error naming the database.
+    crate::forget_state(&p.s.repo);
+    let url = server.create_database();
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.3"),
+        ("CHRONON_BUILD_STATE_RECONNECT_SECS", "3"),
+    ];
+    p.clear_calls();
+    let child = p.spawn(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &env,
+    );
+    p.wait_for_calls(2);
+    server.stop();
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert_contains(&out.stderr, "could not reconnect within 3 s");
+    assert_contains(&out.stderr, "postgresql://chronon:***@127.0.0.1");
+    assert_no_password(&out);
+}
