@@ -230,3 +230,52 @@ fn a_run_outlives_a_postgres_restart_and_fails_clearly_when_it_stays_down() {
     assert_contains(&out.stderr, "postgresql://chronon:***@127.0.0.1");
     assert_no_password(&out);
 }
+
+/// Readers never wait for a run writing the same database: `plan`,
+/// `status`, `history`, `report` and `state info` answer while the run
+/// records (PostgreSQL's MVCC; readers take no lock).
+#[test]
+fn readers_answer_while_a_run_writes_to_postgres() {
+    let Some(server) = server_or_skip("readers_answer_while_a_run_writes_to_postgres") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let child = p.spawn(&["run", "--until", "2025-01-10", "-j", "1"], &env);
+    p.wait_for_calls(2);
+    let report = p.s.repo.join("report.html");
+    for args in [
+        &["plan", "--until", "2025-01-10", "--format", "json"][..],
+        &["status", "--until", "2025-01-10", "--format", "json"],
+        &["history", "--format", "json"],
+        &[
+            "report",
+            "--until",
+            "2025-01-10",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        &["state", "info", "--format", "json"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = p.run_with(args, &env[..1]);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The run was still going: the readers did not wait for its end.
+    let calls_then = p.calls().len();
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        p.calls().len() > calls_then,
+        "the run ended before the readers"
+    );
+}
