@@ -54,6 +54,12 @@ pub enum Exit {
     Terminated,
     /// `run` was stopped by SIGHUP: its jobs were stopped too.
     HungUp,
+    /// `compute`: the job held more memory than its bound allows
+    /// (`[bounds] memory`); nothing more was written.
+    OverMemory,
+    /// `compute`: the job ran longer than its bound allows (`[bounds]
+    /// time`); nothing more was written.
+    OverTime,
 }
 
 impl Exit {
@@ -69,6 +75,8 @@ impl Exit {
             // 128 + the signal, likewise.
             Exit::Terminated => 143,
             Exit::HungUp => 129,
+            Exit::OverMemory => 5,
+            Exit::OverTime => 6,
         }
     }
 }

@@ -53,12 +53,16 @@
 //!   `exec::command`: how every process is started (jobs, hooks, probe,
 //!   status and delete commands) with one policy;
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
-//!   (label joins included), staging SQL read-only, and serving: batch IRs
+//!   (label joins included), staging SQL read-only, a job's memory and
+//!   time bounds enforced inside it (`engine::bounds`), and serving: batch IRs
 //!   (`ir`), local streaming (`streaming`) and `fetch`;
-//! - `settings`: `chronon-build.toml`;
+//! - `settings`: `chronon-build.toml`; its `[bounds]` (`settings::bounds`)
+//!   resolved per step, the local engine's defaults sized from the machine;
 //! - `step`: the kinds of work (`Step`), shared by the graph and the
 //!   settings without either importing the other;
 //! - `clock`: wall-clock time as stored (seconds since the epoch);
+//! - `heap`: the binary's allocator, counting the heap where a local
+//!   engine job's memory bound asks for it (`engine::bounds`);
 //! - `error`: the command-level error, converted from each domain's own
 //!   (`StoreError`, `ProbeError`, `SettingsError`, `WarehouseError`), and
 //!   the one map to exit codes.
@@ -88,6 +92,7 @@ pub mod exec;
 pub mod formats;
 pub mod graph;
 pub mod hash;
+pub mod heap;
 pub mod monitor;
 pub mod partition;
 pub mod plan;

@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use crate::partition::Day;
 
+mod bounds;
+
+pub use bounds::{BoundSettings, JobBounds, Origin, StepBounds, machine_memory, size};
+
 /// A bad `chronon-build.toml`, or a setting that does not fit the
 /// repository: the message names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -213,33 +217,6 @@ impl Default for RetrySettings {
 
 fn default_backoff() -> std::time::Duration {
     std::time::Duration::from_secs(30)
-}
-
-/// Bounds on every job of a run: how long a stop signal gives them, how
-/// much of their output a log keeps.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BoundSettings {
-    /// On SIGTERM or SIGHUP to a run, how long its jobs get between the
-    /// SIGTERM forwarded to them and SIGKILL, e.g. `"30s"`.
-    #[serde(
-        default = "default_stop_grace",
-        deserialize_with = "duration::required"
-    )]
-    pub stop_grace: std::time::Duration,
-    /// The most output an attempt's log keeps, e.g. `"32MiB"`: the first
-    /// half and the last half, with a line saying how much was left out.
-    #[serde(default = "default_log_limit", deserialize_with = "size::required")]
-    pub log_limit: u64,
-}
-
-impl Default for BoundSettings {
-    fn default() -> Self {
-        BoundSettings {
-            stop_grace: default_stop_grace(),
-            log_limit: default_log_limit(),
-        }
-    }
 }
 
 /// Alerting: commands a run starts when targets fail or when it ends well.
@@ -573,51 +550,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn default_log_limit() -> u64 {
-    32 << 20
-}
-
-/// Sizes such as `32MiB`, `500KB`, `1GiB` or a number of bytes: at least
-/// 1 KiB (a log must hold its header and a few lines), at most 1 TiB.
-pub mod size {
-    use serde::{Deserialize, Deserializer};
-
-    const EXPECTED: &str = "expected a size such as 32MiB, 500KB or 1GiB";
-
-    pub fn parse(text: &str) -> Result<u64, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let unit_bytes: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KB" => 1000,
-            "KiB" => 1 << 10,
-            "MB" => 1000 * 1000,
-            "MiB" => 1 << 20,
-            "GB" => 1000 * 1000 * 1000,
-            "GiB" => 1 << 30,
-            _ => return Err(format!("{EXPECTED}, got {text:?}")),
-        };
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{EXPECTED}, got {text:?}"))?;
-        n.checked_mul(unit_bytes)
-            .filter(|b| (1 << 10..=1 << 40).contains(b))
-            .ok_or_else(|| format!("{text:?}: expected 1KiB to 1024GiB"))
-    }
-
-    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-fn default_stop_grace() -> std::time::Duration {
-    std::time::Duration::from_secs(30)
-}
-
 fn default_catalog_name() -> String {
     "default".into()
 }
@@ -734,14 +666,7 @@ impl Settings {
         if self.streaming.parallelism == Some(0) {
             return Err("streaming.parallelism: expected at least 1".into());
         }
-        for name in self.limits.steps.keys() {
-            if Step::parse(name).is_none() {
-                return Err(format!(
-                    "limits.steps.{name}: expected a step name ({})",
-                    step_names()
-                ));
-            }
-        }
+        self.check_steps()?;
         if self.executor.kind == ExecutorKind::Local && self.warehouse.kind != WarehouseKind::Sqlite
         {
             return Err(
@@ -776,6 +701,13 @@ impl Settings {
                 check_jobs(&format!("limits.{table}.{name}"), *n)?;
             }
         }
+        let least = self.bounds.stop_grace + std::time::Duration::from_secs(5);
+        if self.state.lease <= least {
+            let least = humantime::format_duration(least);
+            return Err(format!(
+                "state.lease: expected more than bounds.stop_grace + 5s ({least}), so a killed runner's jobs stop before another host takes their targets over"
+            ));
+        }
         if self.retry.retries > MAX_RETRIES {
             return Err(format!(
                 "retry.retries: {} is more than {MAX_RETRIES}",
@@ -783,6 +715,22 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// `limits.steps` and `bounds.steps` name steps.
+    fn check_steps(&self) -> Result<(), String> {
+        let limited = self.limits.steps.keys().map(|n| ("limits", n));
+        let bounded = self.bounds.steps.keys().map(|n| ("bounds", n));
+        match limited
+            .chain(bounded)
+            .find(|(_, n)| crate::step::Step::parse(n).is_none())
+        {
+            Some((table, name)) => Err(format!(
+                "{table}.steps.{name}: expected a step name ({})",
+                step_names()
+            )),
+            None => Ok(()),
+        }
     }
 
     pub fn resolve(&self, repo_root: &Path, path: &Path) -> PathBuf {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 
 use super::{Global, Workspace, parse_day, print_json};
-use crate::engine::Engine;
+use crate::engine::{Engine, bounds};
 use crate::error::{Error, Exit};
 use crate::graph::Step;
 use crate::partition::{Day, DayRange};
@@ -72,17 +72,39 @@ pub fn compute(global: &Global, args: &ComputeArgs) -> Result<Exit, Error> {
         (Some(from), Some(to)) => Some(DayRange::new(from, to)),
         _ => None,
     };
+    let target = format!(
+        "{}{}",
+        node.label(),
+        crate::partition::at_range(args.start_ds, args.end_ds)
+    );
+    bounds::enforce(&ws.settings.bounds.for_step(args.step, jobs()), &target);
     let engine = Engine::new(&ws.repo, &ws.settings, &ws.graph);
     match engine.compute(node, range) {
         Ok(summary) => {
             super::print_out(&format!("{summary}\n"));
             Ok(Exit::Ok)
         }
-        Err(e) => {
-            errln!("error: {e}");
-            Ok(Exit::Failed)
-        }
+        Err(e) => match bounds::stopped(&e) {
+            Some(bound) => {
+                errln!("error: {}", bounds::message(bound).unwrap_or_default());
+                Ok(bound.exit())
+            }
+            None => {
+                errln!("error: {e}");
+                Ok(Exit::Failed)
+            }
+        },
     }
+}
+
+/// The jobs of the run this job is one of (`JOBS_ENV`, set by the
+/// runner), which share the machine's memory; 1 for `compute` by hand.
+fn jobs() -> usize {
+    std::env::var(crate::engine::bounds::JOBS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=crate::settings::MAX_JOBS).contains(n))
+        .unwrap_or(1)
 }
 
 #[derive(Args, Debug)]

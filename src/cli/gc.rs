@@ -45,7 +45,7 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, None)?;
     let ws = Workspace::load(global)?;
     // A run removes orphans too, and jobs write the tables: one at a time.
-    let _lock = lock::acquire_at(&ws.state_location(), args.wait_lock)?;
+    let _lock = lock::acquire_at(&ws.state_location(), lock::Mode::Exclusive, args.wait_lock)?;
     let (plan, store) = ws.plan_read(crate::plan::PlanOptions::new(
         until,
         None,

@@ -90,7 +90,7 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// The embedded SQLite warehouse: import, ls, show, export.
     Warehouse(warehouse::WarehouseArgs),
-    /// Compute one step of one config on the local engine (what the local executor runs).
+    /// Compute one step of one config on the local engine (what the local executor runs), within its [bounds] memory and time (exit 5 or 6 past them).
     Compute(compute::ComputeArgs),
     /// Serve a join's features from the local KV store, and log the request for consistency checks.
     Fetch(compute::FetchArgs),

@@ -167,6 +167,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 timeout: args.timeout.or(ws.settings.executor.timeout),
                 stop_grace: ws.settings.bounds.stop_grace,
                 log_limit: ws.settings.bounds.log_limit,
+                lease: ws.settings.state.lease,
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
@@ -210,6 +211,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 hooks: HookCommands::default(),
                 stop_grace: Duration::ZERO,
                 log_limit: ws.settings.bounds.log_limit,
+                lease: ws.settings.state.lease,
             })
         },
         None,
@@ -230,7 +232,11 @@ fn execute(
     let (_lock, mut store) = if action == Action::DryRun {
         (None, ws.open_state_read()?)
     } else {
-        let lock = lock::acquire_at(&location, scope.wait_lock)?;
+        let mode = match action {
+            Action::Adopt => lock::Mode::Exclusive,
+            _ => lock::Mode::Shared,
+        };
+        let lock = lock::acquire_at(&location, mode, scope.wait_lock)?;
         (Some(lock), Some(StateStore::open_at(&location)?))
     };
     let probe = if action == Action::DryRun {
@@ -406,7 +412,7 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error>
         return Err(Error::Usage(format!("--from {from} is after --until {to}")));
     }
     let location = ws.state_location();
-    let _lock = lock::acquire_at(&location, args.wait_lock)?;
+    let _lock = lock::acquire_at(&location, lock::Mode::Exclusive, args.wait_lock)?;
     let mut store = StateStore::open_at(&location)?;
     let probe = ws.probe()?;
     let mut probed = std::collections::HashMap::new();

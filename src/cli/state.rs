@@ -110,10 +110,10 @@ fn copy(_: &Global, from: &str, to: &str, wait: bool, format: Format) -> Result<
             from.name()
         )));
     }
-    let _from_lock = crate::run::lock::acquire_at(&from, wait)?;
+    let _from_lock = crate::run::lock::acquire_at(&from, crate::run::lock::Mode::Exclusive, wait)?;
     let source = StateStore::open_read_at(&from)?
         .ok_or_else(|| Error::Usage(format!("FROM {}: no state there", from.name())))?;
-    let _to_lock = crate::run::lock::acquire_at(&to, wait)?;
+    let _to_lock = crate::run::lock::acquire_at(&to, crate::run::lock::Mode::Exclusive, wait)?;
     let mut target = StateStore::open_at(&to)?;
     if !target.is_empty()? {
         return Err(Error::Usage(format!(

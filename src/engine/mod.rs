@@ -11,6 +11,7 @@
 //! message naming the config and the field, and nothing is written.
 
 pub mod aggregate;
+pub mod bounds;
 pub mod consistency;
 pub mod fetch;
 mod groupby;
@@ -127,13 +128,15 @@ impl<'a> Engine<'a> {
         .map_err(within)
     }
 
-    /// A connection with every namespace attached and the Spark functions.
+    /// A connection with every namespace attached and the Spark functions,
+    /// its statements stopped when the job passes a bound (`bounds`).
     pub fn connect(&self) -> Result<Connection> {
-        let conn = self
+        let mut conn = self
             .warehouse
             .attach_all()
             .map_err(|e| EngineError::failed(e.to_string()))?;
         sql::register(&conn).map_err(|e| EngineError::failed(e.to_string()))?;
+        bounds::watch(&mut conn).map_err(|e| EngineError::failed(e.to_string()))?;
         Ok(conn)
     }
 
@@ -321,6 +324,9 @@ pub fn select_rows(
 /// Spark function the engine lacks, a missing table is an input not in the
 /// warehouse.
 pub fn sql_error(e: rusqlite::Error, what: &str) -> EngineError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OutOfMemory) {
+        bounds::out_of_memory();
+    }
     let text = e.to_string();
     // SQLite names the statement after the message: keep the message.
     let first_word = |rest: &str| {

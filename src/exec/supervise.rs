@@ -1,6 +1,7 @@
 //! Jobs die with their runner: each job runs under a small supervisor, the
 //! runner's own binary started as `chronon-build __supervise-job GRACE_MS
-//! -- ARGV...`.
+//! RUNNER -- ARGV...` (`RUNNER`: the runner's `pid:start`, so a later run
+//! can find the jobs of a runner that is gone, `orphans_of`).
 //!
 //! The supervisor leads the job's process group (the runner starts it as
 //! it starts every command, `command::spawn`), starts the job in that
@@ -28,7 +29,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+use std::sync::OnceLock;
+
 use super::CommandLine;
+use super::identity::Identity;
 
 /// The first argument that makes the binary a supervisor.
 pub const ARG: &str = "__supervise-job";
@@ -53,6 +57,7 @@ pub fn wrap(command: &CommandLine, grace: Duration) -> CommandLine {
         me,
         ARG.to_string(),
         grace.as_millis().to_string(),
+        runner_tag(runner()),
         "--".to_string(),
     ];
     argv.extend(command.argv.iter().cloned());
@@ -62,20 +67,56 @@ pub fn wrap(command: &CommandLine, grace: Duration) -> CommandLine {
     }
 }
 
+/// This process, as its jobs' supervisors name it.
+fn runner() -> &'static Identity {
+    static ME: OnceLock<Identity> = OnceLock::new();
+    ME.get_or_init(Identity::me)
+}
+
+fn runner_tag(runner: &Identity) -> String {
+    format!("{}:{}", runner.pid, runner.start)
+}
+
+/// The process groups of jobs a runner of this host started and that still
+/// run (their supervisors are stopping them if the runner is gone): found
+/// by their supervisors' command lines in `/proc`.
+pub fn orphans_of(runner: &Identity) -> Vec<u32> {
+    if !runner.is_here() {
+        return Vec::new();
+    }
+    let tag = runner_tag(runner);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline.split(|&b| b == 0).skip(1);
+            args.next() == Some(ARG.as_bytes()) && args.nth(1) == Some(tag.as_bytes())
+        })
+        .collect()
+}
+
 /// The supervisor's main: `args` after `ARG`. Returns the exit code when
 /// it does not end by the job's signal.
 pub fn main(args: &[OsString]) -> i32 {
     let usage = || {
-        eprintln!("usage: chronon-build {ARG} GRACE_MS -- PROGRAM [ARG...]");
+        say(&format!(
+            "usage: chronon-build {ARG} GRACE_MS RUNNER_PID:START -- PROGRAM [ARG...]"
+        ));
         2
     };
-    let (Some(grace), Some(dashes)) = (args.first(), args.get(1)) else {
+    let (Some(grace), Some(dashes)) = (args.first(), args.get(2)) else {
         return usage();
     };
     let Some(grace) = grace.to_str().and_then(|g| g.parse::<u64>().ok()) else {
         return usage();
     };
-    let Some((program, rest)) = args.get(2..).and_then(|a| a.split_first()) else {
+    let Some((program, rest)) = args.get(3..).and_then(|a| a.split_first()) else {
         return usage();
     };
     if dashes != "--" {
@@ -92,7 +133,7 @@ pub fn main(args: &[OsString]) -> i32 {
     let mut child = match Command::new(program).args(rest).spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("chronon-build: cannot start {program:?}: {e}");
+            say(&format!("cannot start {program:?}: {e}"));
             return 127;
         }
     };
@@ -111,7 +152,7 @@ pub fn main(args: &[OsString]) -> i32 {
                 return exit_as(status);
             }
             Ok(Err(e)) => {
-                eprintln!("chronon-build: lost the job: {e}");
+                say(&format!("lost the job: {e}"));
                 return 1;
             }
             Err(RecvTimeoutError::Disconnected) => return 1,
@@ -121,9 +162,11 @@ pub fn main(args: &[OsString]) -> i32 {
         let orphaned = unsafe { libc::getppid() } != parent;
         match stop_at {
             None if orphaned => {
-                eprintln!(
-                    "chronon-build: the runner (pid {parent}) is gone: stopping the job (SIGTERM, SIGKILL in {grace} ms)"
-                );
+                // The log's pipe closed with the runner: a failed write
+                // must not end the supervisor (eprintln! would panic).
+                say(&format!(
+                    "the runner (pid {parent}) is gone: stopping the job (SIGTERM, SIGKILL in {grace} ms)"
+                ));
                 kill_own_group(libc::SIGTERM);
                 stop_at = Some(Instant::now() + Duration::from_millis(grace));
             }
@@ -131,6 +174,12 @@ pub fn main(args: &[OsString]) -> i32 {
             _ => {}
         }
     }
+}
+
+/// A line on standard error (the job's log), if it can still be written.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "chronon-build: {line}");
 }
 
 /// Signals this process's group (the job's), this process included.

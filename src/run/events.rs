@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::job::Running;
 use super::summary::Interruption;
 use super::whole_join::Cover;
-use super::{Event, KILL_GRACE, Runner, process, summary};
-use crate::error::Error;
+use super::{BOUND_BACKSTOP, Event, KILL_GRACE, Runner, process, summary};
+use crate::error::{Error, Exit};
 use crate::plan;
 use crate::store::Attempt;
 
@@ -32,7 +32,8 @@ impl Runner<'_, '_> {
             let idle = self.work.running.is_empty()
                 && self.work.lingering.is_empty()
                 && self.work.queue.is_empty()
-                && self.work.delayed.is_empty();
+                && self.work.delayed.is_empty()
+                && !self.work.claims.waiting();
             if idle && self.interrupts == 0 && self.release_blocks() {
                 continue;
             }
@@ -47,8 +48,13 @@ impl Runner<'_, '_> {
                 Ok(Event::Exited { job, code }) => self.exited(job, code)?,
                 Ok(Event::Signal(libc::SIGINT)) => self.interrupted(),
                 Ok(Event::Signal(signal)) => self.stopped(signal),
-                Err(RecvTimeoutError::Timeout) => self.tick()?,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Due even while events keep coming: timeouts, retries, polls,
+            // claims to renew.
+            if Instant::now() >= self.next_wakeup() {
+                self.tick()?;
             }
         }
         Ok(())
@@ -79,6 +85,7 @@ impl Runner<'_, '_> {
         let retries = self.work.delayed.iter().map(|(at, _)| *at);
         deadlines
             .chain(retries)
+            .chain(self.work.claims.next_wakeup())
             .chain(self.sensing.next_poll)
             .chain(self.sensing.wait_deadline)
             .min()
@@ -97,6 +104,7 @@ impl Runner<'_, '_> {
         }
         self.interrupts = self.interrupts.max(2);
         self.work.delayed.clear();
+        self.drop_waiting();
         if !first {
             return;
         }
@@ -125,6 +133,7 @@ impl Runner<'_, '_> {
         }
         if self.interrupts == 1 {
             self.work.delayed.clear();
+            self.drop_waiting();
             self.progress.note(&format!(
                 "interrupted: no new jobs; waiting for {} running job(s) (Ctrl-C again to kill them)",
                 self.work.running.len()
@@ -171,6 +180,10 @@ impl Runner<'_, '_> {
             self.sensing.next_poll = None;
             self.poll_inputs()?;
         }
+        self.renew_claims()?;
+        if self.interrupts == 0 {
+            self.recheck_claims()?;
+        }
         Ok(())
     }
 
@@ -192,12 +205,15 @@ impl Runner<'_, '_> {
     }
 
     pub(super) fn start(&mut self, job: usize) -> Result<(), Error> {
+        self.prepare(job);
+        if let super::claims::Go::Not = self.claim(job)? {
+            return Ok(());
+        }
         self.work.jobs[job].attempt += 1;
         let node_id = self.work.jobs[job].node;
         let node = &self.ctx.graph.nodes[node_id];
         let log = self.log_path(job);
         self.slots.take(node);
-        self.prepare(job);
         let what = format!(
             "{} (attempt {})",
             self.describe(job),
@@ -232,12 +248,20 @@ impl Runner<'_, '_> {
                 0
             }
         };
+        // A local job's time bound is enforced inside it; a little after
+        // it, the runner stops the job as it would for `--timeout`.
+        let timeout = self.opts.timeout.map(|t| started + t);
+        let bound = self
+            .local_bounds(job)
+            .map(|b| started + b.time + BOUND_BACKSTOP)
+            .filter(|b| timeout.is_none_or(|t| *b < t));
         self.work.running.insert(
             job,
             Running {
                 pid,
                 started,
-                deadline: self.opts.timeout.map(|t| started + t),
+                deadline: bound.or(timeout),
+                bounded: bound.is_some(),
                 terminated: None,
                 kill_at: None,
                 started_at: crate::clock::unix_now(),
@@ -287,7 +311,7 @@ impl Runner<'_, '_> {
             let why: Arc<str> = "killed by the second interrupt".into();
             self.live
                 .hold(node_id, &self.work.jobs[job].targets, Some(&why));
-            return Ok(());
+            return self.release_claims(job);
         }
         self.exited_badly(job, &running, code)
     }
@@ -350,13 +374,17 @@ impl Runner<'_, '_> {
     ) -> Result<(), Error> {
         let what = self.describe(job);
         let attempt = self.work.jobs[job].attempt;
-        let how = match (code, running.terminated) {
-            (_, Some(_)) => format!(
+        let bounds = self.local_bounds(job);
+        let how = match (code, running.terminated, &bounds) {
+            (_, Some(_), Some(b)) if running.bounded => b.time_exceeded(),
+            (Some(c), None, Some(b)) if c == Exit::OverMemory.code() => b.memory_exceeded(),
+            (Some(c), None, Some(b)) if c == Exit::OverTime.code() => b.time_exceeded(),
+            (_, Some(_), _) => format!(
                 "timed out after {}",
                 summary::seconds(self.opts.timeout.unwrap_or_default())
             ),
-            (Some(c), None) => format!("exit code {c}"),
-            (None, None) => "killed by a signal or could not start".to_string(),
+            (Some(c), None, _) => format!("exit code {c}"),
+            (None, None, _) => "killed by a signal or could not start".to_string(),
         };
         if attempt <= self.opts.retries && self.interrupts == 0 {
             let delay = self
@@ -392,9 +420,19 @@ impl Runner<'_, '_> {
         });
         let targets = self.work.jobs[job].targets.clone();
         let ready = self.fail(node_id, &targets, code.unwrap_or(-1))?;
+        self.release_claims(job)?;
         self.dispatch_ready(ready);
         self.set_cover(job, Cover::Failed);
         Ok(())
+    }
+
+    /// A local engine job's bounds (`None` for the zipline executor's).
+    fn local_bounds(&self, job: usize) -> Option<crate::settings::JobBounds> {
+        if self.ctx.executor.interface().is_some() {
+            return None;
+        }
+        let step = self.ctx.graph.nodes[self.work.jobs[job].node].step;
+        Some(self.ctx.settings.bounds.for_step(step, self.opts.jobs))
     }
 
     /// Sensors: probes the tables blocking targets again; the live plan

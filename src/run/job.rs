@@ -32,6 +32,9 @@ pub(super) struct Running {
     pub pid: u32,
     pub started: Instant,
     pub deadline: Option<Instant>,
+    /// Whether `deadline` is a local job's time bound (and not
+    /// `--timeout`).
+    pub bounded: bool,
     /// When the job was sent SIGTERM (its timeout, or a stop signal to the
     /// run), and when SIGKILL follows.
     pub terminated: Option<Instant>,

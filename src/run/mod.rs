@@ -21,6 +21,7 @@
 
 mod alerts;
 mod blocks;
+mod claims;
 mod events;
 pub mod gc;
 mod hooks;
@@ -90,6 +91,9 @@ pub struct RunOptions {
     pub stop_grace: Duration,
     /// The most bytes of output an attempt's log keeps.
     pub log_limit: u64,
+    /// How long this run's claims hold without being renewed, seen from
+    /// another host (`[state] lease`).
+    pub lease: Duration,
 }
 
 /// What a run leaves: its summary, and the plan as the run ended (every
@@ -124,6 +128,10 @@ enum Event {
 
 /// How long a job killed for its timeout gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How long after a local engine job's time bound the runner stops it (the
+/// job stops itself at the bound: `engine::bounds`).
+const BOUND_BACKSTOP: Duration = Duration::from_secs(30);
 
 pub struct Runner<'c, 'a> {
     ctx: &'c mut Context<'a>,
@@ -171,6 +179,8 @@ struct Work {
     /// Process groups whose leader exited after SIGTERM while others of the
     /// group live on: SIGKILLed when their grace ends.
     lingering: Vec<(u32, Instant)>,
+    /// The targets this run claims, and its jobs waiting for other runs'.
+    claims: claims::Claims,
 }
 
 /// What `write_built` did: the write's sequence number (0 when none was
@@ -230,6 +240,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 delayed: Vec::new(),
                 running: HashMap::new(),
                 lingering: Vec::new(),
+                claims: claims::Claims::default(),
             },
             slots,
             run_id: 0,
@@ -333,6 +344,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         {
             self.run_id = store.begin_run(&self.opts.args)?;
         }
+        self.start_claiming();
         let run_dir = self.ctx.log_dir.join(format!("run-{}", self.run_id));
         let commands = if self.opts.action == Action::Run {
             self.opts.hooks.clone()
@@ -350,7 +362,9 @@ impl<'c, 'a> Runner<'c, 'a> {
         };
         self.progress.finish();
         self.summary.hook_failures = self.hooks.finish();
+        let released = self.release_all_claims();
         result?;
+        released?;
         self.summary.wall = started.elapsed();
         self.summary.cutoff = self.live.cutoff();
         self.summary
@@ -479,6 +493,12 @@ impl<'c, 'a> Runner<'c, 'a> {
                 return;
             }
         }
+        self.push_jobs(id, ready);
+    }
+
+    /// Queues jobs for a node's targets, taken from the live plan: one per
+    /// run of contiguous days.
+    fn push_jobs(&mut self, id: NodeId, mut ready: Vec<usize>) {
         let node = &self.ctx.graph.nodes[id];
         ready.sort_by_key(|&i| self.live.target(id, i).day);
         let live = &self.live;
@@ -516,7 +536,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             if let (true, Some(range)) = (whole, range) {
                 self.work.covers.queued(node.config, range);
             }
-            let command = self.ctx.executor.command(node, range, whole, key);
+            let command = self.command(node, range, whole, key);
             self.work.jobs.push(Job {
                 node: id,
                 targets,
@@ -528,6 +548,25 @@ impl<'c, 'a> Runner<'c, 'a> {
             self.work.queue.push_back(self.work.jobs.len() - 1);
             self.progress.queued(1);
         }
+    }
+
+    /// A job's command; a local engine job is told how many jobs share
+    /// the machine's memory (its default memory bound).
+    fn command(
+        &self,
+        node: &Node,
+        range: Option<DayRange>,
+        whole: bool,
+        key: Option<Hash>,
+    ) -> CommandLine {
+        let mut command = self.ctx.executor.command(node, range, whole, key);
+        if self.ctx.executor.interface().is_none() {
+            let jobs = self.opts.jobs.to_string();
+            command
+                .env
+                .insert(crate::engine::bounds::JOBS_ENV.into(), jobs);
+        }
+        command
     }
 
     fn describe(&self, job: usize) -> String {
@@ -690,6 +729,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             tail: summary::tail(&log, 10),
             log,
         });
+        self.release_claims(job)?;
         self.fail(node_id, missing, 0)
     }
 

@@ -17,6 +17,17 @@ pub struct StateSettings {
     /// between hosts) or `sqlite:///path/state.db`; in place of `path`.
     #[serde(default)]
     pub url: Option<String>,
+    /// How long a run's claims hold, seen from another host, unless renewed
+    /// (`store::claims`), e.g. `"2m"`; more than `bounds.stop_grace`.
+    #[serde(
+        default = "default_lease",
+        deserialize_with = "super::duration::required"
+    )]
+    pub lease: std::time::Duration,
+}
+
+fn default_lease() -> std::time::Duration {
+    std::time::Duration::from_secs(120)
 }
 
 /// Shows the URL without its password.
@@ -25,6 +36,7 @@ impl std::fmt::Debug for StateSettings {
         f.debug_struct("StateSettings")
             .field("path", &self.path)
             .field("url", &self.url.as_deref().map(crate::store::redact_url))
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -34,6 +46,7 @@ impl Default for StateSettings {
         StateSettings {
             path: default_state_path(),
             url: None,
+            lease: default_lease(),
         }
     }
 }
@@ -79,6 +92,7 @@ mod tests {
         let settings = StateSettings {
             path: default_state_path(),
             url: Some("postgresql://u:hunter2@h/db".into()),
+            lease: default_lease(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

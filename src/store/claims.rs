@@ -5,20 +5,22 @@
 //! or none, in one write transaction (the state's writers are serialized:
 //! SQLite's write lock, a row lock on PostgreSQL), and releases them when
 //! the job's result is recorded or the run ends. A claim names its run, the
-//! runner (host, pid, start time), the job's process group once started,
-//! and a lease the runner renews while it lives.
+//! runner (host, pid, start time) and a lease the runner renews while it
+//! lives.
 //!
 //! A claim is **held** while its runner lives: on the claimant's own host
 //! that is known exactly (the pid with its start time); from another host
 //! only the lease tells, so a claim whose lease lapsed is taken over. A
 //! taken-over claim may leave its job running on its own host (a runner
-//! killed with SIGKILL): jobs run under a supervisor that stops them when
-//! their runner dies (`exec::supervise`), and a run on that host waits for
-//! the job's process group to be gone before it starts the target again.
+//! killed with SIGKILL) for the stop grace: jobs run under a supervisor
+//! that stops them when their runner dies (`exec::supervise`), and a run of
+//! that host waits for the dead runner's jobs to be gone before it starts
+//! the target again (`supervise::orphans_of`). From another host, the
+//! lease, longer than the stop grace, lapses only after they are.
 
 use std::time::Duration;
 
-use super::db::{DbResult, Row, args};
+use super::db::{Db, DbResult, Row, args};
 use super::{NodeKey, StateStore, StoreError, day_column, day_from_column};
 use crate::exec::identity::Identity;
 use crate::partition::Day;
@@ -37,8 +39,6 @@ pub struct Claimant {
 pub struct Holder {
     pub run: i64,
     pub runner: Identity,
-    /// The job's process group leader, once the job started.
-    pub job: Option<Identity>,
     /// Unix seconds after which the claim lapses unless renewed.
     pub expires: i64,
 }
@@ -84,26 +84,37 @@ pub struct ActiveClaim {
     pub held: bool,
 }
 
-const HOLDER_COLUMNS: &str = "run, host, pid, pid_start, job_pid, job_start, expires";
+const HOLDER_COLUMNS: &str = "run, host, pid, pid_start, expires";
 
 fn holder(row: &Row, at: usize) -> DbResult<Holder> {
-    let host = row.text(at + 1)?;
-    let job_pid = row.opt_int(at + 4)?;
-    let job_start = row.opt_int(at + 5)?;
     Ok(Holder {
         run: row.int(at)?,
         runner: Identity {
-            host: host.clone(),
+            host: row.text(at + 1)?,
             pid: row.int(at + 2)? as u32,
             start: row.int(at + 3)? as u64,
         },
-        job: job_pid.map(|pid| Identity {
-            host,
-            pid: pid as u32,
-            start: job_start.unwrap_or(0) as u64,
-        }),
-        expires: row.int(at + 6)?,
+        expires: row.int(at + 4)?,
     })
+}
+
+/// Releases run `run`'s claims on targets it recorded as built, in the
+/// transaction that records them.
+pub(super) fn release_built(
+    db: &Db,
+    node_ids: &std::collections::HashMap<NodeKey, i64>,
+    built: &[super::Built],
+    run: i64,
+) -> DbResult<()> {
+    for b in built {
+        if let Some(id) = node_ids.get(b.node) {
+            db.execute(
+                "DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3",
+                args![*id, day_column(b.day), run],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn expiry(lease: Duration) -> i64 {
@@ -137,12 +148,11 @@ impl StateStore {
             for day in days {
                 db.execute(
                     "INSERT INTO claims
-                     (node, day, run, host, pid, pid_start, job_pid, job_start, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7)
+                     (node, day, run, host, pid, pid_start, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (node, day) DO UPDATE SET run = excluded.run,
                         host = excluded.host, pid = excluded.pid,
-                        pid_start = excluded.pid_start, job_pid = NULL, job_start = NULL,
-                        expires = excluded.expires",
+                        pid_start = excluded.pid_start, expires = excluded.expires",
                     args![
                         id,
                         day_column(*day),
@@ -180,30 +190,6 @@ impl StateStore {
             }
         }
         Ok(None)
-    }
-
-    /// Records the process group leader of the job that builds claimed
-    /// targets.
-    pub fn claim_started(
-        &mut self,
-        run: i64,
-        node: &NodeKey,
-        days: &[Option<Day>],
-        job: &Identity,
-    ) -> Result<(), StoreError> {
-        let node_ids = &mut self.node_ids;
-        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
-            let id = Self::node_id(node_ids, db, node)?;
-            for day in days {
-                db.execute(
-                    "UPDATE claims SET job_pid = ?1, job_start = ?2
-                     WHERE node = ?3 AND day = ?4 AND run = ?5",
-                    args![job.pid, job.start as i64, id, day_column(*day), run],
-                )?;
-            }
-            Ok(())
-        });
-        done.map_err(|e| self.err(e))
     }
 
     /// Releases run `run`'s claims on these targets.

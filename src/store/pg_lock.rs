@@ -18,9 +18,20 @@ pub struct PgLock {
 /// Who holds a lock this process could not take.
 pub struct Held(pub String);
 
-/// Takes the state's lock, or says who holds it; with `wait`, waits for
-/// it.
-pub fn lock(pg: &PgLocation, wait: bool) -> Result<Result<PgLock, Held>, StoreError> {
+/// Takes the state's lock, shared (runs) or exclusive (`adopt`, `gc`), or
+/// says who holds it; with `wait`, waits for it.
+pub fn lock(pg: &PgLocation, shared: bool, wait: bool) -> Result<Result<PgLock, Held>, StoreError> {
+    let (try_lock, lock) = if shared {
+        (
+            "SELECT pg_try_advisory_lock_shared($1)",
+            "SELECT pg_advisory_lock_shared($1)",
+        )
+    } else {
+        (
+            "SELECT pg_try_advisory_lock($1)",
+            "SELECT pg_advisory_lock($1)",
+        )
+    };
     let location = StateLocation::Postgres(pg.clone());
     let fail = |e: postgres::Error| pg_error(&location, DbError::Pg(e));
     let mut client = connect(pg).map_err(fail)?;
@@ -29,7 +40,7 @@ pub fn lock(pg: &PgLocation, wait: bool) -> Result<Result<PgLock, Held>, StoreEr
         .execute("SELECT set_config('application_name', $1, false)", &[&me])
         .map_err(fail)?;
     let taken: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&STATE_LOCK])
+        .query_one(try_lock, &[&STATE_LOCK])
         .map_err(fail)?
         .get(0);
     if taken {
@@ -40,19 +51,20 @@ pub fn lock(pg: &PgLocation, wait: bool) -> Result<Result<PgLock, Held>, StoreEr
         return Ok(Err(Held(holder)));
     }
     errln!("waiting for {} (held by {holder})", pg.name);
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&STATE_LOCK])
-        .map_err(fail)?;
+    client.execute(lock, &[&STATE_LOCK]).map_err(fail)?;
     Ok(Ok(PgLock { _client: client }))
 }
 
-/// The application name of the session that holds the lock (a
-/// chronon-build names itself with its pid and host).
+/// The application name of a session that holds the lock (a
+/// chronon-build names itself with its pid and host); runs holding it
+/// shared are said as such.
 fn holder(client: &mut postgres::Client) -> Option<String> {
     let row = client
         .query_opt(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted
+            "SELECT CASE WHEN l.mode = 'ShareLock' THEN 'one or more runs (chronon-build run)'
+                    ELSE a.application_name END
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
                AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
              LIMIT 1",
             &[&STATE_LOCK],

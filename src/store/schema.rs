@@ -138,8 +138,7 @@ const MIGRATIONS: &[&[Part]] = &[
     // Nodes recorded before have none until they are built again.
     &[Part::Both("ALTER TABLE nodes ADD COLUMN output TEXT;")],
     // 7: per-target claims (`claims.rs`): the run building a target now,
-    // its runner (host, pid, start time), the job's process group once
-    // started, and the lease the runner renews.
+    // its runner (host, pid, start time), and the lease the runner renews.
     &[Part::Both(
         "CREATE TABLE claims (
         node INTEGER NOT NULL REFERENCES nodes(id),
@@ -148,8 +147,6 @@ const MIGRATIONS: &[&[Part]] = &[
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
         pid_start INTEGER NOT NULL,
-        job_pid INTEGER,
-        job_start INTEGER,
         expires INTEGER NOT NULL,
         PRIMARY KEY (node, day)
     );

@@ -55,6 +55,11 @@ impl StateStore {
                     super::pg_write::write_targets(db, node_ids, slices_stored, built, seq, now)?
                 }
             };
+            if let Some(attempt) = attempt {
+                // The attempt's run held claims on what it built: released
+                // in the transaction that records it.
+                super::claims::release_built(db, node_ids, built, attempt.run)?;
+            }
             Ok((seq, new_seen, new_slices))
         });
         let (seq, new_seen, new_slices) = written.map_err(|e| self.err(e))?;

@@ -117,7 +117,9 @@ fn settings_example_matches_its_schema() {
         [executor.templates]\ngroup-by-upload = [\"--mode\", \"upload\", \"--conf\", \"{conf}\", \"--ds\", \"{ds}\"]\n\
         [limits]\njobs = 8\n[limits.steps]\ngroup-by-backfill = 300\n[limits.teams]\nrisk = 2\n\
         [retry]\nretries = 2\nbackoff = \"1m\"\n[streaming]\nstatus_command = [\"flink-status\", \"{config}\"]\n\
-        [hooks]\non_failure = [\"page-oncall\", \"--team\", \"risk\"]\non_success_run = [\"notify\"]\ntimeout = \"30s\"\n";
+        [hooks]\non_failure = [\"page-oncall\", \"--team\", \"risk\"]\non_success_run = [\"notify\"]\ntimeout = \"30s\"\n\
+        [bounds]\nstop_grace = \"10s\"\nlog_limit = \"8MiB\"\nmemory = \"4GiB\"\ntime = \"2h\"\n\
+        [bounds.steps.staging-query]\nmemory = \"8GiB\"\ntime = \"30m\"\n";
     let value: serde_json::Value = toml::from_str(text).unwrap();
     assert_valid(
         &schema("settings.schema.json"),

@@ -277,6 +277,9 @@ fn settings_line() -> impl Strategy<Value = String> {
         Just("[streaming]\nparallelism"),
         Just("[streaming]\nsavepoint"),
         Just("[hooks]\ntimeout"),
+        Just("[bounds]\nmemory"),
+        Just("[bounds]\ntime"),
+        Just("[bounds.steps.staging-query]\nmemory"),
         Just("start"),
     ];
     let values = prop_oneof![

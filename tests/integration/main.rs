@@ -2,6 +2,8 @@
 //! folders copied to temporary directories.
 
 mod bad_input;
+mod bounds;
+mod claims;
 mod cli;
 mod corpus;
 mod diff;

@@ -86,8 +86,18 @@ fn a_config_name_of_70000_characters_plans_and_runs() {
 #[test]
 fn jobs_limits_and_durations_out_of_range_are_refused_naming_the_field() {
     let gb = text(&group_by("t.g"));
-    let cases: [(&str, &[&str], &str); 8] = [
+    let cases: [(&str, &[&str], &str); 10] = [
         ("", &["-j", "1000000"], "expected 1 to 1024 jobs at once"),
+        (
+            "[state]\nlease = \"30s\"\n",
+            &[],
+            "state.lease: expected more than bounds.stop_grace + 5s (35s)",
+        ),
+        (
+            "[state]\nlease = \"2m\"\n[bounds]\nstop_grace = \"2m\"\n",
+            &[],
+            "state.lease",
+        ),
         (
             "[limits]\njobs = 1000000\n",
             &[],
@@ -126,6 +136,56 @@ fn jobs_limits_and_durations_out_of_range_are_refused_naming_the_field() {
             !root.join(".chronon-build/state.db").exists(),
             "{settings} {args:?}"
         );
+    }
+    // The local engine's bounds: the file, the field, and what is taken.
+    let bounds = [
+        (
+            "[bounds]\nmemory = \"1MiB\"\n",
+            "bounds.memory",
+            "\"1MiB\": expected 16MiB to 1024GiB",
+        ),
+        (
+            "[bounds]\nmemory = \"2048GiB\"\n",
+            "bounds.memory",
+            "\"2048GiB\": expected 1KiB to 1024GiB",
+        ),
+        (
+            "[bounds]\nmemory = \"lots\"\n",
+            "bounds.memory",
+            "expected a size such as 32MiB",
+        ),
+        (
+            "[bounds]\ntime = \"0s\"\n",
+            "bounds.time",
+            "\"0s\": expected at least 1s",
+        ),
+        (
+            "[bounds.steps.staging-query]\ntime = \"18446744073709551615s\"\n",
+            "bounds.steps.staging-query.time",
+            "is longer than the longest duration taken, 366d",
+        ),
+        (
+            "[bounds.steps.join-part]\nmemory = \"8MiB\"\n",
+            "bounds.steps.join-part.memory",
+            "expected 16MiB to 1024GiB",
+        ),
+        (
+            "[bounds.steps.join-part]\ncpu = \"1\"\n",
+            "bounds.steps.join-part.cpu",
+            "unknown field `cpu`, expected `memory` or `time`",
+        ),
+        (
+            "[bounds.steps.group-by-backfil]\nmemory = \"1GiB\"\n",
+            "bounds.steps.group-by-backfil",
+            "expected a step name (staging-query, group-by-backfill,",
+        ),
+    ];
+    for (settings, field, reason) in bounds {
+        let (_dir, root) = repo(&[("g", gb.clone())], settings);
+        let out = chronon_build(&root, &["run", "--until", "2025-01-03"]);
+        assert_error(&out, reason);
+        assert_contains(&out.stderr, &format!("chronon-build.toml: {field}: "));
+        assert!(!root.join(".chronon-build/state.db").exists(), "{settings}");
     }
     let (_dir, root) = repo(&[("g", gb)], "[executor]\ntimeout = \"400d\"\n");
     let out = chronon_build(&root, &["plan", "--until", "2025-01-03"]);

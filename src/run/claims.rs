@@ -1,0 +1,311 @@
+//! A real run's claims (`store::claims`): a job's targets are claimed
+//! just before it starts; a job whose targets another live run holds waits
+//! (its dependents with it) and is looked at again every poll; claims of a
+//! runner that is gone are taken over once its jobs are; targets another
+//! run recorded meanwhile, with the key this run would build, are taken as
+//! built instead of being built twice. Claims are renewed while the run
+//! lives, released with the record of what they covered, and all released
+//! when the run ends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Runner;
+use crate::error::Error;
+use crate::exec::identity::Identity;
+use crate::partition::Day;
+use crate::plan;
+use crate::store::{Claimant, Claimed, Holder, Recorded, day_column};
+
+/// How often jobs waiting for another run's claims look again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The most a run waits for the jobs of a runner that is gone beyond
+/// their stop grace (their supervisors stop them within it).
+const ORPHAN_SLACK: Duration = Duration::from_secs(10);
+
+/// The run's side of claims.
+#[derive(Default)]
+pub(super) struct Claims {
+    /// Who this run claims as; `None` when nothing is claimed (a dry run,
+    /// `adopt`, no state).
+    me: Option<Claimant>,
+    /// Jobs whose targets another live run holds, with the holder.
+    waiting: Vec<(usize, Holder)>,
+    next_check: Option<Instant>,
+    next_renew: Option<Instant>,
+}
+
+impl Claims {
+    pub(super) fn new(me: Option<Claimant>) -> Claims {
+        let next_renew = me.as_ref().map(|me| Instant::now() + me.lease / 3);
+        Claims {
+            me,
+            next_renew,
+            ..Claims::default()
+        }
+    }
+
+    pub(super) fn waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// When the run must wake up for its claims.
+    pub(super) fn next_wakeup(&self) -> Option<Instant> {
+        match (self.next_check, self.next_renew) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What claiming a job's targets decided.
+pub(super) enum Go {
+    /// Start it.
+    Start,
+    /// Not now: another run holds its targets, or another run built them.
+    Not,
+}
+
+impl Runner<'_, '_> {
+    fn job_days(&self, job: usize) -> Vec<Option<Day>> {
+        let j = &self.work.jobs[job];
+        j.targets
+            .iter()
+            .map(|&i| self.live.target(j.node, i).day)
+            .collect()
+    }
+
+    /// Claims a job's targets before it starts (its records made).
+    pub(super) fn claim(&mut self, job: usize) -> Result<Go, Error> {
+        let Some(me) = self.work.claims.me.clone() else {
+            return Ok(Go::Start);
+        };
+        let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+        let days = self.job_days(job);
+        let Some(store) = self.ctx.store.as_deref_mut() else {
+            return Ok(Go::Start);
+        };
+        match store.claim(&me, &node, &days)? {
+            Claimed::Held(holder) => {
+                self.progress.note(&format!(
+                    "waiting: {} is being built by {}",
+                    self.describe(job),
+                    holder.describe()
+                ));
+                self.work.claims.waiting.push((job, holder));
+                self.work
+                    .claims
+                    .next_check
+                    .get_or_insert(Instant::now() + RECHECK);
+                Ok(Go::Not)
+            }
+            Claimed::Taken { over } => {
+                for holder in &over {
+                    self.wait_for_orphans(holder);
+                }
+                self.take_built_elsewhere(job)
+            }
+        }
+    }
+
+    /// A runner of this host that is gone may have left jobs stopping
+    /// (their supervisors give them the stop grace): waits until they are
+    /// gone, and kills what outlives the grace.
+    fn wait_for_orphans(&mut self, holder: &Holder) {
+        let orphans = crate::exec::supervise::orphans_of(&holder.runner);
+        if orphans.is_empty() {
+            return;
+        }
+        self.progress.note(&format!(
+            "{} is gone; waiting for its {} job(s) to stop before building their targets again",
+            holder.describe(),
+            orphans.len()
+        ));
+        let give_up = Instant::now() + self.opts.stop_grace + ORPHAN_SLACK;
+        for pid in orphans {
+            // Bounded: a group whose last member is a zombie nobody reaps
+            // still answers signal 0.
+            while crate::exec::command::group_alive(pid) {
+                let now = Instant::now();
+                if now >= give_up + Duration::from_secs(1) {
+                    self.progress.note(&format!(
+                        "job process group {pid} of {} still answers after SIGKILL; going on",
+                        holder.describe()
+                    ));
+                    break;
+                }
+                if now >= give_up {
+                    crate::exec::command::kill_group(pid, libc::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Targets of a claimed job that another run recorded since this run's
+    /// plan, with the key this run would record, are built: taken as such,
+    /// their claims released. The rest, if any are left out, get jobs of
+    /// their own.
+    fn take_built_elsewhere(&mut self, job: usize) -> Result<Go, Error> {
+        let id = self.work.jobs[job].node;
+        let records = &self.work.jobs[job].records;
+        if records.is_empty() {
+            return Ok(Go::Start);
+        }
+        let store = self.ctx.store.as_deref_mut().expect("claims need a state");
+        let node = plan::node_key(&self.ctx.graph.nodes[id]);
+        let from = records
+            .iter()
+            .map(|r| day_column(r.day))
+            .min()
+            .unwrap_or_default();
+        let recorded = store.load_targets(&node, from)?;
+        let by_day: std::collections::HashMap<i64, usize> = self.work.jobs[job]
+            .targets
+            .iter()
+            .map(|&i| (day_column(self.live.target(id, i).day), i))
+            .collect();
+        // Recorded since this run's plan read the state (a newer write
+        // than the plan knew of), with this run's key: built elsewhere. A
+        // record the plan knew is what this run was asked to build again
+        // (forced, a streaming job not running).
+        let known = &self.live.plan().state[id].built;
+        let done: Vec<(usize, Recorded)> = records
+            .iter()
+            .filter_map(|r| {
+                let day = day_column(r.day);
+                let found = recorded.get(&day).filter(|found| {
+                    found.key == r.key && known.get(&day).is_none_or(|k| found.seq > k.seq)
+                })?;
+                Some((*by_day.get(&day)?, *found))
+            })
+            .collect();
+        if done.is_empty() {
+            return Ok(Go::Start);
+        }
+        let targets = self.work.jobs[job].targets.clone();
+        let rest: Vec<usize> = targets
+            .iter()
+            .copied()
+            .filter(|i| !done.iter().any(|(d, _)| d == i))
+            .collect();
+        if !rest.is_empty() && self.whole_join(&self.ctx.graph.nodes[id]) {
+            // A join's one backfill covers the range: it runs as it is.
+            return Ok(Go::Start);
+        }
+        let run = self.run_id;
+        let days = self.job_days(job);
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.release(run, &node, &days)?;
+        }
+        self.progress.note(&format!(
+            "{}: {} partition(s) built by another run meanwhile",
+            self.describe(job),
+            done.len()
+        ));
+        // Fresh without this run building them.
+        self.summary.fresh += done.len();
+        let ready = self.live.built(id, &targets, done, &[]);
+        if !rest.is_empty() {
+            self.push_jobs(id, rest);
+        }
+        self.dispatch_ready(ready);
+        Ok(Go::Not)
+    }
+
+    /// Jobs waiting for other runs' claims: those no longer held go back
+    /// to the front of the queue (claimed again as they start).
+    pub(super) fn recheck_claims(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        if self.work.claims.next_check.is_none_or(|at| now < at) {
+            return Ok(());
+        }
+        self.work.claims.next_check = None;
+        let (Some(me), Some(store)) = (&self.work.claims.me, self.ctx.store.as_deref()) else {
+            return Ok(());
+        };
+        let waiting = std::mem::take(&mut self.work.claims.waiting);
+        let mut still = Vec::new();
+        let mut free = Vec::new();
+        for (job, holder) in waiting {
+            let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+            match store.held_elsewhere(me.run, &node, &self.job_days(job))? {
+                Some(holder) => still.push((job, holder)),
+                None => free.push(job),
+            }
+            let _ = holder;
+        }
+        for job in free.into_iter().rev() {
+            self.work.queue.push_front(job);
+        }
+        if !still.is_empty() {
+            self.work.claims.next_check = Some(now + RECHECK);
+        }
+        self.work.claims.waiting = still;
+        Ok(())
+    }
+
+    /// Renews this run's claims when a third of the lease has passed.
+    pub(super) fn renew_claims(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let (Some(me), Some(at)) = (&self.work.claims.me, self.work.claims.next_renew) else {
+            return Ok(());
+        };
+        if now < at {
+            return Ok(());
+        }
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.renew(me)?;
+        }
+        self.work.claims.next_renew = Some(now + me.lease / 3);
+        Ok(())
+    }
+
+    /// The run stops starting jobs: those waiting for other runs' claims
+    /// are left, said so.
+    pub(super) fn drop_waiting(&mut self) {
+        for (job, holder) in std::mem::take(&mut self.work.claims.waiting) {
+            let why: Arc<str> = format!("being built by {}", holder.describe()).into();
+            let j = &self.work.jobs[job];
+            self.live.hold(j.node, &j.targets, Some(&why));
+        }
+        self.work.claims.next_check = None;
+    }
+
+    /// Releases a job's claims (it failed for good, or was stopped).
+    pub(super) fn release_claims(&mut self, job: usize) -> Result<(), Error> {
+        if self.work.claims.me.is_none() {
+            return Ok(());
+        }
+        let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+        let days = self.job_days(job);
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.release(self.run_id, &node, &days)?;
+        }
+        Ok(())
+    }
+
+    /// Starts claiming as run `run_id` (a real run with a state).
+    pub(super) fn start_claiming(&mut self) {
+        let me = (self.ctx.store.is_some() && self.opts.action == super::Action::Run).then(|| {
+            Claimant {
+                run: self.run_id,
+                runner: Identity::me(),
+                lease: self.opts.lease,
+            }
+        });
+        self.work.claims = Claims::new(me);
+    }
+
+    /// Releases whatever claims the run still holds (it ends).
+    pub(super) fn release_all_claims(&mut self) -> Result<(), Error> {
+        if self.work.claims.me.take().is_none() {
+            return Ok(());
+        }
+        if let Some(store) = self.ctx.store.as_deref_mut() {
+            store.release_run(self.run_id)?;
+        }
+        Ok(())
+    }
+}
