@@ -279,3 +279,41 @@ fn readers_answer_while_a_run_writes_to_postgres() {
         "the run ended before the readers"
     );
 }
+
+/// Without a password in the URL, `PGPASSWORD` gives it, else the
+/// password file (`PGPASSFILE`), which is ignored, saying so, when others
+/// can read it.
+#[test]
+fn the_password_comes_from_pgpassword_or_the_password_file() {
+    let Some(server) = server_or_skip("the_password_comes_from_pgpassword_or_the_password_file")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let bare = url.replace(&format!(":{PASSWORD}@"), "@");
+    let p = Pipeline::new("");
+    let plan = [
+        "--state-url",
+        bare.as_str(),
+        "plan",
+        "--until",
+        "2025-01-10",
+    ];
+    let out = p.run_with(
+        &plan,
+        &[("PGPASSWORD", PASSWORD), ("PGPASSFILE", "/nonexistent")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let file = p.s.repo.join("pgpass");
+    std::fs::write(&file, format!("127.0.0.1:*:*:chronon:{PASSWORD}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = file.to_str().unwrap();
+    let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_password(&out);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
+    assert_ne!(out.code, 0);
+    assert_contains(&out.stderr, "has group or world access; it is ignored");
+}
