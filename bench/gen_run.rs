@@ -40,6 +40,7 @@ fn main() {
     let global = Global {
         repo: repo.clone(),
         state: None,
+        state_url: None,
         warehouse: None,
         strict: true,
     };

@@ -18,6 +18,9 @@ pub use bounds::{BoundSettings, JobBounds, Origin, StepBounds, machine_memory, s
 #[error("{0}")]
 pub struct SettingsError(pub String);
 
+mod state;
+pub use state::StateSettings;
+
 pub const FILE_NAME: &str = "chronon-build.toml";
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -357,35 +360,6 @@ pub mod duration {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateSettings {
-    /// Relative paths are relative to the repository root.
-    #[serde(default = "default_state_path")]
-    pub path: PathBuf,
-    /// How long a run's claims hold, seen from another host, unless renewed
-    /// (`store::claims`), e.g. `"2m"`; more than `bounds.stop_grace`.
-    #[serde(default = "default_lease", deserialize_with = "duration::required")]
-    pub lease: std::time::Duration,
-}
-
-impl Default for StateSettings {
-    fn default() -> Self {
-        StateSettings {
-            path: default_state_path(),
-            lease: default_lease(),
-        }
-    }
-}
-
-fn default_lease() -> std::time::Duration {
-    std::time::Duration::from_secs(120)
-}
-
-fn default_state_path() -> PathBuf {
-    PathBuf::from(".chronon-build/state.db")
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarehouseKind {
@@ -712,6 +686,10 @@ impl Settings {
             return Err("warehouse.seed: expected warehouse.kind = \"sqlite\"".into());
         }
         self.warehouse.check_locations()?;
+        if let Some(url) = &self.state.url {
+            crate::store::StateLocation::parse(url, Path::new("/"))
+                .map_err(|e| format!("state.url: {e}"))?;
+        }
         if self.executor.step_days == 0 {
             return Err("executor.step_days: expected at least 1".into());
         }
@@ -753,15 +731,6 @@ impl Settings {
             )),
             None => Ok(()),
         }
-    }
-
-    /// The folder of the state file: logs and the lock live beside it.
-    pub fn state_dir(&self, repo_root: &Path) -> PathBuf {
-        let state = self.resolve(repo_root, &self.state.path);
-        state
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     pub fn resolve(&self, repo_root: &Path, path: &Path) -> PathBuf {

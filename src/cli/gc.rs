@@ -45,7 +45,7 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, None)?;
     let ws = Workspace::load(global)?;
     // A run removes orphans too, and jobs write the tables: one at a time.
-    let _lock = lock::acquire(&ws.state_path(), lock::Mode::Exclusive, args.wait_lock)?;
+    let _lock = lock::acquire_at(&ws.state_location(), lock::Mode::Exclusive, args.wait_lock)?;
     let (plan, store) = ws.plan_read(crate::plan::PlanOptions::new(
         until,
         None,
@@ -145,7 +145,7 @@ fn orphan_lines(
             .map(|l| line("would remove orphan ", l))
             .collect());
     }
-    let mut store = StateStore::open(&ws.state_path())?;
+    let mut store = StateStore::open_at(&ws.state_location())?;
     let probe =
         crate::probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())?;
     let places = Places {

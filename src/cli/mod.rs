@@ -10,6 +10,7 @@ mod graph;
 mod monitor;
 mod plan;
 mod run;
+mod state;
 mod validate;
 mod warehouse;
 
@@ -22,7 +23,7 @@ use crate::error::{Error, Exit};
 use crate::graph::Graph;
 use crate::partition::Day;
 use crate::settings::Settings;
-use crate::store::StateStore;
+use crate::store::{StateLocation, StateStore};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,8 +50,14 @@ pub struct Global {
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
     pub repo: PathBuf,
     /// The state file [default: from chronon-build.toml, else <repo>/.chronon-build/state.db].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "state_url")]
     pub state: Option<PathBuf>,
+    /// The state elsewhere: postgresql://user@host:5432/db (shared between
+    /// hosts; password from the URL, PGPASSWORD or ~/.pgpass) or
+    /// sqlite:///path/state.db [default: CHRONON_BUILD_STATE_URL, else
+    /// state.url or state.path from chronon-build.toml].
+    #[arg(long, global = true, value_name = "URL")]
+    pub state_url: Option<String>,
     /// The warehouse folder [default: from chronon-build.toml, else <repo>/.chronon-build/warehouse (sqlite) or <repo>/warehouse (hive-dir)].
     #[arg(long, global = true, value_name = "DIR")]
     pub warehouse: Option<PathBuf>,
@@ -95,6 +102,8 @@ pub enum Command {
     Logs(monitor::LogsArgs),
     /// Write a self-contained HTML page of partition health, durations and failures.
     Report(monitor::ReportArgs),
+    /// The state itself: `state info` (backend, schema, size, runs, claims) and `state copy FROM TO`.
+    State(state::StateArgs),
     /// Print shell completions to standard output, e.g. `chronon-build completions bash > /etc/bash_completion.d/chronon-build`.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff) to standard output, or write one page per command into a folder.
@@ -221,6 +230,7 @@ where
         Command::Fetch(args) => compute::fetch(&cli.global, args),
         Command::Status(args) => monitor::status(&cli.global, args),
         Command::History(args) => monitor::history(&cli.global, args),
+        Command::State(args) => state::run(&cli.global, args),
         Command::Logs(args) => monitor::logs(&cli.global, args),
         Command::Report(args) => monitor::report(&cli.global, args),
         Command::Completions(args) => docs::completions(args),
@@ -338,9 +348,7 @@ impl Workspace {
 
     fn assemble(global: &Global, repo: Repo) -> Result<Workspace, Error> {
         let mut settings = Settings::load(&global.repo)?;
-        if let Some(state) = &global.state {
-            settings.state.path = absolute(state);
-        }
+        apply_state_flags(global, &mut settings)?;
         if let Some(warehouse) = &global.warehouse {
             settings.warehouse.root = Some(absolute(warehouse));
         }
@@ -355,9 +363,11 @@ impl Workspace {
         })
     }
 
-    pub fn state_path(&self) -> PathBuf {
+    /// Where the state is (checked when the workspace was assembled).
+    pub fn state_location(&self) -> StateLocation {
         self.settings
-            .resolve(&self.repo.root, &self.settings.state.path)
+            .state_location(&self.repo.root)
+            .unwrap_or_else(|_| StateLocation::File(self.repo.root.join(".chronon-build/state.db")))
     }
 
     /// The warehouse probe, after importing the seed files that changed.
@@ -410,7 +420,7 @@ impl Workspace {
     }
 
     pub fn open_state_read(&self) -> Result<Option<StateStore>, Error> {
-        Ok(StateStore::open_read(&self.state_path())?)
+        Ok(StateStore::open_read_at(&self.state_location())?)
     }
 
     /// Nodes whose config name matches the glob (all when none is given).
@@ -472,4 +482,34 @@ pub fn print_out(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// `--state-url`, `--state` and `CHRONON_BUILD_STATE_URL`, in that order,
+/// over the settings' `state.url` and `state.path`. A URL that does not
+/// parse is refused here, naming where it came from.
+pub fn apply_state_flags(global: &Global, settings: &mut Settings) -> Result<(), Error> {
+    let from_env = std::env::var("CHRONON_BUILD_STATE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let (url, source) = if let Some(url) = &global.state_url {
+        (Some(url.clone()), "--state-url")
+    } else if let Some(state) = &global.state {
+        settings.state.path = absolute(state);
+        settings.state.url = None;
+        (None, "")
+    } else if let Some(url) = from_env {
+        (Some(url), "CHRONON_BUILD_STATE_URL")
+    } else {
+        (None, "")
+    };
+    if let Some(url) = url {
+        StateLocation::parse(&url, &global.repo)
+            .map_err(|e| Error::Usage(format!("{source}: {e}")))?;
+        settings.state.url = Some(url);
+    }
+    // The settings' own URL was checked when they loaded.
+    settings
+        .state_location(&global.repo)
+        .map_err(|e| Error::Usage(format!("{}: {e}", crate::settings::FILE_NAME)))?;
+    Ok(())
 }

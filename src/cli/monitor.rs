@@ -200,12 +200,12 @@ fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
 /// The state file from the settings alone: `history` and `logs` read the
 /// history of configs that may no longer exist.
 fn history_store(global: &Global) -> Result<Option<StateStore>, Error> {
-    let settings = Settings::load(&global.repo)?;
-    let path = match &global.state {
-        Some(path) => path.clone(),
-        None => settings.resolve(&global.repo, &settings.state.path),
-    };
-    Ok(StateStore::open_read(&path)?)
+    let mut settings = Settings::load(&global.repo)?;
+    super::apply_state_flags(global, &mut settings)?;
+    let location = settings
+        .state_location(&global.repo)
+        .map_err(Error::Usage)?;
+    Ok(StateStore::open_read_at(&location)?)
 }
 
 #[derive(Serialize)]
@@ -464,7 +464,7 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
             .unwrap_or(std::path::Path::new("/"))
             .to_path_buf()
     };
-    let state = ws.state_path().display().to_string();
+    let state = ws.state_location().name();
     let html = monitor::report::render(&monitor::report::ReportInput {
         plan: &plan,
         graph: &ws.graph,

@@ -171,7 +171,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
-                args: std::env::args().collect(),
+                args: crate::store::redacted_args(),
                 started,
                 hooks: HookCommands {
                     on_failure: args
@@ -206,7 +206,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 wait: None,
                 poll: Duration::from_secs(1),
                 progress: ProgressMode::Quiet,
-                args: std::env::args().collect(),
+                args: crate::store::redacted_args(),
                 started,
                 hooks: HookCommands::default(),
                 stop_grace: Duration::ZERO,
@@ -228,7 +228,7 @@ fn execute(
     let ws = Workspace::load(global)?;
     let selection = scope.targets.resolve(&ws)?;
     let opts = options(&ws)?;
-    let state_path = ws.state_path();
+    let location = ws.state_location();
     let (_lock, mut store) = if action == Action::DryRun {
         (None, ws.open_state_read()?)
     } else {
@@ -236,8 +236,8 @@ fn execute(
             Action::Adopt => lock::Mode::Exclusive,
             _ => lock::Mode::Shared,
         };
-        let lock = lock::acquire(&state_path, mode, scope.wait_lock)?;
-        (Some(lock), Some(StateStore::open(&state_path)?))
+        let lock = lock::acquire_at(&location, mode, scope.wait_lock)?;
+        (Some(lock), Some(StateStore::open_at(&location)?))
     };
     let probe = if action == Action::DryRun {
         ws.probe_read_only()?
@@ -411,9 +411,9 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error>
     if let Some(from) = args.from.filter(|f| *f > to) {
         return Err(Error::Usage(format!("--from {from} is after --until {to}")));
     }
-    let state_path = ws.state_path();
-    let _lock = lock::acquire(&state_path, lock::Mode::Exclusive, args.wait_lock)?;
-    let mut store = StateStore::open(&state_path)?;
+    let location = ws.state_location();
+    let _lock = lock::acquire_at(&location, lock::Mode::Exclusive, args.wait_lock)?;
+    let mut store = StateStore::open_at(&location)?;
     let probe = ws.probe()?;
     let mut probed = std::collections::HashMap::new();
     let mut forced = 0;

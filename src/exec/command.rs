@@ -161,6 +161,8 @@ fn spawn(
         .ok_or_else(|| "empty command".to_string())?;
     Command::new(program)
         .args(args)
+        // The state's URL may carry its password: jobs never see it.
+        .env_remove("CHRONON_BUILD_STATE_URL")
         .envs(&command.env)
         .current_dir(&command.dir)
         .stdin(stdin)

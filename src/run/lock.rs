@@ -5,8 +5,9 @@
 //! name into the file so a refused command can say who holds it. The lock
 //! goes away with the process, so a crashed run never leaves it behind.
 //!
-//! The lock is of this host: runs of other hosts sharing a state on
-//! PostgreSQL meet only through claims.
+//! On PostgreSQL the lock is an advisory lock on one fixed key, shared or
+//! exclusive the same way (`store::pg_lock`), which every host sharing the
+//! database sees.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,8 +15,32 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-pub struct StateLock {
-    _file: File,
+pub enum StateLock {
+    File(File),
+    /// On PostgreSQL: an advisory lock, held by its own connection.
+    Postgres(Box<crate::store::pg_lock::PgLock>),
+}
+
+/// Takes the lock of the state wherever it is (`acquire` for a file), or
+/// fails naming the holder; with `wait`, blocks until the holder is done.
+pub fn acquire_at(
+    location: &crate::store::StateLocation,
+    mode: Mode,
+    wait: bool,
+) -> Result<StateLock, Error> {
+    use crate::store::StateLocation;
+    match location {
+        StateLocation::File(path) => acquire(path, mode, wait),
+        StateLocation::Postgres(pg) => {
+            match crate::store::pg_lock::lock(pg, mode == Mode::Shared, wait)? {
+                Ok(lock) => Ok(StateLock::Postgres(Box::new(lock))),
+                Err(held) => Err(Error::Locked(format!(
+                    "{} is in use by {}; wait for it to finish, or pass --wait-lock",
+                    pg.name, held.0
+                ))),
+            }
+        }
+    }
 }
 
 /// How a command holds the state.
@@ -78,7 +103,7 @@ pub fn acquire(state: &Path, mode: Mode, wait: bool) -> Result<StateLock, Error>
         let me = format!(
             "pid {} ({})",
             std::process::id(),
-            std::env::args().collect::<Vec<_>>().join(" ")
+            crate::store::redacted_args().join(" ")
         );
         let written = file
             .set_len(0)
@@ -87,7 +112,7 @@ pub fn acquire(state: &Path, mode: Mode, wait: bool) -> Result<StateLock, Error>
             .and_then(|_| file.flush());
         written.map_err(io)?;
     }
-    Ok(StateLock { _file: file })
+    Ok(StateLock::File(file))
 }
 
 /// Who holds the lock this mode was refused: the runs sharing it, or the

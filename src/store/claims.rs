@@ -20,9 +20,8 @@
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
-
-use super::{NodeKey, StateStore, StoreError, day_column, day_from_column, sqlite};
+use super::db::{Db, DbResult, Row, args};
+use super::{NodeKey, StateStore, StoreError, day_column, day_from_column};
 use crate::exec::identity::Identity;
 use crate::partition::Day;
 
@@ -87,31 +86,32 @@ pub struct ActiveClaim {
 
 const HOLDER_COLUMNS: &str = "run, host, pid, pid_start, expires";
 
-fn holder(row: &rusqlite::Row, at: usize) -> rusqlite::Result<Holder> {
+fn holder(row: &Row, at: usize) -> DbResult<Holder> {
     Ok(Holder {
-        run: row.get(at)?,
+        run: row.int(at)?,
         runner: Identity {
-            host: row.get(at + 1)?,
-            pid: row.get::<_, i64>(at + 2)? as u32,
-            start: row.get::<_, i64>(at + 3)? as u64,
+            host: row.text(at + 1)?,
+            pid: row.int(at + 2)? as u32,
+            start: row.int(at + 3)? as u64,
         },
-        expires: row.get(at + 4)?,
+        expires: row.int(at + 4)?,
     })
 }
 
 /// Releases run `run`'s claims on targets it recorded as built, in the
 /// transaction that records them.
 pub(super) fn release_built(
-    tx: &rusqlite::Transaction,
+    db: &Db,
     node_ids: &std::collections::HashMap<NodeKey, i64>,
     built: &[super::Built],
     run: i64,
-) -> rusqlite::Result<()> {
-    let mut delete =
-        tx.prepare_cached("DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3")?;
+) -> DbResult<()> {
     for b in built {
         if let Some(id) = node_ids.get(b.node) {
-            delete.execute(params![id, day_column(b.day), run])?;
+            db.execute(
+                "DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3",
+                args![*id, day_column(b.day), run],
+            )?;
         }
     }
     Ok(())
@@ -129,20 +129,15 @@ impl StateStore {
         node: &NodeKey,
         days: &[Option<Day>],
     ) -> Result<Claimed, StoreError> {
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
-        let now = crate::clock::unix_now();
-        let mut over = Vec::new();
-        {
+        let node_ids = &mut self.node_ids;
+        let claimed = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            let id = Self::node_id(node_ids, db, node)?;
+            let now = crate::clock::unix_now();
+            let mut over = Vec::new();
             let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
-            let mut find = tx.prepare_cached(&sql).map_err(err)?;
             for day in days {
-                let found = find
-                    .query_row(params![id, day_column(*day)], |row| holder(row, 0))
-                    .optional()
-                    .map_err(err)?;
+                let found =
+                    db.query_opt(&sql, args![id, day_column(*day)], |row| holder(row, 0))?;
                 match found {
                     Some(h) if h.run == me.run => {}
                     Some(h) if h.holds(now) => return Ok(Claimed::Held(h)),
@@ -150,29 +145,29 @@ impl StateStore {
                     None => {}
                 }
             }
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO claims
-                     (node, day, run, host, pid, pid_start, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(err)?;
             for day in days {
-                put.execute(params![
-                    id,
-                    day_column(*day),
-                    me.run,
-                    me.runner.host,
-                    me.runner.pid,
-                    me.runner.start as i64,
-                    expiry(me.lease)
-                ])
-                .map_err(err)?;
+                db.execute(
+                    "INSERT INTO claims
+                     (node, day, run, host, pid, pid_start, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (node, day) DO UPDATE SET run = excluded.run,
+                        host = excluded.host, pid = excluded.pid,
+                        pid_start = excluded.pid_start, expires = excluded.expires",
+                    args![
+                        id,
+                        day_column(*day),
+                        me.run,
+                        &me.runner.host,
+                        me.runner.pid,
+                        me.runner.start as i64,
+                        expiry(me.lease)
+                    ],
+                )?;
             }
-        }
-        tx.commit().map_err(err)?;
-        over.dedup();
-        Ok(Claimed::Taken { over })
+            over.dedup();
+            Ok(Claimed::Taken { over })
+        });
+        claimed.map_err(|e| self.err(e))
     }
 
     /// Who holds a claim on any of these targets other than run `me`, if
@@ -189,7 +184,7 @@ impl StateStore {
         let now = crate::clock::unix_now();
         let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
         for day in days {
-            let found = self.select(&sql, params![id, day_column(*day)], |row| holder(row, 0))?;
+            let found = self.select(&sql, args![id, day_column(*day)], |row| holder(row, 0))?;
             if let Some(h) = found.into_iter().find(|h| h.run != me && h.holds(now)) {
                 return Ok(Some(h));
             }
@@ -207,39 +202,37 @@ impl StateStore {
         let Some(id) = self.node_id_if_known(node)? else {
             return Ok(());
         };
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3")
-                .map_err(err)?;
+        let done = super::retry::retrying(&self.db, &self.location, &mut self.node_ids, |db, _| {
             for day in days {
-                delete
-                    .execute(params![id, day_column(*day), run])
-                    .map_err(err)?;
+                db.execute(
+                    "DELETE FROM claims WHERE node = ?1 AND day = ?2 AND run = ?3",
+                    args![id, day_column(*day), run],
+                )?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        });
+        done.map_err(|e| self.err(e))
     }
 
     /// Releases every claim of a run (it ends).
     pub fn release_run(&mut self, run: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM claims WHERE run = ?1", [run])
-            .map(drop)
-            .map_err(|e| self.err(e))
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute("DELETE FROM claims WHERE run = ?1", args![run])
+        })
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Renews a run's claims for another lease.
     pub fn renew(&mut self, me: &Claimant) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute(
                 "UPDATE claims SET expires = ?1 WHERE run = ?2",
-                params![expiry(me.lease), me.run],
+                args![expiry(me.lease), me.run],
             )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        })
+        .map(drop)
+        .map_err(|e| self.err(e))
     }
 
     /// Every claim, for `state info`.
@@ -247,12 +240,8 @@ impl StateStore {
         let keys = self.node_keys()?;
         let now = crate::clock::unix_now();
         let sql = format!("SELECT node, day, {HOLDER_COLUMNS} FROM claims ORDER BY run, node, day");
-        let rows = self.select(&sql, [], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                holder(row, 2)?,
-            ))
+        let rows = self.select(&sql, &[], |row| {
+            Ok((row.int(0)?, row.int(1)?, holder(row, 2)?))
         })?;
         Ok(rows
             .into_iter()
@@ -281,8 +270,8 @@ impl StateStore {
         }
         let ids = self.select(
             "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
-            params![node.step.name(), node.config, node.part],
-            |row| row.get::<_, i64>(0),
+            args![node.step.name(), &node.config, &node.part],
+            |row| row.int(0),
         )?;
         Ok(ids.first().copied())
     }

@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
-
+use super::db::{Db, DbResult, args};
 use super::{StateStore, StoreError};
 use crate::partition::Day;
 use crate::step::Step;
@@ -51,13 +50,8 @@ impl StateStore {
     /// Node ids to keys. A step this binary does not know (from a newer
     /// version) is left out, and so are its rows in other tables.
     pub(super) fn node_keys(&self) -> Result<HashMap<i64, NodeKey>, StoreError> {
-        let rows = self.select("SELECT id, step, config, part FROM nodes", [], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-            ))
+        let rows = self.select("SELECT id, step, config, part FROM nodes", &[], |row| {
+            Ok((row.int(0)?, row.text(1)?, row.text(2)?, row.text(3)?))
         })?;
         Ok(rows
             .into_iter()
@@ -72,26 +66,28 @@ impl StateStore {
     /// change once written.
     pub(super) fn node_id(
         cache: &mut HashMap<NodeKey, i64>,
-        tx: &rusqlite::Transaction,
+        db: &Db,
         key: &NodeKey,
-    ) -> rusqlite::Result<i64> {
+    ) -> DbResult<i64> {
         if let Some(id) = cache.get(key) {
             return Ok(*id);
         }
-        let id = Self::insert_node(tx, key)?;
+        let id = Self::insert_node(db, key)?;
         cache.insert(key.clone(), id);
         Ok(id)
     }
 
-    fn insert_node(tx: &rusqlite::Transaction, key: &NodeKey) -> rusqlite::Result<i64> {
-        tx.execute(
-            "INSERT OR IGNORE INTO nodes (step, config, part) VALUES (?1, ?2, ?3)",
-            params![key.step.name(), key.config, key.part],
+    fn insert_node(db: &Db, key: &NodeKey) -> DbResult<i64> {
+        let key_args = args![key.step.name(), &key.config, &key.part];
+        db.execute(
+            "INSERT INTO nodes (step, config, part) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            key_args,
         )?;
-        tx.query_row(
+        db.query_opt(
             "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
-            params![key.step.name(), key.config, key.part],
-            |row| row.get(0),
-        )
+            key_args,
+            |row| row.int(0),
+        )?
+        .ok_or_else(|| super::db::DbError::Other(format!("node {} not stored", key.label())))
     }
 }

@@ -1,9 +1,8 @@
 //! Node memos (`plan::memo`): per node, the digest of what decided its
 //! targets fresh up to a day, so a plan with the same digest skips them.
 
-use rusqlite::params;
-
-use super::{NodeKey, StateStore, StoreError, sqlite};
+use super::db::args;
+use super::{NodeKey, StateStore, StoreError};
 use crate::hash::Hash;
 
 /// A node memo (`plan::memo`): the digest of what decided the node's
@@ -20,22 +19,19 @@ impl StateStore {
         if memos.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        {
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO node_memos (node, memo, last) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(err)?;
+        let node_ids = &mut self.node_ids;
+        let written = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
             for (key, memo) in memos {
-                let node = Self::node_id(&mut self.node_ids, &tx, key).map_err(err)?;
-                put.execute(params![node, &memo.digest.0[..], memo.last])
-                    .map_err(err)?;
+                let node = Self::node_id(node_ids, db, key)?;
+                db.execute(
+                    "INSERT INTO node_memos (node, memo, last) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (node) DO UPDATE SET memo = excluded.memo, last = excluded.last",
+                    args![node, &memo.digest.0[..], memo.last],
+                )?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        });
+        written.map_err(|e| self.err(e))
     }
 
     /// Every node's memo, by node id (`None` when its digest does not
@@ -45,13 +41,13 @@ impl StateStore {
         if self.version()? < 5 {
             return Ok(Vec::new());
         }
-        self.select("SELECT node, memo, last FROM node_memos", [], |row| {
-            let node = row.get::<_, i64>(0)?;
-            let digest = row.get::<_, Vec<u8>>(1)?;
-            let last = row.get::<_, i64>(2)?;
+        self.select("SELECT node, memo, last FROM node_memos", &[], |row| {
+            let node = row.int(0)?;
+            let digest = row.blob(1)?;
+            let last = row.int(2)?;
             Ok((
                 node,
-                Hash::from_slice(&digest).map(|digest| Memo { digest, last }),
+                Hash::from_slice(digest).map(|digest| Memo { digest, last }),
             ))
         })
     }

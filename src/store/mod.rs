@@ -1,8 +1,11 @@
-//! The SQLite state: what was built, with which key, and what it read.
+//! The state: what was built, with which key, and what it read.
 //!
-//! One file (default `.chronon-build/state.db` beside the config repo), WAL
-//! mode, schema version in `PRAGMA user_version`. A file with a newer version
-//! than this binary knows is refused. Tables:
+//! One SQLite file (default `.chronon-build/state.db` beside the config
+//! repo; WAL mode, schema version in `PRAGMA user_version`), or a
+//! PostgreSQL database (`[state] url`, shared between hosts; the schema
+//! version in `schema_version`): the same tables and migrations on both
+//! (`db` knows the difference). A state with a newer version than this
+//! binary knows is refused. Tables:
 //!
 //! - `nodes`: one row per (step, config, part), so targets store an integer,
 //!   with the table it writes (`output`) as its last recorded build named it;
@@ -29,6 +32,13 @@
 //! The files:
 //!
 //! - `mod.rs`: opening the state (`open`, `open_read`) and its errors;
+//! - `location.rs`: where it is (a file, or a PostgreSQL URL with its
+//!   credentials, kept out of every message);
+//! - `db.rs`: the two backends behind one interface, and the dialect;
+//! - `retry.rs`: writes run again on a new connection when it was lost;
+//! - `tls.rs`: TLS for PostgreSQL connections;
+//! - `pg_lock.rs`: the state's lock on PostgreSQL (an advisory lock);
+//! - `pg_write.rs`: recording builds on PostgreSQL, in bulk (`COPY`);
 //! - `schema.rs`: the schema version and the migrations;
 //! - `keys.rs`: how nodes and days are keyed in the tables (`NodeKey` and
 //!   node ids, day columns);
@@ -39,28 +49,37 @@
 //! - `nodes.rs`: every node with rows, the table it wrote and when (what
 //!   `gc` finds orphans with), and forgetting nodes;
 //! - `runs.rs`: the run history (`runs`, `attempts`) and `failures`;
+//! - `admin.rs`: `state info` and `state copy` (every row, verified);
 //! - `claims.rs`: per-target claims, so runs started together build each
 //!   target once (`claims`).
 
+mod admin;
 mod claims;
+mod db;
 mod keys;
+mod location;
 mod memos;
 mod nodes;
+pub mod pg_lock;
+mod pg_write;
 mod records;
+mod retry;
 mod runs;
 mod schema;
+mod tls;
 mod write;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use rusqlite::Connection;
+use std::path::Path;
 
 use crate::hash::Hash;
 use crate::partition::Day;
 
+pub use admin::StateInfo;
 pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
+use db::{Db, DbError};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
+pub use location::{PgLocation, SslMode, StateLocation, redact_url, redacted_args};
 pub use memos::Memo;
 pub use nodes::RecordedNode;
 pub use records::{Built, NodeState, Recorded};
@@ -86,11 +105,15 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    /// A PostgreSQL error; `location` is the URL without its password,
+    /// and the message is redacted too.
+    #[error("{location}: {message}")]
+    Postgres { location: String, message: String },
 }
 
 pub struct StateStore {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    location: StateLocation,
     /// Per table, the newest fingerprint recorded per day, loaded on first
     /// use, so recording writes only versions that changed.
     latest_seen: HashMap<String, HashMap<Day, Hash>>,
@@ -101,45 +124,57 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens for writing, creating the file and its folder when missing.
+    /// Opens a state file for writing, creating it and its folder when
+    /// missing.
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
-        check_state_path(path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        }
-        let conn = crate::sqlite::open_write(path).map_err(|e| sqlite(path, e))?;
-        crate::sqlite::use_wal(&conn).map_err(|e| sqlite(path, e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| sqlite(path, e))?;
-        let mut store = StateStore {
-            conn,
-            path: path.to_path_buf(),
-            latest_seen: HashMap::new(),
-            slices_stored: Default::default(),
-            node_ids: HashMap::new(),
+        Self::open_at(&StateLocation::File(path.to_path_buf()))
+    }
+
+    /// Opens a state file for reading only; `None` when there is none yet.
+    pub fn open_read(path: &Path) -> Result<Option<StateStore>, StoreError> {
+        Self::open_read_at(&StateLocation::File(path.to_path_buf()))
+    }
+
+    /// Opens for writing, creating the file (or the schema) when missing,
+    /// and migrating it.
+    pub fn open_at(location: &StateLocation) -> Result<StateStore, StoreError> {
+        let db = match location {
+            StateLocation::File(path) => open_file(path)?,
+            StateLocation::Postgres(pg) => {
+                Db::postgres(db::connect(pg).map_err(|e| pg_error(location, DbError::Pg(e)))?)
+            }
         };
+        let mut store = StateStore::new(db, location);
         store.migrate()?;
         Ok(store)
     }
 
-    /// Opens for reading only; `None` when there is no state yet. Readers
-    /// never create or migrate anything.
-    pub fn open_read(path: &Path) -> Result<Option<StateStore>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        check_state_path(path)?;
-        let conn = crate::sqlite::open_read_only(path).map_err(|e| sqlite(path, e))?;
-        let store = StateStore {
-            conn,
-            path: path.to_path_buf(),
+    fn new(db: Db, location: &StateLocation) -> StateStore {
+        StateStore {
+            db,
+            location: location.clone(),
             latest_seen: HashMap::new(),
             slices_stored: Default::default(),
             node_ids: HashMap::new(),
+        }
+    }
+
+    /// Opens for reading only; `None` when there is no state yet. Readers
+    /// never create or migrate anything.
+    pub fn open_read_at(location: &StateLocation) -> Result<Option<StateStore>, StoreError> {
+        let db = match location {
+            StateLocation::File(path) => {
+                if !path.exists() {
+                    return Ok(None);
+                }
+                check_state_path(path)?;
+                Db::Sqlite(crate::sqlite::open_read_only(path).map_err(|e| sqlite(path, e))?)
+            }
+            StateLocation::Postgres(pg) => {
+                Db::postgres(db::connect(pg).map_err(|e| pg_error(location, DbError::Pg(e)))?)
+            }
         };
+        let store = StateStore::new(db, location);
         let version = store.version()?;
         if version == 0 {
             // Being created by a writer that has not written the schema
@@ -148,14 +183,14 @@ impl StateStore {
         }
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
-                path: path.display().to_string(),
+                path: location.name(),
                 found: version,
                 known: SCHEMA_VERSION,
             });
         }
         if version < READABLE_FROM {
             return Err(StoreError::Open {
-                path: path.display().to_string(),
+                path: location.name(),
                 message: format!(
                     "schema version {version} needs an upgrade; run a command that writes the state first"
                 ),
@@ -164,12 +199,15 @@ impl StateStore {
         Ok(Some(store))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &StateLocation {
+        &self.location
     }
 
-    fn err(&self, e: rusqlite::Error) -> StoreError {
-        sqlite(&self.path, e)
+    fn err(&self, e: DbError) -> StoreError {
+        match (e, &self.location) {
+            (DbError::Sqlite(e), StateLocation::File(path)) => sqlite(path, e),
+            (e, location) => pg_error(location, e),
+        }
     }
 
     /// The rows of a query, each read by `read`. Statements are cached, so a
@@ -177,24 +215,40 @@ impl StateStore {
     fn select<T>(
         &self,
         sql: &str,
-        args: impl rusqlite::Params,
-        read: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+        args: &[db::Arg],
+        read: impl FnMut(&db::Row) -> db::DbResult<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let rows = stmt.query_map(args, read).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let mut read = read;
+        retry::reading(&self.db, &self.location, |db| {
+            db.query(sql, args, &mut read)
+        })
+        .map_err(|e| self.err(e))
     }
 }
 
-/// A write transaction that takes the write lock at once (`BEGIN
-/// IMMEDIATE`), so runs writing one state together wait for each other
-/// (`BUSY_TIMEOUT`) instead of failing when a read turns into a write.
-fn write_transaction<'c>(
-    conn: &'c mut Connection,
-    path: &Path,
-) -> Result<rusqlite::Transaction<'c>, StoreError> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| sqlite(path, e))
+/// Opens (creating) a state file for writing.
+fn open_file(path: &Path) -> Result<Db, StoreError> {
+    check_state_path(path)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    let conn = crate::sqlite::open_write(path).map_err(|e| sqlite(path, e))?;
+    crate::sqlite::use_wal(&conn).map_err(|e| sqlite(path, e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| sqlite(path, e))?;
+    Ok(Db::Sqlite(conn))
+}
+
+/// An error of the database (or of reaching it), with the password taken
+/// out of its message.
+fn pg_error(location: &StateLocation, e: DbError) -> StoreError {
+    StoreError::Postgres {
+        location: location.name(),
+        message: location.redact(&e.to_string()),
+    }
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {

@@ -2,8 +2,7 @@
 //! `gc` compares with the graph to find the nodes no config makes any more
 //! (a config renamed, a join part removed), and forgetting them.
 
-use rusqlite::params;
-
+use super::db::args;
 use super::{NodeKey, StateStore, StoreError};
 
 /// A node with rows in the state.
@@ -39,15 +38,8 @@ impl StateStore {
                     (SELECT max(built_at) FROM targets WHERE node = nodes.id)
                  FROM nodes"
             ),
-            [],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                ))
-            },
+            &[],
+            |row| Ok((row.int(0)?, row.opt_text(1)?, row.int(2)?, row.opt_int(3)?)),
         )?;
         let mut nodes: Vec<RecordedNode> = rows
             .into_iter()
@@ -69,27 +61,24 @@ impl StateStore {
     /// transaction; the nodes and their attempts stay, so `history` still
     /// shows what ran. Returns how many rows went.
     pub fn forget_nodes(&mut self, keys: &[NodeKey]) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let err = |e| super::sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        let mut removed = 0;
-        for key in keys {
-            let id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
-                    params![key.step.name(), key.config, key.part],
-                    |row| row.get(0),
-                )
-                .ok();
-            let Some(id) = id else { continue };
-            for table in ["targets", "failures", "forced", "node_memos"] {
-                removed += tx
-                    .execute(&format!("DELETE FROM {table} WHERE node = ?1"), [id])
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(removed)
+        let removed =
+            super::retry::retrying(&self.db, &self.location, &mut self.node_ids, |db, _| {
+                let mut removed = 0;
+                for key in keys {
+                    let id = db.query_opt(
+                        "SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
+                        args![key.step.name(), &key.config, &key.part],
+                        |row| row.int(0),
+                    )?;
+                    let Some(id) = id else { continue };
+                    for table in ["targets", "failures", "forced", "node_memos"] {
+                        removed +=
+                            db.execute(&format!("DELETE FROM {table} WHERE node = ?1"), args![id])?;
+                    }
+                }
+                Ok(removed)
+            });
+        removed.map_err(|e| self.err(e))
     }
 }
 

@@ -4,8 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
-
+use super::db::{DbResult, Row, args};
 use super::{Memo, NodeKey, StateStore, StoreError, day_column, day_from_column};
 use crate::hash::Hash;
 use crate::partition::Day;
@@ -58,8 +57,8 @@ impl StateStore {
         let ids = self.node_keys()?;
         let built = self.select(
             "SELECT id FROM nodes WHERE EXISTS (SELECT 1 FROM targets WHERE targets.node = nodes.id)",
-            [],
-            |row| row.get::<_, i64>(0),
+            &[],
+            |row| row.int(0),
         )?;
         Ok(built
             .into_iter()
@@ -84,41 +83,21 @@ impl StateStore {
         node: &NodeKey,
         from: i64,
     ) -> Result<HashMap<i64, Recorded>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let mut built = HashMap::new();
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.for_each(
                 "SELECT day, key, slice, inputs, output, seq FROM targets
                  WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)
                    AND day >= ?4",
+                args![node.step.name(), &node.config, &node.part, from],
+                |row| {
+                    built.insert(row.int(0)?, recorded(row, 1)?);
+                    Ok(())
+                },
             )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt
-            .query(params![node.step.name(), node.config, node.part, from])
-            .map_err(|e| self.err(e))?;
-        let mut built = HashMap::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let day: i64 = row.get(0).map_err(|e| self.err(e))?;
-            built.insert(day, self.recorded(row, 1)?);
-        }
-        Ok(built)
-    }
-
-    /// A `Recorded` from key, slice, inputs, output and seq at `first`.
-    fn recorded(&self, row: &rusqlite::Row, first: usize) -> Result<Recorded, StoreError> {
-        let blob = |i: usize| -> Result<Hash, StoreError> {
-            let bytes: &[u8] = row
-                .get_ref(first + i)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(|e| self.err(e))?;
-            Ok(Hash::from_slice(bytes).unwrap_or_default())
-        };
-        Ok(Recorded {
-            key: blob(0)?,
-            slice: blob(1)?,
-            inputs: blob(2)?,
-            output: blob(3)?,
-            seq: row.get(first + 4).map_err(|e| self.err(e))?,
         })
+        .map_err(|e| self.err(e))?;
+        Ok(built)
     }
 
     fn load_with(&self, targets: bool) -> Result<HashMap<NodeKey, NodeState>, StoreError> {
@@ -126,25 +105,22 @@ impl StateStore {
 
         let mut by_id: HashMap<i64, NodeState> = HashMap::new();
         if targets {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT node, day, key, slice, inputs, output, seq FROM targets")
+            self.db
+                .for_each(
+                    "SELECT node, day, key, slice, inputs, output, seq FROM targets",
+                    &[],
+                    |row| {
+                        let (node, day) = (row.int(0)?, row.int(1)?);
+                        let recorded = recorded(row, 2)?;
+                        by_id.entry(node).or_default().built.insert(day, recorded);
+                        Ok(())
+                    },
+                )
                 .map_err(|e| self.err(e))?;
-            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-                let node: i64 = row.get(0).map_err(|e| self.err(e))?;
-                let day: i64 = row.get(1).map_err(|e| self.err(e))?;
-                let recorded = self.recorded(row, 2)?;
-                by_id.entry(node).or_default().built.insert(day, recorded);
-            }
         }
 
-        let failures = self.select("SELECT node, day, run FROM failures", [], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Option<i64>>(2)?,
-            ))
+        let failures = self.select("SELECT node, day, run FROM failures", &[], |row| {
+            Ok((row.int(0)?, row.int(1)?, row.opt_int(2)?))
         })?;
         for (node, day, run) in failures {
             by_id
@@ -153,7 +129,7 @@ impl StateStore {
                 .failed
                 .insert(day, run.unwrap_or(0));
         }
-        for (node, day) in self.select("SELECT node, day FROM forced", [], node_and_day)? {
+        for (node, day) in self.select("SELECT node, day FROM forced", &[], node_and_day)? {
             by_id.entry(node).or_default().forced.push(day);
         }
         for (node, memo) in self.load_memos()? {
@@ -170,7 +146,7 @@ impl StateStore {
         let ids = self.node_keys()?;
         let rows = self.select(
             "SELECT node, day FROM targets ORDER BY node, day",
-            [],
+            &[],
             node_and_day,
         )?;
         let mut out: HashMap<NodeKey, Vec<Option<Day>>> = HashMap::new();
@@ -185,14 +161,14 @@ impl StateStore {
     }
 
     pub fn slice_json(&self, hash: &Hash) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.query_opt(
                 "SELECT json FROM slices WHERE hash = ?1",
-                [&hash.0[..]],
-                |row| row.get(0),
+                args![&hash.0[..]],
+                |row| row.text(0),
             )
-            .optional()
-            .map_err(|e| self.err(e))
+        })
+        .map_err(|e| self.err(e))
     }
 
     /// The fingerprint each partition of `table` in `[from, to]` had as read
@@ -208,7 +184,7 @@ impl StateStore {
             "SELECT day, fingerprint FROM inputs_seen s
              WHERE tbl = ?1 AND day BETWEEN ?2 AND ?3 AND seq = (
                 SELECT MAX(seq) FROM inputs_seen t WHERE t.tbl = s.tbl AND t.day = s.day AND t.seq <= ?4)",
-            params![table, from.0, to.0, seq],
+            args![table, from.0, to.0, seq],
             day_and_fingerprint,
         )?;
         Ok(rows.into_iter().collect())
@@ -223,13 +199,12 @@ impl StateStore {
         // One text column of a target's row, found by its node's key.
         let text = |sql: &str| -> Result<Option<String>, StoreError> {
             let text: Option<Option<String>> = self
-                .conn
-                .query_row(
+                .db
+                .query_opt(
                     sql,
-                    params![node.step.name(), node.config, node.part, day_column(day)],
-                    |row| row.get(0),
+                    args![node.step.name(), &node.config, &node.part, day_column(day)],
+                    |row| row.opt_text(0),
                 )
-                .optional()
                 .map_err(|e| self.err(e))?;
             Ok(text.flatten())
         };
@@ -260,14 +235,27 @@ impl StateStore {
     }
 }
 
-fn node_and_day(row: &rusqlite::Row) -> rusqlite::Result<(i64, i64)> {
-    Ok((row.get(0)?, row.get(1)?))
+fn node_and_day(row: &Row) -> DbResult<(i64, i64)> {
+    Ok((row.int(0)?, row.int(1)?))
 }
 
-pub(super) fn day_and_fingerprint(row: &rusqlite::Row) -> rusqlite::Result<(Day, Hash)> {
-    let fingerprint: Vec<u8> = row.get(1)?;
+pub(super) fn day_and_fingerprint(row: &Row) -> DbResult<(Day, Hash)> {
     Ok((
-        Day(row.get(0)?),
-        Hash::from_slice(&fingerprint).unwrap_or_default(),
+        Day(row.int(0)? as i32),
+        Hash::from_slice(row.blob(1)?).unwrap_or_default(),
     ))
+}
+
+/// A `Recorded` from key, slice, inputs, output and seq at `first`.
+fn recorded(row: &Row, first: usize) -> DbResult<Recorded> {
+    let blob = |i: usize| -> DbResult<Hash> {
+        Ok(Hash::from_slice(row.blob(first + i)?).unwrap_or_default())
+    };
+    Ok(Recorded {
+        key: blob(0)?,
+        slice: blob(1)?,
+        inputs: blob(2)?,
+        output: blob(3)?,
+        seq: row.int(first + 4)?,
+    })
 }

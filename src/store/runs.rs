@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
-
-use super::{NO_PARTITION, NodeKey, StateStore, StoreError, day_column, day_from_column, sqlite};
+use super::db::{Arg, Db, DbResult, args};
+use super::{NO_PARTITION, NodeKey, StateStore, StoreError, day_column, day_from_column};
 use crate::partition::Day;
 use crate::step::Step;
 
@@ -63,15 +62,8 @@ impl StateStore {
         let rows = self.select(
             "SELECT node, day_from, day_to, duration_ms FROM attempts
              WHERE exit_code = 0 AND duration_ms IS NOT NULL",
-            [],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            },
+            &[],
+            |row| Ok((row.int(0)?, row.int(1)?, row.int(2)?, row.int(3)?)),
         )?;
         let mut out = Vec::new();
         for (node, from, to, ms) in rows {
@@ -95,15 +87,15 @@ impl StateStore {
         self.select(
             "SELECT id, args, started_at, ended_at, result FROM runs
              WHERE started_at >= ?1 ORDER BY id DESC LIMIT ?2",
-            params![since, limit.min(i64::MAX as usize) as i64],
+            args![since, limit.min(i64::MAX as usize) as i64],
             |row| {
-                let args: String = row.get(1)?;
+                let args = row.text(1)?;
                 Ok(RunRow {
-                    id: row.get(0)?,
+                    id: row.int(0)?,
                     args: serde_json::from_str(&args).unwrap_or_else(|_| vec![args]),
-                    started_at: row.get(2)?,
-                    ended_at: row.get(3)?,
-                    result: row.get(4)?,
+                    started_at: row.int(2)?,
+                    ended_at: row.opt_int(3)?,
+                    result: row.opt_text(4)?,
                 })
             },
         )
@@ -111,15 +103,13 @@ impl StateStore {
 
     /// The attempts of runs `first..=last`, in the order they ended.
     pub fn attempts(&self, first: i64, last: i64) -> Result<Vec<Attempt>, StoreError> {
-        self.query_attempts("run BETWEEN ?1 AND ?2", params![first, last])
+        self.query_attempts("run BETWEEN ?1 AND ?2", args![first, last])
     }
 
     /// Each node's latest attempt (the one that ended last).
     pub fn latest_attempts(&self) -> Result<HashMap<NodeKey, Attempt>, StoreError> {
-        let latest = self.query_attempts(
-            "id IN (SELECT max(id) FROM attempts GROUP BY node)",
-            params![],
-        )?;
+        let latest =
+            self.query_attempts("id IN (SELECT max(id) FROM attempts GROUP BY node)", &[])?;
         Ok(latest.into_iter().map(|a| (a.node.clone(), a)).collect())
     }
 
@@ -127,17 +117,13 @@ impl StateStore {
     pub fn attempts_of(&self, node: &NodeKey) -> Result<Vec<Attempt>, StoreError> {
         self.query_attempts(
             "node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)",
-            params![node.step.name(), node.config, node.part],
+            args![node.step.name(), &node.config, &node.part],
         )
     }
 
     /// Attempts matching a condition on the `attempts` table, in the order
     /// they ended; those of steps this binary does not know are left out.
-    fn query_attempts(
-        &self,
-        condition: &str,
-        args: impl rusqlite::Params,
-    ) -> Result<Vec<Attempt>, StoreError> {
+    fn query_attempts(&self, condition: &str, args: &[Arg]) -> Result<Vec<Attempt>, StoreError> {
         let ids = self.node_keys()?;
         let sql = format!(
             "SELECT run, node, day_from, day_to, attempt, argv, exit_code, duration_ms,
@@ -145,22 +131,22 @@ impl StateStore {
              FROM attempts WHERE {condition} ORDER BY id"
         );
         let rows = self.select(&sql, args, |row| {
-            let argv: String = row.get(5)?;
+            let argv = row.text(5)?;
             Ok((
-                row.get::<_, i64>(1)?,
+                row.int(1)?,
                 Attempt {
-                    run: row.get(0)?,
+                    run: row.int(0)?,
                     node: NodeKey::new(Step::GroupByBackfill, "", None),
-                    from: day_from_column(row.get(2)?),
-                    to: day_from_column(row.get(3)?),
-                    attempt: row.get(4)?,
+                    from: day_from_column(row.int(2)?),
+                    to: day_from_column(row.int(3)?),
+                    attempt: row.int(4)?.clamp(0, i64::from(u32::MAX)) as u32,
                     argv: serde_json::from_str(&argv).unwrap_or_else(|_| vec![argv]),
-                    exit_code: row.get(6)?,
+                    exit_code: row.opt_int(6)?.map(|c| c as i32),
                     duration: std::time::Duration::from_millis(
-                        row.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
+                        row.opt_int(7)?.unwrap_or(0).max(0) as u64
                     ),
-                    log_path: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                    started_at: row.get(9)?,
+                    log_path: row.opt_text(8)?.unwrap_or_default(),
+                    started_at: row.int(9)?,
                 },
             ))
         })?;
@@ -176,53 +162,57 @@ impl StateStore {
     /// Starts a run in the history; returns its id.
     pub fn begin_run(&mut self, args: &[String]) -> Result<i64, StoreError> {
         let args = serde_json::to_string(args).expect("args serialize");
-        self.conn
-            .execute(
-                "INSERT INTO runs (args, started_at) VALUES (?1, ?2)",
-                params![args, crate::clock::unix_now()],
+        let id = super::retry::reading(&self.db, &self.location, |db| {
+            db.query_opt(
+                "INSERT INTO runs (args, started_at) VALUES (?1, ?2) RETURNING id",
+                args![&args, crate::clock::unix_now()],
+                |row| row.int(0),
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        })
+        .map_err(|e| self.err(e))?;
+        id.ok_or_else(|| self.err(super::db::DbError::Other("no run id returned".into())))
     }
 
     pub fn end_run(&mut self, run: i64, result: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+        super::retry::reading(&self.db, &self.location, |db| {
+            db.execute(
                 "UPDATE runs SET ended_at = ?2, result = ?3 WHERE id = ?1",
-                params![run, crate::clock::unix_now(), result],
+                args![run, crate::clock::unix_now(), result],
             )
-            .map_err(|e| self.err(e))?;
+        })
+        .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// Records an ended attempt.
     pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
-        tx.commit().map_err(err)
+        let node_ids = &mut self.node_ids;
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            Self::insert_attempt(node_ids, db, attempt)
+        });
+        done.map_err(|e| self.err(e))
     }
 
     pub(super) fn insert_attempt(
         cache: &mut HashMap<NodeKey, i64>,
-        tx: &rusqlite::Transaction,
+        db: &Db,
         attempt: &Attempt,
-    ) -> rusqlite::Result<()> {
-        let node = Self::node_id(cache, tx, &attempt.node)?;
-        tx.execute(
+    ) -> DbResult<()> {
+        let node = Self::node_id(cache, db, &attempt.node)?;
+        let argv = serde_json::to_string(&attempt.argv).expect("argv serializes");
+        db.execute(
             "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, exit_code, duration_ms, log_path, started_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+            args![
                 attempt.run,
                 node,
                 day_column(attempt.from),
                 day_column(attempt.to),
                 attempt.attempt,
-                serde_json::to_string(&attempt.argv).expect("argv serializes"),
+                &argv,
                 attempt.exit_code,
                 attempt.duration.as_millis() as i64,
-                attempt.log_path,
+                &attempt.log_path,
                 attempt.started_at,
             ],
         )?;
@@ -237,17 +227,18 @@ impl StateStore {
         run: i64,
         exit_code: i32,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
-        for day in days {
-            tx.execute(
-                "INSERT OR REPLACE INTO failures (node, day, run, exit_code) VALUES (?1, ?2, ?3, ?4)",
-                params![id, day_column(*day), run, exit_code],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        let node_ids = &mut self.node_ids;
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            let id = Self::node_id(node_ids, db, node)?;
+            for day in days {
+                db.execute(
+                    "INSERT INTO failures (node, day, run, exit_code) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (node, day) DO UPDATE SET run = excluded.run, exit_code = excluded.exit_code",
+                    args![id, day_column(*day), run, exit_code],
+                )?;
+            }
+            Ok(())
+        });
+        done.map_err(|e| self.err(e))
     }
 }

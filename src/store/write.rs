@@ -5,10 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, Connection, params};
 
+use super::db::{Db, DbError, DbResult, args};
 use super::records::day_and_fingerprint;
-use super::{Attempt, Built, NO_PARTITION, NodeKey, StateStore, StoreError, day_column, sqlite};
+use super::{Attempt, Built, NO_PARTITION, NodeKey, StateStore, StoreError, day_column};
 use crate::hash::Hash;
 use crate::partition::Day;
 
@@ -36,28 +37,32 @@ impl StateStore {
         let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
         tables.dedup();
         self.load_latest_seen(tables.into_iter())?;
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        let seq = next_seq(&tx).map_err(err)?;
         let now = crate::clock::unix_now();
-        if let Some(attempt) = attempt {
-            Self::insert_attempt(&mut self.node_ids, &tx, attempt).map_err(err)?;
-        }
-        let new_seen = record_inputs_seen(&tx, &self.latest_seen, read, seq).map_err(err)?;
-        let new_slices = {
-            let mut writes = TargetWrites::prepare(&tx, seq, now).map_err(err)?;
-            let nodes = &mut self.node_ids;
-            writes
-                .write_all(&tx, nodes, &self.slices_stored, built)
-                .map_err(err)?
-        };
-        if let Some(attempt) = attempt {
-            // The attempt's run held claims on what it built: released in
-            // the transaction that records it.
-            super::claims::release_built(&tx, &self.node_ids, built, attempt.run).map_err(err)?;
-        }
-        tx.commit().map_err(err)?;
+        let (node_ids, latest_seen) = (&mut self.node_ids, &self.latest_seen);
+        let slices_stored = &self.slices_stored;
+        let written = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            let seq = next_seq(db)?;
+            if let Some(attempt) = attempt {
+                Self::insert_attempt(node_ids, db, attempt)?;
+            }
+            let new_seen = record_inputs_seen(db, latest_seen, read, seq)?;
+            let new_slices = match db {
+                Db::Sqlite(conn) => {
+                    let mut writes = TargetWrites::prepare(conn, seq, now)?;
+                    writes.write_all(db, node_ids, slices_stored, built)?
+                }
+                Db::Pg(_) => {
+                    super::pg_write::write_targets(db, node_ids, slices_stored, built, seq, now)?
+                }
+            };
+            if let Some(attempt) = attempt {
+                // The attempt's run held claims on what it built: released
+                // in the transaction that records it.
+                super::claims::release_built(db, node_ids, built, attempt.run)?;
+            }
+            Ok((seq, new_seen, new_slices))
+        });
+        let (seq, new_seen, new_slices) = written.map_err(|e| self.err(e))?;
         for (table, day, fp) in new_seen {
             self.latest_seen
                 .entry(table.to_string())
@@ -70,18 +75,18 @@ impl StateStore {
 
     /// Forces targets stale until they are next built (a restatement).
     pub fn force(&mut self, node: &NodeKey, days: &[Option<Day>]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
-        let tx = super::write_transaction(&mut self.conn, &path)?;
-        let id = Self::node_id(&mut self.node_ids, &tx, node).map_err(err)?;
-        for day in days {
-            tx.execute(
-                "INSERT OR IGNORE INTO forced (node, day) VALUES (?1, ?2)",
-                params![id, day_column(*day)],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        let node_ids = &mut self.node_ids;
+        let done = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
+            let id = Self::node_id(node_ids, db, node)?;
+            for day in days {
+                db.execute(
+                    "INSERT INTO forced (node, day) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    args![id, day_column(*day)],
+                )?;
+            }
+            Ok(())
+        });
+        done.map_err(|e| self.err(e))
     }
 
     /// Loads the newest fingerprint per day of the tables not cached yet.
@@ -96,7 +101,7 @@ impl StateStore {
             // In write order, so each day keeps its newest fingerprint.
             let rows = self.select(
                 "SELECT day, fingerprint FROM inputs_seen WHERE tbl = ?1 ORDER BY seq",
-                [table],
+                args![table],
                 day_and_fingerprint,
             )?;
             self.latest_seen
@@ -123,13 +128,17 @@ impl StateStore {
                 self.0.store(true, Ordering::Relaxed);
             }
         }
-        let path = self.path.clone();
-        let err = |e| sqlite(&path, e);
+        let (Db::Sqlite(conn), super::StateLocation::File(path)) = (&self.db, &self.location)
+        else {
+            // PostgreSQL checkpoints on its own.
+            return Ok(write(self));
+        };
+        let path = path.clone();
+        let err = |e| super::sqlite(&path, e);
         let checkpointer = crate::sqlite::open_write(&path).map_err(err)?;
         const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
         const DEFAULT_CHECKPOINT_PAGES: i64 = 1_000;
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(err)?;
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
@@ -145,26 +154,25 @@ impl StateStore {
             let _stop = Stop(done);
             write(self)
         });
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
-            .map_err(err)?;
+        if let Db::Sqlite(conn) = &self.db {
+            conn.pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
+                .map_err(err)?;
+        }
         Ok(result)
     }
 }
 
 /// The sequence number of this write: one more than the last one, stored.
-fn next_seq(tx: &Transaction) -> rusqlite::Result<i64> {
-    let seq: i64 = tx
-        .query_row("SELECT value FROM counters WHERE name = 'seq'", [], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .unwrap_or(0)
-        + 1;
-    tx.execute(
-        "INSERT OR REPLACE INTO counters (name, value) VALUES ('seq', ?1)",
-        [seq],
-    )?;
+pub(super) fn next_seq(db: &Db) -> DbResult<i64> {
+    let seq = db
+        .query_opt(
+            "INSERT INTO counters (name, value) VALUES ('seq', 1)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1
+             RETURNING value",
+            &[],
+            |row| row.int(0),
+        )?
+        .ok_or_else(|| DbError::Other("no sequence number returned".into()))?;
     Ok(seq)
 }
 
@@ -172,19 +180,20 @@ fn next_seq(tx: &Transaction) -> rusqlite::Result<i64> {
 /// fingerprint differs from the newest one recorded, at `seq`; returns
 /// them, for the cache once the transaction commits.
 fn record_inputs_seen<'r>(
-    tx: &Transaction,
+    db: &Db,
     latest_seen: &HashMap<String, HashMap<Day, Hash>>,
     read: &'r [(String, Day, Hash)],
     seq: i64,
-) -> rusqlite::Result<Vec<(&'r str, Day, Hash)>> {
+) -> DbResult<Vec<(&'r str, Day, Hash)>> {
     let mut new_seen = Vec::new();
-    let mut seen = tx.prepare_cached(
-        "INSERT OR REPLACE INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)",
-    )?;
     for (table, day, fp) in read {
         let latest = latest_seen.get(table.as_str()).and_then(|m| m.get(day));
         if latest != Some(fp) {
-            seen.execute(params![table, day.0, seq, &fp.0[..]])?;
+            db.execute(
+                "INSERT INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tbl, day, seq) DO UPDATE SET fingerprint = excluded.fingerprint",
+                args![table, day.0, seq, &fp.0[..]],
+            )?;
             new_seen.push((table.as_str(), *day, *fp));
         }
     }
@@ -203,22 +212,23 @@ struct NodeMarks {
 
 /// The statements that record targets, prepared once per transaction, and
 /// the write's sequence number and time.
-struct TargetWrites<'tx> {
+struct TargetWrites<'c> {
     seq: i64,
     now: i64,
-    slice: CachedStatement<'tx>,
-    target: CachedStatement<'tx>,
-    clear_failed: CachedStatement<'tx>,
-    clear_forced: CachedStatement<'tx>,
-    forget_targets: CachedStatement<'tx>,
-    forget_memo: CachedStatement<'tx>,
-    has_failed: CachedStatement<'tx>,
-    has_forced: CachedStatement<'tx>,
-    set_output: CachedStatement<'tx>,
+    slice: CachedStatement<'c>,
+    target: CachedStatement<'c>,
+    clear_failed: CachedStatement<'c>,
+    clear_forced: CachedStatement<'c>,
+    forget_targets: CachedStatement<'c>,
+    forget_memo: CachedStatement<'c>,
+    has_failed: CachedStatement<'c>,
+    has_forced: CachedStatement<'c>,
+    set_output: CachedStatement<'c>,
 }
 
-impl<'tx> TargetWrites<'tx> {
-    fn prepare(tx: &'tx Transaction, seq: i64, now: i64) -> rusqlite::Result<TargetWrites<'tx>> {
+impl<'c> TargetWrites<'c> {
+    /// The statements, on the SQLite connection (in its transaction).
+    fn prepare(tx: &'c Connection, seq: i64, now: i64) -> rusqlite::Result<TargetWrites<'c>> {
         Ok(TargetWrites {
             seq,
             now,
@@ -240,7 +250,7 @@ impl<'tx> TargetWrites<'tx> {
             has_forced: tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM forced WHERE node = ?1)")?,
             set_output: tx.prepare_cached(
-                "UPDATE nodes SET output = ?2 WHERE id = ?1 AND output IS NOT ?2",
+                "UPDATE nodes SET output = ?2 WHERE id = ?1 AND output IS DISTINCT FROM ?2",
             )?,
         })
     }
@@ -250,11 +260,11 @@ impl<'tx> TargetWrites<'tx> {
     /// the slices written.
     fn write_all(
         &mut self,
-        tx: &Transaction,
+        db: &Db,
         node_ids: &mut HashMap<NodeKey, i64>,
         slices_stored: &HashSet<Hash>,
         built: &[Built],
-    ) -> rusqlite::Result<Vec<Hash>> {
+    ) -> DbResult<Vec<Hash>> {
         let mut new_slices = Vec::new();
         // Per node, in the order written: the earliest day written.
         let mut earliest: Vec<(i64, i64)> = Vec::new();
@@ -265,7 +275,7 @@ impl<'tx> TargetWrites<'tx> {
         for b in built {
             let marks = match last {
                 Some((key, marks)) if key == b.node => marks,
-                _ => self.node_marks(tx, node_ids, &mut nodes, b)?,
+                _ => self.node_marks(db, node_ids, &mut nodes, b)?,
             };
             last = Some((b.node, marks));
             if !slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
@@ -289,16 +299,16 @@ impl<'tx> TargetWrites<'tx> {
     /// node inserted when new, its output table kept) and kept in it.
     fn node_marks<'b>(
         &mut self,
-        tx: &Transaction,
+        db: &Db,
         node_ids: &mut HashMap<NodeKey, i64>,
         nodes: &mut HashMap<&'b NodeKey, NodeMarks>,
         b: &Built<'b>,
-    ) -> rusqlite::Result<NodeMarks> {
+    ) -> DbResult<NodeMarks> {
         let node = b.node;
         if let Some(marks) = nodes.get(node) {
             return Ok(*marks);
         }
-        let id = StateStore::node_id(node_ids, tx, node)?;
+        let id = StateStore::node_id(node_ids, db, node)?;
         if let Some(table) = b.output_table {
             self.set_output.execute(params![id, table])?;
         }

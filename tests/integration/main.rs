@@ -15,6 +15,7 @@ mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod postgres;
 mod quickstart;
 mod real_cli;
 mod resolved;
@@ -22,6 +23,7 @@ mod robustness;
 mod run;
 mod scenario;
 mod soundness;
+mod state_pg;
 mod undeclared_reads;
 mod warehouse;
 
@@ -50,13 +52,19 @@ impl From<std::process::Output> for Output {
 }
 
 pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("the binary runs");
+    let out = command(repo).args(args).output().expect("the binary runs");
     Output::from(out)
+}
+
+/// The binary with `--repo`; with `CHRONON_BUILD_TEST_STATE=postgres`, its
+/// state in the repository's database on the tests' PostgreSQL server.
+pub fn command(repo: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+    command.arg("--repo").arg(repo);
+    if postgres::on_postgres() {
+        command.env("CHRONON_BUILD_STATE_URL", postgres::state_url_for(repo));
+    }
+    command
 }
 
 /// Whether a test that needs an outside tool (a real CLI, Chromium, a
@@ -79,6 +87,13 @@ pub fn tool_or_skip(test: &str, present: bool, missing: &str) -> bool {
         "skipped {test}: {missing}; scripts/test installs it"
     );
     false
+}
+
+/// Loses a repository's state and logs: its `.chronon-build` folder, and
+/// on PostgreSQL its database.
+pub fn forget_state(repo: &Path) {
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    postgres::forget_state_of(repo);
 }
 
 /// `text` contains `needle`; else the assertion shows all of `text`.
@@ -207,12 +222,13 @@ impl Scenario {
         let global = Global {
             repo: self.repo.clone(),
             state: None,
+            state_url: None,
             warehouse: None,
             strict: true,
         };
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();
-        let mut store = StateStore::open(&ws.state_path()).unwrap();
+        let mut store = StateStore::open_at(&ws.state_location()).unwrap();
         let probe =
             probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())
                 .unwrap();

@@ -47,11 +47,8 @@ impl Pipeline {
     }
 
     pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
-        cmd.arg("--repo")
-            .arg(&self.s.repo)
-            .args(args)
-            .envs(&self.env);
+        let mut cmd = crate::command(&self.s.repo);
+        cmd.args(args).envs(&self.env);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -904,7 +901,7 @@ fn blocked_targets_are_reported_or_waited_for() {
 fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     let p = Pipeline::new("");
     p.build(&[], 0);
-    std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
+    crate::forget_state(&p.s.repo);
     p.clear_calls();
     let out = p.run(&["adopt", "--until", UNTIL]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -934,7 +931,7 @@ fn adopt_records_existing_outputs_so_nothing_is_recomputed() {
     // A partition that is not there is not adopted, nor what reads it.
     let p = Pipeline::new("");
     p.build(&[], 0);
-    std::fs::remove_dir_all(p.s.repo.join(".chronon-build")).unwrap();
+    crate::forget_state(&p.s.repo);
     std::fs::remove_dir_all(p.s.partition_dir("risk_db.risk_merchants_v1", "2025-01-09")).unwrap();
     let out = p.run(&["adopt", "--until", UNTIL]);
     assert_contains(&out.stdout, "1 not in the warehouse");

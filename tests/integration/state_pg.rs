@@ -1,0 +1,319 @@
+//! The state on PostgreSQL through the real binary: `--state-url`,
+//! `CHRONON_BUILD_STATE_URL` and `[state] url`, the password kept out of
+//! everything printed, and bad URLs refused.
+
+use crate::postgres::{PASSWORD, PgServer, bin_dir};
+use crate::run::Pipeline;
+use crate::{assert_contains, assert_error};
+
+fn server_or_skip(test: &str) -> Option<PgServer> {
+    crate::tool_or_skip(
+        test,
+        bin_dir().is_some(),
+        "PostgreSQL (initdb) is not installed",
+    )
+    .then(PgServer::start)
+}
+
+/// Everything a command printed, checked for the password.
+fn assert_no_password(out: &crate::Output) {
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(PASSWORD), "the password shows in:\n{text}");
+    }
+}
+
+#[test]
+fn a_run_on_postgres_records_there_and_the_password_never_shows() {
+    let Some(server) =
+        server_or_skip("a_run_on_postgres_records_there_and_the_password_never_shows")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let until = ["--until", "2025-01-10"];
+    let flag = ["--state-url", url.as_str()];
+    let run = p.run(&[&flag[..], &["run", "--progress", "plain"], &until].concat());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "ok: 124 built");
+    assert!(
+        !p.s.repo.join(".chronon-build/state.db").exists(),
+        "no state file beside the repository"
+    );
+    // Recorded in the database: a second run has nothing to do, whichever
+    // way the URL is given.
+    let again = p.run_with(
+        &[&["run", "--progress", "plain"][..], &until].concat(),
+        &[("CHRONON_BUILD_STATE_URL", url.as_str())],
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    let targets: i64 = postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap()
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(targets >= 124, "{targets} targets recorded");
+
+    let mut outputs = vec![run, again];
+    for args in [
+        &["plan", "--until", "2025-01-10", "--format", "json"][..],
+        &["status", "--until", "2025-01-10", "--format", "json"],
+        &["history", "--format", "json"],
+        &["run", "--dry-run", "--until", "2025-01-10"],
+    ] {
+        let out = p.run(&[&flag[..], args].concat());
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        outputs.push(out);
+    }
+    // A wrong password, and a server that is not there: the error names
+    // the database without the password.
+    let wrong = url.replace(PASSWORD, &format!("{PASSWORD}x"));
+    let out = p.run(&["--state-url", &wrong, "plan", "--until", "2025-01-10"]);
+    assert_ne!(out.code, 0);
+    assert_contains(&out.stderr, "password authentication failed");
+    assert!(
+        !out.stderr.contains(&format!("{PASSWORD}x")),
+        "{}",
+        out.stderr
+    );
+    outputs.push(out);
+    for out in &outputs {
+        assert_no_password(out);
+    }
+}
+
+#[test]
+fn state_urls_that_cannot_work_are_refused_naming_where_they_came_from() {
+    let p = Pipeline::new("");
+    let out = p.run(&["--state-url", "mysql://u:hunter2@h/db", "plan"]);
+    assert_error(&out, "--state-url: ");
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    let out = p.run(&[
+        "--state-url",
+        "postgresql://u@h/db?sslmode=verify-all",
+        "plan",
+    ]);
+    assert_error(
+        &out,
+        "sslmode=verify-all: expected disable, prefer or require",
+    );
+    let out = p.run_with(&["plan"], &[("CHRONON_BUILD_STATE_URL", "ftp://x")]);
+    assert_error(&out, "CHRONON_BUILD_STATE_URL: ");
+    let settings = p.s.repo.join("chronon-build.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        format!("{text}\n[state]\nurl = \"postgresql://u:hunter2@h:99999/db\"\n"),
+    )
+    .unwrap();
+    let out = p.run(&["plan"]);
+    assert_error(&out, "state.url: port \"99999\"");
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
+
+#[test]
+fn state_copy_moves_a_state_to_postgres_and_back_verified_and_info_describes_it() {
+    let Some(server) = server_or_skip("state_copy_moves_a_state_to_postgres_and_back") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let file = p.s.repo.join("local.db");
+    let file = file.to_str().unwrap();
+    let until = ["--until", "2025-01-10"];
+    let run = p.run(&[&["--state", file, "run", "--progress", "plain"][..], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let copy = p.run(&["state", "copy", file, &url, "--format", "json"]);
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    assert_no_password(&copy);
+    let copied: serde_json::Value = serde_json::from_str(&copy.stdout).unwrap();
+    assert_eq!(copied["verified"], true);
+    assert!(
+        copied["rows"]["targets"].as_i64().unwrap() >= 124,
+        "{copied}"
+    );
+
+    // The copy is the state: nothing to do on PostgreSQL, and a new run
+    // there goes on with new ids after the copied ones.
+    let again = p.run(
+        &[
+            &["--state-url", url.as_str(), "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    let info = p.run(&["--state-url", &url, "state", "info", "--format", "json"]);
+    assert_eq!(info.code, 0, "{}", info.stderr);
+    assert_no_password(&info);
+    let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(info["backend"], "postgresql");
+    assert_eq!(info["runs"], 2, "{info}");
+    assert_eq!(info["claims"], serde_json::json!([]));
+    assert!(info["schema_version"].as_i64().unwrap() >= 7);
+
+    // Into an occupied state: refused, nothing changed.
+    let refused = p.run(&["state", "copy", file, &url]);
+    assert_error(&refused, "already holds a state");
+
+    // And back into a new file.
+    let back = p.s.repo.join("back.db");
+    let back = back.to_str().unwrap();
+    let copy = p.run(&["state", "copy", &url, back]);
+    assert_eq!(copy.code, 0, "{}", copy.stderr);
+    assert_contains(&copy.stdout, "verified");
+    let plan = p.run(&[&["--state", back, "plan", "--format", "json"][..], &until].concat());
+    assert!(
+        crate::plan_groups(&plan)
+            .iter()
+            .all(|g| g["status"] == "fresh")
+    );
+    let info = p.run(&["--state", back, "state", "info"]);
+    assert_contains(&info.stdout, "backend: sqlite");
+    assert_contains(&info.stdout, "runs: 2");
+}
+
+/// The server stopped in the middle of a run and started again: the jobs
+/// that ended while it was away are recorded once it is back, the run
+/// ends well, and the next run has nothing to do. A server that stays
+/// away ends the run with an error naming the database.
+#[test]
+fn a_run_outlives_a_postgres_restart_and_fails_clearly_when_it_stays_down() {
+    let Some(mut server) = server_or_skip("a_run_outlives_a_postgres_restart") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.3"),
+    ];
+    let child = p.spawn(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &env,
+    );
+    p.wait_for_calls(3);
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    let out = crate::Output::from(out);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "connection lost");
+    assert_contains(&out.stdout, "ok: 124 built");
+    assert_no_password(&out);
+    let again = p.run_with(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &[("CHRONON_BUILD_STATE_URL", url.as_str())],
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+
+    // Down for good: the run stops with an error naming the database.
+    crate::forget_state(&p.s.repo);
+    let url = server.create_database();
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.3"),
+        ("CHRONON_BUILD_STATE_RECONNECT_SECS", "3"),
+    ];
+    p.clear_calls();
+    let child = p.spawn(
+        &["run", "--until", "2025-01-10", "--progress", "plain"],
+        &env,
+    );
+    p.wait_for_calls(2);
+    server.stop();
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert_contains(&out.stderr, "could not reconnect within 3 s");
+    assert_contains(&out.stderr, "postgresql://chronon:***@127.0.0.1");
+    assert_no_password(&out);
+}
+
+/// Readers never wait for a run writing the same database: `plan`,
+/// `status`, `history`, `report` and `state info` answer while the run
+/// records (PostgreSQL's MVCC; readers take no lock).
+#[test]
+fn readers_answer_while_a_run_writes_to_postgres() {
+    let Some(server) = server_or_skip("readers_answer_while_a_run_writes_to_postgres") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let child = p.spawn(&["run", "--until", "2025-01-10", "-j", "1"], &env);
+    p.wait_for_calls(2);
+    let report = p.s.repo.join("report.html");
+    for args in [
+        &["plan", "--until", "2025-01-10", "--format", "json"][..],
+        &["status", "--until", "2025-01-10", "--format", "json"],
+        &["history", "--format", "json"],
+        &[
+            "report",
+            "--until",
+            "2025-01-10",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        &["state", "info", "--format", "json"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = p.run_with(args, &env[..1]);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The run was still going: the readers did not wait for its end.
+    let calls_then = p.calls().len();
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        p.calls().len() > calls_then,
+        "the run ended before the readers"
+    );
+}
+
+/// Without a password in the URL, `PGPASSWORD` gives it, else the
+/// password file (`PGPASSFILE`), which is ignored, saying so, when others
+/// can read it.
+#[test]
+fn the_password_comes_from_pgpassword_or_the_password_file() {
+    let Some(server) = server_or_skip("the_password_comes_from_pgpassword_or_the_password_file")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let bare = url.replace(&format!(":{PASSWORD}@"), "@");
+    let p = Pipeline::new("");
+    let plan = [
+        "--state-url",
+        bare.as_str(),
+        "plan",
+        "--until",
+        "2025-01-10",
+    ];
+    let out = p.run_with(
+        &plan,
+        &[("PGPASSWORD", PASSWORD), ("PGPASSFILE", "/nonexistent")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let file = p.s.repo.join("pgpass");
+    std::fs::write(&file, format!("127.0.0.1:*:*:chronon:{PASSWORD}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = file.to_str().unwrap();
+    let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_password(&out);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
+    assert_ne!(out.code, 0);
+    assert_contains(&out.stderr, "has group or world access; it is ignored");
+}
