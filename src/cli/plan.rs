@@ -24,17 +24,15 @@ pub struct PlanArgs {
 pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let selection = args.targets.resolve(&ws)?;
-    let step = selection.step;
     let (plan, _) = ws.plan_read(crate::plan::PlanOptions::from(selection).lazily())?;
     let filter = render::Filter {
-        step,
         show_fresh: args.show_fresh || args.format == Format::Json,
     };
     match args.format {
         Format::Text => print!("{}", render::to_text(&plan, &ws.graph, &filter)),
         Format::Json => print_json(&render::to_json(&plan, &ws.graph, &filter)),
     }
-    let totals = render::totals(&plan, &ws.graph, step);
+    let totals = render::totals(&plan, &ws.graph);
     let not_fresh: usize = totals
         .iter()
         .filter(|(k, _)| **k != StatusKind::Fresh.name())

@@ -238,15 +238,10 @@ fn execute(
     } else {
         ws.probe()?
     };
-    let plan = plan::compute(
-        &plan::Context {
-            repo: &ws.repo,
-            settings: &ws.settings,
-            graph: &ws.graph,
-            probe: probe.as_ref(),
-            store: store.as_ref(),
-        },
-        &match metrics_file {
+    let plan = ws.plan_with(
+        store.as_ref(),
+        probe.as_ref(),
+        match metrics_file {
             // The metrics say what each node last built: all of the state.
             Some(_) => PlanOptions::from(selection),
             None => PlanOptions::from(selection).lazily(),

@@ -89,10 +89,12 @@ pub struct PlannedCommand {
     pub start_ds: Option<Day>,
     pub end_ds: Option<Day>,
     pub argv: Vec<String>,
+    /// Upstream of the selection, run because the selection reads it.
+    pub pulled_in: bool,
 }
 
 impl PlannedCommand {
-    pub(super) fn new(job: &Job, node: &Node) -> PlannedCommand {
+    pub(super) fn new(job: &Job, node: &Node, pulled_in: bool) -> PlannedCommand {
         PlannedCommand {
             step: node.step,
             config: node.name.clone(),
@@ -100,6 +102,7 @@ impl PlannedCommand {
             start_ds: job.range.map(|r| r.from),
             end_ds: job.range.map(|r| r.to),
             argv: job.command.argv.clone(),
+            pulled_in,
         }
     }
 }

@@ -13,6 +13,7 @@ mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod plans_match_runs;
 mod quickstart;
 mod real_cli;
 mod resolved;
