@@ -32,8 +32,9 @@ use crate::store::StateStore;
     long_about = "make for Chronon feature data.\n\nEvery (step, config, partition) is a build target whose key hashes the \
                   config's semantic content and the fingerprints of its inputs. A SQLite state remembers what was built; \
                   `plan` shows what is stale and why.",
-    after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs, \
-                  4 stale, invalidated or not fresh (plan, diff and status with --exit-code).",
+    after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs \
+                  (run left them; plan and run -n list them), 4 stale, invalidated or not fresh (plan, diff and \
+                  status with --exit-code).",
     disable_help_subcommand = true
 )]
 pub struct Cli {

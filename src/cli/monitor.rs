@@ -184,17 +184,31 @@ fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
             c.fresh, c.stale, c.waiting, c.blocked, c.failed
         );
     }
+    let _ = writeln!(out, "{}", config_totals(until, statuses));
+    out
+}
+
+/// The closing line: configs fresh out of those with something to build.
+/// A config none of whose steps wants a partition up to `until` (nothing
+/// built, nothing wanted) is not fresh: it has nothing to build, and is
+/// counted apart.
+fn config_totals(until: Day, statuses: &[NodeStatus]) -> String {
     let configs = statuses.chunk_by(|a, b| a.config == b.config);
-    let total = configs.clone().count();
-    let current = configs
+    let (idle, wanting): (Vec<_>, Vec<_>) =
+        configs.partition(|nodes| nodes.iter().all(|s| s.counts.wanted() == 0));
+    let current = wanting
+        .iter()
         .filter(|nodes| nodes.iter().all(|s| s.counts.all_fresh()))
         .count();
     let failed: usize = statuses.iter().map(|s| s.counts.failed).sum();
-    let _ = writeln!(
-        out,
-        "{current} of {total} config(s) fresh up to {until}; {failed} failed partition(s)"
-    );
-    out
+    let idle = match idle.len() {
+        0 => String::new(),
+        n => format!(", {n} with nothing to build"),
+    };
+    format!(
+        "{current} of {} config(s) fresh up to {until}{idle}; {failed} failed partition(s)",
+        wanting.len()
+    )
 }
 
 /// The state file from the settings alone: `history` and `logs` read the

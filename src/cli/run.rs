@@ -167,6 +167,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 timeout: args.timeout.or(ws.settings.executor.timeout),
                 stop_grace: ws.settings.bounds.stop_grace,
                 log_limit: ws.settings.bounds.log_limit,
+                invalid_configs: ws.repo.invalid.len(),
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
@@ -210,6 +211,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 hooks: HookCommands::default(),
                 stop_grace: Duration::ZERO,
                 log_limit: ws.settings.bounds.log_limit,
+                invalid_configs: ws.repo.invalid.len(),
             })
         },
         None,

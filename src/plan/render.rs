@@ -90,6 +90,9 @@ pub struct PlanJson<'p> {
 
 pub struct Filter {
     pub show_fresh: bool,
+    /// Invalid configs set apart: said on the last line, which must agree
+    /// with the exit code (1).
+    pub invalid_configs: usize,
 }
 
 pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Group<'p>> {
@@ -199,9 +202,13 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             )
         })
         .collect();
+    let left_out = match filter.invalid_configs {
+        0 => String::new(),
+        n => format!("; {n} invalid config(s) left out"),
+    };
     let _ = writeln!(
         out,
-        "{all} targets up to {}: {}",
+        "{all} targets up to {}: {}{left_out}",
         plan.until,
         parts.join(", ")
     );

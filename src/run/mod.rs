@@ -90,6 +90,8 @@ pub struct RunOptions {
     pub stop_grace: Duration,
     /// The most bytes of output an attempt's log keeps.
     pub log_limit: u64,
+    /// Invalid configs set apart: the run ends failed.
+    pub invalid_configs: usize,
 }
 
 /// What a run leaves: its summary, and the plan as the run ended (every
@@ -341,7 +343,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         };
         self.hooks = hooks::Hooks::new(commands, run_dir.clone());
         self.summary.run_id = self.run_id;
-        self.summary.action = self.opts.action;
+        self.summary.setup.action = self.opts.action;
+        self.summary.setup.invalid_configs = self.opts.invalid_configs;
         let ready = self.live.start();
         self.dispatch_ready(ready);
         let result = match self.opts.action {

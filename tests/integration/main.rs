@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod corpus;
 mod diff;
+mod endings;
 mod engine;
 mod formats;
 mod fuzz;

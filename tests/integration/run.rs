@@ -1006,7 +1006,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
         .stdout
     };
     run(&p);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 
     // The job died.
     std::fs::remove_file(&state).unwrap();
@@ -1018,7 +1023,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 
     // Someone deployed another config by hand.
     std::fs::write(&state, "0123abcd").unwrap();
@@ -1030,7 +1040,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 }
 
 #[test]
