@@ -14,6 +14,7 @@ mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod own_repo;
 mod plans_match_runs;
 mod quickstart;
 mod real_cli;

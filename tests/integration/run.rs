@@ -109,7 +109,7 @@ impl Pipeline {
                         .and_then(|i| argv.get(i + 1))
                         .cloned()
                 };
-                // zipline-ai >= 1.0.21: the config is the first argument.
+                // zipline-ai >= 1.0.13: the config is the first argument.
                 let conf = argv.first().cloned().unwrap_or_default();
                 let conf = conf.rsplit('/').next().unwrap_or_default().to_string();
                 let mut line = format!("{} {conf}", get("--mode").unwrap_or_default());
