@@ -34,7 +34,7 @@ pub enum Error {
 /// numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// Success; for `plan`, the plan was computed.
+    /// Success; for `plan` and `run -n`, nothing in the work is blocked.
     Ok,
     /// Some target failed; a `diff` policy failed; invalid configs were set
     /// apart.
@@ -43,7 +43,9 @@ pub enum Exit {
     /// `validate` found invalid configs, `--metrics-file` could not be
     /// written.
     Invalid,
-    /// Nothing failed, but some targets are blocked on missing inputs.
+    /// Nothing failed, but some targets are blocked on missing inputs:
+    /// `run` left them, or `plan` and `run -n` list them (a plan exits as
+    /// its run would).
     Blocked,
     /// `--exit-code`: something is stale, blocked, waiting, failed or
     /// invalidated.

@@ -62,7 +62,7 @@ pub struct ExecutorSettings {
     /// The program and the arguments before the mode, e.g. `["zipline", "run"]`.
     #[serde(default = "default_program")]
     pub program: Vec<String>,
-    /// Which real CLI `program` is: `zipline` (zipline-ai >= 1.0.21,
+    /// Which real CLI `program` is: `zipline` (zipline-ai >= 1.0.13,
     /// positional CONF), `zipline-1.0` (`--conf`), `chronon` (airbnb's
     /// `run.py`), or `auto`: ask the program once per run.
     #[serde(default)]

@@ -14,8 +14,9 @@ use crate::store::StateStore;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The state file, when given with --state, limits counts to partitions that were \
-                        built and estimates cost from run history. Exit codes: 0 computed, 1 a policy \
+    after_help = "The repository's state file (or --state) limits counts to partitions that were \
+                        built and estimates cost from run history; without one, every wanted partition \
+                        counts. Exit codes: 0 computed, 1 a policy \
                         failed (--max-partitions, --deny), 2 usage or config error, 4 something is \
                         invalidated (with --exit-code)."
 )]
@@ -61,15 +62,7 @@ pub enum Deny {
 
 pub fn run(global: &Global, args: &DiffArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, args.from)?;
-    let history = match &global.state {
-        Some(path) => {
-            let store = StateStore::open_read(path)?.ok_or_else(|| {
-                Error::Usage(format!("--state {}: no such state file", path.display()))
-            })?;
-            Some(History::from_store(&store)?)
-        }
-        None => None,
-    };
+    let history = history(global)?;
     let base_source = source::materialize("--base", &args.base, &global.repo)?;
     let head_source = match &args.head {
         Some(spec) => source::materialize("--head", spec, &global.repo)?,
@@ -118,6 +111,33 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<Exit, Error> {
     } else {
         Exit::Ok
     })
+}
+
+/// The run history counts are limited by: `--state`, which must exist,
+/// else the repository's own state, as every other command reads it
+/// (`state.path` in chronon-build.toml, else `.chronon-build/state.db`).
+/// A repository with no state yet counts every wanted partition, and says
+/// so.
+fn history(global: &Global) -> Result<Option<History>, Error> {
+    if let Some(path) = &global.state {
+        let store = StateStore::open_read(path)?.ok_or_else(|| {
+            Error::Usage(format!("--state {}: no such state file", path.display()))
+        })?;
+        return Ok(Some(History::from_store(&store)?));
+    }
+    let settings = Settings::load(&global.repo)?;
+    let path = settings.resolve(&global.repo, &settings.state.path);
+    match StateStore::open_read(&path)? {
+        Some(store) => Ok(Some(History::from_store(&store)?)),
+        None => {
+            errln!(
+                "note: no state at {}: every wanted partition counts as to build \
+                 (pass --state FILE to count against another state)",
+                path.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Loads one side's configs, settings and graph; errors say which side.

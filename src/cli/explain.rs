@@ -110,7 +110,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
     let mut selected = vec![false; ws.graph.nodes.len()];
     selected[node.id] = true;
     let store = ws.open_state_read()?;
-    let probe = ws.probe()?;
+    let probe = ws.probe_read_only()?;
     let ctx = Context {
         repo: &ws.repo,
         settings: &ws.settings,

@@ -33,8 +33,9 @@ use crate::store::{StateLocation, StateStore};
     long_about = "make for Chronon feature data.\n\nEvery (step, config, partition) is a build target whose key hashes the \
                   config's semantic content and the fingerprints of its inputs. A SQLite state remembers what was built; \
                   `plan` shows what is stale and why.",
-    after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs, \
-                  4 stale, invalidated or not fresh (plan, diff and status with --exit-code).",
+    after_help = "Exit codes: 0 success, 1 a target failed, 2 usage/config/state error, 3 blocked on missing inputs \
+                  (run left them; plan and run -n list them), 4 stale, invalidated or not fresh (plan, diff and \
+                  status with --exit-code).",
     disable_help_subcommand = true
 )]
 pub struct Cli {
@@ -383,19 +384,36 @@ impl Workspace {
         )?)
     }
 
-    /// The warehouse probe, importing nothing: for `run --dry-run`, which
-    /// writes nothing. Seed files that changed are said, not imported.
+    /// The warehouse probe, importing nothing: for `plan`, `run -n` and
+    /// every command that only reads. Seed files that changed since their
+    /// last import are read in place (imported into a scratch warehouse
+    /// that is removed afterwards), so these commands see the tables `run`
+    /// will see after importing them, and list the same work as `run`. The
+    /// other choice, reading the warehouse as it is, would make `plan` on
+    /// a fresh demo say "blocked: missing data.purchases" for work `run`
+    /// then does: a plan that differs from the run.
     pub fn probe_read_only(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
-        if !self.settings.warehouse.seed.is_empty() {
-            errln!(
-                "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
-            );
-        }
-        Ok(crate::probe::from_settings(
+        let inner = crate::probe::from_settings(
             &self.settings,
             &self.repo.root,
             self.partitioning.layouts.clone(),
-        )?)
+        )?;
+        let Some(preview) = crate::warehouse::seed_preview(&self.settings, &self.repo.root)? else {
+            return Ok(inner);
+        };
+        errln!(
+            "note: [warehouse.seed] files not imported as they are now ({}): read in place; \
+             `run` imports them",
+            preview.tables.join(", ")
+        );
+        Ok(Box::new(crate::probe::Seeded {
+            inner,
+            scratch: crate::probe::SqliteProbe {
+                warehouse: preview.warehouse,
+            },
+            tables: preview.tables.into_iter().collect(),
+            _folder: preview.folder,
+        }))
     }
 
     /// Plans without writing anything: what `plan`, `status` and `report`
@@ -405,18 +423,31 @@ impl Workspace {
         opts: impl Into<crate::plan::PlanOptions>,
     ) -> Result<(crate::plan::Plan, Option<StateStore>), Error> {
         let store = self.open_state_read()?;
-        let probe = self.probe()?;
-        let plan = crate::plan::compute(
+        let probe = self.probe_read_only()?;
+        let plan = self.plan_with(store.as_ref(), probe.as_ref(), opts.into())?;
+        Ok((plan, store))
+    }
+
+    /// The one function from a selection to its work, for `plan`, `run -n`
+    /// and `run` alike: the selected nodes and their upstream
+    /// (`plan::compute`); they differ only in the probe (`run` imports the
+    /// seed files first, the others read them in place).
+    pub fn plan_with(
+        &self,
+        store: Option<&StateStore>,
+        probe: &dyn crate::probe::Probe,
+        opts: crate::plan::PlanOptions,
+    ) -> Result<crate::plan::Plan, Error> {
+        crate::plan::compute(
             &crate::plan::Context {
                 repo: &self.repo,
                 settings: &self.settings,
                 graph: &self.graph,
-                probe: probe.as_ref(),
-                store: store.as_ref(),
+                probe,
+                store,
             },
-            &opts.into(),
-        )?;
-        Ok((plan, store))
+            &opts,
+        )
     }
 
     pub fn open_state_read(&self) -> Result<Option<StateStore>, Error> {

@@ -184,17 +184,31 @@ fn status_text(until: Day, statuses: &[NodeStatus]) -> String {
             c.fresh, c.stale, c.waiting, c.blocked, c.failed
         );
     }
+    let _ = writeln!(out, "{}", config_totals(until, statuses));
+    out
+}
+
+/// The closing line: configs fresh out of those with something to build.
+/// A config none of whose steps wants a partition up to `until` (nothing
+/// built, nothing wanted) is not fresh: it has nothing to build, and is
+/// counted apart.
+fn config_totals(until: Day, statuses: &[NodeStatus]) -> String {
     let configs = statuses.chunk_by(|a, b| a.config == b.config);
-    let total = configs.clone().count();
-    let current = configs
+    let (idle, wanting): (Vec<_>, Vec<_>) =
+        configs.partition(|nodes| nodes.iter().all(|s| s.counts.wanted() == 0));
+    let current = wanting
+        .iter()
         .filter(|nodes| nodes.iter().all(|s| s.counts.all_fresh()))
         .count();
     let failed: usize = statuses.iter().map(|s| s.counts.failed).sum();
-    let _ = writeln!(
-        out,
-        "{current} of {total} config(s) fresh up to {until}; {failed} failed partition(s)"
-    );
-    out
+    let idle = match idle.len() {
+        0 => String::new(),
+        n => format!(", {n} with nothing to build"),
+    };
+    format!(
+        "{current} of {} config(s) fresh up to {until}{idle}; {failed} failed partition(s)",
+        wanting.len()
+    )
 }
 
 /// The state file from the settings alone: `history` and `logs` read the
@@ -402,17 +416,31 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
+/// The first day any shown node wants up to `until`: the grid covers the
+/// range the data does, so a month of data fills the page rather than a
+/// stripe of a fixed year. With no daily target, the last 30 days.
+fn covered_from(plan: &crate::plan::Plan, until: Day) -> Day {
+    plan.nodes
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| plan.shown[*id])
+        .filter_map(|(_, node)| node.targets.iter().filter_map(|t| t.day).min())
+        .min()
+        .filter(|first| *first <= until)
+        .unwrap_or_else(|| until.minus(29))
+}
+
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// The last day shown [default: yesterday, UTC].
     #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub until: Option<Day>,
-    /// The first day shown [default: --days before --until].
+    /// The first day shown [default: --days before --until, else the first day any shown config wants].
     #[arg(long, value_parser = parse_day, value_name = "YYYY-MM-DD")]
     pub from: Option<Day>,
-    /// How many days the grid shows when --from is not given.
-    #[arg(long, value_name = "N", default_value = "365")]
-    pub days: u32,
+    /// How many days the grid shows when --from is not given [default: the range the data covers].
+    #[arg(long, value_name = "N")]
+    pub days: Option<u32>,
     /// Only configs whose name matches this glob.
     #[arg(long, value_name = "GLOB")]
     pub select: Option<String>,
@@ -428,13 +456,10 @@ pub struct ReportArgs {
 }
 
 pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
-    if args.days == 0 {
+    if args.days == Some(0) {
         return Err(Error::Usage("--days: expected at least 1".into()));
     }
     let until = super::until_after_from(args.until, args.from)?;
-    let from = args
-        .from
-        .unwrap_or_else(|| until.minus(args.days.min(100_000) as i32 - 1));
     let ws = Workspace::load(global)?;
     let selected = ws.select(args.select.as_deref())?;
     // Planned as `plan` would (the shown days only clip the grid), so steps
@@ -452,6 +477,11 @@ pub fn report(global: &Global, args: &ReportArgs) -> Result<Exit, Error> {
         None => (HashMap::new(), Vec::new()),
     };
     let statuses = monitor::statuses(&plan, &ws.graph, &latest);
+    let from = match (args.from, args.days) {
+        (Some(from), _) => from,
+        (None, Some(days)) => until.minus(days.min(100_000) as i32 - 1),
+        (None, None) => covered_from(&plan, until),
+    };
     let to_stdout = args.out.as_os_str() == "-";
     let out_path = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
     // Log links are relative to the page's folder (the working folder when

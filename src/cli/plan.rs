@@ -16,7 +16,7 @@ pub struct PlanArgs {
     /// List fresh ranges too (text output).
     #[arg(long)]
     pub show_fresh: bool,
-    /// Exit with 4 when anything is stale, blocked or waiting.
+    /// Exit with 4 when anything is stale or waiting (blocked work exits 3 with or without it).
     #[arg(long)]
     pub exit_code: bool,
 }
@@ -24,25 +24,35 @@ pub struct PlanArgs {
 pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
     let selection = args.targets.resolve(&ws)?;
-    let step = selection.step;
     let (plan, _) = ws.plan_read(crate::plan::PlanOptions::from(selection).lazily())?;
     let filter = render::Filter {
-        step,
+        invalid_configs: ws.repo.invalid.len(),
         show_fresh: args.show_fresh || args.format == Format::Json,
     };
     match args.format {
         Format::Text => print!("{}", render::to_text(&plan, &ws.graph, &filter)),
         Format::Json => print_json(&render::to_json(&plan, &ws.graph, &filter)),
     }
-    let totals = render::totals(&plan, &ws.graph, step);
+    let totals = render::totals(&plan, &ws.graph);
+    Ok(outcome(&totals, args.exit_code))
+}
+
+/// The one rule `plan`, `run -n` and `run` share (README, "Exit codes"):
+/// blocked work exits 3, as the run of this plan would; with
+/// `--exit-code`, other work that is not fresh exits 4. Invalid configs
+/// set apart make any of these 1 (`cli::with_invalid_configs`).
+fn outcome(totals: &std::collections::BTreeMap<&'static str, usize>, exit_code: bool) -> Exit {
+    let count = |kind: StatusKind| totals.get(kind.name()).copied().unwrap_or(0);
     let not_fresh: usize = totals
         .iter()
         .filter(|(k, _)| **k != StatusKind::Fresh.name())
         .map(|(_, v)| v)
         .sum();
-    Ok(if args.exit_code && not_fresh > 0 {
+    if count(StatusKind::Blocked) > 0 {
+        Exit::Blocked
+    } else if exit_code && not_fresh > 0 {
         Exit::Attention
     } else {
         Exit::Ok
-    })
+    }
 }

@@ -168,6 +168,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<Exit, Error> {
                 stop_grace: ws.settings.bounds.stop_grace,
                 log_limit: ws.settings.bounds.log_limit,
                 lease: ws.settings.state.lease,
+                invalid_configs: ws.repo.invalid.len(),
                 wait: args.wait,
                 poll: args.poll.max(Duration::from_millis(100)),
                 progress: args.progress,
@@ -212,6 +213,7 @@ pub fn adopt(global: &Global, args: &AdoptArgs) -> Result<Exit, Error> {
                 stop_grace: Duration::ZERO,
                 log_limit: ws.settings.bounds.log_limit,
                 lease: ws.settings.state.lease,
+                invalid_configs: ws.repo.invalid.len(),
             })
         },
         None,
@@ -244,15 +246,10 @@ fn execute(
     } else {
         ws.probe()?
     };
-    let plan = plan::compute(
-        &plan::Context {
-            repo: &ws.repo,
-            settings: &ws.settings,
-            graph: &ws.graph,
-            probe: probe.as_ref(),
-            store: store.as_ref(),
-        },
-        &match metrics_file {
+    let plan = ws.plan_with(
+        store.as_ref(),
+        probe.as_ref(),
+        match metrics_file {
             // The metrics say what each node last built: all of the state.
             Some(_) => PlanOptions::from(selection),
             None => PlanOptions::from(selection).lazily(),

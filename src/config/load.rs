@@ -63,16 +63,41 @@ impl Repo {
 
     fn layout_of(root: &Path) -> Result<Layout, ConfigErrors> {
         if !root.is_dir() {
-            return Err(fail(format!("{}: not a directory", root.display())));
+            let what = if root.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
+            return Err(fail(format!(
+                "--repo {}: {what}; expected the folder that holds compiled/ (Zipline) or \
+                 production/ (Chronon)",
+                root.display()
+            )));
         }
         if root.join("compiled").is_dir() {
             Ok(Layout::Zipline)
         } else if root.join("production").is_dir() {
             Ok(Layout::Chronon)
         } else {
+            let found = nested_layouts(root);
             Err(fail(format!(
-                "{}: no compiled configs found: expected a production/ folder (Chronon) or a compiled/ folder (Zipline)",
-                root.display()
+                "--repo {root}: no compiled configs found: looked for {zipline} (Zipline: \
+                 compiled/{{group_bys,joins,staging_queries}}/TEAM/NAME) and {chronon} (Chronon: \
+                 production/{{group_bys,joins,staging_queries}}/TEAM/NAME), and neither is a \
+                 folder{found}",
+                root = root.display(),
+                zipline = root.join("compiled").display(),
+                chronon = root.join("production").display(),
+                found = match found.as_slice() {
+                    [] => String::new(),
+                    some => format!(
+                        "; found {}: pass its parent as --repo",
+                        some.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
             )))
         }
     }
@@ -283,4 +308,54 @@ pub fn parse_value(
         raw,
         body,
     })
+}
+
+/// `compiled/` or `production/` folders one or two levels below `root`
+/// (a repository whose configs sit in a subfolder), at most three.
+fn nested_layouts(root: &Path) -> Vec<std::path::PathBuf> {
+    let subfolders = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<_> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        dirs.sort();
+        dirs
+    };
+    let mut found = Vec::new();
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for dir in level.iter().flat_map(|d| subfolders(d)).take(1000) {
+            if ["compiled", "production"]
+                .iter()
+                .any(|name| dir.join(name).is_dir())
+            {
+                found.push(dir.clone());
+            }
+            next.push(dir);
+        }
+        if found.len() >= 3 {
+            break;
+        }
+        level = next;
+    }
+    found.truncate(3);
+    found
+        .into_iter()
+        .map(|dir| {
+            if dir.join("compiled").is_dir() {
+                dir.join("compiled")
+            } else {
+                dir.join("production")
+            }
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The real CLIs the zipline executor drives, and each one's argv per step:
 //! one table per interface, not conditions spread through the code.
 //!
-//! - `zipline`: zipline-ai >= 1.0.21, `zipline run CONF ...` (click). CONF is
+//! - `zipline`: zipline-ai >= 1.0.13, `zipline run CONF ...` (click). CONF is
 //!   positional and must come first: with `ignore_unknown_options`, the
 //!   first bare token is bound to CONF, so `--conf C` would make "--conf"
 //!   the config path. Unknown options (`--selected-join-parts P
@@ -9,8 +9,10 @@
 //!   the Scala Driver. (sardine-ai/zipline-chronon
 //!   `python/src/ai/chronon/repo/run.py`: `@click.argument("conf")`, and
 //!   `constants.py` `MODE_ARGS`/`ROUTES`.)
-//! - `zipline-1.0`: zipline-ai before 1.0.21 (e.g. 1.0.5): `--conf C` is an
-//!   option; otherwise the same modes.
+//! - `zipline-1.0`: zipline-ai before 1.0.13 (e.g. 1.0.5): `--conf C` is an
+//!   option; otherwise the same modes. The wheels on PyPI show where it
+//!   changed: zipline-ai 1.0.12 `ai/chronon/repo/run.py` line 111 has
+//!   `"--conf", required=True`, 1.0.13 line 110 `@click.argument("conf")`.
 //! - `chronon`: airbnb's `run.py` (chronon-ai, argparse,
 //!   `api/py/ai/chronon/repo/run.py`): `--mode` is one of its `MODE_ARGS`
 //!   keys, which have no `upload-to-kv` and no `build-comparison-table`, and
@@ -40,8 +42,8 @@ pub enum Interface {
 impl fmt::Display for Interface {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Interface::Zipline => "zipline (zipline-ai >= 1.0.21: positional CONF)",
-            Interface::Zipline10 => "zipline-1.0 (zipline-ai < 1.0.21: --conf)",
+            Interface::Zipline => "zipline (zipline-ai >= 1.0.13: positional CONF)",
+            Interface::Zipline10 => "zipline-1.0 (zipline-ai < 1.0.13: --conf)",
             Interface::Chronon => "chronon (airbnb's run.py)",
         })
     }
@@ -197,7 +199,7 @@ pub fn detect(program: &[String], dir: &Path) -> Result<Interface, String> {
 }
 
 /// Which CLI printed this help.
-/// - zipline-ai >= 1.0.21 (click): `Usage: zipline run [OPTIONS] CONF`;
+/// - zipline-ai >= 1.0.13 (click): `Usage: zipline run [OPTIONS] CONF`;
 /// - zipline-ai 1.0.x (click): `Usage: zipline run [OPTIONS]` and `--conf TEXT`;
 /// - airbnb's run.py (argparse): `usage: run.py [-h] [--conf CONF] ...
 ///   --mode {backfill,...}`.

@@ -101,6 +101,19 @@ pub struct Orphan {
 }
 
 impl Plan {
+    /// Whether a node's targets are part of this plan's work: the
+    /// selection, and the upstream it reads (which `run` with the same
+    /// selection builds when stale). `plan`, `run -n` and `run` list and
+    /// run exactly these.
+    pub fn lists(&self, id: NodeId) -> bool {
+        self.planned[id]
+    }
+
+    /// Whether a node is in the work only because the selection reads it.
+    pub fn pulled_in(&self, id: NodeId) -> bool {
+        self.planned[id] && !self.shown[id]
+    }
+
     /// The columns of a node's inputs, as `evaluate` takes them.
     pub fn input_columns<'p>(&'p self, graph: &Graph, node: &Node) -> Vec<Option<&'p Column>> {
         input_columns(&self.columns, graph, node)

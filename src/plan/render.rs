@@ -1,5 +1,10 @@
 //! Plan output. Contiguous partitions of one node with the same status are
 //! grouped into one range with a count; totals per status close the output.
+//!
+//! What is listed is the plan's work (`Plan::lists`): the selected nodes
+//! and the upstream nodes planned with them, the latter marked as pulled
+//! in. `run` and `run -n` work on the same nodes (`Plan::planned`), so a
+//! selection lists the same targets in all three.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,6 +34,9 @@ pub struct Group<'p> {
     /// partition or upstream day closes the range.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last: Option<&'p Status>,
+    /// Upstream of the selection, planned because the selection reads it:
+    /// `run` with the same selection runs it too.
+    pub pulled_in: bool,
 }
 
 /// Statuses that read as one run: equal, or blocked on the same table, or
@@ -67,6 +75,9 @@ impl Group<'_> {
     }
 }
 
+/// The text after a pulled-in group's status.
+const PULLED_IN: &str = " (pulled in: upstream of the selection)";
+
 #[derive(Serialize)]
 pub struct PlanJson<'p> {
     pub until: Day,
@@ -78,15 +89,17 @@ pub struct PlanJson<'p> {
 }
 
 pub struct Filter {
-    pub step: Option<Step>,
     pub show_fresh: bool,
+    /// Invalid configs set apart: said on the last line, which must agree
+    /// with the exit code (1).
+    pub invalid_configs: usize,
 }
 
 pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Group<'p>> {
     let mut out = Vec::new();
     for &id in &graph.order {
         let node = &graph.nodes[id];
-        if !plan.shown[id] || filter.step.is_some_and(|s| s != node.step) {
+        if !plan.lists(id) {
             continue;
         }
         let targets = &plan.nodes[id].targets;
@@ -113,6 +126,7 @@ pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Grou
                     last: (j - i > 1
                         && matches!(status, Status::Blocked { .. } | Status::Waiting { .. }))
                     .then_some(&targets[j - 1].status),
+                    pulled_in: plan.pulled_in(id),
                 });
             }
             i = j;
@@ -121,11 +135,13 @@ pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Grou
     out
 }
 
-pub fn totals(plan: &Plan, graph: &Graph, step: Option<Step>) -> BTreeMap<&'static str, usize> {
+/// Targets per status over what the plan lists: the selection and the
+/// upstream pulled in with it.
+pub fn totals(plan: &Plan, graph: &Graph) -> BTreeMap<&'static str, usize> {
     let mut totals: BTreeMap<&'static str, usize> =
         StatusKind::ALL.iter().map(|k| (k.name(), 0)).collect();
     for node in &graph.nodes {
-        if !plan.shown[node.id] || step.is_some_and(|s| s != node.step) {
+        if !plan.lists(node.id) {
             continue;
         }
         for target in &plan.nodes[node.id].targets {
@@ -162,18 +178,19 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
         // config name can be that long).
         let _ = writeln!(
             out,
-            "{}  {}  {}  {}",
+            "{}  {}  {}  {}{}",
             pad(group.step.name(), step_width),
             pad(&name, name_width),
             pad(&range_text(group), range_width),
-            group.status_text()
+            group.status_text(),
+            if group.pulled_in { PULLED_IN } else { "" }
         );
     }
     out.push_str(&orphan_lines(plan));
     for note in &plan.notes {
         let _ = writeln!(out, "note: {note}");
     }
-    let totals = totals(plan, graph, filter.step);
+    let totals = totals(plan, graph);
     let all: usize = totals.values().sum();
     let parts: Vec<String> = StatusKind::ALL
         .iter()
@@ -185,9 +202,13 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             )
         })
         .collect();
+    let left_out = match filter.invalid_configs {
+        0 => String::new(),
+        n => format!("; {n} invalid config(s) left out"),
+    };
     let _ = writeln!(
         out,
-        "{all} targets up to {}: {}",
+        "{all} targets up to {}: {}{left_out}",
         plan.until,
         parts.join(", ")
     );
@@ -206,7 +227,7 @@ pub fn to_json<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> PlanJso
     PlanJson {
         until: plan.until,
         groups: groups(plan, graph, filter),
-        totals: totals(plan, graph, filter.step),
+        totals: totals(plan, graph),
         notes: &plan.notes,
         orphans: &plan.orphans,
     }

@@ -20,7 +20,8 @@
 //! Files: the `Probe` trait, its errors, layouts and `from_settings` here;
 //! one file per probe kind: `sqlite.rs` (`SqliteProbe`), `hive_dir.rs`
 //! (`HiveDir`, its fingerprint modes and rustix-based listing) and
-//! `command.rs` (`CommandProbe`).
+//! `command.rs` (`CommandProbe`); `seeded.rs` (`Seeded`: changed seed
+//! files read in place, for `plan` and `run -n`).
 
 use std::path::Path;
 
@@ -34,11 +35,13 @@ mod hive_dir;
 mod iceberg;
 mod memory;
 mod progress;
+mod seeded;
 mod sqlite;
 mod table_format;
 
 pub use command::CommandProbe;
 pub use hive_dir::{HiveDir, fingerprint_dir};
+pub use seeded::Seeded;
 pub use sqlite::SqliteProbe;
 
 /// A table that could not be listed; each names the table and what was

@@ -53,7 +53,8 @@ impl Runner<'_, '_> {
                 let job = self.work.queue.pop_front().expect("the queue is not empty");
                 self.prepare(job);
                 let node = &self.ctx.graph.nodes[self.work.jobs[job].node];
-                let command = summary::PlannedCommand::new(&self.work.jobs[job], node);
+                let pulled_in = self.live.plan().pulled_in(node.id);
+                let command = summary::PlannedCommand::new(&self.work.jobs[job], node, pulled_in);
                 self.summary.commands.push(command);
                 let outputs = self.work.jobs[job].dry_run_outputs();
                 self.succeeded(job, outputs, None)?;

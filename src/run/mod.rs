@@ -94,6 +94,8 @@ pub struct RunOptions {
     /// How long this run's claims hold without being renewed, seen from
     /// another host (`[state] lease`).
     pub lease: Duration,
+    /// Invalid configs set apart: the run ends failed.
+    pub invalid_configs: usize,
 }
 
 /// What a run leaves: its summary, and the plan as the run ended (every
@@ -353,7 +355,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         };
         self.hooks = hooks::Hooks::new(commands, run_dir.clone());
         self.summary.run_id = self.run_id;
-        self.summary.action = self.opts.action;
+        self.summary.setup.action = self.opts.action;
+        self.summary.setup.invalid_configs = self.opts.invalid_configs;
         let ready = self.live.start();
         self.dispatch_ready(ready);
         let result = match self.opts.action {

@@ -89,10 +89,12 @@ pub struct PlannedCommand {
     pub start_ds: Option<Day>,
     pub end_ds: Option<Day>,
     pub argv: Vec<String>,
+    /// Upstream of the selection, run because the selection reads it.
+    pub pulled_in: bool,
 }
 
 impl PlannedCommand {
-    pub(super) fn new(job: &Job, node: &Node) -> PlannedCommand {
+    pub(super) fn new(job: &Job, node: &Node, pulled_in: bool) -> PlannedCommand {
         PlannedCommand {
             step: node.step,
             config: node.name.clone(),
@@ -100,14 +102,30 @@ impl PlannedCommand {
             start_ds: job.range.map(|r| r.from),
             end_ds: job.range.map(|r| r.to),
             argv: job.command.argv.clone(),
+            pulled_in,
         }
     }
 }
 
+/// What the run was asked to do, and what it was given to do it with.
 #[derive(Debug, Default, Serialize)]
-pub struct Summary {
+pub struct Setup {
     #[serde(skip)]
     pub action: Action,
+    /// Invalid configs set apart before planning: the run ends `failed`
+    /// (exit 1) however its targets end, and says so on its last line.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invalid_configs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub setup: Setup,
     pub run_id: i64,
     pub outcome: &'static str,
     /// Targets recorded as built (or adopted).
@@ -174,8 +192,8 @@ impl Summary {
         let upstream_failed = self
             .left
             .iter()
-            .any(|l| l.outcome == Outcome::UpstreamFailed && self.action != Action::Adopt);
-        if !self.failed.is_empty() || upstream_failed {
+            .any(|l| l.outcome == Outcome::UpstreamFailed && self.setup.action != Action::Adopt);
+        if !self.failed.is_empty() || upstream_failed || self.setup.invalid_configs > 0 {
             RunResult::Failed
         } else if self.interrupted != Interruption::None {
             RunResult::Interrupted
@@ -183,7 +201,7 @@ impl Summary {
             .left
             .iter()
             .any(|l| matches!(l.outcome, Outcome::Blocked | Outcome::NotRun))
-            && self.action == Action::Run
+            && self.setup.action != Action::Adopt
         {
             RunResult::Blocked
         } else {
@@ -212,14 +230,19 @@ impl Summary {
 
     pub fn text(&self) -> String {
         let mut out = String::new();
-        if self.action == Action::DryRun {
+        if self.setup.action == Action::DryRun {
             for c in &self.commands {
                 let _ = writeln!(out, "{}", exec::command::display(&c.argv));
             }
             let _ = writeln!(
                 out,
-                "dry run: {} command(s), nothing was run",
-                self.commands.len()
+                "{}dry run: {} command(s), nothing was run{}",
+                match self.outcome() {
+                    RunResult::Ok => String::new(),
+                    other => format!("{}: ", other.name()),
+                },
+                self.commands.len(),
+                self.left_text()
             );
             return out;
         }
@@ -263,14 +286,8 @@ impl Summary {
                 left.note
             );
         }
-        let count = |o: Outcome| {
-            self.left
-                .iter()
-                .filter(|l| l.outcome == o)
-                .map(|l| l.count)
-                .sum::<usize>()
-        };
-        let built = if self.action == Action::Adopt {
+        let count = |o: Outcome| self.count(o);
+        let built = if self.setup.action == Action::Adopt {
             format!("{} adopted", self.built)
         } else {
             format!("{} built in {} job(s)", self.built, self.ran.len())
@@ -285,14 +302,54 @@ impl Summary {
             count(Outcome::UpstreamFailed),
             count(Outcome::Blocked),
         );
-        if self.action == Action::Adopt {
+        if self.setup.action == Action::Adopt {
             let _ = write!(out, ", {} not in the warehouse", self.not_adopted);
         }
         let not_run = count(Outcome::NotRun);
         if not_run > 0 {
             let _ = write!(out, ", {not_run} not run");
         }
+        if self.setup.invalid_configs > 0 {
+            let _ = write!(
+                out,
+                ", {} invalid config(s) left out",
+                self.setup.invalid_configs
+            );
+        }
         let _ = writeln!(out, "; wall time {}", seconds(self.wall));
+        out
+    }
+
+    /// Targets left with this outcome.
+    fn count(&self, outcome: Outcome) -> usize {
+        self.left
+            .iter()
+            .filter(|l| l.outcome == outcome)
+            .map(|l| l.count)
+            .sum()
+    }
+
+    /// What a dry run would leave, after its command count: what makes it
+    /// end other than ok.
+    fn left_text(&self) -> String {
+        let mut out = String::new();
+        for (outcome, what) in [
+            (Outcome::Blocked, "blocked"),
+            (Outcome::NotRun, "would wait on them"),
+            (Outcome::UpstreamFailed, "upstream-failed"),
+        ] {
+            let n = self.count(outcome);
+            if n > 0 {
+                let _ = write!(out, "; {n} target(s) {what}");
+            }
+        }
+        if self.setup.invalid_configs > 0 {
+            let _ = write!(
+                out,
+                "; {} invalid config(s) left out",
+                self.setup.invalid_configs
+            );
+        }
         out
     }
 

@@ -209,20 +209,21 @@ pub fn json(value: &Value) -> serde_json::Value {
     }
 }
 
-/// Imports the `[warehouse.seed]` files whose content changed since their
-/// last import (or that were never imported). Returns the tables imported.
-pub fn seed(
+/// A `[warehouse.seed]` file whose content differs from its last import
+/// (or that was never imported).
+struct ChangedSeed {
+    name: TableName,
+    path: std::path::PathBuf,
+    digest: String,
+}
+
+/// The `[warehouse.seed]` files that changed since their last import.
+fn changed_seeds(
     settings: &crate::settings::Settings,
     repo_root: &Path,
-) -> Result<Vec<String>, WarehouseError> {
-    if settings.warehouse.seed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let warehouse = Warehouse::new(
-        settings.resolve(repo_root, &settings.warehouse.root()),
-        &settings.warehouse.partition_column,
-    );
-    let mut imported = Vec::new();
+    warehouse: &Warehouse,
+) -> Result<Vec<ChangedSeed>, WarehouseError> {
+    let mut changed = Vec::new();
     for (table, file) in &settings.warehouse.seed {
         let in_seed = |e: WarehouseError| WarehouseError::Seed {
             table: table.clone(),
@@ -245,30 +246,103 @@ pub fn seed(
                 .map_err(|e| sqlite_error(&path, e))?,
             _ => None,
         };
-        if recorded.as_deref() == Some(digest.as_str()) {
-            continue;
+        if recorded.as_deref() != Some(digest.as_str()) {
+            changed.push(ChangedSeed { name, path, digest });
         }
-        // The file is the whole truth of its table: a day it no longer has
-        // is removed, as a clean import would leave it.
-        let rows = read_file(&path)?;
-        warehouse
-            .replace_table(&name, &rows)
-            .map_err(|e| WarehouseError::Import {
-                path: path.display().to_string(),
-                source: Box::new(e),
-            })?;
-        let conn = warehouse.open_write(&name.namespace)?;
+    }
+    Ok(changed)
+}
+
+/// Replaces a seeded table with its file's rows: the file is the whole
+/// truth of its table (a day it no longer has is removed, as a clean
+/// import would leave it).
+fn import_seed(warehouse: &Warehouse, seed: &ChangedSeed) -> Result<(), WarehouseError> {
+    let rows = read_file(&seed.path)?;
+    warehouse
+        .replace_table(&seed.name, &rows)
+        .map_err(|e| WarehouseError::Import {
+            path: seed.path.display().to_string(),
+            source: Box::new(e),
+        })?;
+    Ok(())
+}
+
+fn seed_warehouse(settings: &crate::settings::Settings, repo_root: &Path) -> Warehouse {
+    Warehouse::new(
+        settings.resolve(repo_root, &settings.warehouse.root()),
+        &settings.warehouse.partition_column,
+    )
+}
+
+/// Imports the `[warehouse.seed]` files whose content changed since their
+/// last import (or that were never imported). Returns the tables imported.
+pub fn seed(
+    settings: &crate::settings::Settings,
+    repo_root: &Path,
+) -> Result<Vec<String>, WarehouseError> {
+    if settings.warehouse.seed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let warehouse = seed_warehouse(settings, repo_root);
+    let mut imported = Vec::new();
+    for seed in changed_seeds(settings, repo_root, &warehouse)? {
+        import_seed(&warehouse, &seed)?;
+        let conn = warehouse.open_write(&seed.name.namespace)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _seeds (tbl TEXT PRIMARY KEY, digest TEXT NOT NULL)",
         )
         .and_then(|_| {
             conn.execute(
                 "INSERT OR REPLACE INTO _seeds (tbl, digest) VALUES (?1, ?2)",
-                [&name.table, &digest],
+                [&seed.name.table, &seed.digest],
             )
         })
-        .map_err(|e| sqlite_error(&path, e))?;
-        imported.push(name.to_string());
+        .map_err(|e| sqlite_error(&seed.path, e))?;
+        imported.push(seed.name.to_string());
     }
     Ok(imported)
+}
+
+/// The seed files that changed, imported into a scratch warehouse in a
+/// temporary folder instead of the real one: what `plan` and `run -n` read
+/// those tables from, so they see what `run` will import without writing
+/// anything. A table imported whole into an empty warehouse gets the same
+/// partitions and fingerprints as one imported over an old table (the file
+/// is the whole truth of its table; types come from the file alone).
+pub struct SeedPreview {
+    /// The scratch warehouse; removed when the preview is dropped.
+    pub folder: tempfile::TempDir,
+    pub warehouse: Warehouse,
+    /// The tables it holds, as `namespace.table`.
+    pub tables: Vec<String>,
+}
+
+/// `None` when every seed file is imported as it is now.
+pub fn seed_preview(
+    settings: &crate::settings::Settings,
+    repo_root: &Path,
+) -> Result<Option<SeedPreview>, WarehouseError> {
+    if settings.warehouse.seed.is_empty() {
+        return Ok(None);
+    }
+    let changed = changed_seeds(settings, repo_root, &seed_warehouse(settings, repo_root))?;
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let folder = tempfile::Builder::new()
+        .prefix("chronon-build-seeds-")
+        .tempdir()
+        .map_err(io_error(&std::env::temp_dir(), "cannot create a folder in"))?;
+    let warehouse = Warehouse::new(
+        folder.path().to_path_buf(),
+        &settings.warehouse.partition_column,
+    );
+    for seed in &changed {
+        import_seed(&warehouse, seed)?;
+    }
+    Ok(Some(SeedPreview {
+        folder,
+        warehouse,
+        tables: changed.iter().map(|s| s.name.to_string()).collect(),
+    }))
 }

@@ -39,7 +39,7 @@ mod verify;
 mod write;
 
 pub use catalog::{CATALOG, Catalog, PartitionEntry};
-pub use import::{from_json, json, read_file, seed, text};
+pub use import::{SeedPreview, from_json, json, read_file, seed, seed_preview, text};
 pub use verify::Mismatch;
 pub use write::fingerprint;
 

@@ -480,6 +480,41 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
         ],
     );
     assert_eq!(report["with_state"], true);
+    // Without --state, the repository's own state (.chronon-build/state.db)
+    // is read, as every other command reads it.
+    let own = diff_json(&p.s, &["--base", "main", "--until", "2025-01-10"]);
+    assert_eq!(own, report);
+    // Elsewhere, --state still overrides it.
+    let moved = p.s.repo.join("elsewhere.db");
+    std::fs::rename(&state, &moved).unwrap();
+    let none = diff(
+        &p.s,
+        &[
+            "--format",
+            "json",
+            "--base",
+            "main",
+            "--until",
+            "2025-01-10",
+        ],
+    );
+    assert_contains(&none.stderr, "note: no state at");
+    let none: Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!(none["with_state"], false, "{none}");
+    let moved_arg = moved.display().to_string();
+    let again = diff_json(
+        &p.s,
+        &[
+            "--state",
+            &moved_arg,
+            "--base",
+            "main",
+            "--until",
+            "2025-01-10",
+        ],
+    );
+    assert_eq!(again, report);
+    std::fs::rename(&moved, &state).unwrap();
 
     // Built: the backfill 2025-01-05..10 (6), the joins 2025-01-03..10 (8).
     assert_estimate(

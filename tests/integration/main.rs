@@ -7,6 +7,7 @@ mod claims;
 mod cli;
 mod corpus;
 mod diff;
+mod endings;
 mod engine;
 mod formats;
 mod fuzz;
@@ -15,6 +16,8 @@ mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod own_repo;
+mod plans_match_runs;
 mod postgres;
 mod quickstart;
 mod real_cli;
@@ -293,9 +296,27 @@ impl Scenario {
     }
 }
 
+/// `plan` ended as its run would: 3 when some target is blocked, else 0
+/// (text or JSON output).
+pub fn assert_planned(out: &Output) {
+    let blocked = match serde_json::from_str::<serde_json::Value>(&out.stdout) {
+        Ok(json) => json["totals"]["blocked"].as_u64().expect("totals"),
+        Err(_) => {
+            let last = out.stdout.lines().last().unwrap_or_default();
+            let count = last
+                .split(", ")
+                .find_map(|part| part.strip_suffix(" blocked"))
+                .unwrap_or_else(|| panic!("no totals line in:\n{}\n{}", out.stdout, out.stderr));
+            count.parse().unwrap()
+        }
+    };
+    let expected = if blocked > 0 { 3 } else { 0 };
+    assert_eq!(out.code, expected, "plan: {}\n{}", out.stdout, out.stderr);
+}
+
 /// Plan JSON groups as (target, from, to, count, status line).
 pub fn plan_groups(out: &Output) -> Vec<serde_json::Value> {
-    assert_eq!(out.code, 0, "plan failed: {}", out.stderr);
+    assert_planned(out);
     let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     value["groups"].as_array().unwrap().clone()
 }

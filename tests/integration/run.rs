@@ -106,7 +106,7 @@ impl Pipeline {
                         .and_then(|i| argv.get(i + 1))
                         .cloned()
                 };
-                // zipline-ai >= 1.0.21: the config is the first argument.
+                // zipline-ai >= 1.0.13: the config is the first argument.
                 let conf = argv.first().cloned().unwrap_or_default();
                 let conf = conf.rsplit('/').next().unwrap_or_default().to_string();
                 let mut line = format!("{} {conf}", get("--mode").unwrap_or_default());
@@ -1015,7 +1015,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
         .stdout
     };
     run(&p);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 
     // The job died.
     std::fs::remove_file(&state).unwrap();
@@ -1027,7 +1032,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 
     // Someone deployed another config by hand.
     std::fs::write(&state, "0123abcd").unwrap();
@@ -1039,7 +1049,12 @@ fn streaming_is_redeployed_when_not_running_or_running_an_older_config() {
     p.clear_calls();
     run(&p);
     assert_eq!(p.call_summary(), ["streaming risk.purchases.v1"]);
-    assert!(plan(&p).contains("1 fresh"), "{}", plan(&p));
+    // Fresh, and so is the upstream the plan pulls in with it.
+    assert!(
+        plan(&p).contains("fresh, 0 stale, 0 blocked, 0 waiting"),
+        "{}",
+        plan(&p)
+    );
 }
 
 #[test]

@@ -386,7 +386,7 @@ fn the_command_probe_lists_each_table_with_one_call() {
         "--step",
         "group-by-backfill",
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::assert_planned(&out);
     assert!(
         out.stdout.starts_with(
             "group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-06 (2)  stale: never-built\n\
@@ -447,7 +447,7 @@ fn the_batch_command_probe_lists_every_table_in_one_run() {
         "--step",
         "group-by-backfill",
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::assert_planned(&out);
     assert!(
         out.stdout.starts_with(
             "group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-06 (2)  stale: never-built\n\
@@ -489,7 +489,7 @@ fn zipline_spark_conf_names_the_partition_column_and_format_probed() {
     }
     let summary = |s: &Scenario| {
         let out = s.run(&["plan", "--until", "2025-01-10"]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        crate::assert_planned(&out);
         out.stdout.lines().last().unwrap_or_default().to_string()
     };
     // As the warehouse's default (`ds`), nothing is found.
@@ -580,7 +580,7 @@ fn configs_without_targets_are_named_with_the_reason() {
         gb.as_object_mut().unwrap().remove("backfillStartDate");
     });
     let out = s.run(&["plan", "--until", "2025-01-10"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::assert_planned(&out);
     let said = format!("{}{}", out.stdout, out.stderr);
     crate::assert_contains(
         &said,
@@ -600,7 +600,7 @@ fn configs_without_targets_are_named_with_the_reason() {
         "--select",
         "risk.purchases.v1",
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    crate::assert_planned(&out);
     crate::assert_contains(
         &format!("{}{}", out.stdout, out.stderr),
         "group-by-backfill:risk.purchases.v1: no targets up to --until 2025-01-04: its first \

@@ -278,7 +278,7 @@ fn plans_with_and_without_memos(root: &Path, until: &str) -> (String, String) {
                 &state.display().to_string(),
             ],
         );
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        crate::assert_planned(&out);
         out.stdout
     };
     (plan(&state), plan(&copy))
