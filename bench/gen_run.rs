@@ -42,6 +42,8 @@ fn main() {
         state: None,
         warehouse: None,
         strict: true,
+        verbose: false,
+        quiet: false,
     };
     let ws = Workspace::load(&global).expect("the repo loads");
     let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())

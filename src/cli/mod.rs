@@ -7,6 +7,7 @@ mod docs;
 mod explain;
 mod gc;
 mod graph;
+mod hints;
 mod monitor;
 mod plan;
 mod run;
@@ -59,6 +60,13 @@ pub struct Global {
     /// exit 1; validate and diff are always strict].
     #[arg(long, global = true)]
     pub strict: bool,
+    /// Say everything: every blocked and waiting range per node, every
+    /// note, each job's start and end [default: grouped per cause].
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Errors only: no notes, progress or listing (JSON output is still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +206,13 @@ where
     if cli.command.only_reads() {
         quiet_on_closed_output();
     }
+    crate::say::set_verbosity(if cli.global.quiet {
+        crate::say::Verbosity::Quiet
+    } else if cli.global.verbose {
+        crate::say::Verbosity::Verbose
+    } else {
+        crate::say::Verbosity::Normal
+    });
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Graph(args) => graph::run(&cli.global, args),
@@ -356,7 +371,9 @@ impl Workspace {
     pub fn probe(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
         let imported = crate::warehouse::seed(&self.settings, &self.repo.root)?;
         for table in imported {
-            errln!("seeded {table} from its file in chronon-build.toml");
+            crate::say::err(&format!(
+                "seeded {table} from its file in chronon-build.toml"
+            ));
         }
         Ok(crate::probe::from_settings(
             &self.settings,
@@ -369,8 +386,8 @@ impl Workspace {
     /// writes nothing. Seed files that changed are said, not imported.
     pub fn probe_read_only(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
         if !self.settings.warehouse.seed.is_empty() {
-            errln!(
-                "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is"
+            crate::say::err(
+                "note: dry run: seed files under [warehouse.seed] are not imported; the plan reads the warehouse as it is",
             );
         }
         Ok(crate::probe::from_settings(
@@ -388,7 +405,7 @@ impl Workspace {
     ) -> Result<(crate::plan::Plan, Option<StateStore>), Error> {
         let store = self.open_state_read()?;
         let probe = self.probe()?;
-        let plan = crate::plan::compute(
+        let mut plan = crate::plan::compute(
             &crate::plan::Context {
                 repo: &self.repo,
                 settings: &self.settings,
@@ -398,6 +415,8 @@ impl Workspace {
             },
             &opts.into(),
         )?;
+        let hints = hints::for_plan(self, &plan, probe.as_ref());
+        plan.notes.extend(hints);
         Ok((plan, store))
     }
 

@@ -8,11 +8,13 @@ mod diff;
 mod engine;
 mod formats;
 mod fuzz;
+mod hints;
 mod history;
 mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod output;
 mod quickstart;
 mod real_cli;
 mod resolved;
@@ -207,6 +209,8 @@ impl Scenario {
             state: None,
             warehouse: None,
             strict: true,
+            verbose: false,
+            quiet: false,
         };
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();
