@@ -50,9 +50,17 @@ pub enum Stream {
     Err,
 }
 
-/// The columns a line may take on `stream`: the terminal's width (at least
-/// 40), else `PIPE_WIDTH`.
+/// The columns a line may take on `stream`: `COLUMNS` when set (as shells
+/// and `less` read it), else the terminal's width, else `PIPE_WIDTH`; at
+/// least 40.
 pub fn width(stream: Stream) -> usize {
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    {
+        return columns.max(40);
+    }
     let fd = match stream {
         Stream::Out => libc::STDOUT_FILENO,
         Stream::Err => libc::STDERR_FILENO,

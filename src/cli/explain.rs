@@ -287,7 +287,7 @@ fn input_reads<'a>(
                 range: digests
                     .iter()
                     .find(|d| {
-                        d.table == input.table
+                        *d.table == *input.table
                             && range.is_some_and(|r| r.from == d.from && r.to == d.to)
                     })
                     .cloned(),

@@ -36,7 +36,7 @@ fn empty_sources(ws: &Workspace, plan: &Plan) -> Option<String> {
         for target in &node.targets {
             if let Status::Blocked { input } = &target.status
                 && input.invalid_config.is_none()
-                && plan.probed.get(&input.table).is_none_or(|p| p.is_empty())
+                && plan.probed.get(&*input.table).is_none_or(|p| p.is_empty())
             {
                 missing.insert(&input.table);
             }
@@ -113,13 +113,13 @@ fn adopt(ws: &Workspace, plan: &Plan, probe: &dyn Probe) -> Option<String> {
         .filter_map(|&id| ws.graph.nodes[id].output.as_deref())
         .take(OUTPUTS_PROBED)
         .collect();
+    // A user's probe command is run once per plan: only what it listed.
+    let may_probe = ws.settings.warehouse.kind != WarehouseKind::Command;
     let held: Vec<&str> = outputs
         .into_iter()
-        .filter(|table| {
-            plan.probed.get(*table).map_or_else(
-                || probe.list(table).is_ok_and(|p| !p.is_empty()),
-                |p| !p.is_empty(),
-            )
+        .filter(|table| match plan.probed.get(*table) {
+            Some(partitions) => !partitions.is_empty(),
+            None => may_probe && probe.list(table).is_ok_and(|p| !p.is_empty()),
         })
         .collect();
     let first = held.first()?;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod completions;
 mod corpus;
 mod diff;
 mod engine;
@@ -49,8 +50,11 @@ impl From<std::process::Output> for Output {
     }
 }
 
+/// The binary on `repo`, its lines not wrapped (`COLUMNS`): tests look
+/// for whole lines; `output.rs` checks the wrapping itself.
 pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .env("COLUMNS", "100000")
         .arg("--repo")
         .arg(repo)
         .args(args)

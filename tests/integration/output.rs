@@ -5,7 +5,21 @@
 
 use std::path::PathBuf;
 
-use crate::{Output, chronon_build, copy_dir, testdata};
+use std::path::Path;
+
+use crate::{Output, copy_dir, testdata};
+
+/// The binary as a user's shell runs it outside a terminal: no `COLUMNS`.
+fn chronon_build(repo: &Path, args: &[&str]) -> Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .env_remove("COLUMNS")
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    Output::from(out)
+}
 
 /// The real compiled samples with no settings: an empty embedded warehouse
 /// and the local engine, as a new user meets them.

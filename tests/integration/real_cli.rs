@@ -157,6 +157,7 @@ impl Real {
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+        cmd.env("COLUMNS", "100000");
         cmd.arg("--repo").arg(&self.s.repo).args(args);
         cmd.env("SHIM_LOG", self.s.repo.join("shim.jsonl"))
             .env("SHIM_WAREHOUSE", self.s.repo.join("warehouse"))

@@ -48,6 +48,7 @@ impl Pipeline {
 
     pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+        cmd.env("COLUMNS", "100000");
         cmd.arg("--repo")
             .arg(&self.s.repo)
             .args(args)
