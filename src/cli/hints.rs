@@ -98,7 +98,14 @@ fn kind_name(kind: WarehouseKind) -> &'static str {
 /// fills from what is there.
 fn adopt(ws: &Workspace, plan: &Plan, probe: &dyn Probe) -> Option<String> {
     let planned = || (0..plan.nodes.len()).filter(|&id| plan.planned[id]);
-    if planned().any(|id| !plan.state[id].built.is_empty()) {
+    // Node memos leave records unloaded: a fresh target is a record too.
+    if planned().any(|id| {
+        !plan.state[id].built.is_empty()
+            || plan.nodes[id]
+                .targets
+                .iter()
+                .any(|t| matches!(t.status, Status::Fresh))
+    }) {
         return None;
     }
     let never_built: Vec<usize> = planned()

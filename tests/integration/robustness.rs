@@ -673,7 +673,7 @@ fn a_clean_build_gives_the_same_answer_every_time() {
         assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
         assert_contains(
             &run.stdout,
-            "blocked join-left:quickstart.training_set.v1@2025-09-09 (1 partition(s)): missing quickstart.quickstart_checkouts_v1 ds=2025-09-09",
+            "blocked join-left:quickstart.training_set.v1@2025-09-01..2025-09-09 (9 partition(s)): missing quickstart.quickstart_checkouts_v1 ds=2025-09-01..2025-09-09",
         );
         answers.insert(summary);
     }
