@@ -43,6 +43,8 @@ fn main() {
         state_url: None,
         warehouse: None,
         strict: true,
+        verbose: false,
+        quiet: false,
     };
     let ws = Workspace::load(&global).expect("the repo loads");
     let probe = probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())

@@ -98,6 +98,7 @@ pub mod partition;
 pub mod plan;
 pub mod probe;
 pub mod run;
+pub mod say;
 pub mod settings;
 pub mod sqlite;
 pub mod step;

@@ -33,13 +33,31 @@ pub struct HelpArgs {
 
 pub fn completions(args: &CompletionsArgs) -> Result<Exit, Error> {
     let mut cmd = Cli::command();
-    clap_complete::generate(
-        args.shell,
-        &mut cmd,
-        "chronon-build",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, BIN, &mut script);
+    let script = String::from_utf8_lossy(&script);
+    let script = match args.shell {
+        clap_complete::Shell::Bash => bash_arms_fixed(&script),
+        _ => script.into_owned(),
+    };
+    super::print_out(&script);
     Ok(Exit::Ok)
+}
+
+const BIN: &str = "chronon-build";
+
+/// clap_complete's bash script, with its subcommand arms spelled as its
+/// dispatch loop spells them. For a hyphenated binary name the loop builds
+/// `chronon__build__subcmd__plan` while the arms read
+/// `chronon__subcmd__build__subcmd__plan`, so no option of a subcommand
+/// ever completed (clap-rs/clap issue #6421, fix proposed in pull request
+/// #6428: "The loop escapes the bin name and each subcommand separately
+/// ... The arms escaped the path in a single pass").
+fn bash_arms_fixed(script: &str) -> String {
+    let sep = "__subcmd__";
+    let loop_name = format!("{}{sep}", BIN.replace('-', "__"));
+    let arm_name = format!("{}{sep}", BIN.replace('-', sep));
+    script.replace(&arm_name, &loop_name)
 }
 
 pub fn man(args: &ManArgs) -> Result<Exit, Error> {

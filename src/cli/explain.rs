@@ -68,12 +68,90 @@ struct Explanation<'a> {
     file: &'a str,
     #[serde(flatten)]
     status: &'a Status,
+    /// For a waiting or blocked target: where its chain of upstream
+    /// targets ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_cause: Option<RootCause>,
     key: Option<Hash>,
     recorded_key: Option<Hash>,
     key_document: Option<serde_json::Value>,
     slice: &'a serde_json::Value,
     inputs: Vec<InputRead<'a>>,
     differences: Vec<Difference>,
+}
+
+/// Where a waiting target's chain of upstream targets ends: the first one
+/// that is not waiting (blocked on a missing source partition, failed, or
+/// stale and to run first); for a blocked target, the missing partition.
+#[derive(Serialize)]
+struct RootCause {
+    /// The upstream targets followed, nearest first.
+    chain: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(flatten)]
+    status: Status,
+}
+
+impl RootCause {
+    fn text(&self) -> String {
+        let what = match &self.status {
+            Status::Blocked { input } if input.invalid_config.is_none() => {
+                format!("{input} (a source partition: load it into the warehouse, then plan again)")
+            }
+            Status::Stale(reason) if matches!(**reason, StaleReason::PreviousRunFailed { .. }) => {
+                format!(
+                    "{}: the upstream job failed (`chronon-build logs {}` shows why)",
+                    self.status,
+                    self.target.as_deref().unwrap_or_default()
+                )
+            }
+            Status::Stale(_) => format!("{}: it runs first", self.status),
+            status => status.to_string(),
+        };
+        match &self.target {
+            Some(target) => format!("{target}: {what}"),
+            None => what,
+        }
+    }
+}
+
+/// Follows a waiting target's upstream targets in the plan to the first
+/// that is not waiting; a blocked target is its own root cause.
+fn root_cause(graph: &Graph, plan: &plan::Plan, status: &Status) -> Option<RootCause> {
+    let mut chain: Vec<String> = Vec::new();
+    let mut status = status.clone();
+    loop {
+        match &status {
+            // A chain longer than the graph has nodes would be a cycle.
+            Status::Waiting { upstream } if chain.len() <= graph.nodes.len() => {
+                let spec = parse_target(upstream).ok()?;
+                let node = graph.find(spec.step, &spec.config, spec.part.as_deref())?;
+                let next = plan.nodes[node.id]
+                    .targets
+                    .iter()
+                    .find(|t| t.day == spec.day)?;
+                chain.push(upstream.to_string());
+                status = next.status.clone();
+            }
+            Status::Waiting { .. } => return None,
+            Status::Blocked { .. } | Status::Stale(_) if !chain.is_empty() => {
+                return Some(RootCause {
+                    target: chain.last().cloned(),
+                    chain,
+                    status,
+                });
+            }
+            Status::Blocked { .. } => {
+                return Some(RootCause {
+                    chain,
+                    target: None,
+                    status,
+                });
+            }
+            _ => return None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -144,6 +222,7 @@ pub fn run(global: &Global, args: &ExplainArgs) -> Result<Exit, Error> {
         target: target_label(node, target.day),
         file: &ws.repo.configs[node.config].path,
         status: &target.status,
+        root_cause: root_cause(&ws.graph, &plan, &target.status),
         key: target.key,
         recorded_key: recorded.map(|r| r.key),
         key_document,
@@ -208,7 +287,7 @@ fn input_reads<'a>(
                 range: digests
                     .iter()
                     .find(|d| {
-                        d.table == input.table
+                        *d.table == *input.table
                             && range.is_some_and(|r| r.from == d.from && r.to == d.to)
                     })
                     .cloned(),
@@ -290,6 +369,12 @@ fn to_text(e: &Explanation) -> String {
     let _ = writeln!(out, "target        {}", e.target);
     let _ = writeln!(out, "file          {}", e.file);
     let _ = writeln!(out, "status        {}", e.status);
+    if let Some(root) = &e.root_cause {
+        if root.chain.len() > 1 {
+            let _ = writeln!(out, "waits on      {}", root.chain.join(" <- "));
+        }
+        let _ = writeln!(out, "root cause    {}", root.text());
+    }
     let _ = writeln!(out, "key           {}", hex(&e.key));
     let _ = writeln!(out, "recorded key  {}", hex(&e.recorded_key));
     let _ = writeln!(out, "\ninputs:");

@@ -7,6 +7,7 @@ mod docs;
 mod explain;
 mod gc;
 mod graph;
+mod hints;
 mod monitor;
 mod plan;
 mod run;
@@ -67,6 +68,13 @@ pub struct Global {
     /// exit 1; validate and diff are always strict].
     #[arg(long, global = true)]
     pub strict: bool,
+    /// Say everything: every blocked and waiting range per node, every
+    /// note, each job's start and end [default: grouped per cause].
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Errors only: no notes, progress or listing (JSON output is still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,6 +224,13 @@ where
     if cli.command.only_reads() {
         quiet_on_closed_output();
     }
+    crate::say::set_verbosity(if cli.global.quiet {
+        crate::say::Verbosity::Quiet
+    } else if cli.global.verbose {
+        crate::say::Verbosity::Verbose
+    } else {
+        crate::say::Verbosity::Normal
+    });
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Graph(args) => graph::run(&cli.global, args),
@@ -375,7 +390,9 @@ impl Workspace {
     pub fn probe(&self) -> Result<Box<dyn crate::probe::Probe>, Error> {
         let imported = crate::warehouse::seed(&self.settings, &self.repo.root)?;
         for table in imported {
-            errln!("seeded {table} from its file in chronon-build.toml");
+            crate::say::err(&format!(
+                "seeded {table} from its file in chronon-build.toml"
+            ));
         }
         Ok(crate::probe::from_settings(
             &self.settings,
@@ -424,7 +441,9 @@ impl Workspace {
     ) -> Result<(crate::plan::Plan, Option<StateStore>), Error> {
         let store = self.open_state_read()?;
         let probe = self.probe_read_only()?;
-        let plan = self.plan_with(store.as_ref(), probe.as_ref(), opts.into())?;
+        let mut plan = self.plan_with(store.as_ref(), probe.as_ref(), opts.into())?;
+        let hints = hints::for_plan(self, &plan, probe.as_ref());
+        plan.notes.extend(hints);
         Ok((plan, store))
     }
 

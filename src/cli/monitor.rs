@@ -45,10 +45,6 @@ pub struct HistoryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Every attempt with its command and log [default: a line per run,
-    /// and a line per failed attempt with its log].
-    #[arg(short, long)]
-    pub verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -319,7 +315,7 @@ pub fn history(global: &Global, args: &HistoryArgs) -> Result<Exit, Error> {
                 .collect();
             print_json(&runs);
         }
-        Format::Text => print!("{}", history_text(&shown, args.verbose)),
+        Format::Text => print!("{}", history_text(&shown, global.verbose)),
     }
     Ok(Exit::Ok)
 }

@@ -28,9 +28,15 @@ pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let filter = render::Filter {
         invalid_configs: ws.repo.invalid.len(),
         show_fresh: args.show_fresh || args.format == Format::Json,
+        every: global.verbose,
     };
     match args.format {
-        Format::Text => print!("{}", render::to_text(&plan, &ws.graph, &filter)),
+        Format::Text => {
+            crate::say::notes(&plan.notes);
+            if !global.quiet {
+                crate::say::out(&render::to_text(&plan, &ws.graph, &filter));
+            }
+        }
         Format::Json => print_json(&render::to_json(&plan, &ws.graph, &filter)),
     }
     let totals = render::totals(&plan, &ws.graph);

@@ -246,7 +246,7 @@ fn execute(
     } else {
         ws.probe()?
     };
-    let plan = ws.plan_with(
+    let mut plan = ws.plan_with(
         store.as_ref(),
         probe.as_ref(),
         match metrics_file {
@@ -255,9 +255,11 @@ fn execute(
             None => PlanOptions::from(selection).lazily(),
         },
     )?;
-    for note in &plan.notes {
-        errln!("note: {note}");
+    if action != Action::Adopt {
+        let hints = super::hints::for_plan(&ws, &plan, probe.as_ref());
+        plan.notes.extend(hints);
     }
+    crate::say::notes(&plan.notes);
     // Nodes planned all fresh: the next plan skips their targets while
     // nothing that decides them changes (`plan::memo`).
     if action != Action::DryRun
@@ -282,7 +284,8 @@ fn execute(
     };
     let Finished { mut summary, plan } = Runner::new(&mut ctx, opts, plan).run()?;
     match scope.format {
-        Format::Text => super::print_out(&summary.text()),
+        Format::Text if crate::say::quiet() && summary.exit() == Exit::Ok => {}
+        Format::Text => crate::say::out(&summary.text()),
         Format::Json => print_json(&summary.to_json()),
     }
     match metrics_file {
@@ -309,7 +312,7 @@ fn executor_for<'w>(
             .refuse_for_local(&ws.repo, jobs.iter().map(|(node, _)| *node))?;
     }
     executor.check(jobs.iter().map(|(node, key)| (node.label(), *key)))?;
-    errln!("{}", executor.describe());
+    crate::say::err(&executor.describe());
     Ok(executor)
 }
 
@@ -328,18 +331,18 @@ fn remove_orphans(ws: &Workspace, plan: &plan::Plan, action: Action) -> Result<(
             action == Action::DryRun,
         )?;
         for line in said {
-            errln!("{line}");
+            crate::say::err(&line);
         }
         return Ok(());
     }
     for orphan in &plan.orphans {
-        errln!(
+        crate::say::err(&format!(
             "note: {} has {} partition(s) before {}'s start {}; `chronon-build gc` removes them",
             orphan.table,
             orphan.partitions.len(),
             orphan.target,
             orphan.start
-        );
+        ));
     }
     Ok(())
 }

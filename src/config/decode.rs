@@ -53,6 +53,12 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
+/// The longest identifier a config may hold: names, teams, namespaces,
+/// tables and columns. Hive's metastore keeps table names in 256
+/// characters and file systems cut file names at 255 bytes; a bound well
+/// above both keeps every name readable and what a plan holds small.
+pub const MAX_IDENT: usize = 1024;
+
 pub struct Decoder<'p> {
     pub file: String,
     pub problems: &'p mut Vec<Problem>,
@@ -173,6 +179,45 @@ impl<'p> Decoder<'p> {
             return None;
         }
         Some(value)
+    }
+
+    /// An identifier (a config, team, namespace, table or column name), at
+    /// most `MAX_IDENT` characters.
+    pub fn opt_ident(&mut self, obj: &Obj<'_>, key: &str) -> Option<String> {
+        let value = self.opt_str(obj, key)?;
+        self.bounded(&join_path(&obj.path, key), value)
+    }
+
+    pub fn req_ident(&mut self, obj: &Obj<'_>, key: &str) -> Option<String> {
+        let value = self.req_str(obj, key)?;
+        self.bounded(&join_path(&obj.path, key), value)
+    }
+
+    pub fn ident_list(&mut self, obj: &Obj<'_>, key: &str) -> Vec<String> {
+        let path = join_path(&obj.path, key);
+        let items = self.str_list(obj, key);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(item) = self.bounded(&index_path(&path, i), item) {
+                out.push(item);
+            }
+        }
+        out
+    }
+
+    fn bounded(&mut self, path: &str, value: String) -> Option<String> {
+        let length = value.chars().count();
+        if length <= MAX_IDENT {
+            return Some(value);
+        }
+        self.problem(
+            path,
+            format!(
+                "a name of {} characters: expected at most {MAX_IDENT}",
+                crate::say::thousands(length)
+            ),
+        );
+        None
     }
 
     /// Thrift booleans: `1`/`0` or `true`/`false`; absent is false.

@@ -24,7 +24,9 @@ pub enum Lookback {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Input {
     /// The table as probed: with its sub-partition, e.g. `ns.t/hr=00:00`.
-    pub table: String,
+    /// Shared with every target blocked on it (`plan::Missing`): a name is
+    /// stored once per node, never per target.
+    pub table: std::sync::Arc<str>,
     #[serde(skip)]
     pub producer: Option<NodeId>,
     pub lookback: Lookback,
@@ -56,7 +58,7 @@ impl Input {
         origin: String,
     ) -> Input {
         Input {
-            table,
+            table: table.into(),
             producer: None,
             lookback,
             shift: shift as i32,

@@ -118,7 +118,7 @@ fn drawing<'g>(graph: &'g Graph, selected: &[bool]) -> Drawing<'g> {
                 }
                 None => {
                     drawing.external.insert(&input.table);
-                    input.table.clone()
+                    input.table.to_string()
                 }
             };
             drawing

@@ -116,11 +116,10 @@ impl<'c, 'a> Explainer<'c, 'a> {
         for (input, column) in node.inputs.iter().zip(columns) {
             let Some(column) = column else { continue };
             let range = input.range(at, column.first_present());
-            let entry = tables.entry(input.table.as_str()).or_insert((
-                Some(column),
-                Vec::new(),
-                Vec::new(),
-            ));
+            let entry =
+                tables
+                    .entry(&*input.table)
+                    .or_insert((Some(column), Vec::new(), Vec::new()));
             if !range.is_empty() {
                 entry.2.push(range);
             }

@@ -181,7 +181,7 @@ pub fn evaluate(node: &Node, day: Option<Day>, at: Day, columns: &[Option<&Colum
         }
         let (present, digest) = column.digest(range);
         inputs.push(InputDigest {
-            table: input.table.clone(),
+            table: input.table.to_string(),
             from: range.from,
             to: range.to,
             present,

@@ -197,7 +197,7 @@ fn probe_tables(
             .iter()
             .filter(|i| i.producer.is_none() && !i.ordering_only)
         {
-            tables.insert(input.table.clone());
+            tables.insert(input.table.to_string());
         }
         if let Schedule::Daily { start } = &node.schedule
             && let Some(table) = start.probed_table()
@@ -582,12 +582,13 @@ impl<'p> Pass<'p> {
     ) -> (Vec<TargetPlan>, Vec<usize>) {
         let mut targets = Vec::with_capacity(decided.len());
         let mut differ = Vec::new();
-        let invalid = invalid_input(node, &self.invalid_tables);
+        let invalid = invalid_input(node, &self.invalid_tables)
+            .map(|(table, config)| (Arc::<str>::from(table), config));
         for (i, (mut target, needs_reason)) in decided.into_iter().enumerate() {
-            if let Some((table, config)) = invalid {
+            if let Some((table, config)) = &invalid {
                 target.status = Status::Blocked {
                     input: Arc::new(Missing {
-                        table: table.to_string(),
+                        table: table.clone(),
                         partition: target.day.unwrap_or(self.opts.until),
                         invalid_config: Some(config.to_string()),
                     }),
@@ -748,7 +749,7 @@ pub fn internal_key(table: &str) -> String {
 fn internal_or_external(graph: &Graph, input: &Input) -> String {
     match input.producer {
         Some(p) => internal_key(graph.nodes[p].output.as_deref().unwrap_or_default()),
-        None => input.table.clone(),
+        None => input.table.to_string(),
     }
 }
 

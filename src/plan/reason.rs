@@ -127,7 +127,8 @@ impl fmt::Display for StaleReason {
 /// A partition that must exist before a target can run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Missing {
-    pub table: String,
+    /// The reading input's own name (`graph::Input::table`), shared.
+    pub table: Arc<str>,
     pub partition: Day,
     /// The invalid config that writes the table (left out of the graph):
     /// blocked until that config is fixed, whatever the warehouse holds.

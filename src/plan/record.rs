@@ -59,7 +59,7 @@ impl BuildRecord {
                 }
                 let (present, digest) = column.digest(range);
                 Some(InputDigest {
-                    table: input.table.clone(),
+                    table: input.table.to_string(),
                     from: range.from,
                     to: range.to,
                     present,
@@ -136,7 +136,7 @@ pub fn reads(
         }
         for range in merged {
             for (day, fp) in column.present_in(range) {
-                out.insert((input.table.as_str(), day), fp);
+                out.insert((&*input.table, day), fp);
             }
         }
     }

@@ -93,6 +93,8 @@ pub struct Filter {
     /// Invalid configs set apart: said on the last line, which must agree
     /// with the exit code (1).
     pub invalid_configs: usize,
+    /// Blocked and waiting ranges per node too (`-v`), not only per cause.
+    pub every: bool,
 }
 
 pub fn groups<'p>(plan: &'p Plan, graph: &'p Graph, filter: &Filter) -> Vec<Group<'p>> {
@@ -151,25 +153,29 @@ pub fn totals(plan: &Plan, graph: &Graph) -> BTreeMap<&'static str, usize> {
     totals
 }
 
+/// The text of a plan, notes left out (they go to standard error). Stale
+/// (and with `show_fresh`, fresh) ranges one line per node; blocked and
+/// waiting ones too, unless there are more than `say::LIST_MAX` of them:
+/// then one line per cause (`causes`), unless `every` (`-v`).
 pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
     let groups = groups(plan, graph, filter);
-    let step_width = groups
-        .iter()
-        .map(|g| g.step.name().len())
-        .max()
-        .unwrap_or(0);
-    let name_width = groups
-        .iter()
-        .map(|g| g.config.len() + g.part.map_or(0, |p| p.len() + 1))
-        .max()
-        .unwrap_or(0);
-    let range_width = groups
-        .iter()
-        .map(|g| range_text(g).len())
-        .max()
-        .unwrap_or(0);
+    let held = |g: &Group| matches!(g.status, Status::Blocked { .. } | Status::Waiting { .. });
+    let every = filter.every || groups.iter().filter(|g| held(g)).count() <= crate::say::LIST_MAX;
+    let (listed, grouped): (Vec<&Group>, Vec<&Group>) =
+        groups.iter().partition(|g| every || !held(g));
+    // Columns padded up to a bound: one long name does not push every
+    // line past the width.
+    let width = |f: &dyn Fn(&Group) -> usize, most: usize| {
+        listed.iter().map(|g| f(g)).max().unwrap_or(0).min(most)
+    };
+    let step_width = width(&|g| g.step.name().len(), 27);
+    let name_width = width(
+        &|g| g.config.chars().count() + g.part.map_or(0, |p| p.chars().count() + 1),
+        44,
+    );
+    let range_width = width(&|g| range_text(g).len(), 28);
     let mut out = String::new();
-    for group in &groups {
+    for group in &listed {
         let name = match group.part {
             Some(part) => format!("{}#{part}", group.config),
             None => group.config.to_string(),
@@ -186,10 +192,17 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             if group.pulled_in { PULLED_IN } else { "" }
         );
     }
-    out.push_str(&orphan_lines(plan));
-    for note in &plan.notes {
-        let _ = writeln!(out, "note: {note}");
+    if !grouped.is_empty() {
+        for cause in causes(plan, graph) {
+            let _ = writeln!(out, "{}", cause.line());
+        }
+        let _ = writeln!(
+            out,
+            "({} blocked or waiting range(s) of single nodes: -v lists them, --format json has them all)",
+            crate::say::thousands(grouped.len())
+        );
     }
+    out.push_str(&orphan_lines(plan));
     let totals = totals(plan, graph);
     let all: usize = totals.values().sum();
     let parts: Vec<String> = StatusKind::ALL
@@ -212,6 +225,82 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
         plan.until,
         parts.join(", ")
     );
+    out
+}
+
+/// Blocked or waiting targets of any node that share one cause: a missing
+/// table (the days missing), an invalid config, or an upstream node (the
+/// days waited on).
+pub struct Cause<'p> {
+    pub kind: StatusKind,
+    pub what: String,
+    pub count: usize,
+    pub configs: std::collections::BTreeSet<&'p str>,
+    pub days: Option<(Day, Day)>,
+}
+
+impl Cause<'_> {
+    /// `blocked: 1,240 partitions of 38 configs; missing data.purchases 2023-01-01..2025-09-29`
+    pub fn line(&self) -> String {
+        let days = match self.days {
+            Some((a, b)) if a == b => format!(" {a}"),
+            Some((a, b)) => format!(" {}", DayRange::new(a, b)),
+            None => String::new(),
+        };
+        format!(
+            "{}: {} partition(s) of {} config(s); {}{days}",
+            self.kind.name(),
+            crate::say::thousands(self.count),
+            crate::say::thousands(self.configs.len()),
+            self.what,
+        )
+    }
+}
+
+/// The blocked and waiting targets of the plan, one `Cause` each, in the
+/// order the causes are first met.
+pub fn causes<'p>(plan: &'p Plan, graph: &'p Graph) -> Vec<Cause<'p>> {
+    let mut out: Vec<Cause<'p>> = Vec::new();
+    let mut index: std::collections::HashMap<(StatusKind, String), usize> = Default::default();
+    for &id in &graph.order {
+        let node = &graph.nodes[id];
+        if !plan.lists(id) {
+            continue;
+        }
+        for target in &plan.nodes[id].targets {
+            let (what, day) = match &target.status {
+                Status::Blocked { input } => match &input.invalid_config {
+                    Some(_) => (input.to_string(), None),
+                    None => (format!("missing {}", input.table), Some(input.partition)),
+                },
+                Status::Waiting { upstream } => match upstream.rsplit_once('@') {
+                    Some((label, day)) => (format!("on {label}"), Day::parse_checked(day).ok()),
+                    None => (format!("on {upstream}"), None),
+                },
+                _ => continue,
+            };
+            let kind = target.status.kind();
+            let at = *index.entry((kind, what.clone())).or_insert_with(|| {
+                out.push(Cause {
+                    kind,
+                    what,
+                    count: 0,
+                    configs: Default::default(),
+                    days: None,
+                });
+                out.len() - 1
+            });
+            let cause = &mut out[at];
+            cause.count += 1;
+            cause.configs.insert(&node.name);
+            if let Some(day) = day {
+                cause.days = Some(match cause.days {
+                    Some((a, b)) => (a.min(day), b.max(day)),
+                    None => (day, day),
+                });
+            }
+        }
+    }
     out
 }
 

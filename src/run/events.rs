@@ -343,10 +343,9 @@ impl Runner<'_, '_> {
         let what = self.describe(job);
         let outputs = self.probe_outputs(job)?;
         let missing = outputs.iter().filter(|o| o.is_none()).count();
-        self.progress.ended(
+        self.progress.succeeded(
             job,
             &format!("done {what} in {}", summary::seconds(attempt.duration)),
-            true,
         );
         self.summary.ran.push(summary::JobReport {
             target: what.clone(),

@@ -157,7 +157,7 @@ pub fn leftovers(graph: &Graph, recorded: Vec<RecordedNode>) -> Vec<Leftover> {
             n.output
                 .as_deref()
                 .into_iter()
-                .chain(n.inputs.iter().map(|i| i.table.as_str()))
+                .chain(n.inputs.iter().map(|i| &*i.table))
         })
         .map(|t| crate::config::TableRef::split(t).0)
         .collect();

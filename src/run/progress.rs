@@ -35,6 +35,9 @@ impl Progress {
             ProgressMode::Plain => false,
             ProgressMode::Quiet => return Progress::Quiet,
         };
+        if crate::say::quiet() {
+            return Progress::Quiet;
+        }
         if !bars {
             return Progress::Plain;
         }
@@ -71,8 +74,21 @@ impl Progress {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 jobs.insert(job, bar);
             }
-            Progress::Plain => say(&format!("{} start {what}", timestamp())),
-            Progress::Quiet => {}
+            // Outside a terminal a job is one line, the summary's; `-v`
+            // adds its start and end as they happen.
+            Progress::Plain if crate::say::verbose() => {
+                say(&format!("{} start {what}", timestamp()))
+            }
+            Progress::Plain | Progress::Quiet => {}
+        }
+    }
+
+    /// A job ended well: on a terminal its bar ends with `line`; outside
+    /// one, the summary says it (and `-v` says it here too).
+    pub fn succeeded(&mut self, job: usize, line: &str) {
+        match self {
+            Progress::Plain if !crate::say::verbose() => {}
+            _ => self.ended(job, line, true),
         }
     }
 
@@ -134,6 +150,5 @@ pub fn timestamp() -> String {
 /// A progress line on standard error; a reader that went away does not stop
 /// (or crash) the run.
 fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    crate::say::err(line);
 }

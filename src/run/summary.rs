@@ -16,7 +16,7 @@ use crate::partition::Day;
 use crate::plan::Status;
 use crate::plan::live::{LivePlan, Phase};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     UpstreamFailed,
@@ -69,6 +69,13 @@ pub struct LeftReport {
     pub to: Option<Day>,
     pub count: usize,
     pub note: String,
+    /// The note without its days, shared by every range with one cause
+    /// (`missing TABLE`, `waiting: NODE`): what the text groups by.
+    #[serde(skip)]
+    pub cause: String,
+    /// The days of the cause: the missing partitions, or those waited on.
+    #[serde(skip)]
+    pub cause_days: Option<(Day, Day)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -275,16 +282,20 @@ impl Summary {
         for problem in &self.hook_failures {
             let _ = writeln!(out, "warning: {problem}");
         }
-        for left in &self.left {
-            let range = crate::partition::at_range(left.from, left.to);
-            let _ = writeln!(
-                out,
-                "{:<7} {}{range} ({} partition(s)): {}",
-                left.outcome.name(),
-                left.target,
-                left.count,
-                left.note
-            );
+        if crate::say::verbose() || self.left.len() <= crate::say::LIST_MAX {
+            for left in &self.left {
+                let range = crate::partition::at_range(left.from, left.to);
+                let _ = writeln!(
+                    out,
+                    "{:<7} {}{range} ({} partition(s)): {}",
+                    left.outcome.name(),
+                    left.target,
+                    left.count,
+                    left.note
+                );
+            }
+        } else {
+            out.push_str(&self.left_by_cause());
         }
         let count = |o: Outcome| self.count(o);
         let built = if self.setup.action == Action::Adopt {
@@ -353,16 +364,68 @@ impl Summary {
         out
     }
 
+    /// What did not run, one line per outcome and cause with how many
+    /// partitions of how many configs, and the days of the cause.
+    fn left_by_cause(&self) -> String {
+        type Key<'a> = (Outcome, &'a str);
+        let mut order: Vec<Key> = Vec::new();
+        let mut by: std::collections::HashMap<Key, LeftCause> = Default::default();
+        for left in &self.left {
+            let key = (left.outcome, left.cause.as_str());
+            let entry = by.entry(key).or_insert_with(|| {
+                order.push(key);
+                LeftCause::default()
+            });
+            entry.count += left.count;
+            let config = left
+                .target
+                .split_once(':')
+                .map_or(&*left.target, |(_, c)| c);
+            entry
+                .configs
+                .insert(config.split('#').next().unwrap_or(config).to_string());
+            if let Some((a, b)) = left.cause_days {
+                entry.days = Some(entry.days.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+        }
+        let mut out = String::new();
+        for key in order {
+            let cause = &by[&key];
+            let days = match cause.days {
+                Some((a, b)) if a == b => format!(" {a}"),
+                Some((a, b)) => format!(" {a}..{b}"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "{}: {} partition(s) of {} config(s); {}{days}",
+                key.0.name(),
+                crate::say::thousands(cause.count),
+                crate::say::thousands(cause.configs.len()),
+                key.1
+            );
+        }
+        if !self.left.is_empty() {
+            let _ = writeln!(
+                out,
+                "({} range(s) left: -v lists them per target, --format json has them all)",
+                crate::say::thousands(self.left.len())
+            );
+        }
+        out
+    }
+
     /// Fills in what is left from where every target ended up: fresh
     /// targets are counted, the others grouped into contiguous days per
-    /// outcome. `skipped` marks nodes the executor cannot run at all.
+    /// outcome and cause. `skipped` marks nodes the executor cannot run at
+    /// all.
     pub(super) fn add_left(&mut self, live: &LivePlan, labels: &[String], skipped: &[bool]) {
         let plan = live.plan();
         for (id, node_plan) in plan.nodes.iter().enumerate() {
             if !plan.planned[id] {
                 continue;
             }
-            let mut groups: Vec<(Outcome, Arc<str>, Vec<Option<Day>>)> = Vec::new();
+            let mut groups: Vec<LeftRun> = Vec::new();
             for (i, target) in node_plan.targets.iter().enumerate() {
                 let (outcome, note): (Outcome, Arc<str>) = match (live.phase(id, i), &target.status)
                 {
@@ -387,29 +450,93 @@ impl Summary {
                             .unwrap_or_else(|| status.to_string().into()),
                     ),
                 };
+                let (cause, day) = cause_of(&note);
                 match groups.last_mut() {
-                    Some((o, n, days))
-                        if *o == outcome
-                            && (*n == note || outcome != Outcome::Blocked)
-                            && contiguous(days.last().copied().flatten(), target.day) =>
+                    Some(run)
+                        if run.outcome == outcome
+                            && run.cause == cause
+                            && contiguous(run.days.last().copied().flatten(), target.day) =>
                     {
-                        days.push(target.day);
+                        run.days.push(target.day);
+                        run.last_note = note;
+                        run.cause_days = widen(run.cause_days, day);
                     }
-                    _ => groups.push((outcome, note, vec![target.day])),
+                    _ => groups.push(LeftRun {
+                        outcome,
+                        cause,
+                        cause_days: day.map(|d| (d, d)),
+                        days: vec![target.day],
+                        first_note: note.clone(),
+                        last_note: note,
+                    }),
                 }
             }
-            for (outcome, note, days) in groups {
+            for run in groups {
+                let note = match run.cause_days {
+                    Some((a, b)) if a != b && run.outcome == Outcome::Blocked => {
+                        format!("{} ds={a}..{b}", run.cause)
+                    }
+                    _ if run.first_note == run.last_note => run.first_note.to_string(),
+                    _ => format!(
+                        "{}..{}",
+                        run.first_note,
+                        run.cause_days.map_or(String::new(), |(_, b)| b.to_string())
+                    ),
+                };
                 self.left.push(LeftReport {
-                    outcome,
+                    outcome: run.outcome,
                     target: labels[id].clone(),
-                    from: days.first().copied().flatten(),
-                    to: days.last().copied().flatten(),
-                    count: days.len(),
-                    note: note.to_string(),
+                    from: run.days.first().copied().flatten(),
+                    to: run.days.last().copied().flatten(),
+                    count: run.days.len(),
+                    note,
+                    cause: run.cause,
+                    cause_days: run.cause_days,
                 });
             }
         }
     }
+}
+
+/// Contiguous targets of one node left for one cause.
+struct LeftRun {
+    outcome: Outcome,
+    cause: String,
+    cause_days: Option<(Day, Day)>,
+    days: Vec<Option<Day>>,
+    first_note: Arc<str>,
+    last_note: Arc<str>,
+}
+
+#[derive(Default)]
+struct LeftCause {
+    count: usize,
+    configs: std::collections::BTreeSet<String>,
+    days: Option<(Day, Day)>,
+}
+
+fn widen(days: Option<(Day, Day)>, day: Option<Day>) -> Option<(Day, Day)> {
+    match (days, day) {
+        (Some((a, b)), Some(d)) => Some((a.min(d), b.max(d))),
+        (None, Some(d)) => Some((d, d)),
+        (days, None) => days,
+    }
+}
+
+/// A note without its day: `missing T ds=DAY` is `missing T`, `waiting:
+/// LABEL@DAY` is `waiting: LABEL`; the day apart.
+fn cause_of(note: &str) -> (String, Option<Day>) {
+    if let Some((cause, day)) = note.rsplit_once(" ds=")
+        && let Ok(day) = Day::parse_checked(day)
+    {
+        return (cause.to_string(), Some(day));
+    }
+    if let Some((cause, day)) = note.rsplit_once('@')
+        && let Ok(day) = Day::parse_checked(day)
+    {
+        return (cause.to_string(), Some(day));
+    }
+    (note.to_string(), None)
 }
 
 pub fn seconds(d: Duration) -> String {

@@ -827,6 +827,7 @@ fn diff_works_when_the_configs_are_a_subfolder_of_a_monorepo() {
     // From the monorepo's root, from an unrelated folder, and from inside.
     for cwd in [mono.clone(), std::env::temp_dir(), mono.join("services")] {
         let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+            .env("COLUMNS", "100000")
             .current_dir(&cwd)
             .arg("--repo")
             .arg(&configs)

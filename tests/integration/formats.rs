@@ -131,6 +131,7 @@ impl Tables {
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+            .env("COLUMNS", "100000")
             .arg("--repo")
             .arg(&self.s.repo)
             .args(args)

@@ -65,6 +65,7 @@ fn check(repo: &Path, args: &[&str], input: &str) -> Result<(), String> {
     let err_path = repo.with_extension("stderr");
     let err_file = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .env("COLUMNS", "100000")
         .arg("--repo")
         .arg(repo)
         .args(args)

@@ -114,7 +114,6 @@ fn a_window_change_reruns_the_group_by_and_the_join_parts_that_embed_it_only() {
         "join-part  risk.checkout.v1#risk_purchases_v1  2025-01-03..2025-01-10 (8)  \
          stale: config-changed driverArchive.groupBy.aggregations[0].windows[0].length: 3 -> 5, \
          joinParts[0].groupBy.aggregations[0].windows[0].length: 3 -> 5\n\
-         note: skipped compiled/models/: not a config kind chronon-build schedules\n\
          34 targets up to 2025-01-10: 26 fresh, 8 stale, 0 blocked, 0 waiting\n"
     );
 }

@@ -5,17 +5,20 @@ mod bad_input;
 mod bounds;
 mod claims;
 mod cli;
+mod completions;
 mod corpus;
 mod diff;
 mod endings;
 mod engine;
 mod formats;
 mod fuzz;
+mod hints;
 mod history;
 mod keys;
 mod monitor;
 mod mutation;
 mod orphans;
+mod output;
 mod own_repo;
 mod plans_match_runs;
 mod postgres;
@@ -54,6 +57,8 @@ impl From<std::process::Output> for Output {
     }
 }
 
+/// The binary on `repo`, its lines not wrapped (`COLUMNS`): tests look
+/// for whole lines; `output.rs` checks the wrapping itself.
 pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
     let out = command(repo).args(args).output().expect("the binary runs");
     Output::from(out)
@@ -63,6 +68,9 @@ pub fn chronon_build(repo: &Path, args: &[&str]) -> Output {
 /// state in the repository's database on the tests' PostgreSQL server.
 pub fn command(repo: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+    // Whole lines: the tests compare them (output wraps at 100 columns
+    // outside a terminal otherwise).
+    command.env("COLUMNS", "100000");
     command.arg("--repo").arg(repo);
     if postgres::on_postgres() {
         command.env("CHRONON_BUILD_STATE_URL", postgres::state_url_for(repo));
@@ -228,6 +236,8 @@ impl Scenario {
             state_url: None,
             warehouse: None,
             strict: true,
+            verbose: false,
+            quiet: false,
         };
         let ws = Workspace::load(&global).unwrap();
         let until = chronon_build::partition::Day::parse(until).unwrap();

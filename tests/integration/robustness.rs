@@ -69,18 +69,67 @@ fn text(value: &Value) -> String {
 }
 
 #[test]
-fn a_config_name_of_70000_characters_plans_and_runs() {
-    let long = format!("t.{}", "x".repeat(70_000));
+fn a_config_name_of_the_longest_allowed_plans_and_runs() {
+    // Names are bounded at 1,024 characters (a 70,000-character name once
+    // planned too: nothing needs one, and a plan holds names per target).
+    let long = format!("t.{}", "x".repeat(1_022));
     let (_dir, root) = repo(&[("long", text(&group_by(&long)))], "");
     let plan = chronon_build(&root, &["plan", "--until", "2025-01-03"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert_contains(&plan.stdout, "never-built");
+    assert_contains(&plan.stdout.replace("\n    ", ""), "never-built");
+    let longer = format!("t.{}", "x".repeat(1_023));
+    let (_dir, root) = repo(&[("long", text(&group_by(&longer)))], "");
+    let validate = chronon_build(&root, &["validate"]);
+    assert_eq!(validate.code, 2, "{}", validate.stderr);
+    assert_contains(
+        &validate.stderr,
+        "production/group_bys/t/long: metaData.name: a name of 1,025 characters: expected at most 1024",
+    );
     // Its jobs' log files stay under the file name limit.
     let medium = format!("t.{}", "y".repeat(300));
     let (_dir, root) = repo(&[("medium", text(&group_by(&medium)))], "");
     let run = chronon_build(&root, &["run", "--until", "2025-01-03"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_contains(&run.stdout, "ok: 2 built");
+}
+
+/// A 5,000,000-character table name once made `plan` take gigabytes:
+/// refused at load, naming the file, the field and the bound, at once.
+#[test]
+fn a_table_name_of_5000000_characters_is_refused_naming_file_field_and_bound() {
+    let mut gb = group_by("t.g");
+    gb["sources"][0]["events"]["table"] = json!(format!("raw.{}", "x".repeat(5_000_000)));
+    let (_dir, root) = repo(&[("g", text(&gb))], "");
+    let cases: [(&[&str], i32); 3] = [
+        (&["validate"], 2),
+        (&["plan", "--strict", "--until", "2025-01-03"], 2),
+        // Without --strict the config is set apart and the rest planned.
+        (&["plan", "--until", "2025-01-03"], 1),
+    ];
+    for (args, code) in cases {
+        let started = std::time::Instant::now();
+        let out = chronon_build(&root, args);
+        assert_eq!(
+            out.code,
+            code,
+            "{args:?}: {}",
+            &out.stderr[..out.stderr.len().min(2000)]
+        );
+        assert_contains(
+            &out.stderr,
+            "production/group_bys/t/g: sources[0].events.table: a name of 5,000,004 characters: \
+             expected at most 1024",
+        );
+        assert!(
+            out.stderr.len() < 5_000,
+            "{args:?}: the name is not echoed back"
+        );
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{args:?}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -319,6 +368,7 @@ fn closed_output_ends_read_only_commands_quietly() {
         vec!["completions", "bash"],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+            .env("COLUMNS", "100000")
             .arg("--repo")
             .arg(&s.repo)
             .args(&args)
@@ -369,6 +419,7 @@ fn an_unreadable_config_folder_is_an_error_not_skipped() {
 fn a_run_whose_reader_goes_away_still_finishes_and_records() {
     let (_dir, root) = repo(&[("g", text(&group_by("t.g")))], "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .env("COLUMNS", "100000")
         .arg("--repo")
         .arg(&root)
         .args(["run", "--until", "2025-01-03", "--progress", "plain"])
@@ -693,13 +744,13 @@ fn a_clean_build_gives_the_same_answer_every_time() {
     let mut answers = std::collections::BTreeSet::new();
     for _ in 0..8 {
         let _ = std::fs::remove_dir_all(root.join(".chronon-build"));
-        let run = chronon_build(&root, &["run", "--until", "2025-09-12", "-j", "4"]);
+        let run = chronon_build(&root, &["run", "--until", "2025-09-12", "-j", "4", "-v"]);
         let summary = run.stdout.lines().last().unwrap_or_default().to_string();
         let summary = summary.split("; wall time").next().unwrap().to_string();
         assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
         assert_contains(
             &run.stdout,
-            "blocked join-left:quickstart.training_set.v1@2025-09-09 (1 partition(s)): missing quickstart.quickstart_checkouts_v1 ds=2025-09-09",
+            "blocked join-left:quickstart.training_set.v1@2025-09-01..2025-09-09 (9 partition(s)): missing quickstart.quickstart_checkouts_v1 ds=2025-09-01..2025-09-09",
         );
         answers.insert(summary);
     }

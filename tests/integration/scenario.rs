@@ -329,7 +329,6 @@ group-by-upload     risk.purchases.v1  2025-01-10 (1)              stale: never-
 upload-to-kv        risk.purchases.v1  2025-01-10 (1)              stale: never-built
 group-by-streaming  risk.purchases.v1  -                           stale: never-built
 metadata-upload     risk.purchases.v1  -                           stale: never-built
-note: skipped compiled/models/: not a config kind chronon-build schedules
 10 targets up to 2025-01-10: 0 fresh, 10 stale, 0 blocked, 0 waiting
 "
     );
@@ -350,7 +349,6 @@ note: skipped compiled/models/: not a config kind chronon-build schedules
 group-by-backfill  risk.purchases.v1  2025-01-05..2025-01-07 (3)  stale: never-built
 group-by-backfill  risk.purchases.v1  2025-01-08 (1)              blocked: missing raw.purchases ds=2025-01-08
 group-by-backfill  risk.purchases.v1  2025-01-09..2025-01-10 (2)  stale: never-built
-note: skipped compiled/models/: not a config kind chronon-build schedules
 6 targets up to 2025-01-10: 0 fresh, 5 stale, 1 blocked, 0 waiting
 "
     );
@@ -579,7 +577,7 @@ fn configs_without_targets_are_named_with_the_reason() {
     s.edit("compiled/group_bys/risk/risk.returns.v1", |gb| {
         gb.as_object_mut().unwrap().remove("backfillStartDate");
     });
-    let out = s.run(&["plan", "--until", "2025-01-10"]);
+    let out = s.run(&["plan", "--until", "2025-01-10", "-v"]);
     crate::assert_planned(&out);
     let said = format!("{}{}", out.stdout, out.stderr);
     crate::assert_contains(

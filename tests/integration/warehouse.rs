@@ -356,6 +356,7 @@ fn show_is_readable_in_a_terminal_and_exact_for_machines() {
     );
     run(repo, &["warehouse", "import", "raw.wide", &file]);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"));
+    cmd.env("COLUMNS", "100000");
     cmd.arg("--repo")
         .arg(repo)
         .args(["warehouse", "show", "raw.wide", "--ds", "2025-01-01"])

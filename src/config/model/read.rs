@@ -14,7 +14,7 @@ use crate::partition::DayFormat;
 pub fn read_group_by(d: &mut Decoder, obj: &Obj) -> Option<GroupBy> {
     let meta = read_meta(d, obj);
     let sources = read_sources(d, obj, "sources");
-    let key_columns = d.str_list(obj, "keyColumns");
+    let key_columns = d.ident_list(obj, "keyColumns");
     let aggregations = d
         .obj_list(obj, "aggregations")
         .iter()
@@ -121,7 +121,7 @@ pub fn read_join(d: &mut Decoder, obj: &Obj) -> Option<Join> {
         .obj_list(obj, "bootstrapParts")
         .iter()
         .filter_map(|b| {
-            let table = d.req_str(b, "table").map(|t| TableRef::parse(&t));
+            let table = d.req_ident(b, "table").map(|t| TableRef::parse(&t));
             let query = d
                 .opt_obj(b, "query")
                 .map(|q| read_query(d, &q))
@@ -157,11 +157,11 @@ pub fn read_staging_query(d: &mut Decoder, obj: &Obj) -> Option<StagingQuery> {
 
 fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
     let obj = d.req_obj(parent, "metaData")?;
-    let name = d.req_str(&obj, "name");
-    let team = d.opt_str(&obj, "team");
+    let name = d.req_ident(&obj, "name");
+    let team = d.opt_ident(&obj, "team");
     let online = d.opt_bool(&obj, "online");
     let production = d.opt_bool(&obj, "production");
-    let output_namespace = d.opt_str(&obj, "outputNamespace");
+    let output_namespace = d.opt_ident(&obj, "outputNamespace");
     let offline_schedule = d.opt_str(&obj, "offlineSchedule");
     let sample_percent = read_percent(d, &obj, "samplePercent");
     let consistency_sample_percent = read_percent(d, &obj, "consistencySamplePercent");
@@ -329,11 +329,11 @@ fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
     let env = obj.map.get("env").cloned();
     let output_table = d
         .opt_obj(obj, "outputTableInfo")
-        .and_then(|info| d.opt_str(&info, "table"));
+        .and_then(|info| d.opt_ident(&info, "table"));
     let mut table_dependencies = Vec::new();
     for dep in d.obj_list(obj, "tableDependencies") {
         let info = d.req_obj(&dep, "tableInfo");
-        let table = info.and_then(|i| d.req_str(&i, "table"));
+        let table = info.and_then(|i| d.req_ident(&i, "table"));
         let start = d
             .opt_obj(&dep, "startOffset")
             .and_then(|w| read_window(d, &w))
@@ -402,7 +402,7 @@ fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
         .unwrap_or_else(default_query);
     match kind {
         "events" => {
-            let table = d.req_str(&inner, "table")?;
+            let table = d.req_ident(&inner, "table")?;
             Some(Source::Events {
                 table: TableRef::parse(&table),
                 topic: d.opt_str(&inner, "topic"),
@@ -411,11 +411,11 @@ fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
             })
         }
         "entities" => {
-            let snapshot = d.req_str(&inner, "snapshotTable")?;
+            let snapshot = d.req_ident(&inner, "snapshotTable")?;
             Some(Source::Entities {
                 snapshot_table: TableRef::parse(&snapshot),
                 mutation_table: d
-                    .opt_str(&inner, "mutationTable")
+                    .opt_ident(&inner, "mutationTable")
                     .map(|t| TableRef::parse(&t)),
                 mutation_topic: d.opt_str(&inner, "mutationTopic"),
                 query,
@@ -448,8 +448,8 @@ fn read_query(d: &mut Decoder, obj: &Obj) -> Query {
         wheres: d.str_list(obj, "wheres"),
         start_partition: d.opt_formatted_day(obj, "startPartition", &format),
         end_partition: d.opt_formatted_day(obj, "endPartition", &format),
-        time_column: d.opt_str(obj, "timeColumn"),
-        partition_column: d.opt_str(obj, "partitionColumn"),
+        time_column: d.opt_ident(obj, "timeColumn"),
+        partition_column: d.opt_ident(obj, "partitionColumn"),
         partition_format,
     }
 }
@@ -525,7 +525,7 @@ fn read_derivations(d: &mut Decoder, obj: &Obj) -> Vec<Derivation> {
         .iter()
         .filter_map(|o| {
             Some(Derivation {
-                name: d.req_str(o, "name")?,
+                name: d.req_ident(o, "name")?,
                 expression: d.req_str(o, "expression")?,
             })
         })

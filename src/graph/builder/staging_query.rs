@@ -50,7 +50,7 @@ impl Builder<'_> {
         }
         let start = match (sq.start_partition, inputs.first()) {
             (Some(day), _) => Start::Day(day),
-            (None, Some(first)) => Start::FirstPartitionOf(first.table.clone()),
+            (None, Some(first)) => Start::FirstPartitionOf(first.table.to_string()),
             (None, None) => Start::Unknown,
         };
         let output = sq.meta.output_table();

@@ -278,10 +278,10 @@ impl<'g> LivePlan<'g> {
                     continue;
                 }
                 if let Status::Blocked { input } = &target.status
-                    && self.plan.probed.contains_key(&input.table)
-                    && !tables.contains(&input.table)
+                    && self.plan.probed.contains_key(&*input.table)
+                    && !tables.iter().any(|t| **t == *input.table)
                 {
-                    tables.push(input.table.clone());
+                    tables.push(input.table.to_string());
                 }
             }
         }
@@ -308,7 +308,7 @@ impl<'g> LivePlan<'g> {
             let reads = self.graph.nodes[id]
                 .inputs
                 .iter()
-                .any(|i| landed.contains(&i.table));
+                .any(|i| landed.iter().any(|t| **t == *i.table));
             if !self.plan.planned[id] || !reads {
                 continue;
             }
