@@ -31,8 +31,11 @@
 //!   (`probe::memory`);
 //! - `warehouse`: the embedded SQLite warehouse: namespace files, partition
 //!   catalog, writes, imports, verify and gc, one file each;
-//! - `store`: the SQLite state: schema and migrations (`store::schema`),
-//!   recorded targets and their writes, node memos, run history;
+//! - `store`: the state, in a SQLite file or PostgreSQL behind one store
+//!   (`store::db`: one schema, one dialect map): schema and migrations
+//!   (`store::schema`), recorded targets and their writes, node memos, run
+//!   history, and per-target claims (`store::claims`: runs started together
+//!   build each target once);
 //! - `sqlite`: how every SQLite file is opened (state, warehouse, KV, the
 //!   table-read cache): one lock policy, read-only opens that create
 //!   nothing;
@@ -45,13 +48,16 @@
 //!   (`diff::targets`), cost from run history, and text/Markdown output;
 //! - `monitor`: status, metrics (`monitor::metrics`) and the HTML report
 //!   (`monitor::report`), from plans and history;
-//! - `run`: the runner (where jobs run), its locks, progress and summary,
+//! - `run`: the runner (where jobs run), its state lock (shared by runs)
+//!   and claims (`run::claims`), progress and summary,
 //!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions,
 //!   and what nodes no config makes any more left);
 //! - `exec`: the executors' argv and environment (zipline, local), the
 //!   tables' partition layouts as the Driver sees them (`partitioning`), and
 //!   `exec::command`: how every process is started (jobs, hooks, probe,
-//!   status and delete commands) with one policy;
+//!   status and delete commands) with one policy; jobs under a supervisor
+//!   that stops them when their runner dies (`exec::supervise`), processes
+//!   named by host, pid and start time (`exec::identity`);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
 //!   (label joins included), staging SQL read-only, a job's memory and
 //!   time bounds enforced inside it (`engine::bounds`), and serving: batch IRs

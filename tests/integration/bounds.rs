@@ -18,6 +18,7 @@ use crate::{Output, assert_contains, chronon_build, copy_dir, show_rows, testdat
 fn run_within(repo: &Path, args: &[&str], limit: Duration) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .env("COLUMNS", "100000")
         .arg("--repo")
         .arg(repo)
         .args(args)
