@@ -3,6 +3,8 @@
 
 use super::{ConfigChanges, Invalidated, ServingChange, Totals};
 use crate::hash::FieldClass;
+/// One way to write big counts: the output's (`say`).
+pub use crate::say::thousands;
 
 pub(super) fn totals(
     configs: &ConfigChanges,
@@ -39,19 +41,6 @@ pub(super) fn totals(
         }
     }
     totals
-}
-
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Job time as people say it: `14.2 h`, `25 min`, `40 s`.
