@@ -24,6 +24,10 @@ pub enum Error {
     Io(String),
     #[error("{0}")]
     Locked(String),
+    /// The state went away during a run (a database server down for
+    /// good): the run stopped; what ran meanwhile is redone next time.
+    #[error("state: {0}")]
+    StateLost(String),
     /// An error in one of several inputs, e.g. the head side of a diff.
     #[error("{what}: {source}")]
     Within { what: String, source: Box<Error> },
@@ -84,10 +88,13 @@ impl Exit {
 }
 
 impl Error {
-    /// Every error is a usage, config, settings or state error: nothing
-    /// was written.
+    /// A usage, config, settings or state error: nothing was written (2);
+    /// a state lost during a run: the run failed (1).
     pub fn code(&self) -> i32 {
-        Exit::Invalid.code()
+        match self {
+            Error::StateLost(_) => Exit::Failed.code(),
+            _ => Exit::Invalid.code(),
+        }
     }
 }
 

@@ -56,8 +56,9 @@
 //!   tables' partition layouts as the Driver sees them (`partitioning`), and
 //!   `exec::command`: how every process is started (jobs, hooks, probe,
 //!   status and delete commands) with one policy; jobs under a supervisor
-//!   that stops them when their runner dies (`exec::supervise`), processes
-//!   named by host, pid and start time (`exec::identity`);
+//!   that stops them when their runner dies (`exec::supervise`);
+//! - `identity`: a process named by host, pid and start time (what claims
+//!   and supervisors record);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
 //!   (label joins included), staging SQL read-only, a job's memory and
 //!   time bounds enforced inside it (`engine::bounds`), and serving: batch IRs
@@ -99,6 +100,7 @@ pub mod formats;
 pub mod graph;
 pub mod hash;
 pub mod heap;
+pub mod identity;
 pub mod monitor;
 pub mod partition;
 pub mod plan;

@@ -12,7 +12,6 @@
 
 pub mod command;
 pub mod env;
-pub mod identity;
 pub mod interface;
 pub mod partitioning;
 pub mod supervise;

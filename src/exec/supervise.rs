@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use std::sync::OnceLock;
 
 use super::CommandLine;
-use super::identity::Identity;
+use crate::identity::Identity;
 
 /// The first argument that makes the binary a supervisor.
 pub const ARG: &str = "__supervise-job";

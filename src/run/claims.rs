@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::Runner;
 use crate::error::Error;
-use crate::exec::identity::Identity;
+use crate::identity::Identity;
 use crate::partition::Day;
 use crate::plan;
 use crate::store::{Claimant, Claimed, Holder, Recorded, day_column};

@@ -17,7 +17,10 @@ use crate::store::Attempt;
 impl Runner<'_, '_> {
     pub(super) fn event_loop(&mut self) -> Result<(), Error> {
         let signals = process::forward_signals(self.processes.events.0.clone(), Event::Signal);
-        let result = self.event_loop_inner();
+        let result = match self.event_loop_inner() {
+            Err(Error::Store(e)) => Err(self.state_lost(e)),
+            result => result,
+        };
         if let Some(handle) = signals {
             handle.close();
         }
@@ -58,6 +61,32 @@ impl Runner<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// The state is gone for good (its server down past every retry): no
+    /// new jobs; the running ones are let finish, as on a first Ctrl-C (a
+    /// stop signal meanwhile sends them SIGTERM), but cannot be recorded:
+    /// the next run redoes them. The run fails (exit 1).
+    fn state_lost(&mut self, e: crate::store::StoreError) -> Error {
+        self.progress.note(&format!(
+            "error: state: {e}; no new jobs; waiting for {} running job(s), which cannot be \
+             recorded (the next run redoes them)",
+            self.work.running.len()
+        ));
+        while !self.work.running.is_empty() {
+            match self.processes.events.1.recv() {
+                Ok(Event::Exited { job, .. }) => {
+                    self.work.running.remove(&job);
+                }
+                Ok(Event::Signal(_)) => {
+                    for running in self.work.running.values() {
+                        crate::exec::command::kill_group(running.pid, libc::SIGTERM);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Error::StateLost(e.to_string())
     }
 
     /// With `--wait`, whether blocked targets are worth probing for again.

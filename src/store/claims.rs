@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use super::db::{Db, DbResult, Row, args};
 use super::{NodeKey, StateStore, StoreError, day_column, day_from_column};
-use crate::exec::identity::Identity;
+use crate::identity::Identity;
 use crate::partition::Day;
 
 /// Who claims: a run and its runner, and how long its claims hold without
