@@ -124,9 +124,8 @@ fn four_runs_started_together_build_each_target_once() {
     assert!(twice.is_empty(), "built more than once: {twice:?}");
     let built: BTreeSet<String> = journal.done.keys().cloned().collect();
     assert_eq!(built, alone, "the runs together built what one run builds");
-    // The runs met: one of them waited for another's claims.
-    let said: String = outputs.iter().map(|o| o.stderr.clone()).collect();
-    assert!(said.contains("is being built by run"), "{said}");
+    // (Whether the runs met depends on timing: with claims disabled, they
+    // build targets twice and the assertions above fail.)
     nothing_left(&p);
 }
 
