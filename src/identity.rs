@@ -24,15 +24,6 @@ impl Identity {
         }
     }
 
-    /// A process of this host (the jobs this run starts).
-    pub fn local(pid: u32) -> Identity {
-        Identity {
-            host: host_name(),
-            pid,
-            start: start_time(pid).unwrap_or(0),
-        }
-    }
-
     /// Whether this process is of this host.
     pub fn is_here(&self) -> bool {
         self.host == host_name()
@@ -93,7 +84,11 @@ mod tests {
     fn an_ended_process_is_not_alive() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
-        let identity = Identity::local(pid);
+        let identity = Identity {
+            host: host_name(),
+            pid,
+            start: start_time(pid).unwrap(),
+        };
         child.wait().unwrap();
         assert!(!identity.alive_here());
     }

@@ -567,7 +567,7 @@ impl<'p> Pass<'p> {
                 _ if all || held == 0 => NO_PARTITION,
                 held => day_column(days[held - 1]) + 1,
             };
-            state.built = store.load_targets(key, from)?;
+            state.built = store.load_targets(key, from..=i64::MAX)?;
         }
         Ok(())
     }

@@ -155,12 +155,11 @@ impl Runner<'_, '_> {
         }
         let store = self.ctx.store.as_deref_mut().expect("claims need a state");
         let node = plan::node_key(&self.ctx.graph.nodes[id]);
-        let from = records
-            .iter()
-            .map(|r| day_column(r.day))
-            .min()
-            .unwrap_or_default();
-        let recorded = store.load_targets(&node, from)?;
+        // The job's own days only: this runs as every job starts.
+        let days = records.iter().map(|r| day_column(r.day));
+        let (from, to) = (days.clone().min(), days.max());
+        let recorded =
+            store.load_targets(&node, from.unwrap_or_default()..=to.unwrap_or_default())?;
         let by_day: std::collections::HashMap<i64, usize> = self.work.jobs[job]
             .targets
             .iter()
@@ -228,13 +227,12 @@ impl Runner<'_, '_> {
         let waiting = std::mem::take(&mut self.work.claims.waiting);
         let mut still = Vec::new();
         let mut free = Vec::new();
-        for (job, holder) in waiting {
+        for (job, _) in waiting {
             let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
             match store.held_elsewhere(me.run, &node, &self.job_days(job))? {
                 Some(holder) => still.push((job, holder)),
                 None => free.push(job),
             }
-            let _ = holder;
         }
         for job in free.into_iter().rev() {
             self.work.queue.push_front(job);

@@ -76,20 +76,26 @@ impl StateStore {
         self.load_with(false)
     }
 
-    /// One node's recorded targets from a day column on (`NO_PARTITION`:
-    /// all of them), by day column.
+    /// One node's recorded targets in a range of day columns
+    /// (`NO_PARTITION..=i64::MAX`: all of them), by day column.
     pub fn load_targets(
         &self,
         node: &NodeKey,
-        from: i64,
+        days: std::ops::RangeInclusive<i64>,
     ) -> Result<HashMap<i64, Recorded>, StoreError> {
         let mut built = HashMap::new();
         super::retry::reading(&self.db, &self.location, |db| {
             db.for_each(
                 "SELECT day, key, slice, inputs, output, seq FROM targets
                  WHERE node = (SELECT id FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3)
-                   AND day >= ?4",
-                args![node.step.name(), &node.config, &node.part, from],
+                   AND day >= ?4 AND day <= ?5",
+                args![
+                    node.step.name(),
+                    &node.config,
+                    &node.part,
+                    *days.start(),
+                    *days.end()
+                ],
                 |row| {
                     built.insert(row.int(0)?, recorded(row, 1)?);
                     Ok(())
