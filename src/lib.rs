@@ -53,7 +53,8 @@
 //!   adopt's state writer (`run::writer`), and `gc` (orphaned partitions,
 //!   and what nodes no config makes any more left);
 //! - `exec`: the executors' argv and environment (zipline, local), the
-//!   tables' partition layouts as the Driver sees them (`partitioning`), and
+//!   tables' partition layouts as the Driver sees them (`partitioning`),
+//!   the days a job covers and what that changes on Spark (`ranges`), and
 //!   `exec::command`: how every process is started (jobs, hooks, probe,
 //!   status and delete commands) with one policy; jobs under a supervisor
 //!   that stops them when their runner dies (`exec::supervise`);

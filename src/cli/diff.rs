@@ -148,7 +148,10 @@ fn load(side: &str, source: &source::Materialized) -> Result<Side, Error> {
     };
     let repo = Repo::load(&source.root).map_err(|e| within(Error::Config(e)))?;
     let settings = Settings::load(&source.root).map_err(|e| within(e.into()))?;
-    let graph = Graph::build(&repo, &settings).map_err(|e| within(Error::Config(e)))?;
+    let mut graph = Graph::build(&repo, &settings).map_err(|e| within(Error::Config(e)))?;
+    crate::exec::partitioning::Partitioning::of(&repo, &settings, &graph)
+        .map_err(|e| within(e.into()))?
+        .resolve_in(&mut graph);
     Ok(Side {
         label: source.label.clone(),
         repo,

@@ -370,7 +370,11 @@ impl Workspace {
         }
         let mut graph = Graph::build(&repo, &settings).map_err(Error::Config)?;
         let partitioning = crate::exec::partitioning::Partitioning::of(&repo, &settings, &graph)?;
+        partitioning.resolve_in(&mut graph);
         graph.notes.extend(partitioning.notes.iter().cloned());
+        graph.notes.extend(crate::exec::ranges::multi_day_note(
+            &repo, &settings, &graph,
+        ));
         Ok(Workspace {
             repo,
             settings,

@@ -14,6 +14,7 @@ pub mod command;
 pub mod env;
 pub mod interface;
 pub mod partitioning;
+pub mod ranges;
 pub mod supervise;
 
 use std::collections::BTreeMap;

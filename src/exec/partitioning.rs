@@ -39,6 +39,10 @@ use crate::table::{Layouts, TableLayout};
 /// (airbnb/chronon `Constants.LabelPartitionColumn`).
 pub const LABEL_PARTITION_COLUMN: &str = "label_ds";
 
+/// Chronon's partition column when nothing sets one
+/// (airbnb/chronon `api/py/test/sample/scripts/spark_submit.sh` line 56).
+pub const CHRONON_PARTITION_COLUMN: &str = "ds";
+
 /// The layout a node's job writes with, and where each half came from.
 #[derive(Clone, Debug)]
 pub struct JobLayout {
@@ -129,6 +133,23 @@ impl Partitioning {
             jobs,
             notes,
         })
+    }
+
+    /// Puts each job's partition layout in its node's key when it is not
+    /// Chronon's default (`ds`, `yyyy-MM-dd`): the layout comes from the
+    /// job environment or the Spark conf, outside the config's fields, and
+    /// decides which partitions the job writes and reads. Leaving the
+    /// default out keeps the keys of repositories that never set one.
+    pub fn resolve_in(&self, graph: &mut Graph) {
+        let chronon = TableLayout::new(CHRONON_PARTITION_COLUMN);
+        for (id, job) in self.jobs.iter().enumerate() {
+            if job.layout.column != chronon.column {
+                graph.resolve(id, "partitionColumn", job.layout.column.clone().into());
+            }
+            if job.layout.format != chronon.format {
+                graph.resolve(id, "partitionFormat", job.layout.format.to_string().into());
+            }
+        }
     }
 
     /// Refuses, before anything runs, a local-engine job that would need a

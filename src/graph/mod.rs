@@ -70,6 +70,15 @@ impl Graph {
         })
     }
 
+    /// Adds to a node's slice, and so to its key, a value its job acts on
+    /// that is resolved outside the config (the partition layout from the
+    /// job environment or the Spark conf: `exec::partitioning`).
+    pub fn resolve(&mut self, id: NodeId, field: &str, value: serde_json::Value) {
+        let node = &mut self.nodes[id];
+        builder::add_resolved(&mut node.slice, field, value);
+        node.slice_hash = crate::hash::Hash::of_json(&node.slice);
+    }
+
     pub fn find(&self, step: Step, name: &str, part: Option<&str>) -> Option<&Node> {
         self.nodes
             .iter()

@@ -129,22 +129,13 @@ pub(super) fn records(
         .collect()
 }
 
-/// How many days one job of `node` may cover: the config's `stepDays`, else
-/// the executor's; one for steps that take no range; all for `adopt`.
+/// How many days one job of `node` may cover (`exec::ranges::step_days`);
+/// all for `adopt`.
 pub(super) fn step_days(repo: &Repo, settings: &Settings, action: Action, node: &Node) -> usize {
     if action == Action::Adopt {
         return usize::MAX;
     }
-    if !exec::takes_range(node.step) {
-        return 1;
-    }
-    repo.configs[node.config]
-        .meta()
-        .execution_info
-        .step_days
-        .filter(|d| *d > 0)
-        .map(|d| d as usize)
-        .unwrap_or(settings.executor.step_days as usize)
+    exec::ranges::step_days(repo, settings, node)
 }
 
 /// A config name as a file name: anything outside `[A-Za-z0-9._-]` becomes

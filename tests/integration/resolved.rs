@@ -301,3 +301,97 @@ fn regression_an_output_table_renamed_in_execution_info_builds_the_new_tables() 
         r#"resolved.outputTable: "quickstart.quickstart_returns_v1" -> "quickstart.returns_renamed""#,
     );
 }
+
+/// The partition layout a job writes with is resolved outside the fields
+/// the key reads: Zipline's Spark conf sits in `executionInfo` (not
+/// semantic), airbnb's in teams.json or the environment. Here every
+/// partition the job reads and writes is also laid out under the new
+/// column, byte for byte, so only the key can tell that the job now writes
+/// `dt=` partitions it never wrote: the plan reruns it and names the
+/// layout; the other configs stay fresh.
+#[test]
+fn a_partition_column_set_in_the_spark_conf_is_in_the_key() {
+    let p = crate::run::Pipeline::new("");
+    let select = [
+        "--select",
+        "risk.purchases.v1",
+        "--step",
+        "group-by-backfill",
+    ];
+    p.build(&select, 0);
+    // Every `ds=` folder gets a `dt=` twin with the same files.
+    let warehouse = p.s.repo.join("warehouse");
+    let mut twins = Vec::new();
+    for table in std::fs::read_dir(&warehouse)
+        .unwrap()
+        .flat_map(|ns| std::fs::read_dir(ns.unwrap().path()).unwrap())
+    {
+        for part in std::fs::read_dir(table.unwrap().path()).unwrap() {
+            let part = part.unwrap().path();
+            let name = part.file_name().unwrap().to_str().unwrap().to_string();
+            if let Some(day) = name.strip_prefix("ds=") {
+                twins.push((part.clone(), part.with_file_name(format!("dt={day}"))));
+            }
+        }
+    }
+    for (from, to) in twins {
+        crate::copy_dir(&from, &to);
+    }
+    let plan = |what: &str| {
+        let mut args = vec!["plan", "--until", "2025-01-10"];
+        args.extend(select);
+        let out = p.run(&args);
+        assert_eq!(out.code, 0, "{what}:\n{}\n{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    crate::assert_contains(&plan("before"), "0 stale");
+    edit_json(
+        &p.s.repo,
+        "compiled/group_bys/risk/risk.purchases.v1",
+        |g| {
+            g["metaData"]["executionInfo"]["conf"] =
+                json!({"common": {"spark.chronon.partition.column": "dt"}});
+        },
+    );
+    let after = plan("after");
+    crate::assert_contains(&after, r#"resolved.partitionColumn: (unset) -> "dt""#);
+    crate::assert_contains(&after, "0 fresh, 6 stale");
+}
+
+/// Chronon's Spark backfill computes each day of a multi-day job from the
+/// events of the whole job range (`exec::ranges`): the plan says which
+/// configs that touches, and says nothing once jobs cover one day.
+#[test]
+fn a_plan_names_the_configs_whose_multi_day_spark_jobs_see_later_partitions() {
+    let note = "these backfill jobs cover several days";
+    let p = crate::run::Pipeline::new("");
+    let out = p.run(&["plan", "--until", "2025-01-10"]);
+    crate::assert_contains(&out.stderr, "risk.checkout.v1 (30 days a job) and 4 more: ");
+    crate::assert_contains(&out.stderr, note);
+    // One day a job everywhere: nothing to say.
+    let p = crate::run::Pipeline::new("step_days = 1");
+    for entry in walk(&p.s.repo.join("compiled")) {
+        let rel = entry.strip_prefix(&p.s.repo).unwrap().display().to_string();
+        edit_json(&p.s.repo, &rel, |c| {
+            if let Some(info) = c["metaData"]["executionInfo"].as_object_mut() {
+                info.remove("stepDays");
+            }
+        });
+    }
+    let out = p.run(&["plan", "--until", "2025-01-10"]);
+    assert!(!out.stderr.contains(note), "{}", out.stderr);
+}
+
+/// The config files under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true if !path.ends_with("models") => files.extend(walk(&path)),
+            true => {}
+            false => files.push(path),
+        }
+    }
+    files
+}

@@ -142,6 +142,21 @@ fn with_resolved(slice: Value, output: Option<&str>, mut resolved: Map<String, V
     Value::Object(map)
 }
 
+/// Adds one resolved value to a node's slice (see `with_resolved`).
+pub(super) fn add_resolved(slice: &mut Value, field: &str, value: Value) {
+    if !slice.is_object() {
+        *slice = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = slice {
+        let resolved = map
+            .entry(RESOLVED)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(resolved) = resolved {
+            resolved.insert(field.to_string(), value);
+        }
+    }
+}
+
 /// Where a slice keeps the resolved values.
 pub(crate) const RESOLVED: &str = "resolved";
 
