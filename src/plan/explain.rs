@@ -55,7 +55,7 @@ impl<'c, 'a> Explainer<'c, 'a> {
             changes
                 .into_iter()
                 .next()
-                .unwrap_or(StaleReason::KeyVersionChanged),
+                .unwrap_or(StaleReason::KeyChanged),
         ))
     }
 

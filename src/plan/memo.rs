@@ -149,7 +149,7 @@ impl Basis<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -158,10 +158,10 @@ mod tests {
     use crate::probe::Partitions;
     use crate::settings::Settings;
 
-    const JAN_1: i32 = 20_089; // 2025-01-01
+    pub(in crate::plan) const JAN_1: i32 = 20_089; // 2025-01-01
 
     /// A group-by of a 2-day window over `raw.events`.
-    fn graph(dir: &std::path::Path) -> Graph {
+    pub(in crate::plan) fn graph(dir: &std::path::Path) -> Graph {
         let gb = json!({
             "metaData": {"name": "t.gb.v1", "team": "t", "outputNamespace": "out"},
             "sources": [{"events": {"table": "raw.events", "query": {
@@ -179,7 +179,11 @@ mod tests {
         Graph::build(&repo, &settings).unwrap()
     }
 
-    fn column(table: &str, days: std::ops::RangeInclusive<i32>, changed: Option<i32>) -> Column {
+    pub(in crate::plan) fn column(
+        table: &str,
+        days: std::ops::RangeInclusive<i32>,
+        changed: Option<i32>,
+    ) -> Column {
         let partitions: Partitions = days
             .map(|d| {
                 let content = match Some(d) == changed {

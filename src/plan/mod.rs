@@ -21,6 +21,7 @@
 //! run keeps current), `reason` (statuses and reasons), `render` (output).
 
 mod column;
+mod decide;
 mod explain;
 mod key;
 pub mod live;
@@ -44,9 +45,11 @@ use crate::hash::Hash;
 use crate::partition::{Day, DayRange};
 use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
-use crate::store::{Memo, NO_PARTITION, NodeKey, NodeState, Recorded, StateStore, day_column};
+use crate::store::{Memo, NO_PARTITION, NodeKey, NodeState, StateStore, day_column};
 
 pub use column::{Column, Entry};
+use decide::decide_all;
+pub use decide::{Decision, decide};
 pub use explain::Explainer;
 pub(crate) use key::read_range;
 pub use key::{Evaluation, InputDigest, KeyDoc, evaluate};
@@ -578,13 +581,13 @@ impl<'p> Pass<'p> {
     fn blocked_by_invalid(
         &self,
         node: &Node,
-        decided: Vec<(TargetPlan, bool)>,
+        decided: Vec<Decision>,
     ) -> (Vec<TargetPlan>, Vec<usize>) {
         let mut targets = Vec::with_capacity(decided.len());
         let mut differ = Vec::new();
         let invalid = invalid_input(node, &self.invalid_tables)
             .map(|(table, config)| (Arc::<str>::from(table), config));
-        for (i, (mut target, needs_reason)) in decided.into_iter().enumerate() {
+        for (i, Decision { mut target, detail }) in decided.into_iter().enumerate() {
             if let Some((table, config)) = &invalid {
                 target.status = Status::Blocked {
                     input: Arc::new(Missing {
@@ -593,7 +596,7 @@ impl<'p> Pass<'p> {
                         invalid_config: Some(config.to_string()),
                     }),
                 };
-            } else if needs_reason {
+            } else if detail {
                 differ.push(i);
             }
             targets.push(target);
@@ -656,35 +659,6 @@ impl<'p> Pass<'p> {
             memos: self.memos,
         }
     }
-}
-
-/// Every target of a node decided: the first `held` fresh (with their
-/// recorded keys when loaded), the rest keyed and decided in parallel.
-fn decide_all(
-    node: &Node,
-    days: &[Option<Day>],
-    held: usize,
-    until: Day,
-    inputs: &[Option<&Column>],
-    state: &NodeState,
-    output_column: Option<&Column>,
-) -> Vec<(TargetPlan, bool)> {
-    let fresh = |day: &Option<Day>| {
-        let target = TargetPlan {
-            day: *day,
-            status: Status::Fresh,
-            key: state.built.get(&day_column(*day)).map(|r| r.key),
-        };
-        (target, false)
-    };
-    let mut decided: Vec<(TargetPlan, bool)> = days[..held].iter().map(fresh).collect();
-    decided.par_extend(days[held..].par_iter().map(|day| {
-        let at = day.unwrap_or(until);
-        let recorded = state.built.get(&day_column(*day));
-        let evaluation = evaluate(node, *day, at, inputs);
-        decide(node, *day, evaluation, recorded, state, output_column)
-    }));
-    decided
 }
 
 /// Streaming keep-alive: a deploy recorded as built is still stale when the
@@ -809,84 +783,4 @@ pub fn internal_entry(
             },
         }),
     }
-}
-
-static NEVER_BUILT: std::sync::LazyLock<Arc<StaleReason>> =
-    std::sync::LazyLock::new(|| Arc::new(StaleReason::NeverBuilt));
-static FORCED: std::sync::LazyLock<Arc<StaleReason>> =
-    std::sync::LazyLock::new(|| Arc::new(StaleReason::Forced));
-
-/// The status of one target from hashes alone. The flag asks for a reason to
-/// be looked up in the state (config or input differences).
-pub fn decide(
-    node: &Node,
-    day: Option<Day>,
-    evaluation: Evaluation,
-    recorded: Option<&Recorded>,
-    state: &NodeState,
-    output: Option<&Column>,
-) -> (TargetPlan, bool) {
-    let column = day_column(day);
-    let key = match &evaluation {
-        Evaluation::Ready { key, .. } => Some(*key),
-        Evaluation::Pending(_) => None,
-    };
-    let plan = |status: Status| TargetPlan { day, status, key };
-    if let Evaluation::Pending(status @ Status::Blocked { .. }) = &evaluation {
-        return (plan(status.clone()), false);
-    }
-    if state.forced.contains(&column) {
-        return (plan(Status::Stale(FORCED.clone())), false);
-    }
-    if let Some(run) = state.failed.get(&column) {
-        return (
-            plan(Status::Stale(Arc::new(StaleReason::PreviousRunFailed {
-                run: *run,
-            }))),
-            false,
-        );
-    }
-    let Some(recorded) = recorded else {
-        return (plan(Status::Stale(NEVER_BUILT.clone())), false);
-    };
-    if recorded.slice != node.slice_hash {
-        return (plan(Status::Stale(NEVER_BUILT.clone())), true);
-    }
-    let (inputs, key) = match evaluation {
-        Evaluation::Pending(status) => return (plan(status), false),
-        Evaluation::Ready { inputs, key } => (inputs, key),
-    };
-    if key != recorded.key {
-        if key::inputs_hash(&inputs) == recorded.inputs {
-            return (
-                plan(Status::Stale(Arc::new(StaleReason::KeyVersionChanged))),
-                false,
-            );
-        }
-        return (plan(Status::Stale(NEVER_BUILT.clone())), true);
-    }
-    if let (Some(table), Some(day), Some(output)) = (node.probed_table(), day, output) {
-        match output.get(day) {
-            Entry::Present(fp) if *fp == recorded.output => {}
-            Entry::Present(fp) => {
-                let reason = StaleReason::OutputModified {
-                    table: table.to_string(),
-                    partition: day,
-                    old: recorded.output,
-                    new: *fp,
-                };
-                return (plan(Status::Stale(Arc::new(reason))), false);
-            }
-            _ => {
-                return (
-                    plan(Status::Stale(Arc::new(StaleReason::OutputMissing {
-                        table: table.to_string(),
-                        partition: day,
-                    }))),
-                    false,
-                );
-            }
-        }
-    }
-    (plan(Status::Fresh), false)
 }

@@ -69,6 +69,10 @@ pub enum StaleReason {
     Forced,
     /// Same config and inputs, but the key format (`KEY_VERSION`) changed.
     KeyVersionChanged,
+    /// The key differs from the recorded one, and neither the slice nor an
+    /// input partition names why (cargo's `DirtyReason::NothingObvious`).
+    /// Also what a key change says until the state's documents name it.
+    KeyChanged,
     /// The streaming status command says no job runs for the group-by.
     StreamingNotRunning,
     /// A streaming job runs, with another config hash than the current key.
@@ -116,6 +120,7 @@ impl fmt::Display for StaleReason {
             StaleReason::PreviousRunFailed { run } => write!(f, "previous-run-failed (run {run})"),
             StaleReason::Forced => write!(f, "forced"),
             StaleReason::KeyVersionChanged => write!(f, "key-version-changed"),
+            StaleReason::KeyChanged => write!(f, "key-changed"),
             StaleReason::StreamingNotRunning => write!(f, "streaming-not-running"),
             StaleReason::StreamingOutdated { running } => {
                 write!(f, "streaming-outdated (running {running})")

@@ -430,9 +430,10 @@ impl<'g> LivePlan<'g> {
             let at = target.day.unwrap_or(self.plan.until);
             let evaluation = super::evaluate(node, target.day, at, &columns);
             let recorded = state.built.get(&day_column(target.day));
-            let (mut new, _) = super::decide(node, target.day, evaluation, recorded, state, output);
+            let decision = super::decide(node, target.day, evaluation, recorded, state, output);
+            let mut new = decision.target;
             if let (Status::Stale(reason), Status::Stale(old)) = (&new.status, &target.status)
-                && matches!(**reason, StaleReason::NeverBuilt)
+                && (decision.detail || matches!(**reason, StaleReason::NeverBuilt))
             {
                 // Keep the more telling reason found by the planner.
                 new.status = Status::Stale(old.clone());
