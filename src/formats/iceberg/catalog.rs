@@ -19,8 +19,19 @@ pub type Pointers = HashMap<(String, String), String>;
 
 /// Every table of one catalog name with a metadata file; `$1` is the
 /// catalog name (SQLite reads `$1` as the first parameter too).
-const POINTERS: &str = "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables
+const POINTERS: &str = "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables t
      WHERE catalog_name = $1 AND metadata_location IS NOT NULL";
+
+/// Only tables, not views: the JDBC catalog's V1 layout keeps views in
+/// `iceberg_tables` too, with `iceberg_type` 'VIEW' (JdbcUtil.java:
+/// `RECORD_TYPE`, `TABLE_RECORD_TYPE`, `VIEW_RECORD_TYPE`); rows written
+/// before it, and the V0 layout without the column, are tables (pyiceberg
+/// sql.py, `_iceberg_type_filter`). SQLite's form names the column, so a
+/// V0 catalog is read without it.
+const TABLES_ONLY_SQLITE: &str = " AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)";
+/// PostgreSQL's form reads the column through the row as JSON, so one
+/// query reads either layout.
+const TABLES_ONLY_PG: &str = " AND coalesce(to_jsonb(t) ->> 'iceberg_type', 'TABLE') = 'TABLE'";
 
 /// The pointers of the SQLite catalog file `catalog` under the catalog name
 /// `catalog_name`: read whole, one query for every table a listing asks
@@ -36,7 +47,8 @@ pub fn sql_catalog_pointers(catalog: &Path, catalog_name: &str) -> Result<Pointe
     let conn = crate::sqlite::open_read_only(catalog)
         .map_err(|e| fail(format!("cannot open the catalog: {e}")))?;
     let mut stmt = conn
-        .prepare(POINTERS)
+        .prepare(&format!("{POINTERS}{TABLES_ONLY_SQLITE}"))
+        .or_else(|_| conn.prepare(POINTERS))
         .map_err(|e| fail(format!("not an Iceberg SQL catalog: {e}")))?;
     stmt.query_map([catalog_name], |row| {
         Ok(((row.get(0)?, row.get(1)?), row.get::<_, String>(2)?))
@@ -69,7 +81,8 @@ pub fn pg_catalog_pointers(
         .read_only(true)
         .start()
         .map_err(|e| fail(pg_message(&e)))?;
-    let rows = read.query(POINTERS, &[&catalog_name]).map_err(|e| {
+    let query = format!("{POINTERS}{TABLES_ONLY_PG}");
+    let rows = read.query(&query, &[&catalog_name]).map_err(|e| {
         if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) {
             fail(format!(
                 "not an Iceberg SQL catalog: database {:?} has no table iceberg_tables \
@@ -120,6 +133,18 @@ mod tests {
             Some(&"file:///w/t/metadata/1.json".to_string())
         );
         assert_eq!(pointers.get(&key("u")), None);
+        // The V1 layout: a view is not a table; a row from before it is.
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5);
+             INSERT INTO iceberg_tables VALUES ('prod', 'ns', 'v', 'file:///w/v/metadata/1.json', NULL, 'VIEW');
+             INSERT INTO iceberg_tables VALUES ('prod', 'ns', 'u', 'file:///w/u/metadata/1.json', NULL, 'TABLE');",
+        )
+        .unwrap();
+        drop(db);
+        let pointers = sql_catalog_pointers(&path, "prod").unwrap();
+        assert!(pointers.contains_key(&key("t")) && pointers.contains_key(&key("u")));
+        assert_eq!(pointers.get(&key("v")), None);
         let err = sql_catalog_pointers(&dir.path().join("none.db"), "prod").unwrap_err();
         assert!(matches!(err, FormatError::Catalog { .. }), "{err}");
     }

@@ -96,7 +96,8 @@ const DAYS: [&str; 3] = ["2025-01-01", "2025-01-02", "2025-01-03"];
 /// on PostgreSQL. Then the same tables through a SQLite catalog with the
 /// same rows: read cold, the same partitions and fingerprints; and a row
 /// appended to one day through PostgreSQL stales only that day's target,
-/// read through either catalog.
+/// read through either catalog. A row of the catalog marked as a view is
+/// not read as a table.
 #[test]
 fn iceberg_tables_through_a_postgresql_catalog_read_as_through_sqlite() {
     let test = "iceberg_tables_through_a_postgresql_catalog_read_as_through_sqlite";
@@ -137,11 +138,28 @@ fn iceberg_tables_through_a_postgresql_catalog_read_as_through_sqlite() {
     assert_eq!(tables.plan("2025-01-03"), stale);
     use_catalog(&tables, &mirror_into_sqlite(&tables, &url));
     assert_eq!(tables.plan("2025-01-03"), stale);
+
+    // A view is not a table: the JDBC catalog's V1 layout (pyiceberg's
+    // too) keeps views in iceberg_tables, marked by iceberg_type.
+    use_catalog(&tables, &url);
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let marked = pg
+        .execute(
+            "UPDATE iceberg_tables SET iceberg_type = 'VIEW'
+             WHERE table_namespace = 'raw' AND table_name = 'merchants'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(marked, 1);
+    assert_eq!(
+        tables.plan("2025-01-03"),
+        [format!("{SQ} 2025-01-01..2025-01-03 blocked")]
+    );
 }
 
-/// A catalog database that is down, one without `iceberg_tables`, and a
-/// URL that does not parse: each exit 2, naming the catalog (the host),
-/// never showing the password.
+/// A catalog database that is down, one without `iceberg_tables`, a wrong
+/// password and a URL that does not parse: each exit 2, naming the
+/// catalog (the host), never showing the password.
 #[test]
 fn a_postgresql_catalog_down_empty_or_misspelled_is_a_clear_error() {
     let test = "a_postgresql_catalog_down_empty_or_misspelled_is_a_clear_error";
