@@ -533,22 +533,9 @@ impl WarehouseSettings {
     }
 }
 
-/// A URL with its password (`user:password@`) replaced by `***`, for
-/// messages: credentials are never printed.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
+/// A URL with its password replaced by `***`, for messages: credentials
+/// are never printed (the one redaction, `store::redact_url`).
+pub use crate::store::redact_url;
 
 fn default_catalog_name() -> String {
     "default".into()

@@ -6,8 +6,8 @@
 //! The SQL catalog is the JDBC catalog's `iceberg_tables` table, which
 //! pyiceberg's `SqlCatalog` shares (apache/iceberg `core/src/main/java/org/
 //! apache/iceberg/jdbc/JdbcUtil.java`: `catalog_name`, `table_namespace`,
-//! `table_name`, `metadata_location`): read whole once per listing, one
-//! query for every table. The REST catalog (`rest`) is asked per table,
+//! `table_name`, `metadata_location`), in a SQLite file or a PostgreSQL
+//! database: read whole once per listing, one query for every table. The REST catalog (`rest`) is asked per table,
 //! several tables at once.
 
 mod rest;
@@ -22,12 +22,15 @@ use super::{Partitions, TableLayout};
 use crate::formats::FormatError;
 use crate::formats::iceberg::{self, IcebergTable};
 use crate::formats::storage::Storage;
+use crate::store::PgLocation;
 
 pub enum Catalog {
     /// Tables found by path.
     None,
     /// A SQL catalog in a SQLite file, and the catalog name.
     Sqlite(PathBuf, String),
+    /// A SQL catalog in a PostgreSQL database, and the catalog name.
+    Postgres(PgLocation, String),
     /// A REST catalog.
     Rest(RestCatalog),
 }
@@ -63,6 +66,9 @@ impl TableReader for IcebergReader {
             Catalog::None => Ok(Pointers::ByPath),
             Catalog::Sqlite(path, name) => {
                 iceberg::sql_catalog_pointers(path, name).map(Pointers::Read)
+            }
+            Catalog::Postgres(location, name) => {
+                iceberg::pg_catalog_pointers(location, name).map(Pointers::Read)
             }
             Catalog::Rest(catalog) => catalog.connect().map(Pointers::Rest),
         }

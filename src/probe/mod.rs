@@ -195,6 +195,18 @@ fn iceberg_catalog(settings: &Settings, repo_root: &Path) -> Result<iceberg::Cat
             warehouse: (name != "default").then(|| name.clone()),
         }));
     }
+    if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
+        let location = crate::store::PgLocation::parse(uri).map_err(|e| {
+            ProbeError::Settings(format!(
+                "warehouse.catalog_uri: {}: {e}",
+                crate::settings::redact_url(uri)
+            ))
+        })?;
+        return Ok(iceberg::Catalog::Postgres(
+            location,
+            warehouse.catalog_name.clone(),
+        ));
+    }
     match uri.strip_prefix("sqlite:///") {
         Some(path) => {
             // `sqlite:///abs` is `/abs`; `sqlite:///rel` is relative to the repository.
@@ -210,8 +222,7 @@ fn iceberg_catalog(settings: &Settings, repo_root: &Path) -> Result<iceberg::Cat
             ))
         }
         None => Err(ProbeError::Settings(format!(
-            "warehouse.catalog_uri: {}: PostgreSQL catalogs are not supported yet \
-             (sqlite:///PATH and REST catalogs at http(s)://... are)",
+            "warehouse.catalog_uri: {}: expected sqlite:///PATH, postgresql://... or http(s)://...",
             crate::settings::redact_url(uri)
         ))),
     }

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::location::{PgLocation, SslMode};
+use super::location::PgLocation;
 
 /// The advisory lock key that serializes writers on PostgreSQL.
 const WRITERS_LOCK: i64 = 0x0063_6872_6f6e_6f02;
@@ -40,12 +40,18 @@ impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DbError::Sqlite(e) => write!(f, "{e}"),
-            DbError::Pg(e) => match e.as_db_error() {
-                Some(db) => write!(f, "{}: {}", db.severity(), db.message()),
-                None => write!(f, "{e}"),
-            },
+            DbError::Pg(e) => f.write_str(&pg_message(e)),
             DbError::Other(message) => f.write_str(message),
         }
+    }
+}
+
+/// A PostgreSQL error as messages show it: the server's severity and
+/// message, or what failed on the way to it (a refused connection).
+pub fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
     }
 }
 
@@ -281,7 +287,7 @@ impl Db {
     /// A new connection in place of a lost one.
     pub fn reconnect(&self, location: &PgLocation) -> DbResult<()> {
         let Db::Pg(pg) = self else { return Ok(()) };
-        let client = connect(location)?;
+        let client = location.connect()?;
         let mut pg = pg.borrow_mut();
         pg.client = client;
         pg.statements.clear();
@@ -373,29 +379,5 @@ impl Db {
                 Err(e)
             }
         }
-    }
-}
-
-/// A client connected to the location, with TLS as its `sslmode` says.
-pub(super) fn connect(location: &PgLocation) -> Result<postgres::Client, postgres::Error> {
-    let mut config = postgres::Config::new();
-    config
-        .host(&location.host)
-        .port(location.port)
-        .user(&location.user)
-        .dbname(&location.database)
-        .application_name("chronon-build")
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .ssl_mode(match location.ssl {
-            SslMode::Disable => postgres::config::SslMode::Disable,
-            SslMode::Prefer => postgres::config::SslMode::Prefer,
-            SslMode::Require => postgres::config::SslMode::Require,
-        });
-    if let Some(password) = &location.password {
-        config.password(password);
-    }
-    match location.ssl {
-        SslMode::Disable => config.connect(postgres::NoTls),
-        _ => config.connect(super::tls::connector()),
     }
 }

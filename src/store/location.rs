@@ -6,7 +6,8 @@
 //! (<https://www.postgresql.org/docs/15/libpq-pgpass.html>). It never
 //! leaves this module but inside the connection settings: the location's
 //! display form (`name`) shows the URL with `***` in its place, and
-//! `redact` takes it out of any text (a server's error message).
+//! `redact` takes it out of any text (a server's error message). The state
+//! and the Iceberg SQL catalog on PostgreSQL connect through `connect`.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,55 @@ pub struct PgLocation {
     pub name: String,
 }
 
+impl PgLocation {
+    /// A location from a `postgresql://` or `postgres://` URL; the error
+    /// says what was expected, without the password.
+    pub fn parse(url: &str) -> Result<PgLocation, String> {
+        let Some(rest) = url
+            .strip_prefix("postgresql://")
+            .or_else(|| url.strip_prefix("postgres://"))
+        else {
+            return Err(format!(
+                "{:?}: expected postgresql://user@host:5432/db",
+                redact_url(url)
+            ));
+        };
+        parse_postgres(rest)
+    }
+
+    /// `text` with the password (if any) replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.password {
+            Some(p) if !p.is_empty() => text.replace(p.as_str(), "***"),
+            _ => text.to_string(),
+        }
+    }
+
+    /// A client connected to the database, with TLS as its `sslmode` says.
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        let mut config = postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.database)
+            .application_name("chronon-build")
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .ssl_mode(match self.ssl {
+                SslMode::Disable => postgres::config::SslMode::Disable,
+                SslMode::Prefer => postgres::config::SslMode::Prefer,
+                SslMode::Require => postgres::config::SslMode::Require,
+            });
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        match self.ssl {
+            SslMode::Disable => config.connect(postgres::NoTls),
+            _ => config.connect(super::tls::connector()),
+        }
+    }
+}
+
 impl std::fmt::Debug for PgLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
@@ -57,16 +107,13 @@ impl StateLocation {
             }
             return Ok(StateLocation::File(base.join(path)));
         }
-        let Some(rest) = url
-            .strip_prefix("postgresql://")
-            .or_else(|| url.strip_prefix("postgres://"))
-        else {
+        if !url.starts_with("postgresql://") && !url.starts_with("postgres://") {
             return Err(format!(
                 "{:?}: expected postgresql://user@host:5432/db or sqlite:///path/state.db",
                 redact_url(url)
             ));
-        };
-        parse_postgres(rest).map(StateLocation::Postgres)
+        }
+        PgLocation::parse(url).map(StateLocation::Postgres)
     }
 
     /// What messages call it: the file's path, or the URL without password.
@@ -80,10 +127,8 @@ impl StateLocation {
     /// `text` with the password (if any) replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         match self {
-            StateLocation::Postgres(PgLocation {
-                password: Some(p), ..
-            }) if !p.is_empty() => text.replace(p.as_str(), "***"),
-            _ => text.to_string(),
+            StateLocation::Postgres(pg) => pg.redact(text),
+            StateLocation::File(_) => text.to_string(),
         }
     }
 

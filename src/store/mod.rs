@@ -33,7 +33,8 @@
 //!
 //! - `mod.rs`: opening the state (`open`, `open_read`) and its errors;
 //! - `location.rs`: where it is (a file, or a PostgreSQL URL with its
-//!   credentials, kept out of every message);
+//!   credentials, kept out of every message), and connecting to PostgreSQL
+//!   (the Iceberg SQL catalog connects the same way);
 //! - `db.rs`: the two backends behind one interface, and the dialect;
 //! - `retry.rs`: writes run again on a new connection when it was lost;
 //! - `tls.rs`: TLS for PostgreSQL connections;
@@ -77,6 +78,7 @@ use crate::partition::Day;
 
 pub use admin::StateInfo;
 pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
+pub use db::pg_message;
 use db::{Db, DbError};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
 pub use location::{PgLocation, SslMode, StateLocation, redact_url, redacted_args};
@@ -140,9 +142,10 @@ impl StateStore {
     pub fn open_at(location: &StateLocation) -> Result<StateStore, StoreError> {
         let db = match location {
             StateLocation::File(path) => open_file(path)?,
-            StateLocation::Postgres(pg) => {
-                Db::postgres(db::connect(pg).map_err(|e| pg_error(location, DbError::Pg(e)))?)
-            }
+            StateLocation::Postgres(pg) => Db::postgres(
+                pg.connect()
+                    .map_err(|e| pg_error(location, DbError::Pg(e)))?,
+            ),
         };
         let mut store = StateStore::new(db, location);
         store.migrate()?;
@@ -170,9 +173,10 @@ impl StateStore {
                 check_state_path(path)?;
                 Db::Sqlite(crate::sqlite::open_read_only(path).map_err(|e| sqlite(path, e))?)
             }
-            StateLocation::Postgres(pg) => {
-                Db::postgres(db::connect(pg).map_err(|e| pg_error(location, DbError::Pg(e)))?)
-            }
+            StateLocation::Postgres(pg) => Db::postgres(
+                pg.connect()
+                    .map_err(|e| pg_error(location, DbError::Pg(e)))?,
+            ),
         };
         let store = StateStore::new(db, location);
         let version = store.version()?;

@@ -4,7 +4,7 @@
 //! go when that connection ends, so a killed run never leaves it behind,
 //! and every host that shares the database sees it.
 
-use super::db::{DbError, connect};
+use super::db::DbError;
 use super::{PgLocation, StateLocation, StoreError, pg_error};
 
 /// The advisory lock key of the state ("chronon" in ASCII).
@@ -34,7 +34,7 @@ pub fn lock(pg: &PgLocation, shared: bool, wait: bool) -> Result<Result<PgLock, 
     };
     let location = StateLocation::Postgres(pg.clone());
     let fail = |e: postgres::Error| pg_error(&location, DbError::Pg(e));
-    let mut client = connect(pg).map_err(fail)?;
+    let mut client = pg.connect().map_err(fail)?;
     let me = format!("pid {} on {}", std::process::id(), hostname());
     client
         .execute("SELECT set_config('application_name', $1, false)", &[&me])

@@ -11,8 +11,10 @@
 //! 127.0.0.1 (`servers`): fake-gcs-server and moto's S3 server, the tables
 //! written into them by the same libraries; and an Iceberg REST catalog
 //! (`tests/fixtures/iceberg-rest-catalog.py`: pyiceberg's SQL catalog behind
-//! the specification's endpoints).
+//! the specification's endpoints). The SQL catalog on PostgreSQL:
+//! `pg_catalog`.
 
+mod pg_catalog;
 mod servers;
 
 use std::path::{Path, PathBuf};
@@ -629,19 +631,4 @@ fn a_rest_catalog_failing_or_down_is_an_error_naming_it_not_a_hang() {
     crate::assert_contains(&out.stderr, &url);
     crate::assert_contains(&out.stderr, "cannot reach the catalog");
     assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-/// PostgreSQL catalogs are not read yet: said so, with the URL's password
-/// redacted, and nothing is connected to.
-#[test]
-fn a_postgresql_catalog_is_refused_clearly() {
-    let tables = Tables::new(
-        PathBuf::from("python3"),
-        "iceberg",
-        "catalog_uri = \"postgresql://reader:pa55@127.0.0.1:1/catalog\"\n",
-    );
-    let out = tables.run(&["plan", "--until", "2025-01-01"]);
-    crate::assert_error(&out, "PostgreSQL catalogs are not supported yet");
-    crate::assert_contains(&out.stderr, "postgresql://reader:***@127.0.0.1:1/catalog");
-    assert!(!out.stderr.contains("pa55"), "{}", out.stderr);
 }

@@ -20,7 +20,7 @@ mod metadata;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use catalog::sql_catalog_pointers;
+pub use catalog::{pg_catalog_pointers, sql_catalog_pointers};
 
 use self::manifest::{Entry, ManifestContext, ManifestFile, Status};
 use self::metadata::{Snapshot, TableMetadata};
