@@ -8,7 +8,9 @@
 //! With `--sqlite DIR`, every partition of the hive-dir warehouse (inputs
 //! and outputs) is also listed in the catalog of an embedded warehouse at
 //! DIR (relative to the repository), so the same repository can be planned
-//! on `kind = "sqlite"`.
+//! on `kind = "sqlite"`. `--tables 1` also creates each table in its
+//! namespace file (empty: the catalog says what is there), as a user's
+//! warehouse has them, so a plan pays for schemas of thousands of tables.
 //!
 //! cargo run --release --example gen_run -- --repo bench/out/run/repo --until 2025-12-31 --ninja bench/out/run/build.ninja
 
@@ -26,6 +28,7 @@ fn main() {
     let mut until = Day::parse("2025-12-31").unwrap();
     let mut ninja: Option<PathBuf> = None;
     let mut sqlite: Option<PathBuf> = None;
+    let mut tables = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -34,6 +37,7 @@ fn main() {
             "--until" => until = Day::parse(&value).expect("a day"),
             "--ninja" => ninja = Some(PathBuf::from(value)),
             "--sqlite" => sqlite = Some(PathBuf::from(value)),
+            "--tables" => tables = value == "1",
             other => panic!("unknown flag {other}"),
         }
     }
@@ -81,7 +85,7 @@ fn main() {
     let targets: usize = plan.nodes.iter().map(|n| n.targets.len()).sum();
     eprintln!("{targets} targets, {outputs} output partitions created");
     if let Some(dir) = sqlite {
-        let listed = catalog(&warehouse, &repo.join(dir));
+        let listed = catalog(&warehouse, &repo.join(dir), tables);
         eprintln!("{listed} partitions listed in the embedded warehouse's catalog");
     }
 
@@ -147,7 +151,7 @@ fn main() {
 
 /// Lists every `<ns>.db/<table>/ds=<day>` folder under `hive` in the catalog
 /// of `<sqlite>/<ns>.sqlite`, with a fingerprint made from its path.
-fn catalog(hive: &std::path::Path, sqlite: &std::path::Path) -> usize {
+fn catalog(hive: &std::path::Path, sqlite: &std::path::Path, tables: bool) -> usize {
     let warehouse = chronon_build::warehouse::Warehouse::new(sqlite.to_path_buf(), "ds");
     let mut listed = 0;
     for ns_dir in std::fs::read_dir(hive).unwrap() {
@@ -171,6 +175,13 @@ fn catalog(hive: &std::path::Path, sqlite: &std::path::Path) -> usize {
                 let table = table_dir.file_name().unwrap().to_str().unwrap().to_string();
                 tx.execute("INSERT OR REPLACE INTO _tables VALUES (?1, 'ds')", [&table])
                     .unwrap();
+                if tables {
+                    let quoted = table.replace('"', "\"\"");
+                    tx.execute_batch(&format!(
+                        "CREATE TABLE IF NOT EXISTS \"{quoted}\" (k TEXT, v REAL, ds TEXT)"
+                    ))
+                    .unwrap();
+                }
                 for partition in std::fs::read_dir(&table_dir).unwrap() {
                     let partition = partition.unwrap().path();
                     let name = partition.file_name().unwrap().to_str().unwrap();

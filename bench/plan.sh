@@ -5,6 +5,9 @@
 #
 #   bench/plan.sh            # 200 group-bys x 365 days x 30-day windows (73,000 targets)
 #   bench/plan.sh 2740       # 2,740 group-bys x 365 days (about 1,000,000 targets)
+#   TABLES=1 bench/plan.sh 2740   # the warm case with every output a table of
+#                                 # the embedded warehouse (about 5,500 in one
+#                                 # namespace), as a user's repository has them
 #
 # First the cold case (nothing built), then the warm case: every target's
 # output created and adopted on the embedded warehouse, then planned again
@@ -49,7 +52,8 @@ echo "targets planned: $($bin plan --repo "$out/repo" --until 2025-12-31 | tail 
 # The warm case, in its own state file (the cold runs above stay cold).
 warm=$out/warm
 rm -rf "$warm"
-./target/release/examples/gen_run --repo "$out/repo" --sqlite sqlwh >/dev/null 2>&1
+rm -rf "$out/repo/sqlwh"
+./target/release/examples/gen_run --repo "$out/repo" --sqlite sqlwh --tables "${TABLES:-0}" >/dev/null 2>&1
 cp "$out/repo/chronon-build.toml" "$out/cold.toml"
 printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "sqlite"\nroot = "sqlwh"\n' > "$out/repo/chronon-build.toml"
 trap 'cp "$out/cold.toml" "$out/repo/chronon-build.toml"' EXIT

@@ -7,6 +7,10 @@ use super::{Partitions, Probe, ProbeError};
 use crate::hash::Hash;
 use crate::partition::Day;
 
+/// The fewest tables one connection reads when a namespace is split
+/// between threads.
+const MIN_BATCH: usize = 256;
+
 /// The embedded warehouse: its catalog knows each table's partition column,
 /// and keeps every partition as a `yyyy-MM-dd` day (the local engine
 /// refuses jobs that would need another layout:
@@ -82,10 +86,17 @@ impl Probe for SqliteProbe {
                 .or_default()
                 .push((table.as_str(), name.table));
         }
-        const BATCH: usize = 256;
+        // Each connection parses its namespace's whole schema (every table
+        // of a user's warehouse: thousands in one team namespace), so a
+        // namespace is read through as few connections as keep the threads
+        // busy, not one per fixed-size batch.
+        let threads = rayon::current_num_threads().max(1);
         let batches: Vec<(&str, &[(&str, String)])> = by_namespace
             .iter()
-            .flat_map(|(ns, tables)| tables.chunks(BATCH).map(move |chunk| (ns.as_str(), chunk)))
+            .flat_map(|(ns, tables)| {
+                let size = tables.len().div_ceil(threads).max(MIN_BATCH);
+                tables.chunks(size).map(move |chunk| (ns.as_str(), chunk))
+            })
             .collect();
         let listed: Vec<Vec<(String, Partitions)>> = batches
             .into_par_iter()
