@@ -7,8 +7,8 @@
 //! columns the reader needs are decoded (`add.path`, `add.partitionValues`,
 //! `add.size`, `add.deletionVector`; `metaData.id`, `partitionColumns`,
 //! `configuration`; `protocol.minReaderVersion`, `readerFeatures`;
-//! `sidecar.path`, present only in v2 checkpoints' parts and read to refuse
-//! them), never `add.stats` nor the `remove` tombstones, which a checkpoint
+//! `sidecar.path`, in v2 checkpoints, whose sidecar files are read the same
+//! way), never `add.stats` nor the `remove` tombstones, which a checkpoint
 //! keeps only for VACUUM. Rows are put together from each leaf's
 //! definition and repetition levels (the Dremel encoding Parquet uses, see
 //! apache/parquet-format `README.md`, "Nested Encoding"): a value is
@@ -331,7 +331,7 @@ fn decode(bytes: Vec<u8>) -> Result<Vec<Action>, DecodeError> {
     protocols(&columns, &mut actions)?;
     if let Some(sidecar) = columns.leaf(&["sidecar", "path"])? {
         for (action, path) in actions.iter_mut().zip(sidecar.per_row(Leaf::text)?) {
-            action.sidecar = path.map(serde_json::Value::String);
+            action.sidecar = path.map(|path| super::log::Sidecar { path });
         }
     }
     actions.retain(|a| {

@@ -17,8 +17,9 @@ pub enum LogFile {
     /// "Classic Checkpoint": `…10.checkpoint.parquet` (part 1 of 1), or
     /// "Multi-part checkpoint": `…10.checkpoint.0000000001.0000000003.parquet`.
     Checkpoint { version: u64, part: u32, parts: u32 },
-    /// "UUID-named checkpoint" (v2 checkpoints): not read.
-    UuidCheckpoint(u64),
+    /// "UUID-named checkpoint" (v2 checkpoints, "V2 Spec"):
+    /// `…10.checkpoint.<uuid>.json` or `.parquet`, by its name.
+    UuidCheckpoint { version: u64, name: String },
 }
 
 impl LogFile {
@@ -58,7 +59,10 @@ impl LogFile {
                 }
                 _ => None,
             },
-            [_uuid, "json" | "parquet"] => Some(LogFile::UuidCheckpoint(version)),
+            [_uuid, "json" | "parquet"] => Some(LogFile::UuidCheckpoint {
+                version,
+                name: name.to_string(),
+            }),
             _ => None,
         }
     }
@@ -100,7 +104,14 @@ pub struct Action {
     #[serde(default)]
     pub protocol: Option<Protocol>,
     #[serde(default)]
-    pub sidecar: Option<serde_json::Value>,
+    pub sidecar: Option<Sidecar>,
+}
+
+/// "Sidecar File Information": a file of a v2 checkpoint's `add` and
+/// `remove` actions, under `_delta_log/_sidecars/`.
+#[derive(Debug, Deserialize)]
+pub struct Sidecar {
+    pub path: String,
 }
 
 /// "Add File and Remove File".
@@ -194,16 +205,19 @@ pub struct Protocol {
 ///   (its rows change, so its day's fingerprint does);
 /// - `timestampNtz`, `vacuumProtocolCheck`: change nothing in the log it
 ///   reads;
+/// - `v2Checkpoint`: UUID-named checkpoints and their sidecar files are
+///   read ("V2 Checkpoint Table Feature");
 /// - `columnMapping` in mode `none` (checked with the metadata).
 const READER_FEATURES: &[&str] = &[
     "deletionVectors",
     "timestampNtz",
     "vacuumProtocolCheck",
     "columnMapping",
+    "v2Checkpoint",
 ];
 
 /// Refuses a table this reader cannot read right: a reader version above
-/// 3, a reader feature it does not know (v2 checkpoints among them), or
+/// 3, a reader feature it does not know, or
 /// column mapping (partition values are keyed by physical names).
 pub fn check_readable(
     table: &str,
@@ -289,7 +303,12 @@ mod tests {
             ),
             (
                 "00000000000000000010.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json",
-                Some(LogFile::UuidCheckpoint(10)),
+                Some(LogFile::UuidCheckpoint {
+                    version: 10,
+                    name:
+                        "00000000000000000010.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json"
+                            .into(),
+                }),
             ),
             (
                 "00000000000000000010.checkpoint.0000000004.0000000003.parquet",
@@ -346,9 +365,10 @@ mod tests {
         };
         assert!(check(protocol(1, &[]), metadata(None)).is_ok());
         assert!(check(protocol(3, &["deletionVectors"]), metadata(Some("none"))).is_ok());
+        assert!(check(protocol(3, &["v2Checkpoint"]), metadata(None)).is_ok());
         assert_eq!(
-            check(protocol(3, &["v2Checkpoint"]), metadata(None)),
-            Err("t: _delta_log/1.json: the reader feature v2Checkpoint is not supported".into())
+            check(protocol(3, &["variantType"]), metadata(None)),
+            Err("t: _delta_log/1.json: the reader feature variantType is not supported".into())
         );
         assert_eq!(
             check(protocol(2, &[]), metadata(Some("name"))),

@@ -14,9 +14,13 @@
 //! after the memory are gone (cleaned up past a checkpoint), a table whose
 //! id changed, or a remove without its day is a cold read.
 //!
+//! V2 checkpoints ("V2 Spec"): a UUID-named checkpoint (JSON or Parquet),
+//! or a classic-named one, whose `sidecar` actions name Parquet files of
+//! `add` and `remove` actions under `_delta_log/_sidecars/`, read with it.
+//!
 //! Refused, naming the table and the log file: reader versions above 3,
-//! reader features other than those `log::check_readable` lists (v2
-//! checkpoints among them), and column mapping. Deletion vectors are read:
+//! reader features other than those `log::check_readable` lists, and
+//! column mapping. Deletion vectors are read:
 //! a file's vector is part of its identity.
 
 mod checkpoint;
@@ -101,10 +105,25 @@ struct LiveFile {
     deletion_vector: Option<String>,
 }
 
-/// What a cold read reads: a checkpoint (version, parts), then commits.
+/// What a cold read reads: a checkpoint, then commits.
 struct Plan {
-    checkpoint: Option<(u64, u32)>,
+    checkpoint: Option<Checkpoint>,
     commits: Vec<u64>,
+}
+
+/// A complete checkpoint: its version and files under `_delta_log/` (the
+/// parts of a classic or multi-part one, or one UUID-named file).
+struct Checkpoint {
+    version: u64,
+    files: Vec<String>,
+}
+
+/// A log replayed: its live files by path and deletion vector, what
+/// governs it, and the version reached.
+struct Replayed {
+    live: HashMap<(String, Option<String>), LiveFile>,
+    governing: Governing,
+    version: u64,
 }
 
 /// The protocol and metadata in force, with the file that set them.
@@ -151,18 +170,65 @@ impl Log<'_> {
         let Some(bytes) = self.object(&name)? else {
             return Ok(None);
         };
-        let file = self.path(&name);
-        let text = std::str::from_utf8(&bytes).map_err(|e| self.corrupt(&file, e.to_string()))?;
+        self.json_actions(&self.path(&name), &bytes).map(Some)
+    }
+
+    /// The actions of a file of JSON lines (a commit, a JSON v2
+    /// checkpoint).
+    fn json_actions(&self, file: &str, bytes: &[u8]) -> Result<Vec<Action>, FormatError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| self.corrupt(file, e.to_string()))?;
         let mut actions = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let action: Action = serde_json::from_str(line)
-                .map_err(|e| self.corrupt(&file, format!("line {}: {e}", i + 1)))?;
+                .map_err(|e| self.corrupt(file, format!("line {}: {e}", i + 1)))?;
             actions.push(action);
         }
-        Ok(Some(actions))
+        Ok(actions)
+    }
+
+    /// A checkpoint's actions, per file read: its parts, or its one
+    /// UUID-named file and the sidecar files it names ("V2 Spec": the
+    /// top-level file holds the non-file actions and `sidecar` actions; a
+    /// classic-named checkpoint may be a v2 one too). Read in parallel.
+    fn read_checkpoint(&self, names: &[String]) -> Result<Vec<(String, Vec<Action>)>, FormatError> {
+        let read = |name: &String| -> Result<(String, Vec<Action>), FormatError> {
+            let file = self.path(name);
+            let bytes = self
+                .object(name)?
+                .ok_or_else(|| self.unreachable(&file, StorageError::NotFound))?;
+            let actions = match name.ends_with(".json") {
+                true => self.json_actions(&file, &bytes)?,
+                false => checkpoint::read_part(self.table, &file, bytes)?,
+            };
+            Ok((file, actions))
+        };
+        let mut files: Vec<(String, Vec<Action>)> =
+            names.par_iter().map(read).collect::<Result<_, _>>()?;
+        let mut sidecars = Vec::new();
+        for (file, actions) in &files {
+            for sidecar in actions.iter().filter_map(|a| a.sidecar.as_ref()) {
+                sidecars.push(self.sidecar_name(file, &sidecar.path)?);
+            }
+        }
+        let sidecars: Vec<(String, Vec<Action>)> =
+            sidecars.par_iter().map(read).collect::<Result<_, _>>()?;
+        files.extend(sidecars);
+        Ok(files)
+    }
+
+    /// A sidecar's name under `_delta_log/`: "Sidecar File Information"
+    /// says sidecars always live in `_delta_log/_sidecars/`, and that the
+    /// path is best its file name alone; a longer path is read by that
+    /// file name there.
+    fn sidecar_name(&self, file: &str, path: &str) -> Result<String, FormatError> {
+        let decoded = self.decoded(file, path)?;
+        match decoded.rsplit('/').next().filter(|name| !name.is_empty()) {
+            Some(name) => Ok(format!("_sidecars/{name}")),
+            None => Err(self.corrupt(file, format!("sidecar path {path:?} names no file"))),
+        }
     }
 
     /// `_last_checkpoint`, a hint: one that does not parse (written
@@ -264,60 +330,12 @@ impl Log<'_> {
 
     /// Cold: the checkpoint and the commits after it, replayed.
     fn cold(&self, layout: &TableLayout) -> Result<TableMemory, FormatError> {
-        let last = self.last_checkpoint()?;
-        let after = last.as_ref().map(|c| format!("{:020}", c.version));
-        let plan = match self.plan(&self.listing(after.as_deref())?) {
-            Ok(Some(plan)) => Some(plan),
-            // `_last_checkpoint` names a checkpoint that is not (or not
-            // wholly) there: the whole log, as if it did not exist.
-            _ if after.is_some() => self.plan(&self.listing(None)?)?,
-            other => other?,
-        };
-        let Some(Plan {
-            checkpoint,
-            commits,
-        }) = plan
-        else {
-            return Err(FormatError::Absent {
-                table: self.table.to_string(),
-                looked: format!("no commit in {}", self.folder),
-            });
-        };
-        let mut live: HashMap<(String, Option<String>), LiveFile> = HashMap::new();
-        let mut governing = Governing::default();
-        let mut version = 0;
-        if let Some((at, parts)) = checkpoint {
-            version = at;
-            let names = log::checkpoint_names(at, parts);
-            let read: Vec<(String, Vec<Action>)> = names
-                .par_iter()
-                .map(|name| {
-                    let file = self.path(name);
-                    let bytes = self
-                        .object(name)?
-                        .ok_or_else(|| self.unreachable(&file, StorageError::NotFound))?;
-                    checkpoint::read_part(self.table, &file, bytes).map(|a| (file, a))
-                })
-                .collect::<Result<_, _>>()?;
-            for (file, actions) in &read {
-                if actions.iter().any(|a| a.sidecar.is_some()) {
-                    return Err(FormatError::Unsupported {
-                        table: self.table.to_string(),
-                        file: file.clone(),
-                        what: "a v2 checkpoint (sidecar files)".into(),
-                    });
-                }
-                self.replay(layout, file, actions, &mut live, &mut governing)?;
-            }
-        }
-        for commit in commits {
-            let file = self.path(&log::commit_name(commit));
-            let actions = self
-                .commit(commit)?
-                .ok_or_else(|| self.unreachable(&file, StorageError::NotFound))?;
-            self.replay(layout, &file, &actions, &mut live, &mut governing)?;
-            version = commit;
-        }
+        let plan = self.cold_plan()?;
+        let Replayed {
+            live,
+            governing,
+            version,
+        } = self.replayed(layout, plan)?;
         governing.check(self.table)?;
         let Some((metadata, metadata_file)) = &governing.metadata else {
             return Err(self.corrupt(&self.folder, "no metaData action in the log"));
@@ -347,6 +365,51 @@ impl Log<'_> {
         })
     }
 
+    /// What a cold read reads: the newest checkpoint `_last_checkpoint`
+    /// leads to and the commits after it.
+    fn cold_plan(&self) -> Result<Plan, FormatError> {
+        let last = self.last_checkpoint()?;
+        let after = last.as_ref().map(|c| format!("{:020}", c.version));
+        let plan = match self.plan(&self.listing(after.as_deref())?) {
+            Ok(Some(plan)) => Some(plan),
+            // `_last_checkpoint` names a checkpoint that is not (or not
+            // wholly) there: the whole log, as if it did not exist.
+            _ if after.is_some() => self.plan(&self.listing(None)?)?,
+            other => other?,
+        };
+        plan.ok_or_else(|| FormatError::Absent {
+            table: self.table.to_string(),
+            looked: format!("no commit in {}", self.folder),
+        })
+    }
+
+    /// The live files after replaying `plan`, with the protocol and
+    /// metadata in force and the version reached.
+    fn replayed(&self, layout: &TableLayout, plan: Plan) -> Result<Replayed, FormatError> {
+        let mut live: HashMap<(String, Option<String>), LiveFile> = HashMap::new();
+        let mut governing = Governing::default();
+        let mut version = 0;
+        if let Some(checkpoint) = plan.checkpoint {
+            version = checkpoint.version;
+            for (file, actions) in self.read_checkpoint(&checkpoint.files)? {
+                self.replay(layout, &file, &actions, &mut live, &mut governing)?;
+            }
+        }
+        for commit in plan.commits {
+            let file = self.path(&log::commit_name(commit));
+            let actions = self
+                .commit(commit)?
+                .ok_or_else(|| self.unreachable(&file, StorageError::NotFound))?;
+            self.replay(layout, &file, &actions, &mut live, &mut governing)?;
+            version = commit;
+        }
+        Ok(Replayed {
+            live,
+            governing,
+            version,
+        })
+    }
+
     /// Which checkpoint (version, parts) and commits a cold read reads: the
     /// newest complete checkpoint with every commit after it listed, or
     /// every commit from 0. `None` when the listing has neither.
@@ -369,44 +432,44 @@ impl Log<'_> {
                 parts.entry((*version, *of)).or_default().insert(*part);
             }
         }
-        let complete: Vec<(u64, u32)> = parts
+        let mut complete: Vec<Checkpoint> = parts
             .iter()
             .filter(|((_, of), found)| found.len() == *of as usize)
-            .map(|(key, _)| *key)
+            .map(|((version, of), _)| Checkpoint {
+                version: *version,
+                files: log::checkpoint_names(*version, *of),
+            })
             .collect();
+        complete.extend(files.iter().filter_map(|f| match f {
+            LogFile::UuidCheckpoint { version, name } => Some(Checkpoint {
+                version: *version,
+                files: vec![name.clone()],
+            }),
+            _ => None,
+        }));
+        complete.sort_by_key(|c| c.version);
         let newest = commits
             .last()
             .copied()
             .into_iter()
-            .chain(complete.iter().map(|(v, _)| *v))
+            .chain(complete.iter().map(|c| c.version))
             .max();
         let Some(latest) = newest else {
             return Ok(None);
         };
         let contiguous = |from: u64| (from..=latest).all(|v| commits.contains(&v));
-        for (version, of) in complete.iter().rev() {
-            if contiguous(version + 1) {
-                return Ok(Some(Plan {
-                    checkpoint: Some((*version, *of)),
-                    commits: (version + 1..=latest).collect(),
-                }));
-            }
+        if let Some(at) = complete.iter().rposition(|c| contiguous(c.version + 1)) {
+            let checkpoint = complete.swap_remove(at);
+            return Ok(Some(Plan {
+                commits: (checkpoint.version + 1..=latest).collect(),
+                checkpoint: Some(checkpoint),
+            }));
         }
         if contiguous(0) {
             return Ok(Some(Plan {
                 checkpoint: None,
                 commits: (0..=latest).collect(),
             }));
-        }
-        if files
-            .iter()
-            .any(|f| matches!(f, LogFile::UuidCheckpoint(_)))
-        {
-            return Err(FormatError::Unsupported {
-                table: self.table.to_string(),
-                file: self.folder.clone(),
-                what: "a log that only a v2 (uuid-named) checkpoint covers".into(),
-            });
         }
         let missing = (0..=latest)
             .find(|v| !commits.contains(v))

@@ -266,9 +266,9 @@ fn deletion_vectors_are_part_of_a_files_identity() {
 fn features_it_cannot_read_are_refused_naming_the_file() {
     for (protocol, configuration, what) in [
         (
-            protocol(3, &["v2Checkpoint"]),
+            protocol(3, &["variantType"]),
             json!({}),
-            "the reader feature v2Checkpoint",
+            "the reader feature variantType",
         ),
         (
             protocol(2, &[]),
@@ -418,4 +418,46 @@ fn a_torn_last_checkpoint_is_read_past() {
     // One naming a checkpoint that is not there: the log from its start.
     std::fs::write(&last, "{\"version\": 0, \"size\": 3}").unwrap();
     assert_eq!(cold(&table.location()).unwrap(), expected);
+}
+
+/// V2 checkpoints as Spark writes them (from delta-io/delta-kernel-rs
+/// `kernel/tests/data/v2-checkpoints-*.tar.zst`, Apache-2.0: their
+/// `_delta_log`s, pruned to the commits and the newest checkpoints, in
+/// tests/formats/delta-v2): a cold read from the newest checkpoint (JSON
+/// or Parquet, with sidecar files or not) finds the live files that a
+/// replay of every commit finds. The tables are not partitioned, so a
+/// probe's read stops at the partition column, past the checkpoint.
+#[test]
+fn v2_checkpoints_read_as_a_replay_of_their_commits() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats/delta-v2");
+    for (name, version, files) in [
+        ("v2-checkpoints-json-with-sidecars", 6, 101),
+        ("v2-checkpoints-parquet-with-sidecars", 6, 101),
+        ("v2-checkpoints-parquet-without-sidecars", 2, 3),
+        ("v2-checkpoints-json-with-last-checkpoint", 0, 2),
+    ] {
+        let table = root.join(name).display().to_string();
+        let log = Log {
+            storage: &LocalStorage,
+            table: &table,
+            folder: join(&table, "_delta_log"),
+        };
+        let plan = log.cold_plan().unwrap();
+        let checkpoint = plan.checkpoint.as_ref().map(|c| c.version);
+        assert_eq!(checkpoint, Some(version), "{name}");
+        let read = log.replayed(&layout("ds"), plan).unwrap();
+        read.governing.check(&table).unwrap();
+        let every_commit = Plan {
+            checkpoint: None,
+            commits: (0..=read.version).collect(),
+        };
+        let replayed = log.replayed(&layout("ds"), every_commit).unwrap();
+        let paths = |r: &Replayed| r.live.keys().cloned().collect::<BTreeSet<_>>();
+        assert_eq!(paths(&read), paths(&replayed), "{name}");
+        assert_eq!(read.live.len(), files, "{name}");
+        assert!(
+            matches!(cold(&table), Err(FormatError::NoPartitionColumn { .. })),
+            "{name}"
+        );
+    }
 }
