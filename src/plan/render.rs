@@ -75,8 +75,32 @@ impl Group<'_> {
     }
 }
 
-/// The text after a pulled-in group's status.
-const PULLED_IN: &str = " (pulled in: upstream of the selection)";
+/// Why a node is there: the selection reads it. Said after a pulled-in
+/// group's status, after a pulled-in job's lines in `run`'s output
+/// (`mark`), and with the count of such jobs (`pulled_in_count`).
+macro_rules! pulled_in {
+    () => {
+        "pulled in: upstream of the selection"
+    };
+}
+
+/// What follows a line about work on a node: the pulled-in mark when the
+/// node is there only as upstream of the selection, else nothing.
+pub fn mark(pulled_in: bool) -> &'static str {
+    if pulled_in {
+        concat!(" (", pulled_in!(), ")")
+    } else {
+        ""
+    }
+}
+
+/// After a count of jobs: how many of them are pulled in, when any are.
+pub fn pulled_in_count(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(concat!(" ({} ", pulled_in!(), ")"), n),
+    }
+}
 
 #[derive(Serialize)]
 pub struct PlanJson<'p> {
@@ -189,7 +213,7 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             pad(&name, name_width),
             pad(&range_text(group), range_width),
             group.status_text(),
-            if group.pulled_in { PULLED_IN } else { "" }
+            mark(group.pulled_in)
         );
     }
     if !grouped.is_empty() {
