@@ -338,7 +338,8 @@ impl Runner<'_, '_> {
             // Killed on request: not a failure of the job; it stays stale.
             let what = self.describe(job);
             let mark = self.mark(job);
-            self.progress.ended(job, &format!("killed {what}{mark}"), true);
+            self.progress
+                .ended(job, &format!("killed {what}{mark}"), true);
             let why: Arc<str> = "killed by the second interrupt".into();
             self.live
                 .hold(node_id, &self.work.jobs[job].targets, Some(&why));

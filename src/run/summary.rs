@@ -14,8 +14,8 @@ use crate::exec;
 use crate::graph::{Node, Step};
 use crate::partition::Day;
 use crate::plan::Status;
-use crate::plan::render::{mark, pulled_in_count};
 use crate::plan::live::{LivePlan, Phase};
+use crate::plan::render::{mark, pulled_in_count};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

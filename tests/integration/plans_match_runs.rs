@@ -288,7 +288,12 @@ fn run_text_marks_the_jobs_pulled_in() {
     let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
     let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
-    let select = ["--until", "2025-09-29", "--select", "quickstart.training_set.v1"];
+    let select = [
+        "--until",
+        "2025-09-29",
+        "--select",
+        "quickstart.training_set.v1",
+    ];
     // The staging query is pulled in; the join's own steps are selected.
     let marked = |text: &str, line_start: &str| -> (bool, bool) {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(line_start)).collect();
@@ -324,7 +329,10 @@ fn run_text_marks_the_jobs_pulled_in() {
         "{}",
         dry.stdout
     );
-    assert_contains(&dry.stdout, &format!("dry run: 6 command(s) (1 {}", &MARK[1..]));
+    assert_contains(
+        &dry.stdout,
+        &format!("dry run: 6 command(s) (1 {}", &MARK[1..]),
+    );
 
     let run = chronon_build(
         &repo,
@@ -332,9 +340,22 @@ fn run_text_marks_the_jobs_pulled_in() {
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(marked(&run.stdout, "ran "), (true, true), "{}", run.stdout);
-    assert_eq!(marked(&run.stderr, " start "), (true, true), "{}", run.stderr);
-    assert_eq!(marked(&run.stderr, " done "), (true, true), "{}", run.stderr);
-    assert_contains(&run.stdout, &format!("built in 6 job(s) (1 {}, ", &MARK[1..]));
+    assert_eq!(
+        marked(&run.stderr, " start "),
+        (true, true),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        marked(&run.stderr, " done "),
+        (true, true),
+        "{}",
+        run.stderr
+    );
+    assert_contains(
+        &run.stdout,
+        &format!("built in 6 job(s) (1 {}, ", &MARK[1..]),
+    );
 
     // Nothing selected: nothing is pulled in, and nothing says it is.
     let all = chronon_build(&repo, &["run", "--until", "2025-09-30"]);
