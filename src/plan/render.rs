@@ -46,9 +46,7 @@ fn same_run(a: &Status, b: &Status) -> bool {
         (Status::Blocked { input: x }, Status::Blocked { input: y }) => {
             x.table == y.table && x.invalid_config == y.invalid_config
         }
-        (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => {
-            x.split('@').next() == y.split('@').next()
-        }
+        (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => x.node == y.node,
         _ => a == b,
     }
 }
@@ -67,7 +65,7 @@ impl Group<'_> {
             (Status::Waiting { upstream: first }, Some(Status::Waiting { upstream: last }))
                 if first != last =>
             {
-                let day = last.rsplit('@').next().unwrap_or_default();
+                let day = last.day.map(|d| d.to_string()).unwrap_or_default();
                 format!("waiting: {first}..{day}")
             }
             (status, _) => status.to_string(),
@@ -297,10 +295,7 @@ pub fn causes<'p>(plan: &'p Plan, graph: &'p Graph) -> Vec<Cause<'p>> {
                     Some(_) => (input.to_string(), None),
                     None => (format!("missing {}", input.table), Some(input.partition)),
                 },
-                Status::Waiting { upstream } => match upstream.rsplit_once('@') {
-                    Some((label, day)) => (format!("on {label}"), Day::parse_checked(day).ok()),
-                    None => (format!("on {upstream}"), None),
-                },
+                Status::Waiting { upstream } => (format!("on {}", upstream.node), upstream.day),
                 _ => continue,
             };
             let kind = target.status.kind();

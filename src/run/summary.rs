@@ -243,31 +243,38 @@ impl Summary {
         serde_json::to_value(&*self).expect("summary serializes")
     }
 
-    pub fn text(&self) -> String {
+    /// A dry run's text: the commands in order, each marked when pulled
+    /// in, then what they add up to.
+    fn dry_run_text(&self) -> String {
         let mut out = String::new();
-        if self.setup.action == Action::DryRun {
-            for c in &self.commands {
-                let _ = writeln!(
-                    out,
-                    "{}{}",
-                    exec::command::display(&c.argv),
-                    mark(c.pulled_in)
-                );
-            }
-            let pulled_in = self.commands.iter().filter(|c| c.pulled_in).count();
+        for c in &self.commands {
             let _ = writeln!(
                 out,
-                "{}dry run: {} command(s){}, nothing was run{}",
-                match self.outcome() {
-                    RunResult::Ok => String::new(),
-                    other => format!("{}: ", other.name()),
-                },
-                self.commands.len(),
-                pulled_in_count(pulled_in),
-                self.left_text()
+                "{}{}",
+                exec::command::display(&c.argv),
+                mark(c.pulled_in)
             );
-            return out;
         }
+        let pulled_in = self.commands.iter().filter(|c| c.pulled_in).count();
+        let _ = writeln!(
+            out,
+            "{}dry run: {} command(s){}, nothing was run{}",
+            match self.outcome() {
+                RunResult::Ok => String::new(),
+                other => format!("{}: ", other.name()),
+            },
+            self.commands.len(),
+            pulled_in_count(pulled_in),
+            self.left_text()
+        );
+        out
+    }
+
+    pub fn text(&self) -> String {
+        if self.setup.action == Action::DryRun {
+            return self.dry_run_text();
+        }
+        let mut out = String::new();
         for job in &self.ran {
             let retries = if job.attempts > 1 {
                 format!(" after {} attempts", job.attempts)

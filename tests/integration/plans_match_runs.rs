@@ -362,3 +362,56 @@ fn run_text_marks_the_jobs_pulled_in() {
     assert_eq!(all.code, 0, "{}\n{}", all.stdout, all.stderr);
     assert!(!all.stdout.contains("pulled in"), "{}", all.stdout);
 }
+
+/// Waiting targets name the upstream target they wait on, `LABEL@DAY`: one
+/// range per node (`LABEL@FIRST..LAST`), in JSON with the range's last,
+/// and one line per upstream node when the ranges are many.
+#[test]
+fn waiting_targets_name_their_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("demo");
+    copy_dir(&testdata("demo"), &repo);
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let staging = "staging-query:quickstart.checkouts.v1";
+    let force = |from: &str, to: &str| {
+        let out = chronon_build(
+            &repo,
+            &["invalidate", staging, "--from", from, "--until", to],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+    force("2025-09-10", "2025-09-12");
+    let text = chronon_build(&repo, &["plan", "--until", "2025-09-20"]);
+    assert_contains(
+        &text.stdout,
+        &format!("2025-09-10..2025-09-12 (3)  waiting: {staging}@2025-09-10..2025-09-12\n"),
+    );
+    let plan = chronon_build(
+        &repo,
+        &["plan", "--until", "2025-09-20", "--format", "json"],
+    );
+    let groups = json(&plan, "plan")["groups"].as_array().unwrap().clone();
+    let left = groups
+        .iter()
+        .find(|g| g["target"] == "join-left:quickstart.training_set.v1" && g["status"] == "waiting")
+        .unwrap_or_else(|| panic!("{groups:?}"));
+    assert_eq!(left["upstream"], format!("{staging}@2025-09-10"));
+    assert_eq!(left["last"]["upstream"], format!("{staging}@2025-09-12"));
+
+    // Single days apart: more waiting ranges than lines listed, so one
+    // line per upstream node, with the days waited on.
+    for day in ["2025-09-14", "2025-09-16", "2025-09-18", "2025-09-20"] {
+        force(day, day);
+    }
+    let text = chronon_build(&repo, &["plan", "--until", "2025-09-20"]);
+    assert_contains(
+        &text.stdout,
+        &format!("waiting: 7 partition(s) of 1 config(s); on {staging} 2025-09-10..2025-09-20\n"),
+    );
+    assert_contains(
+        &text.stdout,
+        "; on join-left:quickstart.training_set.v1 2025-09-10..2025-09-20\n",
+    );
+}
