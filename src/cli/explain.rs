@@ -125,7 +125,7 @@ fn root_cause(graph: &Graph, plan: &plan::Plan, status: &Status) -> Option<RootC
         match &status {
             // A chain longer than the graph has nodes would be a cycle.
             Status::Waiting { upstream } if chain.len() <= graph.nodes.len() => {
-                let spec = parse_target(upstream).ok()?;
+                let spec = parse_target(&upstream.to_string()).ok()?;
                 let node = graph.find(spec.step, &spec.config, spec.part.as_deref())?;
                 let next = plan.nodes[node.id]
                     .targets

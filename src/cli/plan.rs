@@ -23,6 +23,7 @@ pub struct PlanArgs {
 
 pub fn run(global: &Global, args: &PlanArgs) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
+    ws.repo.require_configs().map_err(Error::Config)?;
     let selection = args.targets.resolve(&ws)?;
     let (plan, _) = ws.plan_read(crate::plan::PlanOptions::from(selection).lazily())?;
     let filter = render::Filter {

@@ -228,6 +228,7 @@ fn execute(
     metrics_file: Option<&std::path::Path>,
 ) -> Result<Exit, Error> {
     let ws = Workspace::load(global)?;
+    ws.repo.require_configs().map_err(Error::Config)?;
     let selection = scope.targets.resolve(&ws)?;
     let opts = options(&ws)?;
     let location = ws.state_location();

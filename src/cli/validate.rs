@@ -29,7 +29,11 @@ struct ProblemJson<'a> {
 }
 
 pub fn run(global: &Global, args: &ValidateArgs) -> Result<Exit, Error> {
-    let problems = match Workspace::load_strict(global) {
+    let loaded = Workspace::load_strict(global).and_then(|ws| {
+        ws.repo.require_configs().map_err(Error::Config)?;
+        Ok(ws)
+    });
+    let problems = match loaded {
         Ok(ws) => {
             let mut notes = ws.repo.notes.clone();
             notes.extend(ws.graph.notes.iter().cloned());

@@ -79,27 +79,63 @@ impl Repo {
         } else if root.join("production").is_dir() {
             Ok(Layout::Chronon)
         } else {
-            let found = nested_layouts(root);
             Err(fail(format!(
                 "--repo {root}: no compiled configs found: looked for {zipline} (Zipline: \
-                 compiled/{{group_bys,joins,staging_queries}}/TEAM/NAME) and {chronon} (Chronon: \
-                 production/{{group_bys,joins,staging_queries}}/TEAM/NAME), and neither is a \
+                 {zipline_shape}) and {chronon} (Chronon: {chronon_shape}), and neither is a \
                  folder{found}",
                 root = root.display(),
                 zipline = root.join("compiled").display(),
                 chronon = root.join("production").display(),
-                found = match found.as_slice() {
-                    [] => String::new(),
-                    some => format!(
-                        "; found {}: pass its parent as --repo",
-                        some.iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
+                zipline_shape = shape(Layout::Zipline),
+                chronon_shape = shape(Layout::Chronon),
+                found = found_elsewhere(root),
             )))
         }
+    }
+
+    /// A repository whose config folder holds no config, valid or not,
+    /// plans nothing, silently: almost surely the wrong folder, or configs
+    /// not compiled yet. `plan`, `run` and `validate` refuse it (exit 2),
+    /// saying where they looked, what they expected, and what is there.
+    pub fn require_configs(&self) -> Result<(), ConfigErrors> {
+        if !self.configs.is_empty() || !self.invalid.is_empty() {
+            return Ok(());
+        }
+        let folder = self.root.join(self.layout.folder());
+        let mut unreadable = Vec::new();
+        let held: Vec<String> = sorted_dir(&self.root, &folder, &mut unreadable)
+            .iter()
+            .filter_map(|path| {
+                let name = path.file_name()?.to_string_lossy();
+                let slash = if path.is_dir() { "/" } else { "" };
+                (!name.starts_with('.')).then(|| format!("{name}{slash}"))
+            })
+            .collect();
+        let holds = match held.len() {
+            0 => "it is empty".to_string(),
+            n if n <= HELD_MAX => format!("it holds only {}", held.join(", ")),
+            n => format!(
+                "it holds only {} and {} more",
+                held[..HELD_MAX].join(", "),
+                n - HELD_MAX
+            ),
+        };
+        // `layout_of` takes compiled/ first: an empty one hides production/.
+        let hidden = match self.layout {
+            Layout::Zipline if self.root.join("production").is_dir() => {
+                "; production/ is there too, but compiled/ is read when both are folders: \
+                 remove the empty compiled/ to read production/"
+            }
+            _ => "",
+        };
+        Err(fail(format!(
+            "--repo {root}: no configs in {folder}: expected compiled Chronon configs, \
+             {shape} (one JSON file per config); {holds}{hidden}{found}",
+            root = self.root.display(),
+            folder = folder.display(),
+            shape = shape(self.layout),
+            found = found_elsewhere(&self.root),
+        )))
     }
 
     fn load_with(root: &Path, lenient: bool) -> Result<Repo, ConfigErrors> {
@@ -160,6 +196,31 @@ impl Repo {
             notes,
             invalid,
         })
+    }
+}
+
+/// Entries of an empty config folder named in its error, at most.
+const HELD_MAX: usize = 5;
+
+/// Where a layout's configs are: `production/{group_bys,joins,staging_queries}/TEAM/NAME`.
+fn shape(layout: Layout) -> String {
+    format!(
+        "{}/{{group_bys,joins,staging_queries}}/TEAM/NAME",
+        layout.folder()
+    )
+}
+
+/// Config folders below `root` (`nested_layouts`), as the end of an error.
+fn found_elsewhere(root: &Path) -> String {
+    match nested_layouts(root).as_slice() {
+        [] => String::new(),
+        some => format!(
+            "; found {}: pass its parent as --repo",
+            some.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

@@ -53,7 +53,7 @@ pub use decide::{Decision, decide};
 pub use explain::Explainer;
 pub(crate) use key::read_range;
 pub use key::{Evaluation, InputDigest, KeyDoc, evaluate};
-pub use reason::{FieldChange, Missing, StaleReason, Status, StatusKind};
+pub use reason::{FieldChange, Missing, StaleReason, Status, StatusKind, Upstream};
 pub use record::{BuildRecord, reads, slice_json};
 
 #[derive(Clone, Debug)]
@@ -741,9 +741,10 @@ pub fn internal_column(
         return Column::new(table, Day(0), Vec::new());
     };
     let mut entries = vec![Entry::Absent; (last.0 - first.0 + 1) as usize];
+    let label = node.label().into();
     for target in &plan.targets {
         let Some(day) = target.day else { continue };
-        entries[(day.0 - first.0) as usize] = internal_entry(node, target, state, output);
+        entries[(day.0 - first.0) as usize] = internal_entry(node, &label, target, state, output);
     }
     Column::new(table, *first, entries)
 }
@@ -758,9 +759,11 @@ fn probed_column<'c>(node: &Node, output: Option<&'c Column>) -> Option<&'c Colu
 
 /// What dependents see of one target of a node: a fresh one's recorded
 /// output (from the node's `probed_column` when its targets were not
-/// loaded).
+/// loaded). `label` is the node's, made once for all its targets: a
+/// waiting dependent holds it, not a name of its own.
 pub fn internal_entry(
     node: &Node,
+    label: &Arc<str>,
     target: &TargetPlan,
     state: &NodeState,
     output: Option<&Column>,
@@ -777,9 +780,9 @@ pub fn internal_entry(
             input: input.clone(),
         }),
         _ => Entry::Pending(Status::Waiting {
-            upstream: match target.day {
-                Some(day) => format!("{}@{day}", node.label()).into(),
-                None => node.label().into(),
+            upstream: Upstream {
+                node: label.clone(),
+                day: target.day,
             },
         }),
     }

@@ -158,7 +158,32 @@ pub enum Status {
     Fresh,
     Stale(Arc<StaleReason>),
     Blocked { input: Arc<Missing> },
-    Waiting { upstream: Arc<str> },
+    Waiting { upstream: Upstream },
+}
+
+/// The upstream target a waiting target waits on: its node's label, one
+/// allocation shared by every target of that node and every target waiting
+/// on them (never a name per target), and its day. Written `LABEL@DAY`
+/// (`LABEL` when unpartitioned), in text and in JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    pub node: Arc<str>,
+    pub day: Option<Day>,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.day {
+            Some(day) => write!(f, "{}@{day}", self.node),
+            None => write!(f, "{}", self.node),
+        }
+    }
+}
+
+impl Serialize for Upstream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl Status {

@@ -46,9 +46,7 @@ fn same_run(a: &Status, b: &Status) -> bool {
         (Status::Blocked { input: x }, Status::Blocked { input: y }) => {
             x.table == y.table && x.invalid_config == y.invalid_config
         }
-        (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => {
-            x.split('@').next() == y.split('@').next()
-        }
+        (Status::Waiting { upstream: x }, Status::Waiting { upstream: y }) => x.node == y.node,
         _ => a == b,
     }
 }
@@ -67,7 +65,7 @@ impl Group<'_> {
             (Status::Waiting { upstream: first }, Some(Status::Waiting { upstream: last }))
                 if first != last =>
             {
-                let day = last.rsplit('@').next().unwrap_or_default();
+                let day = last.day.map(|d| d.to_string()).unwrap_or_default();
                 format!("waiting: {first}..{day}")
             }
             (status, _) => status.to_string(),
@@ -75,8 +73,32 @@ impl Group<'_> {
     }
 }
 
-/// The text after a pulled-in group's status.
-const PULLED_IN: &str = " (pulled in: upstream of the selection)";
+/// Why a node is there: the selection reads it. Said after a pulled-in
+/// group's status, after a pulled-in job's lines in `run`'s output
+/// (`mark`), and with the count of such jobs (`pulled_in_count`).
+macro_rules! pulled_in {
+    () => {
+        "pulled in: upstream of the selection"
+    };
+}
+
+/// What follows a line about work on a node: the pulled-in mark when the
+/// node is there only as upstream of the selection, else nothing.
+pub fn mark(pulled_in: bool) -> &'static str {
+    if pulled_in {
+        concat!(" (", pulled_in!(), ")")
+    } else {
+        ""
+    }
+}
+
+/// After a count of jobs: how many of them are pulled in, when any are.
+pub fn pulled_in_count(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(concat!(" ({} ", pulled_in!(), ")"), n),
+    }
+}
 
 #[derive(Serialize)]
 pub struct PlanJson<'p> {
@@ -189,7 +211,7 @@ pub fn to_text(plan: &Plan, graph: &Graph, filter: &Filter) -> String {
             pad(&name, name_width),
             pad(&range_text(group), range_width),
             group.status_text(),
-            if group.pulled_in { PULLED_IN } else { "" }
+            mark(group.pulled_in)
         );
     }
     if !grouped.is_empty() {
@@ -273,10 +295,7 @@ pub fn causes<'p>(plan: &'p Plan, graph: &'p Graph) -> Vec<Cause<'p>> {
                     Some(_) => (input.to_string(), None),
                     None => (format!("missing {}", input.table), Some(input.partition)),
                 },
-                Status::Waiting { upstream } => match upstream.rsplit_once('@') {
-                    Some((label, day)) => (format!("on {label}"), Day::parse_checked(day).ok()),
-                    None => (format!("on {upstream}"), None),
-                },
+                Status::Waiting { upstream } => (format!("on {}", upstream.node), upstream.day),
                 _ => continue,
             };
             let kind = target.status.kind();

@@ -244,9 +244,10 @@ impl Runner<'_, '_> {
         let log = self.log_path(job);
         self.slots.take(node);
         let what = format!(
-            "{} (attempt {})",
+            "{} (attempt {}){}",
             self.describe(job),
-            self.work.jobs[job].attempt
+            self.work.jobs[job].attempt,
+            self.mark(job)
         );
         self.progress.started(job, &what);
         let started = Instant::now();
@@ -336,7 +337,9 @@ impl Runner<'_, '_> {
         if self.interrupts >= 2 {
             // Killed on request: not a failure of the job; it stays stale.
             let what = self.describe(job);
-            self.progress.ended(job, &format!("killed {what}"), true);
+            let mark = self.mark(job);
+            self.progress
+                .ended(job, &format!("killed {what}{mark}"), true);
             let why: Arc<str> = "killed by the second interrupt".into();
             self.live
                 .hold(node_id, &self.work.jobs[job].targets, Some(&why));
@@ -374,10 +377,15 @@ impl Runner<'_, '_> {
         let missing = outputs.iter().filter(|o| o.is_none()).count();
         self.progress.succeeded(
             job,
-            &format!("done {what} in {}", summary::seconds(attempt.duration)),
+            &format!(
+                "done {what} in {}{}",
+                summary::seconds(attempt.duration),
+                self.mark(job)
+            ),
         );
         self.summary.ran.push(summary::JobReport {
             target: what.clone(),
+            pulled_in: self.pulled_in(job),
             attempts: attempt.attempt,
             duration: attempt.duration,
             log: running.log.clone(),
@@ -424,21 +432,24 @@ impl Runner<'_, '_> {
             self.progress.ended(
                 job,
                 &format!(
-                    "failed {what} ({how}); retry {attempt}/{} in {}",
+                    "failed {what} ({how}); retry {attempt}/{} in {}{}",
                     self.opts.retries,
-                    summary::seconds(delay)
+                    summary::seconds(delay),
+                    self.mark(job)
                 ),
                 false,
             );
             self.work.delayed.push((Instant::now() + delay, job));
             return Ok(());
         }
+        let mark = self.mark(job);
         self.progress
-            .ended(job, &format!("FAILED {what} ({how})"), true);
+            .ended(job, &format!("FAILED {what} ({how}){mark}"), true);
         self.failure_hook(job, code, &how, &running.log);
         let node_id = self.work.jobs[job].node;
         self.summary.failed.push(summary::FailureReport {
             target: what,
+            pulled_in: self.pulled_in(job),
             step: self.ctx.graph.nodes[node_id].step,
             how,
             exit_code: code,

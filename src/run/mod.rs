@@ -578,6 +578,17 @@ impl<'c, 'a> Runner<'c, 'a> {
         format!("{}{range}", self.names.labels[job.node])
     }
 
+    /// Whether a job's node is there only as upstream of the selection
+    /// (`Plan::pulled_in`): its lines say so as `plan`'s do.
+    fn pulled_in(&self, job: usize) -> bool {
+        self.live.plan().pulled_in(self.work.jobs[job].node)
+    }
+
+    /// The text after a line about a job: its pulled-in mark, if any.
+    fn mark(&self, job: usize) -> &'static str {
+        plan::render::mark(self.pulled_in(job))
+    }
+
     /// Records a job's targets whose outputs are there, in one transaction
     /// with the attempt that built them (`attempt`, from a real run), and
     /// dispatches what became ready.
@@ -722,6 +733,7 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         self.summary.failed.push(summary::FailureReport {
             target: self.describe(job),
+            pulled_in: self.pulled_in(job),
             step: node.step,
             how: format!(
                 "exited 0 but {} output partition(s) of {table} are missing",

@@ -15,6 +15,7 @@ use crate::graph::{Node, Step};
 use crate::partition::Day;
 use crate::plan::Status;
 use crate::plan::live::{LivePlan, Phase};
+use crate::plan::render::{mark, pulled_in_count};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,6 +43,9 @@ impl Outcome {
 #[derive(Debug, Serialize)]
 pub struct JobReport {
     pub target: String,
+    /// Upstream of the selection, run because the selection reads it (as
+    /// `plan`'s `pulled_in`).
+    pub pulled_in: bool,
     pub attempts: u32,
     #[serde(serialize_with = "as_seconds")]
     pub duration: Duration,
@@ -51,6 +55,8 @@ pub struct JobReport {
 #[derive(Debug, Serialize)]
 pub struct FailureReport {
     pub target: String,
+    /// Upstream of the selection (as `JobReport::pulled_in`).
+    pub pulled_in: bool,
     pub step: Step,
     pub how: String,
     pub exit_code: Option<i32>,
@@ -69,6 +75,8 @@ pub struct LeftReport {
     pub to: Option<Day>,
     pub count: usize,
     pub note: String,
+    /// Upstream of the selection (as `JobReport::pulled_in`).
+    pub pulled_in: bool,
     /// The note without its days, shared by every range with one cause
     /// (`missing TABLE`, `waiting: NODE`): what the text groups by.
     #[serde(skip)]
@@ -235,24 +243,38 @@ impl Summary {
         serde_json::to_value(&*self).expect("summary serializes")
     }
 
-    pub fn text(&self) -> String {
+    /// A dry run's text: the commands in order, each marked when pulled
+    /// in, then what they add up to.
+    fn dry_run_text(&self) -> String {
         let mut out = String::new();
-        if self.setup.action == Action::DryRun {
-            for c in &self.commands {
-                let _ = writeln!(out, "{}", exec::command::display(&c.argv));
-            }
+        for c in &self.commands {
             let _ = writeln!(
                 out,
-                "{}dry run: {} command(s), nothing was run{}",
-                match self.outcome() {
-                    RunResult::Ok => String::new(),
-                    other => format!("{}: ", other.name()),
-                },
-                self.commands.len(),
-                self.left_text()
+                "{}{}",
+                exec::command::display(&c.argv),
+                mark(c.pulled_in)
             );
-            return out;
         }
+        let pulled_in = self.commands.iter().filter(|c| c.pulled_in).count();
+        let _ = writeln!(
+            out,
+            "{}dry run: {} command(s){}, nothing was run{}",
+            match self.outcome() {
+                RunResult::Ok => String::new(),
+                other => format!("{}: ", other.name()),
+            },
+            self.commands.len(),
+            pulled_in_count(pulled_in),
+            self.left_text()
+        );
+        out
+    }
+
+    pub fn text(&self) -> String {
+        if self.setup.action == Action::DryRun {
+            return self.dry_run_text();
+        }
+        let mut out = String::new();
         for job in &self.ran {
             let retries = if job.attempts > 1 {
                 format!(" after {} attempts", job.attempts)
@@ -261,18 +283,20 @@ impl Summary {
             };
             let _ = writeln!(
                 out,
-                "ran     {} in {}{retries}",
+                "ran     {} in {}{retries}{}",
                 job.target,
-                seconds(job.duration)
+                seconds(job.duration),
+                mark(job.pulled_in)
             );
         }
         for f in &self.failed {
             let _ = writeln!(
                 out,
-                "FAILED  {} ({}, {} attempt(s))\n        log: {}",
+                "FAILED  {} ({}, {} attempt(s)){}\n        log: {}",
                 f.target,
                 f.how,
                 f.attempts,
+                mark(f.pulled_in),
                 f.log.display()
             );
             for line in &f.tail {
@@ -287,11 +311,12 @@ impl Summary {
                 let range = crate::partition::at_range(left.from, left.to);
                 let _ = writeln!(
                     out,
-                    "{:<7} {}{range} ({} partition(s)): {}",
+                    "{:<7} {}{range} ({} partition(s)): {}{}",
                     left.outcome.name(),
                     left.target,
                     left.count,
-                    left.note
+                    left.note,
+                    mark(left.pulled_in)
                 );
             }
         } else {
@@ -301,7 +326,12 @@ impl Summary {
         let built = if self.setup.action == Action::Adopt {
             format!("{} adopted", self.built)
         } else {
-            format!("{} built in {} job(s)", self.built, self.ran.len())
+            format!(
+                "{} built in {} job(s){}",
+                self.built,
+                self.ran.len(),
+                pulled_in_count(self.ran.iter().filter(|j| j.pulled_in).count())
+            )
         };
         let _ = write!(
             out,
@@ -422,6 +452,7 @@ impl Summary {
     pub(super) fn add_left(&mut self, live: &LivePlan, labels: &[String], skipped: &[bool]) {
         let plan = live.plan();
         for (id, node_plan) in plan.nodes.iter().enumerate() {
+            let pulled_in = plan.pulled_in(id);
             if !plan.planned[id] {
                 continue;
             }
@@ -490,6 +521,7 @@ impl Summary {
                     to: run.days.last().copied().flatten(),
                     count: run.days.len(),
                     note,
+                    pulled_in,
                     cause: run.cause,
                     cause_days: run.cause_days,
                 });

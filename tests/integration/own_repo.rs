@@ -84,3 +84,55 @@ fn the_zipline_cli_is_named_with_the_version_its_conf_became_positional() {
     let out = p.run_with(&["run", "-n", "--until", "2025-01-03"], &[]);
     assert_contains(&out.stderr, "zipline-ai >= 1.0.13: positional CONF");
 }
+
+#[test]
+fn an_empty_config_folder_is_refused_with_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    // production/ is there, but its configs are not: an empty kind folder
+    // and a team folder where kind folders belong.
+    std::fs::create_dir_all(root.join("production/joins")).unwrap();
+    std::fs::create_dir_all(root.join("production/quickstart")).unwrap();
+    let folder = root.join("production").display().to_string();
+    for args in [
+        &["plan"][..],
+        &["run", "--until", "2025-09-29"],
+        &["run", "-n"],
+        &["validate"],
+    ] {
+        let out = chronon_build(&root, args);
+        let said = refused(&out);
+        assert_contains(said, &format!("no configs in {folder}"));
+        assert_contains(
+            said,
+            "expected compiled Chronon configs, production/{group_bys,joins,staging_queries}/TEAM/NAME",
+        );
+        assert_contains(said, "it holds only joins/, quickstart/");
+    }
+    assert!(
+        !root.join(".chronon-build").exists(),
+        "a refused run wrote its state"
+    );
+    let json = chronon_build(&root, &["validate", "--format", "json"]);
+    assert_eq!(json.code, 2, "{}", json.stderr);
+    assert_contains(&json.stdout, "\"ok\": false");
+    assert_contains(&json.stdout, "no configs in");
+    // What looks at the state, not at configs, still works: `gc --orphans`
+    // cleans up after every config was removed.
+    let gc = chronon_build(&root, &["gc", "-n", "--orphans"]);
+    assert_eq!(gc.code, 0, "{}\n{}", gc.stdout, gc.stderr);
+
+    // An empty compiled/ beside the demo's production/ hides it: said.
+    let (_demo_dir, demo) = demo();
+    std::fs::create_dir(demo.join("compiled")).unwrap();
+    let out = chronon_build(&demo, &["plan", "--until", "2025-09-29"]);
+    let said = refused(&out);
+    assert_contains(
+        said,
+        &format!("no configs in {}", demo.join("compiled").display()),
+    );
+    assert_contains(said, "it is empty; production/ is there too");
+    std::fs::remove_dir(demo.join("compiled")).unwrap();
+    let out = chronon_build(&demo, &["plan", "--until", "2025-09-29"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

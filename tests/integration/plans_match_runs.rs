@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chronon_build::partition::{Day, DayRange};
 use serde_json::Value;
 
-use super::{Output, chronon_build, copy_dir, testdata};
+use super::{Output, assert_contains, chronon_build, copy_dir, testdata};
 
 /// One target: its label, its day (`-` when unpartitioned), and whether it
 /// is there only as upstream of the selection.
@@ -226,6 +226,15 @@ fn plan_run_n_and_run_list_the_same_targets_for_five_selections() {
             })
             .collect();
         assert_eq!(pulled(&plan_targets), dry_pulled, "{what}: pulled in");
+        // The run's jobs say so too.
+        let run_pulled: BTreeSet<String> = run_json["ran"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["pulled_in"].as_bool().expect("pulled_in in every job"))
+            .map(|j| split_target(j["target"].as_str().unwrap()).0)
+            .collect();
+        assert_eq!(dry_pulled, run_pulled, "{what}: run's pulled in");
         match i {
             // The join reads the staging query's output: pulled in.
             0 => assert!(
@@ -263,5 +272,146 @@ fn plan_on_a_fresh_demo_lists_the_seeded_work_and_imports_nothing() {
         !repo.join(".chronon-build").exists(),
         "plan wrote {:?}",
         files(&repo.join(".chronon-build"))
+    );
+}
+
+/// `run` marks the jobs pulled in from the selection's upstream as `plan`
+/// marks their targets: on the job's start and end lines, in the summary's
+/// lines, and with their count on the last line; `run -n` marks their
+/// commands.
+#[test]
+fn run_text_marks_the_jobs_pulled_in() {
+    const MARK: &str = "(pulled in: upstream of the selection)";
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("demo");
+    copy_dir(&testdata("demo"), &repo);
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let select = [
+        "--until",
+        "2025-09-29",
+        "--select",
+        "quickstart.training_set.v1",
+    ];
+    // The staging query is pulled in; the join's own steps are selected.
+    let marked = |text: &str, line_start: &str| -> (bool, bool) {
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(line_start)).collect();
+        let staging = lines
+            .iter()
+            .filter(|l| l.contains("quickstart.checkouts.v1"))
+            .all(|l| l.ends_with(MARK));
+        let join = lines
+            .iter()
+            .filter(|l| l.contains("join-left:quickstart.training_set.v1"))
+            .all(|l| !l.contains(MARK));
+        assert!(
+            lines.iter().any(|l| l.contains("quickstart.checkouts.v1")),
+            "no {line_start} line of the staging query:\n{text}"
+        );
+        (staging, join)
+    };
+
+    let dry = chronon_build(&repo, &[&["run", "-n"][..], &select].concat());
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .lines()
+            .any(|l| l.contains("staging_queries/quickstart/checkouts.v1") && l.ends_with(MARK)),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .lines()
+            .filter(|l| l.contains("production/joins/"))
+            .all(|l| !l.contains(MARK)),
+        "{}",
+        dry.stdout
+    );
+    assert_contains(
+        &dry.stdout,
+        &format!("dry run: 6 command(s) (1 {}", &MARK[1..]),
+    );
+
+    let run = chronon_build(
+        &repo,
+        &[&["run", "-v", "--progress", "plain"][..], &select].concat(),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(marked(&run.stdout, "ran "), (true, true), "{}", run.stdout);
+    assert_eq!(
+        marked(&run.stderr, " start "),
+        (true, true),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        marked(&run.stderr, " done "),
+        (true, true),
+        "{}",
+        run.stderr
+    );
+    assert_contains(
+        &run.stdout,
+        &format!("built in 6 job(s) (1 {}, ", &MARK[1..]),
+    );
+
+    // Nothing selected: nothing is pulled in, and nothing says it is.
+    let all = chronon_build(&repo, &["run", "--until", "2025-09-30"]);
+    assert_eq!(all.code, 0, "{}\n{}", all.stdout, all.stderr);
+    assert!(!all.stdout.contains("pulled in"), "{}", all.stdout);
+}
+
+/// Waiting targets name the upstream target they wait on, `LABEL@DAY`: one
+/// range per node (`LABEL@FIRST..LAST`), in JSON with the range's last,
+/// and one line per upstream node when the ranges are many.
+#[test]
+fn waiting_targets_name_their_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("demo");
+    copy_dir(&testdata("demo"), &repo);
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let staging = "staging-query:quickstart.checkouts.v1";
+    let force = |from: &str, to: &str| {
+        let out = chronon_build(
+            &repo,
+            &["invalidate", staging, "--from", from, "--until", to],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    };
+    force("2025-09-10", "2025-09-12");
+    let text = chronon_build(&repo, &["plan", "--until", "2025-09-20"]);
+    assert_contains(
+        &text.stdout,
+        &format!("2025-09-10..2025-09-12 (3)  waiting: {staging}@2025-09-10..2025-09-12\n"),
+    );
+    let plan = chronon_build(
+        &repo,
+        &["plan", "--until", "2025-09-20", "--format", "json"],
+    );
+    let groups = json(&plan, "plan")["groups"].as_array().unwrap().clone();
+    let left = groups
+        .iter()
+        .find(|g| g["target"] == "join-left:quickstart.training_set.v1" && g["status"] == "waiting")
+        .unwrap_or_else(|| panic!("{groups:?}"));
+    assert_eq!(left["upstream"], format!("{staging}@2025-09-10"));
+    assert_eq!(left["last"]["upstream"], format!("{staging}@2025-09-12"));
+
+    // Single days apart: more waiting ranges than lines listed, so one
+    // line per upstream node, with the days waited on.
+    for day in ["2025-09-14", "2025-09-16", "2025-09-18", "2025-09-20"] {
+        force(day, day);
+    }
+    let text = chronon_build(&repo, &["plan", "--until", "2025-09-20"]);
+    assert_contains(
+        &text.stdout,
+        &format!("waiting: 7 partition(s) of 1 config(s); on {staging} 2025-09-10..2025-09-20\n"),
+    );
+    assert_contains(
+        &text.stdout,
+        "; on join-left:quickstart.training_set.v1 2025-09-10..2025-09-20\n",
     );
 }

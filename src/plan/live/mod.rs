@@ -390,11 +390,13 @@ impl<'g> LivePlan<'g> {
         let node = &self.graph.nodes[id];
         let Some(output) = &node.output else { return };
         let probed = self.plan.columns.get(output);
+        let label = node.label().into();
         let entries: Vec<(Day, Entry)> = targets
             .iter()
             .filter_map(|&i| {
                 let target = &self.plan.nodes[id].targets[i];
-                let entry = super::internal_entry(node, target, &self.plan.state[id], probed);
+                let state = &self.plan.state[id];
+                let entry = super::internal_entry(node, &label, target, state, probed);
                 Some((target.day?, entry))
             })
             .collect();

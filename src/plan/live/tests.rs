@@ -390,3 +390,31 @@ fn a_node_built_whole_has_the_memo_a_later_plan_computes() {
     let other = Column::from_partitions(&table, &Partitions::new());
     assert_ne!(held, live.memo(gb, Some(&other)));
 }
+
+/// What dependents see of a node's targets that are not fresh holds the
+/// node's one label, never a name per target (at 100,000 waiting targets,
+/// one allocation per node); targets waiting on them clone it.
+#[test]
+fn targets_waiting_on_a_node_share_its_name() {
+    let f = fixture();
+    let (left, _, _) = join_nodes(&f.graph);
+    let plan = plan(&f.graph, &f.repo, &f.settings, inputs(JAN_1 + 4));
+    let output = f.graph.nodes[left].output.as_deref().unwrap();
+    let column = &plan.columns[&super::super::internal_key(output)];
+    let names: Vec<std::sync::Arc<str>> = (JAN_1 + 2..=JAN_1 + 4)
+        .map(|d| match column.get(Day(d)) {
+            Entry::Pending(Status::Waiting { upstream }) => {
+                assert_eq!(upstream.to_string(), format!("join-left:t.j.v1@{}", Day(d)));
+                upstream.node.clone()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        names.iter().all(|n| std::sync::Arc::ptr_eq(n, &names[0])),
+        "one name per upstream node"
+    );
+    // The day beside the name costs no target any room: a status is as
+    // large as with a name alone.
+    assert!(std::mem::size_of::<Status>() <= 3 * std::mem::size_of::<usize>());
+}
