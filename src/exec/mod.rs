@@ -14,7 +14,7 @@ pub mod command;
 pub mod env;
 pub mod interface;
 pub mod partitioning;
-pub mod supervise;
+pub mod watch;
 
 use std::collections::BTreeMap;
 

@@ -203,3 +203,55 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
     }
     nothing_left(&p);
 }
+
+/// The runner's whole process group SIGKILLed (`kill -- -PGID`, as a
+/// terminal's hang-up or systemd's stop reach a group) still stops its
+/// jobs: the run's watchdog is in a session of its own. The jobs ignore
+/// SIGTERM, so only the watchdog's SIGKILL after the grace ends them, and
+/// it says so in the run's log folder.
+#[test]
+fn a_runners_whole_process_group_killed_still_stops_its_jobs() {
+    use std::os::unix::process::CommandExt;
+    let p = Pipeline::new("\n[bounds]\nstop_grace = \"1s\"");
+    let marker = format!("67.{}", std::process::id());
+    let sleeper = p.s.repo.join("sleeper.sh");
+    std::fs::write(&sleeper, format!("trap '' TERM\nsleep {marker}\n")).unwrap();
+    let mut child = p
+        .command(
+            &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+            &[("FAKE_ZIPLINE_RUN_FIRST", sleeper.to_str().unwrap())],
+        )
+        // Its own group, so that killing the group spares the tests.
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sleeping() < 2 {
+        assert!(Instant::now() < deadline, "the run started no job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the process group of a child we started in one.
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleeping() > 0 || crate::run::supervised_jobs(&p.s.repo) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "jobs outlived their runner's process group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = p.s.repo.join(".chronon-build/logs/run-1/watchdog.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("is gone: stopping its 2 job(s)"), "{log}");
+    assert!(log.contains("SIGKILL to 2 job(s)"), "{log}");
+}
