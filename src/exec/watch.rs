@@ -204,7 +204,8 @@ pub fn main(args: &[OsString]) -> i32 {
         let pgid = line.get(1..).and_then(|p| p.parse::<i32>().ok());
         match (line.as_bytes().first(), pgid) {
             _ if line == "end" => return 0,
-            (Some(b'+'), Some(pgid)) if pgid > 0 => {
+            // Never 1 or less: kill(-1) would reach every process.
+            (Some(b'+'), Some(pgid)) if pgid > 1 => {
                 groups.insert(pgid);
             }
             (Some(b'-'), Some(pgid)) => {
@@ -300,7 +301,7 @@ fn tagged_groups(runner: &str) -> BTreeSet<i32> {
         // SAFETY: getpgid has no memory-safety preconditions.
         .map(|pid| unsafe { libc::getpgid(pid) })
         // Never its own group, nor a failed look-up.
-        .filter(|&pgid| pgid > 0 && pgid != own)
+        .filter(|&pgid| pgid > 1 && pgid != own)
         .collect()
 }
 

@@ -240,7 +240,10 @@ fn a_runners_whole_process_group_killed_still_stops_its_jobs() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: signalling the process group of a child we started in one.
-    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) },
+        0
+    );
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while sleeping() > 0 || crate::run::supervised_jobs(&p.s.repo) > 0 {
@@ -254,4 +257,39 @@ fn a_runners_whole_process_group_killed_still_stops_its_jobs() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("is gone: stopping its 2 job(s)"), "{log}");
     assert!(log.contains("SIGKILL to 2 job(s)"), "{log}");
+}
+
+/// A job its runner had no time to announce (killed between starting it
+/// and telling the watchdog) is still stopped: the watchdog, its pipe
+/// closed without `end`, stops every process group of a process whose
+/// environment names its runner.
+#[test]
+fn the_watchdog_stops_a_job_it_was_never_told_of() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("{}:{}", std::process::id(), line!());
+    let mut job = std::process::Command::new("sleep")
+        .arg(format!("68.{}", std::process::id()))
+        .env("CHRONON_BUILD_RUNNER", &tag)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("watchdog.log");
+    let mut watchdog = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .args(["__watch-run", "1000", &tag, log.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Told of the job and told it ended, as if its pid were reused since:
+    // only the environment still names it.
+    let mut pipe = watchdog.stdin.take().unwrap();
+    writeln!(pipe, "+{0}\n-{0}", job.id()).unwrap();
+    drop(pipe);
+    assert!(watchdog.wait().unwrap().success());
+    // The job ends by the watchdog's SIGTERM, within the grace.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(job.wait().unwrap().signal(), Some(libc::SIGTERM));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("stopping its 1 job(s)"), "{log}");
 }
