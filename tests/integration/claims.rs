@@ -157,7 +157,7 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
     }
     children[0].kill().unwrap();
     children.remove(0).wait().unwrap();
-    // Its jobs are stopped by their supervisors, within the stop grace.
+    // Its jobs are stopped by its watchdog, within the stop grace.
     let killed = Instant::now();
     let victims_jobs: Vec<(String, u32)> = journal(&path)
         .starts
@@ -189,7 +189,7 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
         journal.overlaps,
         std::fs::read_to_string(&path).unwrap()
     );
-    // Built once, but for a job the killed run's supervisor stopped after
+    // Built once, but for a job the killed run's watchdog stopped after
     // it wrote its output and before it was recorded.
     let victims: BTreeSet<u32> = journal
         .starts
@@ -246,7 +246,7 @@ fn a_runners_whole_process_group_killed_still_stops_its_jobs() {
     );
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sleeping() > 0 || crate::run::supervised_jobs(&p.s.repo) > 0 {
+    while sleeping() > 0 || crate::run::jobs_left(&p.s.repo) > 0 {
         assert!(
             Instant::now() < deadline,
             "jobs outlived their runner's process group"

@@ -178,7 +178,7 @@ impl Pipeline {
 /// How many job processes of runs of the repository at `repo` still run:
 /// those that carry their runner's tag in their environment and name the
 /// repository's configs on their command line.
-pub fn supervised_jobs(repo: &Path) -> usize {
+pub fn jobs_left(repo: &Path) -> usize {
     let repo = repo.display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -769,9 +769,7 @@ fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
     // them (SIGTERM) when it sees it gone.
     let logs = p.s.repo.join(".chronon-build/logs/run-1");
     let started = job_logs(&logs);
-    wait_until("jobs outlived their runner", || {
-        supervised_jobs(&p.s.repo) == 0
-    });
+    wait_until("jobs outlived their runner", || jobs_left(&p.s.repo) == 0);
     let finished = std::fs::read_to_string(&done).unwrap_or_default();
     assert!(finished.lines().count() <= p.calls().len());
     // Nothing started after the runner died, and no job ran but those it
