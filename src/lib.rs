@@ -56,10 +56,10 @@
 //!   tables' partition layouts as the Driver sees them (`partitioning`),
 //!   the days a job covers and what that changes on Spark (`ranges`), and
 //!   `exec::command`: how every process is started (jobs, hooks, probe,
-//!   status and delete commands) with one policy; jobs under a supervisor
-//!   that stops them when their runner dies (`exec::supervise`);
+//!   status and delete commands) with one policy; a watchdog per run that
+//!   stops the run's jobs when their runner dies (`exec::watch`);
 //! - `identity`: a process named by host, pid and start time (what claims
-//!   and supervisors record);
+//!   and watchdogs record);
 //! - `engine`: the local engine: Chronon's steps computed on the warehouse
 //!   (label joins included), staging SQL read-only, a job's memory and
 //!   time bounds enforced inside it (`engine::bounds`), and serving: batch IRs

@@ -202,12 +202,9 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    // A job's supervisor (`exec::supervise`): not a command for people.
-    if args
-        .get(1)
-        .is_some_and(|a| a == crate::exec::supervise::ARG)
-    {
-        return crate::exec::supervise::main(&args[2..]);
+    // A run's watchdog (`exec::watch`): not a command for people.
+    if args.get(1).is_some_and(|a| a == crate::exec::watch::ARG) {
+        return crate::exec::watch::main(&args[2..]);
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,

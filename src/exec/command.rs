@@ -114,26 +114,81 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
 }
 
 /// Starts the command as `start` does, its standard output and error
-/// going into one pipe the caller reads (to bound what reaches the log);
-/// returns the child, the log file after the header line, and the pipe.
-/// Jobs are started here, under a supervisor that stops them if the runner
-/// dies (`supervised`: its stop grace).
+/// going into one pipe the caller reads (to bound what reaches the log),
+/// `tag` added to its environment (the run's watchdog finds its jobs by it:
+/// `watch`); returns the child, the log file after the header line, and
+/// the pipe. Jobs are started here.
 pub fn start_piped(
     command: &CommandLine,
     log: &Path,
-    supervised: Option<Duration>,
+    tag: (&str, &str),
 ) -> Result<(Child, File, std::io::PipeReader), String> {
     let file = open_log(command, log)?;
-    // Under a supervisor (`supervise`), with its stop grace: the log names
-    // the job's own command.
-    let wrapped = supervised.map(|grace| super::supervise::wrap(command, grace));
-    let command = wrapped.as_ref().unwrap_or(command);
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let stderr = writer
         .try_clone()
         .map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let child = spawn(command, Stdio::null(), writer, stderr)?;
+    let child = builder(command, Stdio::null(), writer, stderr)?
+        .env(tag.0, tag.1)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| cannot_start(command, e))?;
     Ok((child, file, reader))
+}
+
+/// Starts the command in a session (and process group) of its own, with
+/// SIGINT, SIGTERM and SIGHUP ignored (dispositions an `exec` keeps), so
+/// nothing aimed at the runner's group or terminal reaches it; `stdin` as
+/// its standard input, its output discarded. The run's watchdog is started
+/// here (`watch`).
+pub fn start_detached(command: &CommandLine, stdin: std::io::PipeReader) -> Result<Child, String> {
+    let mut builder = builder(command, stdin, Stdio::null(), Stdio::null())?;
+    // SAFETY: the closure runs in the child between fork and exec, and
+    // calls only async-signal-safe functions (setsid, signal); it
+    // allocates nothing.
+    unsafe {
+        builder.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            ignore_stop_signals();
+            Ok(())
+        });
+    }
+    builder.spawn().map_err(|e| cannot_start(command, e))
+}
+
+/// Ignores SIGINT, SIGTERM and SIGHUP in this process.
+pub fn ignore_stop_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: setting a disposition to SIG_IGN has no memory
+        // preconditions and is async-signal-safe.
+        unsafe {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+    }
+}
+
+/// Waits until child `pid` exited, without reaping it: its pid stays
+/// taken (a zombie) until the caller reaps it.
+pub fn wait_exited(pid: u32) {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid output buffer for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid for writes; WNOWAIT leaves the child
+        // waitable.
+        let done = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
 }
 
 /// Creates a command's log (and its folder), its first line the command.
@@ -155,11 +210,26 @@ fn spawn(
     stdout: impl Into<Stdio>,
     stderr: impl Into<Stdio>,
 ) -> Result<Child, String> {
+    builder(command, stdin, stdout, stderr)?
+        .process_group(0)
+        .spawn()
+        .map_err(|e| cannot_start(command, e))
+}
+
+/// The command as every process is started: argv, environment (without
+/// the state's URL), folder and standard streams.
+fn builder(
+    command: &CommandLine,
+    stdin: impl Into<Stdio>,
+    stdout: impl Into<Stdio>,
+    stderr: impl Into<Stdio>,
+) -> Result<Command, String> {
     let (program, args) = command
         .argv
         .split_first()
         .ok_or_else(|| "empty command".to_string())?;
-    Command::new(program)
+    let mut builder = Command::new(program);
+    builder
         .args(args)
         // The state's URL may carry its password: jobs never see it.
         .env_remove("CHRONON_BUILD_STATE_URL")
@@ -167,10 +237,13 @@ fn spawn(
         .current_dir(&command.dir)
         .stdin(stdin)
         .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {program:?}: {e}"))
+        .stderr(stderr);
+    Ok(builder)
+}
+
+fn cannot_start(command: &CommandLine, e: std::io::Error) -> String {
+    let program = command.argv.first().map(String::as_str).unwrap_or("");
+    format!("cannot start {program:?}: {e}")
 }
 
 /// Starts the command (as `start` does, output in `log`) and waits for it

@@ -15,7 +15,7 @@ pub mod env;
 pub mod interface;
 pub mod partitioning;
 pub mod ranges;
-pub mod supervise;
+pub mod watch;
 
 use std::collections::BTreeMap;
 

@@ -21,7 +21,7 @@ use crate::store::{Claimant, Claimed, Holder, Recorded, day_column};
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// The most a run waits for the jobs of a runner that is gone beyond
-/// their stop grace (their supervisors stop them within it).
+/// their stop grace (its watchdog stops them within it).
 const ORPHAN_SLACK: Duration = Duration::from_secs(10);
 
 /// The run's side of claims.
@@ -110,36 +110,27 @@ impl Runner<'_, '_> {
     }
 
     /// A runner of this host that is gone may have left jobs stopping
-    /// (their supervisors give them the stop grace): waits until they are
-    /// gone, and kills what outlives the grace.
+    /// (its watchdog gives them the stop grace, then SIGKILLs them): waits
+    /// until that watchdog is gone, bounded.
     fn wait_for_orphans(&mut self, holder: &Holder) {
-        let orphans = crate::exec::supervise::orphans_of(&holder.runner);
-        if orphans.is_empty() {
+        let Some((pid, grace)) = crate::exec::watch::of_runner(&holder.runner) else {
             return;
-        }
+        };
         self.progress.note(&format!(
-            "{} is gone; waiting for its {} job(s) to stop before building their targets again",
-            holder.describe(),
-            orphans.len()
+            "{} is gone; waiting for its jobs to stop before building their targets again",
+            holder.describe()
         ));
-        let give_up = Instant::now() + self.opts.stop_grace + ORPHAN_SLACK;
-        for pid in orphans {
-            // Bounded: a group whose last member is a zombie nobody reaps
-            // still answers signal 0.
-            while crate::exec::command::group_alive(pid) {
-                let now = Instant::now();
-                if now >= give_up + Duration::from_secs(1) {
-                    self.progress.note(&format!(
-                        "job process group {pid} of {} still answers after SIGKILL; going on",
-                        holder.describe()
-                    ));
-                    break;
-                }
-                if now >= give_up {
-                    crate::exec::command::kill_group(pid, libc::SIGKILL);
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        let tag = crate::exec::watch::runner_tag(&holder.runner);
+        let give_up = Instant::now() + self.opts.stop_grace.max(grace) + ORPHAN_SLACK;
+        while crate::exec::watch::watchdog_grace(pid, &tag).is_some() {
+            if Instant::now() >= give_up {
+                self.progress.note(&format!(
+                    "the watchdog (pid {pid}) of {} still runs past its stop grace; going on",
+                    holder.describe()
+                ));
+                break;
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

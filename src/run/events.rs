@@ -256,15 +256,20 @@ impl Runner<'_, '_> {
             .processes
             .waiters
             .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
-        let spawned = process::spawn(
-            waiters,
-            &self.work.jobs[job].command,
-            &log,
-            (self.opts.log_limit, self.opts.stop_grace),
-            move |code| {
-                let _ = tx.send(Event::Exited { job, code });
-            },
-        );
+        let watchdog = &mut self.processes.watchdog;
+        let (grace, log_dir, run_id) = (self.opts.stop_grace, &self.ctx.log_dir, self.run_id);
+        let watch = process::watchdog(watchdog, grace, || log_dir.join(format!("run-{run_id}")));
+        let spawned = watch.and_then(|watch| {
+            process::spawn(
+                waiters,
+                &self.work.jobs[job].command,
+                &log,
+                (self.opts.log_limit, &watch),
+                move |code| {
+                    let _ = tx.send(Event::Exited { job, code });
+                },
+            )
+        });
         let pid = match spawned {
             Ok(pid) => pid,
             Err(message) => {

@@ -198,6 +198,8 @@ struct Written {
 struct Processes {
     events: (Sender<Event>, Receiver<Event>),
     waiters: Option<process::Waiters>,
+    /// Started with the first job: stops the jobs if the runner dies.
+    watchdog: Option<exec::watch::Watchdog>,
 }
 
 /// `--wait`: until when blocked inputs are polled for, and the next poll.
@@ -249,6 +251,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             processes: Processes {
                 events: channel(),
                 waiters: None,
+                watchdog: None,
             },
             progress,
             summary: Summary::default(),
@@ -364,6 +367,10 @@ impl<'c, 'a> Runner<'c, 'a> {
             Action::DryRun | Action::Adopt => self.inline_loop(),
         };
         self.progress.finish();
+        process::end_watch(
+            self.processes.watchdog.take(),
+            !self.work.running.is_empty(),
+        );
         self.summary.hook_failures = self.hooks.finish();
         let released = self.release_all_claims();
         result?;

@@ -2,9 +2,10 @@
 //! process group, output in its log file), each waited for by a thread of
 //! a small pool.
 //!
-//! A job dies with its runner: it runs under a supervisor that stops its
-//! process group when the runner is gone (`exec::supervise`); nothing
-//! records it, and the next run finds its targets stale, as it must.
+//! A job dies with its runner: the run's watchdog, told of each job's
+//! process group as it starts and ends, stops the groups left when the
+//! runner is gone (`exec::watch`); nothing records them, and the next run
+//! finds their targets stale, as it must.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,8 +13,10 @@ use std::path::Path;
 use std::process::Child;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::exec::command::{self, CommandLine};
+use crate::exec::watch::{self, Tell, Watchdog};
 
 type OnExit = Box<dyn FnOnce(Option<i32>) + Send>;
 
@@ -25,6 +28,8 @@ struct Started {
     log: std::fs::File,
     limit: u64,
     on_exit: OnExit,
+    /// Told when the job's leader exited, before it is reaped.
+    watch: Tell,
 }
 
 /// Threads that wait for jobs: one per job slot, reused, since starting a
@@ -57,6 +62,11 @@ impl Waiters {
                             use std::io::Write as _;
                             let _ = writeln!(started.log, "chronon-build: output lost: {e}");
                         }
+                        // Told before the pid is freed: the watchdog never
+                        // holds a group whose pid may be reused.
+                        let pid = started.child.id();
+                        command::wait_exited(pid);
+                        started.watch.ended(pid);
                         let code = started.child.wait().ok().and_then(|status| status.code());
                         (started.on_exit)(code);
                     }
@@ -66,32 +76,70 @@ impl Waiters {
     }
 }
 
-/// Starts the command under a supervisor that stops it, `grace` after
-/// SIGTERM, if the runner dies (`exec::supervise`); its output goes to
-/// `log`, at most `limit` bytes; `on_exit` gets its exit code (`None` when
-/// a signal ended it) from a waiting thread. Returns the pid of the
-/// group's leader.
+/// Starts the command in its own process group and tells the run's
+/// watchdog (`watch`: it stops the group if the runner dies); its output
+/// goes to `log`, at most `limit` bytes; `on_exit` gets its exit code
+/// (`None` when a signal ended it) from a waiting thread. Returns the pid
+/// of the group's leader.
 pub fn spawn(
     waiters: &Waiters,
     command: &CommandLine,
     log: &Path,
-    (limit, grace): (u64, std::time::Duration),
+    (limit, watch): (u64, &Tell),
     on_exit: impl FnOnce(Option<i32>) + Send + 'static,
 ) -> Result<u32, String> {
-    let (child, log, output) = command::start_piped(command, log, Some(grace))?;
+    let (mut child, log, output) = command::start_piped(command, log, (watch::ENV, watch::tag()))?;
     let pid = child.id();
+    // Before a waiting thread may see it end: `+` comes before `-`.
+    if let Err(e) = watch.started(pid) {
+        // Unwatched, it would not stop with the runner.
+        command::kill_group(pid, libc::SIGKILL);
+        let _ = child.wait();
+        return Err(e);
+    }
     let started = Started {
         child,
         output,
         log,
         limit,
         on_exit: Box::new(on_exit),
+        watch: watch.clone(),
     };
     waiters
         .tx
         .send(started)
         .map_err(|_| format!("cannot wait for {:?}: no waiting thread", command.argv[0]))?;
     Ok(pid)
+}
+
+/// The run's watchdog, started with the run's first job (and again if
+/// someone killed it): what tells it of jobs. It says what it does in
+/// `run_dir()`/watchdog.log.
+pub fn watchdog(
+    slot: &mut Option<Watchdog>,
+    grace: Duration,
+    run_dir: impl FnOnce() -> std::path::PathBuf,
+) -> Result<Tell, String> {
+    if let Some(dog) = slot.as_mut()
+        && dog.alive()
+    {
+        return Ok(dog.tell().clone());
+    }
+    let dog = Watchdog::start(grace, &run_dir().join("watchdog.log"))?;
+    let tell = dog.tell().clone();
+    *slot = Some(dog);
+    Ok(tell)
+}
+
+/// The run ends: with no job left, its watchdog is told so and exits.
+/// Otherwise (an error left jobs running) it sees the pipe close as the
+/// runner exits and stops them, as if the runner had died.
+pub fn end_watch(slot: Option<Watchdog>, jobs_left: bool) {
+    if let Some(dog) = slot
+        && !jobs_left
+    {
+        dog.end();
+    }
 }
 
 /// Adds a line to a job's log (why it could not start).

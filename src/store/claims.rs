@@ -12,11 +12,12 @@
 //! that is known exactly (the pid with its start time); from another host
 //! only the lease tells, so a claim whose lease lapsed is taken over. A
 //! taken-over claim may leave its job running on its own host (a runner
-//! killed with SIGKILL) for the stop grace: jobs run under a supervisor
-//! that stops them when their runner dies (`exec::supervise`), and a run of
-//! that host waits for the dead runner's jobs to be gone before it starts
-//! the target again (`supervise::orphans_of`). From another host, the
-//! lease, longer than the stop grace, lapses only after they are.
+//! killed with SIGKILL) for the stop grace: the run's watchdog stops its
+//! jobs when their runner dies (`exec::watch`), and a run of that host
+//! waits for the dead runner's watchdog to be gone (its jobs are gone
+//! then) before it starts the target again (`watch::of_runner`). From
+//! another host, the lease, longer than the stop grace, lapses only after
+//! they are.
 
 use std::time::Duration;
 

@@ -157,7 +157,7 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
     }
     children[0].kill().unwrap();
     children.remove(0).wait().unwrap();
-    // Its jobs are stopped by their supervisors, within the stop grace.
+    // Its jobs are stopped by its watchdog, within the stop grace.
     let killed = Instant::now();
     let victims_jobs: Vec<(String, u32)> = journal(&path)
         .starts
@@ -189,7 +189,7 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
         journal.overlaps,
         std::fs::read_to_string(&path).unwrap()
     );
-    // Built once, but for a job the killed run's supervisor stopped after
+    // Built once, but for a job the killed run's watchdog stopped after
     // it wrote its output and before it was recorded.
     let victims: BTreeSet<u32> = journal
         .starts
@@ -202,4 +202,94 @@ fn a_runner_killed_mid_run_leaves_no_job_behind_and_no_target_built_twice_at_onc
         assert!(by_others <= 1, "{target} built {by_others} times");
     }
     nothing_left(&p);
+}
+
+/// The runner's whole process group SIGKILLed (`kill -- -PGID`, as a
+/// terminal's hang-up or systemd's stop reach a group) still stops its
+/// jobs: the run's watchdog is in a session of its own. The jobs ignore
+/// SIGTERM, so only the watchdog's SIGKILL after the grace ends them, and
+/// it says so in the run's log folder.
+#[test]
+fn a_runners_whole_process_group_killed_still_stops_its_jobs() {
+    use std::os::unix::process::CommandExt;
+    let p = Pipeline::new("\n[bounds]\nstop_grace = \"1s\"");
+    let marker = format!("67.{}", std::process::id());
+    let sleeper = p.s.repo.join("sleeper.sh");
+    std::fs::write(&sleeper, format!("trap '' TERM\nsleep {marker}\n")).unwrap();
+    let mut child = p
+        .command(
+            &["run", "--until", UNTIL, "-j", "2", "--progress", "plain"],
+            &[("FAKE_ZIPLINE_RUN_FIRST", sleeper.to_str().unwrap())],
+        )
+        // Its own group, so that killing the group spares the tests.
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("sleep {marker}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sleeping() < 2 {
+        assert!(Instant::now() < deadline, "the run started no job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the process group of a child we started in one.
+    assert_eq!(
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) },
+        0
+    );
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleeping() > 0 || crate::run::jobs_left(&p.s.repo) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "jobs outlived their runner's process group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = p.s.repo.join(".chronon-build/logs/run-1/watchdog.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("is gone: stopping its 2 job(s)"), "{log}");
+    assert!(log.contains("SIGKILL to 2 job(s)"), "{log}");
+}
+
+/// A job its runner had no time to announce (killed between starting it
+/// and telling the watchdog) is still stopped: the watchdog, its pipe
+/// closed without `end`, stops every process group of a process whose
+/// environment names its runner.
+#[test]
+fn the_watchdog_stops_a_job_it_was_never_told_of() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("{}:{}", std::process::id(), line!());
+    let mut job = std::process::Command::new("sleep")
+        .arg(format!("68.{}", std::process::id()))
+        .env("CHRONON_BUILD_RUNNER", &tag)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("watchdog.log");
+    let mut watchdog = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+        .args(["__watch-run", "1000", &tag, log.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Told of the job and told it ended, as if its pid were reused since:
+    // only the environment still names it.
+    let mut pipe = watchdog.stdin.take().unwrap();
+    writeln!(pipe, "+{0}\n-{0}", job.id()).unwrap();
+    drop(pipe);
+    assert!(watchdog.wait().unwrap().success());
+    // The job ends by the watchdog's SIGTERM, within the grace.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(job.wait().unwrap().signal(), Some(libc::SIGTERM));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("stopping its 1 job(s)"), "{log}");
 }

@@ -175,16 +175,21 @@ impl Pipeline {
     }
 }
 
-/// How many job supervisors run for the repository at `repo` (their
-/// command lines name its configs).
-pub fn supervised_jobs(repo: &Path) -> usize {
+/// How many job processes of runs of the repository at `repo` still run:
+/// those that carry their runner's tag in their environment and name the
+/// repository's configs on their command line.
+pub fn jobs_left(repo: &Path) -> usize {
     let repo = repo.display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains("CHRONON_BUILD_RUNNER="))
+        })
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("__supervise-job") && c.contains(&repo))
+        .filter(|c| c.contains(&repo))
         .count()
 }
 
@@ -760,13 +765,11 @@ fn killing_the_runner_never_leaves_a_target_falsely_fresh() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Each job's log is created before it is spawned, so the logs bound the
-    // jobs the runner started. Jobs die with the runner: their supervisors
-    // stop them (SIGTERM) when they see it gone.
+    // jobs the runner started. Jobs die with the runner: its watchdog stops
+    // them (SIGTERM) when it sees it gone.
     let logs = p.s.repo.join(".chronon-build/logs/run-1");
     let started = job_logs(&logs);
-    wait_until("jobs outlived their runner", || {
-        supervised_jobs(&p.s.repo) == 0
-    });
+    wait_until("jobs outlived their runner", || jobs_left(&p.s.repo) == 0);
     let finished = std::fs::read_to_string(&done).unwrap_or_default();
     assert!(finished.lines().count() <= p.calls().len());
     // Nothing started after the runner died, and no job ran but those it
