@@ -121,12 +121,28 @@ impl Watchdog {
     }
 
     /// The run ended with no job left: the watchdog exits, and is reaped.
+    /// One that does not exit within `END_WAIT` (stopped, or stuck) is
+    /// killed: it has no job left to watch, and the run must not hang on
+    /// it.
     pub fn end(mut self) {
-        if (&*self.tell.0).write_all(b"end\n").is_ok() {
-            let _ = self.child.wait();
+        if (&*self.tell.0).write_all(b"end\n").is_err() {
+            let _ = self.child.try_wait();
+            return;
         }
+        let deadline = std::time::Instant::now() + END_WAIT;
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
+
+/// How long the end of a run waits for its watchdog to exit.
+const END_WAIT: Duration = Duration::from_secs(5);
 
 /// The running binary itself, even if its file was replaced or removed
 /// since it started (an upgrade during a run): `/proc/self/exe` is
