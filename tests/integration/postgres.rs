@@ -275,6 +275,14 @@ impl PgServer {
         postgres::Client::connect(&self.admin_url(), postgres::NoTls).unwrap()
     }
 
+    /// A superuser connection to `database`.
+    pub fn superuser(&self, database: &str) -> postgres::Client {
+        let url = self
+            .admin_url()
+            .replace("dbname=postgres", &format!("dbname={database}"));
+        postgres::Client::connect(&url, postgres::NoTls).unwrap()
+    }
+
     /// A new empty database owned by `USER`; returns its URL (with the
     /// password).
     pub fn create_database(&self) -> String {

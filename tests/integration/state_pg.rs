@@ -2,7 +2,7 @@
 //! `CHRONON_BUILD_STATE_URL` and `[state] url`, the password kept out of
 //! everything printed, and bad URLs refused.
 
-use crate::postgres::{PASSWORD, PgServer, bin_dir};
+use crate::postgres::{PASSWORD, PgServer, USER, bin_dir};
 use crate::run::Pipeline;
 use crate::{assert_contains, assert_error};
 
@@ -319,4 +319,137 @@ fn the_password_comes_from_pgpassword_or_the_password_file() {
     let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
     assert_ne!(out.code, 0);
     assert_contains(&out.stderr, "has group or world access; it is ignored");
+}
+
+/// The state's lock (`store::pg_lock::STATE_LOCK`, "chronon" in ASCII, as
+/// pg_locks splits a bigint key) as granted in `database`: its modes.
+fn state_locks(server: &PgServer, database: &str) -> Vec<String> {
+    server
+        .superuser(database)
+        .query(
+            "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND classid = 6514802 AND objid = 1869508462",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Waits (up to 30 s) until `done`.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// A server restart lets every advisory lock go: the run takes its shared
+/// lock again on a new connection, so an `adopt` started after the
+/// restart is refused while the run goes on, and the run ends well.
+#[test]
+fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused() {
+    let Some(mut server) = server_or_skip("a_run_takes_its_lock_again_after_a_postgres_restart")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let run = [
+        "run",
+        "--until",
+        "2025-01-10",
+        "--progress",
+        "plain",
+        "-j",
+        "1",
+    ];
+    let mut child = p.spawn(&run, &env);
+    p.wait_for_calls(2);
+    assert_eq!(state_locks(&server, &database), ["ShareLock"]);
+    server.stop();
+    server.restart();
+    let retaken = wait_until(|| !state_locks(&server, &database).is_empty());
+    let adopt = p.run_with(&["adopt", "--until", "2025-01-10"], &env[..1]);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the adopt; it should still be running"
+    );
+    assert!(retaken, "the run did not take its lock again");
+    assert_eq!(adopt.code, 2, "{}\n{}", adopt.stdout, adopt.stderr);
+    assert_contains(&adopt.stderr, "is in use by one or more runs");
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "took the lock again (shared)");
+    assert_contains(&out.stdout, "ok: 124 built");
+    assert_no_password(&out);
+}
+
+/// When an exclusive holder gets the lock between the restart and the
+/// run's attempt to take it again, the run no longer holds the state: it
+/// starts nothing more, records nothing more, and fails (1) saying why.
+#[test]
+fn a_run_that_cannot_take_its_lock_again_stops_as_for_a_lost_state() {
+    let Some(mut server) = server_or_skip("a_run_that_cannot_take_its_lock_again_stops") else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let run = [
+        "run",
+        "--until",
+        "2025-01-10",
+        "--progress",
+        "plain",
+        "-j",
+        "1",
+    ];
+    let child = p.spawn(&run, &env);
+    p.wait_for_calls(2);
+    // The run cannot connect again until the other holder has the lock.
+    let role = |server: &PgServer, login: &str| {
+        server
+            .admin()
+            .batch_execute(&format!("ALTER ROLE {USER} {login}"))
+            .unwrap()
+    };
+    role(&server, "NOLOGIN");
+    server.stop();
+    server.restart();
+    let mut other = server.superuser(&database);
+    other
+        .batch_execute("SET application_name = 'the other holder'")
+        .unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
+        .unwrap()
+        .get(0);
+    assert!(taken);
+    role(&server, "LOGIN");
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "the other holder took it meanwhile");
+    assert_contains(&out.stderr, "no new jobs");
+    assert_no_password(&out);
+    let recorded_after: i64 = other
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(recorded_after < 124, "{recorded_after} targets recorded");
 }
