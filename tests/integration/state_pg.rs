@@ -174,6 +174,75 @@ fn state_copy_moves_a_state_to_postgres_and_back_verified_and_info_describes_it(
     assert_contains(&info.stdout, "runs: 2");
 }
 
+/// `state copy` writes in bulk (PostgreSQL's `COPY` text format, batched
+/// `INSERT`s into SQLite): values that format must escape (tab, newline,
+/// return, backslash, `\N`), NULLs, and every byte of text come through
+/// both ways, verified.
+#[test]
+fn state_copy_in_bulk_keeps_awkward_values_both_ways() {
+    let Some(server) = server_or_skip("state_copy_in_bulk_keeps_awkward_values_both_ways") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let file = p.s.repo.join("local.db");
+    let until = ["--until", "2025-01-10"];
+    let state = ["--state", file.to_str().unwrap()];
+    let run = p.run(&[&state[..], &["run", "--progress", "plain"], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let awkward = "tab\there\nnew line\r\\back \\N \\x00 'quoted' \"q\" é ☃";
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET args = ?1, result = NULL WHERE id = 1",
+            [awkward],
+        )
+        .unwrap();
+    let copy = p.run(&["state", "copy", file.to_str().unwrap(), &url]);
+    assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
+    assert_contains(&copy.stdout, "verified");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one("SELECT args, result FROM runs WHERE id = 1", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), awkward);
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    let targets: i64 = client
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(targets >= 124, "{targets} targets copied");
+
+    let back = p.s.repo.join("back.db");
+    let copy = p.run(&["state", "copy", &url, back.to_str().unwrap()]);
+    assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
+    let (args, result): (String, Option<String>) = rusqlite::Connection::open(&back)
+        .unwrap()
+        .query_row("SELECT args, result FROM runs WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((args.as_str(), result), (awkward, None));
+    let plan = p.run(
+        &[
+            &[
+                "--state",
+                back.to_str().unwrap(),
+                "plan",
+                "--format",
+                "json",
+            ][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert!(
+        crate::plan_groups(&plan)
+            .iter()
+            .all(|g| g["status"] == "fresh")
+    );
+}
+
 /// The server stopped in the middle of a run and started again: the jobs
 /// that ended while it was away are recorded once it is back, the run
 /// ends well, and the next run has nothing to do. A server that stays
