@@ -522,3 +522,68 @@ fn a_run_that_cannot_take_its_lock_again_stops_as_for_a_lost_state() {
         .get(0);
     assert!(recorded_after < 124, "{recorded_after} targets recorded");
 }
+
+/// TLS against a server that has it: `sslmode=require` (and `prefer`)
+/// connect encrypted, and a run records its targets; the server lets the
+/// role in over TLS only, so `sslmode=disable` is refused, the error naming
+/// the host and the database and not the password.
+#[test]
+fn sslmode_require_runs_over_tls_and_disable_is_refused_by_a_tls_only_server() {
+    let present = bin_dir().is_some() && PgServer::openssl_present();
+    if !crate::tool_or_skip(
+        "sslmode_require_runs_over_tls_and_disable_is_refused_by_a_tls_only_server",
+        present,
+        "PostgreSQL (initdb) or openssl is not installed",
+    ) {
+        return;
+    }
+    let server = PgServer::start_tls();
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let until = ["--until", "2025-01-10"];
+    let require = format!("{url}?sslmode=require");
+    let run = p.run(
+        &[
+            &["--state-url", &require, "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "ok: 124 built");
+    assert_no_password(&run);
+    let prefer = format!("{url}?sslmode=prefer");
+    let again = p.run(
+        &[
+            &["--state-url", &prefer, "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    // Every session of the role was TLS (the server logs each one).
+    let log = server.log();
+    let sessions: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains(&format!(
+                "connection authorized: user={USER} database={database}"
+            ))
+        })
+        .collect();
+    assert!(!sessions.is_empty(), "no session logged:\n{log}");
+    for line in &sessions {
+        assert!(line.contains("SSL enabled"), "not over TLS: {line}");
+    }
+
+    let disable = format!("{url}?sslmode=disable");
+    let out = p.run(&["--state-url", &disable, "plan", "--until", "2025-01-10"]);
+    assert_error(&out, "no pg_hba.conf entry");
+    assert_contains(
+        &out.stderr,
+        &format!("@127.0.0.1:{}/{database}", server.port),
+    );
+    assert_contains(&out.stderr, "no encryption");
+    assert_no_password(&out);
+}
