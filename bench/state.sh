@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The state benchmark (run by hand, not in CI): adopt, a warm plan and a
 # no-op run of a fully built repository with the state in SQLite and in
-# PostgreSQL, side by side in one run. PostgreSQL is a server this script
+# PostgreSQL, side by side in one run, then `state copy` both ways. PostgreSQL is a server this script
 # starts (Debian's postgresql; initdb into a temporary folder, 127.0.0.1
 # only, default durability settings, as nobody when run as root) and stops.
 #
@@ -9,6 +9,8 @@
 #   bench/state.sh 200      # 73,000 targets
 #   PROFILE=debug bench/state.sh 200   # without a release build (slower; compare
 #                                      # the backends only)
+#   COPY_ONLY=1 bench/state.sh         # adopt into SQLite, then only the copies
+#   BEFORE=/path/chronon-build bench/state.sh   # the copies by another build too
 set -euo pipefail
 cd "$(dirname "$0")/.."
 group_bys=${1:-2740}
@@ -21,8 +23,10 @@ if [ "$profile" = release ]; then flags=(--release); else flags=(); fi
 cargo build "${flags[@]}" --quiet --bin chronon-build --example gen_repo --example gen_run
 bin=$target/$profile/chronon-build
 out=bench/out/state_gb$group_bys
-"$target/$profile/examples/gen_repo" --group-bys "$group_bys" --days 365 --window 30 --no-ninja --out "$out" >/dev/null
-"$target/$profile/examples/gen_run" --repo "$out/repo" --sqlite sqlwh >/dev/null 2>&1
+if [ ! -f "$out/repo/chronon-build.toml" ]; then
+    "$target/$profile/examples/gen_repo" --group-bys "$group_bys" --days 365 --window 30 --no-ninja --out "$out" >/dev/null
+    "$target/$profile/examples/gen_run" --repo "$out/repo" --sqlite sqlwh >/dev/null 2>&1
+fi
 printf '[executor]\nkind = "zipline"\n[warehouse]\nkind = "sqlite"\nroot = "sqlwh"\n' > "$out/repo/chronon-build.toml"
 
 # The server.
@@ -50,17 +54,34 @@ measure() { # label, then the command
 }
 
 rm -f "$out/state.db"*
-for backend in sqlite postgresql; do
+backends=(sqlite postgresql)
+[ -n "${COPY_ONLY:-}" ] && backends=(sqlite)
+for backend in "${backends[@]}"; do
     if [ "$backend" = sqlite ]; then state=(--state "$PWD/$out/state.db"); else state=(--state-url "$url"); fi
     measure "adopt ($backend)" "$bin" adopt --repo "$out/repo" "${state[@]}" --until 2025-12-31
+    [ -n "${COPY_ONLY:-}" ] && continue
     # The first run after adopting plans every target and records memos.
     "$bin" run --repo "$out/repo" "${state[@]}" --until 2025-12-31 --progress quiet >/dev/null 2>&1
 done
 for i in 1 2 3; do
+    [ -n "${COPY_ONLY:-}" ] && break
     for backend in sqlite postgresql; do
         if [ "$backend" = sqlite ]; then state=(--state "$PWD/$out/state.db"); else state=(--state-url "$url"); fi
         measure "warm plan ($backend, run $i)" "$bin" plan --repo "$out/repo" "${state[@]}" --until 2025-12-31 --format json
         measure "warm no-op run ($backend, run $i)" "$bin" run --repo "$out/repo" "${state[@]}" --until 2025-12-31 --progress quiet
     done
 done
-echo "targets: $("$bin" state info --state-url "$url" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["targets"])')"
+# `state copy` both ways (each verified by its per-table digests), by this
+# build and by BEFORE's if given.
+builds=(this)
+[ -n "${BEFORE:-}" ] && builds=(before this)
+for build in "${builds[@]}"; do
+    if [ "$build" = before ]; then copier=$BEFORE; else copier=$bin; fi
+    db=copy_$build
+    "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"
+    copy_url="postgresql://postgres@127.0.0.1:$port/$db?sslmode=disable"
+    measure "state copy (sqlite -> postgresql, $build)" "$copier" state copy "$PWD/$out/state.db" "$copy_url"
+    rm -f "$out/copy.db"*
+    measure "state copy (postgresql -> sqlite, $build)" "$copier" state copy "$copy_url" "$PWD/$out/copy.db"
+done
+echo "targets: $("$bin" state info --state "$PWD/$out/state.db" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["targets"])')"

@@ -240,7 +240,9 @@ fn execute(
             _ => lock::Mode::Shared,
         };
         let lock = lock::acquire_at(&location, mode, scope.wait_lock)?;
-        (Some(lock), Some(StateStore::open_at(&location)?))
+        let store = StateStore::open_at(&location)?;
+        lock.guard(&store);
+        (Some(lock), Some(store))
     };
     let probe = if action == Action::DryRun {
         ws.probe_read_only()?
@@ -413,8 +415,9 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error>
         return Err(Error::Usage(format!("--from {from} is after --until {to}")));
     }
     let location = ws.state_location();
-    let _lock = lock::acquire_at(&location, lock::Mode::Exclusive, args.wait_lock)?;
+    let lock = lock::acquire_at(&location, lock::Mode::Exclusive, args.wait_lock)?;
     let mut store = StateStore::open_at(&location)?;
+    lock.guard(&store);
     let probe = ws.probe()?;
     let mut probed = std::collections::HashMap::new();
     let mut forced = 0;

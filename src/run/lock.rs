@@ -21,6 +21,17 @@ pub enum StateLock {
     Postgres(Box<crate::store::pg_lock::PgLock>),
 }
 
+impl StateLock {
+    /// Makes `store`'s writes fail once this lock is lost for good (on
+    /// PostgreSQL, a server restart lets it go; `store::pg_lock` takes it
+    /// again, or says it is lost).
+    pub fn guard(&self, store: &crate::store::StateStore) {
+        if let StateLock::Postgres(lock) = self {
+            store.guard(lock);
+        }
+    }
+}
+
 /// Takes the lock of the state wherever it is (`acquire` for a file), or
 /// fails naming the holder; with `wait`, blocks until the holder is done.
 pub fn acquire_at(

@@ -1,10 +1,14 @@
 //! The state as a whole: what `state info` says of it, and `state copy`,
 //! which copies every recorded row from one state to another (a SQLite
-//! file to a PostgreSQL database and back) and then checks, table by
-//! table, that both hold the same rows (an order-free digest of them).
+//! file to a PostgreSQL database and back) in bulk, in one transaction
+//! (streamed in batches: `COPY` into PostgreSQL, multi-row `INSERT`s into
+//! SQLite), and then checks, table by table, that both hold the same rows
+//! (an order-free digest of them: the source's taken as its rows are read,
+//! the target's read back once committed).
 //! Claims are not copied: they belong to runs of the state copied from.
 
-use super::db::{Arg, Db, DbResult, Row};
+use super::db::{Arg, Db, DbError, DbResult, Row};
+use super::pg_write::{copy_bytea_value, copy_text_value};
 use super::{SCHEMA_VERSION, StateLocation, StateStore, StoreError};
 
 /// What `state info` shows.
@@ -90,16 +94,20 @@ fn value(row: &Row, i: usize) -> DbResult<Value> {
     }
 }
 
-/// Per row a hash of its values, summed: the same rows give the same
-/// digest in any order.
-fn digest(db: &Db, table: &str, columns: &str) -> DbResult<(i64, [u64; 4])> {
-    let n = columns.split(',').count();
-    let mut count = 0;
-    let mut sum = [0u64; 4];
-    db.for_each(&format!("SELECT {columns} FROM {table}"), &[], |row| {
+/// An order-free digest of a table's rows: their count and, per row, a
+/// hash of its values, summed; the same rows give the same digest in any
+/// order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Digest {
+    rows: i64,
+    sum: [u64; 4],
+}
+
+impl Digest {
+    fn add(&mut self, values: &[Value]) {
         let mut hasher = blake3::Hasher::new();
-        for i in 0..n {
-            match value(row, i)? {
+        for value in values {
+            match value {
                 Value::Int(v) => hasher.update(b"i").update(&v.to_le_bytes()),
                 Value::Text(t) => hasher
                     .update(b"t")
@@ -108,18 +116,57 @@ fn digest(db: &Db, table: &str, columns: &str) -> DbResult<(i64, [u64; 4])> {
                 Value::Blob(b) => hasher
                     .update(b"b")
                     .update(&(b.len() as u64).to_le_bytes())
-                    .update(&b),
+                    .update(b),
                 Value::Null => hasher.update(b"n"),
             };
         }
         let bytes = hasher.finalize();
-        for (lane, chunk) in sum.iter_mut().zip(bytes.as_bytes().chunks(8)) {
-            *lane = lane.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        for (lane, chunk) in self.sum.iter_mut().zip(bytes.as_bytes().chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            *lane = lane.wrapping_add(u64::from_le_bytes(word));
         }
-        count += 1;
+        self.rows += 1;
+    }
+}
+
+/// The digest of a table's rows.
+fn digest(db: &Db, table: &str, columns: &str) -> DbResult<Digest> {
+    let mut digest = Digest::default();
+    stream(db, table, columns, &mut digest, |_| Ok(()))?;
+    Ok(digest)
+}
+
+/// Rows a copy reads, then writes, at once.
+const BATCH: usize = 1000;
+
+/// Reads a table's rows, adding each to `digest`, and hands them to
+/// `flush` in batches of `BATCH` (a million targets are never all held).
+fn stream(
+    db: &Db,
+    table: &str,
+    columns: &str,
+    digest: &mut Digest,
+    mut flush: impl FnMut(&[Vec<Value>]) -> DbResult<()>,
+) -> DbResult<()> {
+    let n = columns.split(',').count();
+    let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH);
+    db.for_each(&format!("SELECT {columns} FROM {table}"), &[], |row| {
+        let values = (0..n)
+            .map(|i| value(row, i))
+            .collect::<DbResult<Vec<_>>>()?;
+        digest.add(&values);
+        batch.push(values);
+        if batch.len() == BATCH {
+            flush(&batch)?;
+            batch.clear();
+        }
         Ok(())
     })?;
-    Ok((count, sum))
+    if !batch.is_empty() {
+        flush(&batch)?;
+    }
+    Ok(())
 }
 
 impl StateStore {
@@ -188,8 +235,9 @@ impl StateStore {
         }
         let source = &self.db;
         let copied = to.db.transaction(|target| {
+            let mut digests = Vec::new();
             for (table, columns) in TABLES {
-                copy_table(source, target, table, columns)?;
+                digests.push(copy_table(source, target, table, columns)?);
             }
             if target.is_pg() {
                 // Ids were copied as they are: identities go on after them.
@@ -200,12 +248,12 @@ impl StateStore {
                     ))?;
                 }
             }
-            Ok(())
+            Ok(digests)
         });
-        copied.map_err(|e| to.err(e))?;
+        let digests = copied.map_err(|e| to.err(e))?;
+        // Read back once committed: what the target holds.
         let mut counts = Vec::new();
-        for (table, columns) in TABLES {
-            let from = digest(&self.db, table, columns).map_err(|e| self.err(e))?;
+        for ((table, columns), from) in TABLES.iter().zip(digests) {
             let into = digest(&to.db, table, columns).map_err(|e| to.err(e))?;
             if from != into {
                 return Err(StoreError::Open {
@@ -213,34 +261,82 @@ impl StateStore {
                     message: format!(
                         "the copy of table {table} differs from {} ({} rows there, {} here)",
                         self.location.name(),
-                        from.0,
-                        into.0
+                        from.rows,
+                        into.rows
                     ),
                 });
             }
-            counts.push((*table, from.0));
+            counts.push((*table, from.rows));
         }
         Ok(counts)
     }
 }
 
-fn copy_table(source: &Db, target: &Db, table: &str, columns: &str) -> DbResult<()> {
-    let n = columns.split(',').count();
-    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-    let insert = format!(
-        "INSERT INTO {table} ({columns}) VALUES ({})",
-        placeholders.join(", ")
-    );
-    // Read first, then written: the source's statement is not held across
-    // the writes (source and target may be one connection's kind).
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    source.for_each(&format!("SELECT {columns} FROM {table}"), &[], |row| {
-        rows.push((0..n).map(|i| value(row, i)).collect::<DbResult<_>>()?);
-        Ok(())
-    })?;
-    for row in &rows {
-        let values: Vec<Arg> = row.iter().map(Value::arg).collect();
-        target.execute(&insert, &values)?;
+/// Copies a table's rows, streamed from `source`: into PostgreSQL with
+/// one `COPY` (text format, as `pg_write` records builds), into SQLite
+/// with prepared multi-row `INSERT`s. Returns the digest of the rows read.
+fn copy_table(source: &Db, target: &Db, table: &str, columns: &str) -> DbResult<Digest> {
+    use std::io::Write;
+    let mut digest = Digest::default();
+    match target {
+        Db::Pg(pg) => {
+            let mut pg = pg.borrow_mut();
+            let mut writer = pg
+                .client
+                .copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))?;
+            let mut text = Vec::new();
+            stream(source, table, columns, &mut digest, |rows| {
+                text.clear();
+                for row in rows {
+                    copy_row(&mut text, row);
+                }
+                writer
+                    .write_all(&text)
+                    .map_err(|e| DbError::Other(format!("COPY {table}: {e}")))
+            })?;
+            writer.finish()?;
+        }
+        Db::Sqlite(_) => {
+            stream(source, table, columns, &mut digest, |rows| {
+                insert_rows(target, table, columns, rows)
+            })?;
+        }
     }
+    Ok(digest)
+}
+
+/// A row in COPY's text format
+/// (<https://www.postgresql.org/docs/15/sql-copy.html>, "Text Format").
+fn copy_row(out: &mut Vec<u8>, row: &[Value]) {
+    for (i, value) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match value {
+            Value::Int(v) => out.extend_from_slice(v.to_string().as_bytes()),
+            Value::Text(t) => copy_text_value(out, t),
+            Value::Blob(b) => copy_bytea_value(out, b),
+            Value::Null => out.extend_from_slice(b"\\N"),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Rows in one `INSERT ... VALUES (...), (...)` (its statement prepared
+/// once per batch size, so all but the last batch share one).
+fn insert_rows(target: &Db, table: &str, columns: &str, rows: &[Vec<Value>]) -> DbResult<()> {
+    let n = rows.first().map_or(0, Vec::len);
+    let tuples: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let params: Vec<String> = (1..=n).map(|i| format!("?{}", r * n + i)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) VALUES {}",
+        tuples.join(", ")
+    );
+    let args: Vec<Arg> = rows.iter().flatten().map(Value::arg).collect();
+    target.execute(&sql, &args)?;
     Ok(())
 }

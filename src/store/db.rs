@@ -27,12 +27,26 @@ pub(super) struct PgConn {
     pub client: postgres::Client,
     /// Prepared statements by their SQL (`?N` form).
     statements: HashMap<String, postgres::Statement>,
+    /// The state's lock this process holds, checked before writes.
+    lock: Option<std::sync::Arc<dyn LockCheck>>,
+}
+
+/// The state's lock as writes check it (`pg_lock::Keeper`).
+pub(super) trait LockCheck: Send + Sync {
+    /// Why the lock was lost for good, if it was.
+    fn lost(&self) -> Option<String>;
+    /// Makes sure the lock is held, taking it again if its connection was
+    /// lost; the error says why it cannot be.
+    fn check(&self) -> Result<(), String>;
 }
 
 #[derive(Debug)]
 pub enum DbError {
     Sqlite(rusqlite::Error),
     Pg(postgres::Error),
+    /// The state's lock was lost for good (`pg_lock`): nothing more may be
+    /// written.
+    LockLost(String),
     Other(String),
 }
 
@@ -41,7 +55,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Sqlite(e) => write!(f, "{e}"),
             DbError::Pg(e) => f.write_str(&pg_message(e)),
-            DbError::Other(message) => f.write_str(message),
+            DbError::LockLost(message) | DbError::Other(message) => f.write_str(message),
         }
     }
 }
@@ -238,7 +252,31 @@ impl Db {
         Db::Pg(Box::new(RefCell::new(PgConn {
             client,
             statements: HashMap::new(),
+            lock: None,
         })))
+    }
+
+    /// Writes from now on check the state's lock `keeper` keeps.
+    pub fn guard(&self, keeper: std::sync::Arc<dyn LockCheck>) {
+        if let Db::Pg(pg) = self {
+            pg.borrow_mut().lock = Some(keeper);
+        }
+    }
+
+    /// Before a write: fails when the state's lock was lost for good; after
+    /// this connection was lost (`reconnected`: the server may have
+    /// restarted, and let the lock go), first makes sure it is held again.
+    pub fn check_lock(&self, reconnected: bool) -> DbResult<()> {
+        let Db::Pg(pg) = self else { return Ok(()) };
+        let Some(keeper) = pg.borrow().lock.clone() else {
+            return Ok(());
+        };
+        let checked = match keeper.lost() {
+            Some(why) => Err(why),
+            None if reconnected => keeper.check(),
+            None => Ok(()),
+        };
+        checked.map_err(DbError::LockLost)
     }
 
     pub fn is_pg(&self) -> bool {
@@ -264,6 +302,9 @@ impl Db {
     pub fn lost(&self, error: &DbError) -> bool {
         use postgres::error::SqlState;
         let Db::Pg(pg) = self else { return false };
+        if matches!(error, DbError::LockLost(_)) {
+            return false;
+        }
         if pg.borrow().client.is_closed() {
             return true;
         }

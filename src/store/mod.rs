@@ -203,6 +203,12 @@ impl StateStore {
         Ok(Some(store))
     }
 
+    /// Writes from now on check that this process still holds `lock`, the
+    /// state's lock on PostgreSQL, and fail once it is lost for good.
+    pub fn guard(&self, lock: &pg_lock::PgLock) {
+        self.db.guard(lock.keeper());
+    }
+
     pub fn location(&self) -> &StateLocation {
         &self.location
     }

@@ -3,16 +3,43 @@
 //! held by a connection of the process that holds it. The server lets it
 //! go when that connection ends, so a killed run never leaves it behind,
 //! and every host that shares the database sees it.
+//!
+//! The server also lets it go when it restarts. So a thread checks the
+//! lock's connection every `CHECK_EVERY`, and every write checks it after
+//! its own connection was lost (`retry.rs`): a lost one is replaced and
+//! the lock taken again in the same mode, before anything is written. When
+//! it cannot be (an exclusive holder got in between, or the server stays
+//! away), the lock is lost for good: every later write of the state fails
+//! with `DbError::LockLost`, and a run stops as when its state is lost.
 
-use super::db::DbError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::db::{DbError, LockCheck};
 use super::{PgLocation, StateLocation, StoreError, pg_error};
 
 /// The advisory lock key of the state ("chronon" in ASCII).
 pub const STATE_LOCK: i64 = 0x0063_6872_6f6e_6f6e;
 
+/// How often the lock's connection is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Holds the lock while it lives.
 pub struct PgLock {
-    _client: postgres::Client,
+    keeper: Arc<Keeper>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The lock's connection, and whether the lock was lost for good.
+pub(super) struct Keeper {
+    pg: PgLocation,
+    shared: bool,
+    client: Mutex<postgres::Client>,
+    lost: Mutex<Option<String>>,
+    stopping: AtomicBool,
 }
 
 /// Who holds a lock this process could not take.
@@ -21,6 +48,127 @@ pub struct Held(pub String);
 /// Takes the state's lock, shared (runs) or exclusive (`adopt`, `gc`), or
 /// says who holds it; with `wait`, waits for it.
 pub fn lock(pg: &PgLocation, shared: bool, wait: bool) -> Result<Result<PgLock, Held>, StoreError> {
+    let client = match take(pg, shared, wait)? {
+        Ok(client) => client,
+        Err(held) => return Ok(Err(held)),
+    };
+    let keeper = Arc::new(Keeper {
+        pg: pg.clone(),
+        shared,
+        client: Mutex::new(client),
+        lost: Mutex::new(None),
+        stopping: AtomicBool::new(false),
+    });
+    let (stop, stopped) = mpsc::channel::<()>();
+    let watched = Arc::clone(&keeper);
+    let thread = std::thread::Builder::new()
+        .name("state-lock".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECK_EVERY) {
+                if watched.check().is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| StoreError::Open {
+            path: pg.name.clone(),
+            message: format!("cannot start the thread that keeps the lock: {e}"),
+        })?;
+    Ok(Ok(PgLock {
+        keeper,
+        stop: Some(stop),
+        thread: Some(thread),
+    }))
+}
+
+impl PgLock {
+    pub(super) fn keeper(&self) -> Arc<Keeper> {
+        Arc::clone(&self.keeper)
+    }
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        self.keeper.stopping.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl LockCheck for Keeper {
+    fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Checks the lock's connection; a lost one is replaced and the lock
+    /// taken again, or the lock is lost for good (the error says why).
+    fn check(&self) -> Result<(), String> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = self.lost() {
+            return Err(why);
+        }
+        if client.is_valid(Duration::from_secs(10)).is_ok() {
+            return Ok(());
+        }
+        match self.retake() {
+            Ok(new) => {
+                *client = new;
+                errln!(
+                    "warning: {}: the connection holding the state's lock was lost; took the \
+                     lock again ({})",
+                    self.pg.name,
+                    if self.shared { "shared" } else { "exclusive" }
+                );
+                Ok(())
+            }
+            Err(why) => {
+                *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+                Err(why)
+            }
+        }
+    }
+}
+
+impl Keeper {
+    /// A new connection holding the lock in the same mode, trying again
+    /// (0.1 s doubling to 1 s) while the server is away, for as long as a
+    /// write would (`retry::reconnect_for`).
+    fn retake(&self) -> Result<postgres::Client, String> {
+        let limit = super::retry::reconnect_for();
+        let deadline = Instant::now() + limit;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let error = match take(&self.pg, self.shared, false) {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(Held(holder))) => {
+                    return Err(format!(
+                        "lost the state's lock (its connection dropped) and {holder} took it \
+                         meanwhile, so this process no longer holds the state"
+                    ));
+                }
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline || self.stopping.load(Ordering::Relaxed) {
+                return Err(format!(
+                    "lost the state's lock (its connection dropped) and could not take it again \
+                     within {} s ({error})",
+                    limit.as_secs()
+                ));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// A connection holding the lock, or who holds it.
+fn take(
+    pg: &PgLocation,
+    shared: bool,
+    wait: bool,
+) -> Result<Result<postgres::Client, Held>, StoreError> {
     let (try_lock, lock) = if shared {
         (
             "SELECT pg_try_advisory_lock_shared($1)",
@@ -44,7 +192,7 @@ pub fn lock(pg: &PgLocation, shared: bool, wait: bool) -> Result<Result<PgLock, 
         .map_err(fail)?
         .get(0);
     if taken {
-        return Ok(Ok(PgLock { _client: client }));
+        return Ok(Ok(client));
     }
     let holder = holder(&mut client).unwrap_or_else(|| "another chronon-build process".into());
     if !wait {
@@ -52,7 +200,7 @@ pub fn lock(pg: &PgLocation, shared: bool, wait: bool) -> Result<Result<PgLock, 
     }
     errln!("waiting for {} (held by {holder})", pg.name);
     client.execute(lock, &[&STATE_LOCK]).map_err(fail)?;
-    Ok(Ok(PgLock { _client: client }))
+    Ok(Ok(client))
 }
 
 /// The application name of a session that holds the lock (a

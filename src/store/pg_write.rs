@@ -133,16 +133,33 @@ fn copy_text(rows: &[(i64, &Built)]) -> Vec<u8> {
             out.extend_from_slice(&hash.hex_bytes());
         }
         out.push(b'\t');
-        for c in b.inputs_doc.bytes() {
-            match c {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                c => out.push(c),
-            }
-        }
+        copy_text_value(&mut out, b.inputs_doc);
         out.extend_from_slice(if b.sole { b"\tt\n" } else { b"\tf\n" });
     }
     out
+}
+
+/// A text value in COPY's text format: backslash, tab, newline and return
+/// escaped.
+pub(super) fn copy_text_value(out: &mut Vec<u8>, text: &str) {
+    for c in text.bytes() {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A bytea value in COPY's text format: `\\x` and hex (the backslash
+/// doubled, as COPY unescapes it once).
+pub(super) fn copy_bytea_value(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\\\x");
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0xf)]);
+    }
 }

@@ -6,7 +6,10 @@
 //! committed them). A transaction whose commit was sent but not answered
 //! is run again: every write is an upsert or a delete, so running it twice
 //! records the same, and what was never written is never recorded as
-//! built. On SQLite, a write runs once.
+//! built. Before anything on a new connection, the state's lock is made
+//! sure of (`pg_lock`: the server may have restarted and let it go), and
+//! nothing runs once it is lost for good.
+//! On SQLite, a write runs once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -57,6 +60,7 @@ fn again<T>(
     let mut delay = Duration::from_millis(250);
     let mut lost = false;
     loop {
+        db.check_lock(lost)?;
         let error = match attempt(db, lost) {
             Ok(value) => return Ok(value),
             Err(e) if db.lost(&e) => e,
@@ -88,7 +92,7 @@ fn again<T>(
 
 /// `RECONNECT_FOR`, or `CHRONON_BUILD_STATE_RECONNECT_SECS` (the tests
 /// shorten it).
-fn reconnect_for() -> Duration {
+pub(super) fn reconnect_for() -> Duration {
     std::env::var("CHRONON_BUILD_STATE_RECONNECT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

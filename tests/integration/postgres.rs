@@ -40,6 +40,8 @@ pub struct PgServer {
     /// The postmaster's pid, also its process group; 0 when stopped.
     pid: i32,
     databases: Mutex<u32>,
+    /// More `postgres` arguments (`start_tls`'s).
+    settings: Vec<String>,
 }
 
 impl Drop for PgServer {
@@ -168,6 +170,31 @@ fn chown(path: &Path) {
 impl PgServer {
     /// `initdb` into a new temporary folder, then starts the server.
     pub fn start() -> PgServer {
+        Self::start_with(false)
+    }
+
+    /// A server with TLS on (a self-signed certificate, made by `openssl`)
+    /// that lets `USER` in over TLS only (`hostssl` in pg_hba.conf), and
+    /// logs every connection (with its TLS protocol, when it has one).
+    pub fn start_tls() -> PgServer {
+        Self::start_with(true)
+    }
+
+    /// Whether `openssl`, which `start_tls` needs, is installed.
+    pub fn openssl_present() -> bool {
+        Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let _one = START.lock().unwrap_or_else(|e| e.into_inner());
         let bin = bin_dir().expect("PostgreSQL's initdb (scripts/test installs postgresql)");
         sweep_leftovers();
@@ -202,20 +229,26 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        // The superuser without a password, everyone else with one.
+        // The superuser without a password, everyone else with one (with
+        // TLS: over TLS only).
+        let others = if tls { "hostssl" } else { "host" };
         std::fs::write(
             dir.join("data/pg_hba.conf"),
-            "local all all trust\n\
-             host all postgres 127.0.0.1/32 trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n",
+            format!(
+                "local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 {others} all all 127.0.0.1/32 scram-sha-256\n"
+            ),
         )
         .unwrap();
+        let settings = if tls { certificate(&dir) } else { Vec::new() };
         let mut server = PgServer {
             dir,
             bin,
             port: free_port(),
             pid: 0,
             databases: Mutex::new(0),
+            settings,
         };
         server.launch();
         server
@@ -241,6 +274,7 @@ impl PgServer {
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args(&self.settings)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -273,6 +307,14 @@ impl PgServer {
     /// A superuser connection to the `postgres` database.
     pub fn admin(&self) -> postgres::Client {
         postgres::Client::connect(&self.admin_url(), postgres::NoTls).unwrap()
+    }
+
+    /// A superuser connection to `database`.
+    pub fn superuser(&self, database: &str) -> postgres::Client {
+        let url = self
+            .admin_url()
+            .replace("dbname=postgres", &format!("dbname={database}"));
+        postgres::Client::connect(&url, postgres::NoTls).unwrap()
     }
 
     /// A new empty database owned by `USER`; returns its URL (with the
@@ -324,6 +366,43 @@ impl PgServer {
         unsafe { libc::kill(-self.pid, libc::SIGKILL) };
         self.pid = 0;
     }
+}
+
+/// A self-signed certificate and its key in `dir`, made by `openssl req
+/// -x509` (<https://docs.openssl.org/3.0/man1/openssl-req/>); the key
+/// readable by the server's user only, as the server requires
+/// (<https://www.postgresql.org/docs/15/ssl-tcp.html#SSL-SETUP>). Returns
+/// the server's settings that turn TLS on with them.
+fn certificate(dir: &Path) -> Vec<String> {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&cert, &key] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown(file);
+    }
+    let setting = |name: &str, path: &Path| ["-c".into(), format!("{name}={}", path.display())];
+    [
+        vec!["-c".into(), "ssl=on".into()],
+        setting("ssl_cert_file", &cert).to_vec(),
+        setting("ssl_key_file", &key).to_vec(),
+        vec!["-c".into(), "log_connections=on".into()],
+    ]
+    .concat()
 }
 
 /// Removes the folders of servers whose test process is gone (killed

@@ -2,7 +2,7 @@
 //! `CHRONON_BUILD_STATE_URL` and `[state] url`, the password kept out of
 //! everything printed, and bad URLs refused.
 
-use crate::postgres::{PASSWORD, PgServer, bin_dir};
+use crate::postgres::{PASSWORD, PgServer, USER, bin_dir};
 use crate::run::Pipeline;
 use crate::{assert_contains, assert_error};
 
@@ -174,6 +174,75 @@ fn state_copy_moves_a_state_to_postgres_and_back_verified_and_info_describes_it(
     assert_contains(&info.stdout, "runs: 2");
 }
 
+/// `state copy` writes in bulk (PostgreSQL's `COPY` text format, batched
+/// `INSERT`s into SQLite): values that format must escape (tab, newline,
+/// return, backslash, `\N`), NULLs, and every byte of text come through
+/// both ways, verified.
+#[test]
+fn state_copy_in_bulk_keeps_awkward_values_both_ways() {
+    let Some(server) = server_or_skip("state_copy_in_bulk_keeps_awkward_values_both_ways") else {
+        return;
+    };
+    let url = server.create_database();
+    let p = Pipeline::new("");
+    let file = p.s.repo.join("local.db");
+    let until = ["--until", "2025-01-10"];
+    let state = ["--state", file.to_str().unwrap()];
+    let run = p.run(&[&state[..], &["run", "--progress", "plain"], &until].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let awkward = "tab\there\nnew line\r\\back \\N \\x00 'quoted' \"q\" é ☃";
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET args = ?1, result = NULL WHERE id = 1",
+            [awkward],
+        )
+        .unwrap();
+    let copy = p.run(&["state", "copy", file.to_str().unwrap(), &url]);
+    assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
+    assert_contains(&copy.stdout, "verified");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one("SELECT args, result FROM runs WHERE id = 1", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), awkward);
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    let targets: i64 = client
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(targets >= 124, "{targets} targets copied");
+
+    let back = p.s.repo.join("back.db");
+    let copy = p.run(&["state", "copy", &url, back.to_str().unwrap()]);
+    assert_eq!(copy.code, 0, "{}\n{}", copy.stdout, copy.stderr);
+    let (args, result): (String, Option<String>) = rusqlite::Connection::open(&back)
+        .unwrap()
+        .query_row("SELECT args, result FROM runs WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((args.as_str(), result), (awkward, None));
+    let plan = p.run(
+        &[
+            &[
+                "--state",
+                back.to_str().unwrap(),
+                "plan",
+                "--format",
+                "json",
+            ][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert!(
+        crate::plan_groups(&plan)
+            .iter()
+            .all(|g| g["status"] == "fresh")
+    );
+}
+
 /// The server stopped in the middle of a run and started again: the jobs
 /// that ended while it was away are recorded once it is back, the run
 /// ends well, and the next run has nothing to do. A server that stays
@@ -319,4 +388,202 @@ fn the_password_comes_from_pgpassword_or_the_password_file() {
     let out = p.run_with(&plan, &[("PGPASSFILE", file)]);
     assert_ne!(out.code, 0);
     assert_contains(&out.stderr, "has group or world access; it is ignored");
+}
+
+/// The state's lock (`store::pg_lock::STATE_LOCK`, "chronon" in ASCII, as
+/// pg_locks splits a bigint key) as granted in `database`: its modes.
+fn state_locks(server: &PgServer, database: &str) -> Vec<String> {
+    server
+        .superuser(database)
+        .query(
+            "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND classid = 6514802 AND objid = 1869508462",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Waits (up to 30 s) until `done`.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// A server restart lets every advisory lock go: the run takes its shared
+/// lock again on a new connection, so an `adopt` started after the
+/// restart is refused while the run goes on, and the run ends well.
+#[test]
+fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused() {
+    let Some(mut server) = server_or_skip("a_run_takes_its_lock_again_after_a_postgres_restart")
+    else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let run = [
+        "run",
+        "--until",
+        "2025-01-10",
+        "--progress",
+        "plain",
+        "-j",
+        "1",
+    ];
+    let mut child = p.spawn(&run, &env);
+    p.wait_for_calls(2);
+    assert_eq!(state_locks(&server, &database), ["ShareLock"]);
+    server.stop();
+    server.restart();
+    let retaken = wait_until(|| !state_locks(&server, &database).is_empty());
+    let adopt = p.run_with(&["adopt", "--until", "2025-01-10"], &env[..1]);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the adopt; it should still be running"
+    );
+    assert!(retaken, "the run did not take its lock again");
+    assert_eq!(adopt.code, 2, "{}\n{}", adopt.stdout, adopt.stderr);
+    assert_contains(&adopt.stderr, "is in use by one or more runs");
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "took the lock again (shared)");
+    assert_contains(&out.stdout, "ok: 124 built");
+    assert_no_password(&out);
+}
+
+/// When an exclusive holder gets the lock between the restart and the
+/// run's attempt to take it again, the run no longer holds the state: it
+/// starts nothing more, records nothing more, and fails (1) saying why.
+#[test]
+fn a_run_that_cannot_take_its_lock_again_stops_as_for_a_lost_state() {
+    let Some(mut server) = server_or_skip("a_run_that_cannot_take_its_lock_again_stops") else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let env = [
+        ("CHRONON_BUILD_STATE_URL", url.as_str()),
+        ("FAKE_ZIPLINE_SLEEP", "0.5"),
+    ];
+    let run = [
+        "run",
+        "--until",
+        "2025-01-10",
+        "--progress",
+        "plain",
+        "-j",
+        "1",
+    ];
+    let child = p.spawn(&run, &env);
+    p.wait_for_calls(2);
+    // The run cannot connect again until the other holder has the lock.
+    let role = |server: &PgServer, login: &str| {
+        server
+            .admin()
+            .batch_execute(&format!("ALTER ROLE {USER} {login}"))
+            .unwrap()
+    };
+    role(&server, "NOLOGIN");
+    server.stop();
+    server.restart();
+    let mut other = server.superuser(&database);
+    other
+        .batch_execute("SET application_name = 'the other holder'")
+        .unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
+        .unwrap()
+        .get(0);
+    assert!(taken);
+    role(&server, "LOGIN");
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(&out.stderr, "the other holder took it meanwhile");
+    assert_contains(&out.stderr, "no new jobs");
+    assert_no_password(&out);
+    let recorded_after: i64 = other
+        .query_one("SELECT count(*) FROM targets", &[])
+        .unwrap()
+        .get(0);
+    assert!(recorded_after < 124, "{recorded_after} targets recorded");
+}
+
+/// TLS against a server that has it: `sslmode=require` (and `prefer`)
+/// connect encrypted, and a run records its targets; the server lets the
+/// role in over TLS only, so `sslmode=disable` is refused, the error naming
+/// the host and the database and not the password.
+#[test]
+fn sslmode_require_runs_over_tls_and_disable_is_refused_by_a_tls_only_server() {
+    let present = bin_dir().is_some() && PgServer::openssl_present();
+    if !crate::tool_or_skip(
+        "sslmode_require_runs_over_tls_and_disable_is_refused_by_a_tls_only_server",
+        present,
+        "PostgreSQL (initdb) or openssl is not installed",
+    ) {
+        return;
+    }
+    let server = PgServer::start_tls();
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let until = ["--until", "2025-01-10"];
+    let require = format!("{url}?sslmode=require");
+    let run = p.run(
+        &[
+            &["--state-url", &require, "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_contains(&run.stdout, "ok: 124 built");
+    assert_no_password(&run);
+    let prefer = format!("{url}?sslmode=prefer");
+    let again = p.run(
+        &[
+            &["--state-url", &prefer, "run", "--progress", "plain"][..],
+            &until,
+        ]
+        .concat(),
+    );
+    assert_contains(&again.stdout, "ok: 0 built in 0 job(s), 124 fresh");
+    // Every session of the role was TLS (the server logs each one).
+    let log = server.log();
+    let sessions: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains(&format!(
+                "connection authorized: user={USER} database={database}"
+            ))
+        })
+        .collect();
+    assert!(!sessions.is_empty(), "no session logged:\n{log}");
+    for line in &sessions {
+        assert!(line.contains("SSL enabled"), "not over TLS: {line}");
+    }
+
+    let disable = format!("{url}?sslmode=disable");
+    let out = p.run(&["--state-url", &disable, "plan", "--until", "2025-01-10"]);
+    assert_error(&out, "no pg_hba.conf entry");
+    assert_contains(
+        &out.stderr,
+        &format!("@127.0.0.1:{}/{database}", server.port),
+    );
+    assert_contains(&out.stderr, "no encryption");
+    assert_no_password(&out);
 }
