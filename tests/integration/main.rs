@@ -233,7 +233,8 @@ impl Scenario {
         let global = Global {
             repo: self.repo.clone(),
             state: None,
-            state_url: None,
+            // The state the binary uses in this test run (`command`).
+            state_url: postgres::on_postgres().then(|| postgres::state_url_for(&self.repo)),
             warehouse: None,
             strict: true,
             verbose: false,
