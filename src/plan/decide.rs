@@ -133,7 +133,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::hash::Hash;
-    use crate::plan::memo::tests::{JAN_1, column, graph};
+    use crate::plan::memo::tests::{JAN_1, backfill, column, graph};
 
     /// Each reason is true when `decide` makes it: a recorded build of
     /// another slice is a config change, one of other inputs a key change,
@@ -142,11 +142,7 @@ mod tests {
     fn a_decision_says_what_changed_before_any_detail_is_looked_up() {
         let dir = tempfile::tempdir().unwrap();
         let graph = graph(dir.path());
-        let node = graph
-            .nodes
-            .iter()
-            .find(|n| n.label() == "group-by-backfill:t.gb.v1")
-            .unwrap();
+        let node = backfill(&graph);
         let day = Some(Day(JAN_1 + 3));
         let events = column("raw.events", 0..=9, None);
         let inputs = [Some(&events)];

@@ -179,6 +179,15 @@ pub(super) mod tests {
         Graph::build(&repo, &settings).unwrap()
     }
 
+    /// The group-by's backfill node of `graph`.
+    pub(in crate::plan) fn backfill(graph: &Graph) -> &crate::graph::Node {
+        graph
+            .nodes
+            .iter()
+            .find(|n| n.label() == "group-by-backfill:t.gb.v1")
+            .unwrap()
+    }
+
     pub(in crate::plan) fn column(
         table: &str,
         days: std::ops::RangeInclusive<i32>,
@@ -200,11 +209,7 @@ pub(super) mod tests {
     fn a_memo_up_to_a_day_holds_for_those_days_while_nothing_they_read_changes() {
         let dir = tempfile::tempdir().unwrap();
         let graph = graph(dir.path());
-        let node = graph
-            .nodes
-            .iter()
-            .find(|n| n.label() == "group-by-backfill:t.gb.v1")
-            .unwrap();
+        let node = backfill(&graph);
         let days: Vec<Option<Day>> = (0..10).map(|d| Some(Day(JAN_1 + d))).collect();
         let until = Day(JAN_1 + 9);
         let events = column("raw.events", 0..=9, None);

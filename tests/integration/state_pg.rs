@@ -422,12 +422,18 @@ fn wait_until(mut done: impl FnMut() -> bool) -> bool {
 /// A server restart lets every advisory lock go: the run takes its shared
 /// lock again on a new connection, so an `adopt` started after the
 /// restart is refused while the run goes on, and the run ends well.
-#[test]
-fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused() {
-    let Some(mut server) = server_or_skip("a_run_takes_its_lock_again_after_a_postgres_restart")
-    else {
-        return;
-    };
+/// A run on a fresh database of a server of its own, its jobs slow, two of
+/// them started.
+struct SlowRun {
+    server: PgServer,
+    url: String,
+    database: String,
+    p: Pipeline,
+    child: std::process::Child,
+}
+
+fn slow_run(name: &str) -> Option<SlowRun> {
+    let server = server_or_skip(name)?;
     let url = server.create_database();
     let database = url.rsplit('/').next().unwrap().to_string();
     let p = Pipeline::new("");
@@ -444,8 +450,30 @@ fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused()
         "-j",
         "1",
     ];
-    let mut child = p.spawn(&run, &env);
+    let child = p.spawn(&run, &env);
     p.wait_for_calls(2);
+    Some(SlowRun {
+        server,
+        url,
+        database,
+        p,
+        child,
+    })
+}
+
+#[test]
+fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused() {
+    let Some(SlowRun {
+        mut server,
+        url,
+        database,
+        p,
+        mut child,
+    }) = slow_run("a_run_takes_its_lock_again_after_a_postgres_restart")
+    else {
+        return;
+    };
+    let env = [("CHRONON_BUILD_STATE_URL", url.as_str())];
     assert_eq!(state_locks(&server, &database), ["ShareLock"]);
     server.stop();
     server.restart();
@@ -470,27 +498,17 @@ fn a_run_takes_its_lock_again_after_a_postgres_restart_and_adopt_stays_refused()
 /// starts nothing more, records nothing more, and fails (1) saying why.
 #[test]
 fn a_run_that_cannot_take_its_lock_again_stops_as_for_a_lost_state() {
-    let Some(mut server) = server_or_skip("a_run_that_cannot_take_its_lock_again_stops") else {
+    let Some(SlowRun {
+        mut server,
+        url: _,
+        database,
+        // Kept to the end: its folder is the running repository.
+        p: _repo,
+        child,
+    }) = slow_run("a_run_that_cannot_take_its_lock_again_stops")
+    else {
         return;
     };
-    let url = server.create_database();
-    let database = url.rsplit('/').next().unwrap().to_string();
-    let p = Pipeline::new("");
-    let env = [
-        ("CHRONON_BUILD_STATE_URL", url.as_str()),
-        ("FAKE_ZIPLINE_SLEEP", "0.5"),
-    ];
-    let run = [
-        "run",
-        "--until",
-        "2025-01-10",
-        "--progress",
-        "plain",
-        "-j",
-        "1",
-    ];
-    let child = p.spawn(&run, &env);
-    p.wait_for_calls(2);
     // The run cannot connect again until the other holder has the lock.
     let role = |server: &PgServer, login: &str| {
         server
