@@ -114,11 +114,7 @@ fn plan_run_n_and_run_list_the_same_targets_for_five_selections() {
     // The demo built up to 2025-09-20, then asked about 2025-09-29: every
     // node has fresh days and stale ones, so what a selection pulls in
     // from upstream is a real choice.
-    let built = dir.path().join("built");
-    copy_dir(&testdata("demo"), &built);
-    let _ = std::fs::remove_dir_all(built.join(".chronon-build"));
-    let first = chronon_build(&built, &["run", "--until", "2025-09-20"]);
-    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let built = demo(dir.path(), "built", Some("2025-09-20"));
     // A seed file changed since: `run` imports it, `plan` and `run -n` read
     // it in place.
     let users = built.join("data/users.csv");
@@ -261,9 +257,7 @@ fn plan_run_n_and_run_list_the_same_targets_for_five_selections() {
 #[test]
 fn plan_on_a_fresh_demo_lists_the_seeded_work_and_imports_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("demo");
-    copy_dir(&testdata("demo"), &repo);
-    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    let repo = demo(dir.path(), "demo", None);
     let plan = chronon_build(&repo, &["plan", "--until", "2025-09-29"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(!plan.stdout.contains("blocked:"), "{}", plan.stdout);
@@ -283,11 +277,7 @@ fn plan_on_a_fresh_demo_lists_the_seeded_work_and_imports_nothing() {
 fn run_text_marks_the_jobs_pulled_in() {
     const MARK: &str = "(pulled in: upstream of the selection)";
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("demo");
-    copy_dir(&testdata("demo"), &repo);
-    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
-    let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
-    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let repo = demo(dir.path(), "demo", Some("2025-09-20"));
     let select = [
         "--until",
         "2025-09-29",
@@ -369,11 +359,7 @@ fn run_text_marks_the_jobs_pulled_in() {
 #[test]
 fn waiting_targets_name_their_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("demo");
-    copy_dir(&testdata("demo"), &repo);
-    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
-    let first = chronon_build(&repo, &["run", "--until", "2025-09-20"]);
-    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let repo = demo(dir.path(), "demo", Some("2025-09-20"));
     let staging = "staging-query:quickstart.checkouts.v1";
     let force = |from: &str, to: &str| {
         let out = chronon_build(
@@ -414,4 +400,17 @@ fn waiting_targets_name_their_upstream() {
         &text.stdout,
         "; on join-left:quickstart.training_set.v1 2025-09-10..2025-09-20\n",
     );
+}
+
+/// A copy of the demo named `name` under `dir`, nothing recorded, then
+/// built up to `until` when given.
+fn demo(dir: &Path, name: &str, until: Option<&str>) -> PathBuf {
+    let repo = dir.join(name);
+    copy_dir(&testdata("demo"), &repo);
+    let _ = std::fs::remove_dir_all(repo.join(".chronon-build"));
+    if let Some(until) = until {
+        let first = chronon_build(&repo, &["run", "--until", until]);
+        assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    }
+    repo
 }
