@@ -6,7 +6,7 @@
 #   bench/plan.sh            # 200 group-bys x 365 days x 30-day windows (73,000 targets)
 #   bench/plan.sh 2740       # 2,740 group-bys x 365 days (about 1,000,000 targets)
 #   TABLES=1 bench/plan.sh 2740   # the warm case with every output a table of
-#                                 # the embedded warehouse (about 5,500 in one
+#                                 # the embedded warehouse (2,740 in one
 #                                 # namespace), as a user's repository has them
 #
 # First the cold case (nothing built), then the warm case: every target's
