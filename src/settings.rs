@@ -545,8 +545,12 @@ fn default_command_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(600)
 }
 
+/// Chronon's partition column when nothing sets one
+/// (airbnb/chronon `api/py/test/sample/scripts/spark_submit.sh` line 56).
+pub const CHRONON_PARTITION_COLUMN: &str = "ds";
+
 fn default_partition_column() -> String {
-    "ds".into()
+    CHRONON_PARTITION_COLUMN.into()
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -31,17 +31,12 @@ use crate::config::{Config, Layout, Repo};
 use crate::exec::{Interface, env, interface};
 use crate::graph::{Graph, Node, Step};
 use crate::partition::DayFormat;
-use crate::settings::Settings;
-use crate::settings::SettingsError;
+use crate::settings::{CHRONON_PARTITION_COLUMN, Settings, SettingsError};
 use crate::table::{Layouts, TableLayout};
 
 /// The column of a label join's output table besides the partition column
 /// (airbnb/chronon `Constants.LabelPartitionColumn`).
 pub const LABEL_PARTITION_COLUMN: &str = "label_ds";
-
-/// Chronon's partition column when nothing sets one
-/// (airbnb/chronon `api/py/test/sample/scripts/spark_submit.sh` line 56).
-pub const CHRONON_PARTITION_COLUMN: &str = "ds";
 
 /// The layout a node's job writes with, and where each half came from.
 #[derive(Clone, Debug)]

@@ -52,23 +52,21 @@ fn split_target(text: &str) -> (String, Vec<String>) {
     }
 }
 
+/// A JSON command's target label: `STEP:CONFIG`, `#PART` for a join part.
+fn command_label(c: &Value) -> String {
+    let (step, config) = (c["step"].as_str().unwrap(), c["config"].as_str().unwrap());
+    match c["part"].as_str() {
+        Some(part) => format!("{step}:{config}#{part}"),
+        None => format!("{step}:{config}"),
+    }
+}
+
 /// What a run summary (`run` or `run -n`, JSON) says it ran, would run or
 /// left, without the pulled-in mark (checked apart).
 fn ran(summary: &Value) -> BTreeSet<(String, String)> {
     let mut set = BTreeSet::new();
     for c in summary["commands"].as_array().into_iter().flatten() {
-        let label = match c["part"].as_str() {
-            Some(part) => format!(
-                "{}:{}#{part}",
-                c["step"].as_str().unwrap(),
-                c["config"].as_str().unwrap()
-            ),
-            None => format!(
-                "{}:{}",
-                c["step"].as_str().unwrap(),
-                c["config"].as_str().unwrap()
-            ),
-        };
+        let label = command_label(c);
         for day in days(c["start_ds"].as_str(), c["end_ds"].as_str()) {
             set.insert((label.clone(), day));
         }
@@ -208,18 +206,7 @@ fn plan_run_n_and_run_list_the_same_targets_for_five_selections() {
             .unwrap()
             .iter()
             .filter(|c| c["pulled_in"].as_bool().unwrap())
-            .map(|c| match c["part"].as_str() {
-                Some(part) => format!(
-                    "{}:{}#{part}",
-                    c["step"].as_str().unwrap(),
-                    c["config"].as_str().unwrap()
-                ),
-                None => format!(
-                    "{}:{}",
-                    c["step"].as_str().unwrap(),
-                    c["config"].as_str().unwrap()
-                ),
-            })
+            .map(command_label)
             .collect();
         assert_eq!(pulled(&plan_targets), dry_pulled, "{what}: pulled in");
         // The run's jobs say so too.
