@@ -14,7 +14,7 @@ use crate::store::StateStore;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The repository's state file (or --state) limits counts to partitions that were \
+    after_help = "The repository's state (or --state) limits counts to partitions that were \
                         built and estimates cost from run history; without one, every wanted partition \
                         counts. Exit codes: 0 computed, 1 a policy \
                         failed (--max-partitions, --deny), 2 usage or config error, 4 something is \
@@ -114,10 +114,10 @@ pub fn run(global: &Global, args: &DiffArgs) -> Result<Exit, Error> {
 }
 
 /// The run history counts are limited by: `--state`, which must exist,
-/// else the repository's own state, as every other command reads it
-/// (`state.path` in chronon-build.toml, else `.chronon-build/state.db`).
-/// A repository with no state yet counts every wanted partition, and says
-/// so.
+/// else the repository's own state, wherever every other command reads it
+/// (`--state-url`, `CHRONON_BUILD_STATE_URL`, `[state]` in
+/// chronon-build.toml, else `.chronon-build/state.db`). A repository with
+/// no state yet counts every wanted partition, and says so.
 fn history(global: &Global) -> Result<Option<History>, Error> {
     if let Some(path) = &global.state {
         let store = StateStore::open_read(path)?.ok_or_else(|| {
@@ -125,15 +125,18 @@ fn history(global: &Global) -> Result<Option<History>, Error> {
         })?;
         return Ok(Some(History::from_store(&store)?));
     }
-    let settings = Settings::load(&global.repo)?;
-    let path = settings.resolve(&global.repo, &settings.state.path);
-    match StateStore::open_read(&path)? {
+    let mut settings = Settings::load(&global.repo)?;
+    super::apply_state_flags(global, &mut settings)?;
+    let location = settings
+        .state_location(&global.repo)
+        .map_err(|e| Error::Usage(format!("{}: {e}", crate::settings::FILE_NAME)))?;
+    match StateStore::open_read_at(&location)? {
         Some(store) => Ok(Some(History::from_store(&store)?)),
         None => {
             errln!(
                 "note: no state at {}: every wanted partition counts as to build \
                  (pass --state FILE to count against another state)",
-                path.display()
+                location.name()
             );
             Ok(None)
         }

@@ -45,12 +45,15 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
     let until = super::until_after_from(args.until, None)?;
     let ws = Workspace::load(global)?;
     // A run removes orphans too, and jobs write the tables: one at a time.
-    let _lock = lock::acquire_at(&ws.state_location(), lock::Mode::Exclusive, args.wait_lock)?;
+    let lock = lock::acquire_at(&ws.state_location(), lock::Mode::Exclusive, args.wait_lock)?;
     let (plan, store) = ws.plan_read(crate::plan::PlanOptions::new(
         until,
         None,
         vec![true; ws.graph.nodes.len()],
     ))?;
+    if !args.dry_run {
+        lock.check()?;
+    }
     let mut said = crate::run::gc::remove(
         &ws.settings,
         &ws.repo.root,
@@ -66,7 +69,7 @@ pub fn run(global: &Global, args: &GcArgs) -> Result<Exit, Error> {
         }
     };
     let removed = args.orphans && !args.dry_run && !leftovers.is_empty();
-    said.extend(orphan_lines(&ws, &leftovers, args)?);
+    said.extend(orphan_lines(&ws, &lock, &leftovers, args)?);
     match args.format {
         super::Format::Json => print_json(&GcJson {
             before_start: &plan.orphans,
@@ -113,6 +116,7 @@ fn leftovers(
 /// `-n`), or kept, then what was kept and why.
 fn orphan_lines(
     ws: &Workspace,
+    lock: &lock::StateLock,
     leftovers: &[Leftover],
     args: &GcArgs,
 ) -> Result<Vec<String>, Error> {
@@ -146,6 +150,8 @@ fn orphan_lines(
             .collect());
     }
     let mut store = StateStore::open_at(&ws.state_location())?;
+    lock.guard(&store);
+    lock.check()?;
     let probe =
         crate::probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())?;
     let places = Places {

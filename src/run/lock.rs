@@ -32,6 +32,19 @@ impl StateLock {
     }
 }
 
+impl StateLock {
+    /// Makes sure the lock is still held, before deleting what it guards:
+    /// on PostgreSQL a server restart lets it go, and it is taken again
+    /// here (or found taken by another process meanwhile: then an error,
+    /// and nothing may be deleted). A file lock cannot be lost.
+    pub fn check(&self) -> Result<(), Error> {
+        match self {
+            StateLock::File(_) => Ok(()),
+            StateLock::Postgres(lock) => lock.check().map_err(Error::StateLost),
+        }
+    }
+}
+
 /// Takes the lock of the state wherever it is (`acquire` for a file), or
 /// fails naming the holder; with `wait`, blocks until the holder is done.
 pub fn acquire_at(

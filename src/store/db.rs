@@ -40,6 +40,23 @@ pub(super) trait LockCheck: Send + Sync {
     fn check(&self) -> Result<(), String>;
 }
 
+/// Whether `error` says the connection to the server is gone (closed, or
+/// the server shutting down or not yet accepting), so that a new one may
+/// succeed.
+pub(super) fn connection_lost(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    error.is_closed()
+        || error.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::CONNECTION_FAILURE,
+            ]
+            .contains(code)
+        })
+}
+
 #[derive(Debug)]
 pub enum DbError {
     Sqlite(rusqlite::Error),
@@ -300,7 +317,6 @@ impl Db {
     /// Whether `error` lost the connection (a server that stopped or went
     /// away): then a new one may succeed.
     pub fn lost(&self, error: &DbError) -> bool {
-        use postgres::error::SqlState;
         let Db::Pg(pg) = self else { return false };
         if matches!(error, DbError::LockLost(_)) {
             return false;
@@ -309,19 +325,8 @@ impl Db {
             return true;
         }
         match error {
-            DbError::Pg(e) => {
-                e.is_closed()
-                    || e.code().is_some_and(|code| {
-                        [
-                            SqlState::ADMIN_SHUTDOWN,
-                            SqlState::CRASH_SHUTDOWN,
-                            SqlState::CANNOT_CONNECT_NOW,
-                            SqlState::CONNECTION_FAILURE,
-                        ]
-                        .contains(code)
-                    })
-            }
-            _ => false,
+            DbError::Pg(e) => connection_lost(e),
+            DbError::LockLost(_) | DbError::Sqlite(_) | DbError::Other(_) => false,
         }
     }
 

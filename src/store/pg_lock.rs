@@ -85,6 +85,12 @@ impl PgLock {
     pub(super) fn keeper(&self) -> Arc<Keeper> {
         Arc::clone(&self.keeper)
     }
+
+    /// Makes sure the lock is held, taking it again if its connection was
+    /// lost; the error says why it cannot be.
+    pub fn check(&self) -> Result<(), String> {
+        self.keeper.check()
+    }
 }
 
 impl Drop for PgLock {
@@ -182,11 +188,7 @@ fn take(
     };
     let location = StateLocation::Postgres(pg.clone());
     let fail = |e: postgres::Error| pg_error(&location, DbError::Pg(e));
-    let mut client = pg.connect().map_err(fail)?;
-    let me = format!("pid {} on {}", std::process::id(), hostname());
-    client
-        .execute("SELECT set_config('application_name', $1, false)", &[&me])
-        .map_err(fail)?;
+    let mut client = named_connection(pg).map_err(fail)?;
     let taken: bool = client
         .query_one(try_lock, &[&STATE_LOCK])
         .map_err(fail)?
@@ -199,8 +201,43 @@ fn take(
         return Ok(Err(Held(holder)));
     }
     errln!("waiting for {} (held by {holder})", pg.name);
-    client.execute(lock, &[&STATE_LOCK]).map_err(fail)?;
-    Ok(Ok(client))
+    // A server that restarts while we wait drops the wait with the
+    // connection: wait again on a new one, reconnecting as a write does
+    // (0.25 s doubling to 5 s, for `retry::reconnect_for` at a time).
+    loop {
+        let error = match client.execute(lock, &[&STATE_LOCK]) {
+            Ok(_) => return Ok(Ok(client)),
+            Err(e) if client.is_closed() || super::db::connection_lost(&e) => e,
+            Err(e) => return Err(fail(e)),
+        };
+        let deadline = Instant::now() + super::retry::reconnect_for();
+        let mut delay = Duration::from_millis(250);
+        client = loop {
+            errln!(
+                "warning: {}: connection lost while waiting for the state's lock ({}); \
+                 reconnecting in {:.2} s",
+                pg.name,
+                location.redact(&error.to_string()),
+                delay.as_secs_f64()
+            );
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+            match named_connection(pg) {
+                Ok(client) => break client,
+                Err(e) if Instant::now() >= deadline => return Err(fail(e)),
+                Err(_) => {}
+            }
+        };
+    }
+}
+
+/// A connection named after this process (pid and host), as holders are
+/// told apart in `holder`.
+fn named_connection(pg: &PgLocation) -> Result<postgres::Client, postgres::Error> {
+    let mut client = pg.connect()?;
+    let me = format!("pid {} on {}", std::process::id(), hostname());
+    client.execute("SELECT set_config('application_name', $1, false)", &[&me])?;
+    Ok(client)
 }
 
 /// The application name of a session that holds the lock (a

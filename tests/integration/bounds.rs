@@ -4,7 +4,7 @@
 //! with the rest, and nothing is recorded for the failed target.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -17,10 +17,7 @@ use crate::{Output, assert_contains, chronon_build, copy_dir, show_rows, testdat
 /// long as it lives.
 fn run_within(repo: &Path, args: &[&str], limit: Duration) -> (Output, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
-        .env("COLUMNS", "100000")
-        .arg("--repo")
-        .arg(repo)
+    let mut child = crate::command(repo)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,17 +46,16 @@ const FINISHED: Duration = Duration::from_secs(600);
 
 /// Per recorded target of a step: (day, key, output, write sequence).
 fn recorded(repo: &Path, step: &str) -> Vec<(i64, String, String, i64)> {
-    let db = rusqlite::Connection::open(repo.join(".chronon-build/state.db")).unwrap();
-    let mut stmt = db
-        .prepare(
-            "SELECT t.day, hex(t.key), hex(t.output), t.seq FROM targets t \
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02X}")).collect() };
+    crate::state_db::StateDb::open(repo)
+        .rows(
+            "SELECT t.day, t.key, t.output, t.seq FROM targets t \
              JOIN nodes n ON n.id = t.node WHERE n.step = ?1 ORDER BY t.day",
+            &[crate::state_db::Cell::Text(step.to_string())],
         )
-        .unwrap();
-    stmt.query_map([step], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .iter()
+        .map(|r| (r[0].int(), hex(r[1].bytes()), hex(r[2].bytes()), r[3].int()))
+        .collect()
 }
 
 fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {

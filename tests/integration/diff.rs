@@ -6,6 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::run::Pipeline;
+use crate::state_db::{self, Cell, StateDb};
 use crate::{
     Output, Scenario, assert_contains, assert_error, assert_valid, chronon_build, copy_dir, schema,
     testdata,
@@ -361,17 +362,25 @@ fn a_rename_is_reported_as_a_rename_and_its_targets_are_new() {
 
 /// Sets the attempt history of the state to exactly these successful and
 /// failed attempts: (step, config, part, first day, last day, seconds, exit).
-fn set_history(state: &Path, attempts: &[(&str, &str, &str, &str, &str, i64, i64)]) {
-    let conn = rusqlite::Connection::open(state).unwrap();
-    conn.execute("DELETE FROM attempts", []).unwrap();
+fn set_history(repo: &Path, attempts: &[(&str, &str, &str, &str, &str, i64, i64)]) {
+    let mut state = StateDb::open(repo);
+    state.execute("DELETE FROM attempts", &[]);
     for (step, config, part, from, to, seconds, exit_code) in attempts {
-        let day = |d: &str| chronon_build::partition::Day::parse(d).unwrap().0;
-        conn.execute(
+        let day = |d: &str| Cell::Int(chronon_build::partition::Day::parse(d).unwrap().0.into());
+        let text = |t: &str| Cell::Text(t.to_string());
+        state.execute(
             "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, exit_code, duration_ms, log_path, started_at)
              SELECT 1, id, ?4, ?5, 1, '[]', ?7, ?6, '', 0 FROM nodes WHERE step = ?1 AND config = ?2 AND part = ?3",
-            rusqlite::params![step, config, part, day(from), day(to), seconds * 1000, exit_code],
-        )
-        .unwrap();
+            &[
+                text(step),
+                text(config),
+                text(part),
+                day(from),
+                day(to),
+                Cell::Int(seconds * 1000),
+                Cell::Int(*exit_code),
+            ],
+        );
     }
 }
 
@@ -391,11 +400,10 @@ fn assert_estimate(report: &Value, label: &str, partitions: u64, pace: f64, basi
 fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
     let p = Pipeline::new("");
     p.build(&[], 0); // everything built up to 2025-01-10
-    let state = p.s.repo.join(".chronon-build/state.db");
     let gb = "group-by-backfill";
     let part = "join-part";
     set_history(
-        &state,
+        &p.s.repo,
         &[
             // 50, 60 and 600 seconds a partition: the median is 60.
             (
@@ -467,7 +475,10 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
     );
     commit_all(&p.s.repo, "built");
     set_purchases_window(&p.s, 7);
-    let state_arg = state.display().to_string();
+    // A copy of the state, on SQLite whichever backend the repository's is.
+    let copy = p.s.repo.join("copy.db");
+    state_db::copy_to_file(&p.s.repo, &copy);
+    let state_arg = copy.display().to_string();
     let report = diff_json(
         &p.s,
         &[
@@ -480,41 +491,28 @@ fn with_a_state_only_built_partitions_count_and_cost_is_the_median_pace() {
         ],
     );
     assert_eq!(report["with_state"], true);
-    // Without --state, the repository's own state (.chronon-build/state.db)
-    // is read, as every other command reads it.
+    // Without --state, the repository's own state is read, as every other
+    // command reads it.
     let own = diff_json(&p.s, &["--base", "main", "--until", "2025-01-10"]);
     assert_eq!(own, report);
-    // Elsewhere, --state still overrides it.
-    let moved = p.s.repo.join("elsewhere.db");
-    std::fs::rename(&state, &moved).unwrap();
-    let none = diff(
-        &p.s,
-        &[
-            "--format",
-            "json",
-            "--base",
-            "main",
-            "--until",
-            "2025-01-10",
-        ],
-    );
-    assert_contains(&none.stderr, "note: no state at");
-    let none: Value = serde_json::from_str(&none.stdout).unwrap();
-    assert_eq!(none["with_state"], false, "{none}");
-    let moved_arg = moved.display().to_string();
-    let again = diff_json(
-        &p.s,
-        &[
-            "--state",
-            &moved_arg,
-            "--base",
-            "main",
-            "--until",
-            "2025-01-10",
-        ],
-    );
-    assert_eq!(again, report);
-    std::fs::rename(&moved, &state).unwrap();
+    if !crate::postgres::on_postgres() {
+        // No state of its own: it says so.
+        state_db::lose(&p.s.repo);
+        let none = diff(
+            &p.s,
+            &[
+                "--format",
+                "json",
+                "--base",
+                "main",
+                "--until",
+                "2025-01-10",
+            ],
+        );
+        assert_contains(&none.stderr, "note: no state at");
+        let none: Value = serde_json::from_str(&none.stdout).unwrap();
+        assert_eq!(none["with_state"], false, "{none}");
+    }
 
     // Built: the backfill 2025-01-05..10 (6), the joins 2025-01-03..10 (8).
     assert_estimate(
@@ -826,11 +824,8 @@ fn diff_works_when_the_configs_are_a_subfolder_of_a_monorepo() {
     edit(9);
     // From the monorepo's root, from an unrelated folder, and from inside.
     for cwd in [mono.clone(), std::env::temp_dir(), mono.join("services")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_chronon-build"))
-            .env("COLUMNS", "100000")
+        let out = crate::command(&configs)
             .current_dir(&cwd)
-            .arg("--repo")
-            .arg(&configs)
             .args([
                 "diff",
                 "--base",

@@ -132,10 +132,7 @@ impl Tables {
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
-            .env("COLUMNS", "100000")
-            .arg("--repo")
-            .arg(&self.s.repo)
+        let mut child = crate::command(&self.s.repo)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())

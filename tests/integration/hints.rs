@@ -60,7 +60,7 @@ fn a_lost_state_with_outputs_in_the_warehouse_suggests_adopt() {
     assert!(s.build_all(UNTIL) > 0);
     let out = s.run(&["plan", "--until", UNTIL]);
     assert!(!out.stderr.contains("adopt"), "{}", out.stderr);
-    std::fs::remove_file(s.repo.join(".chronon-build/state.db")).unwrap();
+    crate::state_db::lose(&s.repo);
     for args in [&["plan"][..], &["run", "-n"]] {
         let mut args = args.to_vec();
         args.extend(["--until", UNTIL]);

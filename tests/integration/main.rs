@@ -29,6 +29,7 @@ mod robustness;
 mod run;
 mod scenario;
 mod soundness;
+mod state_db;
 mod state_pg;
 mod undeclared_reads;
 mod warehouse;

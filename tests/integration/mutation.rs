@@ -276,34 +276,31 @@ struct Build {
 /// Reads a built repository: keys from its state, outputs from its
 /// warehouse and KV store.
 fn read_build(root: &Path) -> Build {
-    let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT n.step, n.config, n.part, t.day, hex(t.key) FROM targets t \
-             JOIN nodes n ON n.id = t.node",
-        )
-        .unwrap();
-    let keys = stmt
-        .query_map([], |r| {
-            let part: String = r.get(2)?;
+    let rows = crate::state_db::StateDb::open(root).rows(
+        "SELECT n.step, n.config, n.part, t.day, t.key FROM targets t JOIN nodes n ON n.id = t.node",
+        &[],
+    );
+    let keys = rows
+        .iter()
+        .map(|r| {
+            let part = r[2].text();
             let label = format!(
                 "{}:{}{}@{}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r[0].text(),
+                r[1].text(),
                 if part.is_empty() {
                     String::new()
                 } else {
                     format!("#{part}")
                 },
                 // Unpartitioned targets are recorded at i64::MIN.
-                i32::try_from(r.get::<_, i64>(3)?)
+                i32::try_from(r[3].int())
                     .map_or("-".to_string(), |d| chronon_build::partition::Day(d)
                         .to_string())
             );
-            Ok((label, r.get::<_, String>(4)?))
+            let key: String = r[4].bytes().iter().map(|b| format!("{b:02X}")).collect();
+            (label, key)
         })
-        .unwrap()
-        .map(Result::unwrap)
         .collect();
     Build {
         keys,

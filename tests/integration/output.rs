@@ -11,10 +11,8 @@ use crate::{Output, copy_dir, testdata};
 
 /// The binary as a user's shell runs it outside a terminal: no `COLUMNS`.
 fn chronon_build(repo: &Path, args: &[&str]) -> Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"))
+    let out = crate::command(repo)
         .env_remove("COLUMNS")
-        .arg("--repo")
-        .arg(repo)
         .args(args)
         .output()
         .unwrap();

@@ -156,8 +156,9 @@ impl Real {
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"));
-        cmd.arg("--repo").arg(&self.s.repo).args(args);
+        let mut cmd = crate::command(&self.s.repo);
+        // As a user's shell runs it: run.py is checked for every variable.
+        cmd.env_remove("COLUMNS").args(args);
         cmd.env("SHIM_LOG", self.s.repo.join("shim.jsonl"))
             .env("SHIM_WAREHOUSE", self.s.repo.join("warehouse"))
             .env("SHIM_DRIVER", self.driver);

@@ -18,6 +18,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
 use crate::chronon_build;
+use crate::state_db::{self, Cell, StateDb};
 
 const DAY_MS: i64 = 86_400_000;
 const FIRST: i64 = 20_089; // 2025-01-01
@@ -251,37 +252,32 @@ fn run(root: &Path, until: &str) -> crate::Output {
 /// node memos (`plan::memo`): a memo may only save work, never change what
 /// is decided.
 fn plans_with_and_without_memos(root: &Path, until: &str) -> (String, String) {
-    let state = root.join(".chronon-build/state.db");
-    let copy = root.join("without-memos.db");
-    let _ = std::fs::remove_file(&copy);
-    {
-        let conn = rusqlite::Connection::open(&state).unwrap();
-        let memos: i64 = conn
-            .query_row("SELECT count(*) FROM node_memos", [], |r| r.get(0))
-            .unwrap();
-        assert!(memos > 0, "a run records node memos");
-        conn.execute("VACUUM INTO ?1", [copy.display().to_string()])
-            .unwrap();
-        let copied = rusqlite::Connection::open(&copy).unwrap();
-        copied.execute("DELETE FROM node_memos", []).unwrap();
-    }
-    let plan = |state: &Path| {
-        let out = chronon_build(
-            root,
-            &[
-                "plan",
-                "--until",
-                until,
-                "--format",
-                "json",
-                "--state",
-                &state.display().to_string(),
-            ],
-        );
+    let memos = StateDb::open(root).count("SELECT count(*) FROM node_memos");
+    assert!(memos > 0, "a run records node memos");
+    let copy = without_memos(root);
+    let plan = |state: Option<&Path>| {
+        let mut args = vec!["plan", "--until", until, "--format", "json"];
+        let state = state.map(|s| s.display().to_string());
+        if let Some(state) = &state {
+            args.extend(["--state", state]);
+        }
+        let out = chronon_build(root, &args);
         crate::assert_planned(&out);
         out.stdout
     };
-    (plan(&state), plan(&copy))
+    (plan(None), plan(Some(&copy)))
+}
+
+/// A SQLite copy of `root`'s state (`without-memos.db`) without its node
+/// memos.
+fn without_memos(root: &Path) -> PathBuf {
+    let copy = root.join("without-memos.db");
+    state_db::copy_to_file(root, &copy);
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute("DELETE FROM node_memos", [])
+        .unwrap();
+    copy
 }
 
 fn jobs(out: &crate::Output) -> usize {
@@ -347,6 +343,7 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
 
             let clean: PathBuf = dir.path().join(format!("clean-{}", files.until));
             let _ = std::fs::remove_dir_all(&clean);
+            state_db::lose(&clean);
             files.write(&clean);
             run(&clean, &until);
             let (got, got_kv) = outputs(&incremental, &until);
@@ -373,6 +370,15 @@ fn soundness_incremental_runs_equal_clean_builds_after_random_edits() {
 /// 4's memos covered whole nodes, and are dropped for memos up to a day.
 #[test]
 fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
+    if crate::postgres::on_postgres() {
+        // Said, not skipped silently: no PostgreSQL state of these schemas
+        // ever existed.
+        eprintln!(
+            "a_state_of_a_previous_schema_is_read_and_migrated_forward: SQLite only: \
+             PostgreSQL states begin at schema 7, the first with PostgreSQL"
+        );
+        return;
+    }
     for schema in [1, 2, 3, 4] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
@@ -478,6 +484,30 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
     }
 }
 
+/// A state of a schema newer than this binary's is refused by every
+/// command that opens it (exit 2, naming the versions) and left as it is,
+/// on either backend.
+#[test]
+fn a_state_of_a_newer_schema_is_refused_and_left_as_it_is() {
+    let (_dir, root, until) = built_repo();
+    let newer = chronon_build::store::SCHEMA_VERSION + 1;
+    let mut state = StateDb::open(&root);
+    let targets = state.count("SELECT count(*) FROM targets");
+    state.set_version(newer);
+    for command in ["plan", "run", "status"] {
+        let out = chronon_build(&root, &[command, "--until", &until]);
+        assert_eq!(out.code, 2, "{command}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr
+                .contains("newer than this chronon-build understands"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(state.version(), newer);
+    assert_eq!(state.count("SELECT count(*) FROM targets"), targets);
+}
+
 /// A repository built up to day 4: its folder (kept while the first is),
 /// root and `--until`.
 fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
@@ -487,6 +517,17 @@ fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
     let until = day(4);
     run(&root, &until);
     (dir, root, until)
+}
+
+/// The last day the memo of `t.g`'s backfill covers.
+fn backfill_memo(state: &mut StateDb) -> Option<i64> {
+    state
+        .one(
+            "SELECT m.last FROM node_memos m JOIN nodes n ON n.id = m.node
+             WHERE n.step = 'group-by-backfill' AND n.config = 't.g'",
+            &[],
+        )
+        .map(|c| c.int())
 }
 
 /// The cron case: `--until` moves on a day. A node's memo still holds for
@@ -499,47 +540,38 @@ fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
 fn when_until_moves_on_a_memo_holds_for_the_days_it_covers() {
     let (_dir, root, until) = built_repo();
     run(&root, &until);
-    let state = root.join(".chronon-build/state.db");
-    let conn = rusqlite::Connection::open(&state).unwrap();
-    let backfill_memo = || -> Option<i64> {
-        conn.query_row(
-            "SELECT m.last FROM node_memos m JOIN nodes n ON n.id = m.node
-             WHERE n.step = 'group-by-backfill' AND n.config = 't.g'",
-            [],
-            |r| r.get(0),
-        )
-        .ok()
-    };
-    assert_eq!(backfill_memo(), Some(FIRST + 4), "a no-op run stores memos");
+    let mut state = StateDb::open(&root);
+    assert_eq!(
+        backfill_memo(&mut state),
+        Some(FIRST + 4),
+        "a no-op run stores memos"
+    );
 
     let next = run(&root, &day(5));
     assert!(jobs(&next) > 0, "{}", next.stdout);
-    assert_eq!(backfill_memo(), Some(FIRST + 4), "building day 5 keeps it");
+    assert_eq!(
+        backfill_memo(&mut state),
+        Some(FIRST + 4),
+        "building day 5 keeps it"
+    );
 
-    let tamper = |d: i64| {
-        conn.execute(
-            "UPDATE targets SET key = zeroblob(32) WHERE day = ?1 AND node =
+    for d in [2, 5] {
+        state.execute(
+            "UPDATE targets SET key = ?1 WHERE day = ?2 AND node =
                  (SELECT id FROM nodes WHERE step = 'group-by-backfill' AND config = 't.g')",
-            [FIRST + d],
-        )
-        .unwrap();
-    };
-    tamper(2);
-    tamper(5);
-    let stale = |state: &Path| -> Vec<String> {
-        let state = state.display().to_string();
-        let out = chronon_build(
-            &root,
-            &[
-                "plan",
-                "--until",
-                &day(5),
-                "--format",
-                "json",
-                "--state",
-                &state,
-            ],
+            &[Cell::Bytes(vec![0; 32]), Cell::Int(FIRST + d)],
         );
+    }
+    let stale = |state: Option<&Path>| -> Vec<String> {
+        let mut args = vec!["plan", "--until", &day(5), "--format", "json"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        if let Some(state) = state {
+            args.extend(["--state".into(), state.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = chronon_build(&root, &args);
         assert_eq!(out.code, 0, "{}", out.stderr);
         let plan: Value = serde_json::from_str(&out.stdout).unwrap();
         plan["groups"]
@@ -556,23 +588,21 @@ fn when_until_moves_on_a_memo_holds_for_the_days_it_covers() {
             })
             .collect()
     };
-    let without = root.join("without-memos.db");
-    conn.execute("VACUUM INTO ?1", [without.display().to_string()])
-        .unwrap();
-    rusqlite::Connection::open(&without)
-        .unwrap()
-        .execute("DELETE FROM node_memos", [])
-        .unwrap();
+    let without = without_memos(&root);
     let days = |d: i64| format!("{}..{}", day(d), day(d));
-    assert_eq!(stale(&state), vec![days(5)], "day 2 is the memo's");
-    assert_eq!(stale(&without), vec![days(2), days(5)]);
+    assert_eq!(stale(None), vec![days(5)], "day 2 is the memo's");
+    assert_eq!(stale(Some(&without)), vec![days(2), days(5)]);
 
     // Day 5 rebuilt (its key differed), then a no-op run: the memo now
     // covers day 5.
     run(&root, &day(5));
-    assert_eq!(backfill_memo(), Some(FIRST + 4));
+    assert_eq!(backfill_memo(&mut state), Some(FIRST + 4));
     run(&root, &day(5));
-    assert_eq!(backfill_memo(), Some(FIRST + 5), "the next plan extends it");
+    assert_eq!(
+        backfill_memo(&mut state),
+        Some(FIRST + 5),
+        "the next plan extends it"
+    );
 }
 
 /// The document each recorded key hashed is in the state beside it (cargo
@@ -581,23 +611,24 @@ fn when_until_moves_on_a_memo_holds_for_the_days_it_covers() {
 #[test]
 fn every_recorded_key_is_the_hash_of_its_stored_document() {
     let (_dir, root, _) = built_repo();
-    let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT n.step, t.day, t.key, t.slice, t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node")
-        .unwrap();
-    /// Step, day, key, slice, inputs document.
-    type Row = (String, i64, Vec<u8>, Vec<u8>, String);
-    let rows: Vec<Row> = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let rows = StateDb::open(&root).rows(
+        "SELECT n.step, t.day, t.key, t.slice, t.inputs_doc FROM targets t JOIN nodes n ON n.id = t.node",
+        &[],
+    );
     assert!(rows.len() > 10, "{}", rows.len());
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let mut with_inputs = 0;
-    for (step, day, key, slice, inputs) in rows {
+    for row in rows {
+        let [step, day, key, slice, inputs] = &row[..] else {
+            panic!("{row:?}")
+        };
+        let (step, day, key, slice, inputs) = (
+            step.text(),
+            day.int(),
+            key.bytes(),
+            slice.bytes(),
+            inputs.text(),
+        );
         let partition = match day {
             i64::MIN => String::new(),
             d => format!(
@@ -608,9 +639,9 @@ fn every_recorded_key_is_the_hash_of_its_stored_document() {
         let doc = format!(
             "{{\"key_version\":{},\"step\":\"{step}\",\"slice\":\"{}\"{partition},\"inputs\":{inputs}}}",
             chronon_build::hash::KEY_VERSION,
-            hex(&slice)
+            hex(slice)
         );
-        assert_eq!(blake3::hash(doc.as_bytes()).as_bytes(), &key[..], "{doc}");
+        assert_eq!(blake3::hash(doc.as_bytes()).as_bytes(), key, "{doc}");
         with_inputs += usize::from(inputs != "[]");
     }
     assert!(with_inputs > 0);
@@ -622,27 +653,21 @@ fn every_recorded_key_is_the_hash_of_its_stored_document() {
 #[test]
 fn a_key_of_another_version_is_told_apart_by_its_inputs() {
     let (_dir, root, until) = built_repo();
-    let conn = rusqlite::Connection::open(root.join(".chronon-build/state.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT inputs, inputs_doc FROM targets")
-        .unwrap();
-    let rows: Vec<(Vec<u8>, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut state = StateDb::open(&root);
+    let rows = state.rows("SELECT inputs, inputs_doc FROM targets", &[]);
     assert!(rows.len() > 10, "{}", rows.len());
-    for (inputs, doc) in &rows {
+    for row in &rows {
+        let doc = row[1].text();
         assert_eq!(
             blake3::hash(doc.as_bytes()).as_bytes(),
-            &inputs[..],
+            row[0].bytes(),
             "{doc}"
         );
     }
     // As a binary with another key version finds it: other keys, and no
     // memos (they digest the key version).
-    conn.execute_batch("UPDATE targets SET key = zeroblob(32); DELETE FROM node_memos;")
-        .unwrap();
+    state.execute("UPDATE targets SET key = ?1", &[Cell::Bytes(vec![0; 32])]);
+    state.execute("DELETE FROM node_memos", &[]);
     let plan = chronon_build(&root, &["plan", "--until", &until, "--format", "json"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let reasons: Vec<String> = crate::plan_groups(&plan)
@@ -664,18 +689,14 @@ fn a_key_of_another_version_is_told_apart_by_its_inputs() {
 fn adopted_nodes_have_memos_that_change_no_decision() {
     let (_dir, root, until) = built_repo();
     // The embedded warehouse stays; the state goes.
-    let state = root.join(".chronon-build/state.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
-    }
+    state_db::lose(&root);
     let out = chronon_build(&root, &["adopt", "--until", &until]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let conn = rusqlite::Connection::open(&state).unwrap();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let memos = count("SELECT count(*) FROM node_memos");
-    let nodes = count("SELECT count(DISTINCT node) FROM targets");
+    let mut state = StateDb::open(&root);
+    let memos = state.count("SELECT count(*) FROM node_memos");
+    let nodes = state.count("SELECT count(DISTINCT node) FROM targets");
     assert!(memos > 0 && memos <= nodes, "{memos} memos, {nodes} nodes");
-    drop(conn);
+    drop(state);
     let (with, without) = plans_with_and_without_memos(&root, &until);
     assert_eq!(with, without);
     assert!(with.contains("\"fresh\": 13"), "{with}");

@@ -605,3 +605,77 @@ fn sslmode_require_runs_over_tls_and_disable_is_refused_by_a_tls_only_server() {
     assert_contains(&out.stderr, "no encryption");
     assert_no_password(&out);
 }
+
+/// A command waiting for the state's lock (`--wait-lock`) when the server
+/// restarts waits again on a new connection, and goes on once the holder
+/// lets the lock go: here `gc`, behind an exclusive holder that takes the
+/// lock again after the restart before the command can reconnect.
+#[test]
+fn a_command_waiting_for_the_lock_waits_again_after_a_postgres_restart() {
+    let name = "a_command_waiting_for_the_lock_waits_again_after_a_postgres_restart";
+    let Some(mut server) = server_or_skip(name) else {
+        return;
+    };
+    let url = server.create_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let p = Pipeline::new("");
+    let env = [("CHRONON_BUILD_STATE_URL", url.as_str())];
+    let built = p.run_with(&["run", "--until", "2025-01-10"], &env);
+    assert_eq!(built.code, 0, "{}\n{}", built.stdout, built.stderr);
+    let hold = |server: &PgServer| {
+        let mut other = server.superuser(&database);
+        other
+            .batch_execute("SET application_name = 'the other holder'")
+            .unwrap();
+        let taken: bool = other
+            .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
+            .unwrap()
+            .get(0);
+        assert!(taken);
+        other
+    };
+    let other = hold(&server);
+    let waiting = |server: &PgServer| {
+        server
+            .superuser(&database)
+            .query(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND classid = 6514802 AND objid = 1869508462",
+                &[],
+            )
+            .unwrap()
+            .len()
+            == 1
+    };
+    let gc = ["gc", "--until", "2025-01-10", "--wait-lock"];
+    let child = p.spawn(&gc, &env);
+    assert!(wait_until(|| waiting(&server)), "gc never waited");
+    // The command cannot connect again until the holder has the lock back.
+    let role = |server: &PgServer, login: &str| {
+        server
+            .admin()
+            .batch_execute(&format!("ALTER ROLE {USER} {login}"))
+            .unwrap()
+    };
+    role(&server, "NOLOGIN");
+    drop(other);
+    server.stop();
+    server.restart();
+    let other = hold(&server);
+    role(&server, "LOGIN");
+    let waited = wait_until(|| waiting(&server));
+    drop(other);
+    let out = crate::Output::from(child.wait_with_output().unwrap());
+    assert!(
+        waited,
+        "gc did not wait again:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_contains(
+        &out.stderr,
+        "connection lost while waiting for the state's lock",
+    );
+    assert_contains(&out.stdout, "nothing to remove");
+    assert_no_password(&out);
+}

@@ -355,11 +355,8 @@ fn show_is_readable_in_a_terminal_and_exact_for_machines() {
         ),
     );
     run(repo, &["warehouse", "import", "raw.wide", &file]);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chronon-build"));
-    cmd.env("COLUMNS", "100000");
-    cmd.arg("--repo")
-        .arg(repo)
-        .args(["warehouse", "show", "raw.wide", "--ds", "2025-01-01"])
+    let mut cmd = crate::command(repo);
+    cmd.args(["warehouse", "show", "raw.wide", "--ds", "2025-01-01"])
         .env("COLUMNS", "60");
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
