@@ -143,7 +143,7 @@ pub enum Source {
         mutation_topic: Option<String>,
         query: Query,
     },
-    JoinSource {
+    Join {
         join: Box<Join>,
         query: Query,
     },
@@ -154,7 +154,7 @@ impl Source {
         match self {
             Source::Events { query, .. }
             | Source::Entities { query, .. }
-            | Source::JoinSource { query, .. } => query,
+            | Source::Join { query, .. } => query,
         }
     }
 
@@ -166,7 +166,7 @@ impl Source {
         match self {
             Source::Events { .. } => DataModel::Events,
             Source::Entities { .. } => DataModel::Entities,
-            Source::JoinSource { join, .. } => join.left.data_model(),
+            Source::Join { join, .. } => join.left.data_model(),
         }
     }
 
@@ -174,7 +174,7 @@ impl Source {
         match self {
             Source::Events { topic, .. } => topic.is_some(),
             Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
-            Source::JoinSource { join, .. } => join.left.has_topic(),
+            Source::Join { join, .. } => join.left.has_topic(),
         }
     }
 }
@@ -325,7 +325,7 @@ impl GroupBy {
         self.sources.iter().any(|s| match s {
             Source::Events { topic, .. } => topic.is_some(),
             Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
-            Source::JoinSource { .. } => false,
+            Source::Join { .. } => false,
         })
     }
 }

@@ -423,7 +423,7 @@ fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
         }
         _ => {
             let join = d.req_obj(&inner, "join").and_then(|j| read_join(d, &j))?;
-            Some(Source::JoinSource {
+            Some(Source::Join {
                 join: Box::new(join),
                 query,
             })
