@@ -127,6 +127,7 @@ pub struct StateStore {
 impl StateStore {
     /// Opens a state file for writing, creating it and its folder when
     /// missing.
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
         Self::open_at(&StateLocation::File(path.to_path_buf()))
     }
@@ -206,10 +207,6 @@ impl StateStore {
     /// state's lock on PostgreSQL, and fail once it is lost for good.
     pub fn guard(&self, lock: &pg_lock::PgLock) {
         self.db.guard(lock.keeper());
-    }
-
-    pub fn location(&self) -> &StateLocation {
-        &self.location
     }
 
     fn err(&self, e: DbError) -> StoreError {

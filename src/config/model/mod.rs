@@ -231,7 +231,6 @@ pub struct TableDependency {
 pub struct ExecutionInfo {
     pub step_days: Option<i64>,
     pub table_dependencies: Vec<TableDependency>,
-    pub env: Option<Value>,
     /// `executionInfo.outputTableInfo.table`: Zipline's explicit output
     /// table, which its `MetaData.outputTable` prefers to the derived name.
     pub output_table: Option<String>,
@@ -242,7 +241,6 @@ pub struct MetaData {
     pub name: String,
     pub team: String,
     pub online: bool,
-    pub production: bool,
     pub output_namespace: Option<String>,
     pub dependencies: Vec<Dependency>,
     pub offline_schedule: Option<String>,
@@ -250,9 +248,7 @@ pub struct MetaData {
     pub check_consistency: bool,
     pub custom_json: Option<Value>,
     pub sample_percent: f64,
-    pub consistency_sample_percent: f64,
     pub execution_info: ExecutionInfo,
-    pub mode_to_env_map: Option<Value>,
 }
 
 impl MetaData {
