@@ -74,8 +74,8 @@
 //! - `error`: the command-level error, converted from each domain's own
 //!   (`StoreError`, `ProbeError`, `SettingsError`, `WarehouseError`), and
 //!   the one map to exit codes;
-//! - `testing`: what the integration tests and benchmarks use (the only
-//!   public modules; every other is crate-private).
+//! - `testing`: what the integration tests and benchmarks use (the one
+//!   public module; every other is crate-private).
 //!
 //! Files on disk:
 //! - `<repo>/chronon-build.toml`: settings (optional);
@@ -117,7 +117,7 @@ pub(crate) mod store;
 pub(crate) mod table;
 pub(crate) mod warehouse;
 
-/// What the binary uses: the command line, and the allocator it installs.
+// What the binary uses: the command line, and the allocator it installs.
 pub use cli::run;
 pub use heap::Counting;
 

@@ -1,5 +1,5 @@
 /// Counts the heap where a bound asks for it (the local engine's jobs:
-/// `chronon_build::heap`).
+/// the crate's `heap` module).
 #[global_allocator]
 static HEAP: chronon_build::Counting = chronon_build::Counting;
 
