@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chronon_build::partition::Day;
+use chronon_build::testing::Day;
 
 struct Args {
     group_bys: usize,

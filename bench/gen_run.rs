@@ -17,11 +17,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chronon_build::cli::{Global, Workspace};
-use chronon_build::graph::Schedule;
-use chronon_build::partition::Day;
-use chronon_build::plan::{self, Context, PlanOptions};
-use chronon_build::probe;
+use chronon_build::testing::plan::{self, Context, PlanOptions};
+use chronon_build::testing::{Day, Global, Schedule, Workspace, probe};
 
 fn main() {
     let mut repo = PathBuf::from("bench/out/run/repo");
@@ -152,7 +149,7 @@ fn main() {
 /// Lists every `<ns>.db/<table>/ds=<day>` folder under `hive` in the catalog
 /// of `<sqlite>/<ns>.sqlite`, with a fingerprint made from its path.
 fn catalog(hive: &std::path::Path, sqlite: &std::path::Path, tables: bool) -> usize {
-    let warehouse = chronon_build::warehouse::Warehouse::new(sqlite.to_path_buf(), "ds");
+    let warehouse = chronon_build::testing::Warehouse::new(sqlite.to_path_buf(), "ds");
     let mut listed = 0;
     for ns_dir in std::fs::read_dir(hive).unwrap() {
         let ns_dir = ns_dir.unwrap().path();
@@ -189,7 +186,7 @@ fn catalog(hive: &std::path::Path, sqlite: &std::path::Path, tables: bool) -> us
                         continue;
                     };
                     let fingerprint =
-                        chronon_build::hash::Hash::of(partition.to_string_lossy().as_bytes());
+                        chronon_build::testing::Hash::of(partition.to_string_lossy().as_bytes());
                     insert.execute((&table, day, fingerprint.hex())).unwrap();
                     listed += 1;
                 }

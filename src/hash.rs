@@ -244,122 +244,122 @@ pub struct FieldRule {
     /// Dotted path with array indices removed. `**.` matches any prefix.
     pub pattern: &'static str,
     pub class: FieldClass,
-    pub why: &'static str,
 }
 
-/// The one table that decides what each field does to keys. First match
-/// wins; a field under `metaData` that no row names is non-semantic, any
-/// other unnamed field is semantic (a field we do not know might change data).
+/// The one table that decides what each field does to keys (each row says
+/// why in a comment above it). First match wins; a field under `metaData`
+/// that no row names is non-semantic, any other unnamed field is semantic
+/// (a field we do not know might change data).
 pub const FIELD_RULES: &[FieldRule] = &[
+    // Names the output table.
     FieldRule {
         pattern: "**.metaData.name",
         class: FieldClass::Semantic,
-        why: "names the output table",
     },
+    // Names the output table.
     FieldRule {
         pattern: "**.metaData.outputNamespace",
         class: FieldClass::Semantic,
-        why: "names the output table",
     },
+    // Shifts every input.
     FieldRule {
         pattern: "**.metaData.customJson.lag",
         class: FieldClass::Semantic,
-        why: "shifts every input",
     },
+    // Decides serving, not batch data.
     FieldRule {
         pattern: "**.metaData.online",
         class: FieldClass::ServingOnly,
-        why: "decides serving, not batch data",
     },
+    // Online logging rate.
     FieldRule {
         pattern: "**.metaData.samplePercent",
         class: FieldClass::ServingOnly,
-        why: "online logging rate",
     },
+    // Online consistency sampling rate.
     FieldRule {
         pattern: "**.metaData.consistencySamplePercent",
         class: FieldClass::ServingOnly,
-        why: "online consistency sampling rate",
     },
+    // Documentation.
     FieldRule {
         pattern: "**.metaData.description",
         class: FieldClass::NonSemantic,
-        why: "documentation",
     },
+    // Ownership.
     FieldRule {
         pattern: "**.metaData.team",
         class: FieldClass::NonSemantic,
-        why: "ownership",
     },
+    // Cluster and schedule settings.
     FieldRule {
         pattern: "**.metaData.executionInfo",
         class: FieldClass::NonSemantic,
-        why: "cluster and schedule settings",
     },
+    // Job environment.
     FieldRule {
         pattern: "**.metaData.modeToEnvMap",
         class: FieldClass::NonSemantic,
-        why: "job environment",
     },
+    // Derived by the compiler.
     FieldRule {
         pattern: "**.metaData.columnHashes",
         class: FieldClass::NonSemantic,
-        why: "derived by the compiler",
     },
+    // Schedule.
     FieldRule {
         pattern: "**.metaData.offlineSchedule",
         class: FieldClass::NonSemantic,
-        why: "schedule",
     },
+    // Sensor hints; inputs come from sources.
     FieldRule {
         pattern: "**.metaData.dependencies",
         class: FieldClass::NonSemantic,
-        why: "sensor hints; inputs come from sources",
     },
+    // Table metadata.
     FieldRule {
         pattern: "**.metaData.tableProperties",
         class: FieldClass::NonSemantic,
-        why: "table metadata",
     },
+    // Tags and job arguments.
     FieldRule {
         pattern: "**.metaData.customJson",
         class: FieldClass::NonSemantic,
-        why: "tags and job arguments",
     },
+    // Input cutoff.
     FieldRule {
         pattern: "**.query.startPartition",
         class: FieldClass::Cutoff,
-        why: "input cutoff",
     },
+    // Input cutoff.
     FieldRule {
         pattern: "**.query.endPartition",
         class: FieldClass::Cutoff,
-        why: "input cutoff",
     },
+    // First partition wanted.
     FieldRule {
         pattern: "startPartition",
         class: FieldClass::Cutoff,
-        why: "first partition wanted",
     },
+    // First partition wanted.
     FieldRule {
         pattern: "backfillStartDate",
         class: FieldClass::NonSemantic,
-        why: "first partition wanted",
     },
+    // Streaming input.
     FieldRule {
         pattern: "**.events.topic",
         class: FieldClass::ServingOnly,
-        why: "streaming input",
     },
+    // Streaming input.
     FieldRule {
         pattern: "**.entities.mutationTopic",
         class: FieldClass::ServingOnly,
-        why: "streaming input",
     },
+    // Fetched online only.
     FieldRule {
         pattern: "**.onlineExternalParts",
         class: FieldClass::ServingOnly,
-        why: "fetched online only",
     },
 ];
 

@@ -73,7 +73,9 @@
 //!   engine job's memory bound asks for it (`engine::bounds`);
 //! - `error`: the command-level error, converted from each domain's own
 //!   (`StoreError`, `ProbeError`, `SettingsError`, `WarehouseError`), and
-//!   the one map to exit codes.
+//!   the one map to exit codes;
+//! - `testing`: what the integration tests and benchmarks use (the one
+//!   public module; every other is crate-private).
 //!
 //! Files on disk:
 //! - `<repo>/chronon-build.toml`: settings (optional);
@@ -90,29 +92,58 @@ macro_rules! errln {
     }};
 }
 
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod diff;
-pub mod engine;
-pub mod error;
-pub mod exec;
-pub mod formats;
-pub mod graph;
-pub mod hash;
-pub mod heap;
-pub mod identity;
-pub mod monitor;
-pub mod partition;
-pub mod plan;
-pub mod probe;
-pub mod run;
-pub mod say;
-pub mod settings;
-pub mod sqlite;
-pub mod step;
-pub mod store;
-pub mod table;
-pub mod warehouse;
+pub(crate) mod cli;
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod diff;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod exec;
+pub(crate) mod formats;
+pub(crate) mod graph;
+pub(crate) mod hash;
+pub(crate) mod heap;
+pub(crate) mod identity;
+pub(crate) mod monitor;
+pub(crate) mod partition;
+pub(crate) mod plan;
+pub(crate) mod probe;
+pub(crate) mod run;
+pub(crate) mod say;
+pub(crate) mod settings;
+pub(crate) mod sqlite;
+pub(crate) mod step;
+pub(crate) mod store;
+pub(crate) mod table;
+pub(crate) mod warehouse;
 
+// What the binary uses: the command line, and the allocator it installs.
 pub use cli::run;
+pub use heap::Counting;
+
+/// What the integration tests and benchmarks use; not a stable API.
+pub mod testing {
+    pub use crate::cli::{Global, Workspace};
+    pub use crate::config::Repo;
+    pub use crate::exec::partitioning::Partitioning;
+    pub use crate::formats::remote::Storages;
+    pub use crate::formats::storage::{Storage, StorageError};
+    pub use crate::graph::{Graph, Schedule, Step};
+    pub use crate::hash::{Hash, KEY_VERSION};
+    pub use crate::partition::{Day, DayRange};
+    pub use crate::settings::Settings;
+    pub use crate::store::{SCHEMA_VERSION, StateStore};
+    pub use crate::warehouse::Warehouse;
+
+    /// The planner's entry points the tests drive directly.
+    pub mod plan {
+        pub use crate::plan::{
+            BuildRecord, Context, PlanOptions, Status, compute, node_key, reads, slice_json,
+        };
+    }
+
+    /// The probes the tests and benchmarks build.
+    pub mod probe {
+        pub use crate::probe::{fingerprint_dir, from_settings};
+    }
+}

@@ -1,7 +1,7 @@
 /// Counts the heap where a bound asks for it (the local engine's jobs:
-/// `chronon_build::heap`).
+/// the crate's `heap` module).
 #[global_allocator]
-static HEAP: chronon_build::heap::Counting = chronon_build::heap::Counting;
+static HEAP: chronon_build::Counting = chronon_build::Counting;
 
 fn main() {
     std::process::exit(chronon_build::run(std::env::args_os()));

@@ -10,7 +10,7 @@ use crate::partition::Day;
 
 mod bounds;
 
-pub use bounds::{BoundSettings, JobBounds, Origin, StepBounds, machine_memory, size};
+pub use bounds::{BoundSettings, JobBounds};
 
 /// A bad `chronon-build.toml`, or a setting that does not fit the
 /// repository: the message names the file and the field.
@@ -329,7 +329,7 @@ impl<'de> Deserialize<'de> for Savepoint {
 /// Durations such as `90s`, `5m`, `2h`, `1h30m` or `1d` (`humantime`'s
 /// syntax), at most `MAX` (366 days): a timeout, backoff or wait beyond a
 /// year is a typo, and a deadline must stay a valid instant.
-pub mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

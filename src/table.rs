@@ -41,6 +41,7 @@ pub struct Layouts {
 }
 
 impl Layouts {
+    #[cfg(test)]
     pub fn uniform(column: &str) -> Layouts {
         Layouts {
             default: TableLayout::new(column),

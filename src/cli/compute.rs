@@ -78,7 +78,7 @@ pub fn compute(global: &Global, args: &ComputeArgs) -> Result<Exit, Error> {
         crate::partition::at_range(args.start_ds, args.end_ds)
     );
     bounds::enforce(&ws.settings.bounds.for_step(args.step, jobs()), &target);
-    let engine = Engine::new(&ws.repo, &ws.settings, &ws.graph);
+    let engine = Engine::new(&ws.repo, &ws.settings);
     match engine.compute(node, range) {
         Ok(summary) => {
             super::print_out(&format!("{summary}\n"));
@@ -145,7 +145,7 @@ pub fn fetch(global: &Global, args: &FetchArgs) -> Result<Exit, Error> {
     let ts = args
         .ts
         .unwrap_or_else(|| crate::clock::unix_now().saturating_mul(1000));
-    let engine = Engine::new(&ws.repo, &ws.settings, &ws.graph);
+    let engine = Engine::new(&ws.repo, &ws.settings);
     if !engine.kv_path.exists() {
         return Err(Error::Usage(format!(
             "{}: no KV store yet; run the join's group-by uploads first (chronon-build run)",

@@ -158,7 +158,6 @@ impl Targets {
             until,
             from: self.from,
             nodes,
-            step: self.step,
         })
     }
 }
@@ -175,7 +174,6 @@ pub struct Selection {
     pub from: Option<Day>,
     /// The nodes asked for (their upstream is planned too).
     pub nodes: Vec<bool>,
-    pub step: Option<crate::graph::Step>,
 }
 
 /// `--until`, or yesterday; refused when `--from` is after it.

@@ -289,7 +289,7 @@ fn execute(
     match scope.format {
         Format::Text if crate::say::quiet() && summary.exit() == Exit::Ok => {}
         Format::Text => crate::say::out(&summary.text()),
-        Format::Json => print_json(&summary.to_json()),
+        Format::Json => print_json(&summary.json()),
     }
     match metrics_file {
         Some(path) => write_metrics(path, &ws, &plan, store.as_ref(), summary),

@@ -20,11 +20,11 @@
 //! - `sql_reads`: the tables a staging query's SQL reads, against the ones
 //!   it declares.
 
-pub mod decode;
+pub(crate) mod decode;
 mod files;
 mod load;
-pub mod model;
-pub mod sql_reads;
+pub(crate) mod model;
+pub(crate) mod sql_reads;
 mod teams;
 
 use std::collections::BTreeMap;
@@ -33,8 +33,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-pub use files::strict_json;
-pub use load::{parse_file, parse_value};
+#[cfg(test)]
+pub use load::parse_value;
 pub use model::*;
 
 /// One thing wrong with the input: which file, where in it, what was expected.

@@ -38,9 +38,9 @@
 
 mod configs;
 mod history;
-pub mod render;
+pub(crate) mod render;
 mod report;
-pub mod source;
+pub(crate) mod source;
 mod targets;
 mod totals;
 

@@ -251,7 +251,7 @@ pub fn source_table(source: &Source) -> String {
     match source {
         Source::Events { table, .. } => table.table.clone(),
         Source::Entities { snapshot_table, .. } => snapshot_table.table.clone(),
-        Source::JoinSource { join, .. } => join.meta.output_table(),
+        Source::Join { join, .. } => join.meta.output_table(),
     }
 }
 

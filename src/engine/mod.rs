@@ -10,18 +10,18 @@
 //! range. What the engine cannot compute exactly fails the target with a
 //! message naming the config and the field, and nothing is written.
 
-pub mod aggregate;
-pub mod bounds;
-pub mod consistency;
-pub mod fetch;
+pub(crate) mod aggregate;
+pub(crate) mod bounds;
+pub(crate) mod consistency;
+pub(crate) mod fetch;
 mod groupby;
 mod ir;
 mod join;
-pub mod kv;
+pub(crate) mod kv;
 mod label;
 mod seen;
-pub mod sql;
-pub mod streaming;
+pub(crate) mod sql;
+pub(crate) mod streaming;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use crate::config::{Body, Derivation, Query, Repo};
-use crate::graph::{Graph, Node, Step};
+use crate::graph::{Node, Step};
 use crate::partition::DayRange;
 use crate::settings::Settings;
 use crate::warehouse::{Rows, TableName, Warehouse, quote, quote_list};
@@ -74,24 +74,22 @@ impl EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
-/// What a computation needs: the configs, the graph and where data lives.
+/// What a computation needs: the configs and where data lives.
 pub struct Engine<'a> {
     pub repo: &'a Repo,
     pub settings: &'a Settings,
-    pub graph: &'a Graph,
     pub warehouse: Warehouse,
     /// The local KV store that `upload-to-kv` fills and `fetch` reads.
     pub kv_path: PathBuf,
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(repo: &'a Repo, settings: &'a Settings, graph: &'a Graph) -> Engine<'a> {
+    pub fn new(repo: &'a Repo, settings: &'a Settings) -> Engine<'a> {
         let root = settings.resolve(&repo.root, &settings.warehouse.root());
         let kv_path = settings.resolve(&repo.root, &settings.executor.kv);
         Engine {
             repo,
             settings,
-            graph,
             warehouse: Warehouse::new(root, &settings.warehouse.partition_column),
             kv_path,
         }

@@ -10,12 +10,12 @@
 //! substituted per argument, so a value can never split into two arguments
 //! or reach a shell.
 
-pub mod command;
-pub mod env;
-pub mod interface;
-pub mod partitioning;
-pub mod ranges;
-pub mod watch;
+pub(crate) mod command;
+pub(crate) mod env;
+pub(crate) mod interface;
+pub(crate) mod partitioning;
+pub(crate) mod ranges;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 
@@ -29,7 +29,7 @@ use crate::partition::DayRange;
 use crate::settings::SettingsError;
 use crate::settings::{ExecutorKind, Savepoint, Settings};
 
-pub use interface::{Interface, JOIN_BACKFILL, mode, takes_range};
+pub use interface::{Interface, takes_range};
 
 /// The executor of a run: the local engine, or a real CLI whose interface
 /// is known (set, or detected once for the run).

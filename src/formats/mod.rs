@@ -28,10 +28,10 @@
 //!   files, so a path, its size and its record count stand for its rows;
 //! - the table's location, schema and properties: they change no rows.
 
-pub mod delta;
-pub mod iceberg;
-pub mod remote;
-pub mod storage;
+pub(crate) mod delta;
+pub(crate) mod iceberg;
+pub(crate) mod remote;
+pub(crate) mod storage;
 
 use std::collections::BTreeMap;
 

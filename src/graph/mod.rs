@@ -21,13 +21,13 @@
 //! - `archive`: what makes a real Driver archive a join's tables;
 //! - `render`: DOT, Mermaid and JSON output.
 
-pub mod archive;
+pub(crate) mod archive;
 mod builder;
 mod node;
 mod notes;
 mod order;
-pub mod render;
-pub mod tables;
+pub(crate) mod render;
+pub(crate) mod tables;
 
 use crate::config::{ConfigErrors, Repo};
 use crate::settings::Settings;

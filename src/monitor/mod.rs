@@ -13,8 +13,8 @@
 //! - `metrics.rs`: `run --metrics-file`, one function per metric family;
 //! - `report.rs`: the HTML page of `report`: grid, duration charts, failures.
 
-pub mod metrics;
-pub mod report;
+pub(crate) mod metrics;
+pub(crate) mod report;
 
 use std::collections::HashMap;
 use std::path::Path;

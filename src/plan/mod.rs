@@ -24,11 +24,11 @@ mod column;
 mod decide;
 mod explain;
 mod key;
-pub mod live;
-pub mod memo;
-pub mod reason;
+pub(crate) mod live;
+pub(crate) mod memo;
+pub(crate) mod reason;
 mod record;
-pub mod render;
+pub(crate) mod render;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;

@@ -10,8 +10,7 @@ impl Runner<'_, '_> {
     /// `on_success_run`, with the summary as JSON in `run-N/summary.json`.
     pub(super) fn success_hook(&mut self, run_dir: &std::path::Path) {
         let path = run_dir.join("summary.json");
-        let json =
-            serde_json::to_string_pretty(&self.summary.to_json()).expect("summary serializes");
+        let json = serde_json::to_string_pretty(&self.summary.json()).expect("summary serializes");
         if let Err(e) = std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&path, json))
         {
             self.summary.hook_failures.push(format!(

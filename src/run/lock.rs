@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 
 pub enum StateLock {
-    File(File),
+    /// On a file: the lock lasts while the file stays open, so it is held
+    /// (never read) and dropping it lets go.
+    File { _held: File },
     /// On PostgreSQL: an advisory lock, held by its own connection.
     Postgres(Box<crate::store::pg_lock::PgLock>),
 }
@@ -39,7 +41,7 @@ impl StateLock {
     /// and nothing may be deleted). A file lock cannot be lost.
     pub fn check(&self) -> Result<(), Error> {
         match self {
-            StateLock::File(_) => Ok(()),
+            StateLock::File { .. } => Ok(()),
             StateLock::Postgres(lock) => lock.check().map_err(Error::StateLost),
         }
     }
@@ -136,7 +138,7 @@ pub fn acquire(state: &Path, mode: Mode, wait: bool) -> Result<StateLock, Error>
             .and_then(|_| file.flush());
         written.map_err(io)?;
     }
-    Ok(StateLock::File(file))
+    Ok(StateLock::File { _held: file })
 }
 
 /// Who holds the lock this mode was refused: the runs sharing it, or the

@@ -238,7 +238,8 @@ impl Summary {
         }
     }
 
-    pub fn to_json(&mut self) -> serde_json::Value {
+    /// The summary as JSON, its outcome filled in.
+    pub fn json(&mut self) -> serde_json::Value {
         self.outcome = self.outcome().name();
         serde_json::to_value(&*self).expect("summary serializes")
     }

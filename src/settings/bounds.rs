@@ -294,7 +294,7 @@ fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
 
 /// Sizes such as `32MiB`, `500KB`, `1GiB` or a number of bytes: at least
 /// 1 KiB (a log must hold its header and a few lines), at most 1 TiB.
-pub mod size {
+pub(crate) mod size {
     use serde::{Deserialize, Deserializer};
 
     const EXPECTED: &str = "expected a size such as 32MiB, 500KB or 1GiB";

@@ -61,7 +61,7 @@ mod keys;
 mod location;
 mod memos;
 mod nodes;
-pub mod pg_lock;
+pub(crate) mod pg_lock;
 mod pg_write;
 mod records;
 mod retry;
@@ -76,12 +76,11 @@ use std::path::Path;
 use crate::hash::Hash;
 use crate::partition::Day;
 
-pub use admin::StateInfo;
 pub use claims::{ActiveClaim, Claimant, Claimed, Holder};
 pub use db::pg_message;
 use db::{Db, DbError};
 pub use keys::{NO_PARTITION, NodeKey, day_column, day_from_column};
-pub use location::{PgLocation, SslMode, StateLocation, redact_url, redacted_args};
+pub use location::{PgLocation, StateLocation, redact_url, redacted_args};
 pub use memos::Memo;
 pub use nodes::RecordedNode;
 pub use records::{Built, NodeState, Recorded};
@@ -128,6 +127,7 @@ pub struct StateStore {
 impl StateStore {
     /// Opens a state file for writing, creating it and its folder when
     /// missing.
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
         Self::open_at(&StateLocation::File(path.to_path_buf()))
     }
@@ -207,10 +207,6 @@ impl StateStore {
     /// state's lock on PostgreSQL, and fail once it is lost for good.
     pub fn guard(&self, lock: &pg_lock::PgLock) {
         self.db.guard(lock.keeper());
-    }
-
-    pub fn location(&self) -> &StateLocation {
-        &self.location
     }
 
     fn err(&self, e: DbError) -> StoreError {

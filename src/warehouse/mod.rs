@@ -38,10 +38,8 @@ mod types;
 mod verify;
 mod write;
 
-pub use catalog::{CATALOG, Catalog, PartitionEntry};
-pub use import::{SeedPreview, from_json, json, read_file, seed, seed_preview, text};
-pub use verify::Mismatch;
-pub use write::fingerprint;
+pub use catalog::{Catalog, PartitionEntry};
+pub use import::{from_json, json, read_file, seed, seed_preview, text};
 
 /// What can go wrong in the embedded warehouse; each names the file,
 /// table or setting it is about.

@@ -366,7 +366,7 @@ fn set_history(repo: &Path, attempts: &[(&str, &str, &str, &str, &str, i64, i64)
     let mut state = StateDb::open(repo);
     state.execute("DELETE FROM attempts", &[]);
     for (step, config, part, from, to, seconds, exit_code) in attempts {
-        let day = |d: &str| Cell::Int(chronon_build::partition::Day::parse(d).unwrap().0.into());
+        let day = |d: &str| Cell::Int(chronon_build::testing::Day::parse(d).unwrap().0.into());
         let text = |t: &str| Cell::Text(t.to_string());
         state.execute(
             "INSERT INTO attempts (run, node, day_from, day_to, attempt, argv, exit_code, duration_ms, log_path, started_at)

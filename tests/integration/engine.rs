@@ -16,7 +16,7 @@ const FIRST_DAY: i64 = 20_089;
 const DAYS: i64 = 10;
 
 fn day_text(day: i64) -> String {
-    chronon_build::partition::Day(day as i32).to_string()
+    chronon_build::testing::Day(day as i32).to_string()
 }
 
 /// A small deterministic generator (64-bit LCG), so failures reproduce.

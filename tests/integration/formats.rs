@@ -373,8 +373,7 @@ fn iceberg_tables_on_gcs_plan_adopt_and_change_day_by_day() {
 /// `NotFound`.
 #[test]
 fn object_stores_keep_the_storage_contract() {
-    use chronon_build::formats::remote::Storages;
-    use chronon_build::formats::storage::{Storage, StorageError};
+    use chronon_build::testing::{Storage, StorageError, Storages};
 
     let test = "object_stores_keep_the_storage_contract";
     let Some(python) = python(test) else {

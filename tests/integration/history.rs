@@ -84,7 +84,7 @@ fn assert_same_partitions(clean: &Path, other: &Path, what: &str) {
 const FIRST: i32 = 20_332; // 2025-09-01
 
 fn day(d: i32) -> String {
-    chronon_build::partition::Day(FIRST + d).to_string()
+    chronon_build::testing::Day(FIRST + d).to_string()
 }
 
 #[test]

@@ -37,10 +37,9 @@ mod warehouse;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chronon_build::cli::{Global, Workspace};
-use chronon_build::plan::{self, BuildRecord, Context, PlanOptions, Status};
-use chronon_build::probe::{self, fingerprint_dir};
-use chronon_build::store::StateStore;
+use chronon_build::testing::plan::{self, BuildRecord, Context, PlanOptions, Status};
+use chronon_build::testing::probe::{self, fingerprint_dir};
+use chronon_build::testing::{Global, StateStore, Workspace};
 
 pub struct Output {
     pub code: i32,
@@ -242,7 +241,7 @@ impl Scenario {
             quiet: false,
         };
         let ws = Workspace::load(&global).unwrap();
-        let until = chronon_build::partition::Day::parse(until).unwrap();
+        let until = chronon_build::testing::Day::parse(until).unwrap();
         let mut store = StateStore::open_at(&ws.state_location()).unwrap();
         let probe =
             probe::from_settings(&ws.settings, &ws.repo.root, ws.partitioning.layouts.clone())

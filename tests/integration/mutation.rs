@@ -131,7 +131,7 @@ fn changed_leaf(key: &str, value: &Value) -> Option<Value> {
             json!(if n == 0 || n == 1 { 1 - n } else { n + 1 })
         }
         Value::Number(n) => json!(n.as_f64().unwrap() / 2.0),
-        Value::String(s) => match chronon_build::partition::Day::parse(s) {
+        Value::String(s) => match chronon_build::testing::Day::parse(s) {
             Some(day) => json!(day.plus(1).to_string()),
             None if key == "query" => json!(format!("{s} AND 1 = 1")),
             None => json!(format!("{s}_m")),
@@ -295,7 +295,7 @@ fn read_build(root: &Path) -> Build {
                 },
                 // Unpartitioned targets are recorded at i64::MIN.
                 i32::try_from(r[3].int())
-                    .map_or("-".to_string(), |d| chronon_build::partition::Day(d)
+                    .map_or("-".to_string(), |d| chronon_build::testing::Day(d)
                         .to_string())
             );
             let key: String = r[4].bytes().iter().map(|b| format!("{b:02X}")).collect();
@@ -371,19 +371,18 @@ fn places(root: &Path, build: &Build) -> BTreeMap<String, Vec<Place>> {
 fn signature(root: &Path) -> Option<Vec<String>> {
     // The pieces of `Workspace::load`, which would print each invalid
     // config: an invalid config is a change, said by `None`.
-    let repo = chronon_build::config::Repo::load_lenient(root).ok()?;
+    let repo = chronon_build::testing::Repo::load_lenient(root).ok()?;
     if !repo.invalid.is_empty() {
         return None;
     }
-    let settings = chronon_build::settings::Settings::load(root).ok()?;
-    let graph = chronon_build::graph::Graph::build(&repo, &settings).ok()?;
-    let partitioning =
-        chronon_build::exec::partitioning::Partitioning::of(&repo, &settings, &graph).ok()?;
+    let settings = chronon_build::testing::Settings::load(root).ok()?;
+    let graph = chronon_build::testing::Graph::build(&repo, &settings).ok()?;
+    let partitioning = chronon_build::testing::Partitioning::of(&repo, &settings, &graph).ok()?;
     Some(
         graph
             .nodes
             .iter()
-            .filter(|n| n.step != chronon_build::graph::Step::MetadataUpload)
+            .filter(|n| n.step != chronon_build::testing::Step::MetadataUpload)
             .map(|n| {
                 format!(
                     "{} {:?} {:?} {:?} {:?} {} {:?}",

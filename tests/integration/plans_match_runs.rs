@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use chronon_build::partition::{Day, DayRange};
+use chronon_build::testing::{Day, DayRange};
 use serde_json::Value;
 
 use super::{Output, assert_contains, chronon_build, copy_dir, testdata};

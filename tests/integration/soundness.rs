@@ -25,7 +25,7 @@ const FIRST: i64 = 20_089; // 2025-01-01
 const DAYS: i64 = 6;
 
 fn day(d: i64) -> String {
-    let date = chronon_build::partition::Day((FIRST + d) as i32);
+    let date = chronon_build::testing::Day((FIRST + d) as i32);
     date.to_string()
 }
 
@@ -446,7 +446,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
 
         let again = run(&root, &until);
         assert_eq!(jobs(&again), 0, "{}", again.stdout);
-        assert_eq!(version(), chronon_build::store::SCHEMA_VERSION);
+        assert_eq!(version(), chronon_build::testing::SCHEMA_VERSION);
         let conn = rusqlite::Connection::open(&state).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert!(
@@ -490,7 +490,7 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
 #[test]
 fn a_state_of_a_newer_schema_is_refused_and_left_as_it_is() {
     let (_dir, root, until) = built_repo();
-    let newer = chronon_build::store::SCHEMA_VERSION + 1;
+    let newer = chronon_build::testing::SCHEMA_VERSION + 1;
     let mut state = StateDb::open(&root);
     let targets = state.count("SELECT count(*) FROM targets");
     state.set_version(newer);
@@ -633,12 +633,12 @@ fn every_recorded_key_is_the_hash_of_its_stored_document() {
             i64::MIN => String::new(),
             d => format!(
                 ",\"partition\":\"{}\"",
-                chronon_build::partition::Day(d as i32)
+                chronon_build::testing::Day(d as i32)
             ),
         };
         let doc = format!(
             "{{\"key_version\":{},\"step\":\"{step}\",\"slice\":\"{}\"{partition},\"inputs\":{inputs}}}",
-            chronon_build::hash::KEY_VERSION,
+            chronon_build::testing::KEY_VERSION,
             hex(slice)
         );
         assert_eq!(blake3::hash(doc.as_bytes()).as_bytes(), key, "{doc}");

@@ -143,7 +143,7 @@ pub enum Source {
         mutation_topic: Option<String>,
         query: Query,
     },
-    JoinSource {
+    Join {
         join: Box<Join>,
         query: Query,
     },
@@ -154,7 +154,7 @@ impl Source {
         match self {
             Source::Events { query, .. }
             | Source::Entities { query, .. }
-            | Source::JoinSource { query, .. } => query,
+            | Source::Join { query, .. } => query,
         }
     }
 
@@ -166,7 +166,7 @@ impl Source {
         match self {
             Source::Events { .. } => DataModel::Events,
             Source::Entities { .. } => DataModel::Entities,
-            Source::JoinSource { join, .. } => join.left.data_model(),
+            Source::Join { join, .. } => join.left.data_model(),
         }
     }
 
@@ -174,7 +174,7 @@ impl Source {
         match self {
             Source::Events { topic, .. } => topic.is_some(),
             Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
-            Source::JoinSource { join, .. } => join.left.has_topic(),
+            Source::Join { join, .. } => join.left.has_topic(),
         }
     }
 }
@@ -231,7 +231,6 @@ pub struct TableDependency {
 pub struct ExecutionInfo {
     pub step_days: Option<i64>,
     pub table_dependencies: Vec<TableDependency>,
-    pub env: Option<Value>,
     /// `executionInfo.outputTableInfo.table`: Zipline's explicit output
     /// table, which its `MetaData.outputTable` prefers to the derived name.
     pub output_table: Option<String>,
@@ -242,7 +241,6 @@ pub struct MetaData {
     pub name: String,
     pub team: String,
     pub online: bool,
-    pub production: bool,
     pub output_namespace: Option<String>,
     pub dependencies: Vec<Dependency>,
     pub offline_schedule: Option<String>,
@@ -250,9 +248,7 @@ pub struct MetaData {
     pub check_consistency: bool,
     pub custom_json: Option<Value>,
     pub sample_percent: f64,
-    pub consistency_sample_percent: f64,
     pub execution_info: ExecutionInfo,
-    pub mode_to_env_map: Option<Value>,
 }
 
 impl MetaData {
@@ -325,7 +321,7 @@ impl GroupBy {
         self.sources.iter().any(|s| match s {
             Source::Events { topic, .. } => topic.is_some(),
             Source::Entities { mutation_topic, .. } => mutation_topic.is_some(),
-            Source::JoinSource { .. } => false,
+            Source::Join { .. } => false,
         })
     }
 }

@@ -160,12 +160,12 @@ fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
     let name = d.req_ident(&obj, "name");
     let team = d.opt_ident(&obj, "team");
     let online = d.opt_bool(&obj, "online");
-    let production = d.opt_bool(&obj, "production");
+    // Checked, though nothing reads them.
+    d.opt_bool(&obj, "production");
+    read_percent(d, &obj, "consistencySamplePercent");
     let output_namespace = d.opt_ident(&obj, "outputNamespace");
     let offline_schedule = d.opt_str(&obj, "offlineSchedule");
     let sample_percent = read_percent(d, &obj, "samplePercent");
-    let consistency_sample_percent = read_percent(d, &obj, "consistencySamplePercent");
-    let mode_to_env_map = obj.map.get("modeToEnvMap").cloned();
     let dependencies = read_dependencies(d, &obj);
     let execution_info = d
         .opt_obj(&obj, "executionInfo")
@@ -178,7 +178,6 @@ fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
         name: name?,
         team: team.unwrap_or_default(),
         online,
-        production,
         output_namespace,
         dependencies,
         offline_schedule,
@@ -186,9 +185,7 @@ fn read_meta(d: &mut Decoder, parent: &Obj) -> Option<MetaData> {
         check_consistency: consistency_check || custom.check_consistency,
         custom_json: custom.value,
         sample_percent,
-        consistency_sample_percent,
         execution_info,
-        mode_to_env_map,
     })
 }
 
@@ -326,7 +323,6 @@ fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
             format!("expected a positive number of days, got {days}"),
         );
     }
-    let env = obj.map.get("env").cloned();
     let output_table = d
         .opt_obj(obj, "outputTableInfo")
         .and_then(|info| d.opt_ident(&info, "table"));
@@ -355,7 +351,6 @@ fn read_execution_info(d: &mut Decoder, obj: &Obj) -> ExecutionInfo {
     ExecutionInfo {
         step_days: step_days.filter(|d| *d >= 1),
         table_dependencies,
-        env,
         output_table,
     }
 }
@@ -423,7 +418,7 @@ fn read_source(d: &mut Decoder, obj: &Obj) -> Option<Source> {
         }
         _ => {
             let join = d.req_obj(&inner, "join").and_then(|j| read_join(d, &j))?;
-            Some(Source::JoinSource {
+            Some(Source::Join {
                 join: Box::new(join),
                 query,
             })

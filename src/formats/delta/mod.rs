@@ -75,22 +75,6 @@ pub fn read(
     Ok((partitions, memory))
 }
 
-/// Whether the log has moved past `memory`: a commit after it exists, or
-/// it is gone. Reads one small file when the table changed, two or three
-/// when it did not.
-pub fn changed(
-    storage: &dyn Storage,
-    table: &str,
-    memory: &TableMemory,
-) -> Result<bool, FormatError> {
-    let log = Log {
-        storage,
-        table,
-        folder: join(table, "_delta_log"),
-    };
-    Ok(log.commit(memory.version + 1)?.is_some() || !log.still_at(memory.version)?)
-}
-
 struct Log<'a> {
     storage: &'a dyn Storage,
     table: &'a str,

@@ -119,9 +119,6 @@ fn a_warm_read_reads_only_the_new_commits() {
     let (_, memory) = cold(table).unwrap();
     read(&storage, table, &layout("ds"), Some(&memory)).unwrap();
     assert_eq!(storage.take().len(), 2);
-    assert!(!changed(&LocalStorage, table, &memory).unwrap());
-    let older = cold(&scenario.steps[4].location).unwrap().1;
-    assert!(changed(&LocalStorage, table, &older).unwrap());
 }
 
 #[test]
@@ -137,11 +134,8 @@ fn a_memory_from_before_a_cleaned_up_log_is_read_cold() {
         std::fs::remove_file(Path::new(table).join(format!("_delta_log/{version:020}.json")))
             .unwrap();
     }
-    assert!(changed(&LocalStorage, table, &memory).unwrap());
     assert_eq!(warm(table, &memory).unwrap(), expected);
     assert_eq!(cold(table).unwrap(), expected);
-    // And from a memory at the newest version, nothing changed.
-    assert!(!changed(&LocalStorage, table, &expected.1).unwrap());
 }
 
 #[test]

@@ -58,19 +58,12 @@ pub struct TableMemory {
     pub partitions: PartitionSums,
 }
 
-/// The table's current metadata file. By location: the version
-/// `metadata/version-hint.text` names, or a newer one when the hint is
-/// stale ("File System Tables"; the hint is written after the metadata
-/// file, and Java's `HadoopTableOperations` looks past it the same way);
-/// without a usable hint, the highest version listed in `metadata/`.
-pub fn metadata_location(
-    storage: &dyn Storage,
-    table: IcebergTable<'_>,
-) -> Result<String, FormatError> {
-    locate(storage, table).map(|(location, _)| location)
-}
-
-/// The current metadata file, and its bytes when finding it read them.
+/// The table's current metadata file, and its bytes when finding it read
+/// them. By location: the version `metadata/version-hint.text` names, or a
+/// newer one when the hint is stale ("File System Tables"; the hint is
+/// written after the metadata file, and Java's `HadoopTableOperations`
+/// looks past it the same way); without a usable hint, the highest version
+/// listed in `metadata/`.
 fn locate(
     storage: &dyn Storage,
     table: IcebergTable<'_>,
@@ -167,22 +160,6 @@ fn load(
         });
     }
     Ok(metadata)
-}
-
-/// Whether the table may have changed since `memory`: its metadata file is
-/// another one and names another current snapshot. Reads one listing (by
-/// location) and, when the file moved, that file.
-pub fn changed(
-    storage: &dyn Storage,
-    table: IcebergTable<'_>,
-    memory: &TableMemory,
-) -> Result<bool, FormatError> {
-    let (location, bytes) = locate(storage, table)?;
-    if location == memory.metadata_location {
-        return Ok(false);
-    }
-    let metadata = load(storage, table.name(), (&location, bytes))?;
-    Ok(metadata.current_snapshot().map(|s| s.snapshot_id) != memory.snapshot_id)
 }
 
 /// The table's days with fingerprints, and what to remember for the next

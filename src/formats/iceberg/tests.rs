@@ -8,6 +8,14 @@ use crate::formats::storage::LocalStorage;
 use crate::formats::testing::{self, Recording, Scenario, changed_days};
 use crate::partition::{Day, DayFormat};
 
+/// The table's current metadata file (`locate`), by itself.
+fn metadata_location(
+    storage: &dyn Storage,
+    table: IcebergTable<'_>,
+) -> Result<String, FormatError> {
+    locate(storage, table).map(|(location, _)| location)
+}
+
 fn layout(column: &str) -> TableLayout {
     TableLayout::new(column)
 }
@@ -224,17 +232,6 @@ fn a_rollback_or_another_layout_is_read_cold() {
     )
     .unwrap_err();
     assert!(matches!(err, FormatError::NotADay { .. }), "{err}");
-}
-
-#[test]
-fn changed_says_whether_the_current_snapshot_moved() {
-    let Some(scenario) = testing::write("iceberg changed", "iceberg-basic") else {
-        return;
-    };
-    let (_, memory) = cold(&scenario.steps[0].location, "ds").unwrap();
-    let at = |i: usize| IcebergTable::MetadataFile(&scenario.steps[i].location);
-    assert!(!changed(&LocalStorage, at(0), &memory).unwrap());
-    assert!(changed(&LocalStorage, at(1), &memory).unwrap());
 }
 
 #[test]

@@ -7,7 +7,7 @@ pub(super) fn primary_table(source: &Source) -> String {
     match source {
         Source::Events { table, .. } => table.key(),
         Source::Entities { snapshot_table, .. } => snapshot_table.key(),
-        Source::JoinSource { join, .. } => join.meta.output_table(),
+        Source::Join { join, .. } => join.meta.output_table(),
     }
 }
 
@@ -18,7 +18,7 @@ pub(super) fn left_inputs(left: &Source, lag: u32) -> Vec<Input> {
         Source::Entities { snapshot_table, .. } => {
             (snapshot_table.key(), "left.entities.snapshotTable")
         }
-        Source::JoinSource { join, .. } => (join.meta.output_table(), "left.joinSource.join"),
+        Source::Join { join, .. } => (join.meta.output_table(), "left.joinSource.join"),
     };
     vec![Input::new(
         table,
@@ -91,7 +91,7 @@ pub(super) fn source_inputs(
                     ));
                 }
             }
-            Source::JoinSource { join, query } => {
+            Source::Join { join, query } => {
                 inputs.push(Input::new(
                     join.meta.output_table(),
                     lookback,

@@ -59,6 +59,7 @@ impl Ready {
         self.0.extend(other.0);
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
