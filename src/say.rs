@@ -140,6 +140,12 @@ pub fn err(line: &str) {
     if quiet() {
         return;
     }
+    error(line);
+}
+
+/// A line on standard error wrapped as `err`'s are, even with `-q`, which
+/// keeps errors.
+pub fn error(line: &str) {
     use std::io::Write as _;
     let text = wrap(line, width(Stream::Err));
     let _ = writeln!(std::io::stderr().lock(), "{text}");

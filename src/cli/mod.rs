@@ -251,7 +251,7 @@ where
     match result {
         Ok(outcome) => with_invalid_configs(outcome).code(),
         Err(e) => {
-            errln!("error: {e}");
+            crate::say::error(&format!("error: {e}"));
             e.code()
         }
     }

@@ -245,7 +245,8 @@ impl Summary {
     }
 
     /// A dry run's text: the commands in order, each marked when pulled
-    /// in, then what they add up to.
+    /// in, what would be left (as a run lists it), then what they add up
+    /// to.
     fn dry_run_text(&self) -> String {
         let mut out = String::new();
         for c in &self.commands {
@@ -256,6 +257,7 @@ impl Summary {
                 mark(c.pulled_in)
             );
         }
+        out.push_str(&self.left_lines());
         let pulled_in = self.commands.iter().filter(|c| c.pulled_in).count();
         let _ = writeln!(
             out,
@@ -307,22 +309,7 @@ impl Summary {
         for problem in &self.hook_failures {
             let _ = writeln!(out, "warning: {problem}");
         }
-        if crate::say::verbose() || self.left.len() <= crate::say::LIST_MAX {
-            for left in &self.left {
-                let range = crate::partition::at_range(left.from, left.to);
-                let _ = writeln!(
-                    out,
-                    "{:<7} {}{range} ({} partition(s)): {}{}",
-                    left.outcome.name(),
-                    left.target,
-                    left.count,
-                    left.note,
-                    mark(left.pulled_in)
-                );
-            }
-        } else {
-            out.push_str(&self.left_by_cause());
-        }
+        out.push_str(&self.left_lines());
         let count = |o: Outcome| self.count(o);
         let built = if self.setup.action == Action::Adopt {
             format!("{} adopted", self.built)
@@ -359,6 +346,28 @@ impl Summary {
             );
         }
         let _ = writeln!(out, "; wall time {}", seconds(self.wall));
+        out
+    }
+
+    /// The targets left (blocked, waiting, not run), one line each, or
+    /// grouped by cause when there are many and not `-v`.
+    fn left_lines(&self) -> String {
+        if !crate::say::verbose() && self.left.len() > crate::say::LIST_MAX {
+            return self.left_by_cause();
+        }
+        let mut out = String::new();
+        for left in &self.left {
+            let range = crate::partition::at_range(left.from, left.to);
+            let _ = writeln!(
+                out,
+                "{:<7} {}{range} ({} partition(s)): {}{}",
+                left.outcome.name(),
+                left.target,
+                left.count,
+                left.note,
+                mark(left.pulled_in)
+            );
+        }
         out
     }
 

@@ -119,3 +119,59 @@ fn the_corpus_with_an_empty_warehouse_plans_and_runs_in_at_most_50_lines() {
     let verbose = chronon_build(&repo, &["run", "--until", "2025-09-29", "-v"]);
     assert!(lines(&verbose).len() > 100, "{}", verbose.stdout);
 }
+
+/// `run -n` lists what would be left as `run` does: one line per cause.
+#[test]
+fn a_dry_run_lists_blocked_work_per_cause_as_a_run_does() {
+    let (_dir, repo) = corpus();
+    let dry = chronon_build(&repo, &["run", "-n", "--until", "2025-09-29"]);
+    assert_eq!(dry.code, 3, "{}", dry.stderr);
+    // The commands, each wrapped to 100 columns, then what is left: as
+    // few lines as `run` gives it.
+    let run = chronon_build(&repo, &["run", "--until", "2025-09-29"]);
+    let left = |out: &Output| -> Vec<String> {
+        let mut left: Vec<String> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("blocked: ") || l.starts_with("waiting: "))
+            .map(str::to_string)
+            .collect();
+        // The last is the summary, which starts with its outcome.
+        left.pop();
+        left
+    };
+    assert!(!left(&run).is_empty(), "{}", run.stdout);
+    assert_eq!(left(&dry), left(&run), "{}", dry.stdout);
+    assert!(lines(&dry).iter().all(|l| l.chars().count() <= 100));
+    crate::assert_contains(
+        &dry.stdout,
+        "blocked: 48,911 partition(s) of 10 config(s); missing sample_namespace.sample_table\n",
+    );
+}
+
+/// An error is wrapped to 100 columns outside a terminal, as every other
+/// line is.
+#[test]
+fn an_error_is_wrapped_as_every_other_line() {
+    let (_dir, repo) = corpus();
+    std::fs::write(
+        repo.join("chronon-build.toml"),
+        "[executor]\nkind = \"zipline\"\n",
+    )
+    .unwrap();
+    // No `zipline` to ask which CLI it is: a long error.
+    let out = crate::command(&repo)
+        .env_remove("COLUMNS")
+        .env("PATH", "/nonexistent")
+        .args(["run", "-n", "--until", "2025-09-29"])
+        .output()
+        .unwrap();
+    let out = Output::from(out);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let said = out.stderr.replace("\n    ", " ");
+    crate::assert_contains(
+        &said,
+        "error: executor.cli = \"auto\": cannot run `zipline run --help`",
+    );
+    assert_readable(&out, "the error");
+}
