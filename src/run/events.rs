@@ -336,9 +336,7 @@ impl Runner<'_, '_> {
             // Recorded with the targets it built, in their transaction.
             return self.exited_well(job, &running, attempt);
         }
-        if let Some(store) = self.ctx.store.as_deref_mut() {
-            store.record_attempt(&attempt)?;
-        }
+        self.recorder().attempt(&attempt)?;
         if self.interrupts >= 2 {
             // Killed on request: not a failure of the job; it stays stale.
             let what = self.describe(job);

@@ -14,23 +14,28 @@
 //! backoff. A failure marks the targets reading it `upstream-failed`;
 //! independent work goes on.
 //!
-//! The same machinery serves `run --dry-run` (each job "succeeds" with an
-//! unknown output, nothing is written) and `adopt` (a job "succeeds" when its
-//! output partitions already exist in the warehouse; a writer thread records
-//! them, `writer`).
+//! Three drivers share that machinery, one per mode: a real run starts
+//! jobs as processes and receives their exits as events (`events`); a dry
+//! run (`dry_run`) lets each job "succeed" with an unknown output and
+//! writes nothing; adopt (`adopt`) lets a job "succeed" when its output
+//! partitions already exist in the warehouse. What a job ended with is
+//! written by one `recorder::Recorder`: the state, adopt's writer thread
+//! (`writer`), or nowhere.
 
+mod adopt;
 mod alerts;
 mod blocks;
 mod claims;
+mod dry_run;
 mod events;
 pub(crate) mod gc;
 mod hooks;
-mod inline;
 mod job;
 pub(crate) mod lock;
 mod log;
 pub(crate) mod process;
 pub(crate) mod progress;
+mod recorder;
 mod slots;
 mod summary;
 mod whole_join;
@@ -57,9 +62,10 @@ use crate::store::{Attempt, Recorded, StateStore, day_column};
 pub use hooks::HookCommands;
 use job::{Job, Running};
 pub use progress::ProgressMode;
+use recorder::{Planned, Recorder};
 pub use summary::{Outcome, Summary, tail};
 use whole_join::{Cover, Covers};
-use writer::{Recording, Write};
+use writer::Write;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
@@ -183,15 +189,6 @@ struct Work {
     lingering: Vec<(u32, Instant)>,
     /// The targets this run claims, and its jobs waiting for other runs'.
     claims: claims::Claims,
-}
-
-/// What `write_built` did: the write's sequence number (0 when none was
-/// made here), the reads to send to the writer thread, and the attempt
-/// when it was not recorded with the targets.
-struct Written {
-    seq: i64,
-    deferred: Option<Vec<(String, Day, Hash)>>,
-    attempt: Option<Attempt>,
 }
 
 /// The processes' side: their exits come as events; threads wait for them.
@@ -364,7 +361,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.dispatch_ready(ready);
         let result = match self.opts.action {
             Action::Run => self.event_loop(),
-            Action::DryRun | Action::Adopt => self.inline_loop(),
+            Action::DryRun => self.dry_run_loop(),
+            Action::Adopt => self.adopt_loop(),
         };
         self.progress.finish();
         process::end_watch(
@@ -596,6 +594,15 @@ impl<'c, 'a> Runner<'c, 'a> {
         plan::render::mark(self.pulled_in(job))
     }
 
+    /// Where what ends is written (`recorder`).
+    fn recorder(&mut self) -> Recorder<'_> {
+        Recorder::new(
+            self.opts.action,
+            self.ctx.store.as_deref_mut(),
+            self.writer.as_ref(),
+        )
+    }
+
     /// Records a job's targets whose outputs are there, in one transaction
     /// with the attempt that built them (`attempt`, from a real run), and
     /// dispatches what became ready.
@@ -605,23 +612,28 @@ impl<'c, 'a> Runner<'c, 'a> {
         outputs: Vec<Option<Hash>>,
         attempt: Option<Attempt>,
     ) -> Result<(), Error> {
+        let graph: &Graph = self.ctx.graph;
         let node_id = self.work.jobs[job].node;
+        let node = &graph.nodes[node_id];
         let records = std::mem::take(&mut self.work.jobs[job].records);
-        let written = self.write_built(node_id, &records, &outputs, attempt)?;
-        if let (Some(attempt), Some(store)) = (written.attempt, self.ctx.store.as_deref_mut()) {
-            store.record_attempt(&attempt)?;
-        }
-        let (recorded, missing) = self.recorded(job, &records, &outputs, written.seq);
-        if let (Some(read), Some(writer)) = (written.deferred, &self.writer) {
-            // A closed channel means the writer stopped on an error, which
-            // the adoption returns when it ends.
-            let recording = Recording {
-                records,
-                outputs,
-                read,
-            };
-            let _ = writer.send(Write::Job(recording));
-        }
+        let seq = Recorder::new(
+            self.opts.action,
+            self.ctx.store.as_deref_mut(),
+            self.writer.as_ref(),
+        )
+        .built(
+            Planned::new(graph, &self.live),
+            node,
+            (&records, &outputs),
+            attempt.as_ref(),
+        )?;
+        let (recorded, missing) = self.recorded(job, &records, &outputs, seq);
+        Recorder::new(self.opts.action, None, self.writer.as_ref()).hand_off(
+            Planned::new(graph, &self.live),
+            node,
+            records,
+            outputs,
+        );
         self.summary.built += recorded.len();
         let mut ready = self
             .live
@@ -631,54 +643,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         self.dispatch_ready(ready);
         Ok(())
-    }
-
-    /// Writes the targets whose outputs are there: now, with the attempt,
-    /// when the state is here; later, through the writer thread (`adopt`),
-    /// with the reads given back; not at all in a dry run.
-    fn write_built(
-        &mut self,
-        node_id: NodeId,
-        records: &[BuildRecord],
-        outputs: &[Option<Hash>],
-        attempt: Option<Attempt>,
-    ) -> Result<Written, Error> {
-        let node = &self.ctx.graph.nodes[node_id];
-        let mut built = Vec::new();
-        let mut days = Vec::new();
-        for (record, output) in records.iter().zip(outputs) {
-            if let Some(output) = output {
-                built.push(record.built(*output));
-                days.push(record.day);
-            }
-        }
-        let plan = self.live.plan();
-        let reads = || {
-            plan::reads(
-                node,
-                &plan.input_columns(self.ctx.graph, node),
-                &days,
-                plan.until,
-            )
-        };
-        // With a writer thread, the sequence number of the write is not
-        // known here: the run's plan never reads it (reasons are found from
-        // the state by later plans).
-        let unwritten = |attempt, deferred| Written {
-            seq: 0,
-            deferred,
-            attempt,
-        };
-        Ok(match (self.ctx.store.as_deref_mut(), &self.writer) {
-            _ if built.is_empty() || self.opts.action == Action::DryRun => unwritten(attempt, None),
-            (_, Some(_)) => unwritten(attempt, Some(reads())),
-            (Some(store), None) => Written {
-                seq: store.record_built_after(&built, &reads(), attempt.as_ref())?,
-                deferred: None,
-                attempt: None,
-            },
-            (None, None) => unwritten(attempt, None),
-        })
     }
 
     /// The job's targets as recorded (by target index), and those whose
@@ -762,10 +726,9 @@ impl<'c, 'a> Runner<'c, 'a> {
             .iter()
             .map(|&i| self.live.target(node_id, i).day)
             .collect();
-        if let Some(store) = self.ctx.store.as_deref_mut() {
-            let node = &self.ctx.graph.nodes[node_id];
-            store.record_failed(&plan::node_key(node), &days, self.run_id, exit_code)?;
-        }
+        let (graph, run_id): (&Graph, i64) = (self.ctx.graph, self.run_id);
+        self.recorder()
+            .failed(&graph.nodes[node_id], &days, run_id, exit_code)?;
         Ok(self.live.failed(node_id, targets, self.run_id))
     }
 }

@@ -1,36 +1,29 @@
-//! The inline drivers: `run --dry-run` (each job "succeeds" with an
-//! unknown output, nothing is written) and `adopt` (a job "succeeds" when
-//! its output partitions already exist in the warehouse; a writer thread
-//! records them, `writer`), one job after another, no process started.
+//! Adopt's driver: a job "succeeds" when its output partitions already
+//! exist in the warehouse, and its targets are recorded as built by a
+//! writer thread (`writer`) while the next jobs are keyed and probed; one
+//! chunk of jobs after another, no process started.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
-use super::whole_join::Cover;
 use super::writer::{self, Write};
-use super::{Action, Runner, job, summary};
+use super::{Runner, job};
 use crate::error::Error;
 use crate::graph::NodeId;
 use crate::plan::{self, BuildRecord, Column};
 use crate::probe::Partitions;
 
 impl Runner<'_, '_> {
-    /// Dry runs and adoption: no processes, one job after another.
-    pub(super) fn inline_loop(&mut self) -> Result<(), Error> {
-        let Some(store) = self
-            .ctx
-            .store
-            .take()
-            .filter(|_| self.opts.action == Action::Adopt)
-        else {
-            return self.inline_jobs();
+    /// Adopting: a writer thread records jobs' targets while the next
+    /// jobs are keyed and probed (`writer`), and another connection
+    /// checkpoints the WAL beside it. A failed write stops the adoption
+    /// with its error. Bounded: the jobs keyed ahead of the writer are
+    /// held in memory.
+    pub(super) fn adopt_loop(&mut self) -> Result<(), Error> {
+        let Some(store) = self.ctx.store.take() else {
+            return self.adopt_jobs();
         };
-        // Adopting: a writer thread records jobs' targets while the next
-        // jobs are keyed and probed (`writer`), and another connection
-        // checkpoints the WAL beside it. A failed write stops the adoption
-        // with its error. Bounded: the jobs keyed ahead of the writer are
-        // held in memory.
         let (sender, receiver) = sync_channel::<Write>(16);
         let result = std::thread::scope(|scope| {
             let store = &mut *store;
@@ -38,7 +31,7 @@ impl Runner<'_, '_> {
                 store.with_checkpoints_aside(|store| writer::write_all(receiver, store))?
             });
             self.writer = Some(sender);
-            let result = self.inline_jobs();
+            let result = self.adopt_jobs();
             self.writer = None;
             let written = writer.join().expect("the state writer does not panic");
             result.and(written)
@@ -47,20 +40,8 @@ impl Runner<'_, '_> {
         result
     }
 
-    pub(super) fn inline_jobs(&mut self) -> Result<(), Error> {
+    fn adopt_jobs(&mut self) -> Result<(), Error> {
         while !self.work.queue.is_empty() || self.release_blocks() {
-            if self.opts.action == Action::DryRun {
-                let job = self.work.queue.pop_front().expect("the queue is not empty");
-                self.prepare(job);
-                let node = &self.ctx.graph.nodes[self.work.jobs[job].node];
-                let pulled_in = self.live.plan().pulled_in(node.id);
-                let command = summary::PlannedCommand::new(&self.work.jobs[job], node, pulled_in);
-                self.summary.commands.push(command);
-                let outputs = self.work.jobs[job].dry_run_outputs();
-                self.succeeded(job, outputs, None)?;
-                self.set_cover(job, Cover::Done);
-                continue;
-            }
             self.adopt_chunk()?;
         }
         Ok(())
@@ -69,7 +50,7 @@ impl Runner<'_, '_> {
     /// Adopting is probing: up to 64 queued jobs are keyed, in parallel,
     /// while their output tables are listed (one listing for all), then
     /// recorded in order.
-    pub(super) fn adopt_chunk(&mut self) -> Result<(), Error> {
+    fn adopt_chunk(&mut self) -> Result<(), Error> {
         use rayon::prelude::*;
         const CHUNK: usize = 64;
         let take = self.work.queue.len().min(CHUNK);
