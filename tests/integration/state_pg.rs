@@ -407,6 +407,29 @@ fn state_locks(server: &PgServer, database: &str) -> Vec<String> {
         .collect()
 }
 
+/// Lets `USER` log in, or not (`NOLOGIN`): a command cannot connect
+/// again until the test lets it.
+fn set_login(server: &PgServer, login: &str) {
+    server
+        .admin()
+        .batch_execute(&format!("ALTER ROLE {USER} {login}"))
+        .unwrap()
+}
+
+/// A session of "the other holder" holding the state's lock exclusively.
+fn hold_exclusive(server: &PgServer, database: &str) -> postgres::Client {
+    let mut other = server.superuser(database);
+    other
+        .batch_execute("SET application_name = 'the other holder'")
+        .unwrap();
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
+        .unwrap()
+        .get(0);
+    assert!(taken);
+    other
+}
+
 /// Waits (up to 30 s) until `done`.
 fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -510,25 +533,11 @@ fn a_run_that_cannot_take_its_lock_again_stops_as_for_a_lost_state() {
         return;
     };
     // The run cannot connect again until the other holder has the lock.
-    let role = |server: &PgServer, login: &str| {
-        server
-            .admin()
-            .batch_execute(&format!("ALTER ROLE {USER} {login}"))
-            .unwrap()
-    };
-    role(&server, "NOLOGIN");
+    set_login(&server, "NOLOGIN");
     server.stop();
     server.restart();
-    let mut other = server.superuser(&database);
-    other
-        .batch_execute("SET application_name = 'the other holder'")
-        .unwrap();
-    let taken: bool = other
-        .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
-        .unwrap()
-        .get(0);
-    assert!(taken);
-    role(&server, "LOGIN");
+    let mut other = hold_exclusive(&server, &database);
+    set_login(&server, "LOGIN");
     let out = crate::Output::from(child.wait_with_output().unwrap());
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_contains(&out.stderr, "the other holder took it meanwhile");
@@ -622,19 +631,7 @@ fn a_command_waiting_for_the_lock_waits_again_after_a_postgres_restart() {
     let env = [("CHRONON_BUILD_STATE_URL", url.as_str())];
     let built = p.run_with(&["run", "--until", "2025-01-10"], &env);
     assert_eq!(built.code, 0, "{}\n{}", built.stdout, built.stderr);
-    let hold = |server: &PgServer| {
-        let mut other = server.superuser(&database);
-        other
-            .batch_execute("SET application_name = 'the other holder'")
-            .unwrap();
-        let taken: bool = other
-            .query_one("SELECT pg_try_advisory_lock(27980863399423854)", &[])
-            .unwrap()
-            .get(0);
-        assert!(taken);
-        other
-    };
-    let other = hold(&server);
+    let other = hold_exclusive(&server, &database);
     let waiting = |server: &PgServer| {
         server
             .superuser(&database)
@@ -651,20 +648,14 @@ fn a_command_waiting_for_the_lock_waits_again_after_a_postgres_restart() {
     let child = p.spawn(&gc, &env);
     assert!(wait_until(|| waiting(&server)), "gc never waited");
     // The command cannot connect again until the holder has the lock back.
-    let role = |server: &PgServer, login: &str| {
-        server
-            .admin()
-            .batch_execute(&format!("ALTER ROLE {USER} {login}"))
-            .unwrap()
-    };
-    role(&server, "NOLOGIN");
+    set_login(&server, "NOLOGIN");
     // Stopped while the holder still holds it (the stop ends its session):
     // let go before, the lock would go to the command first.
     server.stop();
     drop(other);
     server.restart();
-    let other = hold(&server);
-    role(&server, "LOGIN");
+    let other = hold_exclusive(&server, &database);
+    set_login(&server, "LOGIN");
     let waited = wait_until(|| waiting(&server));
     drop(other);
     let out = crate::Output::from(child.wait_with_output().unwrap());
