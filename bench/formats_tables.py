@@ -18,6 +18,7 @@ Usage:
         absolute path, which is fine for reading). Snapshots: a backfill
         append, then five daily appends.
       Writes ROOT/tables.txt: `<ns>.<table>` per line.
+      Rows, schema, catalog and writes: tests/fixtures/tables_lib.py.
   formats_tables.py list FORMAT ROOT
       Every table of ROOT/tables.txt listed by partition as a user of the
       library would: delta, `DeltaTable(path).get_add_actions()` grouped by
@@ -30,23 +31,12 @@ import sys
 
 import pyarrow as pa
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
+from tables_lib import create_ds_table, daily_rows, delta_append, ensure_namespace, local_catalog  # noqa: E402
+
 DAILY_BEFORE_CHECKPOINT = 2
 DAILY_AFTER_CHECKPOINT = 3
 ICEBERG_DAILY = 5
-
-
-def rows(days, per_day=3):
-    days_col, ids, values = [], [], []
-    for day in days:
-        for i in range(per_day):
-            days_col.append(day)
-            ids.append(i)
-            values.append(f"v{i}")
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "value": pa.array(values, pa.string()),
-        "ds": pa.array(days_col, pa.string()),
-    })
 
 
 def hive_tables(hive):
@@ -68,51 +58,30 @@ def hive_tables(hive):
 
 
 def delta_template(path, days):
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import DeltaTable
 
     daily = DAILY_BEFORE_CHECKPOINT + DAILY_AFTER_CHECKPOINT
     backfill, dailies = days[:-daily], days[-daily:]
     if len(backfill) == 0:
         backfill, dailies = days, []
-    write_deltalake(path, rows(backfill), mode="append", partition_by=["ds"])
+    delta_append(path, daily_rows(backfill))
     for i, day in enumerate(dailies):
         if i == DAILY_BEFORE_CHECKPOINT:
             DeltaTable(path).create_checkpoint()
-        write_deltalake(path, rows([day]), mode="append", partition_by=["ds"])
+        delta_append(path, daily_rows([day]))
     return os.path.join(path, "_delta_log")
 
 
 def iceberg_template(root, name, days):
-    from pyiceberg.catalog.sql import SqlCatalog
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    os.makedirs(root, exist_ok=True)
-    catalog = SqlCatalog(
-        "default",
-        uri=f"sqlite:///{os.path.join(root, 'catalog.db')}",
-        warehouse=f"file://{os.path.abspath(root)}",
-    )
-    namespace = name.rsplit(".", 1)[0]
-    try:
-        catalog.create_namespace(namespace)
-    except Exception:  # already there
-        pass
-    schema = Schema(
-        NestedField(1, "id", LongType(), required=False),
-        NestedField(2, "value", StringType(), required=False),
-        NestedField(3, "ds", StringType(), required=False),
-    )
-    spec = PartitionSpec(PartitionField(3, 1000, IdentityTransform(), "ds"))
-    table = catalog.create_table(name, schema=schema, partition_spec=spec)
+    catalog = local_catalog(root, os.path.abspath(root))
+    ensure_namespace(catalog, name.rsplit(".", 1)[0])
+    table = create_ds_table(catalog, name)
     backfill, dailies = days[:-ICEBERG_DAILY], days[-ICEBERG_DAILY:]
     if len(backfill) == 0:
         backfill, dailies = days, []
-    table.append(rows(backfill))
+    table.append(daily_rows(backfill))
     for day in dailies:
-        table.append(rows([day]))
+        table.append(daily_rows([day]))
     location = table.location().removeprefix("file://")
     return os.path.join(location, "metadata")
 

@@ -15,7 +15,9 @@ steps in order, each with
 
 Iceberg tables are written through pyiceberg's SqlCatalog on SQLite
 (`OUT_DIR/catalog.db`, catalog `test`, namespace `ns`) with a local
-warehouse; Delta tables with deltalake (delta-rs).
+warehouse; Delta tables with deltalake (delta-rs). Rows, schemas, the
+catalog and the `replace` step come from tests/fixtures/tables_lib.py,
+shared with the other table writers.
 
 pyiceberg has no public API to rewrite files (compaction), so the `replace`
 step commits a snapshot through `_OverwriteFiles`, pyiceberg's own snapshot
@@ -41,17 +43,16 @@ import urllib.parse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from tables_lib import create_ds_table, ds_rows, ds_schema, ensure_namespace, iceberg_replace, local_catalog  # noqa: E402
+
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+# The column order of these tables.
+COLUMNS = ("ds", "id", "value")
 
 
 def rows(days, ids, value="v"):
-    return pa.table(
-        {
-            "ds": pa.array(days, pa.string()),
-            "id": pa.array(ids, pa.int64()),
-            "value": pa.array([f"{value}{i}" for i in ids], pa.string()),
-        }
-    )
+    return ds_rows(days, ids, value, COLUMNS)
 
 
 # ---------------------------------------------------------------------------
@@ -59,19 +60,9 @@ def rows(days, ids, value="v"):
 
 
 def iceberg_catalog(out):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    warehouse = os.path.join(out, "warehouse")
-    os.makedirs(warehouse, exist_ok=True)
-    catalog = SqlCatalog(
-        "test",
-        uri=f"sqlite:///{os.path.join(out, 'catalog.db')}",
-        warehouse=f"file://{warehouse}",
-    )
-    try:
-        catalog.create_namespace("ns")
-    except Exception:  # already there: one catalog serves several tables
-        pass
+    catalog = local_catalog(out, os.path.join(out, "warehouse"), "test")
+    # One catalog serves several tables: the namespace may be there.
+    ensure_namespace(catalog, "ns")
     return catalog
 
 
@@ -111,58 +102,9 @@ def iceberg_step(table, name, touched):
     }
 
 
-def iceberg_replace(table, day):
-    """Rewrites the data files of one day into one file with the same rows,
-    committed as a `replace` snapshot (see the module's docstring)."""
-    from pyiceberg.expressions import EqualTo
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
-    from pyiceberg.table.snapshots import Operation, Summary
-    from pyiceberg.table.update.snapshot import _OverwriteFiles
-    from pyiceberg.utils.concurrent import ExecutorFactory  # noqa: F401
-
-    class ReplaceFiles(_OverwriteFiles):
-        def _summary(self, snapshot_properties={}):
-            self._operation = Operation.OVERWRITE
-            try:
-                summary = super()._summary(snapshot_properties)
-            finally:
-                self._operation = Operation.REPLACE
-            props = {k: v for k, v in summary.additional_properties.items()}
-            return Summary(operation=Operation.REPLACE, **props)
-
-    scan = table.scan(row_filter=EqualTo("ds", day))
-    old = [task.file for task in scan.plan_files()]
-    data = scan.to_arrow()
-    with table.transaction() as tx:
-        producer = ReplaceFiles(operation=Operation.REPLACE, transaction=tx, io=table.io)
-        with producer:
-            for data_file in old:
-                producer.delete_data_file(data_file)
-            for data_file in _dataframe_to_data_files(
-                table_metadata=tx.table_metadata,
-                write_uuid=producer.commit_uuid,
-                df=data,
-                io=table.io,
-            ):
-                producer.append_data_file(data_file)
-    return len(old)
-
-
 def iceberg_basic(out):
     """identity(ds) on a string column, format version 2."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    catalog = iceberg_catalog(out)
-    schema = Schema(
-        NestedField(1, "ds", StringType(), required=False),
-        NestedField(2, "id", LongType(), required=False),
-        NestedField(3, "value", StringType(), required=False),
-    )
-    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
-    table = catalog.create_table("ns.basic", schema=schema, partition_spec=spec)
+    table = create_ds_table(iceberg_catalog(out), "ns.basic", COLUMNS)
     steps = []
     table.append(rows(DAYS[:3] * 2, [1, 2, 3, 4, 5, 6]))
     steps.append(iceberg_step(table, "append", DAYS[:3]))
@@ -185,23 +127,11 @@ def iceberg_basic(out):
 def iceberg_merge(out):
     """Manifest merging on: an append writes one manifest holding its
     ADDED entries and the EXISTING entries of the manifests it merged."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    catalog = iceberg_catalog(out)
-    schema = Schema(
-        NestedField(1, "ds", StringType(), required=False),
-        NestedField(2, "id", LongType(), required=False),
-        NestedField(3, "value", StringType(), required=False),
-    )
-    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
     properties = {
         "commit.manifest-merge.enabled": "true",
         "commit.manifest.min-count-to-merge": "2",
     }
-    table = catalog.create_table("ns.merged", schema=schema, partition_spec=spec, properties=properties)
+    table = create_ds_table(iceberg_catalog(out), "ns.merged", COLUMNS, properties)
     steps = []
     table.append(rows(DAYS[:2], [1, 2]))
     steps.append(iceberg_step(table, "append", DAYS[:2]))
@@ -265,19 +195,8 @@ def iceberg_position_deletes(table, data_file, positions):
 def iceberg_deletes(out):
     """Format 2 delete files: a position delete file on one day."""
     from pyiceberg.expressions import EqualTo
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import LongType, NestedField, StringType
 
-    catalog = iceberg_catalog(out)
-    schema = Schema(
-        NestedField(1, "ds", StringType(), required=False),
-        NestedField(2, "id", LongType(), required=False),
-        NestedField(3, "value", StringType(), required=False),
-    )
-    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
-    table = catalog.create_table("ns.deletes", schema=schema, partition_spec=spec)
+    table = create_ds_table(iceberg_catalog(out), "ns.deletes", COLUMNS)
     steps = []
     table.append(rows(DAYS[:2] * 2, [1, 2, 3, 4]))
     steps.append(iceberg_step(table, "append", DAYS[:2]))
@@ -325,30 +244,11 @@ def iceberg_day_transform(out):
 def iceberg_evolution(out):
     """Format version 1; identity(ds), then identity(region) added (spec 1):
     old manifests keep spec 0, new ones have spec 1."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.schema import Schema
-    from pyiceberg.transforms import IdentityTransform
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    catalog = iceberg_catalog(out)
-    schema = Schema(
-        NestedField(1, "ds", StringType(), required=False),
-        NestedField(2, "id", LongType(), required=False),
-        NestedField(3, "region", StringType(), required=False),
-    )
-    spec = PartitionSpec(PartitionField(1, 1000, IdentityTransform(), "ds"))
-    table = catalog.create_table(
-        "ns.evolved", schema=schema, partition_spec=spec, properties={"format-version": "1"}
-    )
+    columns = ("ds", "id", "region")
+    table = create_ds_table(iceberg_catalog(out), "ns.evolved", columns, {"format-version": "1"})
 
     def region_rows(days, ids, region):
-        return pa.table(
-            {
-                "ds": pa.array(days, pa.string()),
-                "id": pa.array(ids, pa.int64()),
-                "region": pa.array([region] * len(ids), pa.string()),
-            }
-        )
+        return ds_rows(days, ids, region, columns)
 
     steps = []
     table.append(region_rows(DAYS[:2], [1, 2], "eu"))
@@ -362,16 +262,7 @@ def iceberg_evolution(out):
 
 
 def iceberg_unpartitioned(out):
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import LongType, NestedField, StringType
-
-    catalog = iceberg_catalog(out)
-    schema = Schema(
-        NestedField(1, "ds", StringType(), required=False),
-        NestedField(2, "id", LongType(), required=False),
-        NestedField(3, "value", StringType(), required=False),
-    )
-    table = catalog.create_table("ns.flat", schema=schema)
+    table = iceberg_catalog(out).create_table("ns.flat", schema=ds_schema(COLUMNS))
     table.append(rows(DAYS[:2], [1, 2]))
     return [iceberg_step(table, "append", DAYS[:2])]
 
