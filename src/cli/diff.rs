@@ -125,11 +125,7 @@ fn history(global: &Global) -> Result<Option<History>, Error> {
         })?;
         return Ok(Some(History::from_store(&store)?));
     }
-    let mut settings = Settings::load(&global.repo)?;
-    super::apply_state_flags(global, &mut settings)?;
-    let location = settings
-        .state_location(&global.repo)
-        .map_err(|e| Error::Usage(format!("{}: {e}", crate::settings::FILE_NAME)))?;
+    let location = super::own_state(global)?;
     match StateStore::open_read_at(&location)? {
         Some(store) => Ok(Some(History::from_store(&store)?)),
         None => {

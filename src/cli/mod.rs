@@ -534,9 +534,10 @@ pub fn print_out(text: &str) {
 }
 
 /// `--state-url`, `--state` and `CHRONON_BUILD_STATE_URL`, in that order,
-/// over the settings' `state.url` and `state.path`. A URL that does not
-/// parse is refused here, naming where it came from.
-pub fn apply_state_flags(global: &Global, settings: &mut Settings) -> Result<(), Error> {
+/// over the settings' `state.url` and `state.path`; returns where the
+/// state then is. A URL that does not parse is refused here, naming where
+/// it came from.
+pub fn apply_state_flags(global: &Global, settings: &mut Settings) -> Result<StateLocation, Error> {
     let from_env = std::env::var("CHRONON_BUILD_STATE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -559,6 +560,12 @@ pub fn apply_state_flags(global: &Global, settings: &mut Settings) -> Result<(),
     // The settings' own URL was checked when they loaded.
     settings
         .state_location(&global.repo)
-        .map_err(|e| Error::Usage(format!("{}: {e}", crate::settings::FILE_NAME)))?;
-    Ok(())
+        .map_err(|e| Error::Usage(format!("{}: {e}", crate::settings::FILE_NAME)))
+}
+
+/// Where the repository's state is, for commands that read it without
+/// loading the configs (`state info`, `history`, `logs`, `diff`): the
+/// settings with the command line's and environment's flags over them.
+pub fn own_state(global: &Global) -> Result<StateLocation, Error> {
+    apply_state_flags(global, &mut Settings::load(&global.repo)?)
 }

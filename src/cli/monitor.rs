@@ -13,7 +13,6 @@ use super::{Format, Global, Targets, Workspace, parse_day, print_json};
 use crate::error::{Error, Exit};
 use crate::monitor::{self, NodeStatus, day_start, timestamp};
 use crate::partition::{Day, at_range};
-use crate::settings::Settings;
 use crate::store::{Attempt, RunRow, StateStore};
 
 #[derive(Args, Debug)]
@@ -210,12 +209,7 @@ fn config_totals(until: Day, statuses: &[NodeStatus]) -> String {
 /// The state file from the settings alone: `history` and `logs` read the
 /// history of configs that may no longer exist.
 fn history_store(global: &Global) -> Result<Option<StateStore>, Error> {
-    let mut settings = Settings::load(&global.repo)?;
-    super::apply_state_flags(global, &mut settings)?;
-    let location = settings
-        .state_location(&global.repo)
-        .map_err(Error::Usage)?;
-    Ok(StateStore::open_read_at(&location)?)
+    Ok(StateStore::open_read_at(&super::own_state(global)?)?)
 }
 
 #[derive(Serialize)]

@@ -4,7 +4,6 @@ use clap::{Args, Subcommand};
 
 use super::{Format, Global, print_json, print_out};
 use crate::error::{Error, Exit};
-use crate::settings::Settings;
 use crate::store::{StateLocation, StateStore};
 
 #[derive(Args, Debug)]
@@ -50,11 +49,7 @@ pub fn run(global: &Global, args: &StateArgs) -> Result<Exit, Error> {
 }
 
 fn info(global: &Global, format: Format) -> Result<Exit, Error> {
-    let mut settings = Settings::load(&global.repo)?;
-    super::apply_state_flags(global, &mut settings)?;
-    let location = settings
-        .state_location(&global.repo)
-        .map_err(Error::Usage)?;
+    let location = super::own_state(global)?;
     let Some(store) = StateStore::open_read_at(&location)? else {
         return Err(Error::Usage(format!(
             "{}: no state there yet",
