@@ -203,30 +203,31 @@ fn take(
     errln!("waiting for {} (held by {holder})", pg.name);
     // A server that restarts while we wait drops the wait with the
     // connection: wait again on a new one, reconnecting as a write does
-    // (0.25 s doubling to 5 s, for `retry::reconnect_for` at a time).
+    // (`retry::reconnect_until`, for `retry::reconnect_for` at a time).
     loop {
         let error = match client.execute(lock, &[&STATE_LOCK]) {
             Ok(_) => return Ok(Ok(client)),
             Err(e) if client.is_closed() || super::db::connection_lost(&e) => e,
             Err(e) => return Err(fail(e)),
         };
-        let deadline = Instant::now() + super::retry::reconnect_for();
-        let mut delay = Duration::from_millis(250);
-        client = loop {
-            errln!(
-                "warning: {}: connection lost while waiting for the state's lock ({}); \
-                 reconnecting in {:.2} s",
-                pg.name,
-                location.redact(&error.to_string()),
-                delay.as_secs_f64()
-            );
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
-            match named_connection(pg) {
-                Ok(client) => break client,
-                Err(e) if Instant::now() >= deadline => return Err(fail(e)),
-                Err(_) => {}
-            }
+        let said = location.redact(&error.to_string());
+        let (mut last, mut delay) = (None, super::retry::FIRST_DELAY);
+        let reconnected = super::retry::reconnect_until(
+            Instant::now() + super::retry::reconnect_for(),
+            &mut delay,
+            |delay| {
+                errln!(
+                    "warning: {}: connection lost while waiting for the state's lock ({said}); \
+                     reconnecting in {:.2} s",
+                    pg.name,
+                    delay.as_secs_f64()
+                )
+            },
+            || named_connection(pg).map_err(|e| last = Some(e)).ok(),
+        );
+        client = match reconnected {
+            Some(client) => client,
+            None => return Err(fail(last.unwrap_or(error))),
         };
     }
 }

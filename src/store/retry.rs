@@ -1,7 +1,8 @@
 //! Writing through a lost connection: when the PostgreSQL server restarts
 //! or the connection drops, a write transaction is rolled back by the
 //! server; it is run again, from the start, on a new connection, after a
-//! backoff (0.25 s doubling to 5 s), for up to `RECONNECT_FOR`. Node ids
+//! backoff (0.25 s doubling to 5 s: `reconnect_until`, which a command
+//! waiting for the state's lock uses too), for up to `RECONNECT_FOR`. Node ids
 //! learnt in the lost transaction are forgotten (it may not have
 //! committed them). A transaction whose commit was sent but not answered
 //! is run again: every write is an upsert or a delete, so running it twice
@@ -57,7 +58,7 @@ fn again<T>(
         return attempt(db, false);
     };
     let deadline = Instant::now() + reconnect_for();
-    let mut delay = Duration::from_millis(250);
+    let mut delay = FIRST_DELAY;
     let mut lost = false;
     loop {
         db.check_lock(lost)?;
@@ -67,25 +68,51 @@ fn again<T>(
             Err(e) => return Err(e),
         };
         lost = true;
-        loop {
-            if Instant::now() >= deadline {
-                return Err(DbError::Other(format!(
-                    "lost the connection ({}) and could not reconnect within {} s",
-                    location.redact(&error.to_string()),
-                    reconnect_for().as_secs()
-                )));
-            }
-            errln!(
-                "warning: {}: connection lost ({}); reconnecting in {:.2} s",
-                pg.name,
-                location.redact(&error.to_string()),
-                delay.as_secs_f64()
-            );
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
-            if db.reconnect(pg).is_ok() {
-                break;
-            }
+        let said = location.redact(&error.to_string());
+        let reconnected = reconnect_until(
+            deadline,
+            &mut delay,
+            |delay| {
+                errln!(
+                    "warning: {}: connection lost ({said}); reconnecting in {:.2} s",
+                    pg.name,
+                    delay.as_secs_f64()
+                )
+            },
+            || db.reconnect(pg).ok(),
+        );
+        if reconnected.is_none() {
+            return Err(DbError::Other(format!(
+                "lost the connection ({said}) and could not reconnect within {} s",
+                reconnect_for().as_secs()
+            )));
+        }
+    }
+}
+
+/// The first wait before reconnecting; each next one doubles, up to
+/// `LAST_DELAY`.
+pub(super) const FIRST_DELAY: Duration = Duration::from_millis(250);
+const LAST_DELAY: Duration = Duration::from_secs(5);
+
+/// Waits `delay` (said first by `say`), then tries `connect`, the delay
+/// doubling each time up to `LAST_DELAY`, until it connects; `None` once
+/// `deadline` has passed before a wait.
+pub(super) fn reconnect_until<T>(
+    deadline: Instant,
+    delay: &mut Duration,
+    mut say: impl FnMut(Duration),
+    mut connect: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    loop {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        say(*delay);
+        std::thread::sleep(*delay);
+        *delay = (*delay * 2).min(LAST_DELAY);
+        if let Some(connected) = connect() {
+            return Some(connected);
         }
     }
 }
