@@ -1,6 +1,7 @@
 //! A job: the command that builds contiguous targets of one node, what it
 //! records, where its log goes, and how its outputs are found.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use crate::plan::BuildRecord;
 use crate::plan::live::LivePlan;
 use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
+use crate::store::{Recorded, day_column};
 
 pub(super) struct Job {
     pub node: NodeId,
@@ -68,6 +70,43 @@ impl Job {
             .join(node.step.name())
             .join(name)
             .join(format!("{range}.attempt{}.log", self.attempt))
+    }
+
+    /// The job's targets as recorded by a write numbered `seq` (by target
+    /// index), and those whose outputs are missing.
+    pub fn recorded(
+        &self,
+        live: &LivePlan<'_>,
+        records: &[BuildRecord],
+        outputs: &[Option<Hash>],
+        seq: i64,
+    ) -> (Vec<(usize, Recorded)>, Vec<usize>) {
+        let by_day: HashMap<i64, usize> = self
+            .targets
+            .iter()
+            .map(|&i| (day_column(live.target(self.node, i).day), i))
+            .collect();
+        let mut recorded = Vec::new();
+        let mut missing = Vec::new();
+        for (record, output) in records.iter().zip(outputs) {
+            let Some(&i) = by_day.get(&day_column(record.day)) else {
+                continue;
+            };
+            match output {
+                Some(output) => recorded.push((
+                    i,
+                    Recorded {
+                        key: record.key,
+                        slice: record.slice,
+                        inputs: record.inputs_hash,
+                        output: *output,
+                        seq,
+                    },
+                )),
+                None => missing.push(i),
+            }
+        }
+        (recorded, missing)
     }
 
     /// Nothing is known of a dry run's outputs: assume they changed.

@@ -57,7 +57,7 @@ use crate::plan::live::{LivePlan, Ready};
 use crate::plan::{self, BuildRecord, Plan};
 use crate::probe::Probe;
 use crate::settings::Settings;
-use crate::store::{Attempt, Recorded, StateStore, day_column};
+use crate::store::{Attempt, StateStore};
 
 pub use hooks::HookCommands;
 use job::{Job, Running};
@@ -616,24 +616,15 @@ impl<'c, 'a> Runner<'c, 'a> {
         let node_id = self.work.jobs[job].node;
         let node = &graph.nodes[node_id];
         let records = std::mem::take(&mut self.work.jobs[job].records);
-        let seq = Recorder::new(
+        let planned = Planned::new(graph, &self.live);
+        let mut recorder = Recorder::new(
             self.opts.action,
             self.ctx.store.as_deref_mut(),
             self.writer.as_ref(),
-        )
-        .built(
-            Planned::new(graph, &self.live),
-            node,
-            (&records, &outputs),
-            attempt.as_ref(),
-        )?;
-        let (recorded, missing) = self.recorded(job, &records, &outputs, seq);
-        Recorder::new(self.opts.action, None, self.writer.as_ref()).hand_off(
-            Planned::new(graph, &self.live),
-            node,
-            records,
-            outputs,
         );
+        let seq = recorder.built(planned, node, (&records, &outputs), attempt.as_ref())?;
+        let (recorded, missing) = self.work.jobs[job].recorded(&self.live, &records, &outputs, seq);
+        recorder.hand_off(planned, node, records, outputs);
         self.summary.built += recorded.len();
         let mut ready = self
             .live
@@ -643,44 +634,6 @@ impl<'c, 'a> Runner<'c, 'a> {
         }
         self.dispatch_ready(ready);
         Ok(())
-    }
-
-    /// The job's targets as recorded (by target index), and those whose
-    /// outputs are missing.
-    fn recorded(
-        &self,
-        job: usize,
-        records: &[BuildRecord],
-        outputs: &[Option<Hash>],
-        seq: i64,
-    ) -> (Vec<(usize, Recorded)>, Vec<usize>) {
-        let node_id = self.work.jobs[job].node;
-        let by_day: HashMap<i64, usize> = self.work.jobs[job]
-            .targets
-            .iter()
-            .map(|&i| (day_column(self.live.target(node_id, i).day), i))
-            .collect();
-        let mut recorded = Vec::new();
-        let mut missing = Vec::new();
-        for (record, output) in records.iter().zip(outputs) {
-            let Some(&i) = by_day.get(&day_column(record.day)) else {
-                continue;
-            };
-            match output {
-                Some(output) => recorded.push((
-                    i,
-                    Recorded {
-                        key: record.key,
-                        slice: record.slice,
-                        inputs: record.inputs_hash,
-                        output: *output,
-                        seq,
-                    },
-                )),
-                None => missing.push(i),
-            }
-        }
-        (recorded, missing)
     }
 
     /// Targets whose job exited well without writing them: not adopted

@@ -90,12 +90,9 @@ impl StateDb {
                 .unwrap()
             }
             StateDb::Pg(client) => {
-                let params: Vec<Box<dyn ::postgres::types::ToSql + Sync>> =
-                    params.iter().map(to_pg).collect();
-                let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p.as_ref()).collect();
-                let rows = client.query(&dollars(sql), &refs).unwrap();
-                rows.iter()
+                let rows = with_pg_params(params, |refs| client.query(&dollars(sql), refs));
+                rows.unwrap()
+                    .iter()
                     .map(|row| (0..row.len()).map(|i| from_pg(row, i)).collect())
                     .collect()
             }
@@ -124,17 +121,11 @@ impl StateDb {
                     .unwrap();
             }
             StateDb::Pg(client) => {
-                let params: Vec<Box<dyn ::postgres::types::ToSql + Sync>> =
-                    params.iter().map(to_pg).collect();
-                let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
-                    params.iter().map(|p| p.as_ref()).collect();
-                client.execute(&dollars(sql), &refs).unwrap();
+                with_pg_params(params, |refs| client.execute(&dollars(sql), refs)).unwrap();
             }
         }
     }
-}
 
-impl StateDb {
     /// The schema version: SQLite's `user_version`, PostgreSQL's
     /// `schema_version` table (`store::schema`).
     pub fn version(&mut self) -> i64 {
@@ -208,6 +199,17 @@ fn to_sqlite(cell: &Cell) -> rusqlite::types::Value {
         Cell::Bytes(b) => rusqlite::types::Value::Blob(b.clone()),
         Cell::Null => rusqlite::types::Value::Null,
     }
+}
+
+/// Runs `f` with `params` as the postgres client takes them.
+fn with_pg_params<T>(
+    params: &[Cell],
+    f: impl FnOnce(&[&(dyn ::postgres::types::ToSql + Sync)]) -> T,
+) -> T {
+    let boxed: Vec<Box<dyn ::postgres::types::ToSql + Sync>> = params.iter().map(to_pg).collect();
+    let refs: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
+        boxed.iter().map(|p| p.as_ref()).collect();
+    f(&refs)
 }
 
 fn to_pg(cell: &Cell) -> Box<dyn ::postgres::types::ToSql + Sync> {
