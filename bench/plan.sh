@@ -26,26 +26,36 @@ need ninja ninja-build
 
 cargo build --release --quiet --bin chronon-build --example gen_repo --example gen_run
 # The equivalent build.ninja grows with targets x window (about 2 GB at 1M
-# targets); compare with ninja at the 73,000-target size only.
+# targets); ninja runs on the 73,000-target graph (200 group-bys), in the
+# same run, whatever size chronon-build plans.
 ninja_flag=""
-with_ninja=1
-if [ "$group_bys" -gt 500 ]; then ninja_flag="--no-ninja"; with_ninja=0; fi
+ninja_dir=$out
+if [ "$group_bys" -gt 500 ]; then
+    ninja_flag="--no-ninja"
+    ninja_dir=bench/out/gb200_d${days}_w${window}
+    ./target/release/examples/gen_repo --group-bys 200 --days "$days" --window "$window" --out "$ninja_dir" >/dev/null 2>&1
+fi
 ./target/release/examples/gen_repo --group-bys "$group_bys" --days "$days" --window "$window" --out "$out" $ninja_flag
 
 measure() { # label, then the command
     local label=$1; shift
     /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" >/dev/null
     read -r secs kb < "$out/time.txt"
-    printf '%-34s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)"
+    printf '%-34s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)" | tee -a "$out/report.txt"
 }
+# The median of the measures whose label starts with $1 (in this run).
+median() {
+    grep "^$1" "$out/report.txt" | awk '{print $(NF-4)}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+: > "$out/report.txt"
 
 bin=./target/release/chronon-build
 # Warm the page cache for both tools alike.
 $bin plan --repo "$out/repo" --until 2025-12-31 >/dev/null
-[ "$with_ninja" = 1 ] && ninja -C "$out" -n >/dev/null
+ninja -C "$ninja_dir" -n >/dev/null
 for i in 1 2 3; do
     measure "chronon-build plan (run $i)" $bin plan --repo "$out/repo" --until 2025-12-31 --format json
-    [ "$with_ninja" = 1 ] && measure "ninja -n (run $i)" ninja -C "$out" -n
+    measure "ninja -n, $(basename "$ninja_dir") (run $i)" ninja -C "$ninja_dir" -n
 done
 echo "targets planned: $($bin plan --repo "$out/repo" --until 2025-12-31 | tail -1)"
 
@@ -64,6 +74,9 @@ $bin run --repo "$out/repo" "${state[@]}" --until 2025-12-31 --progress quiet >/
 for i in 1 2 3; do
     measure "warm plan, all built (run $i)" $bin plan --repo "$out/repo" "${state[@]}" --until 2025-12-31 --format json
     measure "warm no-op run (run $i)" $bin run --repo "$out/repo" "${state[@]}" --until 2025-12-31 --progress quiet
-    [ "$with_ninja" = 1 ] && measure "ninja -n (run $i)" ninja -C "$out" -n
+    measure "ninja -n, $(basename "$ninja_dir") (run $i)" ninja -C "$ninja_dir" -n
 done
 echo "warm: $($bin plan --repo "$out/repo" "${state[@]}" --until 2025-12-31 | tail -1)"
+warm_plan=$(median "warm plan")
+ninja_n=$(median "ninja -n")
+printf 'medians: warm plan %s s, ninja -n %s s: %.2f x\n' "$warm_plan" "$ninja_n" "$(echo "$warm_plan / $ninja_n" | bc -l)"

@@ -57,22 +57,7 @@ impl Basis<'_> {
         if !state.failed.is_empty() || !state.forced.is_empty() {
             return None;
         }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&MEMO_VERSION.to_le_bytes());
-        hasher.update(&KEY_VERSION.to_le_bytes());
-        hasher.update(node.step.name().as_bytes());
-        hasher.update(&node.slice_hash.0);
-        // Only an unpartitioned target reads at `until`: a daily one reads at
-        // its day, so a memo of days holds whatever `--until` is.
-        if days.contains(&None) {
-            hasher.update(&until.0.to_le_bytes());
-        }
-        for day in days {
-            hasher.update(&day_column(*day).to_le_bytes());
-        }
-        // How each input reads: with the days, these fix every target's range.
-        hasher
-            .update(&serde_json::to_vec(&node.inputs).expect("serializing to memory cannot fail"));
+        let mut hasher = begin(node, until, days);
         for (input, column) in node.inputs.iter().zip(inputs) {
             let Some(column) = column else {
                 hasher.update(b"-");
@@ -125,6 +110,7 @@ impl Basis<'_> {
         Some(Memo {
             digest: Hash(*hasher.finalize().as_bytes()),
             last,
+            versions: None,
         })
     }
 
@@ -146,6 +132,71 @@ impl Basis<'_> {
             _ => 0,
         }
     }
+}
+
+/// What every memo of a node digests first: the versions of memos and
+/// keys, the node's step and slice, its days (and `until` when a target is
+/// unpartitioned: a daily one reads at its day, so a memo of days holds
+/// whatever `--until` is), and how each input reads, which with the days
+/// fixes every target's range.
+fn begin(node: &Node, until: Day, days: &[Option<Day>]) -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&MEMO_VERSION.to_le_bytes());
+    hasher.update(&KEY_VERSION.to_le_bytes());
+    hasher.update(node.step.name().as_bytes());
+    hasher.update(&node.slice_hash.0);
+    if days.contains(&None) {
+        hasher.update(&until.0.to_le_bytes());
+    }
+    for day in days {
+        hasher.update(&day_column(*day).to_le_bytes());
+    }
+    hasher.update(&serde_json::to_vec(&node.inputs).expect("serializing to memory cannot fail"));
+    hasher
+}
+
+/// A node's memo by versions (`plan::unchanged`), for all its `days`: what
+/// `Basis::memo` digests, with each table the node reads or probes as its
+/// version in `versions` instead of its partitions, and each input another
+/// node writes as that node's own memo by versions (`producers`, by node
+/// id). `None` when a version is unknown.
+///
+/// An equal digest means equal columns wherever the memo looks: a table's
+/// version changes with any of its partitions, and a producer's recorded
+/// outputs are its probed output's partitions or its keys, which its own
+/// digest covers.
+pub fn by_versions(
+    node: &Node,
+    until: Day,
+    days: &[Option<Day>],
+    versions: &crate::probe::Versions,
+    producers: &[Option<Hash>],
+) -> Option<Hash> {
+    let mut hasher = begin(node, until, days);
+    hasher.update(b"by versions");
+    for input in &node.inputs {
+        if input.ordering_only {
+            hasher.update(b"-");
+            continue;
+        }
+        match input.producer {
+            Some(producer) => {
+                hasher.update(b"node");
+                hasher.update(&producers[producer]?.0);
+            }
+            None => {
+                hasher.update(b"table");
+                hasher.update(input.table.as_bytes());
+                hasher.update(&[0]);
+                hasher.update(&versions.get(&*input.table)?.0);
+            }
+        }
+    }
+    match node.probed_table() {
+        Some(table) => hasher.update(&versions.get(table)?.0),
+        None => hasher.update(b"no output"),
+    };
+    Some(Hash(*hasher.finalize().as_bytes()))
 }
 
 #[cfg(test)]

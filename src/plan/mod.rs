@@ -17,8 +17,10 @@
 //! Here: the plan, its options, `compute` and `decide`. Beside it:
 //! `column` (columns and range digests), `key` (the key document and
 //! `evaluate`: where a key is made), `explain` (reasons), `record` (what a
-//! build records), `memo` (skipping untouched nodes), `live` (the plan a
-//! run keeps current), `reason` (statuses and reasons), `render` (output).
+//! build records), `memo` (skipping untouched nodes), `unchanged` (nodes
+//! held by their tables' versions, before any table is listed), `live`
+//! (the plan a run keeps current), `reason` (statuses and reasons),
+//! `render` (output).
 
 mod column;
 mod decide;
@@ -29,6 +31,7 @@ pub(crate) mod memo;
 pub(crate) mod reason;
 mod record;
 pub(crate) mod render;
+mod unchanged;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -55,6 +58,7 @@ pub(crate) use key::read_range;
 pub use key::{Evaluation, InputDigest, KeyDoc, evaluate};
 pub use reason::{FieldChange, Missing, StaleReason, Status, StatusKind, Upstream};
 pub use record::{BuildRecord, reads, slice_json};
+use unchanged::Unchanged;
 
 #[derive(Clone, Debug)]
 pub struct TargetPlan {
@@ -185,69 +189,87 @@ pub fn node_key(node: &Node) -> NodeKey {
     NodeKey::new(node.step, &node.name, node.part.as_deref())
 }
 
-/// Columns for every table the planned nodes read or write that is not
-/// written by another node: probed once each, in parallel.
+/// Partitions of every table the planned nodes that are not held read or
+/// start from that is not written by another node, and of the outputs of
+/// nodes with a build recorded that such a node reads or that are not held
+/// themselves: listed once each, in parallel, beside those in `listed`.
 fn probe_tables(
     graph: &Graph,
     probe: &dyn Probe,
     planned: &[bool],
     built: &HashSet<NodeKey>,
+    unchanged: &Unchanged,
+    mut listed: HashMap<String, Partitions>,
 ) -> Result<HashMap<String, Partitions>, Error> {
     let mut tables = BTreeSet::new();
     for node in graph.nodes.iter().filter(|n| planned[n.id]) {
-        for input in node
-            .inputs
-            .iter()
-            .filter(|i| i.producer.is_none() && !i.ordering_only)
-        {
-            tables.insert(input.table.to_string());
+        let held = unchanged.held[node.id];
+        if !held {
+            for input in node
+                .inputs
+                .iter()
+                .filter(|i| i.producer.is_none() && !i.ordering_only)
+            {
+                tables.insert(input.table.to_string());
+            }
+            if let Schedule::Daily { start } = &node.schedule
+                && let Some(table) = start.probed_table()
+            {
+                tables.insert(table.to_string());
+            }
         }
-        if let Schedule::Daily { start } = &node.schedule
-            && let Some(table) = start.probed_table()
-        {
-            tables.insert(table.to_string());
-        }
+        let read = !held || unchanged.read_by_unheld(graph, planned, node.id);
         let built = built.contains(&node_key(node));
-        if let Some(output) = node.probed_table().filter(|_| built) {
+        if let Some(output) = node.probed_table().filter(|_| built && read) {
             tables.insert(output.to_string());
         }
     }
-    Ok(probe
-        .list_all(tables.into_iter().collect())?
+    let tables = tables
         .into_iter()
-        .collect())
+        .filter(|t| !listed.contains_key(t))
+        .collect();
+    listed.extend(probe.list_all(tables)?);
+    Ok(listed)
+}
+
+/// The tables whose first partition starts a planned node.
+fn start_tables(graph: &Graph, planned: &[bool]) -> Vec<String> {
+    let starts = graph.nodes.iter().filter(|n| planned[n.id]);
+    let tables: BTreeSet<&str> = starts
+        .filter_map(|n| match &n.schedule {
+            Schedule::Daily { start } => start.probed_table(),
+            _ => None,
+        })
+        .collect();
+    tables.into_iter().map(str::to_string).collect()
 }
 
 /// Partitions of the planned daily nodes' probed outputs before their start
 /// (the config's, bounded by the `start` setting; `--from` only narrows
 /// the view and changes nothing here).
 fn orphans(ctx: &Context, planned: &[bool], probed: &HashMap<String, Partitions>) -> Vec<Orphan> {
-    let mut out = Vec::new();
-    for node in ctx.graph.nodes.iter().filter(|n| planned[n.id]) {
-        let (Schedule::Daily { start }, Some(table)) = (&node.schedule, node.probed_table()) else {
-            continue;
-        };
-        let Some(partitions) = probed.get(table) else {
-            continue;
-        };
-        let Some(start) = [start_day(start, probed), ctx.settings.start]
-            .into_iter()
-            .flatten()
-            .max()
-        else {
-            continue;
-        };
-        let before: Vec<Day> = partitions.range(..start).map(|(d, _)| *d).collect();
-        if !before.is_empty() {
-            out.push(Orphan {
-                target: node.label(),
-                table: table.to_string(),
-                start,
-                partitions: before,
-            });
-        }
-    }
-    out
+    let planned = ctx.graph.nodes.iter().filter(|n| planned[n.id]);
+    planned.filter_map(|n| orphan(ctx, n, probed)).collect()
+}
+
+/// The partitions of a daily node's probed output before its start, if
+/// any (and its output was listed).
+fn orphan(ctx: &Context, node: &Node, probed: &HashMap<String, Partitions>) -> Option<Orphan> {
+    let (Schedule::Daily { start }, Some(table)) = (&node.schedule, node.probed_table()) else {
+        return None;
+    };
+    let partitions = probed.get(table)?;
+    let start = [start_day(start, probed), ctx.settings.start]
+        .into_iter()
+        .flatten()
+        .max()?;
+    let before: Vec<Day> = partitions.range(..start).map(|(d, _)| *d).collect();
+    (!before.is_empty()).then(|| Orphan {
+        target: node.label(),
+        table: table.to_string(),
+        start,
+        partitions: before,
+    })
 }
 
 /// The config's start of a daily node, given the probed tables (a start
@@ -366,8 +388,9 @@ pub fn compute(ctx: &Context, opts: &PlanOptions) -> Result<Plan, Error> {
         mut state,
         probed,
         built,
+        unchanged,
     } = load(ctx, opts, &planned)?;
-    let mut pass = Pass::new(ctx, opts, &planned, &probed, &built);
+    let mut pass = Pass::new(ctx, opts, &planned, &probed, &built, &unchanged);
     for &id in &graph.order {
         if planned[id] {
             pass.plan_node(id, &mut state)?;
@@ -401,40 +424,76 @@ struct Decided {
 }
 
 /// What the planner reads before deciding: the state (lazily or whole), the
-/// probed tables, and which nodes have a build recorded.
+/// probed tables, which nodes have a build recorded, and which nodes
+/// nothing touched.
 struct Loaded {
     state: HashMap<NodeKey, NodeState>,
     probed: HashMap<String, Partitions>,
     built: HashSet<NodeKey>,
+    unchanged: Unchanged,
 }
 
 /// Loads the state while the warehouse is probed: the outputs probed are
-/// those of nodes with a build recorded, which one query finds.
+/// those of nodes with a build recorded, which one query finds. A lazy
+/// plan first reads the tables' versions (and the tables that start
+/// nodes) while it loads the state, finds the nodes nothing touched
+/// (`unchanged`), and lists only the tables the others need.
 fn load(ctx: &Context, opts: &PlanOptions, planned: &[bool]) -> Result<Loaded, Error> {
     let graph = ctx.graph;
-    let built = match ctx.store {
-        Some(store) => store.built_nodes()?,
-        None => HashSet::new(),
+    let nodes = graph.nodes.len();
+    let Some(store) = ctx.store else {
+        let unchanged = Unchanged::none(nodes);
+        let none = HashSet::new();
+        let probed = probe_tables(graph, ctx.probe, planned, &none, &unchanged, HashMap::new())?;
+        return Ok(Loaded {
+            state: HashMap::new(),
+            probed,
+            built: none,
+            unchanged,
+        });
     };
-    let (state, probed) = match ctx.store {
-        Some(store) => std::thread::scope(|s| {
-            let probing = s.spawn(|| probe_tables(graph, ctx.probe, planned, &built));
-            let state = match opts.lazily {
-                true => store.load_lazily(),
-                false => store.load(),
-            };
+    let built = store.built_nodes()?;
+    if !opts.lazily {
+        let unchanged = Unchanged::none(nodes);
+        let (state, probed) = std::thread::scope(|s| {
+            let probing = s.spawn(|| {
+                probe_tables(
+                    graph,
+                    ctx.probe,
+                    planned,
+                    &built,
+                    &unchanged,
+                    HashMap::new(),
+                )
+            });
+            let state = store.load();
             let probed = probing.join().expect("probing does not panic");
             Ok::<_, Error>((state?, probed?))
-        })?,
-        None => (
-            HashMap::new(),
-            probe_tables(graph, ctx.probe, planned, &built)?,
-        ),
-    };
+        })?;
+        return Ok(Loaded {
+            state,
+            probed,
+            built,
+            unchanged,
+        });
+    }
+    let (state, starts, versions) = std::thread::scope(|s| {
+        let reading = s.spawn(|| {
+            let versions = ctx.probe.versions(&unchanged::tables(graph, planned))?;
+            let starts = ctx.probe.list_all(start_tables(graph, planned))?;
+            Ok::<_, Error>((starts.into_iter().collect::<HashMap<_, _>>(), versions))
+        });
+        let state = store.load_lazily();
+        let (starts, versions) = reading.join().expect("reading does not panic")?;
+        Ok::<_, Error>((state?, starts, versions))
+    })?;
+    let unchanged = unchanged::find(ctx, opts, planned, &state, &versions, &starts)?;
+    let probed = probe_tables(graph, ctx.probe, planned, &built, &unchanged, starts)?;
     Ok(Loaded {
         state,
         probed,
         built,
+        unchanged,
     })
 }
 
@@ -447,6 +506,9 @@ struct Pass<'p> {
     planned: &'p [bool],
     probed: &'p HashMap<String, Partitions>,
     built: &'p HashSet<NodeKey>,
+    unchanged: &'p Unchanged,
+    /// Per node, whether every target was planned fresh.
+    all_fresh: Vec<bool>,
     /// Tables that invalid configs (left out of the graph) would write.
     invalid_tables: HashMap<&'p str, &'p str>,
     columns: HashMap<String, Column>,
@@ -463,6 +525,7 @@ impl<'p> Pass<'p> {
         planned: &'p [bool],
         probed: &'p HashMap<String, Partitions>,
         built: &'p HashSet<NodeKey>,
+        unchanged: &'p Unchanged,
     ) -> Pass<'p> {
         let invalid_tables = ctx
             .repo
@@ -481,6 +544,8 @@ impl<'p> Pass<'p> {
             planned,
             probed,
             built,
+            unchanged,
+            all_fresh: vec![false; ctx.graph.nodes.len()],
             invalid_tables,
             columns,
             nodes: (0..ctx.graph.nodes.len())
@@ -492,7 +557,8 @@ impl<'p> Pass<'p> {
     }
 
     /// Keys and decides one node's targets: the first `held` fresh by the
-    /// stored memo, the rest evaluated one by one.
+    /// stored memo (all of them when nothing touched the node:
+    /// `unchanged`), the rest evaluated one by one.
     fn plan_node(
         &mut self,
         id: NodeId,
@@ -501,7 +567,8 @@ impl<'p> Pass<'p> {
         let (ctx, opts) = (self.ctx, self.opts);
         let node = &ctx.graph.nodes[id];
         let key = node_key(node);
-        let read_by_planned = ctx.graph.dependents[id].iter().any(|d| self.planned[*d]);
+        // Dependents held by their memos read nothing of this node.
+        let read_by_planned = self.unchanged.read_by_unheld(ctx.graph, self.planned, id);
         let state = state.entry(key.clone()).or_default();
         let days = wanted_days(node, opts.until, opts.from, ctx.settings, self.probed)?;
         let output_column = node.output.as_ref().and_then(|t| self.columns.get(t));
@@ -512,7 +579,10 @@ impl<'p> Pass<'p> {
             inputs: &inputs,
             output: output_column,
         };
-        let held = basis.held(&days, state);
+        let held = match self.unchanged.held[id] {
+            true => days.len(),
+            false => basis.held(&days, state),
+        };
         let all = (read_by_planned && probed_column(node, output_column).is_none())
             || node.step == Step::GroupByStreaming;
         self.load_targets(&key, state, &days, held, all)?;
@@ -524,10 +594,16 @@ impl<'p> Pass<'p> {
             .iter()
             .take_while(|t| t.status == Status::Fresh)
             .count();
+        self.all_fresh[id] = fresh == days.len();
+        let with_versions = |memo: Memo| Memo {
+            versions: self.by_versions(node, fresh == days.len()),
+            ..memo
+        };
         let memo = match fresh {
             0 => None,
-            _ if fresh == held => state.memo,
-            _ => basis.memo(&days[..fresh], state),
+            _ if self.unchanged.held[id] => state.memo,
+            _ if fresh == held => state.memo.map(with_versions),
+            _ => basis.memo(&days[..fresh], state).map(with_versions),
         };
         if let Some(memo) = memo
             && state.memo != Some(memo)
@@ -545,6 +621,24 @@ impl<'p> Pass<'p> {
             self.columns.insert(internal_key(output), column);
         }
         Ok(())
+    }
+
+    /// The memo by versions to store beside a node's memo: when the memo
+    /// covers all its targets (`all`), the producers it reads are all
+    /// fresh too, and its output has no partition before its start (which
+    /// a plan that does not list it would not see).
+    fn by_versions(&self, node: &Node, all: bool) -> Option<Hash> {
+        let producers_fresh = node
+            .inputs
+            .iter()
+            .filter(|i| !i.ordering_only)
+            .filter_map(|i| i.producer)
+            .all(|p| self.all_fresh[p]);
+        let keep = all
+            && producers_fresh
+            && node.step != Step::GroupByStreaming
+            && orphan(self.ctx, node, self.probed).is_none();
+        self.unchanged.digests[node.id].filter(|_| keep)
     }
 
     /// Loaded lazily: what the memo does not settle (the days after those

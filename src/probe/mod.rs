@@ -86,6 +86,15 @@ pub trait Probe: Sync {
         Ok(only_days(self.list(table)?, days))
     }
 
+    /// A version of each of `tables` that any change of its listing
+    /// changes: what lets a plan leave the tables nothing changed unlisted
+    /// (`plan::unchanged`). Tables left out have none the probe can tell;
+    /// probes that keep no versions leave out every table.
+    fn versions(&self, tables: &[String]) -> Result<Versions, ProbeError> {
+        let _ = tables;
+        Ok(Versions::new())
+    }
+
     /// Lists many tables, in parallel. Probes that can share work between
     /// tables (one connection for a namespace) override this.
     fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
@@ -96,6 +105,9 @@ pub trait Probe: Sync {
             .collect()
     }
 }
+
+/// Tables' versions (`Probe::versions`), by table as asked for.
+pub type Versions = std::collections::HashMap<String, crate::hash::Hash>;
 
 /// The partitions of `all` at `days`.
 fn only_days(mut all: Partitions, days: &[Day]) -> Partitions {

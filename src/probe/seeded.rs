@@ -43,6 +43,13 @@ impl Probe for Seeded {
         self.for_table(table).list_days(table, days)
     }
 
+    /// The inner probe's versions of the tables not seeded: the scratch
+    /// warehouse is made anew by each command, its versions with it.
+    fn versions(&self, tables: &[String]) -> Result<super::Versions, ProbeError> {
+        let rest: Vec<String> = tables.iter().filter(|t| !self.seeded(t)).cloned().collect();
+        self.inner.versions(&rest)
+    }
+
     fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
         let (seeded, rest): (Vec<String>, Vec<String>) =
             tables.into_iter().partition(|t| self.seeded(t));

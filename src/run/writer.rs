@@ -148,6 +148,7 @@ mod tests {
                 Memo {
                     digest: Hash::of(b"m"),
                     last: crate::store::NO_PARTITION,
+                    versions: None,
                 },
             ),
         ];

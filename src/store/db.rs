@@ -130,6 +130,7 @@ arg_from! {
     Option<i64> => |v: Option<i64>| v.map_or(Arg::Null, Arg::Int),
     Option<i32> => |v: Option<i32>| v.map_or(Arg::Null, |v| Arg::Int(i64::from(v))),
     Option<&'a str> => |v: Option<&'a str>| v.map_or(Arg::Null, Arg::Text),
+    Option<&'a [u8]> => |v: Option<&'a [u8]>| v.map_or(Arg::Null, Arg::Blob),
 }
 
 /// `args![a, b]`: statement arguments.
@@ -215,8 +216,16 @@ impl<'r> Row<'r> {
     }
 
     pub fn blob(&self, i: usize) -> DbResult<&'r [u8]> {
+        self.opt_blob(i)?
+            .ok_or_else(|| DbError::Other(format!("column {i}: unexpected NULL")))
+    }
+
+    pub fn opt_blob(&self, i: usize) -> DbResult<Option<&'r [u8]>> {
         match self {
-            Row::Sqlite(row) => Ok(row.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?),
+            Row::Sqlite(row) => Ok(row
+                .get_ref(i)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?),
             Row::Pg(row) => Ok(row.try_get(i)?),
         }
     }

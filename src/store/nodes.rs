@@ -137,6 +137,7 @@ mod tests {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(
                 "ALTER TABLE nodes DROP COLUMN output;
+                 ALTER TABLE node_memos DROP COLUMN versions;
                  DROP TABLE claims;
                  INSERT INTO nodes (step, config, part) VALUES ('group-by-backfill', 't.g', '');
                  INSERT INTO targets (node, day, key, slice, inputs, output, seq, built_at)

@@ -7,13 +7,14 @@
 use super::db::{Db, DbResult, pg_ddl};
 use super::{StateStore, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The oldest schema a reader reads as it is (readers never migrate):
 /// schemas 2, 3 and 5 only added and changed node memos, which a plan can
 /// do without (a memo of another version never matches), a reader of a
-/// state before 4 reads its ranges from `target_reads` (`ranges_read`), and
-/// one before 6 knows no node's output table (`recorded_nodes`).
+/// state before 4 reads its ranges from `target_reads` (`ranges_read`), one
+/// before 6 knows no node's output table (`recorded_nodes`), and one before
+/// 8 has no memo by versions (`load_memos`).
 pub(super) const READABLE_FROM: i64 = 1;
 
 /// A migration's statements: for both backends, or only to convert rows
@@ -151,6 +152,13 @@ const MIGRATIONS: &[&[Part]] = &[
         PRIMARY KEY (node, day)
     );
     CREATE INDEX claims_by_run ON claims (run);",
+    )],
+    // 8: beside a node memo, its digest with every table it reads or
+    // writes as the table's version instead of its partitions
+    // (`plan::unchanged`): a plan that finds the same versions holds the
+    // node without listing its tables. Memos before have none.
+    &[Part::Both(
+        "ALTER TABLE node_memos ADD COLUMN versions BLOB;",
     )],
 ];
 

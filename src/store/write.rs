@@ -421,6 +421,7 @@ mod tests {
         let memo = Memo {
             digest: Hash::of(b"memo"),
             last: 10,
+            versions: Some(Hash::of(b"versions")),
         };
         let memo_of = |store: &StateStore, node: &NodeKey| {
             store.load_lazily().unwrap().get(node).and_then(|s| s.memo)

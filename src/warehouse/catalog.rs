@@ -1,8 +1,9 @@
 //! The partition catalog every namespace file keeps: `_partitions` (per
-//! table and partition, the row count, fingerprint and write time) and
-//! `_tables` (each table's partition column), and reading it.
+//! table and partition, the row count, fingerprint and write time),
+//! `_tables` (each table's partition column) and `_table_versions` (per
+//! table, a version any change of its partitions replaces), and reading it.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::{TableName, Warehouse, WarehouseError, sqlite_error, table_exists};
 
@@ -21,7 +22,44 @@ pub(super) const CATALOG_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS _partitions 
 CREATE TABLE IF NOT EXISTS _tables (
     tbl TEXT PRIMARY KEY,
     partition_column TEXT NOT NULL
-) WITHOUT ROWID;";
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _catalog_epoch (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    epoch BLOB NOT NULL
+);
+INSERT OR IGNORE INTO _catalog_epoch (id, epoch) VALUES (0, randomblob(16));
+CREATE TABLE IF NOT EXISTS _table_versions (
+    tbl TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS _partitions_inserted AFTER INSERT ON _partitions BEGIN
+    INSERT OR REPLACE INTO _table_versions (tbl, version) VALUES (NEW.tbl, random());
+END;
+CREATE TRIGGER IF NOT EXISTS _partitions_updated AFTER UPDATE ON _partitions BEGIN
+    INSERT OR REPLACE INTO _table_versions (tbl, version) VALUES (OLD.tbl, random());
+    INSERT OR REPLACE INTO _table_versions (tbl, version) VALUES (NEW.tbl, random());
+END;
+CREATE TRIGGER IF NOT EXISTS _partitions_deleted AFTER DELETE ON _partitions BEGIN
+    INSERT OR REPLACE INTO _table_versions (tbl, version) VALUES (OLD.tbl, random());
+END;";
+
+/// What the catalog of one namespace file says of its tables' versions
+/// (`Warehouse::table_versions`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Versions {
+    /// The namespace has no file: none of its tables has a partition.
+    NoFile,
+    /// The file keeps no versions (written before they were kept, and not
+    /// written since): they cannot be told.
+    Unknown,
+    /// The file's epoch (random, made when versions began to be kept) and
+    /// each table's version, random at each change of its partitions. A
+    /// table without one has not changed since the epoch began.
+    Kept {
+        epoch: Vec<u8>,
+        tables: std::collections::HashMap<String, i64>,
+    },
+}
 
 /// Why reading catalogs stopped: the warehouse, or the caller's `each`.
 #[derive(Debug)]
@@ -85,6 +123,46 @@ impl Warehouse {
             }
         }
         Ok(())
+    }
+
+    /// The versions of the tables of one namespace: whatever writes the
+    /// file (this tool, an older one, `sqlite3`), triggers in the file
+    /// replace a table's version with a random one whenever a row of its
+    /// partitions is inserted, updated or deleted, so an equal version
+    /// means equal partitions (with the same epoch: a file made again, or
+    /// given versions later, has another). Random, not counted: a file
+    /// restored from a copy never counts again to a version it had.
+    pub fn table_versions(&self, namespace: &str) -> Result<Versions, WarehouseError> {
+        let Some(conn) = self.open_read(namespace)? else {
+            return Ok(Versions::NoFile);
+        };
+        let path = self.namespace_file(namespace);
+        let err = |e| sqlite_error(&path, e);
+        if !table_exists(&conn, "_catalog_epoch").map_err(err)?
+            || !table_exists(&conn, "_table_versions").map_err(err)?
+        {
+            return Ok(Versions::Unknown);
+        }
+        // One read transaction: the epoch and the versions as of one moment.
+        let tx = conn.unchecked_transaction().map_err(err)?;
+        let epoch: Option<Vec<u8>> = tx
+            .query_row("SELECT epoch FROM _catalog_epoch WHERE id = 0", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        let Some(epoch) = epoch else {
+            return Ok(Versions::Unknown);
+        };
+        let mut stmt = tx
+            .prepare("SELECT tbl, version FROM _table_versions")
+            .map_err(err)?;
+        let tables = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+        Ok(Versions::Kept { epoch, tables })
     }
 
     /// Every table's catalog entries, by namespace, table and partition.

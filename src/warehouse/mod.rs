@@ -38,7 +38,7 @@ mod types;
 mod verify;
 mod write;
 
-pub use catalog::{Catalog, PartitionEntry};
+pub use catalog::{Catalog, PartitionEntry, Versions};
 pub use import::{from_json, json, read_file, seed, seed_preview, text};
 
 /// What can go wrong in the embedded warehouse; each names the file,

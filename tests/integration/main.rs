@@ -31,6 +31,7 @@ mod scenario;
 mod soundness;
 mod state_db;
 mod state_pg;
+mod unchanged;
 mod undeclared_reads;
 mod warehouse;
 

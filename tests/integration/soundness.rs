@@ -24,7 +24,7 @@ const DAY_MS: i64 = 86_400_000;
 const FIRST: i64 = 20_089; // 2025-01-01
 const DAYS: i64 = 6;
 
-fn day(d: i64) -> String {
+pub(crate) fn day(d: i64) -> String {
     let date = chronon_build::testing::Day((FIRST + d) as i32);
     date.to_string()
 }
@@ -236,7 +236,7 @@ fn outputs(root: &Path, until: &str) -> (Partitions, KvValues) {
     (out, values)
 }
 
-fn run(root: &Path, until: &str) -> crate::Output {
+pub(crate) fn run(root: &Path, until: &str) -> crate::Output {
     let out = chronon_build(root, &["run", "--until", until]);
     assert!(
         matches!(out.code, 0 | 3),
@@ -251,7 +251,7 @@ fn run(root: &Path, until: &str) -> crate::Output {
 /// `plan --format json` on the state as it is, and on a copy of it without
 /// node memos (`plan::memo`): a memo may only save work, never change what
 /// is decided.
-fn plans_with_and_without_memos(root: &Path, until: &str) -> (String, String) {
+pub(crate) fn plans_with_and_without_memos(root: &Path, until: &str) -> (String, String) {
     let memos = StateDb::open(root).count("SELECT count(*) FROM node_memos");
     assert!(memos > 0, "a run records node memos");
     let copy = without_memos(root);
@@ -390,10 +390,11 @@ fn a_state_of_a_previous_schema_is_read_and_migrated_forward() {
         {
             let conn = rusqlite::Connection::open(&state).unwrap();
             // What schemas 1 to 4 had: memos of whole nodes; 1 to 5: no
-            // output table with the nodes; 1 to 6: no claims.
+            // output table with the nodes; 1 to 6: no claims; 1 to 7: no
+            // memos by versions.
             conn.execute_batch(
                 "ALTER TABLE node_memos DROP COLUMN last; ALTER TABLE nodes DROP COLUMN output;
-                 DROP TABLE claims;",
+                 ALTER TABLE node_memos DROP COLUMN versions; DROP TABLE claims;",
             )
             .unwrap();
             // What schemas 1 to 3 had: ranges read in their own table.
@@ -510,7 +511,7 @@ fn a_state_of_a_newer_schema_is_refused_and_left_as_it_is() {
 
 /// A repository built up to day 4: its folder (kept while the first is),
 /// root and `--until`.
-fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
+pub(crate) fn built_repo() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
     Files::initial().write(&root);
