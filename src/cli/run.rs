@@ -272,7 +272,7 @@ fn execute(
     }
     let executor = executor_for(&ws, &plan, action)?;
     remove_orphans(&ws, &plan, action)?;
-    let mut ctx = run::Context {
+    let mut session = run::Session {
         repo: &ws.repo,
         settings: &ws.settings,
         graph: &ws.graph,
@@ -284,8 +284,9 @@ fn execute(
             store.as_mut()
         },
         log_dir: ws.settings.state_dir(&ws.repo.root).join("logs"),
+        opts,
     };
-    let Finished { mut summary, plan } = Runner::new(&mut ctx, opts, plan).run()?;
+    let Finished { mut summary, plan } = Runner::new(&mut session, plan).run()?;
     match scope.format {
         Format::Text if crate::say::quiet() && summary.exit() == Exit::Ok => {}
         Format::Text => crate::say::out(&summary.text()),

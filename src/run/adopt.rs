@@ -21,7 +21,7 @@ impl Runner<'_, '_> {
     /// with its error. Bounded: the jobs keyed ahead of the writer are
     /// held in memory.
     pub(super) fn adopt_loop(&mut self) -> Result<(), Error> {
-        let Some(store) = self.ctx.store.take() else {
+        let Some(store) = self.session.store.take() else {
             return self.adopt_jobs();
         };
         let (sender, receiver) = sync_channel::<Write>(16);
@@ -36,7 +36,7 @@ impl Runner<'_, '_> {
             let written = writer.join().expect("the state writer does not panic");
             result.and(written)
         });
-        self.ctx.store = Some(store);
+        self.session.store = Some(store);
         result
     }
 
@@ -59,7 +59,7 @@ impl Runner<'_, '_> {
             .iter()
             .map(|&j| self.slice_json(self.work.jobs[j].node))
             .collect();
-        let (graph, probe, live) = (self.ctx.graph, self.ctx.probe, &self.live);
+        let (graph, probe, live) = (self.session.graph, self.session.probe, &self.live);
         let mut tables: Vec<String> = jobs
             .iter()
             .filter_map(|&j| graph.nodes[self.work.jobs[j].node].probed_table())

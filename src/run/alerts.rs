@@ -47,7 +47,7 @@ impl Runner<'_, '_> {
         log: &std::path::Path,
     ) {
         let j = &self.work.jobs[job];
-        let node = &self.ctx.graph.nodes[j.node];
+        let node = &self.session.graph.nodes[j.node];
         let day = |d: Option<Day>| d.map(|d| d.to_string()).unwrap_or_default();
         let vars = vec![
             ("CHRONON_BUILD_EVENT", "failure".to_string()),
@@ -56,7 +56,7 @@ impl Runner<'_, '_> {
             ("CHRONON_BUILD_CONFIG", node.name.clone()),
             (
                 "CHRONON_BUILD_FILE",
-                self.ctx.repo.configs[node.config].path.clone(),
+                self.session.repo.configs[node.config].path.clone(),
             ),
             ("CHRONON_BUILD_STEP", node.step.name().to_string()),
             ("CHRONON_BUILD_PART", node.part.clone().unwrap_or_default()),

@@ -81,9 +81,9 @@ impl Runner<'_, '_> {
         let Some(me) = self.work.claims.me.clone() else {
             return Ok(Go::Start);
         };
-        let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+        let node = plan::node_key(&self.session.graph.nodes[self.work.jobs[job].node]);
         let days = self.job_days(job);
-        let Some(store) = self.ctx.store.as_deref_mut() else {
+        let Some(store) = self.session.store.as_deref_mut() else {
             return Ok(Go::Start);
         };
         match store.claim(&me, &node, &days)? {
@@ -121,7 +121,7 @@ impl Runner<'_, '_> {
             holder.describe()
         ));
         let tag = crate::exec::watch::runner_tag(&holder.runner);
-        let give_up = Instant::now() + self.opts.stop_grace.max(grace) + ORPHAN_SLACK;
+        let give_up = Instant::now() + self.session.opts.stop_grace.max(grace) + ORPHAN_SLACK;
         while crate::exec::watch::watchdog_grace(pid, &tag).is_some() {
             if Instant::now() >= give_up {
                 self.progress.note(&format!(
@@ -144,8 +144,12 @@ impl Runner<'_, '_> {
         if records.is_empty() {
             return Ok(Go::Start);
         }
-        let store = self.ctx.store.as_deref_mut().expect("claims need a state");
-        let node = plan::node_key(&self.ctx.graph.nodes[id]);
+        let store = self
+            .session
+            .store
+            .as_deref_mut()
+            .expect("claims need a state");
+        let node = plan::node_key(&self.session.graph.nodes[id]);
         // The job's own days only: this runs as every job starts.
         let days = records.iter().map(|r| day_column(r.day));
         let (from, to) = (days.clone().min(), days.max());
@@ -180,13 +184,13 @@ impl Runner<'_, '_> {
             .copied()
             .filter(|i| !done.iter().any(|(d, _)| d == i))
             .collect();
-        if !rest.is_empty() && self.whole_join(&self.ctx.graph.nodes[id]) {
+        if !rest.is_empty() && self.whole_join(&self.session.graph.nodes[id]) {
             // A join's one backfill covers the range: it runs as it is.
             return Ok(Go::Start);
         }
         let run = self.run_id;
         let days = self.job_days(job);
-        if let Some(store) = self.ctx.store.as_deref_mut() {
+        if let Some(store) = self.session.store.as_deref_mut() {
             store.release(run, &node, &days)?;
         }
         self.progress.note(&format!(
@@ -212,14 +216,14 @@ impl Runner<'_, '_> {
             return Ok(());
         }
         self.work.claims.next_check = None;
-        let (Some(me), Some(store)) = (&self.work.claims.me, self.ctx.store.as_deref()) else {
+        let (Some(me), Some(store)) = (&self.work.claims.me, self.session.store.as_deref()) else {
             return Ok(());
         };
         let waiting = std::mem::take(&mut self.work.claims.waiting);
         let mut still = Vec::new();
         let mut free = Vec::new();
         for (job, _) in waiting {
-            let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+            let node = plan::node_key(&self.session.graph.nodes[self.work.jobs[job].node]);
             match store.held_elsewhere(me.run, &node, &self.job_days(job))? {
                 Some(holder) => still.push((job, holder)),
                 None => free.push(job),
@@ -244,7 +248,7 @@ impl Runner<'_, '_> {
         if now < at {
             return Ok(());
         }
-        if let Some(store) = self.ctx.store.as_deref_mut() {
+        if let Some(store) = self.session.store.as_deref_mut() {
             store.renew(me)?;
         }
         self.work.claims.next_renew = Some(now + me.lease / 3);
@@ -267,9 +271,9 @@ impl Runner<'_, '_> {
         if self.work.claims.me.is_none() {
             return Ok(());
         }
-        let node = plan::node_key(&self.ctx.graph.nodes[self.work.jobs[job].node]);
+        let node = plan::node_key(&self.session.graph.nodes[self.work.jobs[job].node]);
         let days = self.job_days(job);
-        if let Some(store) = self.ctx.store.as_deref_mut() {
+        if let Some(store) = self.session.store.as_deref_mut() {
             store.release(self.run_id, &node, &days)?;
         }
         Ok(())
@@ -277,13 +281,12 @@ impl Runner<'_, '_> {
 
     /// Starts claiming as run `run_id` (a real run with a state).
     pub(super) fn start_claiming(&mut self) {
-        let me = (self.ctx.store.is_some() && self.opts.action == super::Action::Run).then(|| {
-            Claimant {
+        let me = (self.session.store.is_some() && self.session.opts.action == super::Action::Run)
+            .then(|| Claimant {
                 run: self.run_id,
                 runner: Identity::me(),
-                lease: self.opts.lease,
-            }
-        });
+                lease: self.session.opts.lease,
+            });
         self.work.claims = Claims::new(me);
     }
 
@@ -292,7 +295,7 @@ impl Runner<'_, '_> {
         if self.work.claims.me.take().is_none() {
             return Ok(());
         }
-        if let Some(store) = self.ctx.store.as_deref_mut() {
+        if let Some(store) = self.session.store.as_deref_mut() {
             store.release_run(self.run_id)?;
         }
         Ok(())

@@ -12,7 +12,7 @@ impl Runner<'_, '_> {
         while !self.work.queue.is_empty() || self.release_blocks() {
             let job = self.work.queue.pop_front().expect("the queue is not empty");
             self.prepare(job);
-            let node = &self.ctx.graph.nodes[self.work.jobs[job].node];
+            let node = &self.session.graph.nodes[self.work.jobs[job].node];
             let pulled_in = self.live.plan().pulled_in(node.id);
             let command = summary::PlannedCommand::new(&self.work.jobs[job], node, pulled_in);
             self.summary.commands.push(command);

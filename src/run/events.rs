@@ -98,7 +98,7 @@ impl Runner<'_, '_> {
             return false;
         }
         if self.sensing.next_poll.is_none() {
-            self.sensing.next_poll = Some(Instant::now() + self.opts.poll);
+            self.sensing.next_poll = Some(Instant::now() + self.session.opts.poll);
         }
         true
     }
@@ -146,12 +146,12 @@ impl Runner<'_, '_> {
                 "SIGTERM"
             },
             self.work.running.len(),
-            summary::seconds(self.opts.stop_grace)
+            summary::seconds(self.session.opts.stop_grace)
         ));
         for running in self.work.running.values_mut() {
             crate::exec::command::kill_group(running.pid, libc::SIGTERM);
             running.terminated = Some(now);
-            running.kill_at = Some(now + self.opts.stop_grace);
+            running.kill_at = Some(now + self.session.opts.stop_grace);
         }
     }
 
@@ -217,7 +217,7 @@ impl Runner<'_, '_> {
     }
 
     pub(super) fn dispatch(&mut self) -> Result<(), Error> {
-        let nodes = &self.ctx.graph.nodes;
+        let nodes = &self.session.graph.nodes;
         while !self.slots.full() {
             let fits = |&j: &usize| self.slots.fits(&nodes[self.work.jobs[j].node]);
             let Some(pos) = self.work.queue.iter().position(fits) else {
@@ -240,7 +240,7 @@ impl Runner<'_, '_> {
         }
         self.work.jobs[job].attempt += 1;
         let node_id = self.work.jobs[job].node;
-        let node = &self.ctx.graph.nodes[node_id];
+        let node = &self.session.graph.nodes[node_id];
         let log = self.log_path(job);
         self.slots.take(node);
         let what = format!(
@@ -255,16 +255,20 @@ impl Runner<'_, '_> {
         let waiters = self
             .processes
             .waiters
-            .get_or_insert_with(|| process::Waiters::new(self.opts.jobs));
+            .get_or_insert_with(|| process::Waiters::new(self.session.opts.jobs));
         let watchdog = &mut self.processes.watchdog;
-        let (grace, log_dir, run_id) = (self.opts.stop_grace, &self.ctx.log_dir, self.run_id);
+        let (grace, log_dir, run_id) = (
+            self.session.opts.stop_grace,
+            &self.session.log_dir,
+            self.run_id,
+        );
         let watch = process::watchdog(watchdog, grace, || log_dir.join(format!("run-{run_id}")));
         let spawned = watch.and_then(|watch| {
             process::spawn(
                 waiters,
                 &self.work.jobs[job].command,
                 &log,
-                (self.opts.log_limit, &watch),
+                (self.session.opts.log_limit, &watch),
                 move |code| {
                     let _ = tx.send(Event::Exited { job, code });
                 },
@@ -285,7 +289,7 @@ impl Runner<'_, '_> {
         };
         // A local job's time bound is enforced inside it; a little after
         // it, the runner stops the job as it would for `--timeout`.
-        let timeout = self.opts.timeout.map(|t| started + t);
+        let timeout = self.session.opts.timeout.map(|t| started + t);
         let bound = self
             .local_bounds(job)
             .map(|b| started + b.time + BOUND_BACKSTOP)
@@ -313,7 +317,7 @@ impl Runner<'_, '_> {
             return Ok(());
         };
         let node_id = self.work.jobs[job].node;
-        self.slots.give_back(&self.ctx.graph.nodes[node_id]);
+        self.slots.give_back(&self.session.graph.nodes[node_id]);
         // Sent SIGTERM, its leader is gone, others of its group live on:
         // they get the rest of the grace, then SIGKILL.
         if let Some(at) = running.kill_at
@@ -328,7 +332,7 @@ impl Runner<'_, '_> {
         }
         let attempt = self.attempt(job, &running, code, elapsed);
         self.summary.attempts.push(summary::AttemptReport {
-            step: self.ctx.graph.nodes[node_id].step,
+            step: self.session.graph.nodes[node_id].step,
             duration: elapsed,
             retry: attempt.attempt > 1,
         });
@@ -356,7 +360,7 @@ impl Runner<'_, '_> {
         let j = &self.work.jobs[job];
         Attempt {
             run: self.run_id,
-            node: plan::node_key(&self.ctx.graph.nodes[j.node]),
+            node: plan::node_key(&self.session.graph.nodes[j.node]),
             from: j.range.map(|r| r.from),
             to: j.range.map(|r| r.to),
             attempt: j.attempt,
@@ -420,13 +424,14 @@ impl Runner<'_, '_> {
             (Some(c), None, Some(b)) if c == Exit::OverTime.code() => b.time_exceeded(),
             (_, Some(_), _) => format!(
                 "timed out after {}",
-                summary::seconds(self.opts.timeout.unwrap_or_default())
+                summary::seconds(self.session.opts.timeout.unwrap_or_default())
             ),
             (Some(c), None, _) => format!("exit code {c}"),
             (None, None, _) => "killed by a signal or could not start".to_string(),
         };
-        if attempt <= self.opts.retries && self.interrupts == 0 {
+        if attempt <= self.session.opts.retries && self.interrupts == 0 {
             let delay = self
+                .session
                 .opts
                 .backoff
                 .checked_mul(2u32.saturating_pow(attempt - 1))
@@ -436,7 +441,7 @@ impl Runner<'_, '_> {
                 job,
                 &format!(
                     "failed {what} ({how}); retry {attempt}/{} in {}{}",
-                    self.opts.retries,
+                    self.session.opts.retries,
                     summary::seconds(delay),
                     self.mark(job)
                 ),
@@ -453,7 +458,7 @@ impl Runner<'_, '_> {
         self.summary.failed.push(summary::FailureReport {
             target: what,
             pulled_in: self.pulled_in(job),
-            step: self.ctx.graph.nodes[node_id].step,
+            step: self.session.graph.nodes[node_id].step,
             how,
             exit_code: code,
             attempts: attempt,
@@ -470,11 +475,16 @@ impl Runner<'_, '_> {
 
     /// A local engine job's bounds (`None` for the zipline executor's).
     fn local_bounds(&self, job: usize) -> Option<crate::settings::JobBounds> {
-        if self.ctx.executor.interface().is_some() {
+        if self.session.executor.interface().is_some() {
             return None;
         }
-        let step = self.ctx.graph.nodes[self.work.jobs[job].node].step;
-        Some(self.ctx.settings.bounds.for_step(step, self.opts.jobs))
+        let step = self.session.graph.nodes[self.work.jobs[job].node].step;
+        Some(
+            self.session
+                .settings
+                .bounds
+                .for_step(step, self.session.opts.jobs),
+        )
     }
 
     /// Sensors: probes the tables blocking targets again; the live plan
@@ -482,7 +492,7 @@ impl Runner<'_, '_> {
     pub(super) fn poll_inputs(&mut self) -> Result<(), Error> {
         let mut listed = Vec::new();
         for table in self.live.blocked_tables() {
-            let partitions = self.ctx.probe.list(&table)?;
+            let partitions = self.session.probe.list(&table)?;
             listed.push((table, partitions));
         }
         let (landed, ready) = self.live.landed(listed);

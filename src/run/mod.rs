@@ -111,18 +111,21 @@ pub struct Finished {
     pub plan: Plan,
 }
 
-/// Everything a run reads and writes.
-pub struct Context<'a> {
+/// A run's inputs, built once from validated options and settings (`cli::run`):
+/// what it reads (the repository, settings, graph, probe and the executor
+/// that makes each job's command), where it writes (the state, unless a
+/// dry run; job logs), and how it runs (`opts`).
+pub struct Session<'a> {
     pub repo: &'a Repo,
     pub settings: &'a Settings,
     pub graph: &'a Graph,
     pub probe: &'a dyn Probe,
-    /// Makes each job's command.
     pub executor: &'a exec::Executor<'a>,
     /// `None` for a dry run: nothing is written.
     pub store: Option<&'a mut StateStore>,
     /// Where job logs go: `<state folder>/logs`.
     pub log_dir: PathBuf,
+    pub opts: RunOptions,
 }
 
 enum Event {
@@ -142,8 +145,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const BOUND_BACKSTOP: Duration = Duration::from_secs(30);
 
 pub struct Runner<'c, 'a> {
-    ctx: &'c mut Context<'a>,
-    opts: RunOptions,
+    session: &'c mut Session<'a>,
     /// The plan, kept current: it decides what is ready.
     live: LivePlan<'a>,
     /// Nodes whose targets this executor cannot run at all (mutation
@@ -206,12 +208,12 @@ struct Sensing {
 }
 
 impl<'c, 'a> Runner<'c, 'a> {
-    pub fn new(ctx: &'c mut Context<'a>, opts: RunOptions, plan: Plan) -> Runner<'c, 'a> {
+    pub fn new(session: &'c mut Session<'a>, plan: Plan) -> Runner<'c, 'a> {
         let skipped = vec![false; plan.nodes.len()];
-        let graph: &'a Graph = ctx.graph;
-        let settings: &'a Settings = ctx.settings;
+        let (graph, settings, repo) = (session.graph, session.settings, session.repo);
+        let opts = &session.opts;
         let slots = slots::Slots::new(opts.jobs, &settings.limits);
-        let labels = ctx.graph.nodes.iter().map(Node::label).collect();
+        let labels = graph.nodes.iter().map(Node::label).collect();
         let progress = progress::Progress::new(if opts.action == Action::DryRun {
             ProgressMode::Quiet
         } else {
@@ -222,11 +224,10 @@ impl<'c, 'a> Runner<'c, 'a> {
         let hooks = hooks::Hooks::new(HookCommands::default(), PathBuf::new());
         let live = LivePlan::new(graph, plan);
         let blocks = blocks::Blocks::new(&live, |id| {
-            job::step_days(ctx.repo, settings, opts.action, &graph.nodes[id])
+            job::step_days(repo, settings, opts.action, &graph.nodes[id])
         });
         Runner {
-            ctx,
-            opts,
+            session,
             live,
             skipped,
             names: Names {
@@ -266,12 +267,12 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// its left, parts and final are still separate targets, recorded when
     /// the one command that computes them all ends well.
     fn whole_join(&self, node: &Node) -> bool {
-        self.opts.action != Action::Adopt
-            && exec::interface::whole_join(self.ctx.settings.executor.joins, node.step)
+        self.session.opts.action != Action::Adopt
+            && exec::interface::whole_join(self.session.settings.executor.joins, node.step)
     }
 
     fn set_cover(&mut self, job: usize, cover: Cover) {
-        let node = &self.ctx.graph.nodes[self.work.jobs[job].node];
+        let node = &self.session.graph.nodes[self.work.jobs[job].node];
         if !self.whole_join(node) {
             return;
         }
@@ -285,7 +286,7 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// Queues (or absorbs) the join's targets that waited on a backfill.
     fn release_join(&mut self, config: usize) {
         let ids: Vec<NodeId> = self
-            .ctx
+            .session
             .graph
             .nodes
             .iter()
@@ -302,7 +303,7 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// covers are recorded now, those a running one covers wait for it, and
     /// the rest are returned to get a backfill of their own.
     fn absorb(&mut self, id: NodeId, ready: Vec<usize>) -> Vec<usize> {
-        let config = self.ctx.graph.nodes[id].config;
+        let config = self.session.graph.nodes[id].config;
         let mut rest = Vec::new();
         let mut done = Vec::new();
         for i in ready {
@@ -327,7 +328,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 attempt: 0,
             });
             let job = self.work.jobs.len() - 1;
-            let outputs = match self.opts.action {
+            let outputs = match self.session.opts.action {
                 Action::DryRun => self.work.jobs[job].dry_run_outputs(),
                 _ => self.probe_outputs(job).unwrap_or_default(),
             };
@@ -340,26 +341,26 @@ impl<'c, 'a> Runner<'c, 'a> {
 
     /// Runs to the end and says what happened.
     pub fn run(mut self) -> Result<Finished, Error> {
-        let started = self.opts.started;
-        if self.opts.action == Action::Run
-            && let Some(store) = self.ctx.store.as_deref_mut()
+        let started = self.session.opts.started;
+        if self.session.opts.action == Action::Run
+            && let Some(store) = self.session.store.as_deref_mut()
         {
-            self.run_id = store.begin_run(&self.opts.args)?;
+            self.run_id = store.begin_run(&self.session.opts.args)?;
         }
         self.start_claiming();
-        let run_dir = self.ctx.log_dir.join(format!("run-{}", self.run_id));
-        let commands = if self.opts.action == Action::Run {
-            self.opts.hooks.clone()
+        let run_dir = self.session.log_dir.join(format!("run-{}", self.run_id));
+        let commands = if self.session.opts.action == Action::Run {
+            self.session.opts.hooks.clone()
         } else {
             HookCommands::default()
         };
         self.hooks = hooks::Hooks::new(commands, run_dir.clone());
         self.summary.run_id = self.run_id;
-        self.summary.setup.action = self.opts.action;
-        self.summary.setup.invalid_configs = self.opts.invalid_configs;
+        self.summary.setup.action = self.session.opts.action;
+        self.summary.setup.invalid_configs = self.session.opts.invalid_configs;
         let ready = self.live.start();
         self.dispatch_ready(ready);
-        let result = match self.opts.action {
+        let result = match self.session.opts.action {
             Action::Run => self.event_loop(),
             Action::DryRun => self.dry_run_loop(),
             Action::Adopt => self.adopt_loop(),
@@ -377,8 +378,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         self.summary.cutoff = self.live.cutoff();
         self.summary
             .add_left(&self.live, &self.names.labels, &self.skipped);
-        if self.opts.action == Action::Run
-            && let Some(store) = self.ctx.store.as_deref_mut()
+        if self.session.opts.action == Action::Run
+            && let Some(store) = self.session.store.as_deref_mut()
         {
             store.end_run(self.run_id, self.summary.outcome().name())?;
         }
@@ -395,15 +396,15 @@ impl<'c, 'a> Runner<'c, 'a> {
     fn probe_outputs(&self, job: usize) -> Result<Vec<Option<Hash>>, Error> {
         let job = &self.work.jobs[job];
         job::probe_outputs(
-            &self.ctx.graph.nodes[job.node],
+            &self.session.graph.nodes[job.node],
             &job.records,
-            self.ctx.probe,
+            self.session.probe,
         )
     }
 
     /// Where a job's current attempt logs.
     fn log_path(&self, job: usize) -> PathBuf {
-        self.work.jobs[job].log_path(self.ctx.graph, &self.ctx.log_dir, self.run_id)
+        self.work.jobs[job].log_path(self.session.graph, &self.session.log_dir, self.run_id)
     }
 
     /// Makes a job's records as it starts: keys and their documents from
@@ -420,11 +421,11 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// known).
     fn records(&mut self, id: NodeId, targets: &[usize]) -> Vec<BuildRecord> {
         let slice_json = self.slice_json(id);
-        job::records(&self.live, self.ctx.graph, id, targets, &slice_json)
+        job::records(&self.live, self.session.graph, id, targets, &slice_json)
     }
 
     fn slice_json(&mut self, node: NodeId) -> Arc<str> {
-        let graph = self.ctx.graph;
+        let graph = self.session.graph;
         self.names
             .slices
             .entry(node)
@@ -435,10 +436,10 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// Why the local engine cannot run this streaming deploy, if it is one
     /// it cannot run.
     fn local_streaming_gap(&self, node: &Node) -> Option<&'static str> {
-        if node.step != Step::GroupByStreaming || self.ctx.executor.interface().is_some() {
+        if node.step != Step::GroupByStreaming || self.session.executor.interface().is_some() {
             return None;
         }
-        match &self.ctx.repo.configs[node.config].body {
+        match &self.session.repo.configs[node.config].body {
             crate::config::Body::GroupBy(gb) => crate::engine::streaming::emulation_gap(gb),
             _ => None,
         }
@@ -482,8 +483,8 @@ impl<'c, 'a> Runner<'c, 'a> {
         if ready.is_empty() {
             return;
         }
-        let node = &self.ctx.graph.nodes[id];
-        if self.opts.action == Action::Adopt && !node.probed_output {
+        let node = &self.session.graph.nodes[id];
+        if self.session.opts.action == Action::Adopt && !node.probed_output {
             let why: Arc<str> =
                 "its result cannot be seen in the warehouse; the next run runs it".into();
             self.live.hold(id, &ready, Some(&why));
@@ -507,7 +508,7 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// Queues jobs for a node's targets, taken from the live plan: one per
     /// run of contiguous days.
     fn push_jobs(&mut self, id: NodeId, mut ready: Vec<usize>) {
-        let node = &self.ctx.graph.nodes[id];
+        let node = &self.session.graph.nodes[id];
         ready.sort_by_key(|&i| self.live.target(id, i).day);
         let live = &self.live;
         let day = |i: usize| live.target(id, i).day;
@@ -567,9 +568,9 @@ impl<'c, 'a> Runner<'c, 'a> {
         whole: bool,
         key: Option<Hash>,
     ) -> CommandLine {
-        let mut command = self.ctx.executor.command(node, range, whole, key);
-        if self.ctx.executor.interface().is_none() {
-            let jobs = self.opts.jobs.to_string();
+        let mut command = self.session.executor.command(node, range, whole, key);
+        if self.session.executor.interface().is_none() {
+            let jobs = self.session.opts.jobs.to_string();
             command
                 .env
                 .insert(crate::engine::bounds::JOBS_ENV.into(), jobs);
@@ -597,8 +598,8 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// Where what ends is written (`recorder`).
     fn recorder(&mut self) -> Recorder<'_> {
         Recorder::new(
-            self.opts.action,
-            self.ctx.store.as_deref_mut(),
+            self.session.opts.action,
+            self.session.store.as_deref_mut(),
             self.writer.as_ref(),
         )
     }
@@ -612,14 +613,14 @@ impl<'c, 'a> Runner<'c, 'a> {
         outputs: Vec<Option<Hash>>,
         attempt: Option<Attempt>,
     ) -> Result<(), Error> {
-        let graph: &Graph = self.ctx.graph;
+        let graph: &Graph = self.session.graph;
         let node_id = self.work.jobs[job].node;
         let node = &graph.nodes[node_id];
         let records = std::mem::take(&mut self.work.jobs[job].records);
         let planned = Planned::new(graph, &self.live);
         let mut recorder = Recorder::new(
-            self.opts.action,
-            self.ctx.store.as_deref_mut(),
+            self.session.opts.action,
+            self.session.store.as_deref_mut(),
             self.writer.as_ref(),
         );
         let seq = recorder.built(planned, node, (&records, &outputs), attempt.as_ref())?;
@@ -640,14 +641,14 @@ impl<'c, 'a> Runner<'c, 'a> {
     /// (`adopt`), or failed, as a failed job counts.
     fn outputs_missing(&mut self, job: usize, missing: &[usize]) -> Result<Ready, Error> {
         let node_id = self.work.jobs[job].node;
-        if self.opts.action == Action::Adopt {
+        if self.session.opts.action == Action::Adopt {
             self.summary.not_adopted += missing.len();
             return Ok(self.live.not_adopted(node_id, missing));
         }
-        let node = &self.ctx.graph.nodes[node_id];
+        let node = &self.session.graph.nodes[node_id];
         let table = node.output.clone().unwrap_or_default();
         let log = self.log_path(job);
-        if self.opts.action == Action::Run {
+        if self.session.opts.action == Action::Run {
             self.failure_hook(
                 job,
                 Some(0),
@@ -679,7 +680,7 @@ impl<'c, 'a> Runner<'c, 'a> {
             .iter()
             .map(|&i| self.live.target(node_id, i).day)
             .collect();
-        let (graph, run_id): (&Graph, i64) = (self.ctx.graph, self.run_id);
+        let (graph, run_id): (&Graph, i64) = (self.session.graph, self.run_id);
         self.recorder()
             .failed(&graph.nodes[node_id], &days, run_id, exit_code)?;
         Ok(self.live.failed(node_id, targets, self.run_id))
