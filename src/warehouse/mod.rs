@@ -8,6 +8,9 @@
 //! written. Every write goes through `write_partitions`, which replaces the
 //! partitions it writes and updates the catalog in the same transaction, so
 //! the `sqlite` probe reads fingerprints that always match the data.
+//! Triggers in the file give a table a new random version whenever a row of
+//! its partitions changes, whoever writes (`_table_versions`): a warm plan
+//! compares versions instead of listing partitions (`plan::unchanged`).
 //!
 //! A partition's fingerprint is a sum, in four 64-bit lanes, of one hash per
 //! row, and the row count. A row hashes its non-null values with their column
@@ -17,7 +20,7 @@
 //!
 //! Files: the warehouse, its namespace files, connections and partition
 //! reads, table names, rows and errors here; `catalog.rs` the
-//! `_partitions`/`_tables` catalog and reading it; `write.rs` writing
+//! `_partitions`/`_tables`/`_table_versions` catalog and reading it; `write.rs` writing
 //! partitions and the fingerprint; `types.rs` each column's declared type,
 //! the same whatever order the partitions were written in; `import.rs` reading CSV and JSON-lines
 //! files, value conversions and `[warehouse.seed]`; `verify.rs` checking
