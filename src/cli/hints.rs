@@ -126,7 +126,7 @@ fn adopt(ws: &Workspace, plan: &Plan, probe: &dyn Probe) -> Option<String> {
         .into_iter()
         .filter(|table| match plan.probed.get(*table) {
             Some(partitions) => !partitions.is_empty(),
-            None => may_probe && probe.list(table).is_ok_and(|p| !p.is_empty()),
+            None => may_probe && probe.has_partitions(table).unwrap_or(false),
         })
         .collect();
     let first = held.first()?;

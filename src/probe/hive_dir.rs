@@ -30,6 +30,33 @@ impl HiveDir {
 }
 
 impl Probe for HiveDir {
+    /// The first partition folder found, without fingerprinting any.
+    fn has_partitions(&self, table: &str) -> Result<bool, ProbeError> {
+        let (base, sub) = TableRef::split(table);
+        let dir = self.table_dir(base);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(listing_error(table, &dir, e)),
+        };
+        let layout = self.layouts.of(base);
+        let prefix = format!("{}=", layout.column);
+        for entry in entries {
+            let entry = entry.map_err(|e| listing_error(table, &dir, e))?;
+            let name = entry.file_name();
+            let is_day = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|v| layout.format.parse_day(v))
+                .is_some();
+            let path = entry.path();
+            if is_day && path.is_dir() && sub.is_none_or(|s| path.join(s).is_dir()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn list_days(&self, table: &str, days: &[Day]) -> Result<Partitions, ProbeError> {
         let (base, sub) = TableRef::split(table);
         // Many days (a range job, an adoption): one listing of the table
@@ -295,6 +322,41 @@ mod tests {
             hasher.update(&mtime.as_nanos().to_le_bytes());
         }
         Hash(*hasher.finalize().as_bytes())
+    }
+
+    /// `has_partitions` says what a listing would: no folder, no
+    /// partition folder (a file, a dangling symlink, another column, no
+    /// day, no sub-partition), then one.
+    #[test]
+    fn a_table_has_partitions_when_its_listing_has_some() {
+        let root = tempfile::tempdir().unwrap();
+        let probe = HiveDir {
+            root: root.path().to_path_buf(),
+            layouts: Layouts::uniform("ds"),
+            mode: FingerprintMode::Listing,
+        };
+        let table = root.path().join("ns.db/t");
+        let agree = |reference: &str, expected: bool| {
+            let listed = !probe.list(reference).unwrap().is_empty();
+            assert_eq!(listed, expected, "{reference} listed");
+            assert_eq!(
+                probe.has_partitions(reference).unwrap(),
+                expected,
+                "{reference}"
+            );
+        };
+        agree("ns.t", false);
+        std::fs::create_dir_all(&table).unwrap();
+        std::fs::write(table.join("ds=2025-01-01"), "a file").unwrap();
+        std::os::unix::fs::symlink("nowhere", table.join("ds=2025-01-02")).unwrap();
+        std::fs::create_dir_all(table.join("hr=2025-01-03")).unwrap();
+        std::fs::create_dir_all(table.join("ds=latest")).unwrap();
+        agree("ns.t", false);
+        std::fs::create_dir_all(table.join("ds=2025-01-04")).unwrap();
+        agree("ns.t", true);
+        agree("ns.t/hr=00", false);
+        std::fs::create_dir_all(table.join("ds=2025-01-04/hr=00")).unwrap();
+        agree("ns.t/hr=00", true);
     }
 
     #[test]

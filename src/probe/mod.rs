@@ -86,6 +86,13 @@ pub trait Probe: Sync {
         Ok(only_days(self.list(table)?, days))
     }
 
+    /// Whether `table` has any partition: what a hint needs, without the
+    /// fingerprints. Probes that can tell more cheaply than by listing
+    /// override this.
+    fn has_partitions(&self, table: &str) -> Result<bool, ProbeError> {
+        Ok(!self.list(table)?.is_empty())
+    }
+
     /// A version of each of `tables` that any change of its listing
     /// changes: what lets a plan leave the tables nothing changed unlisted
     /// (`plan::unchanged`). Tables left out have none the probe can tell;
