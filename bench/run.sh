@@ -25,7 +25,12 @@ measure() { # label, then the command
     local label=$1; shift
     /usr/bin/time -f "%e %M" -o /tmp/chronon-build-bench-time "$@" >/dev/null 2>&1 || true
     read -r secs kb < /tmp/chronon-build-bench-time
-    printf '%-44s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)"
+    printf '%-44s %8.2f s  %8.1f MB peak\n' "$label" "$secs" "$(echo "$kb / 1024" | bc -l)" | tee -a "$report"
+}
+report=$(mktemp "${TMPDIR:-/tmp}/chronon-build-bench-report.XXXXXX")
+# The median of this run's measures whose label starts with $1.
+median() {
+    grep "^$1" "$report" | awk '{print $(NF-4)}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
 if [ "${1:-}" = adopt ]; then
@@ -69,6 +74,7 @@ if [ "${1:-}" = adopt ]; then
     done
     # What a hive-dir plan cannot go under: the probe's system calls alone.
     ./target/release/examples/hive_floor "$out/repo/warehouse"
+    rm -f "$report"
     exit 0
 fi
 
@@ -81,7 +87,7 @@ states=$(mktemp -d "${TMPDIR:-/tmp}/chronon-build-bench.XXXXXX")
 trap 'rm -rf "$states"' EXIT
 for step_days in 1 30; do
     printf '[executor]\nkind = "zipline"\ncli = "zipline"\nprogram = ["true"]\nstep_days = %s\n[warehouse]\nkind = "hive-dir"\n' "$step_days" > "$out/repo/chronon-build.toml"
-    for i in 1 2 3; do
+    for i in 1 2 3 4 5; do
         measure "chronon-build run -j 2, step_days $step_days (run $i)" \
             $bin run --repo "$out/repo" --state "$states/$step_days-$i/state.db" --until 2025-12-31 -j 2 --progress quiet
         if [ "$step_days" = 1 ]; then
@@ -91,3 +97,7 @@ for step_days in 1 30; do
     done
 done
 $bin run --repo "$out/repo" --state "$states/last/state.db" --until 2025-12-31 -j 2 --progress quiet | tail -1
+ours=$(median "chronon-build run -j 2, step_days 1 ")
+theirs=$(median "ninja -j 2")
+printf 'medians: chronon-build %s s, ninja %s s: %.2f x\n' "$ours" "$theirs" "$(echo "$ours / $theirs" | bc -l)"
+rm -f "$report"
