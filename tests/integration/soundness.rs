@@ -21,7 +21,7 @@ use crate::chronon_build;
 use crate::state_db::{self, Cell, StateDb};
 
 const DAY_MS: i64 = 86_400_000;
-const FIRST: i64 = 20_089; // 2025-01-01
+pub(crate) const FIRST: i64 = 20_089; // 2025-01-01
 const DAYS: i64 = 6;
 
 pub(crate) fn day(d: i64) -> String {

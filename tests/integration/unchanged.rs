@@ -129,3 +129,52 @@ fn a_warm_plan_sees_every_change_any_writer_makes_to_the_catalog() {
     assert_eq!(not_fresh(&with), 0, "held by versions: {with}");
     assert!(not_fresh(&without) > 0, "{without}");
 }
+
+/// The cron case after a memo was stored with its digest by versions: the
+/// next day, no digest by versions holds (the days changed), and the memo
+/// still holds by its columns for the days it covers. Shown by tampering
+/// with a recorded key on a covered day: unseen, as the memo vouches for
+/// it, while a plan without memos sees it.
+#[test]
+fn a_memo_stored_by_versions_holds_by_columns_when_until_moves_on() {
+    let (_dir, root, until) = built_repo();
+    run(&root, &until);
+    let mut state = StateDb::open(&root);
+    let by_versions = "SELECT count(*) FROM node_memos m JOIN nodes n ON n.id = m.node
+                       WHERE n.step = 'group-by-backfill' AND n.config = 't.g'
+                         AND m.versions IS NOT NULL";
+    assert_eq!(
+        state.count(by_versions),
+        1,
+        "stored with its digest by versions"
+    );
+    state.execute(
+        "UPDATE targets SET key = ?1 WHERE day = ?2 AND node =
+             (SELECT id FROM nodes WHERE step = 'group-by-backfill' AND config = 't.g')",
+        &[
+            crate::state_db::Cell::Bytes(vec![0; 32]),
+            crate::state_db::Cell::Int(crate::soundness::FIRST + 2),
+        ],
+    );
+    let next = day(5);
+    let (with, without) = plans_with_and_without_memos(&root, &next);
+    let stale_days = |plan: &str| -> Vec<String> {
+        let plan: Value = serde_json::from_str(plan).unwrap();
+        plan["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["target"] == "group-by-backfill:t.g" && g["status"] == "stale")
+            .map(|g| {
+                format!(
+                    "{}..{}",
+                    g["from"].as_str().unwrap(),
+                    g["to"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let days = |d: i64| format!("{}..{}", day(d), day(d));
+    assert_eq!(stale_days(&with), vec![days(5)], "day 2 is the memo's");
+    assert_eq!(stale_days(&without), vec![days(2), days(5)]);
+}
