@@ -184,6 +184,14 @@ impl Node {
         crate::step::node_label(self.step, &self.name, self.part.as_deref())
     }
 
+    /// The nodes whose output this node reads (not only waits for).
+    pub fn producers_read(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.inputs
+            .iter()
+            .filter(|i| !i.ordering_only)
+            .filter_map(|i| i.producer)
+    }
+
     /// The table this node writes whose partitions are probed to record
     /// and check a build (`probed_output`), if any.
     pub fn probed_table(&self) -> Option<&str> {

@@ -628,12 +628,7 @@ impl<'p> Pass<'p> {
     /// fresh too, and its output has no partition before its start (which
     /// a plan that does not list it would not see).
     fn by_versions(&self, node: &Node, all: bool) -> Option<Hash> {
-        let producers_fresh = node
-            .inputs
-            .iter()
-            .filter(|i| !i.ordering_only)
-            .filter_map(|i| i.producer)
-            .all(|p| self.all_fresh[p]);
+        let producers_fresh = node.producers_read().all(|p| self.all_fresh[p]);
         let keep = all
             && producers_fresh
             && node.step != Step::GroupByStreaming

@@ -91,12 +91,7 @@ pub(super) fn find(
         let Some(state) = state.get(&node_key(node)) else {
             continue;
         };
-        let producers_held = node
-            .inputs
-            .iter()
-            .filter(|i| !i.ordering_only)
-            .filter_map(|i| i.producer)
-            .all(|p| found.held[p]);
+        let producers_held = node.producers_read().all(|p| found.held[p]);
         found.held[id] = digest.is_some()
             && node.step != Step::GroupByStreaming
             && state.failed.is_empty()

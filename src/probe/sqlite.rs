@@ -11,6 +11,9 @@ use crate::partition::Day;
 /// between threads.
 const MIN_BATCH: usize = 256;
 
+/// Tables as asked for, by namespace, each with its name there.
+type ByNamespace<'t> = BTreeMap<String, Vec<(&'t str, String)>>;
+
 /// The embedded warehouse: its catalog knows each table's partition column,
 /// and keeps every partition as a `yyyy-MM-dd` day (the local engine
 /// refuses jobs that would need another layout:
@@ -26,6 +29,20 @@ impl SqliteProbe {
             path: self.warehouse.root.display().to_string(),
             message,
         }
+    }
+
+    /// Tables by namespace, each with its name there.
+    fn by_namespace<'t>(&self, tables: &'t [String]) -> Result<ByNamespace<'t>, ProbeError> {
+        let mut by_namespace = ByNamespace::new();
+        for table in tables {
+            let name = crate::warehouse::TableName::parse(table)
+                .map_err(|e| self.listing_error(table, e.to_string()))?;
+            by_namespace
+                .entry(name.namespace)
+                .or_default()
+                .push((table.as_str(), name.table));
+        }
+        Ok(by_namespace)
     }
 
     /// Tables of one namespace, read through one connection.
@@ -73,15 +90,7 @@ impl Probe for SqliteProbe {
     /// in the catalog (`Warehouse::table_versions`): one read per namespace.
     fn versions(&self, tables: &[String]) -> Result<super::Versions, ProbeError> {
         use crate::warehouse::Versions;
-        let mut by_namespace: BTreeMap<String, Vec<(&str, String)>> = BTreeMap::new();
-        for table in tables {
-            let name = crate::warehouse::TableName::parse(table)
-                .map_err(|e| self.listing_error(table, e.to_string()))?;
-            by_namespace
-                .entry(name.namespace)
-                .or_default()
-                .push((table.as_str(), name.table));
-        }
+        let by_namespace = self.by_namespace(tables)?;
         let mut out = super::Versions::new();
         for (namespace, tables) in by_namespace {
             let kept = self
@@ -117,15 +126,7 @@ impl Probe for SqliteProbe {
     /// One connection per namespace and batch of tables, not per table.
     fn list_all(&self, tables: Vec<String>) -> Result<Vec<(String, Partitions)>, ProbeError> {
         use rayon::prelude::*;
-        let mut by_namespace: BTreeMap<String, Vec<(&str, String)>> = BTreeMap::new();
-        for table in &tables {
-            let name = crate::warehouse::TableName::parse(table)
-                .map_err(|e| self.listing_error(table, e.to_string()))?;
-            by_namespace
-                .entry(name.namespace)
-                .or_default()
-                .push((table.as_str(), name.table));
-        }
+        let by_namespace = self.by_namespace(&tables)?;
         // Each connection parses its namespace's whole schema (every table
         // of a user's warehouse: thousands in one team namespace), so a
         // namespace is read through as few connections as keep the threads

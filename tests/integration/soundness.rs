@@ -531,6 +531,25 @@ fn backfill_memo(state: &mut StateDb) -> Option<i64> {
         .map(|c| c.int())
 }
 
+/// The ranges of `target` that a `plan --format json` does not find
+/// fresh, as `FROM..TO`.
+pub(crate) fn not_fresh_ranges(plan: &str, target: &str) -> Vec<String> {
+    let plan: Value = serde_json::from_str(plan).unwrap();
+    plan["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["target"] == target && g["status"] != "fresh")
+        .map(|g| {
+            format!(
+                "{}..{}",
+                g["from"].as_str().unwrap(),
+                g["to"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// The cron case: `--until` moves on a day. A node's memo still holds for
 /// the days it covers, so a plan keys only the new day, and building the
 /// new day keeps the memo; the next run's plan extends it. Shown by
@@ -574,20 +593,7 @@ fn when_until_moves_on_a_memo_holds_for_the_days_it_covers() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = chronon_build(&root, &args);
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let plan: Value = serde_json::from_str(&out.stdout).unwrap();
-        plan["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|g| g["target"] == "group-by-backfill:t.g" && g["status"] != "fresh")
-            .map(|g| {
-                format!(
-                    "{}..{}",
-                    g["from"].as_str().unwrap(),
-                    g["to"].as_str().unwrap()
-                )
-            })
-            .collect()
+        not_fresh_ranges(&out.stdout, "group-by-backfill:t.g")
     };
     let without = without_memos(&root);
     let days = |d: i64| format!("{}..{}", day(d), day(d));

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::soundness::{built_repo, day, plans_with_and_without_memos, run};
+use crate::soundness::{built_repo, day, not_fresh_ranges, plans_with_and_without_memos, run};
 use crate::state_db::StateDb;
 
 /// Runs SQL on the embedded warehouse's `raw` namespace file, as another
@@ -158,23 +158,8 @@ fn a_memo_stored_by_versions_holds_by_columns_when_until_moves_on() {
     );
     let next = day(5);
     let (with, without) = plans_with_and_without_memos(&root, &next);
-    let stale_days = |plan: &str| -> Vec<String> {
-        let plan: Value = serde_json::from_str(plan).unwrap();
-        plan["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|g| g["target"] == "group-by-backfill:t.g" && g["status"] == "stale")
-            .map(|g| {
-                format!(
-                    "{}..{}",
-                    g["from"].as_str().unwrap(),
-                    g["to"].as_str().unwrap()
-                )
-            })
-            .collect()
-    };
     let days = |d: i64| format!("{}..{}", day(d), day(d));
-    assert_eq!(stale_days(&with), vec![days(5)], "day 2 is the memo's");
-    assert_eq!(stale_days(&without), vec![days(2), days(5)]);
+    let stale = |plan: &str| not_fresh_ranges(plan, "group-by-backfill:t.g");
+    assert_eq!(stale(&with), vec![days(5)], "day 2 is the memo's");
+    assert_eq!(stale(&without), vec![days(2), days(5)]);
 }
