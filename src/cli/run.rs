@@ -423,8 +423,7 @@ pub fn invalidate(global: &Global, args: &InvalidateArgs) -> Result<Exit, Error>
     let mut probed = std::collections::HashMap::new();
     let mut forced = 0;
     for node in ws.graph.nodes.iter().filter(|n| selected[n.id]) {
-        if let crate::graph::Schedule::Daily { start } = &node.schedule
-            && let Some(table) = start.probed_table()
+        if let Some(table) = node.start_table()
             && !probed.contains_key(table)
         {
             probed.insert(table.to_string(), probe.list(table)?);

@@ -192,6 +192,22 @@ impl Node {
             .filter_map(|i| i.producer)
     }
 
+    /// The inputs this node reads from tables no node writes: what is
+    /// probed for it.
+    pub fn external_inputs(&self) -> impl Iterator<Item = &Input> + '_ {
+        self.inputs
+            .iter()
+            .filter(|i| i.producer.is_none() && !i.ordering_only)
+    }
+
+    /// The table whose first partition starts this daily node, if any.
+    pub fn start_table(&self) -> Option<&str> {
+        match &self.schedule {
+            Schedule::Daily { start } => start.probed_table(),
+            Schedule::Unpartitioned | Schedule::Latest => None,
+        }
+    }
+
     /// The table this node writes whose partitions are probed to record
     /// and check a build (`probed_output`), if any.
     pub fn probed_table(&self) -> Option<&str> {

@@ -205,18 +205,8 @@ fn probe_tables(
     for node in graph.nodes.iter().filter(|n| planned[n.id]) {
         let held = unchanged.held[node.id];
         if !held {
-            for input in node
-                .inputs
-                .iter()
-                .filter(|i| i.producer.is_none() && !i.ordering_only)
-            {
-                tables.insert(input.table.to_string());
-            }
-            if let Schedule::Daily { start } = &node.schedule
-                && let Some(table) = start.probed_table()
-            {
-                tables.insert(table.to_string());
-            }
+            tables.extend(node.external_inputs().map(|i| i.table.to_string()));
+            tables.extend(node.start_table().map(str::to_string));
         }
         let read = !held || unchanged.read_by_unheld(graph, planned, node.id);
         let built = built.contains(&node_key(node));
@@ -235,12 +225,7 @@ fn probe_tables(
 /// The tables whose first partition starts a planned node.
 fn start_tables(graph: &Graph, planned: &[bool]) -> Vec<String> {
     let starts = graph.nodes.iter().filter(|n| planned[n.id]);
-    let tables: BTreeSet<&str> = starts
-        .filter_map(|n| match &n.schedule {
-            Schedule::Daily { start } => start.probed_table(),
-            _ => None,
-        })
-        .collect();
+    let tables: BTreeSet<&str> = starts.filter_map(Node::start_table).collect();
     tables.into_iter().map(str::to_string).collect()
 }
 
@@ -284,14 +269,11 @@ fn invalid_input<'t>(
     node: &Node,
     invalid_tables: &HashMap<&'t str, &'t str>,
 ) -> Option<(&'t str, &'t str)> {
-    node.inputs
-        .iter()
-        .filter(|i| i.producer.is_none() && !i.ordering_only)
-        .find_map(|i| {
-            invalid_tables
-                .get_key_value(i.base_table())
-                .map(|(t, c)| (*t, *c))
-        })
+    node.external_inputs().find_map(|i| {
+        invalid_tables
+            .get_key_value(i.base_table())
+            .map(|(t, c)| (*t, *c))
+    })
 }
 
 /// Whether a target is blocked by an invalid config (it stays so for the
@@ -440,33 +422,17 @@ struct Loaded {
 /// (`unchanged`), and lists only the tables the others need.
 fn load(ctx: &Context, opts: &PlanOptions, planned: &[bool]) -> Result<Loaded, Error> {
     let graph = ctx.graph;
-    let nodes = graph.nodes.len();
-    let Some(store) = ctx.store else {
-        let unchanged = Unchanged::none(nodes);
-        let none = HashSet::new();
-        let probed = probe_tables(graph, ctx.probe, planned, &none, &unchanged, HashMap::new())?;
-        return Ok(Loaded {
-            state: HashMap::new(),
-            probed,
-            built: none,
-            unchanged,
-        });
+    let built = match ctx.store {
+        Some(store) => store.built_nodes()?,
+        None => HashSet::new(),
     };
-    let built = store.built_nodes()?;
-    if !opts.lazily {
-        let unchanged = Unchanged::none(nodes);
+    let Some(store) = ctx.store.filter(|_| opts.lazily) else {
+        let unchanged = Unchanged::none(graph.nodes.len());
         let (state, probed) = std::thread::scope(|s| {
-            let probing = s.spawn(|| {
-                probe_tables(
-                    graph,
-                    ctx.probe,
-                    planned,
-                    &built,
-                    &unchanged,
-                    HashMap::new(),
-                )
-            });
-            let state = store.load();
+            let listed = HashMap::new();
+            let probing =
+                s.spawn(|| probe_tables(graph, ctx.probe, planned, &built, &unchanged, listed));
+            let state = ctx.store.map_or(Ok(HashMap::new()), StateStore::load);
             let probed = probing.join().expect("probing does not panic");
             Ok::<_, Error>((state?, probed?))
         })?;
@@ -476,7 +442,7 @@ fn load(ctx: &Context, opts: &PlanOptions, planned: &[bool]) -> Result<Loaded, E
             built,
             unchanged,
         });
-    }
+    };
     let (state, starts, versions) = std::thread::scope(|s| {
         let reading = s.spawn(|| {
             let versions = ctx.probe.versions(&unchanged::tables(graph, planned))?;
@@ -507,8 +473,6 @@ struct Pass<'p> {
     probed: &'p HashMap<String, Partitions>,
     built: &'p HashSet<NodeKey>,
     unchanged: &'p Unchanged,
-    /// Per node, whether every target was planned fresh.
-    all_fresh: Vec<bool>,
     /// Tables that invalid configs (left out of the graph) would write.
     invalid_tables: HashMap<&'p str, &'p str>,
     columns: HashMap<String, Column>,
@@ -545,7 +509,6 @@ impl<'p> Pass<'p> {
             probed,
             built,
             unchanged,
-            all_fresh: vec![false; ctx.graph.nodes.len()],
             invalid_tables,
             columns,
             nodes: (0..ctx.graph.nodes.len())
@@ -594,7 +557,6 @@ impl<'p> Pass<'p> {
             .iter()
             .take_while(|t| t.status == Status::Fresh)
             .count();
-        self.all_fresh[id] = fresh == days.len();
         let with_versions = |memo: Memo| Memo {
             versions: self.by_versions(node, fresh == days.len()),
             ..memo
@@ -624,14 +586,16 @@ impl<'p> Pass<'p> {
     }
 
     /// The memo by versions to store beside a node's memo: when the memo
-    /// covers all its targets (`all`), the producers it reads are all
-    /// fresh too, and its output has no partition before its start (which
-    /// a plan that does not list it would not see).
+    /// covers all its targets (`all`), the producers it reads (planned
+    /// before it) are all fresh too, and its output has no partition before
+    /// its start (which a plan that does not list it would not see).
     fn by_versions(&self, node: &Node, all: bool) -> Option<Hash> {
-        let producers_fresh = node.producers_read().all(|p| self.all_fresh[p]);
+        let fresh = |p: NodeId| {
+            let targets = &self.nodes[p].targets;
+            targets.iter().all(|t| t.status == Status::Fresh)
+        };
         let keep = all
-            && producers_fresh
-            && node.step != Step::GroupByStreaming
+            && node.producers_read().all(fresh)
             && orphan(self.ctx, node, self.probed).is_none();
         self.unchanged.digests[node.id].filter(|_| keep)
     }

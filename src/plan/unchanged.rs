@@ -55,14 +55,8 @@ impl Unchanged {
 pub(super) fn tables(graph: &Graph, planned: &[bool]) -> Vec<String> {
     let mut tables = BTreeSet::new();
     for node in graph.nodes.iter().filter(|n| planned[n.id]) {
-        for input in &node.inputs {
-            if input.producer.is_none() && !input.ordering_only {
-                tables.insert(input.table.to_string());
-            }
-        }
-        if let Some(table) = node.probed_table() {
-            tables.insert(table.to_string());
-        }
+        tables.extend(node.external_inputs().map(|i| i.table.to_string()));
+        tables.extend(node.probed_table().map(str::to_string));
     }
     tables.into_iter().collect()
 }

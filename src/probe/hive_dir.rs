@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
-use super::{Layouts, Partitions, Probe, ProbeError, only_days};
+use super::{Layouts, Partitions, Probe, ProbeError, TableLayout, only_days};
 use crate::config::TableRef;
 use crate::hash::Hash;
 use crate::partition::Day;
@@ -27,28 +27,39 @@ impl HiveDir {
         let (ns, name) = table.split_once('.').unwrap_or(("default", table));
         self.root.join(format!("{ns}.db")).join(name)
     }
+
+    /// The entries of the folder of `table` (`ns.t` or `ns.t/hr=00`, the
+    /// base table's folder), with its folder; `None` when it has none.
+    fn entries(&self, table: &str) -> Result<Option<(PathBuf, std::fs::ReadDir)>, ProbeError> {
+        let dir = self.table_dir(TableRef::split(table).0);
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => Ok(Some((dir, entries))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(listing_error(table, &dir, e)),
+        }
+    }
+}
+
+/// The day of a partition folder's name (`ds=2025-01-01`) in a table's
+/// layout, whose `prefix` is its column and `=`.
+fn partition_day(name: &std::ffi::OsStr, prefix: &str, layout: &TableLayout) -> Option<Day> {
+    name.to_str()
+        .and_then(|n| n.strip_prefix(prefix))
+        .and_then(|v| layout.format.parse_day(v))
 }
 
 impl Probe for HiveDir {
     /// The first partition folder found, without fingerprinting any.
     fn has_partitions(&self, table: &str) -> Result<bool, ProbeError> {
         let (base, sub) = TableRef::split(table);
-        let dir = self.table_dir(base);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(listing_error(table, &dir, e)),
+        let Some((dir, entries)) = self.entries(table)? else {
+            return Ok(false);
         };
         let layout = self.layouts.of(base);
         let prefix = format!("{}=", layout.column);
         for entry in entries {
             let entry = entry.map_err(|e| listing_error(table, &dir, e))?;
-            let name = entry.file_name();
-            let is_day = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|v| layout.format.parse_day(v))
-                .is_some();
+            let is_day = partition_day(&entry.file_name(), &prefix, layout).is_some();
             let path = entry.path();
             if is_day && path.is_dir() && sub.is_none_or(|s| path.join(s).is_dir()) {
                 return Ok(true);
@@ -82,11 +93,8 @@ impl Probe for HiveDir {
 
     fn list(&self, table: &str) -> Result<Partitions, ProbeError> {
         let (base, sub) = TableRef::split(table);
-        let dir = self.table_dir(base);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Partitions::new()),
-            Err(e) => return Err(listing_error(table, &dir, e)),
+        let Some((dir, entries)) = self.entries(table)? else {
+            return Ok(Partitions::new());
         };
         // `folder` and `listing` modes read each partition folder relative
         // to the open table folder, and its files relative to it: one path
@@ -104,11 +112,7 @@ impl Probe for HiveDir {
         for entry in entries {
             let entry = entry.map_err(|e| listing_error(table, &dir, e))?;
             let name = entry.file_name();
-            let Some(day) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|v| layout.format.parse_day(v))
-            else {
+            let Some(day) = partition_day(&name, &prefix, layout) else {
                 continue;
             };
             if let Some(folder) = &relative {
