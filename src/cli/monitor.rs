@@ -376,6 +376,21 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<Exit, Error> {
             (None, _, _) => true,
         })
         .ok_or_else(|| Error::Usage(format!("{}: no attempt in the history", args.target)))?;
+    let exit = match latest.exit_code {
+        Some(c) => format!("exit {c}"),
+        None => "no exit code".into(),
+    };
+    if latest.log_path.is_empty() {
+        // A job that succeeded without printing anything leaves no log.
+        errln!(
+            "{} run {} attempt {} ({exit}): printed nothing, so it has no log; its command: $ {}",
+            latest.label(),
+            latest.run,
+            latest.attempt,
+            crate::exec::command::display(&latest.argv)
+        );
+        return Ok(Exit::Ok);
+    }
     let path = PathBuf::from(&latest.log_path);
     if args.path {
         println!("{}", path.display());
@@ -391,14 +406,10 @@ pub fn logs(global: &Global, args: &LogsArgs) -> Result<Exit, Error> {
         ))
     })?;
     errln!(
-        "{} run {} attempt {} ({}): {}",
+        "{} run {} attempt {} ({exit}): {}",
         latest.label(),
         latest.run,
         latest.attempt,
-        match latest.exit_code {
-            Some(c) => format!("exit {c}"),
-            None => "no exit code".into(),
-        },
         path.display()
     );
     use std::io::Write as _;

@@ -113,17 +113,15 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
     spawn(command, Stdio::null(), file, stderr)
 }
 
-/// Starts the command as `start` does, its standard output and error
-/// going into one pipe the caller reads (to bound what reaches the log),
-/// `tag` added to its environment (the run's watchdog finds its jobs by it:
-/// `watch`); returns the child, the log file after the header line, and
-/// the pipe. Jobs are started here.
+/// Starts the command as `start` does, but its standard output and error
+/// go into one pipe the caller reads (to bound what reaches its log, made
+/// when the first byte comes), `tag` added to its environment (the run's
+/// watchdog finds its jobs by it: `watch`); returns the child and the
+/// pipe. Jobs are started here.
 pub fn start_piped(
     command: &CommandLine,
-    log: &Path,
     tag: (&str, &str),
-) -> Result<(Child, File, std::io::PipeReader), String> {
-    let file = open_log(command, log)?;
+) -> Result<(Child, std::io::PipeReader), String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let stderr = writer
         .try_clone()
@@ -133,7 +131,7 @@ pub fn start_piped(
         .process_group(0)
         .spawn()
         .map_err(|e| cannot_start(command, e))?;
-    Ok((child, file, reader))
+    Ok((child, reader))
 }
 
 /// Starts the command in a session (and process group) of its own, with
@@ -200,8 +198,13 @@ fn open_log(command: &CommandLine, log: &Path) -> Result<File, String> {
     let mut file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     // One write: the header must not cost a syscall per piece.
-    let _ = file.write_all(format!("$ {}\n", display(&command.argv)).as_bytes());
+    let _ = file.write_all(log_header(command).as_bytes());
     Ok(file)
+}
+
+/// A log's first line: the command.
+pub fn log_header(command: &CommandLine) -> String {
+    format!("$ {}\n", display(&command.argv))
 }
 
 fn spawn(

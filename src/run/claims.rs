@@ -1,5 +1,9 @@
 //! A real run's claims (`store::claims`): a job's targets are claimed
-//! just before it starts; a job whose targets another live run holds waits
+//! just before it starts, with those of the jobs queued after it that the
+//! run starts within `AHEAD_WINDOW` at its pace (`Pace`: one job ahead of
+//! none when jobs take longer, so that another run is never kept waiting
+//! on a target this one is not about to build), in one transaction; a job
+//! whose targets another live run holds waits
 //! (its dependents with it) and is looked at again every poll; claims of a
 //! runner that is gone are taken over once its jobs are; targets another
 //! run recorded meanwhile, with the key this run would build, are taken as
@@ -7,6 +11,7 @@
 //! lives, released with the record of what they covered, and all released
 //! when the run ends.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// their stop grace (its watchdog stops them within it).
 const ORPHAN_SLACK: Duration = Duration::from_secs(10);
 
+/// How far ahead of the jobs it starts a run claims: the jobs queued next
+/// that it started as many of within this time, at most `AHEAD_MOST`.
+const AHEAD_WINDOW: Duration = Duration::from_millis(100);
+const AHEAD_MOST: usize = 32;
+
 /// The run's side of claims.
 #[derive(Default)]
 pub(super) struct Claims {
@@ -34,6 +44,38 @@ pub(super) struct Claims {
     waiting: Vec<(usize, Holder)>,
     next_check: Option<Instant>,
     next_renew: Option<Instant>,
+    /// Queued jobs whose targets this run claimed ahead of their start.
+    ahead: HashSet<usize>,
+    pace: Pace,
+}
+
+/// How many jobs the run started in the last whole `AHEAD_WINDOW`.
+#[derive(Default)]
+struct Pace {
+    window: Option<Instant>,
+    this: usize,
+    last: usize,
+}
+
+impl Pace {
+    /// A job starts now.
+    fn started(&mut self) {
+        let now = Instant::now();
+        match self.window {
+            Some(at) if now < at + AHEAD_WINDOW => {}
+            Some(at) if now < at + 2 * AHEAD_WINDOW => {
+                (self.last, self.this) = (self.this, 0);
+                self.window = Some(at + AHEAD_WINDOW);
+            }
+            _ => (self.window, self.last, self.this) = (Some(now), 0, 0),
+        }
+        self.this += 1;
+    }
+
+    /// How many jobs to claim ahead of the one starting now.
+    fn ahead(&self) -> usize {
+        self.last.min(AHEAD_MOST)
+    }
 }
 
 impl Claims {
@@ -76,36 +118,73 @@ impl Runner<'_, '_> {
             .collect()
     }
 
-    /// Claims a job's targets before it starts (its records made).
+    /// Claims a job's targets before it starts (its records made), unless
+    /// they were claimed ahead, with those of the jobs queued next at the
+    /// run's pace.
     pub(super) fn claim(&mut self, job: usize) -> Result<Go, Error> {
         let Some(me) = self.work.claims.me.clone() else {
             return Ok(Go::Start);
         };
-        let node = plan::node_key(&self.session.graph.nodes[self.work.jobs[job].node]);
-        let days = self.job_days(job);
+        self.work.claims.pace.started();
+        if self.work.claims.ahead.remove(&job) {
+            return self.take_built_elsewhere(job);
+        }
+        let ahead = self.work.claims.pace.ahead();
+        let claims = &self.work.claims;
+        let batch: Vec<usize> = std::iter::once(job)
+            .chain(
+                self.work
+                    .queue
+                    .iter()
+                    .copied()
+                    .filter(|j| !claims.ahead.contains(j))
+                    .take(ahead),
+            )
+            .collect();
+        let keys: Vec<(crate::store::NodeKey, Vec<Option<Day>>)> = batch
+            .iter()
+            .map(|&j| {
+                let node = &self.session.graph.nodes[self.work.jobs[j].node];
+                (plan::node_key(node), self.job_days(j))
+            })
+            .collect();
         let Some(store) = self.session.store.as_deref_mut() else {
             return Ok(Go::Start);
         };
-        match store.claim(&me, &node, &days)? {
-            Claimed::Held(holder) => {
-                self.progress.note(&format!(
-                    "waiting: {} is being built by {}",
-                    self.describe(job),
-                    holder.describe()
-                ));
-                self.work.claims.waiting.push((job, holder));
-                self.work
-                    .claims
-                    .next_check
-                    .get_or_insert(Instant::now() + RECHECK);
-                Ok(Go::Not)
-            }
-            Claimed::Taken { over } => {
-                for holder in &over {
-                    self.wait_for_orphans(holder);
+        let jobs: Vec<_> = keys.iter().map(|(n, d)| (n, d.as_slice())).collect();
+        let mut go = Go::Start;
+        for (j, claimed) in batch.into_iter().zip(store.claim_jobs(&me, &jobs)?) {
+            match claimed {
+                Claimed::Held(holder) => {
+                    self.progress.note(&format!(
+                        "waiting: {} is being built by {}",
+                        self.describe(j),
+                        holder.describe()
+                    ));
+                    if j == job {
+                        go = Go::Not;
+                    } else {
+                        self.work.queue.retain(|&q| q != j);
+                    }
+                    self.work.claims.waiting.push((j, holder));
+                    self.work
+                        .claims
+                        .next_check
+                        .get_or_insert(Instant::now() + RECHECK);
                 }
-                self.take_built_elsewhere(job)
+                Claimed::Taken { over } => {
+                    for holder in &over {
+                        self.wait_for_orphans(holder);
+                    }
+                    if j != job {
+                        self.work.claims.ahead.insert(j);
+                    }
+                }
             }
+        }
+        match go {
+            Go::Start => self.take_built_elsewhere(job),
+            Go::Not => Ok(Go::Not),
         }
     }
 

@@ -17,7 +17,10 @@ use crate::store::Attempt;
 impl Runner<'_, '_> {
     pub(super) fn event_loop(&mut self) -> Result<(), Error> {
         let signals = process::forward_signals(self.processes.events.0.clone(), Event::Signal);
-        let result = match self.event_loop_inner() {
+        // What ended well is written however the loop ends.
+        let result = self.event_loop_inner();
+        let written = self.recorder().write();
+        let result = match result.and(written) {
             Err(Error::Store(e)) => Err(self.state_lost(e)),
             result => result,
         };
@@ -48,14 +51,14 @@ impl Runner<'_, '_> {
             }
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
             match self.processes.events.1.recv_timeout(timeout) {
-                Ok(Event::Exited { job, code }) => self.exited(job, code)?,
+                Ok(Event::Exited { job, code, logged }) => self.exited(job, code, logged)?,
                 Ok(Event::Signal(libc::SIGINT)) => self.interrupted(),
                 Ok(Event::Signal(signal)) => self.stopped(signal),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Due even while events keep coming: timeouts, retries, polls,
-            // claims to renew.
+            // claims to renew, the next group commit.
             if Instant::now() >= self.next_wakeup() {
                 self.tick()?;
             }
@@ -69,9 +72,10 @@ impl Runner<'_, '_> {
     /// the next run redoes them. The run fails (exit 1).
     fn state_lost(&mut self, e: crate::store::StoreError) -> Error {
         self.progress.note(&format!(
-            "error: state: {e}; no new jobs; waiting for {} running job(s), which cannot be \
-             recorded (the next run redoes them)",
-            self.work.running.len()
+            "error: state: {e}; no new jobs; waiting for {} running job(s); they and {} job(s) \
+             that ended well cannot be recorded (the next run redoes them)",
+            self.work.running.len(),
+            self.work.unwritten.len()
         ));
         while !self.work.running.is_empty() {
             match self.processes.events.1.recv() {
@@ -115,6 +119,7 @@ impl Runner<'_, '_> {
         deadlines
             .chain(retries)
             .chain(self.work.claims.next_wakeup())
+            .chain(self.work.unwritten.due_at())
             .chain(self.sensing.next_poll)
             .chain(self.sensing.wait_deadline)
             .min()
@@ -176,9 +181,13 @@ impl Runner<'_, '_> {
         }
     }
 
-    /// Timeouts, retries that are due, and sensor polls.
+    /// Timeouts, retries that are due, sensor polls, and the group commit
+    /// of jobs that ended well.
     pub(super) fn tick(&mut self) -> Result<(), Error> {
         let now = Instant::now();
+        if self.work.unwritten.due_at().is_some_and(|at| now >= at) {
+            self.recorder().write()?;
+        }
         for running in self.work.running.values_mut() {
             match running.kill_at {
                 None if running.deadline.is_some_and(|d| now >= d) => {
@@ -269,8 +278,8 @@ impl Runner<'_, '_> {
                 &self.work.jobs[job].command,
                 &log,
                 (self.session.opts.log_limit, &watch),
-                move |code| {
-                    let _ = tx.send(Event::Exited { job, code });
+                move |code, logged| {
+                    let _ = tx.send(Event::Exited { job, code, logged });
                 },
             )
         });
@@ -279,11 +288,11 @@ impl Runner<'_, '_> {
             Err(message) => {
                 // The command could not start: an attempt that failed.
                 process::append_log(&log, &message);
-                let _ = self
-                    .processes
-                    .events
-                    .0
-                    .send(Event::Exited { job, code: None });
+                let _ = self.processes.events.0.send(Event::Exited {
+                    job,
+                    code: None,
+                    logged: true,
+                });
                 0
             }
         };
@@ -311,11 +320,22 @@ impl Runner<'_, '_> {
     }
 
     /// A job's process ended: its slot is given back, and the job
-    /// succeeded, is retried, or failed for good.
-    pub(super) fn exited(&mut self, job: usize, code: Option<i32>) -> Result<(), Error> {
+    /// succeeded, is retried, or failed for good. One that printed nothing
+    /// has no log when it succeeded, and a log of its command when not.
+    pub(super) fn exited(
+        &mut self,
+        job: usize,
+        code: Option<i32>,
+        logged: bool,
+    ) -> Result<(), Error> {
         let Some(running) = self.work.running.remove(&job) else {
             return Ok(());
         };
+        let logged = logged || code != Some(0);
+        if logged {
+            let header = crate::exec::command::log_header(&self.work.jobs[job].command);
+            let _ = super::log::ensure(&running.log, &header);
+        }
         let node_id = self.work.jobs[job].node;
         self.slots.give_back(&self.session.graph.nodes[node_id]);
         // Sent SIGTERM, its leader is gone, others of its group live on:
@@ -330,7 +350,7 @@ impl Runner<'_, '_> {
         if self.interrupts == 0 {
             self.dispatch()?;
         }
-        let attempt = self.attempt(job, &running, code, elapsed);
+        let attempt = self.attempt(job, &running, (code, logged), elapsed);
         self.summary.attempts.push(summary::AttemptReport {
             step: self.session.graph.nodes[node_id].step,
             duration: elapsed,
@@ -355,8 +375,15 @@ impl Runner<'_, '_> {
         self.exited_badly(job, &running, code)
     }
 
-    /// The history's record of the attempt that just ended.
-    fn attempt(&self, job: usize, running: &Running, code: Option<i32>, took: Duration) -> Attempt {
+    /// The history's record of the attempt that just ended (with no log
+    /// when it printed nothing).
+    fn attempt(
+        &self,
+        job: usize,
+        running: &Running,
+        (code, logged): (Option<i32>, bool),
+        took: Duration,
+    ) -> Attempt {
         let j = &self.work.jobs[job];
         Attempt {
             run: self.run_id,
@@ -365,7 +392,10 @@ impl Runner<'_, '_> {
             to: j.range.map(|r| r.to),
             attempt: j.attempt,
             argv: j.command.argv.clone(),
-            log_path: running.log.to_string_lossy().into_owned(),
+            log_path: match logged {
+                true => running.log.to_string_lossy().into_owned(),
+                false => String::new(),
+            },
             started_at: running.started_at,
             exit_code: code,
             duration: took,
@@ -395,7 +425,7 @@ impl Runner<'_, '_> {
             pulled_in: self.pulled_in(job),
             attempts: attempt.attempt,
             duration: attempt.duration,
-            log: running.log.clone(),
+            log: (!attempt.log_path.is_empty()).then(|| running.log.clone()),
         });
         if missing > 0 {
             self.progress.note(&format!(

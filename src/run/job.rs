@@ -19,6 +19,11 @@ use crate::probe::{Partitions, Probe};
 use crate::settings::Settings;
 use crate::store::{Recorded, day_column};
 
+/// The sequence number of a record the run holds before its write: a
+/// write's number is known when it commits, and the run's plan never reads
+/// it (an adoption's writer thread numbers its own writes likewise).
+const NOT_WRITTEN: i64 = 0;
+
 pub(super) struct Job {
     pub node: NodeId,
     /// Indices into the node's planned targets, in day order.
@@ -72,14 +77,15 @@ impl Job {
             .join(format!("{range}.attempt{}.log", self.attempt))
     }
 
-    /// The job's targets as recorded by a write numbered `seq` (by target
-    /// index), and those whose outputs are missing.
+    /// The job's targets as recorded (by target index), and those whose
+    /// outputs are missing. Their write's sequence number is not known yet
+    /// (`NOT_WRITTEN`: the write waits for its group commit); the live plan
+    /// never reads it.
     pub fn recorded(
         &self,
         live: &LivePlan<'_>,
         records: &[BuildRecord],
         outputs: &[Option<Hash>],
-        seq: i64,
     ) -> (Vec<(usize, Recorded)>, Vec<usize>) {
         let by_day: HashMap<i64, usize> = self
             .targets
@@ -100,7 +106,7 @@ impl Job {
                         slice: record.slice,
                         inputs: record.inputs_hash,
                         output: *output,
-                        seq,
+                        seq: NOT_WRITTEN,
                     },
                 )),
                 None => missing.push(i),

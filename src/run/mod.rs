@@ -132,6 +132,8 @@ enum Event {
     Exited {
         job: usize,
         code: Option<i32>,
+        /// Whether it printed anything: its log was made.
+        logged: bool,
     },
     /// SIGINT, SIGTERM or SIGHUP to the run.
     Signal(i32),
@@ -191,6 +193,8 @@ struct Work {
     lingering: Vec<(u32, Instant)>,
     /// The targets this run claims, and its jobs waiting for other runs'.
     claims: claims::Claims,
+    /// Jobs that ended well, for the next group commit.
+    unwritten: recorder::Unwritten,
 }
 
 /// The processes' side: their exits come as events; threads wait for them.
@@ -243,6 +247,7 @@ impl<'c, 'a> Runner<'c, 'a> {
                 running: HashMap::new(),
                 lingering: Vec::new(),
                 claims: claims::Claims::default(),
+                unwritten: recorder::Unwritten::default(),
             },
             slots,
             run_id: 0,
@@ -600,13 +605,14 @@ impl<'c, 'a> Runner<'c, 'a> {
         Recorder::new(
             self.session.opts.action,
             self.session.store.as_deref_mut(),
-            self.writer.as_ref(),
+            (&mut self.work.unwritten, self.writer.as_ref()),
         )
     }
 
-    /// Records a job's targets whose outputs are there, in one transaction
-    /// with the attempt that built them (`attempt`, from a real run), and
-    /// dispatches what became ready.
+    /// Records a job's targets whose outputs are there, with the attempt
+    /// that built them (`attempt`, from a real run: written in the next
+    /// group commit, `recorder::Unwritten`), and dispatches what became
+    /// ready.
     fn succeeded(
         &mut self,
         job: usize,
@@ -617,15 +623,14 @@ impl<'c, 'a> Runner<'c, 'a> {
         let node_id = self.work.jobs[job].node;
         let node = &graph.nodes[node_id];
         let records = std::mem::take(&mut self.work.jobs[job].records);
+        let (recorded, missing) = self.work.jobs[job].recorded(&self.live, &records, &outputs);
         let planned = Planned::new(graph, &self.live);
-        let mut recorder = Recorder::new(
+        Recorder::new(
             self.session.opts.action,
             self.session.store.as_deref_mut(),
-            self.writer.as_ref(),
-        );
-        let seq = recorder.built(planned, node, (&records, &outputs), attempt.as_ref())?;
-        let (recorded, missing) = self.work.jobs[job].recorded(&self.live, &records, &outputs, seq);
-        recorder.hand_off(planned, node, records, outputs);
+            (&mut self.work.unwritten, self.writer.as_ref()),
+        )
+        .built(planned, node, (records, outputs), attempt)?;
         self.summary.built += recorded.len();
         let mut ready = self
             .live

@@ -1,6 +1,7 @@
 //! Job processes: started as every command is (`exec::command`: its own
-//! process group, output in its log file), each waited for by a thread of
-//! a small pool.
+//! process group), their output copied into their log (made when the first
+//! byte comes: `log::LazyLog`), each waited for by a thread of a small
+//! pool.
 //!
 //! A job dies with its runner: the run's watchdog, told of each job's
 //! process group as it starts and ends, stops the groups left when the
@@ -18,14 +19,16 @@ use std::time::Duration;
 use crate::exec::command::{self, CommandLine};
 use crate::exec::watch::{self, Tell, Watchdog};
 
-type OnExit = Box<dyn FnOnce(Option<i32>) + Send>;
+/// What a waiting thread does when a job ended: given its exit code and
+/// whether it printed anything (its log was made).
+type OnExit = Box<dyn FnOnce(Option<i32>, bool) + Send>;
 
 /// A started job for a waiting thread: its process, its output to copy
 /// into its log (bounded), and what to do when it ended.
 struct Started {
     child: Child,
     output: std::io::PipeReader,
-    log: std::fs::File,
+    log: super::log::LazyLog,
     limit: u64,
     on_exit: OnExit,
     /// Told when the job's leader exited, before it is reaped.
@@ -68,7 +71,7 @@ impl Waiters {
                         command::wait_exited(pid);
                         started.watch.ended(pid);
                         let code = started.child.wait().ok().and_then(|status| status.code());
-                        (started.on_exit)(code);
+                        (started.on_exit)(code, started.log.made());
                     }
                 });
         }
@@ -79,16 +82,17 @@ impl Waiters {
 /// Starts the command in its own process group and tells the run's
 /// watchdog (`watch`: it stops the group if the runner dies); its output
 /// goes to `log`, at most `limit` bytes; `on_exit` gets its exit code
-/// (`None` when a signal ended it) from a waiting thread. Returns the pid
-/// of the group's leader.
+/// (`None` when a signal ended it) and whether it printed anything, from a
+/// waiting thread. Returns the pid of the group's leader.
 pub fn spawn(
     waiters: &Waiters,
     command: &CommandLine,
     log: &Path,
     (limit, watch): (u64, &Tell),
-    on_exit: impl FnOnce(Option<i32>) + Send + 'static,
+    on_exit: impl FnOnce(Option<i32>, bool) + Send + 'static,
 ) -> Result<u32, String> {
-    let (mut child, log, output) = command::start_piped(command, log, (watch::ENV, watch::tag()))?;
+    let (mut child, output) = command::start_piped(command, (watch::ENV, watch::tag()))?;
+    let log = super::log::LazyLog::new(log.to_path_buf(), command::log_header(command));
     let pid = child.id();
     // Before a waiting thread may see it end: `+` comes before `-`.
     if let Err(e) = watch.started(pid) {

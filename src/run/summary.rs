@@ -49,7 +49,8 @@ pub struct JobReport {
     pub attempts: u32,
     #[serde(serialize_with = "as_seconds")]
     pub duration: Duration,
-    pub log: PathBuf,
+    /// `None` when the job printed nothing (no log was made).
+    pub log: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]

@@ -118,6 +118,43 @@ pub(super) fn release_built(
     Ok(())
 }
 
+/// Claims a job's targets (node `id` on `days`) for `me`, all or none, in
+/// the caller's transaction.
+fn claim_in(db: &Db, me: &Claimant, id: i64, days: &[Option<Day>], now: i64) -> DbResult<Claimed> {
+    let mut over = Vec::new();
+    let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
+    for day in days {
+        let found = db.query_opt(&sql, args![id, day_column(*day)], |row| holder(row, 0))?;
+        match found {
+            Some(h) if h.run == me.run => {}
+            Some(h) if h.holds(now) => return Ok(Claimed::Held(h)),
+            Some(h) => over.push(h),
+            None => {}
+        }
+    }
+    for day in days {
+        db.execute(
+            "INSERT INTO claims
+             (node, day, run, host, pid, pid_start, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (node, day) DO UPDATE SET run = excluded.run,
+                host = excluded.host, pid = excluded.pid,
+                pid_start = excluded.pid_start, expires = excluded.expires",
+            args![
+                id,
+                day_column(*day),
+                me.run,
+                &me.runner.host,
+                me.runner.pid,
+                me.runner.start as i64,
+                expiry(me.lease)
+            ],
+        )?;
+    }
+    over.dedup();
+    Ok(Claimed::Taken { over })
+}
+
 fn expiry(lease: Duration) -> i64 {
     crate::clock::unix_now().saturating_add(lease.as_secs().min(i64::MAX as u64) as i64)
 }
@@ -130,43 +167,26 @@ impl StateStore {
         node: &NodeKey,
         days: &[Option<Day>],
     ) -> Result<Claimed, StoreError> {
+        let mut claimed = self.claim_jobs(me, &[(node, days)])?;
+        Ok(claimed.remove(0))
+    }
+
+    /// Claims several jobs' targets for `me` in one transaction, each job's
+    /// all or none; returns what each found, in order.
+    pub fn claim_jobs(
+        &mut self,
+        me: &Claimant,
+        jobs: &[(&NodeKey, &[Option<Day>])],
+    ) -> Result<Vec<Claimed>, StoreError> {
         let node_ids = &mut self.node_ids;
         let claimed = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
-            let id = Self::node_id(node_ids, db, node)?;
             let now = crate::clock::unix_now();
-            let mut over = Vec::new();
-            let sql = format!("SELECT {HOLDER_COLUMNS} FROM claims WHERE node = ?1 AND day = ?2");
-            for day in days {
-                let found =
-                    db.query_opt(&sql, args![id, day_column(*day)], |row| holder(row, 0))?;
-                match found {
-                    Some(h) if h.run == me.run => {}
-                    Some(h) if h.holds(now) => return Ok(Claimed::Held(h)),
-                    Some(h) => over.push(h),
-                    None => {}
-                }
+            let mut claimed = Vec::with_capacity(jobs.len());
+            for (node, days) in jobs {
+                let id = Self::node_id(node_ids, db, node)?;
+                claimed.push(claim_in(db, me, id, days, now)?);
             }
-            for day in days {
-                db.execute(
-                    "INSERT INTO claims
-                     (node, day, run, host, pid, pid_start, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (node, day) DO UPDATE SET run = excluded.run,
-                        host = excluded.host, pid = excluded.pid,
-                        pid_start = excluded.pid_start, expires = excluded.expires",
-                    args![
-                        id,
-                        day_column(*day),
-                        me.run,
-                        &me.runner.host,
-                        me.runner.pid,
-                        me.runner.start as i64,
-                        expiry(me.lease)
-                    ],
-                )?;
-            }
-            over.dedup();
-            Ok(Claimed::Taken { over })
+            Ok(claimed)
         });
         claimed.map_err(|e| self.err(e))
     }

@@ -69,6 +69,7 @@ mod runs;
 mod schema;
 mod tls;
 mod write;
+pub use write::JobWrite;
 
 use std::collections::HashMap;
 use std::path::Path;

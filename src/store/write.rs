@@ -34,43 +34,69 @@ impl StateStore {
         read: &[(String, Day, Hash)],
         attempt: Option<&Attempt>,
     ) -> Result<i64, StoreError> {
-        let mut tables: Vec<&str> = read.iter().map(|(t, _, _)| t.as_str()).collect();
-        tables.dedup();
+        let seqs = self.record_jobs(&[JobWrite {
+            built,
+            read,
+            attempt,
+        }])?;
+        Ok(seqs[0])
+    }
+
+    /// Several jobs' `record_built_after` in one transaction, in order,
+    /// each its own write with its own sequence number (returned in
+    /// order): a group commit, which costs the transaction's log writes
+    /// once for all of them.
+    pub fn record_jobs(&mut self, jobs: &[JobWrite]) -> Result<Vec<i64>, StoreError> {
+        let tables: HashSet<&str> = jobs
+            .iter()
+            .flat_map(|j| j.read.iter().map(|(t, _, _)| t.as_str()))
+            .collect();
         self.load_latest_seen(tables.into_iter())?;
         let now = crate::clock::unix_now();
         let (node_ids, latest_seen) = (&mut self.node_ids, &self.latest_seen);
         let slices_stored = &self.slices_stored;
         let written = super::retry::retrying(&self.db, &self.location, node_ids, |db, node_ids| {
-            let seq = next_seq(db)?;
-            if let Some(attempt) = attempt {
-                Self::insert_attempt(node_ids, db, attempt)?;
-            }
-            let new_seen = record_inputs_seen(db, latest_seen, read, seq)?;
-            let new_slices = match db {
-                Db::Sqlite(conn) => {
-                    let mut writes = TargetWrites::prepare(conn, seq, now)?;
-                    writes.write_all(db, node_ids, slices_stored, built)?
+            let mut seqs = Vec::with_capacity(jobs.len());
+            let mut seen = HashMap::new();
+            let mut new_slices = Vec::new();
+            for job in jobs {
+                let seq = next_seq(db)?;
+                if let Some(attempt) = job.attempt {
+                    Self::insert_attempt(node_ids, db, attempt)?;
                 }
-                Db::Pg(_) => {
-                    super::pg_write::write_targets(db, node_ids, slices_stored, built, seq, now)?
+                record_inputs_seen(db, latest_seen, &mut seen, job.read, seq)?;
+                new_slices.extend(match db {
+                    Db::Sqlite(conn) => {
+                        let mut writes = TargetWrites::prepare(conn, seq, now)?;
+                        writes.write_all(db, node_ids, slices_stored, job.built)?
+                    }
+                    Db::Pg(_) => super::pg_write::write_targets(
+                        db,
+                        node_ids,
+                        slices_stored,
+                        job.built,
+                        seq,
+                        now,
+                    )?,
+                });
+                if let Some(attempt) = job.attempt {
+                    // The attempt's run held claims on what it built:
+                    // released in the transaction that records it.
+                    super::claims::release_built(db, node_ids, job.built, attempt.run)?;
                 }
-            };
-            if let Some(attempt) = attempt {
-                // The attempt's run held claims on what it built: released
-                // in the transaction that records it.
-                super::claims::release_built(db, node_ids, built, attempt.run)?;
+                seqs.push(seq);
             }
-            Ok((seq, new_seen, new_slices))
+            Ok((seqs, seen, new_slices))
         });
-        let (seq, new_seen, new_slices) = written.map_err(|e| self.err(e))?;
-        for (table, day, fp) in new_seen {
+        let (seqs, seen, new_slices) = written.map_err(|e| self.err(e))?;
+        for ((table, day), fp) in seen {
             self.latest_seen
                 .entry(table.to_string())
                 .or_default()
                 .insert(day, fp);
         }
         self.slices_stored.extend(new_slices);
-        Ok(seq)
+        Ok(seqs)
     }
 
     /// Forces targets stale until they are next built (a restatement).
@@ -177,27 +203,39 @@ pub(super) fn next_seq(db: &Db) -> DbResult<i64> {
 }
 
 /// Writes the input partitions read (table, day, fingerprint) whose
-/// fingerprint differs from the newest one recorded, at `seq`; returns
-/// them, for the cache once the transaction commits.
+/// fingerprint differs from the newest one recorded (in the state, or by
+/// this transaction's earlier writes: `seen`), at `seq`; `seen` gets them,
+/// for the cache once the transaction commits.
 fn record_inputs_seen<'r>(
     db: &Db,
     latest_seen: &HashMap<String, HashMap<Day, Hash>>,
+    seen: &mut HashMap<(&'r str, Day), Hash>,
     read: &'r [(String, Day, Hash)],
     seq: i64,
-) -> DbResult<Vec<(&'r str, Day, Hash)>> {
-    let mut new_seen = Vec::new();
+) -> DbResult<()> {
     for (table, day, fp) in read {
-        let latest = latest_seen.get(table.as_str()).and_then(|m| m.get(day));
+        let latest = seen
+            .get(&(table.as_str(), *day))
+            .or_else(|| latest_seen.get(table.as_str()).and_then(|m| m.get(day)));
         if latest != Some(fp) {
             db.execute(
                 "INSERT INTO inputs_seen (tbl, day, seq, fingerprint) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tbl, day, seq) DO UPDATE SET fingerprint = excluded.fingerprint",
                 args![table, day.0, seq, &fp.0[..]],
             )?;
-            new_seen.push((table.as_str(), *day, *fp));
+            seen.insert((table.as_str(), *day), *fp);
         }
     }
-    Ok(new_seen)
+    Ok(())
+}
+
+/// One job's write in `record_jobs`: the targets it built, the input
+/// partitions they read (table, day, fingerprint, once each) and the
+/// attempt that built them.
+pub struct JobWrite<'w> {
+    pub built: &'w [Built<'w>],
+    pub read: &'w [(String, Day, Hash)],
+    pub attempt: Option<&'w Attempt>,
 }
 
 /// A node as a write of its targets finds it: its id, and whether it has
