@@ -11,7 +11,7 @@
 //! lives, released with the record of what they covered, and all released
 //! when the run ends.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +44,10 @@ pub(super) struct Claims {
     waiting: Vec<(usize, Holder)>,
     next_check: Option<Instant>,
     next_renew: Option<Instant>,
-    /// Queued jobs whose targets this run claimed ahead of their start.
-    ahead: HashSet<usize>,
+    /// Queued jobs whose targets this run claimed ahead of their start,
+    /// with whether another run had recorded targets by then (if not, none
+    /// can record theirs before they start: this run holds them).
+    ahead: HashMap<usize, bool>,
     pace: Pace,
 }
 
@@ -126,8 +128,8 @@ impl Runner<'_, '_> {
             return Ok(Go::Start);
         };
         self.work.claims.pace.started();
-        if self.work.claims.ahead.remove(&job) {
-            return self.take_built_elsewhere(job);
+        if let Some(others_wrote) = self.work.claims.ahead.remove(&job) {
+            return self.take_built_elsewhere(job, others_wrote);
         }
         let ahead = self.work.claims.pace.ahead();
         let claims = &self.work.claims;
@@ -137,7 +139,7 @@ impl Runner<'_, '_> {
                     .queue
                     .iter()
                     .copied()
-                    .filter(|j| !claims.ahead.contains(j))
+                    .filter(|j| !claims.ahead.contains_key(j))
                     .take(ahead),
             )
             .collect();
@@ -152,8 +154,10 @@ impl Runner<'_, '_> {
             return Ok(Go::Start);
         };
         let jobs: Vec<_> = keys.iter().map(|(n, d)| (n, d.as_slice())).collect();
+        let claimed = store.claim_jobs(&me, &jobs)?;
+        let others_wrote = store.others_wrote()?;
         let mut go = Go::Start;
-        for (j, claimed) in batch.into_iter().zip(store.claim_jobs(&me, &jobs)?) {
+        for (j, claimed) in batch.into_iter().zip(claimed) {
             match claimed {
                 Claimed::Held(holder) => {
                     self.progress.note(&format!(
@@ -177,13 +181,13 @@ impl Runner<'_, '_> {
                         self.wait_for_orphans(holder);
                     }
                     if j != job {
-                        self.work.claims.ahead.insert(j);
+                        self.work.claims.ahead.insert(j, others_wrote);
                     }
                 }
             }
         }
         match go {
-            Go::Start => self.take_built_elsewhere(job),
+            Go::Start => self.take_built_elsewhere(job, others_wrote),
             Go::Not => Ok(Go::Not),
         }
     }
@@ -216,11 +220,13 @@ impl Runner<'_, '_> {
     /// Targets of a claimed job that another run recorded since this run's
     /// plan, with the key this run would record, are built: taken as such,
     /// their claims released. The rest, if any are left out, get jobs of
-    /// their own.
-    fn take_built_elsewhere(&mut self, job: usize) -> Result<Go, Error> {
+    /// their own. When no other run recorded any target since this run
+    /// opened the state (`others_wrote` false, read after the claim),
+    /// there is nothing to look for.
+    fn take_built_elsewhere(&mut self, job: usize, others_wrote: bool) -> Result<Go, Error> {
         let id = self.work.jobs[job].node;
         let records = &self.work.jobs[job].records;
-        if records.is_empty() {
+        if records.is_empty() || !others_wrote {
             return Ok(Go::Start);
         }
         let store = self

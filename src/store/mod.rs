@@ -123,6 +123,8 @@ pub struct StateStore {
     slices_stored: std::collections::HashSet<Hash>,
     /// Node ids known to be stored.
     node_ids: HashMap<NodeKey, i64>,
+    /// Writes of targets since this store was opened for writing.
+    writes: write::Writes,
 }
 
 impl StateStore {
@@ -150,6 +152,7 @@ impl StateStore {
         };
         let mut store = StateStore::new(db, location);
         store.migrate()?;
+        store.writes = write::Writes::at(store.last_seq()?);
         Ok(store)
     }
 
@@ -160,6 +163,7 @@ impl StateStore {
             latest_seen: HashMap::new(),
             slices_stored: Default::default(),
             node_ids: HashMap::new(),
+            writes: write::Writes::default(),
         }
     }
 

@@ -89,6 +89,7 @@ impl StateStore {
             Ok((seqs, seen, new_slices))
         });
         let (seqs, seen, new_slices) = written.map_err(|e| self.err(e))?;
+        self.writes.own += seqs.len() as i64;
         for ((table, day), fp) in seen {
             self.latest_seen
                 .entry(table.to_string())
@@ -189,6 +190,42 @@ impl StateStore {
 }
 
 /// The sequence number of this write: one more than the last one, stored.
+/// Writes of targets (each numbered by `next_seq`) since a store was
+/// opened for writing: how many there were then, and how many it made.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Writes {
+    at_open: i64,
+    own: i64,
+}
+
+impl Writes {
+    pub(super) fn at(last_seq: i64) -> Writes {
+        Writes {
+            at_open: last_seq,
+            own: 0,
+        }
+    }
+}
+
+impl StateStore {
+    /// The number of the state's last write of targets (0 when none).
+    pub(super) fn last_seq(&self) -> Result<i64, StoreError> {
+        let rows = self.select(
+            "SELECT value FROM counters WHERE name = 'seq'",
+            args![],
+            |row| row.int(0),
+        )?;
+        Ok(rows.first().copied().unwrap_or(0))
+    }
+
+    /// Whether anything but this store wrote targets since it was opened
+    /// (before the plan read the state): when not, no other run recorded
+    /// what this run is about to build.
+    pub fn others_wrote(&self) -> Result<bool, StoreError> {
+        Ok(self.last_seq()? - self.writes.at_open != self.writes.own)
+    }
+}
+
 pub(super) fn next_seq(db: &Db) -> DbResult<i64> {
     let seq = db
         .query_opt(
