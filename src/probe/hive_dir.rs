@@ -80,6 +80,22 @@ impl Probe for HiveDir {
         let mut out = Partitions::new();
         for day in days {
             let path = dir.join(layout.partition_name(*day));
+            if self.mode == FingerprintMode::Listing && sub.is_none() {
+                // One open, not a stat and an open: each job's outputs are
+                // probed so as it ends.
+                let open = open_dir_at(rustix::fs::CWD, path.as_os_str());
+                let found = match open {
+                    Ok(found) => found,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(listing_error(table, &path, e)),
+                };
+                if let Some(folder) = found {
+                    let fingerprint =
+                        listing_fingerprint(folder).map_err(|e| listing_error(table, &path, e))?;
+                    out.insert(*day, fingerprint);
+                }
+                continue;
+            }
             if !path.is_dir() || sub.is_some_and(|s| !path.join(s).is_dir()) {
                 continue;
             }
@@ -411,8 +427,9 @@ mod tests {
         }
         let folders: Vec<Day> = folders.into_keys().collect();
         let probe = HiveDir {
+            root: root.path().to_path_buf(),
+            layouts: Layouts::uniform("ds"),
             mode: FingerprintMode::Listing,
-            ..folder
         };
         let listed = probe.list("ns.t").unwrap();
         let days: Vec<String> = listed.keys().map(|d| d.to_string()).collect();
@@ -429,9 +446,21 @@ mod tests {
                 *fingerprint
             );
         }
-        // What a few days' lookup finds is what the listing found.
+        // What a few days' lookup finds is what the listing found, with
+        // days that are files, dangling symlinks or missing left out.
         let some: Vec<Day> = listed.keys().copied().collect();
         assert_eq!(probe.list_days("ns.t", &some).unwrap(), listed);
+        let first = Day::parse("2025-01-01").unwrap();
+        let week: Vec<Day> = (0..7).map(|d| first.plus(d)).collect();
+        assert_eq!(probe.list_days("ns.t", &week).unwrap(), listed);
+        assert_eq!(
+            folder
+                .list_days("ns.t", &week)
+                .unwrap()
+                .into_keys()
+                .collect::<Vec<_>>(),
+            folders
+        );
         assert_ne!(listed[&some[0]], listed[&some[2]]);
     }
 }
