@@ -59,18 +59,24 @@ impl StateStore {
             let mut seqs = Vec::with_capacity(jobs.len());
             let mut seen = HashMap::new();
             let mut new_slices = Vec::new();
+            // Prepared once for all the jobs: each node's marks are read
+            // once per transaction.
+            let mut sqlite_writes = match db {
+                Db::Sqlite(conn) => Some(TargetWrites::prepare(conn, now)?),
+                Db::Pg(_) => None,
+            };
             for job in jobs {
                 let seq = next_seq(db)?;
                 if let Some(attempt) = job.attempt {
                     Self::insert_attempt(node_ids, db, attempt)?;
                 }
                 record_inputs_seen(db, latest_seen, &mut seen, job.read, seq)?;
-                new_slices.extend(match db {
-                    Db::Sqlite(conn) => {
-                        let mut writes = TargetWrites::prepare(conn, seq, now)?;
+                new_slices.extend(match sqlite_writes.as_mut() {
+                    Some(writes) => {
+                        writes.seq = seq;
                         writes.write_all(db, node_ids, slices_stored, job.built)?
                     }
-                    Db::Pg(_) => super::pg_write::write_targets(
+                    None => super::pg_write::write_targets(
                         db,
                         node_ids,
                         slices_stored,
@@ -285,11 +291,14 @@ struct NodeMarks {
     forced: bool,
 }
 
-/// The statements that record targets, prepared once per transaction, and
-/// the write's sequence number and time.
+/// The statements that record targets, prepared once per transaction, the
+/// current write's sequence number, the time, and the marks of the nodes
+/// written so far in the transaction (a write clears marks, never adds
+/// any: what was read first stays true enough to skip the deletes).
 struct TargetWrites<'c> {
     seq: i64,
     now: i64,
+    marks: HashMap<i64, NodeMarks>,
     slice: CachedStatement<'c>,
     target: CachedStatement<'c>,
     clear_failed: CachedStatement<'c>,
@@ -303,10 +312,11 @@ struct TargetWrites<'c> {
 
 impl<'c> TargetWrites<'c> {
     /// The statements, on the SQLite connection (in its transaction).
-    fn prepare(tx: &'c Connection, seq: i64, now: i64) -> rusqlite::Result<TargetWrites<'c>> {
+    fn prepare(tx: &'c Connection, now: i64) -> rusqlite::Result<TargetWrites<'c>> {
         Ok(TargetWrites {
-            seq,
+            seq: 0,
             now,
+            marks: HashMap::new(),
             slice: tx.prepare_cached("INSERT OR IGNORE INTO slices (hash, json) VALUES (?1, ?2)")?,
             target: tx.prepare_cached(
                 "INSERT OR REPLACE INTO targets (node, day, key, slice, inputs, output, seq, built_at, inputs_doc)
@@ -343,14 +353,13 @@ impl<'c> TargetWrites<'c> {
         let mut new_slices = Vec::new();
         // Per node, in the order written: the earliest day written.
         let mut earliest: Vec<(i64, i64)> = Vec::new();
-        let mut nodes: HashMap<&NodeKey, NodeMarks> = HashMap::new();
         // A job's targets come one node after another: the last node's
         // is found without hashing its key.
         let mut last: Option<(&NodeKey, NodeMarks)> = None;
         for b in built {
             let marks = match last {
                 Some((key, marks)) if key == b.node => marks,
-                _ => self.node_marks(db, node_ids, &mut nodes, b)?,
+                _ => self.node_marks(db, node_ids, b)?,
             };
             last = Some((b.node, marks));
             if !slices_stored.contains(&b.slice) && !new_slices.contains(&b.slice) {
@@ -372,18 +381,16 @@ impl<'c> TargetWrites<'c> {
 
     /// The node's id and marks: from this write's own map, or read (the
     /// node inserted when new, its output table kept) and kept in it.
-    fn node_marks<'b>(
+    fn node_marks(
         &mut self,
         db: &Db,
         node_ids: &mut HashMap<NodeKey, i64>,
-        nodes: &mut HashMap<&'b NodeKey, NodeMarks>,
-        b: &Built<'b>,
+        b: &Built,
     ) -> DbResult<NodeMarks> {
-        let node = b.node;
-        if let Some(marks) = nodes.get(node) {
+        let id = StateStore::node_id(node_ids, db, b.node)?;
+        if let Some(marks) = self.marks.get(&id) {
             return Ok(*marks);
         }
-        let id = StateStore::node_id(node_ids, db, node)?;
         if let Some(table) = b.output_table {
             self.set_output.execute(params![id, table])?;
         }
@@ -392,7 +399,7 @@ impl<'c> TargetWrites<'c> {
             failed: self.has_failed.query_row([id], |r| r.get(0))?,
             forced: self.has_forced.query_row([id], |r| r.get(0))?,
         };
-        nodes.insert(node, marks);
+        self.marks.insert(id, marks);
         Ok(marks)
     }
 
