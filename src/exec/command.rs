@@ -15,7 +15,9 @@
 //! - a time bound, past which its whole group is killed and reaped.
 //!
 //! Processes are started with `posix_spawn` (std does so when nothing runs
-//! in the child before `exec`), which costs a fraction of a `fork`.
+//! in the child before `exec`), which costs a fraction of a `fork`. Jobs,
+//! started by the thousand, call it themselves (`spawn`), with this policy,
+//! without std's rebuilding of the environment for each.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -111,27 +113,6 @@ pub fn start(command: &CommandLine, log: &Path) -> Result<Child, String> {
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
     spawn(command, Stdio::null(), file, stderr)
-}
-
-/// Starts the command as `start` does, but its standard output and error
-/// go into one pipe the caller reads (to bound what reaches its log, made
-/// when the first byte comes), `tag` added to its environment (the run's
-/// watchdog finds its jobs by it: `watch`); returns the child and the
-/// pipe. Jobs are started here.
-pub fn start_piped(
-    command: &CommandLine,
-    tag: (&str, &str),
-) -> Result<(Child, std::io::PipeReader), String> {
-    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let stderr = writer
-        .try_clone()
-        .map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let child = builder(command, Stdio::null(), writer, stderr)?
-        .env(tag.0, tag.1)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| cannot_start(command, e))?;
-    Ok((child, reader))
 }
 
 /// Starts the command in a session (and process group) of its own, with

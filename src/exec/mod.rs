@@ -15,6 +15,7 @@ pub(crate) mod env;
 pub(crate) mod interface;
 pub(crate) mod partitioning;
 pub(crate) mod ranges;
+pub(crate) mod spawn;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;

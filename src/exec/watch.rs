@@ -10,7 +10,7 @@
 //! input is a pipe whose write end only the runner holds (close-on-exec, so
 //! no job inherits it). The runner writes one line per event: `+PGID` when
 //! it started a job (each job leads its own process group,
-//! `command::start_piped`), `-PGID` when the job exited (before it is
+//! `spawn::start_piped`), `-PGID` when the job exited (before it is
 //! reaped, so its pid cannot be reused meanwhile), and `end` when the run
 //! ends with no job left.
 //!

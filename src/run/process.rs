@@ -11,7 +11,6 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::process::Child;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +25,8 @@ type OnExit = Box<dyn FnOnce(Option<i32>, bool) + Send>;
 /// A started job for a waiting thread: its process, its output to copy
 /// into its log (bounded), and what to do when it ended.
 struct Started {
-    child: Child,
+    /// The job's pid, which leads its process group.
+    pid: u32,
     output: std::io::PipeReader,
     log: super::log::LazyLog,
     limit: u64,
@@ -67,10 +67,10 @@ impl Waiters {
                         }
                         // Told before the pid is freed: the watchdog never
                         // holds a group whose pid may be reused.
-                        let pid = started.child.id();
+                        let pid = started.pid;
                         command::wait_exited(pid);
                         started.watch.ended(pid);
-                        let code = started.child.wait().ok().and_then(|status| status.code());
+                        let code = crate::exec::spawn::reap(pid);
                         (started.on_exit)(code, started.log.made());
                     }
                 });
@@ -91,18 +91,17 @@ pub fn spawn(
     (limit, watch): (u64, &Tell),
     on_exit: impl FnOnce(Option<i32>, bool) + Send + 'static,
 ) -> Result<u32, String> {
-    let (mut child, output) = command::start_piped(command, (watch::ENV, watch::tag()))?;
+    let (pid, output) = crate::exec::spawn::start_piped(command, (watch::ENV, watch::tag()))?;
     let log = super::log::LazyLog::new(log.to_path_buf(), command::log_header(command));
-    let pid = child.id();
     // Before a waiting thread may see it end: `+` comes before `-`.
     if let Err(e) = watch.started(pid) {
         // Unwatched, it would not stop with the runner.
         command::kill_group(pid, libc::SIGKILL);
-        let _ = child.wait();
+        crate::exec::spawn::reap(pid);
         return Err(e);
     }
     let started = Started {
-        child,
+        pid,
         output,
         log,
         limit,
