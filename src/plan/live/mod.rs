@@ -335,19 +335,13 @@ impl<'g> LivePlan<'g> {
                 if !self.plan.planned[dep] {
                     continue;
                 }
-                let node = &self.graph.nodes[dep];
+                let reads = reads_of(&self.graph.nodes[dep], from, &self.plan);
                 let hit: Vec<usize> = (0..self.plan.nodes[dep].targets.len())
                     .filter(|&i| {
                         let target = self.target(dep, i);
                         self.phases[dep][i] == Phase::Idle
                             && undecided(target)
-                            && reads_from(
-                                node,
-                                from,
-                                target.day.unwrap_or(self.plan.until),
-                                range,
-                                &self.plan,
-                            )
+                            && reads.any(target.day.unwrap_or(self.plan.until), range)
                     })
                     .collect();
                 if hit.is_empty() {
@@ -377,8 +371,9 @@ impl<'g> LivePlan<'g> {
                 if !self.plan.planned[dep] {
                     continue;
                 }
-                let fresh = self.reevaluate(dep, &mut ready, |node, target, plan| {
-                    reads_from(node, from, target.day.unwrap_or(plan.until), range, plan)
+                let reads = reads_of(&graph.nodes[dep], from, &self.plan);
+                let fresh = self.reevaluate(dep, &mut ready, |_, target, plan| {
+                    reads.any(target.day.unwrap_or(plan.until), range)
                 });
                 work.push((dep, fresh));
             }
@@ -521,21 +516,38 @@ fn span(days: &[Option<Day>]) -> DayRange {
     }
 }
 
-/// Whether a target of `node` at `at` reads days of `producer` in `range`.
-fn reads_from(node: &Node, producer: NodeId, at: Day, range: DayRange, plan: &Plan) -> bool {
-    node.inputs
+/// What `node` reads of `producer`: each input that reads it, with the
+/// first day its column has present. Made once per node looked at, not
+/// per target (it looks the column up by name).
+fn reads_of<'g>(node: &'g Node, producer: NodeId, plan: &Plan) -> Reads<'g> {
+    let inputs = node
+        .inputs
         .iter()
         .filter(|i| i.producer == Some(producer) && !i.ordering_only)
-        .any(|input| {
+        .map(|input| {
             let first = plan
                 .columns
                 .get(&super::internal_key(input.base_table()))
                 .and_then(Column::first_present);
+            (input, first)
+        })
+        .collect();
+    Reads(inputs)
+}
+
+/// What a node reads of one producer (`reads_of`).
+struct Reads<'g>(Vec<(&'g crate::graph::Input, Option<Day>)>);
+
+impl Reads<'_> {
+    /// Whether a target at `at` reads days of the producer in `range`.
+    fn any(&self, at: Day, range: DayRange) -> bool {
+        self.0.iter().any(|(input, first)| {
             !input
                 .range(at, first.or(Some(range.from)))
                 .intersect(range)
                 .is_empty()
         })
+    }
 }
 
 #[cfg(test)]
