@@ -1,9 +1,9 @@
 //! A real run's claims (`store::claims`): a job's targets are claimed
 //! just before it starts, with those of the jobs queued after it that the
-//! run starts within `AHEAD_WINDOW` at its pace (`Pace`: one job ahead of
-//! none when jobs take longer, so that another run is never kept waiting
-//! on a target this one is not about to build), in one transaction; a job
-//! whose targets another live run holds waits
+//! run will start within `AHEAD_WINDOW` at its pace (`Pace`: as many as
+//! ended in the last window; none when jobs take longer, so that another
+//! run is never kept waiting on a target this one is not about to build),
+//! in one transaction; a job whose targets another live run holds waits
 //! (its dependents with it) and is looked at again every poll; claims of a
 //! runner that is gone are taken over once its jobs are; targets another
 //! run recorded meanwhile, with the key this run would build, are taken as
@@ -51,7 +51,9 @@ pub(super) struct Claims {
     pace: Pace,
 }
 
-/// How many jobs the run started in the last whole `AHEAD_WINDOW`.
+/// How many of the run's jobs ended in the last whole `AHEAD_WINDOW`:
+/// ends, not starts, so that the burst of a run's first jobs, or jobs
+/// that take minutes, claim nothing ahead.
 #[derive(Default)]
 struct Pace {
     window: Option<Instant>,
@@ -60,9 +62,8 @@ struct Pace {
 }
 
 impl Pace {
-    /// A job starts now.
-    fn started(&mut self) {
-        let now = Instant::now();
+    /// Moves the window on to `now`.
+    fn roll(&mut self, now: Instant) {
         match self.window {
             Some(at) if now < at + AHEAD_WINDOW => {}
             Some(at) if now < at + 2 * AHEAD_WINDOW => {
@@ -71,11 +72,17 @@ impl Pace {
             }
             _ => (self.window, self.last, self.this) = (Some(now), 0, 0),
         }
+    }
+
+    /// A job ended at `now`.
+    fn ended(&mut self, now: Instant) {
+        self.roll(now);
         self.this += 1;
     }
 
-    /// How many jobs to claim ahead of the one starting now.
-    fn ahead(&self) -> usize {
+    /// How many jobs to claim ahead of the one starting at `now`.
+    fn ahead(&mut self, now: Instant) -> usize {
+        self.roll(now);
         self.last.min(AHEAD_MOST)
     }
 }
@@ -88,6 +95,11 @@ impl Claims {
             next_renew,
             ..Claims::default()
         }
+    }
+
+    /// One of the run's jobs ended (its pace: `Pace`).
+    pub(super) fn job_ended(&mut self) {
+        self.pace.ended(Instant::now());
     }
 
     pub(super) fn waiting(&self) -> bool {
@@ -127,11 +139,10 @@ impl Runner<'_, '_> {
         let Some(me) = self.work.claims.me.clone() else {
             return Ok(Go::Start);
         };
-        self.work.claims.pace.started();
         if let Some(others_wrote) = self.work.claims.ahead.remove(&job) {
             return self.take_built_elsewhere(job, others_wrote);
         }
-        let ahead = self.work.claims.pace.ahead();
+        let ahead = self.work.claims.pace.ahead(Instant::now());
         let claims = &self.work.claims;
         let batch: Vec<usize> = std::iter::once(job)
             .chain(
@@ -384,5 +395,33 @@ impl Runner<'_, '_> {
             store.release_run(self.run_id)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run claims ahead as many jobs as ended in the last whole window:
+    /// none at first (the burst of first jobs), none once jobs stop ending
+    /// for a window, never more than `AHEAD_MOST`.
+    #[test]
+    fn the_pace_is_what_ended_in_the_last_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut pace = Pace::default();
+        assert_eq!(pace.ahead(at(0)), 0);
+        for ms in 0..5 {
+            pace.ended(at(ms * 10));
+        }
+        assert_eq!(pace.ahead(at(60)), 0, "the first window is not over");
+        assert_eq!(pace.ahead(at(120)), 5);
+        assert_eq!(pace.ahead(at(150)), 5);
+        assert_eq!(pace.ahead(at(210)), 0, "nothing ended in the window before");
+        for _ in 0..100 {
+            pace.ended(at(220));
+        }
+        assert_eq!(pace.ahead(at(310)), AHEAD_MOST);
+        assert_eq!(pace.ahead(at(900)), 0, "jobs stopped ending");
     }
 }

@@ -331,6 +331,7 @@ impl Runner<'_, '_> {
         let Some(running) = self.work.running.remove(&job) else {
             return Ok(());
         };
+        self.work.claims.job_ended();
         let logged = logged || code != Some(0);
         if logged {
             let header = crate::exec::command::log_header(&self.work.jobs[job].command);
