@@ -29,8 +29,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// their stop grace (its watchdog stops them within it).
 const ORPHAN_SLACK: Duration = Duration::from_secs(10);
 
-/// How far ahead of the jobs it starts a run claims: the jobs queued next
-/// that it started as many of within this time, at most `AHEAD_MOST`.
+/// How far ahead of the job it starts a run claims: as many jobs queued
+/// next as ended within this time (`Pace`), at most `AHEAD_MOST`.
 const AHEAD_WINDOW: Duration = Duration::from_millis(100);
 const AHEAD_MOST: usize = 32;
 

@@ -17,10 +17,13 @@ use crate::store::Attempt;
 impl Runner<'_, '_> {
     pub(super) fn event_loop(&mut self) -> Result<(), Error> {
         let signals = process::forward_signals(self.processes.events.0.clone(), Event::Signal);
-        // What ended well is written however the loop ends.
-        let result = self.event_loop_inner();
-        let written = self.recorder().write();
-        let result = match result.and(written) {
+        // What ended well is written however the loop ends, but when the
+        // state itself failed: trying again would only wait as long again.
+        let result = match self.event_loop_inner() {
+            Err(lost @ Error::Store(_)) => Err(lost),
+            ended => ended.and(self.recorder().write()),
+        };
+        let result = match result {
             Err(Error::Store(e)) => Err(self.state_lost(e)),
             result => result,
         };
@@ -286,7 +289,10 @@ impl Runner<'_, '_> {
         let pid = match spawned {
             Ok(pid) => pid,
             Err(message) => {
-                // The command could not start: an attempt that failed.
+                // The command could not start: an attempt that failed, its
+                // log the command and why.
+                let header = crate::exec::command::log_header(&self.work.jobs[job].command);
+                let _ = super::log::ensure(&log, &header);
                 process::append_log(&log, &message);
                 let _ = self.processes.events.0.send(Event::Exited {
                     job,
@@ -332,11 +338,11 @@ impl Runner<'_, '_> {
             return Ok(());
         };
         self.work.claims.job_ended();
-        let logged = logged || code != Some(0);
-        if logged {
+        if !logged && code != Some(0) {
             let header = crate::exec::command::log_header(&self.work.jobs[job].command);
             let _ = super::log::ensure(&running.log, &header);
         }
+        let logged = logged || code != Some(0);
         let node_id = self.work.jobs[job].node;
         self.slots.give_back(&self.session.graph.nodes[node_id]);
         // Sent SIGTERM, its leader is gone, others of its group live on:

@@ -160,7 +160,9 @@ fn expiry(lease: Duration) -> i64 {
 }
 
 impl StateStore {
-    /// Claims a job's targets for `me`, all or none.
+    /// Claims a job's targets for `me`, all or none (a run claims through
+    /// `claim_jobs`).
+    #[cfg(test)]
     pub fn claim(
         &mut self,
         me: &Claimant,

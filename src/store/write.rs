@@ -195,7 +195,6 @@ impl StateStore {
     }
 }
 
-/// The sequence number of this write: one more than the last one, stored.
 /// Writes of targets (each numbered by `next_seq`) since a store was
 /// opened for writing: how many there were then, and how many it made.
 #[derive(Clone, Copy, Default)]
@@ -232,6 +231,7 @@ impl StateStore {
     }
 }
 
+/// The sequence number of this write: one more than the last one, stored.
 pub(super) fn next_seq(db: &Db) -> DbResult<i64> {
     let seq = db
         .query_opt(
@@ -379,8 +379,9 @@ impl<'c> TargetWrites<'c> {
         Ok(new_slices)
     }
 
-    /// The node's id and marks: from this write's own map, or read (the
-    /// node inserted when new, its output table kept) and kept in it.
+    /// The node's id and marks: from the marks read in this transaction,
+    /// or read (the node inserted when new, its output table kept) and
+    /// kept.
     fn node_marks(
         &mut self,
         db: &Db,
@@ -486,6 +487,72 @@ mod tests {
             store.slice_json(&Hash::of(b"slice")).unwrap().as_deref(),
             Some("{}")
         );
+    }
+
+    /// A group commit writes each job as a write of its own: its own
+    /// sequence number, an input version only when it differs from the one
+    /// an earlier job of the group wrote, and the failures of every job's
+    /// targets cleared (the node's marks are read once).
+    #[test]
+    fn jobs_written_together_are_each_their_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let node = NodeKey::new(Step::GroupByBackfill, "t.g", None);
+        let on = |day: i32, key: &[u8]| Built {
+            day: Some(Day(day)),
+            ..built(&node, key)
+        };
+        store
+            .record_failed(&node, &[Some(Day(10)), Some(Day(11))], 1, 1)
+            .unwrap();
+        let (a, b) = (Hash::of(b"a"), Hash::of(b"b"));
+        let read = |fp: Hash| vec![("ns.src".to_string(), Day(10), fp)];
+        let (read_a, read_b) = (read(a), read(b));
+        let (first, second, third) = ([on(10, b"k1")], [on(11, b"k2")], [on(12, b"k3")]);
+        let job = |built, read| JobWrite {
+            built,
+            read,
+            attempt: None,
+        };
+        let seqs = store
+            .record_jobs(&[
+                job(&first[..], &read_a),
+                job(&second[..], &read_a),
+                job(&third[..], &read_b),
+            ])
+            .unwrap();
+        assert_eq!(seqs, [1, 2, 3]);
+        let state = store.load().unwrap();
+        let seq_of = |day: i64| state[&node].built[&day].seq;
+        assert_eq!((seq_of(10), seq_of(11), seq_of(12)), (1, 2, 3));
+        assert!(state[&node].failed.is_empty(), "{:?}", state[&node].failed);
+        let versions = store
+            .select("SELECT seq FROM inputs_seen ORDER BY seq", args![], |row| {
+                row.int(0)
+            })
+            .unwrap();
+        assert_eq!(versions, [1, 3]);
+        assert_eq!(
+            store.seen_at("ns.src", Day(0), Day(20), 2).unwrap()[&Day(10)],
+            a
+        );
+    }
+
+    /// A store tells whether anything else wrote targets since it opened
+    /// the state: its own writes do not count, another store's do.
+    #[test]
+    fn a_store_knows_whether_others_wrote_since_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let node = NodeKey::new(Step::GroupByBackfill, "t.g", None);
+        let mut other = StateStore::open(&path).unwrap();
+        other.record_built(&[built(&node, b"k0")], &[]).unwrap();
+        let mut mine = StateStore::open(&path).unwrap();
+        assert!(!mine.others_wrote().unwrap());
+        mine.record_built(&[built(&node, b"k1")], &[]).unwrap();
+        assert!(!mine.others_wrote().unwrap());
+        other.record_built(&[built(&node, b"k2")], &[]).unwrap();
+        assert!(mine.others_wrote().unwrap());
     }
 
     #[test]

@@ -1262,6 +1262,66 @@ fn the_run_summary_in_json_says_what_ran() {
     );
 }
 
+/// A job's log is made when it prints: one that succeeds without a word
+/// leaves none (the summary and the history say so, `logs` shows its
+/// command); one that fails without a word, or cannot start, has a log
+/// whose first line is its command.
+#[test]
+fn a_silent_job_has_a_log_only_when_it_fails() {
+    let p = Pipeline::new("");
+    let executor = |program: &str| {
+        let toml = format!(
+            "[executor]\nkind = \"zipline\"\ncli = \"zipline\"\nprogram = {program}\n\
+             [warehouse]\nkind = \"hive-dir\"\nfingerprint = \"content\"\n"
+        );
+        std::fs::write(p.s.repo.join("chronon-build.toml"), toml).unwrap();
+    };
+    let quiet = format!(
+        "[\"sh\", \"-c\", \"exec \\\"$0\\\" \\\"$@\\\" >/dev/null 2>&1\", {:?}]",
+        fixture().display().to_string()
+    );
+    executor(&quiet);
+    let select = ["--select", "risk.returns.v1"];
+    let json = [
+        "run", "--until", UNTIL, "--format", "json", select[0], select[1],
+    ];
+    let out = p.run_with(&json, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["built"], 6, "{}", out.stdout);
+    assert_eq!(v["ran"][0]["log"], serde_json::Value::Null);
+    let logs = p.s.repo.join(".chronon-build/logs/run-1");
+    assert!(!logs.join("group-by-backfill").exists());
+    let out = p.run(&["logs", "group-by-backfill:risk.returns.v1@2025-01-05"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_contains(
+        &out.stderr,
+        "printed nothing, so it has no log; its command: $ sh -c",
+    );
+
+    let fail = [("FAKE_ZIPLINE_FAIL", "staging-query:risk.merchants.v1")];
+    let run = ["run", "--until", UNTIL, "--select", "risk.merchants.v1"];
+    assert_eq!(p.run_with(&run, &fail).code, 1);
+    let log = p.s.repo.join(
+        ".chronon-build/logs/run-2/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("$ sh -c "), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+
+    executor("[\"/nonexistent/zipline\"]");
+    assert_eq!(p.run_with(&run, &[]).code, 1);
+    let log = p.s.repo.join(
+        ".chronon-build/logs/run-3/staging-query/risk.merchants.v1/2025-01-01_2025-01-07.attempt1.log",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("$ /nonexistent/zipline "), "{text}");
+    assert_contains(
+        &text,
+        "chronon-build: cannot start \"/nonexistent/zipline\"",
+    );
+}
+
 /// Job ranges are a function of the plan: whichever upstream jobs end
 /// first, the same days go to the same jobs, and the dry run lists them.
 #[test]
